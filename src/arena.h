@@ -1,0 +1,84 @@
+/*
+ * arena.h - refcounted read pages and the counters that watch them.
+ *
+ * A page is one malloc'd block: a small header followed by `cap` bytes of
+ * data.  The decoder receives bytes into the free tail of its current page
+ * (data[len..cap)) and hands out frame slices (msg.h) that point into
+ * data[0..len) and each hold one reference.  Nothing ever writes past
+ * data[cap]: every writer asks zm_page_free_space() first.
+ *
+ * Reference counts are atomic because a slice may be released by a thread
+ * other than the one that fills the page (a Python thread drops a Frame while
+ * the context's progress thread reads the next bytes).  Everything else in a
+ * page belongs to the single owner that fills it.
+ */
+#ifndef ZMTP_ARENA_H
+#define ZMTP_ARENA_H
+
+#include "common.h"
+
+#define ZM_PAGE_SIZE_DEFAULT ((size_t)65536)
+#define ZM_PAGE_SIZE_MIN ((size_t)256)
+#define ZM_PAGE_SIZE_MAX ((size_t)1 << 30)
+
+typedef struct zm_page {
+    size_t refcnt; /* atomic: owner + one per live slice */
+    size_t cap;    /* bytes in data[] */
+    size_t len;    /* bytes filled so far; owner only */
+    unsigned char data[];
+} zm_page;
+
+/* Memory counters, process wide (relaxed atomics: statistics only). */
+typedef struct zm_mem_stats {
+    size_t pages_live;      /* pages allocated and not yet freed */
+    size_t page_bytes_live; /* sum of their capacities */
+    size_t pages_total;     /* pages ever allocated */
+    size_t page_grows;      /* zm_page_grow calls that reallocated */
+} zm_mem_stats;
+
+/* A new page with refcnt 1 and len 0, or NULL when out of memory. */
+zm_page *zm_page_new(size_t cap);
+
+/*
+ * Grow a page that nobody else references (refcnt == 1) to new_cap >= cap,
+ * keeping its contents.  Returns the (possibly moved) page, or NULL when out
+ * of memory, in which case the old page is untouched and still valid.
+ */
+zm_page *zm_page_grow(zm_page *p, size_t new_cap);
+
+ZM_INLINE void zm_page_incref(zm_page *p)
+{
+    /* A new reference is always made from one the caller already holds, so
+     * nothing needs ordering here (relaxed, as for shared_ptr copies). */
+    __atomic_fetch_add(&p->refcnt, 1, __ATOMIC_RELAXED);
+}
+
+void zm_page_free_(zm_page *p);
+
+ZM_INLINE void zm_page_decref(zm_page *p)
+{
+    /* Release: this thread's reads of p->data happen before the page is
+     * freed or refilled.  Acquire (on the last reference): the thread that
+     * frees sees every other holder's accesses as done. */
+    if (__atomic_fetch_sub(&p->refcnt, 1, __ATOMIC_ACQ_REL) == 1)
+        zm_page_free_(p);
+}
+
+/*
+ * True when the caller's reference is the only one, so the page may be
+ * refilled in place.  Acquire pairs with the release in zm_page_decref: the
+ * last slice holder's reads of the data are complete before we overwrite it.
+ */
+ZM_INLINE int zm_page_is_exclusive(zm_page *p)
+{
+    return __atomic_load_n(&p->refcnt, __ATOMIC_ACQUIRE) == 1;
+}
+
+ZM_INLINE size_t zm_page_free_space(const zm_page *p)
+{
+    return p->cap - p->len;
+}
+
+void zm_mem_get_stats(zm_mem_stats *out);
+
+#endif /* ZMTP_ARENA_H */

@@ -1,0 +1,770 @@
+/*
+ * codec.c - ZMTP 3.x greeting, frames and commands: decoder and encoder.
+ *
+ * See codec.h for the contract.  Nothing here does I/O or knows Python.
+ */
+#include "codec.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ================================================================== */
+/* Errors                                                             */
+/* ================================================================== */
+
+static const char *const zm_err_text[ZM_ERR_COUNT_] = {
+    [ZM_OK] = "no error",
+    [ZM_ERR_SIGNATURE] = "bad greeting signature (not a ZMTP 3 peer)",
+    [ZM_ERR_VERSION] = "unsupported ZMTP version (need 3.x)",
+    [ZM_ERR_MECHANISM] = "invalid security mechanism name",
+    [ZM_ERR_RESERVED_FLAGS] = "reserved frame flag bits set",
+    [ZM_ERR_COMMAND_MORE] = "command frame with MORE flag",
+    [ZM_ERR_FRAME_SIZE] = "frame size out of range (top bit set)",
+    [ZM_ERR_MSG_TOO_LARGE] = "frame larger than MAXMSGSIZE",
+    [ZM_ERR_TOO_MANY_FRAMES] = "too many frames in one message",
+    [ZM_ERR_COMMAND] = "malformed command",
+    [ZM_ERR_READY] = "malformed READY metadata",
+    [ZM_ERR_ERROR_CMD] = "malformed ERROR command",
+    [ZM_ERR_PING] = "PING shorter than its TTL field",
+    [ZM_ERR_NOMEM] = "out of memory",
+    [ZM_ERR_STATE] = "decoder used out of order",
+};
+
+const char *zm_strerror(int code)
+{
+    if (code < 0)
+        code = -code;
+    if (code >= ZM_ERR_COUNT_)
+        return "unknown codec error";
+    return zm_err_text[code];
+}
+
+/* ================================================================== */
+/* Greeting                                                           */
+/* ================================================================== */
+
+/* RFC 23: mechanism-char = "A"-"Z" / DIGIT / "-" / "_" / "." / "+" */
+static int mechanism_char_ok(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '+';
+}
+
+int zm_encode_greeting(unsigned char out[ZM_GREETING_SIZE], uint8_t minor,
+                       const char *mechanism, size_t mechanism_len,
+                       int as_server)
+{
+    if (mechanism_len == 0 || mechanism_len > ZM_MECHANISM_SIZE)
+        return -ZM_ERR_MECHANISM;
+    for (size_t i = 0; i < mechanism_len; i++)
+        if (!mechanism_char_ok((unsigned char)mechanism[i]))
+            return -ZM_ERR_MECHANISM;
+    memset(out, 0, ZM_GREETING_SIZE);
+    out[0] = 0xff;  /* signature: %xFF padding(8) %x7F */
+    out[9] = 0x7f;
+    out[10] = 3;    /* version major */
+    out[11] = minor;
+    memcpy(out + 12, mechanism, mechanism_len);
+    out[32] = as_server ? 1 : 0;
+    return 0;
+}
+
+/* ================================================================== */
+/* Decoder                                                            */
+/* ================================================================== */
+
+void zm_decoder_config_default(zm_decoder_config *cfg)
+{
+    cfg->page_size = ZM_PAGE_SIZE_DEFAULT;
+    cfg->maxmsgsize = -1;
+    cfg->max_frames = ZM_MAX_FRAMES_DEFAULT;
+    cfg->greeting = 1;
+}
+
+int zm_decoder_init(zm_decoder *d, const zm_decoder_config *cfg)
+{
+    memset(d, 0, sizeof(*d));
+    if (cfg->page_size < ZM_PAGE_SIZE_MIN || cfg->page_size > ZM_PAGE_SIZE_MAX ||
+        cfg->max_frames < 1)
+        return -ZM_ERR_STATE;
+    d->cfg = *cfg;
+    d->state = cfg->greeting ? ZM_DS_GREETING : ZM_DS_HEADER;
+    d->need_data = 1;
+    zm_msg_init(&d->msg);
+    return 0;
+}
+
+void zm_decoder_free(zm_decoder *d)
+{
+    if (d->page != NULL)
+        zm_page_decref(d->page);
+    if (d->big != NULL)
+        zm_page_decref(d->big);
+    d->page = NULL;
+    d->big = NULL;
+    d->pos = 0;
+    zm_msg_clear(&d->msg);
+}
+
+size_t zm_decoder_pending(const zm_decoder *d)
+{
+    size_t n = 0;
+
+    if (d->page != NULL)
+        n += d->page->len - d->pos;
+    if (d->big != NULL)
+        n += d->big->len;
+    return n;
+}
+
+void zm_decoder_release_idle(zm_decoder *d)
+{
+    if (d->page != NULL && d->pos == d->page->len &&
+        (d->state == ZM_DS_HEADER || d->state == ZM_DS_GREETING)) {
+        zm_page_decref(d->page);
+        d->page = NULL;
+        d->pos = 0;
+    }
+}
+
+/* Enter the terminal error state; drops any partial message. */
+static int decoder_fail(zm_decoder *d, zm_event *ev, int code,
+                        const char *fmt, ...)
+{
+    va_list ap;
+
+    d->state = ZM_DS_ERROR;
+    d->error = code;
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(d->reason, sizeof(d->reason), fmt, ap);
+        va_end(ap);
+    } else {
+        snprintf(d->reason, sizeof(d->reason), "%s", zm_strerror(code));
+    }
+    zm_msg_clear(&d->msg);
+    if (d->big != NULL) {
+        zm_page_decref(d->big);
+        d->big = NULL;
+    }
+    ev->kind = ZM_EV_ERROR;
+    ev->error = code;
+    return ZM_EV_ERROR;
+}
+
+static void parse_greeting(const unsigned char *in, zm_greeting *g)
+{
+    size_t i;
+
+    g->major = in[10];
+    g->minor = in[11];
+    for (i = 0; i < ZM_MECHANISM_SIZE && in[12 + i] != 0; i++)
+        g->mechanism[i] = (char)in[12 + i];
+    g->mechanism[i] = '\0';
+    g->as_server = in[32];
+}
+
+int zm_decoder_next(zm_decoder *d, zm_event *ev)
+{
+    zm_frame frame;
+
+    for (;;) {
+        zm_page *p = d->page;
+        size_t avail = p != NULL ? p->len - d->pos : 0;
+        const unsigned char *in = p != NULL ? p->data + d->pos : NULL;
+        uint64_t size;
+        unsigned flags;
+        size_t hdr;
+
+        switch (d->state) {
+        case ZM_DS_ERROR:
+            ev->kind = ZM_EV_ERROR;
+            ev->error = d->error;
+            return ZM_EV_ERROR;
+
+        case ZM_DS_GREETING:
+            /* Check each part as soon as it is here, so a peer of another
+             * protocol is refused without waiting for 64 octets. */
+            if (avail >= 1 && in[0] != 0xff)
+                return decoder_fail(d, ev, ZM_ERR_SIGNATURE,
+                                    "bad greeting: octet 0 is 0x%02x, not 0xff "
+                                    "(not a ZMTP 3 peer)", in[0]);
+            if (avail >= 10 && in[9] != 0x7f)
+                return decoder_fail(d, ev, ZM_ERR_SIGNATURE,
+                                    "bad greeting: octet 9 is 0x%02x, not 0x7f "
+                                    "(not a ZMTP 3 peer)", in[9]);
+            if (avail >= 11 && in[10] < 3)
+                return decoder_fail(d, ev, ZM_ERR_VERSION,
+                                    "peer greets with ZMTP major version %u; "
+                                    "zmtp speaks ZMTP 3.x only", in[10]);
+            if (avail < ZM_GREETING_SIZE)
+                goto need_data;
+            parse_greeting(in, &d->greeting);
+            d->pos += ZM_GREETING_SIZE;
+            d->state = ZM_DS_HEADER;
+            ev->kind = ZM_EV_GREETING;
+            ev->greeting = d->greeting;
+            return ZM_EV_GREETING;
+
+        case ZM_DS_HEADER:
+            if (avail < 1)
+                goto need_data;
+            flags = in[0];
+            if (flags & ZM_FLAG_RESERVED)
+                return decoder_fail(d, ev, ZM_ERR_RESERVED_FLAGS,
+                                    "reserved frame flag bits set (flags 0x%02x)",
+                                    flags);
+            if ((flags & ZM_FLAG_COMMAND) && (flags & ZM_FLAG_MORE))
+                return decoder_fail(d, ev, ZM_ERR_COMMAND_MORE, NULL);
+            if (flags & ZM_FLAG_LONG) {
+                if (avail < 9)
+                    goto need_data;
+                size = zm_get_u64(in + 1);
+                if (size >> 63)
+                    return decoder_fail(d, ev, ZM_ERR_FRAME_SIZE,
+                                        "frame size %llu out of range "
+                                        "(top bit set)",
+                                        (unsigned long long)size);
+                hdr = 9;
+            } else {
+                if (avail < 2)
+                    goto need_data;
+                size = in[1];
+                hdr = 2;
+            }
+            if (d->cfg.maxmsgsize >= 0 && size > (uint64_t)d->cfg.maxmsgsize)
+                return decoder_fail(d, ev, ZM_ERR_MSG_TOO_LARGE,
+                                    "frame of %llu bytes exceeds MAXMSGSIZE %lld",
+                                    (unsigned long long)size,
+                                    (long long)d->cfg.maxmsgsize);
+            if (!(flags & ZM_FLAG_COMMAND) && d->msg.n >= d->cfg.max_frames)
+                return decoder_fail(d, ev, ZM_ERR_TOO_MANY_FRAMES,
+                                    "message has more than %zu frames",
+                                    d->cfg.max_frames);
+            d->pos += hdr;
+            d->flags = flags & (ZM_FLAG_MORE | ZM_FLAG_COMMAND);
+            d->size = size;
+            d->state = ZM_DS_BODY;
+            continue;
+
+        case ZM_DS_BODY:
+            if (avail >= d->size) {
+                /* The whole body is in this page: slice it, no copy. */
+                frame.size = (size_t)d->size;
+                if (frame.size > 0) {
+                    zm_page_incref(p);
+                    frame.page = p;
+                    frame.data = in;
+                } else {
+                    frame.page = NULL;
+                    frame.data = NULL;
+                }
+                d->pos += frame.size;
+                goto frame_done;
+            }
+            if (d->size <= d->cfg.page_size)
+                goto need_data; /* fits a page; buffer() moves it if needed */
+            /* Larger than a page: its own buffer, one page to start with,
+             * grown by buffer() as bytes arrive (never to the claim). */
+            d->big = zm_page_new(d->cfg.page_size);
+            if (d->big == NULL)
+                return decoder_fail(d, ev, ZM_ERR_NOMEM, NULL);
+            memcpy(d->big->data, in, avail);
+            d->big->len = avail;
+            d->pos += avail;
+            d->state = ZM_DS_BIG_BODY;
+            goto need_data;
+
+        case ZM_DS_BIG_BODY:
+            if (d->big->len < d->size)
+                goto need_data;
+            frame.page = d->big;
+            frame.data = d->big->data;
+            frame.size = d->big->len;
+            d->big = NULL;
+            goto frame_done;
+
+        default:
+            return decoder_fail(d, ev, ZM_ERR_STATE, NULL);
+        }
+
+    frame_done:
+        d->state = ZM_DS_HEADER;
+        frame.flags = d->flags;
+        if (frame.flags & ZM_FLAG_COMMAND) {
+            ev->kind = ZM_EV_COMMAND;
+            ev->command = frame;
+            return ZM_EV_COMMAND;
+        }
+        if (zm_msg_push(&d->msg, &frame) < 0) {
+            zm_frame_release(&frame);
+            return decoder_fail(d, ev, ZM_ERR_NOMEM, NULL);
+        }
+        if (!(frame.flags & ZM_FLAG_MORE)) {
+            ev->kind = ZM_EV_MESSAGE;
+            zm_msg_move(&ev->msg, &d->msg);
+            return ZM_EV_MESSAGE;
+        }
+    }
+
+need_data:
+    d->need_data = 1;
+    ev->kind = ZM_EV_NEED_DATA;
+    return ZM_EV_NEED_DATA;
+}
+
+/* Cold path of buffer(): a page to receive into when the current one cannot
+ * take the rest of the pending item. */
+static ZM_NOINLINE int decoder_refill_page(zm_decoder *d)
+{
+    zm_page *p = d->page;
+    zm_page *np;
+    size_t tail;
+
+    if (p == NULL) {
+        p = zm_page_new(d->cfg.page_size);
+        if (p == NULL)
+            return -ZM_ERR_NOMEM;
+        d->page = p;
+        d->pos = 0;
+        return 0;
+    }
+    tail = p->len - d->pos;
+    if (zm_page_is_exclusive(p)) {
+        /* No slice is alive: reuse the page in place. */
+        memmove(p->data, p->data + d->pos, tail);
+        p->len = tail;
+        d->pos = 0;
+        return 0;
+    }
+    /* Slices still point into this page: start a fresh one with the
+     * pending tail (less than one page, see zm_decoder_next). */
+    np = zm_page_new(d->cfg.page_size);
+    if (np == NULL)
+        return -ZM_ERR_NOMEM;
+    memcpy(np->data, p->data + d->pos, tail);
+    np->len = tail;
+    zm_page_decref(p);
+    d->page = np;
+    d->pos = 0;
+    return 0;
+}
+
+int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
+{
+    zm_page *p;
+    int rc;
+
+    if (d->state == ZM_DS_ERROR || !d->need_data)
+        return -ZM_ERR_STATE;
+    if (d->state == ZM_DS_BIG_BODY) {
+        zm_page *b = d->big;
+        if (b->len == b->cap) {
+            /* Grow by doubling, capped at the frame size: at most twice
+             * what has actually arrived is ever allocated. */
+            size_t new_cap = b->cap <= SIZE_MAX / 2 ? b->cap * 2 : SIZE_MAX;
+            if (new_cap > d->size)
+                new_cap = (size_t)d->size;
+            b = zm_page_grow(b, new_cap);
+            if (b == NULL)
+                return -ZM_ERR_NOMEM;
+            d->big = b;
+        }
+        *buf = b->data + b->len;
+        *len = b->cap - b->len;
+        return 0;
+    }
+    p = d->page;
+    if (ZM_LIKELY(p != NULL) && d->pos == p->len && zm_page_is_exclusive(p)) {
+        /* Steady state: everything parsed and released; start over at the
+         * page start without allocating. */
+        p->len = 0;
+        d->pos = 0;
+    } else if (p == NULL || zm_page_free_space(p) == 0 ||
+               (d->state == ZM_DS_BODY && d->pos + d->size > p->cap)) {
+        rc = decoder_refill_page(d);
+        if (rc < 0)
+            return rc;
+        p = d->page;
+    }
+    *buf = p->data + p->len;
+    *len = zm_page_free_space(p);
+    return 0;
+}
+
+void zm_decoder_commit(zm_decoder *d, size_t n)
+{
+    zm_page *p = d->state == ZM_DS_BIG_BODY ? d->big : d->page;
+
+    if (p == NULL || n == 0)
+        return;
+    if (n > zm_page_free_space(p))
+        n = zm_page_free_space(p); /* never past the page end */
+    p->len += n;
+    d->need_data = 0;
+}
+
+int zm_decoder_feed(zm_decoder *d, const unsigned char *data, size_t n,
+                    size_t *consumed)
+{
+    unsigned char *buf;
+    size_t room;
+    int rc;
+
+    *consumed = 0;
+    if (n == 0 || d->state == ZM_DS_ERROR || !d->need_data)
+        return 0;
+    rc = zm_decoder_buffer(d, &buf, &room);
+    if (rc < 0)
+        return rc;
+    if (room > n)
+        room = n;
+    memcpy(buf, data, room);
+    zm_decoder_commit(d, room);
+    *consumed = room;
+    return 0;
+}
+
+/* ================================================================== */
+/* Commands                                                           */
+/* ================================================================== */
+
+static int name_is(const unsigned char *name, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    return len == n && memcmp(name, lit, n) == 0;
+}
+
+/* RFC 23: name-char = ALPHA / DIGIT / "-" / "_" / "." / "+" */
+static int prop_name_char_ok(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+           c == '+';
+}
+
+static int ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+static int names_equal_ci(const unsigned char *a, size_t alen,
+                          const unsigned char *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    for (size_t i = 0; i < alen; i++)
+        if (ascii_lower(a[i]) != ascii_lower(b[i]))
+            return 0;
+    return 1;
+}
+
+int zm_props_next(const unsigned char **pp, const unsigned char *end,
+                  zm_prop *prop)
+{
+    const unsigned char *p = *pp;
+    size_t nlen;
+    uint32_t vlen;
+
+    if (p == end)
+        return 0;
+    nlen = *p++;
+    if (nlen == 0 || (size_t)(end - p) < nlen)
+        return -ZM_ERR_READY;
+    prop->name = p;
+    prop->name_len = nlen;
+    p += nlen;
+    if ((size_t)(end - p) < 4)
+        return -ZM_ERR_READY;
+    vlen = zm_get_u32(p);
+    p += 4;
+    if ((size_t)(end - p) < vlen)
+        return -ZM_ERR_READY;
+    prop->value = p;
+    prop->value_len = vlen;
+    *pp = p + vlen;
+    return 1;
+}
+
+/* More properties than any real peer sends; keeps the duplicate check
+ * bounded whatever a peer packs into one READY. */
+#define ZM_PROPS_MAX 256
+
+int zm_props_validate(const unsigned char *data, size_t len)
+{
+    const unsigned char *p = data, *end = data + len;
+    const unsigned char *q;
+    zm_prop prop, seen;
+    int count = 0, rc;
+
+    while ((rc = zm_props_next(&p, end, &prop)) == 1) {
+        for (size_t i = 0; i < prop.name_len; i++)
+            if (!prop_name_char_ok(prop.name[i]))
+                return -ZM_ERR_READY;
+        if (++count > ZM_PROPS_MAX)
+            return -ZM_ERR_READY;
+        /* Duplicate names (case-insensitive) are refused. */
+        q = data;
+        while (q < p && zm_props_next(&q, end, &seen) == 1 && q < p)
+            if (names_equal_ci(seen.name, seen.name_len, prop.name,
+                               prop.name_len))
+                return -ZM_ERR_READY;
+    }
+    return rc < 0 ? rc : count;
+}
+
+int zm_props_find(const unsigned char *data, size_t len, const char *name,
+                  zm_prop *out)
+{
+    const unsigned char *p = data, *end = data + len;
+    zm_prop prop;
+    size_t nlen = strlen(name);
+
+    while (zm_props_next(&p, end, &prop) == 1) {
+        if (names_equal_ci(prop.name, prop.name_len,
+                           (const unsigned char *)name, nlen)) {
+            *out = prop;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int zm_command_parse(const unsigned char *body, size_t len, zm_command *cmd)
+{
+    size_t nlen;
+    int rc;
+
+    memset(cmd, 0, sizeof(*cmd));
+    if (len < 1)
+        return -ZM_ERR_COMMAND;
+    nlen = body[0];
+    if (nlen == 0 || 1 + nlen > len)
+        return -ZM_ERR_COMMAND;
+    cmd->name = body + 1;
+    cmd->name_len = nlen;
+    cmd->data = body + 1 + nlen;
+    cmd->data_len = len - 1 - nlen;
+    cmd->arg = cmd->data;
+    cmd->arg_len = cmd->data_len;
+
+    if (name_is(cmd->name, nlen, "READY")) {
+        cmd->kind = ZM_CMD_READY;
+        rc = zm_props_validate(cmd->data, cmd->data_len);
+        if (rc < 0)
+            return rc;
+    } else if (name_is(cmd->name, nlen, "ERROR")) {
+        cmd->kind = ZM_CMD_ERROR;
+        if (cmd->data_len < 1 || (size_t)cmd->data[0] + 1 > cmd->data_len)
+            return -ZM_ERR_ERROR_CMD;
+        cmd->arg = cmd->data + 1;
+        cmd->arg_len = cmd->data[0];
+    } else if (name_is(cmd->name, nlen, "PING")) {
+        cmd->kind = ZM_CMD_PING;
+        if (cmd->data_len < 2)
+            return -ZM_ERR_PING;
+        cmd->ttl = (uint16_t)((cmd->data[0] << 8) | cmd->data[1]);
+        cmd->arg = cmd->data + 2;
+        cmd->arg_len = cmd->data_len - 2;
+    } else if (name_is(cmd->name, nlen, "PONG")) {
+        cmd->kind = ZM_CMD_PONG;
+    } else if (name_is(cmd->name, nlen, "SUBSCRIBE")) {
+        cmd->kind = ZM_CMD_SUBSCRIBE;
+    } else if (name_is(cmd->name, nlen, "CANCEL")) {
+        cmd->kind = ZM_CMD_CANCEL;
+    } else {
+        cmd->kind = ZM_CMD_UNKNOWN;
+    }
+    return 0;
+}
+
+/* ================================================================== */
+/* Encoder                                                            */
+/* ================================================================== */
+
+void zm_wbuf_free(zm_wbuf *w)
+{
+    free(w->data);
+    zm_wbuf_init(w);
+}
+
+ZM_NOINLINE int zm_wbuf_grow_(zm_wbuf *w, size_t extra)
+{
+    size_t need, new_cap;
+    unsigned char *grown;
+
+    if (extra > SIZE_MAX - w->len)
+        return -ZM_ERR_NOMEM;
+    need = w->len + extra;
+    new_cap = w->cap < 256 ? 256 : w->cap;
+    while (new_cap < need)
+        new_cap = new_cap <= SIZE_MAX / 2 ? new_cap * 2 : need;
+    grown = realloc(w->data, new_cap);
+    if (grown == NULL)
+        return -ZM_ERR_NOMEM;
+    w->data = grown;
+    w->cap = new_cap;
+    return 0;
+}
+
+ZM_INLINE void wbuf_put(zm_wbuf *w, const void *data, size_t n)
+{
+    if (n > 0)
+        memcpy(w->data + w->len, data, n);
+    w->len += n;
+}
+
+int zm_encode_frame(zm_wbuf *w, const void *data, size_t n, unsigned flags)
+{
+    unsigned char hdr[9];
+    size_t h = zm_frame_header(hdr, n, flags);
+
+    if (n > SIZE_MAX - h || zm_wbuf_reserve(w, h + n) < 0)
+        return -ZM_ERR_NOMEM;
+    wbuf_put(w, hdr, h);
+    wbuf_put(w, data, n);
+    return 0;
+}
+
+/* Header of a command frame and its name; the caller adds `data_len` more
+ * bytes of command data (room is reserved). */
+static int command_start(zm_wbuf *w, const char *name, size_t name_len,
+                         size_t data_len)
+{
+    unsigned char hdr[9];
+    size_t body, h;
+    unsigned char nl;
+
+    if (name_len == 0 || name_len > 255)
+        return -ZM_ERR_COMMAND;
+    if (data_len > SIZE_MAX - 1 - name_len - 9)
+        return -ZM_ERR_NOMEM;
+    body = 1 + name_len + data_len;
+    h = zm_frame_header(hdr, body, ZM_FLAG_COMMAND);
+    if (zm_wbuf_reserve(w, h + body) < 0)
+        return -ZM_ERR_NOMEM;
+    wbuf_put(w, hdr, h);
+    nl = (unsigned char)name_len;
+    wbuf_put(w, &nl, 1);
+    wbuf_put(w, name, name_len);
+    return 0;
+}
+
+int zm_encode_command(zm_wbuf *w, const char *name, size_t name_len,
+                      const void *data, size_t n)
+{
+    int rc = command_start(w, name, name_len, n);
+
+    if (rc < 0)
+        return rc;
+    wbuf_put(w, data, n);
+    return 0;
+}
+
+int zm_encode_ready(zm_wbuf *w, const zm_prop *props, size_t nprops)
+{
+    size_t total = 0;
+    unsigned char b[4];
+    int rc;
+
+    for (size_t i = 0; i < nprops; i++) {
+        if (props[i].name_len == 0 || props[i].name_len > 255 ||
+            props[i].value_len > UINT32_MAX)
+            return -ZM_ERR_READY;
+        for (size_t k = 0; k < props[i].name_len; k++)
+            if (!prop_name_char_ok(props[i].name[k]))
+                return -ZM_ERR_READY;
+        if (total > SIZE_MAX / 2 - props[i].value_len)
+            return -ZM_ERR_NOMEM;
+        total += 1 + props[i].name_len + 4 + props[i].value_len;
+    }
+    rc = command_start(w, "READY", 5, total);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < nprops; i++) {
+        b[0] = (unsigned char)props[i].name_len;
+        wbuf_put(w, b, 1);
+        wbuf_put(w, props[i].name, props[i].name_len);
+        zm_put_u32(b, (uint32_t)props[i].value_len);
+        wbuf_put(w, b, 4);
+        wbuf_put(w, props[i].value, props[i].value_len);
+    }
+    return 0;
+}
+
+int zm_encode_error(zm_wbuf *w, const void *reason, size_t n)
+{
+    unsigned char b;
+    int rc;
+
+    if (n > 255)
+        n = 255;
+    rc = command_start(w, "ERROR", 5, 1 + n);
+    if (rc < 0)
+        return rc;
+    b = (unsigned char)n;
+    wbuf_put(w, &b, 1);
+    wbuf_put(w, reason, n);
+    return 0;
+}
+
+int zm_encode_ping(zm_wbuf *w, uint16_t ttl, const void *ctx, size_t n)
+{
+    unsigned char b[2];
+    int rc;
+
+    if (n > ZM_PING_CONTEXT_MAX)
+        n = ZM_PING_CONTEXT_MAX;
+    rc = command_start(w, "PING", 4, 2 + n);
+    if (rc < 0)
+        return rc;
+    zm_put_u16(b, ttl);
+    wbuf_put(w, b, 2);
+    wbuf_put(w, ctx, n);
+    return 0;
+}
+
+int zm_encode_pong(zm_wbuf *w, const void *ctx, size_t n)
+{
+    if (n > ZM_PING_CONTEXT_MAX)
+        n = ZM_PING_CONTEXT_MAX;
+    return zm_encode_command(w, "PONG", 4, ctx, n);
+}
+
+int zm_encode_subscription(zm_wbuf *w, const void *topic, size_t n,
+                           int subscribe, int peer_minor)
+{
+    unsigned char hdr[9];
+    unsigned char first = subscribe ? 1 : 0;
+    size_t h;
+
+    if (peer_minor >= 1) {
+        if (subscribe)
+            return zm_encode_command(w, "SUBSCRIBE", 9, topic, n);
+        return zm_encode_command(w, "CANCEL", 6, topic, n);
+    }
+    /* ZMTP 3.0: a one-frame message, 0x01 (subscribe) or 0x00 + topic. */
+    if (n > SIZE_MAX - 10)
+        return -ZM_ERR_NOMEM;
+    h = zm_frame_header(hdr, (uint64_t)n + 1, 0);
+    if (zm_wbuf_reserve(w, h + 1 + n) < 0)
+        return -ZM_ERR_NOMEM;
+    wbuf_put(w, hdr, h);
+    wbuf_put(w, &first, 1);
+    wbuf_put(w, topic, n);
+    return 0;
+}
+
+int zm_parse_subscription_message(const unsigned char *data, size_t n,
+                                  int *subscribe, const unsigned char **topic,
+                                  size_t *topic_len)
+{
+    if (n < 1 || data[0] > 1)
+        return 0;
+    *subscribe = data[0];
+    *topic = data + 1;
+    *topic_len = n - 1;
+    return 1;
+}

@@ -1,0 +1,66 @@
+/*
+ * common.h - small helpers shared by the C core (no Python here).
+ *
+ * The C core (arena.c, msg.c, codec.c) is sans-IO and never includes
+ * Python.h; only _zmtpmodule.c does.  Functions that can fail return 0 or a
+ * positive count on success and a negative code on failure (-errno for
+ * system errors, -ZM_ERR_* for protocol errors), never abort on input.
+ */
+#ifndef ZMTP_COMMON_H
+#define ZMTP_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ZM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define ZM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define ZM_INLINE static inline __attribute__((always_inline))
+#define ZM_NOINLINE __attribute__((noinline))
+#define ZM_UNUSED __attribute__((unused))
+#else
+#define ZM_LIKELY(x) (x)
+#define ZM_UNLIKELY(x) (x)
+#define ZM_INLINE static inline
+#define ZM_NOINLINE
+#define ZM_UNUSED
+#endif
+
+/* Big-endian (network order) loads and stores. */
+ZM_INLINE uint64_t zm_get_u64(const unsigned char *p)
+{
+    return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) |
+           ((uint64_t)p[2] << 40) | ((uint64_t)p[3] << 32) |
+           ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
+           ((uint64_t)p[6] << 8) | (uint64_t)p[7];
+}
+
+ZM_INLINE uint32_t zm_get_u32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+ZM_INLINE void zm_put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+ZM_INLINE void zm_put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+ZM_INLINE void zm_put_u16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+#endif /* ZMTP_COMMON_H */

@@ -1,0 +1,46 @@
+/*
+ * msg.c - the out-of-line (cold) half of messages: spilling and clearing.
+ */
+#include "msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+ZM_NOINLINE int zm_msg_push_slow_(zm_msg *m, const zm_frame *f)
+{
+    zm_frame *grown;
+    size_t new_cap;
+
+    if (m->heap == NULL) {
+        /* Spill: move the inline frames to a heap array. */
+        new_cap = ZM_MSG_INLINE * 2;
+        grown = malloc(new_cap * sizeof(zm_frame));
+        if (grown == NULL)
+            return -1;
+        memcpy(grown, m->inline_, m->n * sizeof(zm_frame));
+        m->heap = grown;
+        m->cap = new_cap;
+    } else if (m->n == m->cap) {
+        if (m->cap > SIZE_MAX / 2 / sizeof(zm_frame))
+            return -1;
+        new_cap = m->cap * 2;
+        grown = realloc(m->heap, new_cap * sizeof(zm_frame));
+        if (grown == NULL)
+            return -1;
+        m->heap = grown;
+        m->cap = new_cap;
+    }
+    m->heap[m->n++] = *f;
+    m->bytes += f->size;
+    return 0;
+}
+
+void zm_msg_clear(zm_msg *m)
+{
+    zm_frame *frames = zm_msg_frames(m);
+
+    for (size_t i = 0; i < m->n; i++)
+        zm_frame_release(&frames[i]);
+    free(m->heap);
+    zm_msg_init(m);
+}

@@ -1,0 +1,89 @@
+/*
+ * msg.h - frame slices and messages.
+ *
+ * A frame is a slice of a page: (page, data, size, flags).  It holds one
+ * reference on its page, or none when the frame is empty (page == NULL).
+ * A message is an ordered list of frames that keeps the first ZM_MSG_INLINE
+ * of them inline and spills to one heap array only above that, so the common
+ * 1..4-frame messages (plain, REQ/REP envelope, ROUTER id + body) never touch
+ * the allocator.  A message is movable by plain assignment (no pointers into
+ * itself); ownership of the frames moves with it.
+ */
+#ifndef ZMTP_MSG_H
+#define ZMTP_MSG_H
+
+#include "arena.h"
+
+/* Frame flags, as on the wire (RFC 23): bit 0 MORE, bit 2 COMMAND. */
+#define ZM_FLAG_MORE 0x01u
+#define ZM_FLAG_LONG 0x02u
+#define ZM_FLAG_COMMAND 0x04u
+#define ZM_FLAG_RESERVED 0xf8u
+
+#define ZM_MSG_INLINE 4
+
+typedef struct zm_frame {
+    zm_page *page; /* one reference held; NULL when size == 0 */
+    const unsigned char *data;
+    size_t size;
+    unsigned flags; /* ZM_FLAG_MORE / ZM_FLAG_COMMAND */
+} zm_frame;
+
+typedef struct zm_msg {
+    size_t n;        /* frames in the message */
+    size_t cap;      /* capacity of heap (0 while inline) */
+    size_t bytes;    /* sum of frame sizes */
+    zm_frame *heap;  /* all frames once spilled, else NULL */
+    zm_frame inline_[ZM_MSG_INLINE];
+} zm_msg;
+
+ZM_INLINE void zm_frame_release(zm_frame *f)
+{
+    if (f->page != NULL)
+        zm_page_decref(f->page);
+    f->page = NULL;
+    f->data = NULL;
+    f->size = 0;
+}
+
+ZM_INLINE void zm_msg_init(zm_msg *m)
+{
+    m->n = 0;
+    m->cap = 0;
+    m->bytes = 0;
+    m->heap = NULL;
+}
+
+ZM_INLINE zm_frame *zm_msg_frames(zm_msg *m)
+{
+    return m->heap != NULL ? m->heap : m->inline_;
+}
+
+int zm_msg_push_slow_(zm_msg *m, const zm_frame *f);
+
+/*
+ * Append a frame; the message takes over the frame's page reference.
+ * Returns 0, or -1 when out of memory (the frame's reference is then still
+ * the caller's).
+ */
+ZM_INLINE int zm_msg_push(zm_msg *m, const zm_frame *f)
+{
+    if (ZM_LIKELY(m->heap == NULL && m->n < ZM_MSG_INLINE)) {
+        m->inline_[m->n++] = *f;
+        m->bytes += f->size;
+        return 0;
+    }
+    return zm_msg_push_slow_(m, f);
+}
+
+/* Release every frame and any heap array; the message is empty after. */
+void zm_msg_clear(zm_msg *m);
+
+/* Move src into dst (dst must be empty); src is empty after. */
+ZM_INLINE void zm_msg_move(zm_msg *dst, zm_msg *src)
+{
+    *dst = *src;
+    zm_msg_init(src);
+}
+
+#endif /* ZMTP_MSG_H */
