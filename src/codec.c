@@ -116,6 +116,8 @@ size_t zm_decoder_pending(const zm_decoder *d)
         n += d->page->len - d->pos;
     if (d->big != NULL)
         n += d->big->len;
+    if (d->state == ZM_DS_BODY || d->state == ZM_DS_BIG_BODY)
+        n += d->hdr;
     return n;
 }
 
@@ -246,6 +248,7 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
             d->pos += hdr;
             d->flags = flags & (ZM_FLAG_MORE | ZM_FLAG_COMMAND);
             d->size = size;
+            d->hdr = hdr;
             d->state = ZM_DS_BODY;
             continue;
 
@@ -294,6 +297,11 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
         d->state = ZM_DS_HEADER;
         frame.flags = d->flags;
         if (frame.flags & ZM_FLAG_COMMAND) {
+            int rc = zm_command_parse(frame.data, frame.size, &ev->cmd);
+            if (rc < 0) {
+                zm_frame_release(&frame);
+                return decoder_fail(d, ev, -rc, NULL);
+            }
             ev->kind = ZM_EV_COMMAND;
             ev->command = frame;
             return ZM_EV_COMMAND;

@@ -24,6 +24,9 @@
  * a message must not have more than max_frames frames.  A violation puts
  * the decoder in a terminal error state with a distinct code and a reason.
  *
+ * Commands are parsed (zm_command_parse) as they complete; a malformed one
+ * fails the decoder with the parser's code (ZM_ERR_COMMAND, _READY,
+ * _ERROR_CMD, _PING).  Unknown command names are returned, not refused.
  * Commands are returned on their own (ZM_EV_COMMAND) even when they arrive
  * between the frames of a multipart message, as libzmq tolerates; messages
  * are returned whole (ZM_EV_MESSAGE), never a partial one.
@@ -90,11 +93,26 @@ enum zm_event_kind {
     ZM_EV_ERROR
 };
 
+typedef struct zm_command {
+    int kind; /* enum zm_cmd_kind */
+    const unsigned char *name;
+    size_t name_len;
+    const unsigned char *data; /* after the name */
+    size_t data_len;
+    /* ZM_CMD_PING */
+    uint16_t ttl; /* tenths of a second */
+    /* ZM_CMD_PING / ZM_CMD_PONG: context; ZM_CMD_ERROR: reason;
+     * ZM_CMD_SUBSCRIBE / ZM_CMD_CANCEL: topic; READY: the metadata */
+    const unsigned char *arg;
+    size_t arg_len;
+} zm_command;
+
 typedef struct zm_event {
     int kind;
     zm_greeting greeting; /* ZM_EV_GREETING */
     zm_frame command;     /* ZM_EV_COMMAND: the whole command body; caller
                              owns the page reference */
+    zm_command cmd;       /* ZM_EV_COMMAND: parsed, pointing into command */
     zm_msg msg;           /* ZM_EV_MESSAGE: caller owns it (zm_msg_clear) */
     int error;            /* ZM_EV_ERROR: a zm_err code */
 } zm_event;
@@ -125,6 +143,7 @@ typedef struct zm_decoder {
     size_t pos;      /* parse offset in page->data */
     unsigned flags;  /* current frame's flags */
     uint64_t size;   /* current frame's body size */
+    size_t hdr;      /* current frame's header size (2 or 9) */
     zm_page *big;    /* ZM_DS_BIG_BODY buffer (one reference) or NULL */
     zm_msg msg;      /* frames of the message being received */
     zm_greeting greeting;
@@ -157,7 +176,9 @@ int zm_decoder_feed(zm_decoder *d, const unsigned char *data, size_t n,
  * holds no page).  Safe to call at any time. */
 void zm_decoder_release_idle(zm_decoder *d);
 
-/* Bytes received but not yet returned as events (partial frames). */
+/* Bytes of the frame being received (its header and body so far), or of
+ * the partial greeting or header; frames already completed but waiting for
+ * the rest of their message are not counted. */
 size_t zm_decoder_pending(const zm_decoder *d);
 
 /* ------------------------------------------------------------------ */
@@ -174,21 +195,8 @@ enum zm_cmd_kind {
     ZM_CMD_CANCEL
 };
 
-typedef struct zm_command {
-    int kind;
-    const unsigned char *name;
-    size_t name_len;
-    const unsigned char *data; /* after the name */
-    size_t data_len;
-    /* ZM_CMD_PING */
-    uint16_t ttl; /* tenths of a second */
-    /* ZM_CMD_PING / ZM_CMD_PONG: context; ZM_CMD_ERROR: reason;
-     * ZM_CMD_SUBSCRIBE / ZM_CMD_CANCEL: topic; READY: the metadata */
-    const unsigned char *arg;
-    size_t arg_len;
-} zm_command;
-
-/* Parse a command body.  0, or -ZM_ERR_COMMAND / _READY / _ERROR_CMD /
+/* (zm_command is defined with the decoder events above.)
+ * Parse a command body.  0, or -ZM_ERR_COMMAND / _READY / _ERROR_CMD /
  * _PING.  READY metadata is validated (zm_props_validate). */
 int zm_command_parse(const unsigned char *body, size_t len, zm_command *cmd);
 
