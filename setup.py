@@ -13,12 +13,14 @@ import sys
 from glob import glob
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 debug = os.environ.get("ZMTP_DEBUG", "") not in ("", "0")
 sanitize = os.environ.get("ZMTP_SANITIZE", "").strip()
 
-extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"]
-extra_link_args = []
+extra_compile_args = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-pthread"]
+# -pthread: glibc < 2.28 (manylinux2014) keeps pthread_atfork in libpthread.
+extra_link_args = ["-pthread"]
 undef_macros = []
 define_macros = [("_GNU_SOURCE", None)]
 
@@ -30,7 +32,9 @@ else:
 
 if sanitize:
     flag = "-fsanitize=" + sanitize
-    extra_compile_args += [flag, "-fno-sanitize-recover=all"]
+    # -fno-wrapv: Python's CFLAGS carry -fwrapv, which hides signed overflow
+    # from UBSan.
+    extra_compile_args += [flag, "-fno-sanitize-recover=all", "-fno-wrapv"]
     extra_link_args += [flag]
 
 if sys.platform != "linux":
@@ -40,7 +44,17 @@ sources = sorted(glob("src/*.c"))
 # _zmtpmodule.c first, for readable build logs.
 sources.sort(key=lambda p: (not p.endswith("_zmtpmodule.c"), p))
 
+class BuildExt(build_ext):
+    """Always recompile: build/ may hold objects made with other ZMTP_DEBUG /
+    ZMTP_SANITIZE switches, and setuptools only compares file times."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.force = True
+
+
 setup(
+    cmdclass={"build_ext": BuildExt},
     ext_modules=[
         Extension(
             "zmtp._zmtp",

@@ -35,7 +35,7 @@ static const char *const zm_err_text[ZM_ERR_COUNT_] = {
 const char *zm_strerror(int code)
 {
     if (code < 0)
-        code = -code;
+        code = code < -ZM_ERR_COUNT_ ? ZM_ERR_COUNT_ : -code;
     if (code >= ZM_ERR_COUNT_)
         return "unknown codec error";
     return zm_err_text[code];
@@ -203,6 +203,16 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
                                     "zmtp speaks ZMTP 3.x only", in[10]);
             if (avail < ZM_GREETING_SIZE)
                 goto need_data;
+            /* RFC 23: a mechanism name is 1..20 of A-Z 0-9 - _ . +, padded
+             * with NULs. */
+            if (in[12] == 0)
+                return decoder_fail(d, ev, ZM_ERR_MECHANISM,
+                                    "bad greeting: empty mechanism name");
+            for (size_t i = 0; i < ZM_MECHANISM_SIZE && in[12 + i] != 0; i++)
+                if (!mechanism_char_ok(in[12 + i]))
+                    return decoder_fail(d, ev, ZM_ERR_MECHANISM,
+                                        "bad greeting: invalid character 0x%02x "
+                                        "in the mechanism name", in[12 + i]);
             parse_greeting(in, &d->greeting);
             d->pos += ZM_GREETING_SIZE;
             d->state = ZM_DS_HEADER;

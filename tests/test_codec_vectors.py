@@ -449,3 +449,11 @@ def test_parse_command_directly():
     with pytest.raises(ProtocolError) as info:
         codec.parse_command(b"\x04PING\x00")
     assert info.value.code == ErrorCode.PING
+
+
+@pytest.mark.parametrize("mech", [b"", b"null", b"NU LL", b"\xffNULL"])
+def test_bad_mechanism_name_refused(mech):
+    """RFC 23: 1..20 characters of A-Z 0-9 - _ . +, NUL-padded."""
+    with pytest.raises(ProtocolError) as info:
+        Decoder().feed(greeting(mech=mech))
+    assert info.value.code == ErrorCode.MECHANISM
