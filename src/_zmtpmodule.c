@@ -9,10 +9,17 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "codec.h"
+#include "engine.h"
 
 /* ================================================================== */
 /* Module state                                                       */
@@ -21,7 +28,12 @@
 typedef struct {
     PyTypeObject *Frame_Type;
     PyTypeObject *Decoder_Type;
+    PyTypeObject *Socket_Type;
     PyObject *ProtocolError;
+    /* Set by the Python facade (zmtp/error.py) at import. */
+    PyObject *ZMQError;
+    PyObject *Again;
+    PyObject *ContextTerminated;
 } zmtp_state;
 
 static inline zmtp_state *get_state(PyObject *module)
@@ -1093,6 +1105,1486 @@ static PyObject *parse_subscription_message(PyObject *module, PyObject *data)
 }
 
 /* ================================================================== */
+/* Errors for sockets                                                 */
+/* ================================================================== */
+
+/* Raise ZMQError(errnum, msg), or its Again / ContextTerminated subclass. */
+static PyObject *raise_zmq(zmtp_state *st, int errnum, const char *msg)
+{
+    PyObject *cls, *exc;
+
+    if (errnum < 0)
+        errnum = -errnum;
+    if (st->ZMQError == NULL) {
+        PyErr_Format(PyExc_OSError, "zmtp error %d: %s", errnum,
+                     msg != NULL ? msg : "");
+        return NULL;
+    }
+    cls = errnum == EAGAIN ? st->Again
+          : errnum == ZM_ETERM ? st->ContextTerminated
+                               : st->ZMQError;
+    if (msg != NULL)
+        exc = PyObject_CallFunction(cls, "is", errnum, msg);
+    else
+        exc = PyObject_CallFunction(cls, "i", errnum);
+    if (exc != NULL) {
+        PyErr_SetObject(cls, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+PyDoc_STRVAR(set_errors_doc,
+"_set_errors(ZMQError, Again, ContextTerminated, /)\n--\n\n"
+"Called once by zmtp.error: the exception classes the C code raises.");
+
+static PyObject *set_errors(PyObject *module, PyObject *const *args,
+                            Py_ssize_t nargs)
+{
+    zmtp_state *st = get_state(module);
+
+    if (check_nargs("_set_errors", nargs, 3, 3) < 0)
+        return NULL;
+    for (int i = 0; i < 3; i++)
+        if (!PyType_Check(args[i]) ||
+            !PyType_IsSubtype((PyTypeObject *)args[i],
+                              (PyTypeObject *)PyExc_Exception)) {
+            PyErr_SetString(PyExc_TypeError, "exception classes expected");
+            return NULL;
+        }
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(st->ZMQError, args[0]);
+    Py_XSETREF(st->Again, args[1]);
+    Py_XSETREF(st->ContextTerminated, args[2]);
+    Py_RETURN_NONE;
+}
+
+/* ================================================================== */
+/* Per-thread backends                                                */
+/* ================================================================== */
+
+/* Each thread that waits has its own backend (an io_uring ring is bound to
+ * the thread that submits on it).  Created on first wait, closed when the
+ * thread exits; after fork() the child makes new ones. */
+static pthread_key_t tls_backend_key;
+static pthread_once_t tls_backend_once = PTHREAD_ONCE_INIT;
+static char g_backend_name[16] = "";     /* "", "io_uring" or "epoll" */
+static unsigned long g_fork_generation;  /* bumped in the child */
+
+static void tls_backend_destroy(void *be)
+{
+    if (be != NULL)
+        zm_backend_close((zm_backend *)be);
+}
+
+static void after_fork_child(void)
+{
+    g_fork_generation++;
+    /* The parent's backends are not ours; forget without touching them. */
+    pthread_setspecific(tls_backend_key, NULL);
+}
+
+static void tls_backend_init(void)
+{
+    pthread_key_create(&tls_backend_key, tls_backend_destroy);
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+/* The calling thread's backend, opening it if needed (GIL held). */
+static zm_backend *thread_backend(zmtp_state *st)
+{
+    zm_backend *be;
+    char reason[256] = "";
+    int rc;
+
+    pthread_once(&tls_backend_once, tls_backend_init);
+    be = pthread_getspecific(tls_backend_key);
+    if (be != NULL)
+        return be;
+    rc = zm_backend_open(&be, g_backend_name[0] ? g_backend_name : NULL,
+                         reason, sizeof(reason));
+    if (rc < 0) {
+        raise_zmq(st, -rc, reason[0] ? reason : "cannot open an I/O backend");
+        return NULL;
+    }
+    pthread_setspecific(tls_backend_key, be);
+    return be;
+}
+
+PyDoc_STRVAR(set_backend_doc,
+"_set_backend(name, /)\n--\n\n"
+"Choose the backend for threads that open one from now on: 'io_uring',\n"
+"'epoll' or '' (best available).  Returns (name, reason) of a probe.");
+
+static PyObject *set_backend(PyObject *module, PyObject *arg)
+{
+    const char *name;
+    char reason[256] = "";
+    zm_backend *be = NULL;
+    int rc;
+
+    name = PyUnicode_AsUTF8(arg);
+    if (name == NULL)
+        return NULL;
+    if (name[0] != '\0' && strcmp(name, "io_uring") != 0 &&
+        strcmp(name, "epoll") != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "unknown backend %R (use 'io_uring' or 'epoll')", arg);
+        return NULL;
+    }
+    rc = zm_backend_open(&be, name[0] ? name : NULL, reason, sizeof(reason));
+    if (rc < 0)
+        return raise_zmq(get_state(module), -rc,
+                         reason[0] ? reason : "backend unavailable");
+    snprintf(g_backend_name, sizeof(g_backend_name), "%s",
+             zm_backend_name(be));
+    zm_backend_close(be);
+    return Py_BuildValue("(ss)", g_backend_name, reason);
+}
+
+PyDoc_STRVAR(probe_backend_doc,
+"_probe_backend(name, /)\n--\n\n"
+"(usable, reason) for 'io_uring' or 'epoll', without changing the choice.");
+
+static PyObject *probe_backend(PyObject *module, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    char reason[256] = "";
+    int rc;
+
+    (void)module;
+    if (name == NULL)
+        return NULL;
+    rc = zm_backend_probe(name, reason, sizeof(reason));
+    return Py_BuildValue("(Ns)", PyBool_FromLong(rc == 0), reason);
+}
+
+/* ================================================================== */
+/* Socket                                                             */
+/* ================================================================== */
+
+/* zmq flags and options (libzmq numbers) used by the C layer. */
+#define Z_DONTWAIT 1
+#define Z_SNDMORE 2
+#define ZO_ROUTING_ID 5
+#define ZO_RCVMORE 13
+#define ZO_EVENTS 15
+#define ZO_TYPE 16
+#define ZO_LINGER 17
+#define ZO_RECONNECT_IVL 18
+#define ZO_MAXMSGSIZE 22
+#define ZO_SNDHWM 23
+#define ZO_RCVHWM 24
+#define ZO_RCVTIMEO 27
+#define ZO_SNDTIMEO 28
+#define ZO_LAST_ENDPOINT 32
+#define ZO_ROUTER_MANDATORY 33
+#define ZO_IMMEDIATE 39
+
+typedef struct {
+    PyObject_HEAD
+    zm_sock s;
+    zmtp_state *st;
+    int initialized;
+    int closed;
+    int terminated;          /* context terminated: calls raise ETERM */
+    int rcvtimeo, sndtimeo;  /* ms, -1 = forever */
+    int linger;              /* ms, -1 = forever */
+    unsigned long fork_gen;
+    int in_call;             /* atomic: a call is in progress */
+    unsigned long owner;     /* thread ident of the call in progress */
+    zm_backend *waiting_on;  /* atomic: backend of a blocked call */
+    /* the rest of a message being received frame by frame */
+    zm_msg cur;
+    size_t cur_idx;
+    unsigned char cur_prefix[255];
+    size_t cur_prefix_len;
+    int cur_has_prefix;
+    int rcvmore;
+    PyObject *weakreflist;
+} SocketObject;
+
+#define DEFAULT_LINGER_MS 1000
+
+static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw);
+
+/* Module state from a Socket (sub)class: walk up to the spec-made base. */
+static zmtp_state *socket_type_state(PyTypeObject *tp)
+{
+    while (tp->tp_base != NULL && tp->tp_base->tp_new == Socket_tp_new)
+        tp = tp->tp_base;
+    return (zmtp_state *)PyType_GetModuleState(tp);
+}
+
+static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    SocketObject *self = (SocketObject *)tp->tp_alloc(tp, 0);
+
+    (void)args;
+    (void)kw;
+    if (self == NULL)
+        return NULL;
+    self->st = socket_type_state(tp);
+    self->closed = 1; /* until __init__ */
+    zm_msg_init(&self->cur);
+    return (PyObject *)self;
+}
+
+static int Socket_init(SocketObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"socket_type", NULL};
+    int type, rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "i:Socket", kwlist, &type))
+        return -1;
+    if (self->initialized) {
+        PyErr_SetString(PyExc_RuntimeError, "Socket already initialised");
+        return -1;
+    }
+    if (zm_socktype_name(type) == NULL) {
+        raise_zmq(self->st, EINVAL, "invalid socket type");
+        return -1;
+    }
+    rc = zm_sock_init(&self->s, type);
+    if (rc < 0) {
+        PyErr_Format(PyExc_NotImplementedError,
+                     "zmtp does not implement %s sockets yet",
+                     zm_socktype_name(type));
+        return -1;
+    }
+    self->initialized = 1;
+    self->closed = 0;
+    self->rcvtimeo = -1;
+    self->sndtimeo = -1;
+    self->linger = DEFAULT_LINGER_MS;
+    self->fork_gen = g_fork_generation;
+    return 0;
+}
+
+static void Socket_dealloc(SocketObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->initialized && self->fork_gen == g_fork_generation)
+        zm_sock_destroy(&self->s); /* no linger from a finaliser */
+    zm_msg_clear(&self->cur);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int Socket_traverse(SocketObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+/* Every public method starts with enter() and ends with leave(). */
+static int sock_enter(SocketObject *self)
+{
+    int expected = 0;
+
+    if (self->closed || !self->initialized) {
+        raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
+        return -1;
+    }
+    if (self->fork_gen != g_fork_generation) {
+        raise_zmq(self->st, ENOTSUP,
+                  "this socket was created before fork(); it cannot be used "
+                  "in the child (make a new Context there)");
+        return -1;
+    }
+    if (!__atomic_compare_exchange_n(&self->in_call, &expected, 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        /* Acquire/release on in_call: the engine state written by the
+         * previous caller is visible to the next one. */
+        raise_zmq(self->st, EBUSY,
+                  "socket used from two threads at once (zmtp sockets, like "
+                  "libzmq's, are not thread-safe)");
+        return -1;
+    }
+    self->owner = PyThread_get_thread_ident();
+    if (self->terminated) {
+        __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
+        raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        return -1;
+    }
+    return 0;
+}
+
+static void sock_leave(SocketObject *self)
+{
+    /* Release: pairs with the acquire in sock_enter (see there). */
+    __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------------ */
+/* Waiting                                                            */
+/* ------------------------------------------------------------------ */
+
+#define MAX_WATCH 1024
+
+typedef struct {
+    zm_backend *be;
+    int n;
+    int err;
+    int fds[MAX_WATCH];
+} watch_ctx;
+
+static int watch_cb(void *ctx_, int fd, unsigned events)
+{
+    watch_ctx *ctx = ctx_;
+    int rc;
+
+    if (ctx->n >= MAX_WATCH)
+        return 0; /* the rest are looked at on the next step */
+    rc = zm_backend_watch(ctx->be, fd, events, (uint64_t)fd);
+    if (rc < 0) {
+        ctx->err = rc;
+        return rc;
+    }
+    ctx->fds[ctx->n++] = fd;
+    return 0;
+}
+
+static int64_t deadline_from_ms(int ms)
+{
+    return ms < 0 ? -1 : zm_now_ns() + (int64_t)ms * 1000000;
+}
+
+/*
+ * Wait until one of the sockets' descriptors (or extra plain fds) may have
+ * progress, a timer is due, or deadline (-1: none).  The GIL is released
+ * around the wait only.  0, or -1 with an exception (signal handler raised,
+ * context terminated, backend error).
+ */
+static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
+                        const int *fds, const unsigned *fd_events, int nfds,
+                        int64_t deadline)
+{
+    zm_backend *be = thread_backend(st);
+    watch_ctx *ctx;
+    zm_io_event evs[32];
+    int64_t next = deadline, timeout;
+    int rc, i;
+
+    if (be == NULL)
+        return -1;
+    ctx = PyMem_Malloc(sizeof(*ctx));
+    if (ctx == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    ctx->be = be;
+    ctx->n = 0;
+    ctx->err = 0;
+    for (i = 0; i < nsocks; i++) {
+        int64_t t = zm_sock_watch(&socks[i]->s, watch_cb, ctx);
+        if (t >= 0 && (next < 0 || t < next))
+            next = t;
+    }
+    for (i = 0; i < nfds; i++)
+        watch_cb(ctx, fds[i], fd_events[i]);
+    if (ctx->err < 0) {
+        rc = ctx->err;
+        goto unwatch;
+    }
+    timeout = next < 0 ? -1 : next - zm_now_ns();
+    if (next >= 0 && timeout < 0)
+        timeout = 0;
+    for (i = 0; i < nsocks; i++)
+        __atomic_store_n(&socks[i]->waiting_on, be, __ATOMIC_RELEASE);
+    /* A term() that came before waiting_on was published is seen here. */
+    for (i = 0; i < nsocks; i++)
+        if (__atomic_load_n(&socks[i]->terminated, __ATOMIC_ACQUIRE))
+            timeout = 0;
+    Py_BEGIN_ALLOW_THREADS
+    rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
+                         timeout);
+    Py_END_ALLOW_THREADS
+    for (i = 0; i < nsocks; i++)
+        __atomic_store_n(&socks[i]->waiting_on, NULL, __ATOMIC_RELEASE);
+unwatch:
+    for (i = 0; i < ctx->n; i++)
+        zm_backend_unwatch(be, ctx->fds[i], NULL);
+    PyMem_Free(ctx);
+    if (rc == -EINTR)
+        return PyErr_CheckSignals() < 0 ? -1 : 0;
+    if (rc < 0) {
+        raise_zmq(st, -rc, "I/O backend wait failed");
+        return -1;
+    }
+    for (i = 0; i < nsocks; i++)
+        if (socks[i]->terminated) {
+            raise_zmq(st, ZM_ETERM, "Context was terminated");
+            return -1;
+        }
+    return 0;
+}
+
+static int sock_wait(SocketObject *self, int64_t deadline)
+{
+    return wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline);
+}
+
+/* ------------------------------------------------------------------ */
+/* Send                                                               */
+/* ------------------------------------------------------------------ */
+
+static const char *send_errmsg(int rc)
+{
+    switch (-rc) {
+    case ZM_EFSM:
+        return "Operation cannot be accomplished in current state";
+    case ENOTSUP:
+        return "Operation not supported by this socket type";
+    case EHOSTUNREACH:
+        return "Host unreachable (no peer with that routing id)";
+    case EAGAIN:
+        return "Resource temporarily unavailable";
+    default:
+        return NULL;
+    }
+}
+
+/* Send one frame with the socket's blocking rules; 0 or -1 (exception). */
+static int sock_send_frame(SocketObject *self, const void *data, size_t n,
+                           int flags, int64_t deadline)
+{
+    int rc;
+
+    for (;;) {
+        rc = zm_sock_send(&self->s, data, n, (flags & Z_SNDMORE) != 0);
+        if (rc != -EAGAIN)
+            break;
+        zm_sock_process(&self->s, zm_now_ns());
+        rc = zm_sock_send(&self->s, data, n, (flags & Z_SNDMORE) != 0);
+        if (rc != -EAGAIN)
+            break;
+        if ((flags & Z_DONTWAIT) ||
+            (deadline >= 0 && zm_now_ns() >= deadline))
+            break;
+        if (sock_wait(self, deadline) < 0)
+            return -1;
+    }
+    if (rc < 0) {
+        if (rc == -ENOMEM) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        raise_zmq(self->st, -rc, send_errmsg(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_send_args(PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, const char *fname,
+                           PyObject **data, int *flags, int *copy)
+{
+    static const char *names[] = {"data", "flags", "copy", "track"};
+    PyObject *vals[4] = {NULL, NULL, NULL, NULL};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    if (nargs > 4) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most 4 arguments", fname);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        vals[i] = args[i];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        int found = 0;
+        if (key == NULL)
+            return -1;
+        for (int j = 0; j < 4; j++)
+            if (strcmp(key, names[j]) == 0 ||
+                (j == 0 && (strcmp(key, "msg_parts") == 0 ||
+                            strcmp(key, "msg") == 0))) {
+                if (vals[j] != NULL) {
+                    PyErr_Format(PyExc_TypeError,
+                                 "%s() got multiple values for '%s'", fname,
+                                 key);
+                    return -1;
+                }
+                vals[j] = args[nargs + k];
+                found = 1;
+            }
+        if (!found) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%s'", fname,
+                         key);
+            return -1;
+        }
+    }
+    if (vals[0] == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s() missing the data argument", fname);
+        return -1;
+    }
+    *data = vals[0];
+    *flags = 0;
+    if (vals[1] != NULL) {
+        long f = PyLong_AsLong(vals[1]);
+        if (f == -1 && PyErr_Occurred())
+            return -1;
+        *flags = (int)f;
+    }
+    *copy = 1;
+    if (vals[2] != NULL && (*copy = PyObject_IsTrue(vals[2])) < 0)
+        return -1;
+    if (vals[3] != NULL) {
+        int t = PyObject_IsTrue(vals[3]);
+        if (t < 0)
+            return -1;
+        if (t) {
+            PyErr_SetString(PyExc_NotImplementedError,
+                            "track=True: message tracking is not supported by "
+                            "zmtp (messages are copied when sent)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int get_send_buffer(zmtp_state *st, PyObject *obj, Py_buffer *view)
+{
+    (void)st;
+    if (PyUnicode_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "str objects cannot be sent: encode them first, or "
+                        "use send_string()");
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "a bytes-like object is required to send, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(Socket_send_doc,
+"send(data, flags=0, copy=True, track=False)\n--\n\n"
+"Send one frame (bytes-like or Frame).  flags: SNDMORE (more frames of the\n"
+"same message follow), DONTWAIT (raise Again instead of waiting).");
+
+static PyObject *Socket_send(SocketObject *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *data;
+    int flags, copy, rc;
+    Py_buffer view;
+
+    if (parse_send_args(args, nargs, kwnames, "send", &data, &flags, &copy) < 0)
+        return NULL;
+    if (get_send_buffer(self->st, data, &view) < 0)
+        return NULL;
+    if (sock_enter(self) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    rc = sock_send_frame(self, view.buf, (size_t)view.len, flags,
+                         deadline_from_ms(self->sndtimeo));
+    sock_leave(self);
+    PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Socket_send_multipart_doc,
+"send_multipart(msg_parts, flags=0, copy=True, track=False)\n--\n\n"
+"Send a whole message (a sequence of bytes-like objects) atomically.");
+
+static PyObject *Socket_send_multipart(SocketObject *self,
+                                       PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+    PyObject *parts, *seq;
+    Py_buffer *views = NULL;
+    Py_ssize_t n, i, got = 0;
+    int flags, copy, rc = 0;
+    int64_t deadline;
+
+    if (parse_send_args(args, nargs, kwnames, "send_multipart", &parts, &flags,
+                        &copy) < 0)
+        return NULL;
+    if (PyUnicode_Check(parts) || PyBytes_Check(parts)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_multipart() takes a sequence of frames "
+                        "(e.g. [b'a', b'b']), not a single bytes or str");
+        return NULL;
+    }
+    seq = PySequence_Fast(parts, "send_multipart() takes a sequence of frames");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "a message has at least one frame");
+        return NULL;
+    }
+    views = PyMem_New(Py_buffer, (size_t)n);
+    if (views == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    /* Check every part before sending any: a bad part must not leave half
+     * a message on the wire. */
+    for (i = 0; i < n; i++, got++) {
+        if (get_send_buffer(self->st, PySequence_Fast_GET_ITEM(seq, i),
+                            &views[i]) < 0) {
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            PyErr_Format(PyExc_TypeError,
+                         "frame %zd of the message: a bytes-like object is "
+                         "required, not %.100s",
+                         i, Py_TYPE(PySequence_Fast_GET_ITEM(seq, i))->tp_name);
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            rc = -1;
+            goto done;
+        }
+    }
+    if (sock_enter(self) < 0) {
+        rc = -1;
+        goto done;
+    }
+    deadline = deadline_from_ms(self->sndtimeo);
+    for (i = 0; i < n && rc == 0; i++) {
+        int f = (flags & Z_DONTWAIT) | (i + 1 < n ? Z_SNDMORE : (flags & Z_SNDMORE));
+        rc = sock_send_frame(self, views[i].buf, (size_t)views[i].len, f,
+                             deadline);
+        /* Only the first frame can block: the rest follow it. */
+    }
+    sock_leave(self);
+done:
+    for (i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    Py_DECREF(seq);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Receive                                                            */
+/* ------------------------------------------------------------------ */
+
+static int parse_recv_args(PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, const char *fname, int *flags,
+                           int *copy)
+{
+    static const char *names[] = {"flags", "copy", "track"};
+    PyObject *vals[3] = {NULL, NULL, NULL};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most 3 arguments", fname);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        vals[i] = args[i];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        int j;
+        if (key == NULL)
+            return -1;
+        for (j = 0; j < 3 && strcmp(key, names[j]) != 0; j++)
+            ;
+        if (j == 3) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%s'", fname,
+                         key);
+            return -1;
+        }
+        vals[j] = args[nargs + k];
+    }
+    *flags = 0;
+    if (vals[0] != NULL) {
+        long f = PyLong_AsLong(vals[0]);
+        if (f == -1 && PyErr_Occurred())
+            return -1;
+        *flags = (int)f;
+    }
+    *copy = 1;
+    if (vals[1] != NULL && (*copy = PyObject_IsTrue(vals[1])) < 0)
+        return -1;
+    if (vals[2] != NULL && PyObject_IsTrue(vals[2]) == 1) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "track=True is not supported by zmtp");
+        return -1;
+    }
+    return 0;
+}
+
+/* Make sure self->cur holds a message with frames left; 0 or -1. */
+static int sock_fill_current(SocketObject *self, int flags)
+{
+    const unsigned char *prefix;
+    size_t plen;
+    int64_t deadline = -1;
+    int rc, waited = 0;
+
+    if (self->cur_idx < self->cur.n || self->cur_has_prefix)
+        return 0;
+    zm_msg_clear(&self->cur);
+    self->cur_idx = 0;
+    for (;;) {
+        rc = zm_sock_recv(&self->s, &self->cur, &prefix, &plen);
+        if (rc == -EAGAIN) {
+            zm_sock_process(&self->s, zm_now_ns());
+            rc = zm_sock_recv(&self->s, &self->cur, &prefix, &plen);
+        }
+        if (rc != -EAGAIN)
+            break;
+        if (flags & Z_DONTWAIT)
+            break;
+        if (!waited) {
+            deadline = deadline_from_ms(self->rcvtimeo);
+            waited = 1;
+        }
+        if (deadline >= 0 && zm_now_ns() >= deadline)
+            break;
+        if (sock_wait(self, deadline) < 0)
+            return -1;
+    }
+    if (rc < 0) {
+        raise_zmq(self->st, -rc, send_errmsg(rc));
+        return -1;
+    }
+    if (prefix != NULL) {
+        memcpy(self->cur_prefix, prefix, plen);
+        self->cur_prefix_len = plen;
+        self->cur_has_prefix = 1;
+    }
+    return 0;
+}
+
+/* The next frame of self->cur as bytes or Frame; sets rcvmore. */
+static PyObject *sock_take_frame(SocketObject *self, int copy)
+{
+    PyObject *obj;
+    zm_frame *f;
+
+    if (self->cur_has_prefix) {
+        self->cur_has_prefix = 0;
+        self->rcvmore = 1;
+        if (copy)
+            return PyBytes_FromStringAndSize((const char *)self->cur_prefix,
+                                             (Py_ssize_t)self->cur_prefix_len);
+        {
+            zm_frame pf;
+            if (frame_fill_copy(&pf, self->cur_prefix, self->cur_prefix_len,
+                                ZM_FLAG_MORE) < 0)
+                return NULL;
+            return frame_new_from(self->st->Frame_Type, &pf);
+        }
+    }
+    f = &zm_msg_frames(&self->cur)[self->cur_idx++];
+    self->rcvmore = self->cur_idx < self->cur.n;
+    if (self->rcvmore)
+        f->flags |= ZM_FLAG_MORE;
+    else
+        f->flags &= ~ZM_FLAG_MORE;
+    if (copy) {
+        obj = PyBytes_FromStringAndSize((const char *)f->data,
+                                        (Py_ssize_t)f->size);
+        zm_frame_release(f); /* the page can be reused at once */
+        return obj;
+    }
+    return frame_new_from(self->st->Frame_Type, f);
+}
+
+PyDoc_STRVAR(Socket_recv_doc,
+"recv(flags=0, copy=True, track=False)\n--\n\n"
+"Receive one frame: bytes, or a zero-copy Frame with copy=False.  RCVMORE\n"
+"(or frame.more) says whether more frames of the message follow.");
+
+static PyObject *Socket_recv(SocketObject *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames)
+{
+    int flags, copy;
+    PyObject *out = NULL;
+
+    if (parse_recv_args(args, nargs, kwnames, "recv", &flags, &copy) < 0)
+        return NULL;
+    if (sock_enter(self) < 0)
+        return NULL;
+    if (sock_fill_current(self, flags) == 0)
+        out = sock_take_frame(self, copy);
+    sock_leave(self);
+    return out;
+}
+
+PyDoc_STRVAR(Socket_recv_multipart_doc,
+"recv_multipart(flags=0, copy=True, track=False)\n--\n\n"
+"Receive a whole message as a list of bytes (or Frames with copy=False).");
+
+static PyObject *Socket_recv_multipart(SocketObject *self,
+                                       PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames)
+{
+    int flags, copy;
+    PyObject *list = NULL, *obj;
+
+    if (parse_recv_args(args, nargs, kwnames, "recv_multipart", &flags,
+                        &copy) < 0)
+        return NULL;
+    if (sock_enter(self) < 0)
+        return NULL;
+    if (sock_fill_current(self, flags) < 0)
+        goto done;
+    list = PyList_New(0);
+    if (list == NULL)
+        goto done;
+    do {
+        obj = sock_take_frame(self, copy);
+        if (obj == NULL || PyList_Append(list, obj) < 0) {
+            Py_XDECREF(obj);
+            Py_CLEAR(list);
+            goto done;
+        }
+        Py_DECREF(obj);
+    } while (self->rcvmore);
+done:
+    sock_leave(self);
+    return list;
+}
+
+/* ------------------------------------------------------------------ */
+/* Endpoints                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef int (*endpoint_fn)(zm_sock *, const char *, char *, size_t);
+
+static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
+                                    int which)
+{
+    const char *ep;
+    char err[256] = "";
+    int rc;
+
+    if (PyBytes_Check(arg))
+        ep = PyBytes_AS_STRING(arg);
+    else if (PyUnicode_Check(arg))
+        ep = PyUnicode_AsUTF8(arg);
+    else {
+        PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    if (ep == NULL)
+        return NULL;
+    if (sock_enter(self) < 0)
+        return NULL;
+    switch (which) {
+    case 0:
+        rc = zm_sock_bind(&self->s, ep, err, sizeof(err));
+        break;
+    case 1:
+        rc = zm_sock_connect(&self->s, ep, err, sizeof(err));
+        break;
+    case 2:
+        rc = zm_sock_unbind(&self->s, ep);
+        break;
+    default:
+        rc = zm_sock_disconnect(&self->s, ep);
+        break;
+    }
+    sock_leave(self);
+    if (rc < 0) {
+        char msg[400];
+        if (err[0] == '\0')
+            snprintf(err, sizeof(err), "%s", strerror(-rc));
+        snprintf(msg, sizeof(msg), "%s (endpoint %s)", err, ep);
+        return raise_zmq(self->st, -rc, msg);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Socket_bind(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 0);
+}
+
+static PyObject *Socket_connect(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 1);
+}
+
+static PyObject *Socket_unbind(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 2);
+}
+
+static PyObject *Socket_disconnect(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 3);
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                            */
+/* ------------------------------------------------------------------ */
+
+static int int_option(zmtp_state *st, PyObject *value, const char *name,
+                      long lo, long hi, int *out)
+{
+    long v;
+
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "option %s takes an int, not %.100s",
+                     name, Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    v = PyLong_AsLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < lo || v > hi) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "Invalid argument: %s must be %ld..%ld, not %ld",
+                 name, lo, hi, v);
+        raise_zmq(st, EINVAL, msg);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+PyDoc_STRVAR(Socket_setsockopt_doc,
+"setsockopt(option, value, /)\n--\n\nSet a socket option (libzmq numbers).");
+
+static PyObject *Socket_setsockopt(SocketObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs)
+{
+    int opt, v, rc = 0;
+    long optl;
+    PyObject *value;
+
+    if (check_nargs("setsockopt", nargs, 2, 2) < 0)
+        return NULL;
+    optl = PyLong_AsLong(args[0]);
+    if (optl == -1 && PyErr_Occurred())
+        return NULL;
+    opt = (int)optl;
+    value = args[1];
+    if (sock_enter(self) < 0)
+        return NULL;
+    switch (opt) {
+    case ZO_LINGER:
+        rc = int_option(self->st, value, "LINGER", -1, INT32_MAX, &self->linger);
+        break;
+    case ZO_RCVTIMEO:
+        rc = int_option(self->st, value, "RCVTIMEO", -1, INT32_MAX, &self->rcvtimeo);
+        break;
+    case ZO_SNDTIMEO:
+        rc = int_option(self->st, value, "SNDTIMEO", -1, INT32_MAX, &self->sndtimeo);
+        break;
+    case ZO_SNDHWM:
+        rc = int_option(self->st, value, "SNDHWM", 0, INT32_MAX, &self->s.sndhwm);
+        break;
+    case ZO_RCVHWM:
+        rc = int_option(self->st, value, "RCVHWM", 0, INT32_MAX, &self->s.rcvhwm);
+        break;
+    case ZO_RECONNECT_IVL:
+        rc = int_option(self->st, value, "RECONNECT_IVL", -1, INT32_MAX,
+                        &self->s.reconnect_ivl_ms);
+        break;
+    case ZO_ROUTER_MANDATORY:
+        rc = int_option(self->st, value, "ROUTER_MANDATORY", 0, 1, &v);
+        if (rc == 0)
+            self->s.router_mandatory = v;
+        break;
+    case ZO_IMMEDIATE:
+        rc = int_option(self->st, value, "IMMEDIATE", 0, 1, &v);
+        if (rc == 0)
+            self->s.immediate = v;
+        break;
+    case ZO_MAXMSGSIZE: {
+        long long m;
+        if (!PyLong_Check(value) || PyBool_Check(value)) {
+            PyErr_Format(PyExc_TypeError,
+                         "option MAXMSGSIZE takes an int, not %.100s",
+                         Py_TYPE(value)->tp_name);
+            rc = -1;
+            break;
+        }
+        m = PyLong_AsLongLong(value);
+        if (m == -1 && PyErr_Occurred()) {
+            rc = -1;
+        } else if (m < -1) {
+            raise_zmq(self->st, EINVAL, "Invalid argument: MAXMSGSIZE must be -1 or >= 0");
+            rc = -1;
+        } else {
+            self->s.maxmsgsize = m;
+        }
+        break;
+    }
+    case ZO_ROUTING_ID: {
+        Py_buffer view;
+        if (PyUnicode_Check(value) ||
+            PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError,
+                            "ROUTING_ID takes bytes (use setsockopt_string for "
+                            "str)");
+            rc = -1;
+            break;
+        }
+        if (view.len < 1 || view.len > 255 ||
+            ((const unsigned char *)view.buf)[0] == 0) {
+            raise_zmq(self->st, EINVAL,
+                      "Invalid argument: ROUTING_ID must be 1..255 bytes not "
+                      "starting with a zero byte");
+            rc = -1;
+        } else {
+            memcpy(self->s.routing_id, view.buf, (size_t)view.len);
+            self->s.routing_id_len = (size_t)view.len;
+        }
+        PyBuffer_Release(&view);
+        break;
+    }
+    case ZO_RCVMORE:
+    case ZO_TYPE:
+    case ZO_EVENTS:
+    case ZO_LAST_ENDPOINT:
+        raise_zmq(self->st, EINVAL, "Invalid argument: option is read-only");
+        rc = -1;
+        break;
+    default: {
+        char msg[120];
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: socket option %d is not supported by zmtp",
+                 opt);
+        raise_zmq(self->st, EINVAL, msg);
+        rc = -1;
+        break;
+    }
+    }
+    sock_leave(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Socket_getsockopt_doc,
+"getsockopt(option, /)\n--\n\nGet a socket option (libzmq numbers).");
+
+static PyObject *Socket_getsockopt(SocketObject *self, PyObject *arg)
+{
+    long opt = PyLong_AsLong(arg);
+    PyObject *out = NULL;
+
+    if (opt == -1 && PyErr_Occurred())
+        return NULL;
+    if (sock_enter(self) < 0)
+        return NULL;
+    switch (opt) {
+    case ZO_LINGER:
+        out = PyLong_FromLong(self->linger);
+        break;
+    case ZO_RCVTIMEO:
+        out = PyLong_FromLong(self->rcvtimeo);
+        break;
+    case ZO_SNDTIMEO:
+        out = PyLong_FromLong(self->sndtimeo);
+        break;
+    case ZO_SNDHWM:
+        out = PyLong_FromLong(self->s.sndhwm);
+        break;
+    case ZO_RCVHWM:
+        out = PyLong_FromLong(self->s.rcvhwm);
+        break;
+    case ZO_RECONNECT_IVL:
+        out = PyLong_FromLong(self->s.reconnect_ivl_ms);
+        break;
+    case ZO_ROUTER_MANDATORY:
+        out = PyLong_FromLong(self->s.router_mandatory);
+        break;
+    case ZO_IMMEDIATE:
+        out = PyLong_FromLong(self->s.immediate);
+        break;
+    case ZO_MAXMSGSIZE:
+        out = PyLong_FromLongLong(self->s.maxmsgsize);
+        break;
+    case ZO_ROUTING_ID:
+        out = PyBytes_FromStringAndSize((const char *)self->s.routing_id,
+                                        (Py_ssize_t)self->s.routing_id_len);
+        break;
+    case ZO_RCVMORE:
+        out = PyLong_FromLong(self->rcvmore);
+        break;
+    case ZO_TYPE:
+        out = PyLong_FromLong(self->s.type);
+        break;
+    case ZO_LAST_ENDPOINT:
+        out = PyBytes_FromString(self->s.last_endpoint);
+        break;
+    case ZO_EVENTS:
+        zm_sock_process(&self->s, zm_now_ns());
+        out = PyLong_FromLong(zm_sock_events(&self->s) |
+                              ((self->cur_idx < self->cur.n ||
+                                self->cur_has_prefix) ? ZM_POLLIN : 0));
+        break;
+    default: {
+        char msg[120];
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: socket option %ld is not supported by zmtp",
+                 opt);
+        raise_zmq(self->st, EINVAL, msg);
+        break;
+    }
+    }
+    sock_leave(self);
+    return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Poll, close, stats                                                 */
+/* ------------------------------------------------------------------ */
+
+static int sock_events_now(SocketObject *self)
+{
+    zm_sock_process(&self->s, zm_now_ns());
+    return zm_sock_events(&self->s) |
+           ((self->cur_idx < self->cur.n || self->cur_has_prefix) ? ZM_POLLIN : 0);
+}
+
+PyDoc_STRVAR(poll_doc,
+"_poll(items, timeout_ms, /)\n--\n\n"
+"items: list of (Socket or fd, events mask).  Wait up to timeout_ms (-1:\n"
+"forever) until one is ready; return a list of (index, revents).");
+
+static PyObject *module_poll(PyObject *module, PyObject *const *args,
+                             Py_ssize_t nargs)
+{
+    zmtp_state *st = get_state(module);
+    PyObject *seq, *out = NULL;
+    Py_ssize_t n, i;
+    SocketObject **socks = NULL;
+    int *sock_idx = NULL, *fds = NULL, *fd_idx = NULL;
+    unsigned *fd_ev = NULL, *masks = NULL;
+    int nsocks = 0, nfds = 0, entered = 0;
+    long tmo;
+    int64_t deadline;
+
+    if (check_nargs("_poll", nargs, 2, 2) < 0)
+        return NULL;
+    tmo = PyLong_AsLong(args[1]);
+    if (tmo == -1 && PyErr_Occurred())
+        return NULL;
+    deadline = tmo < 0 ? -1 : zm_now_ns() + (int64_t)tmo * 1000000;
+    seq = PySequence_Fast(args[0], "_poll() takes a list of (socket, events)");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    socks = PyMem_New(SocketObject *, (size_t)n + 1);
+    sock_idx = PyMem_New(int, (size_t)n + 1);
+    fds = PyMem_New(int, (size_t)n + 1);
+    fd_idx = PyMem_New(int, (size_t)n + 1);
+    fd_ev = PyMem_New(unsigned, (size_t)n + 1);
+    masks = PyMem_New(unsigned, (size_t)n + 1);
+    if (!socks || !sock_idx || !fds || !fd_idx || !fd_ev || !masks) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *obj;
+        long ev;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "poll items are (socket, events)");
+            goto done;
+        }
+        obj = PyTuple_GET_ITEM(item, 0);
+        ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+        if (ev == -1 && PyErr_Occurred())
+            goto done;
+        masks[i] = (unsigned)ev;
+        if (PyObject_TypeCheck(obj, st->Socket_Type)) {
+            socks[nsocks] = (SocketObject *)obj;
+            sock_idx[nsocks++] = (int)i;
+        } else {
+            int fd = PyObject_AsFileDescriptor(obj);
+            if (fd < 0)
+                goto done;
+            fds[nfds] = fd;
+            fd_idx[nfds] = (int)i;
+            fd_ev[nfds++] = ((ev & ZM_POLLIN) ? 1u : 0u) | ((ev & ZM_POLLOUT) ? 2u : 0u);
+        }
+    }
+    for (i = 0; i < nsocks; i++) {
+        if (sock_enter(socks[i]) < 0)
+            goto done;
+        entered++;
+    }
+    for (;;) {
+        out = PyList_New(0);
+        if (out == NULL)
+            goto done;
+        for (i = 0; i < nsocks; i++) {
+            int ev = sock_events_now(socks[i]) & (int)masks[sock_idx[i]];
+            if (ev) {
+                PyObject *t = Py_BuildValue("(ii)", sock_idx[i], ev);
+                if (t == NULL || PyList_Append(out, t) < 0) {
+                    Py_XDECREF(t);
+                    Py_CLEAR(out);
+                    goto done;
+                }
+                Py_DECREF(t);
+            }
+        }
+        for (i = 0; i < nfds; i++) {
+            struct pollfd p = {.fd = fds[i], .events = 0, .revents = 0};
+            if (fd_ev[i] & 1u)
+                p.events |= POLLIN;
+            if (fd_ev[i] & 2u)
+                p.events |= POLLOUT;
+            if (poll(&p, 1, 0) > 0) {
+                int ev = ((p.revents & (POLLIN | POLLHUP | POLLERR)) && (fd_ev[i] & 1u) ? ZM_POLLIN : 0) |
+                         ((p.revents & (POLLOUT | POLLERR)) && (fd_ev[i] & 2u) ? ZM_POLLOUT : 0);
+                if (ev) {
+                    PyObject *t = Py_BuildValue("(ii)", fd_idx[i], ev);
+                    if (t == NULL || PyList_Append(out, t) < 0) {
+                        Py_XDECREF(t);
+                        Py_CLEAR(out);
+                        goto done;
+                    }
+                    Py_DECREF(t);
+                }
+            }
+        }
+        if (PyList_GET_SIZE(out) > 0 || tmo == 0 ||
+            (deadline >= 0 && zm_now_ns() >= deadline))
+            break;
+        Py_CLEAR(out);
+        if (wait_sockets(st, socks, nsocks, fds, fd_ev, nfds, deadline) < 0)
+            goto done;
+    }
+done:
+    for (i = 0; i < entered; i++)
+        sock_leave(socks[i]);
+    PyMem_Free(socks);
+    PyMem_Free(sock_idx);
+    PyMem_Free(fds);
+    PyMem_Free(fd_idx);
+    PyMem_Free(fd_ev);
+    PyMem_Free(masks);
+    Py_DECREF(seq);
+    return out;
+}
+
+PyDoc_STRVAR(Socket_close_doc,
+"close(linger=None)\n--\n\n"
+"Close the socket.  Output still queued is sent for up to linger ms (the\n"
+"LINGER option when None; -1 waits until it is all sent).");
+
+static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    int linger;
+    int64_t deadline;
+    PyObject *lobj = Py_None;
+
+    if (nargs > 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 1)) {
+        PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
+        return NULL;
+    }
+    if (nargs == 1)
+        lobj = args[0];
+    else if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1) {
+        const char *k = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, 0));
+        if (k == NULL || strcmp(k, "linger") != 0) {
+            PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
+            return NULL;
+        }
+        lobj = args[0];
+    }
+    if (self->closed || !self->initialized)
+        Py_RETURN_NONE;
+    if (self->fork_gen != g_fork_generation) {
+        /* The child must not touch the parent's descriptors' state. */
+        self->closed = 1;
+        Py_RETURN_NONE;
+    }
+    if (sock_enter(self) < 0) {
+        /* A terminated context's sockets still close, unless another
+         * thread is inside a call on it. */
+        int expected = 0;
+        if (!self->terminated ||
+            !__atomic_compare_exchange_n(&self->in_call, &expected, 1, 0,
+                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return NULL;
+        PyErr_Clear();
+    }
+    linger = self->linger;
+    if (lobj != Py_None) {
+        long l = PyLong_AsLong(lobj);
+        if (l == -1 && PyErr_Occurred()) {
+            sock_leave(self);
+            return NULL;
+        }
+        linger = l < -1 ? -1 : (int)l;
+    }
+    deadline = deadline_from_ms(linger);
+    while (linger != 0 && !self->terminated) {
+        zm_sock_process(&self->s, zm_now_ns());
+        if (zm_sock_pending_out(&self->s) == 0)
+            break;
+        if (deadline >= 0 && zm_now_ns() >= deadline)
+            break;
+        if (sock_wait(self, deadline) < 0) {
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            if (t != NULL && PyErr_GivenExceptionMatches(t, PyExc_KeyboardInterrupt)) {
+                PyErr_Restore(t, v, tb);
+                sock_leave(self);
+                return NULL;
+            }
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            break;
+        }
+    }
+    zm_sock_destroy(&self->s);
+    zm_msg_clear(&self->cur);
+    self->cur_idx = 0;
+    self->cur_has_prefix = 0;
+    self->closed = 1;
+    sock_leave(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Socket_get_closed(SocketObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
+{
+    zm_backend *be;
+
+    (void)unused;
+    /* Release: the blocked thread (acquire in wait_sockets) sees the flag
+     * once woken. */
+    __atomic_store_n(&self->terminated, 1, __ATOMIC_RELEASE);
+    be = __atomic_load_n(&self->waiting_on, __ATOMIC_ACQUIRE);
+    if (be != NULL)
+        zm_backend_wake(be);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(__atomic_load_n(&self->in_call, __ATOMIC_ACQUIRE));
+}
+
+static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
+{
+    PyObject *d, *errs;
+    zm_sock_stats *s = &self->s.stats;
+
+    (void)unused;
+    errs = PyDict_New();
+    if (errs == NULL)
+        return NULL;
+    for (int i = 1; i < ZM_ERR_COUNT_; i++) {
+        if (s->protocol_errors[i] == 0)
+            continue;
+        PyObject *k = PyLong_FromLong(i);
+        PyObject *v = PyLong_FromUnsignedLongLong(s->protocol_errors[i]);
+        if (k == NULL || v == NULL || PyDict_SetItem(errs, k, v) < 0) {
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_DECREF(errs);
+            return NULL;
+        }
+        Py_DECREF(k);
+        Py_DECREF(v);
+    }
+    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:N}", "accepted", s->accepted,
+                      "connected", s->connected, "disconnected",
+                      s->disconnected, "handshake_failed", s->handshake_failed,
+                      "dropped_messages", s->dropped_msgs, "protocol_errors",
+                      errs);
+    return d;
+}
+
+static PyMethodDef Socket_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))Socket_send,
+     METH_FASTCALL | METH_KEYWORDS, Socket_send_doc},
+    {"recv", (PyCFunction)(void (*)(void))Socket_recv,
+     METH_FASTCALL | METH_KEYWORDS, Socket_recv_doc},
+    {"send_multipart", (PyCFunction)(void (*)(void))Socket_send_multipart,
+     METH_FASTCALL | METH_KEYWORDS, Socket_send_multipart_doc},
+    {"recv_multipart", (PyCFunction)(void (*)(void))Socket_recv_multipart,
+     METH_FASTCALL | METH_KEYWORDS, Socket_recv_multipart_doc},
+    {"bind", (PyCFunction)Socket_bind, METH_O,
+     "bind(addr)\n--\n\nBind to tcp://host:port (port * for any) or ipc://path."},
+    {"connect", (PyCFunction)Socket_connect, METH_O,
+     "connect(addr)\n--\n\nConnect to tcp://host:port or ipc://path (in the "
+     "background; reconnects)."},
+    {"unbind", (PyCFunction)Socket_unbind, METH_O,
+     "unbind(addr)\n--\n\nStop listening on a bound endpoint."},
+    {"disconnect", (PyCFunction)Socket_disconnect, METH_O,
+     "disconnect(addr)\n--\n\nDrop a connected endpoint."},
+    {"setsockopt", (PyCFunction)(void (*)(void))Socket_setsockopt,
+     METH_FASTCALL, Socket_setsockopt_doc},
+    {"getsockopt", (PyCFunction)Socket_getsockopt, METH_O,
+     Socket_getsockopt_doc},
+    {"close", (PyCFunction)(void (*)(void))Socket_close,
+     METH_FASTCALL | METH_KEYWORDS, Socket_close_doc},
+    {"_terminate", (PyCFunction)Socket_terminate, METH_NOARGS,
+     "Mark the context terminated and wake a blocked call."},
+    {"_in_use", (PyCFunction)Socket_in_use, METH_NOARGS,
+     "True while a call on this socket is in progress."},
+    {"stats", (PyCFunction)Socket_stats, METH_NOARGS,
+     "stats()\n--\n\nCounters: accepted, connected, disconnected,\n"
+     "handshake_failed, dropped_messages, protocol_errors {code: n}."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Socket_getset[] = {
+    {"closed", (getter)Socket_get_closed, NULL, "True once closed.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Socket_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(SocketObject, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Socket_slots[] = {
+    {Py_tp_new, Socket_tp_new},
+    {Py_tp_init, Socket_init},
+    {Py_tp_dealloc, Socket_dealloc},
+    {Py_tp_traverse, Socket_traverse},
+    {Py_tp_methods, Socket_methods},
+    {Py_tp_getset, Socket_getset},
+    {Py_tp_members, Socket_members},
+    {Py_tp_doc, (void *)"Socket(socket_type): the C socket; use zmtp.Socket."},
+    {0, NULL},
+};
+
+static PyType_Spec Socket_spec = {
+    .name = "zmtp._zmtp.Socket",
+    .basicsize = sizeof(SocketObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = Socket_slots,
+};
+
+/* ================================================================== */
 /* Introspection                                                      */
 /* ================================================================== */
 
@@ -1155,6 +2647,12 @@ static PyMethodDef module_methods[] = {
     {"memory_stats", (PyCFunction)memory_stats, METH_NOARGS,
      memory_stats_doc},
     {"strerror", (PyCFunction)codec_strerror, METH_O, strerror_doc},
+    {"_set_errors", (PyCFunction)(void (*)(void))set_errors, METH_FASTCALL,
+     set_errors_doc},
+    {"_set_backend", (PyCFunction)set_backend, METH_O, set_backend_doc},
+    {"_probe_backend", (PyCFunction)probe_backend, METH_O, probe_backend_doc},
+    {"_poll", (PyCFunction)(void (*)(void))module_poll, METH_FASTCALL,
+     poll_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1174,6 +2672,10 @@ static int zmtp_exec(PyObject *m)
     st->Decoder_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
         m, &Decoder_spec, NULL);
     if (st->Decoder_Type == NULL || PyModule_AddType(m, st->Decoder_Type) < 0)
+        return -1;
+    st->Socket_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        m, &Socket_spec, NULL);
+    if (st->Socket_Type == NULL || PyModule_AddType(m, st->Socket_Type) < 0)
         return -1;
     st->ProtocolError = PyErr_NewExceptionWithDoc(
         "zmtp._zmtp.ProtocolError",
@@ -1222,6 +2724,11 @@ static int zmtp_exec(PyObject *m)
     ADD("READ_BUF_SIZE_MIN", ZM_PAGE_SIZE_MIN);
     ADD("MAX_FRAMES_DEFAULT", ZM_MAX_FRAMES_DEFAULT);
     ADD("MSG_INLINE_FRAMES", ZM_MSG_INLINE);
+    ADD("EFSM", ZM_EFSM);
+    ADD("ENOCOMPATPROTO", ZM_ENOCOMPATPROTO);
+    ADD("ETERM", ZM_ETERM);
+    ADD("EMTHREAD", ZM_EMTHREAD);
+    ADD("DEFAULT_LINGER", DEFAULT_LINGER_MS);
 #undef ADD
     return 0;
 }
@@ -1231,7 +2738,11 @@ static int zmtp_traverse(PyObject *m, visitproc visit, void *arg)
     zmtp_state *st = get_state(m);
     Py_VISIT(st->Frame_Type);
     Py_VISIT(st->Decoder_Type);
+    Py_VISIT(st->Socket_Type);
     Py_VISIT(st->ProtocolError);
+    Py_VISIT(st->ZMQError);
+    Py_VISIT(st->Again);
+    Py_VISIT(st->ContextTerminated);
     return 0;
 }
 
@@ -1240,7 +2751,11 @@ static int zmtp_clear(PyObject *m)
     zmtp_state *st = get_state(m);
     Py_CLEAR(st->Frame_Type);
     Py_CLEAR(st->Decoder_Type);
+    Py_CLEAR(st->Socket_Type);
     Py_CLEAR(st->ProtocolError);
+    Py_CLEAR(st->ZMQError);
+    Py_CLEAR(st->Again);
+    Py_CLEAR(st->ContextTerminated);
     return 0;
 }
 

@@ -1,13 +1,80 @@
 """zmtp: the ZeroMQ wire protocol (ZMTP 3.1) for Python, without libzmq.
 
-This release holds the C core: read pages with zero-copy frames, messages,
-and the sans-IO ZMTP codec (:mod:`zmtp.codec`).  Sockets come next; until
-then :class:`Context` and friends raise :class:`NotImplementedError`.
+``import zmtp as zmq`` works for ordinary blocking scripts::
+
+    import zmtp
+    ctx = zmtp.Context()
+    s = ctx.socket(zmtp.REQ)
+    s.connect("tcp://127.0.0.1:5555")
+    s.send(b"hello"); print(s.recv())
+
+The C core does the I/O in the calling thread over io_uring or epoll
+(:func:`backend_name`); :mod:`zmtp.codec` is the protocol codec without I/O.
 """
 
 from zmtp._zmtp import Frame, memory_stats
 from zmtp.codec import ProtocolError
+from zmtp.error import Again, ContextTerminated, ZMQBindError, ZMQError, strerror
+from zmtp._backend import backend_info, backend_name
+from zmtp.constants import (
+    DEALER,
+    DEFAULT_LINGER,
+    DONTWAIT,
+    EAGAIN,
+    EFSM,
+    EHOSTUNREACH,
+    EINVAL,
+    ENOTSOCK,
+    ENOTSUP,
+    ETERM,
+    EVENTS,
+    IDENTITY,
+    IMMEDIATE,
+    LAST_ENDPOINT,
+    LINGER,
+    MAXMSGSIZE,
+    NOBLOCK,
+    PAIR,
+    POLLERR,
+    POLLIN,
+    POLLOUT,
+    PUB,
+    PULL,
+    PUSH,
+    RCVHWM,
+    RCVMORE,
+    RCVTIMEO,
+    RECONNECT_IVL,
+    REP,
+    REQ,
+    ROUTER,
+    ROUTER_MANDATORY,
+    ROUTING_ID,
+    SNDHWM,
+    SNDMORE,
+    SNDTIMEO,
+    SUB,
+    TYPE,
+    XPUB,
+    XSUB,
+    Errno,
+    Flag,
+    PollEvent,
+    SocketOption,
+    SocketType,
+)
+from zmtp.socket import Socket
+from zmtp.context import Context
+from zmtp.poll import Poller
 
 __version__ = "0.1.0"
 
-__all__ = ["Frame", "ProtocolError", "memory_stats", "__version__"]
+__all__ = [
+    "Again", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
+    "EHOSTUNREACH", "EINVAL", "ENOTSOCK", "ENOTSUP", "ETERM", "EVENTS", "Errno", "Flag", "Frame", "IDENTITY",
+    "IMMEDIATE", "LAST_ENDPOINT", "LINGER", "MAXMSGSIZE", "NOBLOCK", "PAIR", "POLLERR", "POLLIN", "POLLOUT",
+    "PUB", "PULL", "PUSH", "PollEvent", "Poller", "ProtocolError", "RCVHWM", "RCVMORE", "RCVTIMEO",
+    "RECONNECT_IVL", "REP", "REQ", "ROUTER", "ROUTER_MANDATORY", "ROUTING_ID", "SNDHWM", "SNDMORE",
+    "SNDTIMEO", "SUB", "Socket", "SocketOption", "SocketType", "TYPE", "XPUB", "XSUB", "ZMQBindError",
+    "ZMQError", "__version__", "backend_info", "backend_name", "memory_stats", "strerror",
+]

@@ -1,0 +1,1120 @@
+/*
+ * engine.c - connections, handshakes and routing (see engine.h).
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Watch masks, the same bits as backend.h's ZM_IO_IN / ZM_IO_OUT. */
+#define WATCH_IN 1u
+#define WATCH_OUT 2u
+
+/* ================================================================== */
+/* Small helpers                                                      */
+/* ================================================================== */
+
+int64_t zm_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static const char *const socktype_names[ZM_SOCKTYPE_COUNT_] = {
+    "PAIR", "PUB", "SUB", "REQ", "REP", "DEALER",
+    "ROUTER", "PULL", "PUSH", "XPUB", "XSUB",
+};
+
+const char *zm_socktype_name(int type)
+{
+    if (type < 0 || type >= ZM_SOCKTYPE_COUNT_)
+        return NULL;
+    return socktype_names[type];
+}
+
+static int socktype_from_name(const unsigned char *name, size_t len)
+{
+    for (int t = 0; t < ZM_SOCKTYPE_COUNT_; t++) {
+        size_t n = strlen(socktype_names[t]);
+        if (n == len && memcmp(name, socktype_names[t], n) == 0)
+            return t;
+    }
+    return -1;
+}
+
+int zm_socktype_compatible(int a, int b)
+{
+    switch (a) {
+    case ZM_PAIR:
+        return b == ZM_PAIR;
+    case ZM_REQ:
+        return b == ZM_REP || b == ZM_ROUTER;
+    case ZM_REP:
+        return b == ZM_REQ || b == ZM_DEALER;
+    case ZM_DEALER:
+        return b == ZM_REP || b == ZM_DEALER || b == ZM_ROUTER;
+    case ZM_ROUTER:
+        return b == ZM_REQ || b == ZM_DEALER || b == ZM_ROUTER;
+    case ZM_PULL:
+        return b == ZM_PUSH;
+    case ZM_PUSH:
+        return b == ZM_PULL;
+    case ZM_PUB:
+    case ZM_XPUB:
+        return b == ZM_SUB || b == ZM_XSUB;
+    case ZM_SUB:
+    case ZM_XSUB:
+        return b == ZM_PUB || b == ZM_XPUB;
+    default:
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Message FIFO                                                       */
+/* ------------------------------------------------------------------ */
+
+static int msgq_push(zm_msgq *q, zm_msg *m)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        zm_msg *items = malloc(cap * sizeof(zm_msg));
+        if (items == NULL)
+            return -ENOMEM;
+        for (size_t i = 0; i < q->n; i++)
+            items[i] = q->items[(q->head + i) % q->cap];
+        free(q->items);
+        q->items = items;
+        q->cap = cap;
+        q->head = 0;
+    }
+    zm_msg_move(&q->items[(q->head + q->n) % q->cap], m);
+    q->n++;
+    return 0;
+}
+
+static void msgq_pop(zm_msgq *q, zm_msg *out)
+{
+    zm_msg_move(out, &q->items[q->head]);
+    q->head = (q->head + 1) % q->cap;
+    q->n--;
+}
+
+static void msgq_free(zm_msgq *q)
+{
+    while (q->n > 0) {
+        zm_msg m;
+        msgq_pop(q, &m);
+        zm_msg_clear(&m);
+    }
+    free(q->items);
+    memset(q, 0, sizeof(*q));
+}
+
+/* ================================================================== */
+/* Connections                                                        */
+/* ================================================================== */
+
+static int conn_decoder_reset(zm_sock *s, zm_conn *c)
+{
+    zm_decoder_config cfg;
+
+    zm_decoder_free(&c->dec);
+    zm_decoder_config_default(&cfg);
+    cfg.page_size = s->read_buf_size;
+    cfg.maxmsgsize = s->maxmsgsize;
+    cfg.max_frames = s->max_frames;
+    return zm_decoder_init(&c->dec, &cfg) < 0 ? -EINVAL : 0;
+}
+
+static zm_conn *conn_new(zm_sock *s)
+{
+    zm_conn *c = calloc(1, sizeof(zm_conn));
+
+    if (c == NULL)
+        return NULL;
+    c->fd = -1;
+    if (conn_decoder_reset(s, c) < 0) {
+        free(c);
+        return NULL;
+    }
+    /* Append, so round-robin follows connection order (as libzmq). */
+    zm_conn **pp = &s->conns;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    *pp = c;
+    return c;
+}
+
+/* Output accounting: a message is queued from its first byte encoded until
+ * its last byte is written; the number queued is what SNDHWM limits. */
+static int conn_note_msg_end(zm_conn *c)
+{
+    if (c->ends_n == c->ends_cap) {
+        size_t cap = c->ends_cap ? c->ends_cap * 2 : 16;
+        uint64_t *e = malloc(cap * sizeof(uint64_t));
+        if (e == NULL)
+            return -ENOMEM;
+        for (size_t i = 0; i < c->ends_n; i++)
+            e[i] = c->ends[(c->ends_head + i) % c->ends_cap];
+        free(c->ends);
+        c->ends = e;
+        c->ends_cap = cap;
+        c->ends_head = 0;
+    }
+    c->ends[(c->ends_head + c->ends_n) % c->ends_cap] = c->enc_total;
+    c->ends_n++;
+    return 0;
+}
+
+static void conn_drop_output(zm_sock *s, zm_conn *c)
+{
+    s->stats.dropped_msgs += c->ends_n;
+    c->out.len = 0;
+    c->out_off = 0;
+    c->hs_len = 0;
+    c->ends_n = 0;
+    c->ends_head = 0;
+    c->written_total = c->enc_total;
+    if (s->out_conn == c && s->out_more)
+        s->out_drop = 1;
+}
+
+/* Put our greeting and READY in front of whatever is queued. */
+static int conn_start_handshake(zm_sock *s, zm_conn *c)
+{
+    unsigned char greeting[ZM_GREETING_SIZE];
+    zm_wbuf hs;
+    zm_prop props[2];
+    size_t np = 0;
+    const char *tname = zm_socktype_name(s->type);
+    size_t queued;
+
+    zm_wbuf_init(&hs);
+    zm_encode_greeting(greeting, 1, "NULL", 4, 0);
+    props[np].name = (const unsigned char *)"Socket-Type";
+    props[np].name_len = 11;
+    props[np].value = (const unsigned char *)tname;
+    props[np].value_len = strlen(tname);
+    np++;
+    if (s->type == ZM_REQ || s->type == ZM_DEALER || s->type == ZM_ROUTER) {
+        props[np].name = (const unsigned char *)"Identity";
+        props[np].name_len = 8;
+        props[np].value = s->routing_id;
+        props[np].value_len = s->routing_id_len;
+        np++;
+    }
+    if (zm_wbuf_reserve(&hs, ZM_GREETING_SIZE) < 0)
+        goto nomem;
+    memcpy(hs.data, greeting, ZM_GREETING_SIZE);
+    hs.len = ZM_GREETING_SIZE;
+    if (zm_encode_ready(&hs, props, np) < 0)
+        goto nomem;
+    /* Queued message bytes (from before the connection) go after it. */
+    queued = c->out.len - c->out_off;
+    if (zm_wbuf_reserve(&hs, queued) < 0)
+        goto nomem;
+    memcpy(hs.data + hs.len, c->out.data + c->out_off, queued);
+    c->hs_len = hs.len;
+    hs.len += queued;
+    zm_wbuf_free(&c->out);
+    c->out = hs;
+    c->out_off = 0;
+    c->got_greeting = 0;
+    c->state = ZM_CS_HANDSHAKE;
+    return conn_decoder_reset(s, c);
+nomem:
+    zm_wbuf_free(&hs);
+    return -ENOMEM;
+}
+
+static void conn_forget(zm_sock *s, zm_conn *c)
+{
+    if (s->rr == c)
+        s->rr = c->next;
+    if (s->fq == c)
+        s->fq = c->next;
+    if (s->req_peer == c)
+        s->req_peer = NULL; /* the reply can no longer come */
+    if (s->rep_peer == c)
+        s->rep_peer = NULL; /* the reply will be dropped */
+    if (s->out_conn == c) {
+        s->out_conn = NULL;
+        if (s->out_more)
+            s->out_drop = 1;
+    }
+}
+
+/* The connection's transport is gone (EOF, error, protocol violation). */
+static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->state == ZM_CS_ACTIVE || c->state == ZM_CS_HANDSHAKE)
+        s->stats.disconnected++;
+    /* Unwritten output cannot be resumed on a new connection: the peer may
+     * have seen part of it.  Frames of a half-received message die with
+     * the decoder. */
+    conn_drop_output(s, c);
+    conn_decoder_reset(s, c);
+    if (c->connecter && s->reconnect_ivl_ms >= 0) {
+        c->state = ZM_CS_RETRY;
+        c->retry_at_ns = now + (int64_t)s->reconnect_ivl_ms * 1000000;
+    } else {
+        c->state = ZM_CS_DEAD;
+    }
+    /* A REQ waiting on this peer keeps waiting, as libzmq's does: the
+     * caller's RCVTIMEO decides how long. */
+}
+
+static void conn_free(zm_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    zm_decoder_free(&c->dec);
+    zm_wbuf_free(&c->out);
+    free(c->ends);
+    msgq_free(&c->inq);
+    free(c);
+}
+
+/* Remove dead connections whose input has been consumed. */
+static void reap_dead(zm_sock *s)
+{
+    zm_conn **pp = &s->conns;
+
+    while (*pp != NULL) {
+        zm_conn *c = *pp;
+        if (c->state == ZM_CS_DEAD && c->inq.n == 0) {
+            conn_forget(s, c);
+            *pp = c->next;
+            conn_free(c);
+        } else {
+            pp = &c->next;
+        }
+    }
+}
+
+/* Refuse the peer: ERROR command (best effort), count, close. */
+static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
+                        int64_t now)
+{
+    zm_wbuf w;
+
+    zm_wbuf_init(&w);
+    if (c->fd >= 0 && zm_encode_error(&w, reason, strlen(reason)) == 0)
+        (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    zm_wbuf_free(&w);
+    s->stats.handshake_failed++;
+    conn_lost(s, c, now);
+}
+
+/* A generated routing id: 0x00 then a 32-bit counter (libzmq's form). */
+static void conn_generate_rid(zm_sock *s, zm_conn *c)
+{
+    c->rid[0] = 0;
+    zm_put_u32(c->rid + 1, s->next_rid++);
+    c->rid_len = 5;
+}
+
+static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
+            memcmp(c->rid, id, n) == 0)
+            return c;
+    return NULL;
+}
+
+/* READY from the peer: socket type check and identity. */
+static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
+                         int64_t now)
+{
+    zm_prop prop;
+    char reason[96];
+
+    if (!zm_props_find(cmd->arg, cmd->arg_len, "Socket-Type", &prop)) {
+        conn_refuse(s, c, "missing Socket-Type", now);
+        return -1;
+    }
+    c->peer_type = socktype_from_name(prop.value, prop.value_len);
+    if (c->peer_type < 0 || !zm_socktype_compatible(s->type, c->peer_type)) {
+        snprintf(reason, sizeof(reason), "invalid socket type %.*s for %s",
+                 (int)(prop.value_len < 20 ? prop.value_len : 20),
+                 (const char *)prop.value, zm_socktype_name(s->type));
+        conn_refuse(s, c, reason, now);
+        return -1;
+    }
+    if (s->type == ZM_ROUTER) {
+        if (zm_props_find(cmd->arg, cmd->arg_len, "Identity", &prop) &&
+            prop.value_len > 0 && prop.value_len <= sizeof(c->rid) &&
+            prop.value[0] != 0 && find_rid(s, prop.value, prop.value_len) == NULL) {
+            memcpy(c->rid, prop.value, prop.value_len);
+            c->rid_len = prop.value_len;
+        } else {
+            /* No id, a reserved one (leading 0x00) or one in use: generate
+             * (libzmq drops the newcomer with a duplicate id unless
+             * ROUTER_HANDOVER; a fresh id keeps both reachable). */
+            conn_generate_rid(s, c);
+        }
+    }
+    if (s->type == ZM_PAIR) {
+        for (zm_conn *o = s->conns; o != NULL; o = o->next)
+            if (o != c && o->state == ZM_CS_ACTIVE) {
+                conn_refuse(s, c, "PAIR socket already has a peer", now);
+                return -1;
+            }
+    }
+    c->state = ZM_CS_ACTIVE;
+    c->hs_len = 0;
+    if (c->connecter)
+        s->stats.connected++;
+    return 0;
+}
+
+/* Handle one decoder event; -1 when the connection was closed. */
+static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
+{
+    switch (ev->kind) {
+    case ZM_EV_GREETING:
+        c->got_greeting = 1;
+        c->peer_minor = ev->greeting.major > 3 ? 1 : ev->greeting.minor;
+        if (strcmp(ev->greeting.mechanism, "NULL") != 0) {
+            s->stats.protocol_errors[ZM_ERR_MECHANISM]++;
+            conn_refuse(s, c, "unsupported security mechanism", now);
+            return -1;
+        }
+        return 0;
+    case ZM_EV_COMMAND: {
+        int kind = ev->cmd.kind;
+        int rc = 0;
+        if (c->state == ZM_CS_HANDSHAKE) {
+            if (kind == ZM_CMD_READY) {
+                rc = conn_on_ready(s, c, &ev->cmd, now);
+            } else if (kind == ZM_CMD_ERROR) {
+                s->stats.handshake_failed++;
+                conn_lost(s, c, now);
+                rc = -1;
+            } else {
+                conn_refuse(s, c, "expected READY", now);
+                rc = -1;
+            }
+        } else if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
+            /* Answer at once; the reply rides with the next write. */
+            if (zm_encode_pong(&c->out, ev->cmd.arg, ev->cmd.arg_len) < 0)
+                rc = 0; /* out of memory: skip this PONG */
+        } else if (kind == ZM_CMD_ERROR) {
+            conn_lost(s, c, now);
+            rc = -1;
+        }
+        /* PONG, SUBSCRIBE, CANCEL and unknown commands: nothing to do for
+         * these socket types. */
+        zm_frame_release(&ev->command);
+        return rc;
+    }
+    case ZM_EV_MESSAGE:
+        if (c->state != ZM_CS_ACTIVE) {
+            zm_msg_clear(&ev->msg);
+            conn_refuse(s, c, "message before READY", now);
+            return -1;
+        }
+        if (s->type == ZM_PUSH || s->type == ZM_PUB) {
+            zm_msg_clear(&ev->msg); /* send-only sockets ignore input */
+            return 0;
+        }
+        if (msgq_push(&c->inq, &ev->msg) < 0) {
+            zm_msg_clear(&ev->msg);
+            s->stats.dropped_msgs++;
+        }
+        return 0;
+    default:
+        s->stats.protocol_errors[ev->error]++;
+        if (!c->got_greeting)
+            s->stats.handshake_failed++;
+        conn_lost(s, c, now);
+        return -1;
+    }
+}
+
+/* Read and decode what the kernel has, up to RCVHWM queued messages. */
+static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
+{
+    zm_event ev;
+    unsigned char *buf;
+    size_t room;
+    ssize_t n;
+    int reads = 0;
+
+    for (;;) {
+        while (zm_decoder_next(&c->dec, &ev) != ZM_EV_NEED_DATA)
+            if (conn_on_event(s, c, &ev, now) < 0)
+                return;
+        if (s->rcvhwm > 0 && c->inq.n >= (size_t)s->rcvhwm)
+            return; /* the peer waits in the kernel buffer */
+        if (reads++ >= 16)
+            return; /* fairness: let the other connections have a turn */
+        if (zm_decoder_buffer(&c->dec, &buf, &room) < 0) {
+            s->stats.protocol_errors[ZM_ERR_NOMEM]++;
+            conn_lost(s, c, now);
+            return;
+        }
+        n = recv(c->fd, buf, room, MSG_DONTWAIT);
+        if (n > 0) {
+            zm_decoder_commit(&c->dec, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        conn_lost(s, c, now); /* EOF or reset */
+        return;
+    }
+    if (c->dec.state == ZM_DS_HEADER || c->dec.state == ZM_DS_GREETING)
+        zm_decoder_release_idle(&c->dec); /* idle: hold no read page */
+}
+
+/* Write what may be written: the handshake bytes until READY is in, then
+ * everything. */
+static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
+{
+    size_t limit = c->state == ZM_CS_ACTIVE ? c->out.len : c->hs_len;
+
+    while (c->out_off < limit) {
+        ssize_t n = send(c->fd, c->out.data + c->out_off, limit - c->out_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            conn_lost(s, c, now);
+            return;
+        }
+        c->out_off += (size_t)n;
+    }
+    if (c->state != ZM_CS_ACTIVE)
+        return;
+    /* Message bytes written so far, for SNDHWM accounting. */
+    c->written_total = c->enc_total - (c->out.len - c->out_off);
+    while (c->ends_n > 0 && c->ends[c->ends_head] <= c->written_total) {
+        c->ends_head = (c->ends_head + 1) % c->ends_cap;
+        c->ends_n--;
+    }
+    if (c->out_off == c->out.len) {
+        c->out.len = 0;
+        c->out_off = 0;
+    } else if (c->out_off > 65536 && c->out_off > c->out.len / 2) {
+        memmove(c->out.data, c->out.data + c->out_off, c->out.len - c->out_off);
+        c->out.len -= c->out_off;
+        c->out_off = 0;
+    }
+}
+
+static void conn_dial(zm_sock *s, zm_conn *c, int64_t now)
+{
+    int in_progress;
+    int fd = zm_connect_start(&c->addr, &in_progress);
+
+    if (fd < 0) {
+        c->state = ZM_CS_RETRY;
+        c->retry_at_ns = now + (int64_t)(s->reconnect_ivl_ms > 0 ? s->reconnect_ivl_ms : 100) * 1000000;
+        if (s->reconnect_ivl_ms < 0)
+            c->state = ZM_CS_DEAD;
+        return;
+    }
+    c->fd = fd;
+    if (in_progress) {
+        c->state = ZM_CS_CONNECTING;
+        return;
+    }
+    if (conn_start_handshake(s, c) < 0)
+        conn_lost(s, c, now);
+    else
+        conn_write(s, c, now); /* our greeting goes out at once */
+}
+
+static void listener_accept(zm_sock *s, zm_listener *l)
+{
+    for (int i = 0; i < 64; i++) {
+        int fd = zm_accept(l->fd, l->addr.transport);
+        zm_conn *c;
+        if (fd < 0)
+            return; /* EAGAIN, or a transient error (EMFILE...) */
+        c = conn_new(s);
+        if (c == NULL) {
+            close(fd);
+            return;
+        }
+        c->fd = fd;
+        memcpy(c->endpoint, l->endpoint, sizeof(c->endpoint));
+        s->stats.accepted++;
+        if (conn_start_handshake(s, c) < 0) {
+            c->state = ZM_CS_DEAD;
+            close(c->fd);
+            c->fd = -1;
+        }
+    }
+}
+
+/* Everything that can be done on one connection now. */
+static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
+{
+    switch (c->state) {
+    case ZM_CS_RETRY:
+        if (now >= c->retry_at_ns)
+            conn_dial(s, c, now);
+        break;
+    case ZM_CS_CONNECTING: {
+        /* Done when writable (or failed); SO_ERROR says which. */
+        struct pollfd p = {.fd = c->fd, .events = POLLOUT, .revents = 0};
+        if (poll(&p, 1, 0) <= 0)
+            break; /* still in progress */
+        if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
+            if (conn_start_handshake(s, c) < 0)
+                conn_lost(s, c, now);
+        } else {
+            conn_lost(s, c, now);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (c->state == ZM_CS_HANDSHAKE || c->state == ZM_CS_ACTIVE) {
+        conn_write(s, c, now);
+        if (c->fd >= 0)
+            conn_read(s, c, now);
+        if (c->fd >= 0 && c->out_off < c->out.len)
+            conn_write(s, c, now); /* PONGs, and bytes freed by READY */
+    }
+}
+
+void zm_sock_process(zm_sock *s, int64_t now)
+{
+    for (zm_listener *l = s->listeners; l != NULL; l = l->next)
+        listener_accept(s, l);
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        conn_step(s, c, now);
+    reap_dead(s);
+}
+
+/* ================================================================== */
+/* Socket set-up                                                      */
+/* ================================================================== */
+
+int zm_sock_init(zm_sock *s, int type)
+{
+    memset(s, 0, sizeof(*s));
+    switch (type) {
+    case ZM_PAIR:
+    case ZM_REQ:
+    case ZM_REP:
+    case ZM_DEALER:
+    case ZM_ROUTER:
+    case ZM_PULL:
+    case ZM_PUSH:
+        break;
+    default:
+        return -EINVAL;
+    }
+    s->type = type;
+    s->sndhwm = 1000;
+    s->rcvhwm = 1000;
+    s->maxmsgsize = -1;
+    s->reconnect_ivl_ms = 100;
+    s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
+    s->max_frames = ZM_MAX_FRAMES_DEFAULT;
+    /* libzmq starts generated ids at a random value. */
+    s->next_rid = (uint32_t)(zm_now_ns() ^ (int64_t)(uintptr_t)s);
+    zm_msg_init(&s->rep_envelope);
+    return 0;
+}
+
+static void listener_close(zm_listener *l)
+{
+    close(l->fd);
+    if (l->addr.transport == ZM_TR_IPC) {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)&l->addr.ss;
+        if (sun->sun_path[0] != '\0')
+            unlink(sun->sun_path);
+    }
+    free(l);
+}
+
+void zm_sock_destroy(zm_sock *s)
+{
+    while (s->listeners != NULL) {
+        zm_listener *l = s->listeners;
+        s->listeners = l->next;
+        listener_close(l);
+    }
+    while (s->conns != NULL) {
+        zm_conn *c = s->conns;
+        s->conns = c->next;
+        conn_free(c);
+    }
+    zm_msg_clear(&s->rep_envelope);
+    memset(s, 0, sizeof(*s));
+}
+
+int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len)
+{
+    zm_addr a;
+    zm_listener *l;
+    int fd, rc;
+
+    rc = zm_addr_parse(endpoint, 1, &a, err, err_len);
+    if (rc < 0)
+        return rc;
+    fd = zm_listen(&a, 128);
+    if (fd < 0)
+        return fd;
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    l->fd = fd;
+    l->addr = a;
+    zm_addr_format(&a, l->endpoint, sizeof(l->endpoint));
+    memcpy(s->last_endpoint, l->endpoint, sizeof(s->last_endpoint));
+    l->next = s->listeners;
+    s->listeners = l;
+    return 0;
+}
+
+int zm_sock_connect(zm_sock *s, const char *endpoint, char *err,
+                    size_t err_len)
+{
+    zm_addr a;
+    zm_conn *c;
+    int rc;
+
+    rc = zm_addr_parse(endpoint, 0, &a, err, err_len);
+    if (rc < 0)
+        return rc;
+    c = conn_new(s);
+    if (c == NULL)
+        return -ENOMEM;
+    c->connecter = 1;
+    c->addr = a;
+    snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
+    snprintf(s->last_endpoint, sizeof(s->last_endpoint), "%s", endpoint);
+    c->state = ZM_CS_RETRY;
+    c->retry_at_ns = 0; /* dial on the next step */
+    conn_dial(s, c, zm_now_ns());
+    return 0;
+}
+
+int zm_sock_unbind(zm_sock *s, const char *endpoint)
+{
+    for (zm_listener **pp = &s->listeners; *pp != NULL; pp = &(*pp)->next) {
+        zm_listener *l = *pp;
+        if (strcmp(l->endpoint, endpoint) == 0) {
+            *pp = l->next;
+            listener_close(l);
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+int zm_sock_disconnect(zm_sock *s, const char *endpoint)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->connecter && c->state != ZM_CS_DEAD &&
+            strcmp(c->endpoint, endpoint) == 0) {
+            c->connecter = 0; /* no redial */
+            conn_lost(s, c, zm_now_ns());
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* ================================================================== */
+/* Routing                                                            */
+/* ================================================================== */
+
+/* May this connection take another outgoing message now? */
+static int conn_can_queue(const zm_sock *s, const zm_conn *c)
+{
+    if (c->state == ZM_CS_DEAD)
+        return 0;
+    if (!c->connecter && c->state != ZM_CS_ACTIVE)
+        return 0; /* accepted: only once the handshake is done */
+    if (s->immediate && c->state != ZM_CS_ACTIVE)
+        return 0;
+    if (c->state == ZM_CS_RETRY && s->reconnect_ivl_ms < 0)
+        return 0;
+    return s->sndhwm <= 0 || c->ends_n < (size_t)s->sndhwm;
+}
+
+/* Round-robin: the next connection after the cursor that can take it. */
+static zm_conn *pick_rr(zm_sock *s)
+{
+    zm_conn *start = s->rr != NULL ? s->rr : s->conns;
+    zm_conn *c = start;
+
+    if (c == NULL)
+        return NULL;
+    do {
+        if (conn_can_queue(s, c)) {
+            s->rr = c->next != NULL ? c->next : s->conns;
+            return c;
+        }
+        c = c->next != NULL ? c->next : s->conns;
+    } while (c != start);
+    return NULL;
+}
+
+static int encode_into(zm_conn *c, const void *data, size_t n, int more)
+{
+    if (zm_encode_frame(&c->out, data, n, more ? ZM_FLAG_MORE : 0) < 0)
+        return -ENOMEM;
+    c->enc_total += (n <= 255 ? 2 : 9) + n;
+    return 0;
+}
+
+static int finish_message(zm_sock *s, zm_conn *c)
+{
+    int rc = conn_note_msg_end(c);
+
+    s->out_more = 0;
+    s->out_conn = NULL;
+    if (rc < 0)
+        return rc;
+    if (c->state == ZM_CS_ACTIVE && c->fd >= 0)
+        conn_write(s, c, zm_now_ns()); /* an idle connection sends at once */
+    else if (c->state == ZM_CS_CONNECTING || c->state == ZM_CS_HANDSHAKE)
+        /* Not ready yet: move the connect and handshake on, so the message
+         * can go now rather than at the next blocking call. */
+        conn_step(s, c, zm_now_ns());
+    return 0;
+}
+
+int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c;
+    int rc;
+
+    if (s->out_more) { /* continuing a multipart message */
+        if (s->out_drop || s->out_conn == NULL) {
+            if (!more) {
+                s->out_more = 0;
+                s->out_drop = 0;
+            }
+            return 0;
+        }
+        c = s->out_conn;
+        rc = encode_into(c, data, n, more);
+        if (rc < 0)
+            return rc;
+        return more ? 0 : finish_message(s, c);
+    }
+
+    switch (s->type) {
+    case ZM_PULL:
+        return -ENOTSUP;
+    case ZM_REQ:
+        if (s->req_waiting)
+            return -ZM_EFSM;
+        c = pick_rr(s);
+        if (c == NULL)
+            return -EAGAIN;
+        rc = encode_into(c, NULL, 0, 1); /* the empty delimiter */
+        if (rc < 0)
+            return rc;
+        s->req_peer = c;
+        break;
+    case ZM_REP:
+        if (!s->rep_replying)
+            return -ZM_EFSM;
+        c = s->rep_peer;
+        if (c != NULL && c->state == ZM_CS_ACTIVE) {
+            zm_frame *env = zm_msg_frames(&s->rep_envelope);
+            for (size_t i = 0; i < s->rep_envelope.n; i++) {
+                rc = encode_into(c, env[i].data, env[i].size, 1);
+                if (rc < 0)
+                    return rc;
+            }
+        } else {
+            c = NULL; /* the requester is gone: drop the reply */
+        }
+        zm_msg_clear(&s->rep_envelope);
+        s->rep_replying = 0;
+        s->rep_peer = NULL;
+        if (c == NULL) {
+            s->out_more = more;
+            s->out_drop = 1;
+            s->stats.dropped_msgs++;
+            return 0;
+        }
+        break;
+    case ZM_ROUTER:
+        /* This frame is the routing id; it is not sent. */
+        c = find_rid(s, data, n);
+        if (c == NULL || !conn_can_queue(s, c)) {
+            if (s->router_mandatory)
+                return c == NULL ? -EHOSTUNREACH : -EAGAIN;
+            s->stats.dropped_msgs++;
+            s->out_more = more;
+            s->out_drop = 1;
+            return 0;
+        }
+        if (!more)
+            return 0; /* an id alone is not a message */
+        s->out_more = 1;
+        s->out_drop = 0;
+        s->out_conn = c;
+        return 0;
+    case ZM_PAIR:
+        c = s->conns;
+        while (c != NULL && c->state == ZM_CS_DEAD)
+            c = c->next;
+        if (c == NULL || !conn_can_queue(s, c))
+            return -EAGAIN;
+        break;
+    default: /* DEALER, PUSH */
+        c = pick_rr(s);
+        if (c == NULL)
+            return -EAGAIN;
+        break;
+    }
+
+    rc = encode_into(c, data, n, more);
+    if (rc < 0)
+        return rc;
+    if (s->type == ZM_REQ)
+        s->req_waiting = 1; /* from the first frame on */
+    if (more) {
+        s->out_more = 1;
+        s->out_drop = 0;
+        s->out_conn = c;
+        return 0;
+    }
+    return finish_message(s, c);
+}
+
+/* Fair queueing: the next connection after the cursor with a message. */
+static zm_conn *pick_fq(zm_sock *s)
+{
+    zm_conn *start = s->fq != NULL ? s->fq : s->conns;
+    zm_conn *c = start;
+
+    if (c == NULL)
+        return NULL;
+    do {
+        if (c->inq.n > 0) {
+            s->fq = c->next != NULL ? c->next : s->conns;
+            return c;
+        }
+        c = c->next != NULL ? c->next : s->conns;
+    } while (c != start);
+    return NULL;
+}
+
+int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                 size_t *prefix_len)
+{
+    zm_conn *c;
+
+    *prefix = NULL;
+    *prefix_len = 0;
+    switch (s->type) {
+    case ZM_PUSH:
+        return -ENOTSUP;
+    case ZM_REQ:
+        if (!s->req_waiting)
+            return -ZM_EFSM;
+        for (;;) {
+            zm_frame *f;
+            c = s->req_peer;
+            if (c == NULL || c->inq.n == 0) {
+                /* Messages from other peers are not replies: drop them. */
+                for (zm_conn *o = s->conns; o != NULL; o = o->next)
+                    while (o != c && o->inq.n > 0) {
+                        zm_msg junk;
+                        msgq_pop(&o->inq, &junk);
+                        zm_msg_clear(&junk);
+                        s->stats.dropped_msgs++;
+                    }
+                return -EAGAIN;
+            }
+            msgq_pop(&c->inq, out);
+            f = zm_msg_frames(out);
+            if (out->n >= 2 && f[0].size == 0) {
+                /* Strip the delimiter: shift the rest down. */
+                zm_msg body;
+                zm_msg_init(&body);
+                for (size_t i = 1; i < out->n; i++) {
+                    if (zm_msg_push(&body, &f[i]) < 0) {
+                        zm_msg_clear(&body);
+                        return -ENOMEM;
+                    }
+                    f[i].page = NULL;
+                }
+                zm_frame_release(&f[0]);
+                out->n = 0;
+                zm_msg_clear(out);
+                zm_msg_move(out, &body);
+                s->req_waiting = 0;
+                s->req_peer = NULL;
+                return 0;
+            }
+            zm_msg_clear(out); /* not a reply (no delimiter): drop */
+            s->stats.dropped_msgs++;
+        }
+    case ZM_REP:
+        if (s->rep_replying)
+            return -ZM_EFSM;
+        for (;;) {
+            zm_frame *f;
+            size_t i;
+            c = pick_fq(s);
+            if (c == NULL)
+                return -EAGAIN;
+            msgq_pop(&c->inq, out);
+            f = zm_msg_frames(out);
+            for (i = 0; i < out->n && f[i].size != 0; i++)
+                ;
+            if (i + 1 >= out->n) { /* no delimiter, or no body: drop */
+                zm_msg_clear(out);
+                s->stats.dropped_msgs++;
+                continue;
+            }
+            /* Keep the envelope (through the delimiter), return the body. */
+            zm_msg env, body;
+            zm_msg_init(&env);
+            zm_msg_init(&body);
+            for (size_t k = 0; k < out->n; k++) {
+                if (zm_msg_push(k <= i ? &env : &body, &f[k]) < 0) {
+                    zm_msg_clear(&env);
+                    zm_msg_clear(&body);
+                    return -ENOMEM;
+                }
+                f[k].page = NULL;
+            }
+            out->n = 0;
+            zm_msg_clear(out);
+            zm_msg_move(out, &body);
+            zm_msg_clear(&s->rep_envelope);
+            zm_msg_move(&s->rep_envelope, &env);
+            s->rep_replying = 1;
+            s->rep_peer = c;
+            return 0;
+        }
+    default:
+        c = pick_fq(s);
+        if (c == NULL)
+            return -EAGAIN;
+        msgq_pop(&c->inq, out);
+        if (s->type == ZM_ROUTER) {
+            *prefix = c->rid;
+            *prefix_len = c->rid_len;
+        }
+        return 0;
+    }
+}
+
+int zm_sock_events(zm_sock *s)
+{
+    int ev = 0;
+
+    switch (s->type) {
+    case ZM_REQ:
+        if (s->req_waiting) {
+            if (s->req_peer != NULL && s->req_peer->inq.n > 0)
+                ev |= ZM_POLLIN;
+        } else {
+            for (zm_conn *c = s->conns; c != NULL; c = c->next)
+                if (conn_can_queue(s, c)) {
+                    ev |= ZM_POLLOUT;
+                    break;
+                }
+        }
+        return ev;
+    case ZM_REP:
+        if (s->rep_replying)
+            return ZM_POLLOUT;
+        for (zm_conn *c = s->conns; c != NULL; c = c->next)
+            if (c->inq.n > 0)
+                return ZM_POLLIN;
+        return 0;
+    case ZM_ROUTER:
+        ev |= ZM_POLLOUT; /* ROUTER never blocks on send */
+        break;
+    default:
+        break;
+    }
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->inq.n > 0 && s->type != ZM_PUSH)
+            ev |= ZM_POLLIN;
+        if (s->type != ZM_PULL && s->type != ZM_ROUTER && conn_can_queue(s, c))
+            ev |= ZM_POLLOUT;
+    }
+    if (s->type == ZM_PAIR && (ev & ZM_POLLOUT)) {
+        zm_conn *c = s->conns;
+        while (c != NULL && c->state == ZM_CS_DEAD)
+            c = c->next;
+        if (c == NULL || !conn_can_queue(s, c))
+            ev &= ~ZM_POLLOUT;
+    }
+    return ev;
+}
+
+size_t zm_sock_pending_out(const zm_sock *s)
+{
+    size_t n = 0;
+
+    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->state != ZM_CS_DEAD && (c->state == ZM_CS_ACTIVE || c->connecter))
+            n += c->out.len - c->out_off;
+    return n;
+}
+
+void zm_sock_drop_output(zm_sock *s)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        conn_drop_output(s, c);
+}
+
+int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
+{
+    int64_t next = -1;
+
+    for (zm_listener *l = s->listeners; l != NULL; l = l->next)
+        watch(ctx, l->fd, WATCH_IN);
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        unsigned ev = 0;
+        switch (c->state) {
+        case ZM_CS_CONNECTING:
+            ev = WATCH_OUT;
+            break;
+        case ZM_CS_RETRY:
+            if (next < 0 || c->retry_at_ns < next)
+                next = c->retry_at_ns;
+            break;
+        case ZM_CS_HANDSHAKE:
+        case ZM_CS_ACTIVE: {
+            size_t limit = c->state == ZM_CS_ACTIVE ? c->out.len : c->hs_len;
+            if (s->rcvhwm <= 0 || c->inq.n < (size_t)s->rcvhwm)
+                ev |= WATCH_IN;
+            if (c->out_off < limit)
+                ev |= WATCH_OUT;
+            break;
+        }
+        default:
+            break;
+        }
+        if (ev != 0 && c->fd >= 0)
+            watch(ctx, c->fd, ev);
+    }
+    return next;
+}

@@ -1,0 +1,191 @@
+/*
+ * engine.h - the socket engine: connections, handshakes and routing for
+ * PAIR, REQ, REP, DEALER, ROUTER, PUSH and PULL (RFC 28, 30, 31).
+ *
+ * No Python and no waiting here.  Every function is a non-blocking step
+ * that does what can be done now (accept, finish connects, read, decode,
+ * route, write) and says what it would need to go on.  The caller (the
+ * Python binding today, the context's progress thread later) waits on a
+ * backend (backend.h) between steps, with the GIL released, and calls
+ * again.  A socket is driven by one thread at a time: the binding checks
+ * that and the progress thread will take the socket's lock with trylock.
+ */
+#ifndef ZMTP_ENGINE_H
+#define ZMTP_ENGINE_H
+
+#include "codec.h"
+#include "transport.h"
+
+/* Socket types, with libzmq's numbers. */
+enum zm_socktype {
+    ZM_PAIR = 0,
+    ZM_PUB = 1,
+    ZM_SUB = 2,
+    ZM_REQ = 3,
+    ZM_REP = 4,
+    ZM_DEALER = 5,
+    ZM_ROUTER = 6,
+    ZM_PULL = 7,
+    ZM_PUSH = 8,
+    ZM_XPUB = 9,
+    ZM_XSUB = 10,
+    ZM_SOCKTYPE_COUNT_
+};
+
+/* libzmq's own errno values (ZMQ_HAUSNUMERO 156384712 + n). */
+#define ZM_EFSM 156384763
+#define ZM_ENOCOMPATPROTO 156384764
+#define ZM_ETERM 156384765
+#define ZM_EMTHREAD 156384766
+
+/* Readiness bits (zmq POLLIN / POLLOUT). */
+#define ZM_POLLIN 1
+#define ZM_POLLOUT 2
+
+/* A FIFO of whole messages; grows by doubling, never shrinks. */
+typedef struct zm_msgq {
+    zm_msg *items;
+    size_t cap, head, n;
+} zm_msgq;
+
+enum zm_conn_state {
+    ZM_CS_CONNECTING = 1, /* non-blocking connect in progress */
+    ZM_CS_RETRY,          /* connecter waiting to redial */
+    ZM_CS_HANDSHAKE,      /* greeting and READY exchange */
+    ZM_CS_ACTIVE,         /* traffic */
+    ZM_CS_DEAD            /* closed; kept until its input is drained */
+};
+
+typedef struct zm_conn {
+    struct zm_conn *next;
+    int fd;
+    int state;
+    int connecter;        /* we dialled it: redial when it drops */
+    zm_addr addr;         /* connecter: where to */
+    char endpoint[ZM_ENDPOINT_MAX];
+    int64_t retry_at_ns;  /* ZM_CS_RETRY: when to redial */
+    zm_decoder dec;
+    int got_greeting;
+    int peer_minor;
+    int peer_type;
+    /* output: encoded bytes [out_off, out.len); the first hs_len bytes after
+     * a (re)connect are our greeting and READY, the only bytes written
+     * before the handshake completes. */
+    zm_wbuf out;
+    size_t out_off;
+    size_t hs_len;
+    uint64_t enc_total;     /* message bytes encoded so far */
+    uint64_t written_total; /* message bytes written so far */
+    uint64_t *ends;         /* ring of message end offsets (enc_total) */
+    size_t ends_cap, ends_head, ends_n;
+    /* input */
+    zm_msgq inq;
+    /* the peer's routing id (ROUTER) */
+    unsigned char rid[255];
+    size_t rid_len;
+} zm_conn;
+
+typedef struct zm_listener {
+    struct zm_listener *next;
+    int fd;
+    zm_addr addr;
+    char endpoint[ZM_ENDPOINT_MAX];
+} zm_listener;
+
+/* Counters of what happened to a socket's connections. */
+typedef struct zm_sock_stats {
+    uint64_t accepted;
+    uint64_t connected;
+    uint64_t disconnected;
+    uint64_t handshake_failed;           /* bad greeting/READY/socket type */
+    uint64_t protocol_errors[ZM_ERR_COUNT_]; /* by codec error code */
+    uint64_t dropped_msgs;               /* unroutable or lost at close */
+} zm_sock_stats;
+
+typedef struct zm_sock {
+    int type;
+    /* options */
+    int sndhwm, rcvhwm;          /* messages per peer, 0 = no limit */
+    int64_t maxmsgsize;          /* per frame, -1 = no limit */
+    int router_mandatory;
+    int reconnect_ivl_ms;        /* -1: never redial */
+    int immediate;               /* queue only to completed connections */
+    size_t read_buf_size;
+    size_t max_frames;
+    unsigned char routing_id[255];
+    size_t routing_id_len;
+    char last_endpoint[ZM_ENDPOINT_MAX];
+
+    zm_listener *listeners;
+    zm_conn *conns;
+    zm_conn *rr;                 /* round-robin cursor (next to try) */
+    zm_conn *fq;                 /* fair-queue cursor (next to try) */
+
+    /* a message being sent frame by frame */
+    int out_more;                /* inside a multipart send */
+    int out_drop;                /* rest of that message is dropped */
+    zm_conn *out_conn;
+
+    /* REQ: 0 may send, 1 awaits the reply from req_peer */
+    int req_waiting;
+    zm_conn *req_peer;
+    /* REP: 1 after a request was received, until the reply is sent */
+    int rep_replying;
+    zm_conn *rep_peer;
+    zm_msg rep_envelope;
+
+    uint32_t next_rid;           /* generated ROUTER ids: 0x00 + counter */
+    zm_sock_stats stats;
+} zm_sock;
+
+/* 0, or -EINVAL for a type this engine does not build yet. */
+int zm_sock_init(zm_sock *s, int type);
+/* Close every connection and listener (ipc paths are removed) and free. */
+void zm_sock_destroy(zm_sock *s);
+
+/* 0 or -errno; err gets a readable reason. */
+int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len);
+int zm_sock_connect(zm_sock *s, const char *endpoint, char *err,
+                    size_t err_len);
+int zm_sock_unbind(zm_sock *s, const char *endpoint);
+int zm_sock_disconnect(zm_sock *s, const char *endpoint);
+
+/* One non-blocking step of all I/O: accept, connect, read, decode, write,
+ * redial when due.  `now_ns` is CLOCK_MONOTONIC. */
+void zm_sock_process(zm_sock *s, int64_t now_ns);
+
+/* Send one frame.  0, or -EAGAIN (no peer can take it now: wait and retry
+ * the same frame), -ZM_EFSM (REQ/REP order), -EHOSTUNREACH (ROUTER_MANDATORY
+ * and no such peer), -ENOTSUP (socket type cannot send). */
+int zm_sock_send(zm_sock *s, const void *data, size_t n, int more);
+
+/* Take the next whole message.  0 with *out filled (the caller owns it)
+ * and, for ROUTER, *prefix / *prefix_len set to the routing id to put
+ * first; -EAGAIN when none; -ZM_EFSM (REQ/REP order); -ENOTSUP. */
+int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                 size_t *prefix_len);
+
+/* ZM_POLLIN / ZM_POLLOUT as they stand now (no I/O). */
+int zm_sock_events(zm_sock *s);
+
+/* Bytes queued for peers that are still to be written. */
+size_t zm_sock_pending_out(const zm_sock *s);
+
+/* Drop every message still queued for output (linger expired). */
+void zm_sock_drop_output(zm_sock *s);
+
+/* What to wait for: calls watch(fd, ZM_IO_IN|ZM_IO_OUT mask, ctx) for each
+ * descriptor that needs it, and returns the next timer deadline
+ * (CLOCK_MONOTONIC ns) or -1 when none. */
+typedef int (*zm_watch_fn)(void *ctx, int fd, unsigned events);
+int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx);
+
+/* Monotonic clock in nanoseconds. */
+int64_t zm_now_ns(void);
+
+/* True when a socket of type `a` may talk to one of type `b` (RFC 28-31). */
+int zm_socktype_compatible(int a, int b);
+/* "REQ", "ROUTER", ... or NULL. */
+const char *zm_socktype_name(int type);
+
+#endif /* ZMTP_ENGINE_H */

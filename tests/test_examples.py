@@ -1,0 +1,82 @@
+"""Run each guide-style example in examples/ as a user would, in processes."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+BACKENDS = ["io_uring", "epoll"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(backend: str, script: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, ZMTP_BACKEND=backend)
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"{proc.args} timed out:\n{out}")
+    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}:\n{out}"
+    return out
+
+
+@pytest.fixture(params=BACKENDS)
+def example_backend(request) -> str:
+    from zmtp import _zmtp
+
+    usable, reason = _zmtp._probe_backend(request.param)
+    if not usable:  # the kernel refuses io_uring here
+        pytest.skip(f"{request.param} unavailable: {reason}")
+    return request.param
+
+
+def test_hello_world(example_backend, tmp_path):
+    backend = example_backend
+    for endpoint in (f"tcp://127.0.0.1:{free_port()}", f"ipc://{tmp_path}/hw"):
+        server = start(backend, "hwserver.py", endpoint, "5")
+        client = start(backend, "hwclient.py", endpoint, "5")
+        out = finish(client)
+        assert out.count("World") == 5
+        assert finish(server).count("Received request: b'Hello'") == 5
+
+
+def test_async_server(example_backend):
+    backend = example_backend
+    out = finish(start(backend, "asyncsrv.py", "3", "6"))
+    assert out.count("replies (expected 12)") == 3
+    for i in range(3):
+        assert f"client-{i}: 12 replies" in out
+
+
+def test_pipeline(example_backend):
+    backend = example_backend
+    vent, sink = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    sinker = start(backend, "tasksink.py", sink)
+    workers = [start(backend, "taskwork.py", vent, sink, "2000") for _ in range(2)]
+    ventilator = start(backend, "taskvent.py", vent, sink, "40")
+    assert "Total expected cost" in finish(ventilator)
+    assert "Collected 40 results" in finish(sinker)
+    done = [int(finish(w).split("did ")[1].split()[0]) for w in workers]
+    assert sum(done) == 40

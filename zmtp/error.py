@@ -1,0 +1,56 @@
+"""Exceptions, as pyzmq names them."""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Optional
+
+from zmtp import _zmtp
+from zmtp.codec import ProtocolError
+
+__all__ = ["ZMQError", "Again", "ContextTerminated", "ZMQBindError", "ProtocolError", "strerror"]
+
+_ZMQ_TEXT = {
+    _zmtp.EFSM: "Operation cannot be accomplished in current state",
+    _zmtp.ENOCOMPATPROTO: "The protocol is not compatible with the socket type",
+    _zmtp.ETERM: "Context was terminated",
+    _zmtp.EMTHREAD: "No thread available",
+}
+
+
+def strerror(errnum: int) -> str:
+    """The text for an errno value, including libzmq's own (EFSM, ETERM...)."""
+    if errnum in _ZMQ_TEXT:
+        return _ZMQ_TEXT[errnum]
+    return os.strerror(errnum)
+
+
+class ZMQError(Exception):
+    """An error from a socket or context; ``.errno`` is libzmq's number."""
+
+    errno: int
+    strerror: str
+
+    def __init__(self, errno: Optional[int] = None, msg: Optional[str] = None) -> None:
+        self.errno = _errno.EINVAL if errno is None else int(errno)
+        self.strerror = msg if msg is not None else strerror(self.errno)
+        super().__init__(self.errno, self.strerror)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+class Again(ZMQError):
+    """EAGAIN: nothing to receive / cannot send now (DONTWAIT or a timeout)."""
+
+
+class ContextTerminated(ZMQError):
+    """ETERM: the socket's context was terminated."""
+
+
+class ZMQBindError(ZMQError):
+    """bind_to_random_port() found no free port."""
+
+
+_zmtp._set_errors(ZMQError, Again, ContextTerminated)

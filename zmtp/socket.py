@@ -1,0 +1,234 @@
+"""The blocking socket, with pyzmq's API.
+
+The C type (``zmtp._zmtp.Socket``) does the work: send, recv, the multipart
+calls, bind/connect and options are C methods.  This subclass adds only the
+conveniences (strings, JSON, pickles, properties, context manager).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import pickle
+import random
+from typing import Any, Callable, List, Optional, Sequence, Union
+
+from zmtp import _zmtp
+from zmtp.constants import (
+    DONTWAIT,
+    EVENTS,
+    IMMEDIATE,
+    LAST_ENDPOINT,
+    LINGER,
+    MAXMSGSIZE,
+    POLLIN,
+    RCVHWM,
+    RCVMORE,
+    RCVTIMEO,
+    RECONNECT_IVL,
+    ROUTER_MANDATORY,
+    ROUTING_ID,
+    SNDHWM,
+    SNDMORE,
+    SNDTIMEO,
+    TYPE,
+    SocketType,
+)
+from zmtp.error import ZMQBindError, ZMQError
+
+__all__ = ["Socket"]
+
+
+def _int_option(opt: int, doc: str) -> property:
+    def fget(self: "Socket") -> int:
+        return self.getsockopt(opt)
+
+    def fset(self: "Socket", value: int) -> None:
+        self.setsockopt(opt, value)
+
+    return property(fget, fset, doc=doc)
+
+
+class Socket(_zmtp.Socket):
+    """A ZeroMQ socket.  Make it with ``ctx.socket(zmtp.REQ)``.
+
+    Blocking calls do their I/O in the calling thread and release the GIL
+    while they wait.  A socket must not be used from two threads at once
+    (that raises ZMQError(EBUSY)).
+    """
+
+    def __init__(self, context: Any = None, socket_type: int = -1, **kwargs: Any) -> None:
+        if isinstance(context, int) and socket_type == -1:  # Socket(REQ)
+            context, socket_type = None, context
+        if socket_type == -1:
+            raise TypeError("Socket() needs a socket_type (e.g. zmtp.REQ)")
+        super().__init__(int(socket_type))
+        self.context = context
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    # -- context manager, repr
+
+    def __enter__(self) -> "Socket":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        try:
+            kind = SocketType(self.type).name if not self.closed else "closed"
+        except Exception:
+            kind = "?"
+        return f"<zmtp.Socket({kind}) at {id(self):#x}>"
+
+    # -- options as properties
+
+    linger = _int_option(LINGER, "LINGER in ms: how long close() sends what is queued (-1: until done).")
+    rcvtimeo = _int_option(RCVTIMEO, "RCVTIMEO in ms: recv() raises Again after this (-1: wait forever).")
+    sndtimeo = _int_option(SNDTIMEO, "SNDTIMEO in ms: send() raises Again after this (-1: wait forever).")
+    sndhwm = _int_option(SNDHWM, "SNDHWM: messages queued per peer before send blocks or drops (0: no limit).")
+    rcvhwm = _int_option(RCVHWM, "RCVHWM: messages queued per peer before reading stops (0: no limit).")
+    maxmsgsize = _int_option(MAXMSGSIZE, "MAXMSGSIZE: largest frame accepted from a peer (-1: no limit).")
+    router_mandatory = _int_option(ROUTER_MANDATORY, "ROUTER_MANDATORY: unroutable sends raise EHOSTUNREACH.")
+    immediate = _int_option(IMMEDIATE, "IMMEDIATE: queue only to completed connections.")
+    reconnect_ivl = _int_option(RECONNECT_IVL, "RECONNECT_IVL in ms (-1: never redial).")
+
+    @property
+    def hwm(self) -> int:
+        """SNDHWM and RCVHWM together (pyzmq's virtual HWM option)."""
+        return self.sndhwm
+
+    @hwm.setter
+    def hwm(self, value: int) -> None:
+        self.sndhwm = value
+        self.rcvhwm = value
+
+    @property
+    def routing_id(self) -> bytes:
+        """ROUTING_ID (IDENTITY) announced to ROUTER peers."""
+        return self.getsockopt(ROUTING_ID)
+
+    @routing_id.setter
+    def routing_id(self, value: Union[bytes, str]) -> None:
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        self.setsockopt(ROUTING_ID, value)
+
+    identity = routing_id
+
+    @property
+    def rcvmore(self) -> bool:
+        """True when the last frame received has more frames after it."""
+        return bool(self.getsockopt(RCVMORE))
+
+    @property
+    def type(self) -> int:
+        """The socket type (zmtp.REQ, ...)."""
+        return self.getsockopt(TYPE)
+
+    @property
+    def socket_type(self) -> int:
+        """The socket type (pyzmq's name)."""
+        return self.type
+
+    @property
+    def last_endpoint(self) -> bytes:
+        """The endpoint last bound or connected, e.g. b"tcp://127.0.0.1:5555"."""
+        return self.getsockopt(LAST_ENDPOINT)
+
+    @property
+    def events(self) -> int:
+        """POLLIN / POLLOUT as they stand now."""
+        return self.getsockopt(EVENTS)
+
+    # -- pyzmq spellings
+
+    def set(self, option: int, value: Any) -> None:
+        """setsockopt(option, value)."""
+        self.setsockopt(option, value)
+
+    def get(self, option: int) -> Any:
+        """getsockopt(option)."""
+        return self.getsockopt(option)
+
+    def setsockopt_string(self, option: int, value: str, encoding: str = "utf-8") -> None:
+        """Set a bytes option from str."""
+        self.setsockopt(option, value.encode(encoding))
+
+    def getsockopt_string(self, option: int, encoding: str = "utf-8") -> str:
+        """Get a bytes option as str."""
+        return self.getsockopt(option).decode(encoding)
+
+    set_string = setsockopt_string
+    get_string = getsockopt_string
+
+    def bind_to_random_port(
+        self, addr: str, min_port: int = 49152, max_port: int = 65536, max_tries: int = 100
+    ) -> int:
+        """Bind to a free port of ``addr`` ("tcp://host") and return it.
+
+        With the default range the kernel picks the port (``tcp://host:*``).
+        """
+        if min_port == 49152 and max_port == 65536:
+            self.bind(f"{addr}:*")
+            return int(self.last_endpoint.rsplit(b":", 1)[-1])
+        for _ in range(max_tries):
+            port = random.randrange(min_port, max_port)
+            try:
+                self.bind(f"{addr}:{port}")
+            except ZMQError:
+                continue
+            return port
+        raise ZMQBindError(msg="Could not bind socket to random port.")
+
+    # -- sugar over send/recv
+
+    def send_string(self, u: str, flags: int = 0, copy: bool = True, encoding: str = "utf-8", **kw: Any) -> None:
+        """Send a str, encoded (UTF-8 by default)."""
+        if not isinstance(u, str):
+            raise TypeError("send_string() takes str; use send() for bytes")
+        self.send(u.encode(encoding), flags, copy)
+
+    def recv_string(self, flags: int = 0, encoding: str = "utf-8") -> str:
+        """Receive a frame and decode it (UTF-8 by default)."""
+        return self.recv(flags).decode(encoding)
+
+    send_unicode = send_string
+    recv_unicode = recv_string
+
+    def send_json(self, obj: Any, flags: int = 0, **kwargs: Any) -> None:
+        """Send an object as JSON (UTF-8)."""
+        self.send(json.dumps(obj, **kwargs).encode("utf-8"), flags)
+
+    def recv_json(self, flags: int = 0, **kwargs: Any) -> Any:
+        """Receive a JSON frame and decode it."""
+        return json.loads(self.recv(flags), **kwargs)
+
+    def send_pyobj(self, obj: Any, flags: int = 0, protocol: int = pickle.DEFAULT_PROTOCOL, **kw: Any) -> None:
+        """Send a pickled object.  Unpickling is only safe from trusted peers."""
+        self.send(pickle.dumps(obj, protocol), flags)
+
+    def recv_pyobj(self, flags: int = 0) -> Any:
+        """Receive and unpickle an object (trusted peers only)."""
+        return pickle.loads(self.recv(flags))
+
+    def send_serialized(self, msg: Any, serialize: Callable[[Any], Sequence[bytes]], flags: int = 0, copy: bool = True) -> None:
+        """Send ``serialize(msg)`` (a list of frames) as one message."""
+        self.send_multipart(serialize(msg), flags, copy)
+
+    def recv_serialized(self, deserialize: Callable[[List[bytes]], Any], flags: int = 0, copy: bool = True) -> Any:
+        """Receive a message and return ``deserialize(frames)``."""
+        return deserialize(self.recv_multipart(flags, copy))
+
+    def poll(self, timeout: Optional[int] = None, flags: int = POLLIN) -> int:
+        """Wait up to ``timeout`` ms (None: forever) for ``flags``; return the events ready."""
+        if self.closed:
+            raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        ready = _zmtp._poll([(self, int(flags))], -1 if timeout is None else int(timeout))
+        return ready[0][1] if ready else 0
+
+    # DONTWAIT / SNDMORE re-exported for subclass users
+    DONTWAIT = DONTWAIT
+    SNDMORE = SNDMORE
+
