@@ -20,6 +20,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    """Until something accepts connections on 127.0.0.1:port."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def start(backend: str, script: str, *args: str) -> subprocess.Popen:
     env = dict(os.environ, ZMTP_BACKEND=backend)
     return subprocess.Popen(
@@ -72,8 +87,11 @@ def test_async_server(example_backend):
 
 def test_pipeline(example_backend):
     backend = example_backend
-    vent, sink = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    sink_port = free_port()
+    vent, sink = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{sink_port}"
     sinker = start(backend, "tasksink.py", sink)
+    # The guide starts the sink first; the count must reach it before results.
+    wait_listening(sink_port)
     workers = [start(backend, "taskwork.py", vent, sink, "2000") for _ in range(2)]
     ventilator = start(backend, "taskvent.py", vent, sink, "40")
     assert "Total expected cost" in finish(ventilator)
