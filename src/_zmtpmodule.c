@@ -1559,8 +1559,9 @@ static int sock_send_frame(SocketObject *self, const void *data, size_t n,
 
     for (;;) {
         rc = zm_sock_send(&self->s, data, n, (flags & Z_SNDMORE) != 0);
-        if (rc != -EAGAIN)
+        if (rc != -EAGAIN && rc != -EHOSTUNREACH)
             break;
+        /* Maybe the peer is on its way (handshake pending): step once. */
         zm_sock_process(&self->s, zm_now_ns());
         rc = zm_sock_send(&self->s, data, n, (flags & Z_SNDMORE) != 0);
         if (rc != -EAGAIN)
@@ -2665,6 +2666,9 @@ static int zmtp_exec(PyObject *m)
 {
     zmtp_state *st = get_state(m);
 
+    /* Register the fork handler now: a socket made before any wait must
+     * still know in a forked child that it is the parent's. */
+    pthread_once(&tls_backend_once, tls_backend_init);
     st->Frame_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Frame_spec,
                                                               NULL);
     if (st->Frame_Type == NULL || PyModule_AddType(m, st->Frame_Type) < 0)

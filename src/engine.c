@@ -183,6 +183,7 @@ static void conn_drop_output(zm_sock *s, zm_conn *c)
     c->ends_n = 0;
     c->ends_head = 0;
     c->written_total = c->enc_total;
+    c->in_msg = 0;
     if (s->out_conn == c && s->out_more)
         s->out_drop = 1;
 }
@@ -261,10 +262,34 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     }
     if (c->state == ZM_CS_ACTIVE || c->state == ZM_CS_HANDSHAKE)
         s->stats.disconnected++;
-    /* Unwritten output cannot be resumed on a new connection: the peer may
-     * have seen part of it.  Frames of a half-received message die with
-     * the decoder. */
-    conn_drop_output(s, c);
+    /* Output of which no message byte went out (a dial that failed, or a
+     * handshake cut short) waits for the next connection, as libzmq keeps
+     * its pipe.  Once message bytes went out the peer may have seen part
+     * of them: the rest cannot be resumed and is dropped.  Frames of a
+     * half-received message die with the decoder. */
+    if (c->connecter && s->reconnect_ivl_ms >= 0 && c->out_off <= c->hs_len &&
+        c->out.len >= c->hs_len) {
+        size_t keep = c->out.len - c->hs_len;
+        if (s->out_more && s->out_conn == c) {
+            /* A message being sent frame by frame is dropped whole: cut
+             * its frames from the kept bytes (when some already went out
+             * on the lost connection, nothing of it is kept). */
+            uint64_t partial = c->enc_total - c->msg_start;
+            if (partial > keep)
+                partial = keep;
+            keep -= (size_t)partial;
+            c->enc_total -= partial;
+            s->out_drop = 1;
+            s->stats.dropped_msgs++;
+        }
+        c->in_msg = 0;
+        memmove(c->out.data, c->out.data + c->hs_len, keep);
+        c->out.len = keep;
+        c->out_off = 0;
+        c->hs_len = 0;
+    } else {
+        conn_drop_output(s, c);
+    }
     conn_decoder_reset(s, c);
     if (c->connecter && s->reconnect_ivl_ms >= 0) {
         c->state = ZM_CS_RETRY;
@@ -776,6 +801,12 @@ static zm_conn *pick_rr(zm_sock *s)
 
 static int encode_into(zm_conn *c, const void *data, size_t n, int more)
 {
+    if (c != NULL && !c->in_msg) {
+        c->msg_start = c->enc_total; /* first frame of a message */
+        c->in_msg = 1;
+    }
+    if (!more)
+        c->in_msg = 0;
     if (zm_encode_frame(&c->out, data, n, more ? ZM_FLAG_MORE : 0) < 0)
         return -ENOMEM;
     c->enc_total += (n <= 255 ? 2 : 9) + n;
@@ -825,6 +856,16 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
     case ZM_REQ:
         if (s->req_waiting)
             return -ZM_EFSM;
+        /* As libzmq's req.cpp: drop whatever is still queued before a new
+         * request, so a late reply to an earlier one is never taken for
+         * the answer to this one. */
+        for (zm_conn *o = s->conns; o != NULL; o = o->next)
+            while (o->inq.n > 0) {
+                zm_msg junk;
+                msgq_pop(&o->inq, &junk);
+                zm_msg_clear(&junk);
+                s->stats.dropped_msgs++;
+            }
         c = pick_rr(s);
         if (c == NULL)
             return -EAGAIN;

@@ -76,6 +76,9 @@ typedef struct zm_conn {
     size_t hs_len;
     uint64_t enc_total;     /* message bytes encoded so far */
     uint64_t written_total; /* message bytes written so far */
+    uint64_t msg_start;     /* enc_total at the first frame of the message
+                               being encoded (in_msg) */
+    int in_msg;
     uint64_t *ends;         /* ring of message end offsets (enc_total) */
     size_t ends_cap, ends_head, ends_n;
     /* input */

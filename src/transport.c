@@ -84,6 +84,9 @@ static int parse_tcp(const char *rest, int for_bind, zm_addr *out, char *err,
     memset(out, 0, sizeof(*out));
     out->transport = ZM_TR_TCP;
     out->any_port = any;
+    if (!for_bind && strcmp(host, "*") == 0)
+        return set_err(err, err_len, -EINVAL,
+                       "tcp://*:port is for bind only, not connect: %s", rest);
     if (for_bind && strcmp(host, "*") == 0) {
         struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
         sin->sin_family = AF_INET;
