@@ -106,7 +106,7 @@ def pytest_pyfunc_call(pyfuncitem):
 @pytest.fixture(autouse=True)
 def _hang_guard():
     """A test that hangs dumps every thread's stack and ends the run."""
-    faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.stderr)
+    faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.__stderr__)
     yield
     faulthandler.cancel_dump_traceback_later()
 
