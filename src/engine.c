@@ -222,7 +222,8 @@ static int conn_start_handshake(zm_sock *s, zm_conn *c)
     queued = c->out.len - c->out_off;
     if (zm_wbuf_reserve(&hs, queued) < 0)
         goto nomem;
-    memcpy(hs.data + hs.len, c->out.data + c->out_off, queued);
+    if (queued > 0)
+        memcpy(hs.data + hs.len, c->out.data + c->out_off, queued);
     c->hs_len = hs.len;
     hs.len += queued;
     zm_wbuf_free(&c->out);
@@ -283,7 +284,8 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
             s->stats.dropped_msgs++;
         }
         c->in_msg = 0;
-        memmove(c->out.data, c->out.data + c->hs_len, keep);
+        if (keep > 0)
+            memmove(c->out.data, c->out.data + c->hs_len, keep);
         c->out.len = keep;
         c->out_off = 0;
         c->hs_len = 0;
