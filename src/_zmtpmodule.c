@@ -1269,6 +1269,8 @@ static PyObject *probe_backend(PyObject *module, PyObject *arg)
 #define Z_DONTWAIT 1
 #define Z_SNDMORE 2
 #define ZO_ROUTING_ID 5
+#define ZO_SUBSCRIBE 6
+#define ZO_UNSUBSCRIBE 7
 #define ZO_RCVMORE 13
 #define ZO_EVENTS 15
 #define ZO_TYPE 16
@@ -1282,6 +1284,7 @@ static PyObject *probe_backend(PyObject *module, PyObject *arg)
 #define ZO_LAST_ENDPOINT 32
 #define ZO_ROUTER_MANDATORY 33
 #define ZO_IMMEDIATE 39
+#define ZO_XPUB_VERBOSE 40
 
 typedef struct {
     PyObject_HEAD
@@ -2153,6 +2156,41 @@ static PyObject *Socket_setsockopt(SocketObject *self, PyObject *const *args,
         PyBuffer_Release(&view);
         break;
     }
+    case ZO_SUBSCRIBE:
+    case ZO_UNSUBSCRIBE: {
+        Py_buffer view;
+        int r;
+        if (PyUnicode_Check(value) ||
+            PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError,
+                            "SUBSCRIBE/UNSUBSCRIBE take bytes (subscribe() "
+                            "also takes str)");
+            rc = -1;
+            break;
+        }
+        r = zm_sock_subscribe(&self->s, view.buf, (size_t)view.len,
+                              opt == ZO_SUBSCRIBE);
+        PyBuffer_Release(&view);
+        if (r == -ENOTSUP) {
+            raise_zmq(self->st, EINVAL,
+                      "Invalid argument: SUBSCRIBE/UNSUBSCRIBE are for SUB "
+                      "and XSUB sockets");
+            rc = -1;
+        } else if (r < 0) {
+            PyErr_NoMemory();
+            rc = -1;
+        } else {
+            /* Move the subscription out now if the peer is idle. */
+            zm_sock_process(&self->s, zm_now_ns());
+        }
+        break;
+    }
+    case ZO_XPUB_VERBOSE:
+        rc = int_option(self->st, value, "XPUB_VERBOSE", 0, 1, &v);
+        if (rc == 0)
+            self->s.xpub_verbose = v;
+        break;
     case ZO_RCVMORE:
     case ZO_TYPE:
     case ZO_EVENTS:
@@ -2212,6 +2250,9 @@ static PyObject *Socket_getsockopt(SocketObject *self, PyObject *arg)
         break;
     case ZO_IMMEDIATE:
         out = PyLong_FromLong(self->s.immediate);
+        break;
+    case ZO_XPUB_VERBOSE:
+        out = PyLong_FromLong(self->s.xpub_verbose);
         break;
     case ZO_MAXMSGSIZE:
         out = PyLong_FromLongLong(self->s.maxmsgsize);
@@ -2513,11 +2554,12 @@ static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
         Py_DECREF(k);
         Py_DECREF(v);
     }
-    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:N}", "accepted", s->accepted,
-                      "connected", s->connected, "disconnected",
+    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
+                      s->accepted, "connected", s->connected, "disconnected",
                       s->disconnected, "handshake_failed", s->handshake_failed,
-                      "dropped_messages", s->dropped_msgs, "protocol_errors",
-                      errs);
+                      "dropped_messages", s->dropped_msgs,
+                      "subscriptions_refused", s->subs_refused,
+                      "protocol_errors", errs);
     return d;
 }
 

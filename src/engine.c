@@ -141,6 +141,7 @@ static zm_conn *conn_new(zm_sock *s)
     if (c == NULL)
         return NULL;
     c->fd = -1;
+    zm_subs_init(&c->subs, s->peer_max_sub_nodes);
     if (conn_decoder_reset(s, c) < 0) {
         free(c);
         return NULL;
@@ -237,8 +238,129 @@ nomem:
     return -ENOMEM;
 }
 
+/* ------------------------------------------------------------------ */
+/* Publish-subscribe helpers                                          */
+/* ------------------------------------------------------------------ */
+
+static int is_pub(const zm_sock *s)
+{
+    return s->type == ZM_PUB || s->type == ZM_XPUB;
+}
+
+static int is_sub(const zm_sock *s)
+{
+    return s->type == ZM_SUB || s->type == ZM_XSUB;
+}
+
+/* Queue a subscription message (0x01/0x00 + topic) for an XPUB's recv;
+ * bounded by RCVHWM like any input. */
+static void xpub_notify(zm_sock *s, int on, const unsigned char *topic,
+                        size_t n)
+{
+    zm_msg m;
+    zm_frame f;
+
+    if (s->type != ZM_XPUB)
+        return;
+    if (s->rcvhwm > 0 && s->xpub_q.n >= (size_t)s->rcvhwm) {
+        s->stats.dropped_msgs++;
+        return;
+    }
+    f.page = zm_page_new(n + 1);
+    if (f.page == NULL)
+        return;
+    f.page->data[0] = on ? 1 : 0;
+    if (n > 0)
+        memcpy(f.page->data + 1, topic, n);
+    f.page->len = n + 1;
+    f.data = f.page->data;
+    f.size = n + 1;
+    f.flags = 0;
+    zm_msg_init(&m);
+    if (zm_msg_push(&m, &f) < 0 || msgq_push(&s->xpub_q, &m) < 0) {
+        zm_frame_release(&f);
+        zm_msg_clear(&m);
+    }
+}
+
+/* A peer of a PUB/XPUB subscribes or cancels. */
+static void peer_subscription(zm_sock *s, zm_conn *c, int on,
+                              const unsigned char *topic, size_t n)
+{
+    int64_t rc;
+
+    if (on) {
+        if (zm_subs_count(&c->subs, topic, n) > 0) {
+            if (s->xpub_verbose)
+                xpub_notify(s, 1, topic, n); /* a duplicate, passed up */
+            return;
+        }
+        rc = zm_subs_add(&c->subs, topic, n);
+        if (rc < 0) {
+            s->stats.subs_refused++;
+            return;
+        }
+        rc = zm_subs_add(&s->subs, topic, n);
+        if (rc == 1 || (rc > 0 && s->xpub_verbose))
+            xpub_notify(s, 1, topic, n);
+    } else {
+        if (zm_subs_rm(&c->subs, topic, n) < 0)
+            return; /* not subscribed: nothing to cancel */
+        if (zm_subs_rm(&s->subs, topic, n) == 0)
+            xpub_notify(s, 0, topic, n);
+    }
+}
+
+/* A PUB/XPUB peer is gone: its subscriptions go with it. */
+static void drop_peer_sub_cb(void *ctx, const unsigned char *topic, size_t n,
+                             uint32_t count)
+{
+    zm_sock *s = ctx;
+
+    (void)count;
+    if (zm_subs_rm(&s->subs, topic, n) == 0)
+        xpub_notify(s, 0, topic, n);
+}
+
+static void conn_drop_subscriptions(zm_sock *s, zm_conn *c)
+{
+    if (!is_pub(s) || c->subs.topics == 0)
+        return;
+    zm_subs_apply(&c->subs, drop_peer_sub_cb, s);
+    zm_subs_clear(&c->subs);
+}
+
+/* Bytes put in a connection's output outside a message (commands). */
+static void conn_counted(zm_conn *c, size_t before)
+{
+    c->enc_total += c->out.len - before;
+}
+
+static void conn_send_subscription(zm_conn *c, const unsigned char *topic,
+                                   size_t n, int on)
+{
+    size_t before = c->out.len;
+
+    if (zm_encode_subscription(&c->out, topic, n, on, c->peer_minor) == 0)
+        conn_counted(c, before);
+}
+
+typedef struct {
+    zm_conn *c;
+} replay_ctx;
+
+static void replay_cb(void *ctx, const unsigned char *topic, size_t n,
+                      uint32_t count)
+{
+    (void)count;
+    conn_send_subscription(((replay_ctx *)ctx)->c, topic, n, 1);
+}
+
 static void conn_forget(zm_sock *s, zm_conn *c)
 {
+    for (size_t i = 0; i < s->ntargets; i++)
+        if (s->targets[i] == c)
+            s->targets[i] = NULL; /* the rest of its message is lost */
     if (s->rr == c)
         s->rr = c->next;
     if (s->fq == c)
@@ -263,6 +385,10 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     }
     if (c->state == ZM_CS_ACTIVE || c->state == ZM_CS_HANDSHAKE)
         s->stats.disconnected++;
+    conn_drop_subscriptions(s, c);
+    for (size_t i = 0; i < s->ntargets; i++)
+        if (s->targets[i] == c)
+            s->targets[i] = NULL;
     /* Output of which no message byte went out (a dial that failed, or a
      * handshake cut short) waits for the next connection, as libzmq keeps
      * its pipe.  Once message bytes went out the peer may have seen part
@@ -311,6 +437,7 @@ static void conn_free(zm_conn *c)
     zm_wbuf_free(&c->out);
     free(c->ends);
     msgq_free(&c->inq);
+    zm_subs_clear(&c->subs);
     free(c);
 }
 
@@ -405,6 +532,12 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
     c->hs_len = 0;
     if (c->connecter)
         s->stats.connected++;
+    if (is_sub(s) && s->subs.topics > 0) {
+        /* Our subscriptions go to every new (or reconnected) publisher,
+         * ahead of anything else. */
+        replay_ctx rc = {c};
+        zm_subs_apply(&s->subs, replay_cb, &rc);
+    }
     return 0;
 }
 
@@ -437,11 +570,16 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
             }
         } else if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
             /* Answer at once; the reply rides with the next write. */
-            if (zm_encode_pong(&c->out, ev->cmd.arg, ev->cmd.arg_len) < 0)
-                rc = 0; /* out of memory: skip this PONG */
+            size_t before = c->out.len;
+            if (zm_encode_pong(&c->out, ev->cmd.arg, ev->cmd.arg_len) == 0)
+                conn_counted(c, before);
         } else if (kind == ZM_CMD_ERROR) {
             conn_lost(s, c, now);
             rc = -1;
+        } else if ((kind == ZM_CMD_SUBSCRIBE || kind == ZM_CMD_CANCEL) &&
+                   is_pub(s)) {
+            peer_subscription(s, c, kind == ZM_CMD_SUBSCRIBE, ev->cmd.arg,
+                              ev->cmd.arg_len);
         }
         /* PONG, SUBSCRIBE, CANCEL and unknown commands: nothing to do for
          * these socket types. */
@@ -454,9 +592,35 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
             conn_refuse(s, c, "message before READY", now);
             return -1;
         }
-        if (s->type == ZM_PUSH || s->type == ZM_PUB) {
+        if (is_pub(s)) {
+            /* Subscriptions in the ZMTP 3.0 message form; other data is
+             * ignored by PUB and passed up by XPUB. */
+            zm_frame *f = zm_msg_frames(&ev->msg);
+            int on;
+            const unsigned char *topic;
+            size_t tn;
+            if (ev->msg.n == 1 &&
+                zm_parse_subscription_message(f[0].data, f[0].size, &on,
+                                              &topic, &tn)) {
+                peer_subscription(s, c, on, topic, tn);
+                zm_msg_clear(&ev->msg);
+                return 0;
+            }
+            if (s->type == ZM_PUB) {
+                zm_msg_clear(&ev->msg);
+                return 0;
+            }
+        }
+        if (s->type == ZM_PUSH) {
             zm_msg_clear(&ev->msg); /* send-only sockets ignore input */
             return 0;
+        }
+        if (is_sub(s)) {
+            zm_frame *f = zm_msg_frames(&ev->msg);
+            if (!zm_subs_match(&s->subs, f[0].data, f[0].size)) {
+                zm_msg_clear(&ev->msg); /* not subscribed */
+                return 0;
+            }
         }
         if (msgq_push(&c->inq, &ev->msg) < 0) {
             zm_msg_clear(&ev->msg);
@@ -646,6 +810,10 @@ int zm_sock_init(zm_sock *s, int type)
     case ZM_ROUTER:
     case ZM_PULL:
     case ZM_PUSH:
+    case ZM_PUB:
+    case ZM_SUB:
+    case ZM_XPUB:
+    case ZM_XSUB:
         break;
     default:
         return -EINVAL;
@@ -660,6 +828,8 @@ int zm_sock_init(zm_sock *s, int type)
     /* libzmq starts generated ids at a random value. */
     s->next_rid = (uint32_t)(zm_now_ns() ^ (int64_t)(uintptr_t)s);
     zm_msg_init(&s->rep_envelope);
+    zm_subs_init(&s->subs, 0);
+    s->peer_max_sub_nodes = ZM_SUBS_MAX_NODES_DEFAULT;
     return 0;
 }
 
@@ -687,6 +857,9 @@ void zm_sock_destroy(zm_sock *s)
         conn_free(c);
     }
     zm_msg_clear(&s->rep_envelope);
+    zm_subs_clear(&s->subs);
+    msgq_free(&s->xpub_q);
+    free(s->targets);
     memset(s, 0, sizeof(*s));
 }
 
@@ -832,11 +1005,101 @@ static int finish_message(zm_sock *s, zm_conn *c)
     return 0;
 }
 
+/* Fan-out (PUB, XPUB, XSUB data): the message goes to every target chosen
+ * at its first frame; a peer at SNDHWM loses it, the sender never blocks. */
+static int fanout_choose(zm_sock *s, const void *data, size_t n)
+{
+    s->ntargets = 0;
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->state != ZM_CS_ACTIVE)
+            continue;
+        if (is_pub(s) && !zm_subs_match(&c->subs, data, n))
+            continue;
+        if (s->sndhwm > 0 && c->ends_n >= (size_t)s->sndhwm) {
+            s->stats.dropped_msgs++; /* this subscriber is too slow */
+            continue;
+        }
+        if (s->ntargets == s->cap_targets) {
+            size_t cap = s->cap_targets ? s->cap_targets * 2 : 8;
+            zm_conn **t = realloc(s->targets, cap * sizeof(*t));
+            if (t == NULL)
+                return -ENOMEM;
+            s->targets = t;
+            s->cap_targets = cap;
+        }
+        s->targets[s->ntargets++] = c;
+    }
+    return 0;
+}
+
+static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
+{
+    for (size_t i = 0; i < s->ntargets; i++) {
+        zm_conn *c = s->targets[i];
+        if (c == NULL)
+            continue;
+        if (encode_into(c, data, n, more) < 0) {
+            s->targets[i] = NULL; /* out of memory: this peer loses it */
+            continue;
+        }
+    }
+    if (more)
+        return 0;
+    for (size_t i = 0; i < s->ntargets; i++) {
+        zm_conn *c = s->targets[i];
+        if (c == NULL)
+            continue;
+        if (conn_note_msg_end(c) == 0 && c->fd >= 0)
+            conn_write(s, c, zm_now_ns());
+    }
+    s->ntargets = 0;
+    return 0;
+}
+
+static void send_subscription_to_all(zm_sock *s, const unsigned char *topic,
+                                     size_t n, int on)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->state != ZM_CS_ACTIVE)
+            continue; /* the others get the replay when they are ready */
+        conn_send_subscription(c, topic, n, on);
+        if (c->fd >= 0)
+            conn_write(s, c, zm_now_ns());
+    }
+}
+
+int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on)
+{
+    int64_t rc;
+
+    if (!is_sub(s))
+        return -ENOTSUP;
+    if (on) {
+        rc = zm_subs_add(&s->subs, topic, n);
+        if (rc < 0)
+            return (int)rc;
+        /* Every subscribe goes upstream (libzmq 4.3 does the same: an XPUB
+         * proxy upstream may want the duplicates). */
+        send_subscription_to_all(s, topic, n, 1);
+    } else {
+        rc = zm_subs_rm(&s->subs, topic, n);
+        if (rc == 0) /* the last one: cancel upstream */
+            send_subscription_to_all(s, topic, n, 0);
+    }
+    return 0;
+}
+
 int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
 {
     zm_conn *c;
     int rc;
 
+    if (s->out_more && (is_pub(s) || s->type == ZM_XSUB)) {
+        rc = fanout_frame(s, data, n, more);
+        if (!more)
+            s->out_more = 0;
+        return rc;
+    }
     if (s->out_more) { /* continuing a multipart message */
         if (s->out_drop || s->out_conn == NULL) {
             if (!more) {
@@ -854,7 +1117,36 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
 
     switch (s->type) {
     case ZM_PULL:
+    case ZM_SUB:
         return -ENOTSUP;
+    case ZM_XSUB: {
+        int on;
+        const unsigned char *topic;
+        size_t tn;
+        if (!more && zm_parse_subscription_message(data, n, &on, &topic,
+                                                   &tn)) {
+            int64_t r;
+            if (on) {
+                r = zm_subs_add(&s->subs, topic, tn);
+                if (r < 0)
+                    return (int)r;
+                send_subscription_to_all(s, topic, tn, 1);
+            } else if (zm_subs_rm(&s->subs, topic, tn) == 0) {
+                send_subscription_to_all(s, topic, tn, 0);
+            }
+            return 0;
+        }
+        __attribute__((fallthrough)); /* data goes to every publisher */
+    }
+    case ZM_PUB:
+    case ZM_XPUB:
+        rc = fanout_choose(s, data, n);
+        if (rc < 0)
+            return rc;
+        rc = fanout_frame(s, data, n, more);
+        s->out_more = more;
+        s->out_drop = 0;
+        return rc;
     case ZM_REQ:
         if (s->req_waiting)
             return -ZM_EFSM;
@@ -972,7 +1264,28 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
     *prefix_len = 0;
     switch (s->type) {
     case ZM_PUSH:
+    case ZM_PUB:
         return -ENOTSUP;
+    case ZM_XPUB:
+        if (s->xpub_q.n > 0) {
+            msgq_pop(&s->xpub_q, out);
+            return 0;
+        }
+        break;
+    case ZM_SUB:
+    case ZM_XSUB:
+        /* Subscriptions may have changed since these were queued. */
+        for (;;) {
+            zm_frame *f;
+            c = pick_fq(s);
+            if (c == NULL)
+                return -EAGAIN;
+            msgq_pop(&c->inq, out);
+            f = zm_msg_frames(out);
+            if (zm_subs_match(&s->subs, f[0].data, f[0].size))
+                return 0;
+            zm_msg_clear(out);
+        }
     case ZM_REQ:
         if (!s->req_waiting)
             return -ZM_EFSM;
@@ -1054,6 +1367,9 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
             return 0;
         }
     default:
+        break;
+    }
+    {
         c = pick_fq(s);
         if (c == NULL)
             return -EAGAIN;
@@ -1091,15 +1407,21 @@ int zm_sock_events(zm_sock *s)
                 return ZM_POLLIN;
         return 0;
     case ZM_ROUTER:
-        ev |= ZM_POLLOUT; /* ROUTER never blocks on send */
+    case ZM_PUB:
+    case ZM_XPUB:
+    case ZM_XSUB:
+        ev |= ZM_POLLOUT; /* these never block on send */
+        if (s->type == ZM_XPUB && s->xpub_q.n > 0)
+            ev |= ZM_POLLIN;
         break;
     default:
         break;
     }
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
-        if (c->inq.n > 0 && s->type != ZM_PUSH)
+        if (c->inq.n > 0 && s->type != ZM_PUSH && s->type != ZM_PUB)
             ev |= ZM_POLLIN;
-        if (s->type != ZM_PULL && s->type != ZM_ROUTER && conn_can_queue(s, c))
+        if ((s->type == ZM_PUSH || s->type == ZM_DEALER || s->type == ZM_PAIR) &&
+            conn_can_queue(s, c))
             ev |= ZM_POLLOUT;
     }
     if (s->type == ZM_PAIR && (ev & ZM_POLLOUT)) {

@@ -15,6 +15,7 @@
 
 #include "codec.h"
 #include "transport.h"
+#include "trie.h"
 
 /* Socket types, with libzmq's numbers. */
 enum zm_socktype {
@@ -86,6 +87,8 @@ typedef struct zm_conn {
     /* the peer's routing id (ROUTER) */
     unsigned char rid[255];
     size_t rid_len;
+    /* PUB/XPUB: the topics this peer subscribed to (a set) */
+    zm_subs subs;
 } zm_conn;
 
 typedef struct zm_listener {
@@ -103,6 +106,7 @@ typedef struct zm_sock_stats {
     uint64_t handshake_failed;           /* bad greeting/READY/socket type */
     uint64_t protocol_errors[ZM_ERR_COUNT_]; /* by codec error code */
     uint64_t dropped_msgs;               /* unroutable or lost at close */
+    uint64_t subs_refused;               /* over a peer's subscription budget */
 } zm_sock_stats;
 
 typedef struct zm_sock {
@@ -138,6 +142,17 @@ typedef struct zm_sock {
     zm_msg rep_envelope;
 
     uint32_t next_rid;           /* generated ROUTER ids: 0x00 + counter */
+
+    /* publish-subscribe */
+    zm_subs subs;                /* SUB/XSUB: ours (counted); XPUB: peers
+                                    per topic */
+    int xpub_verbose;            /* XPUB: pass every subscription up */
+    zm_msgq xpub_q;              /* XPUB: subscription messages to recv */
+    zm_conn **targets;           /* PUB/XPUB/XSUB: peers of the message
+                                    being sent */
+    size_t ntargets, cap_targets;
+    size_t peer_max_sub_nodes;   /* budget of each peer's trie */
+
     zm_sock_stats stats;
 } zm_sock;
 
@@ -167,6 +182,11 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more);
  * first; -EAGAIN when none; -ZM_EFSM (REQ/REP order); -ENOTSUP. */
 int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
                  size_t *prefix_len);
+
+/* SUB/XSUB: subscribe (on=1) or unsubscribe to a topic; sent to every
+ * connected publisher and replayed to later ones.  0, -ENOTSUP (other
+ * types), -ENOMEM. */
+int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on);
 
 /* ZM_POLLIN / ZM_POLLOUT as they stand now (no I/O). */
 int zm_sock_events(zm_sock *s);

@@ -54,7 +54,10 @@ from zmtp.constants import (
     SNDMORE,
     SNDTIMEO,
     SUB,
+    SUBSCRIBE,
     TYPE,
+    UNSUBSCRIBE,
+    XPUB_VERBOSE,
     XPUB,
     XSUB,
     Errno,
@@ -66,6 +69,7 @@ from zmtp.constants import (
 from zmtp.socket import Socket
 from zmtp.context import Context
 from zmtp.poll import Poller
+from zmtp.proxy import proxy
 
 __version__ = "0.1.0"
 
@@ -75,6 +79,6 @@ __all__ = [
     "IMMEDIATE", "LAST_ENDPOINT", "LINGER", "MAXMSGSIZE", "NOBLOCK", "PAIR", "POLLERR", "POLLIN", "POLLOUT",
     "PUB", "PULL", "PUSH", "PollEvent", "Poller", "ProtocolError", "RCVHWM", "RCVMORE", "RCVTIMEO",
     "RECONNECT_IVL", "REP", "REQ", "ROUTER", "ROUTER_MANDATORY", "ROUTING_ID", "SNDHWM", "SNDMORE",
-    "SNDTIMEO", "SUB", "Socket", "SocketOption", "SocketType", "TYPE", "XPUB", "XSUB", "ZMQBindError",
-    "ZMQError", "__version__", "backend_info", "backend_name", "memory_stats", "strerror",
+    "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
+    "ZMQError", "__version__", "backend_info", "backend_name", "memory_stats", "proxy", "strerror",
 ]

@@ -45,6 +45,8 @@ class SocketOption(enum.IntEnum):
     """Socket options zmtp implements (libzmq numbers)."""
 
     ROUTING_ID = 5
+    SUBSCRIBE = 6
+    UNSUBSCRIBE = 7
     RCVMORE = 13
     EVENTS = 15
     TYPE = 16
@@ -58,6 +60,7 @@ class SocketOption(enum.IntEnum):
     LAST_ENDPOINT = 32
     ROUTER_MANDATORY = 33
     IMMEDIATE = 39
+    XPUB_VERBOSE = 40
 
 
 class Errno(enum.IntEnum):
@@ -112,6 +115,9 @@ SNDTIMEO = SocketOption.SNDTIMEO
 LAST_ENDPOINT = SocketOption.LAST_ENDPOINT
 ROUTER_MANDATORY = SocketOption.ROUTER_MANDATORY
 IMMEDIATE = SocketOption.IMMEDIATE
+SUBSCRIBE = SocketOption.SUBSCRIBE
+UNSUBSCRIBE = SocketOption.UNSUBSCRIBE
+XPUB_VERBOSE = SocketOption.XPUB_VERBOSE
 
 EAGAIN = Errno.EAGAIN
 EINVAL = Errno.EINVAL

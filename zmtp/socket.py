@@ -31,7 +31,10 @@ from zmtp.constants import (
     SNDHWM,
     SNDMORE,
     SNDTIMEO,
+    SUBSCRIBE,
     TYPE,
+    UNSUBSCRIBE,
+    XPUB_VERBOSE,
     SocketType,
 )
 from zmtp.error import ZMQBindError, ZMQError
@@ -93,6 +96,20 @@ class Socket(_zmtp.Socket):
     router_mandatory = _int_option(ROUTER_MANDATORY, "ROUTER_MANDATORY: unroutable sends raise EHOSTUNREACH.")
     immediate = _int_option(IMMEDIATE, "IMMEDIATE: queue only to completed connections.")
     reconnect_ivl = _int_option(RECONNECT_IVL, "RECONNECT_IVL in ms (-1: never redial).")
+    xpub_verbose = _int_option(XPUB_VERBOSE, "XPUB_VERBOSE: pass every subscription message up, duplicates too.")
+
+    def subscribe(self, topic: Union[bytes, str]) -> None:
+        """SUB/XSUB: receive messages whose first frame starts with ``topic``
+        (str is encoded as UTF-8).  Counted: two subscribes need two unsubscribes."""
+        if isinstance(topic, str):
+            topic = topic.encode("utf-8")
+        self.setsockopt(SUBSCRIBE, topic)
+
+    def unsubscribe(self, topic: Union[bytes, str]) -> None:
+        """SUB/XSUB: undo one subscribe(topic)."""
+        if isinstance(topic, str):
+            topic = topic.encode("utf-8")
+        self.setsockopt(UNSUBSCRIBE, topic)
 
     @property
     def hwm(self) -> int:

@@ -1,0 +1,30 @@
+"""zmtp.proxy: the classic forwarder between two sockets (XSUB/XPUB, ROUTER/DEALER)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from zmtp.constants import POLLIN
+from zmtp.poll import Poller
+from zmtp.socket import Socket
+
+__all__ = ["proxy"]
+
+
+def proxy(frontend: Socket, backend: Socket, capture: Optional[Socket] = None) -> None:
+    """Forward whole messages both ways until the context is terminated.
+
+    Messages from ``frontend`` go to ``backend`` and back; each is also sent to
+    ``capture`` when given.  Like pyzmq's ``zmq.proxy`` it only returns by
+    raising (ContextTerminated when the context ends).
+    """
+    poller = Poller()
+    poller.register(frontend, POLLIN)
+    poller.register(backend, POLLIN)
+    while True:
+        for sock, _ in poller.poll():
+            other = backend if sock is frontend else frontend
+            msg = sock.recv_multipart(copy=False)
+            if capture is not None:
+                capture.send_multipart(msg)
+            other.send_multipart(msg)
