@@ -1401,17 +1401,21 @@ static int sock_enter(SocketObject *self)
                   "in the child (make a new Context there)");
         return -1;
     }
+    /* Acquire (pairs with the release in sock_leave): the engine state
+     * written by the previous caller, maybe on another thread, is visible
+     * to this one. */
     if (!__atomic_compare_exchange_n(&self->in_call, &expected, 1, 0,
                                      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-        /* Acquire/release on in_call: the engine state written by the
-         * previous caller is visible to the next one. */
         raise_zmq(self->st, EBUSY,
                   "socket used from two threads at once (zmtp sockets, like "
                   "libzmq's, are not thread-safe)");
         return -1;
     }
     self->owner = PyThread_get_thread_ident();
-    if (self->terminated) {
+    /* seq_cst: the flag is set by term() on another thread (see
+     * Socket_terminate). */
+    if (__atomic_load_n(&self->terminated, __ATOMIC_SEQ_CST)) {
+        /* Release, as sock_leave. */
         __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
         raise_zmq(self->st, ZM_ETERM, "Context was terminated");
         return -1;
@@ -1499,16 +1503,21 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
     timeout = next < 0 ? -1 : next - zm_now_ns();
     if (next >= 0 && timeout < 0)
         timeout = 0;
+    /* Publish the backend we wait on, then look at `terminated`; term()
+     * does the mirror (sets `terminated`, then reads `waiting_on`).  Both
+     * sides are seq_cst so that at least one sees the other's store: either
+     * term() wakes this backend or we do not block. */
     for (i = 0; i < nsocks; i++)
-        __atomic_store_n(&socks[i]->waiting_on, be, __ATOMIC_RELEASE);
-    /* A term() that came before waiting_on was published is seen here. */
+        __atomic_store_n(&socks[i]->waiting_on, be, __ATOMIC_SEQ_CST);
     for (i = 0; i < nsocks; i++)
-        if (__atomic_load_n(&socks[i]->terminated, __ATOMIC_ACQUIRE))
+        if (__atomic_load_n(&socks[i]->terminated, __ATOMIC_SEQ_CST))
             timeout = 0;
     Py_BEGIN_ALLOW_THREADS
     rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
                          timeout);
     Py_END_ALLOW_THREADS
+    /* Release: after this a term() sees no backend to wake (the wait is
+     * over; the next call checks `terminated` in sock_enter). */
     for (i = 0; i < nsocks; i++)
         __atomic_store_n(&socks[i]->waiting_on, NULL, __ATOMIC_RELEASE);
 unwatch:
@@ -2460,6 +2469,7 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
         /* A terminated context's sockets still close, unless another
          * thread is inside a call on it. */
         int expected = 0;
+        /* Acquire on success, as in sock_enter. */
         if (!self->terminated ||
             !__atomic_compare_exchange_n(&self->in_call, &expected, 1, 0,
                                          __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
@@ -2516,10 +2526,10 @@ static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
     zm_backend *be;
 
     (void)unused;
-    /* Release: the blocked thread (acquire in wait_sockets) sees the flag
-     * once woken. */
-    __atomic_store_n(&self->terminated, 1, __ATOMIC_RELEASE);
-    be = __atomic_load_n(&self->waiting_on, __ATOMIC_ACQUIRE);
+    /* seq_cst store then load, the mirror of wait_sockets (see there): a
+     * thread about to block either sees the flag or is woken here. */
+    __atomic_store_n(&self->terminated, 1, __ATOMIC_SEQ_CST);
+    be = __atomic_load_n(&self->waiting_on, __ATOMIC_SEQ_CST);
     if (be != NULL)
         zm_backend_wake(be);
     Py_RETURN_NONE;
@@ -2528,6 +2538,8 @@ static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
 static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
 {
     (void)unused;
+    /* Acquire: pairs with the release in sock_leave (a caller that sees the
+     * call over also sees its effects, e.g. `closed`). */
     return PyBool_FromLong(__atomic_load_n(&self->in_call, __ATOMIC_ACQUIRE));
 }
 
