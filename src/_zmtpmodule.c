@@ -1386,6 +1386,12 @@ static int Socket_traverse(SocketObject *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* The flag term() sets from another thread (seq_cst: see wait_sockets). */
+static int sock_terminated(SocketObject *self)
+{
+    return __atomic_load_n(&self->terminated, __ATOMIC_SEQ_CST);
+}
+
 /* Every public method starts with enter() and ends with leave(). */
 static int sock_enter(SocketObject *self)
 {
@@ -1414,7 +1420,7 @@ static int sock_enter(SocketObject *self)
     self->owner = PyThread_get_thread_ident();
     /* seq_cst: the flag is set by term() on another thread (see
      * Socket_terminate). */
-    if (__atomic_load_n(&self->terminated, __ATOMIC_SEQ_CST)) {
+    if (sock_terminated(self)) {
         /* Release, as sock_leave. */
         __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
         raise_zmq(self->st, ZM_ETERM, "Context was terminated");
@@ -1531,7 +1537,7 @@ unwatch:
         return -1;
     }
     for (i = 0; i < nsocks; i++)
-        if (socks[i]->terminated) {
+        if (sock_terminated(socks[i])) {
             raise_zmq(st, ZM_ETERM, "Context was terminated");
             return -1;
         }
@@ -2470,7 +2476,7 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
          * thread is inside a call on it. */
         int expected = 0;
         /* Acquire on success, as in sock_enter. */
-        if (!self->terminated ||
+        if (!sock_terminated(self) ||
             !__atomic_compare_exchange_n(&self->in_call, &expected, 1, 0,
                                          __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
             return NULL;
@@ -2486,7 +2492,7 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
         linger = l < -1 ? -1 : (int)l;
     }
     deadline = deadline_from_ms(linger);
-    while (linger != 0 && !self->terminated) {
+    while (linger != 0 && !sock_terminated(self)) {
         zm_sock_process(&self->s, zm_now_ns());
         if (zm_sock_pending_out(&self->s) == 0)
             break;
