@@ -178,9 +178,8 @@ static int conn_note_msg_end(zm_conn *c)
 static void conn_drop_output(zm_sock *s, zm_conn *c)
 {
     s->stats.dropped_msgs += c->ends_n;
-    c->out.len = 0;
-    c->out_off = 0;
-    c->hs_len = 0;
+    zm_outq_clear(&c->out);
+    c->hs_left = 0;
     c->ends_n = 0;
     c->ends_head = 0;
     c->written_total = c->enc_total;
@@ -197,7 +196,6 @@ static int conn_start_handshake(zm_sock *s, zm_conn *c)
     zm_prop props[2];
     size_t np = 0;
     const char *tname = zm_socktype_name(s->type);
-    size_t queued;
 
     zm_wbuf_init(&hs);
     zm_encode_greeting(greeting, 1, "NULL", 4, 0);
@@ -220,16 +218,11 @@ static int conn_start_handshake(zm_sock *s, zm_conn *c)
     if (zm_encode_ready(&hs, props, np) < 0)
         goto nomem;
     /* Queued message bytes (from before the connection) go after it. */
-    queued = c->out.len - c->out_off;
-    if (zm_wbuf_reserve(&hs, queued) < 0)
+    if (zm_outq_put_front(&c->out, hs.data, hs.len) < 0)
         goto nomem;
-    if (queued > 0)
-        memcpy(hs.data + hs.len, c->out.data + c->out_off, queued);
-    c->hs_len = hs.len;
-    hs.len += queued;
-    zm_wbuf_free(&c->out);
-    c->out = hs;
-    c->out_off = 0;
+    c->hs_left = hs.len;
+    c->msg_written = 0;
+    zm_wbuf_free(&hs);
     c->got_greeting = 0;
     c->state = ZM_CS_HANDSHAKE;
     return conn_decoder_reset(s, c);
@@ -330,19 +323,22 @@ static void conn_drop_subscriptions(zm_sock *s, zm_conn *c)
     zm_subs_clear(&c->subs);
 }
 
-/* Bytes put in a connection's output outside a message (commands). */
-static void conn_counted(zm_conn *c, size_t before)
+/* Queue bytes encoded outside a message (commands) and count them. */
+static void conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc)
 {
-    c->enc_total += c->out.len - before;
+    if (rc == 0 && zm_outq_put(&c->out, w->data, w->len) == 0)
+        c->enc_total += w->len;
+    zm_wbuf_free(w);
 }
 
 static void conn_send_subscription(zm_conn *c, const unsigned char *topic,
                                    size_t n, int on)
 {
-    size_t before = c->out.len;
+    zm_wbuf w;
 
-    if (zm_encode_subscription(&c->out, topic, n, on, c->peer_minor) == 0)
-        conn_counted(c, before);
+    zm_wbuf_init(&w);
+    conn_put_encoded(c, &w, zm_encode_subscription(&w, topic, n, on,
+                                                   c->peer_minor));
 }
 
 typedef struct {
@@ -394,27 +390,21 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
      * its pipe.  Once message bytes went out the peer may have seen part
      * of them: the rest cannot be resumed and is dropped.  Frames of a
      * half-received message die with the decoder. */
-    if (c->connecter && s->reconnect_ivl_ms >= 0 && c->out_off <= c->hs_len &&
-        c->out.len >= c->hs_len) {
-        size_t keep = c->out.len - c->hs_len;
+    if (c->connecter && s->reconnect_ivl_ms >= 0 && c->msg_written == 0) {
+        zm_outq_drop_front(&c->out, c->hs_left); /* the old handshake */
+        c->hs_left = 0;
         if (s->out_more && s->out_conn == c) {
             /* A message being sent frame by frame is dropped whole: cut
-             * its frames from the kept bytes (when some already went out
-             * on the lost connection, nothing of it is kept). */
+             * its frames from the kept bytes. */
             uint64_t partial = c->enc_total - c->msg_start;
-            if (partial > keep)
-                partial = keep;
-            keep -= (size_t)partial;
+            if (partial > c->out.bytes)
+                partial = c->out.bytes;
+            zm_outq_drop_back(&c->out, (size_t)partial);
             c->enc_total -= partial;
             s->out_drop = 1;
             s->stats.dropped_msgs++;
         }
         c->in_msg = 0;
-        if (keep > 0)
-            memmove(c->out.data, c->out.data + c->hs_len, keep);
-        c->out.len = keep;
-        c->out_off = 0;
-        c->hs_len = 0;
     } else {
         conn_drop_output(s, c);
     }
@@ -434,7 +424,7 @@ static void conn_free(zm_conn *c)
     if (c->fd >= 0)
         close(c->fd);
     zm_decoder_free(&c->dec);
-    zm_wbuf_free(&c->out);
+    zm_outq_free(&c->out);
     free(c->ends);
     msgq_free(&c->inq);
     zm_subs_clear(&c->subs);
@@ -529,7 +519,6 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
             }
     }
     c->state = ZM_CS_ACTIVE;
-    c->hs_len = 0;
     if (c->connecter)
         s->stats.connected++;
     if (is_sub(s) && s->subs.topics > 0) {
@@ -570,9 +559,10 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
             }
         } else if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
             /* Answer at once; the reply rides with the next write. */
-            size_t before = c->out.len;
-            if (zm_encode_pong(&c->out, ev->cmd.arg, ev->cmd.arg_len) == 0)
-                conn_counted(c, before);
+            zm_wbuf w;
+            zm_wbuf_init(&w);
+            conn_put_encoded(c, &w, zm_encode_pong(&w, ev->cmd.arg,
+                                                   ev->cmd.arg_len));
         } else if (kind == ZM_CMD_ERROR) {
             conn_lost(s, c, now);
             rc = -1;
@@ -676,34 +666,39 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
  * everything. */
 static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
 {
-    size_t limit = c->state == ZM_CS_ACTIVE ? c->out.len : c->hs_len;
+    struct iovec iov[ZM_OUTQ_IOV];
+    struct msghdr mh;
 
-    while (c->out_off < limit) {
-        ssize_t n = send(c->fd, c->out.data + c->out_off, limit - c->out_off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+    for (;;) {
+        size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
+        size_t hs;
+        ssize_t n;
+        if (limit == 0)
+            break;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)zm_outq_iov(&c->out, iov, ZM_OUTQ_IOV, limit);
+        n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
             conn_lost(s, c, now);
             return;
         }
-        c->out_off += (size_t)n;
+        zm_outq_drop_front(&c->out, (size_t)n);
+        hs = (size_t)n < c->hs_left ? (size_t)n : c->hs_left;
+        c->hs_left -= hs;
+        c->msg_written += (size_t)n - hs;
+        if ((size_t)n < limit)
+            break; /* the kernel's buffer is full */
     }
     if (c->state != ZM_CS_ACTIVE)
         return;
     /* Message bytes written so far, for SNDHWM accounting. */
-    c->written_total = c->enc_total - (c->out.len - c->out_off);
+    c->written_total = c->enc_total - (c->out.bytes - c->hs_left);
     while (c->ends_n > 0 && c->ends[c->ends_head] <= c->written_total) {
         c->ends_head = (c->ends_head + 1) % c->ends_cap;
         c->ends_n--;
-    }
-    if (c->out_off == c->out.len) {
-        c->out.len = 0;
-        c->out_off = 0;
-    } else if (c->out_off > 65536 && c->out_off > c->out.len / 2) {
-        memmove(c->out.data, c->out.data + c->out_off, c->out.len - c->out_off);
-        c->out.len -= c->out_off;
-        c->out_off = 0;
     }
 }
 
@@ -781,7 +776,7 @@ static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
         conn_write(s, c, now);
         if (c->fd >= 0)
             conn_read(s, c, now);
-        if (c->fd >= 0 && c->out_off < c->out.len)
+        if (c->fd >= 0 && c->out.bytes > 0)
             conn_write(s, c, now); /* PONGs, and bytes freed by READY */
     }
 }
@@ -982,9 +977,15 @@ static int encode_into(zm_conn *c, const void *data, size_t n, int more)
     }
     if (!more)
         c->in_msg = 0;
-    if (zm_encode_frame(&c->out, data, n, more ? ZM_FLAG_MORE : 0) < 0)
+    unsigned char hdr[9];
+    size_t h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
+    if (zm_outq_put(&c->out, hdr, h) < 0)
         return -ENOMEM;
-    c->enc_total += (n <= 255 ? 2 : 9) + n;
+    if (n > 0 && zm_outq_put(&c->out, data, n) < 0) {
+        zm_outq_drop_back(&c->out, h);
+        return -ENOMEM;
+    }
+    c->enc_total += h + n;
     return 0;
 }
 
@@ -1032,17 +1033,46 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
     return 0;
 }
 
+/* Frames up to this size are copied into each subscriber's queue (cheaper
+ * than a shared allocation); larger ones are encoded once and shared. */
+#define FANOUT_SHARE_MIN 1024
+
 static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
 {
-    for (size_t i = 0; i < s->ntargets; i++) {
-        zm_conn *c = s->targets[i];
-        if (c == NULL)
-            continue;
-        if (encode_into(c, data, n, more) < 0) {
-            s->targets[i] = NULL; /* out of memory: this peer loses it */
-            continue;
+    zm_page *shared = NULL;
+    size_t h = 0;
+
+    if (n >= FANOUT_SHARE_MIN && s->ntargets > 1) {
+        shared = zm_page_new(n + 9);
+        if (shared != NULL) {
+            h = zm_frame_header(shared->data, n, more ? ZM_FLAG_MORE : 0);
+            memcpy(shared->data + h, data, n);
+            shared->len = h + n;
         }
     }
+    for (size_t i = 0; i < s->ntargets; i++) {
+        zm_conn *c = s->targets[i];
+        int rc;
+        if (c == NULL)
+            continue;
+        if (shared != NULL) {
+            if (!c->in_msg) {
+                c->msg_start = c->enc_total;
+                c->in_msg = 1;
+            }
+            if (!more)
+                c->in_msg = 0;
+            rc = zm_outq_put_shared(&c->out, shared, 0, shared->len);
+            if (rc == 0)
+                c->enc_total += shared->len;
+        } else {
+            rc = encode_into(c, data, n, more);
+        }
+        if (rc < 0)
+            s->targets[i] = NULL; /* out of memory: this peer loses it */
+    }
+    if (shared != NULL)
+        zm_page_decref(shared); /* the queues hold it now */
     if (more)
         return 0;
     for (size_t i = 0; i < s->ntargets; i++) {
@@ -1440,7 +1470,7 @@ size_t zm_sock_pending_out(const zm_sock *s)
 
     for (const zm_conn *c = s->conns; c != NULL; c = c->next)
         if (c->state != ZM_CS_DEAD && (c->state == ZM_CS_ACTIVE || c->connecter))
-            n += c->out.len - c->out_off;
+            n += c->out.bytes;
     return n;
 }
 
@@ -1468,10 +1498,10 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
             break;
         case ZM_CS_HANDSHAKE:
         case ZM_CS_ACTIVE: {
-            size_t limit = c->state == ZM_CS_ACTIVE ? c->out.len : c->hs_len;
+            size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
             if (s->rcvhwm <= 0 || c->inq.n < (size_t)s->rcvhwm)
                 ev |= WATCH_IN;
-            if (c->out_off < limit)
+            if (limit > 0)
                 ev |= WATCH_OUT;
             break;
         }

@@ -14,6 +14,7 @@
 #define ZMTP_ENGINE_H
 
 #include "codec.h"
+#include "outq.h"
 #include "transport.h"
 #include "trie.h"
 
@@ -69,12 +70,12 @@ typedef struct zm_conn {
     int got_greeting;
     int peer_minor;
     int peer_type;
-    /* output: encoded bytes [out_off, out.len); the first hs_len bytes after
-     * a (re)connect are our greeting and READY, the only bytes written
+    /* output: the queue of encoded bytes; its first hs_left bytes after a
+     * (re)connect are our greeting and READY, the only bytes written
      * before the handshake completes. */
-    zm_wbuf out;
-    size_t out_off;
-    size_t hs_len;
+    zm_outq out;
+    size_t hs_left;
+    uint64_t msg_written;   /* message bytes written on this connection */
     uint64_t enc_total;     /* message bytes encoded so far */
     uint64_t written_total; /* message bytes written so far */
     uint64_t msg_start;     /* enc_total at the first frame of the message
