@@ -20,6 +20,7 @@
 #include "backend.h"
 #include "codec.h"
 #include "engine.h"
+#include "progress.h"
 
 /* ================================================================== */
 /* Module state                                                       */
@@ -29,6 +30,7 @@ typedef struct {
     PyTypeObject *Frame_Type;
     PyTypeObject *Decoder_Type;
     PyTypeObject *Socket_Type;
+    PyTypeObject *Progress_Type;
     PyObject *ProtocolError;
     /* Set by the Python facade (zmtp/error.py) at import. */
     PyObject *ZMQError;
@@ -1262,6 +1264,90 @@ static PyObject *probe_backend(PyObject *module, PyObject *arg)
 }
 
 /* ================================================================== */
+/* Progress                                                           */
+/* ================================================================== */
+
+/* The context's progress thread, as a Python object owned by a Context. */
+typedef struct {
+    PyObject_HEAD
+    zm_progress p;
+    int running;
+} ProgressObject;
+
+
+static PyObject *Progress_tp_new(PyTypeObject *tp, PyObject *args,
+                                 PyObject *kw)
+{
+    ProgressObject *self;
+    int rc;
+
+    if (PyTuple_GET_SIZE(args) != 0 || (kw != NULL && PyDict_GET_SIZE(kw) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Progress() takes no arguments");
+        return NULL;
+    }
+    self = (ProgressObject *)tp->tp_alloc(tp, 0);
+    if (self == NULL)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = zm_progress_start(&self->p);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_Format(PyExc_OSError, "cannot start the progress thread: %s",
+                     self->p.reason[0] ? self->p.reason : strerror(-rc));
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->running = 1;
+    return (PyObject *)self;
+}
+
+static PyObject *Progress_stop(ProgressObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->running) {
+        self->running = 0;
+        Py_BEGIN_ALLOW_THREADS
+        zm_progress_stop(&self->p);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+static void Progress_dealloc(ProgressObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    if (self->running) {
+        self->running = 0;
+        zm_progress_stop(&self->p);
+    }
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef Progress_methods[] = {
+    {"stop", (PyCFunction)Progress_stop, METH_NOARGS,
+     "stop()\n--\n\nStop and join the thread (sockets stay usable, driven "
+     "only by their owners)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Progress_slots[] = {
+    {Py_tp_new, Progress_tp_new},
+    {Py_tp_dealloc, Progress_dealloc},
+    {Py_tp_methods, Progress_methods},
+    {Py_tp_doc, (void *)"Progress(): a context's progress thread (C, no GIL)."},
+    {0, NULL},
+};
+
+static PyType_Spec Progress_spec = {
+    .name = "zmtp._zmtp.Progress",
+    .basicsize = sizeof(ProgressObject),
+    .flags = Py_TPFLAGS_DEFAULT,
+    .slots = Progress_slots,
+};
+
+/* ================================================================== */
 /* Socket                                                             */
 /* ================================================================== */
 
@@ -1289,6 +1375,8 @@ static PyObject *probe_backend(PyObject *module, PyObject *arg)
 typedef struct {
     PyObject_HEAD
     zm_sock s;
+    zm_psock ps;             /* registration with the progress thread */
+    ProgressObject *progress; /* strong reference, or NULL */
     zmtp_state *st;
     int initialized;
     int closed;
@@ -1337,11 +1425,18 @@ static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 
 static int Socket_init(SocketObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"socket_type", NULL};
+    static char *kwlist[] = {"socket_type", "progress", NULL};
     int type, rc;
+    PyObject *progress = Py_None;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "i:Socket", kwlist, &type))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "i|O:Socket", kwlist, &type,
+                                     &progress))
         return -1;
+    if (progress != Py_None &&
+        !PyObject_TypeCheck(progress, self->st->Progress_Type)) {
+        PyErr_SetString(PyExc_TypeError, "progress must be a zmtp._zmtp.Progress");
+        return -1;
+    }
     if (self->initialized) {
         PyErr_SetString(PyExc_RuntimeError, "Socket already initialised");
         return -1;
@@ -1363,8 +1458,17 @@ static int Socket_init(SocketObject *self, PyObject *args, PyObject *kw)
     self->sndtimeo = -1;
     self->linger = DEFAULT_LINGER_MS;
     self->fork_gen = g_fork_generation;
+    self->ps.sock = &self->s;
+    pthread_mutex_init(&self->ps.lock, NULL);
+    self->ps.last_call_ns = 0;
+    if (progress != Py_None && ((ProgressObject *)progress)->running) {
+        Py_INCREF(progress);
+        self->progress = (ProgressObject *)progress;
+        zm_progress_add(&self->progress->p, &self->ps);
+    }
     return 0;
 }
+
 
 static void Socket_dealloc(SocketObject *self)
 {
@@ -1373,8 +1477,19 @@ static void Socket_dealloc(SocketObject *self)
     PyObject_GC_UnTrack(self);
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->initialized && self->fork_gen == g_fork_generation)
-        zm_sock_destroy(&self->s); /* no linger from a finaliser */
+    if (self->initialized && self->fork_gen == g_fork_generation) {
+        if (!self->closed) {
+            /* The progress thread may be inside this socket: take the
+             * lock before taking it away. */
+            pthread_mutex_lock(&self->ps.lock);
+            if (self->progress != NULL && self->progress->running)
+                zm_progress_remove(&self->progress->p, &self->ps);
+            zm_sock_destroy(&self->s); /* no linger from a finaliser */
+            pthread_mutex_unlock(&self->ps.lock);
+        }
+        pthread_mutex_destroy(&self->ps.lock);
+    }
+    Py_CLEAR(self->progress);
     zm_msg_clear(&self->cur);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -1383,6 +1498,7 @@ static void Socket_dealloc(SocketObject *self)
 static int Socket_traverse(SocketObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->progress);
     return 0;
 }
 
@@ -1418,9 +1534,15 @@ static int sock_enter(SocketObject *self)
         return -1;
     }
     self->owner = PyThread_get_thread_ident();
+    /* The progress thread only try-locks and holds the lock briefly (one
+     * non-blocking step), so waiting for it here with the GIL is short. */
+    if (self->progress != NULL)
+        pthread_mutex_lock(&self->ps.lock);
     /* seq_cst: the flag is set by term() on another thread (see
      * Socket_terminate). */
     if (sock_terminated(self)) {
+        if (self->progress != NULL)
+            pthread_mutex_unlock(&self->ps.lock);
         /* Release, as sock_leave. */
         __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
         raise_zmq(self->st, ZM_ETERM, "Context was terminated");
@@ -1431,6 +1553,13 @@ static int sock_enter(SocketObject *self)
 
 static void sock_leave(SocketObject *self)
 {
+    if (self->progress != NULL) {
+        int wanted = !self->closed && zm_progress_wanted(&self->s);
+        self->ps.last_call_ns = zm_now_ns();
+        pthread_mutex_unlock(&self->ps.lock);
+        if (wanted) /* output or connections left for it to move on */
+            zm_progress_wake(&self->progress->p);
+    }
     /* Release: pairs with the acquire in sock_enter (see there). */
     __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
 }
@@ -2481,6 +2610,8 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
                                          __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
             return NULL;
         PyErr_Clear();
+        if (self->progress != NULL)
+            pthread_mutex_lock(&self->ps.lock);
     }
     linger = self->linger;
     if (lobj != Py_None) {
@@ -2512,12 +2643,15 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
             break;
         }
     }
+    if (self->progress != NULL && self->progress->running)
+        zm_progress_remove(&self->progress->p, &self->ps);
     zm_sock_destroy(&self->s);
     zm_msg_clear(&self->cur);
     self->cur_idx = 0;
     self->cur_has_prefix = 0;
     self->closed = 1;
-    sock_leave(self);
+    sock_leave(self); /* unlocks; the progress thread no longer sees it */
+    Py_CLEAR(self->progress);
     Py_RETURN_NONE;
 }
 
@@ -2737,6 +2871,11 @@ static int zmtp_exec(PyObject *m)
         m, &Decoder_spec, NULL);
     if (st->Decoder_Type == NULL || PyModule_AddType(m, st->Decoder_Type) < 0)
         return -1;
+    st->Progress_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        m, &Progress_spec, NULL);
+    if (st->Progress_Type == NULL ||
+        PyModule_AddType(m, st->Progress_Type) < 0)
+        return -1;
     st->Socket_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
         m, &Socket_spec, NULL);
     if (st->Socket_Type == NULL || PyModule_AddType(m, st->Socket_Type) < 0)
@@ -2803,6 +2942,7 @@ static int zmtp_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Frame_Type);
     Py_VISIT(st->Decoder_Type);
     Py_VISIT(st->Socket_Type);
+    Py_VISIT(st->Progress_Type);
     Py_VISIT(st->ProtocolError);
     Py_VISIT(st->ZMQError);
     Py_VISIT(st->Again);
@@ -2816,6 +2956,7 @@ static int zmtp_clear(PyObject *m)
     Py_CLEAR(st->Frame_Type);
     Py_CLEAR(st->Decoder_Type);
     Py_CLEAR(st->Socket_Type);
+    Py_CLEAR(st->Progress_Type);
     Py_CLEAR(st->ProtocolError);
     Py_CLEAR(st->ZMQError);
     Py_CLEAR(st->Again);

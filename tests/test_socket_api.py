@@ -78,9 +78,9 @@ def anon_inodes():
 def test_backend_thread_uses_chosen_backend(backend, ctx):
     """The backend fixture really runs the body on the chosen backend: the
     first wait of this thread opens an io_uring ring or an epoll instance."""
-    before = anon_inodes()
-    s = zsock(ctx, zmtp.PULL, rcvtimeo=10)
+    s = zsock(ctx, zmtp.PULL, rcvtimeo=10)  # starts ctx's progress thread (epoll)
     s.bind("tcp://127.0.0.1:*")
+    before = anon_inodes()
     raises_errno(errno.EAGAIN, s.recv, exc=zmtp.Again)
     new = anon_inodes() - before
     kinds = {"io_uring": "anon_inode:[io_uring]", "epoll": "anon_inode:[eventpoll]"}

@@ -8,6 +8,7 @@ import time
 import weakref
 from typing import Any, Dict, Optional, Type, TypeVar
 
+from zmtp import _zmtp
 from zmtp.constants import LINGER
 from zmtp.socket import Socket
 
@@ -35,6 +36,7 @@ class Context:
         self._pid = os.getpid()
         self.closed = False
         self.sockopts: Dict[int, Any] = {}
+        self._progress: Optional[_zmtp.Progress] = None
 
     @classmethod
     def instance(cls: Type[_T], io_threads: int = 1) -> _T:
@@ -74,6 +76,13 @@ class Context:
         with self._lock:
             self._sockets.add(sock)
         return sock
+
+    def _progress_thread(self) -> "Optional[_zmtp.Progress]":
+        """The context's progress thread, started with its first socket."""
+        with self._lock:
+            if self._progress is None and not self.closed:
+                self._progress = _zmtp.Progress()
+            return self._progress
 
     def setsockopt(self, option: int, value: Any) -> None:
         """A default option for sockets made from now on."""
@@ -121,3 +130,5 @@ class Context:
                 time.sleep(0.001)
             if not s.closed:
                 s.close(linger)
+        if self._progress is not None:
+            self._progress.stop()

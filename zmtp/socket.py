@@ -65,7 +65,8 @@ class Socket(_zmtp.Socket):
             context, socket_type = None, context
         if socket_type == -1:
             raise TypeError("Socket() needs a socket_type (e.g. zmtp.REQ)")
-        super().__init__(int(socket_type))
+        progress = context._progress_thread() if context is not None else None
+        super().__init__(int(socket_type), progress)
         self.context = context
         for name, value in kwargs.items():
             setattr(self, name, value)

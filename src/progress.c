@@ -1,0 +1,198 @@
+/*
+ * progress.c - the context's progress thread (see progress.h).
+ */
+#include "progress.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FDS 4096
+
+typedef struct {
+    zm_backend *be;
+    int n;
+    int fds[MAX_FDS];
+} collect_ctx;
+
+static int collect(void *ctx_, int fd, unsigned events)
+{
+    collect_ctx *ctx = ctx_;
+
+    if (ctx->n >= MAX_FDS)
+        return 0;
+    if (zm_backend_watch(ctx->be, fd, events, (uint64_t)fd) == 0)
+        ctx->fds[ctx->n++] = fd;
+    return 0;
+}
+
+static void *progress_main(void *arg)
+{
+    zm_progress *p = arg;
+    collect_ctx *ctx = malloc(sizeof(*ctx));
+    zm_io_event evs[64];
+    int64_t now, next, timeout;
+
+    if (ctx == NULL)
+        return NULL;
+    ctx->be = p->be;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop) {
+        now = zm_now_ns();
+        next = -1;
+        ctx->n = 0;
+        for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
+            int64_t t;
+            if (pthread_mutex_trylock(&ps->lock) != 0) {
+                /* The owner is inside a call and drives it; look again
+                 * later, backing off to 100 ms while it stays busy. */
+                ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_GRACE_NS
+                                     ? ZM_PROGRESS_GRACE_NS
+                                     : ps->backoff_ns * 2;
+                if (ps->backoff_ns > 100000000)
+                    ps->backoff_ns = 100000000;
+                t = now + ps->backoff_ns;
+            } else {
+                ps->backoff_ns = 0;
+                if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
+                    t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;
+                } else {
+                    zm_sock_process(ps->sock, now);
+                    t = zm_sock_watch(ps->sock, collect, ctx);
+                }
+                pthread_mutex_unlock(&ps->lock);
+            }
+            if (t >= 0 && (next < 0 || t < next))
+                next = t;
+        }
+        pthread_mutex_unlock(&p->mu);
+
+        timeout = next < 0 ? -1 : next - zm_now_ns();
+        if (next >= 0 && timeout < 0)
+            timeout = 0;
+        (void)zm_backend_wait(p->be, evs, 64, timeout);
+        for (int i = 0; i < ctx->n; i++)
+            zm_backend_unwatch(p->be, ctx->fds[i], NULL);
+
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    free(ctx);
+    return NULL;
+}
+
+/* The backend must be made on the thread that waits on it; start() waits
+ * for it. */
+typedef struct {
+    zm_progress *p;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+} start_ctx;
+
+static void *progress_entry(void *arg)
+{
+    start_ctx *sc = arg;
+    zm_progress *p = sc->p;
+    int rc = zm_backend_open(&p->be, "epoll", p->reason, sizeof(p->reason));
+
+    pthread_mutex_lock(&sc->mu);
+    sc->rc = rc;
+    sc->done = 1;
+    pthread_cond_signal(&sc->cv);
+    pthread_mutex_unlock(&sc->mu);
+    /* sc is gone after this point (the starter returned). */
+    if (rc < 0)
+        return NULL;
+    progress_main(p);
+    zm_backend_close(p->be);
+    return NULL;
+}
+
+int zm_progress_start(zm_progress *p)
+{
+    start_ctx sc;
+    sigset_t all, old;
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    pthread_mutex_init(&p->mu, NULL);
+    sc.p = p;
+    sc.done = 0;
+    sc.rc = 0;
+    pthread_mutex_init(&sc.mu, NULL);
+    pthread_cond_init(&sc.cv, NULL);
+    /* The thread takes no signals: they belong to Python's main thread. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&p->thread, NULL, progress_entry, &sc);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        rc = -rc;
+        goto done;
+    }
+    pthread_mutex_lock(&sc.mu);
+    while (!sc.done)
+        pthread_cond_wait(&sc.cv, &sc.mu);
+    pthread_mutex_unlock(&sc.mu);
+    rc = sc.rc;
+    if (rc < 0)
+        pthread_join(p->thread, NULL);
+    else
+        p->started = 1;
+done:
+    pthread_mutex_destroy(&sc.mu);
+    pthread_cond_destroy(&sc.cv);
+    return rc;
+}
+
+void zm_progress_stop(zm_progress *p)
+{
+    if (!p->started)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_mutex_unlock(&p->mu);
+    zm_backend_wake(p->be);
+    pthread_join(p->thread, NULL);
+    p->started = 0;
+}
+
+void zm_progress_add(zm_progress *p, zm_psock *ps)
+{
+    pthread_mutex_lock(&p->mu);
+    ps->next = p->socks;
+    p->socks = ps;
+    pthread_mutex_unlock(&p->mu);
+    zm_progress_wake(p);
+}
+
+void zm_progress_remove(zm_progress *p, zm_psock *ps)
+{
+    pthread_mutex_lock(&p->mu);
+    for (zm_psock **pp = &p->socks; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == ps) {
+            *pp = ps->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void zm_progress_wake(zm_progress *p)
+{
+    if (p->started)
+        zm_backend_wake(p->be);
+}
+
+int zm_progress_wanted(const zm_sock *s)
+{
+    if (zm_sock_pending_out(s) > 0)
+        return 1;
+    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->state != ZM_CS_ACTIVE && c->state != ZM_CS_DEAD)
+            return 1;
+    return 0;
+}

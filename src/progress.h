@@ -1,0 +1,63 @@
+/*
+ * progress.h - the context's progress thread: it drives the sockets whose
+ * owner is not inside a call (accepts, handshakes, reconnects, PONGs,
+ * queued output, input up to RCVHWM), so a socket keeps its ZeroMQ
+ * behaviour while its owner sleeps or blocks elsewhere.
+ *
+ * No Python here: the thread never takes the GIL.  Each registered socket
+ * has a mutex; its owner holds it for the whole of a call, the progress
+ * thread only ever try-locks it and never blocks while holding it.  A
+ * socket called within the last ZM_PROGRESS_GRACE_NS is left to its owner
+ * (the thread looks again when that time has passed), so a busy socket
+ * does not get its wake-ups stolen.
+ *
+ * The thread waits on an epoll backend of its own: the owner may close a
+ * descriptor while the thread watches it, and epoll forgets a closed file
+ * by itself, where an io_uring poll would stay pending.
+ */
+#ifndef ZMTP_PROGRESS_H
+#define ZMTP_PROGRESS_H
+
+#include <pthread.h>
+
+#include "backend.h"
+#include "engine.h"
+
+#define ZM_PROGRESS_GRACE_NS ((int64_t)2000000) /* 2 ms */
+
+typedef struct zm_psock {
+    struct zm_psock *next;
+    zm_sock *sock;
+    pthread_mutex_t lock;    /* held by the owner for a whole call */
+    int64_t last_call_ns;    /* written by the owner under `lock` */
+    int64_t backoff_ns;      /* progress thread only: next look when the
+                                owner keeps the socket busy */
+} zm_psock;
+
+typedef struct zm_progress {
+    pthread_mutex_t mu;      /* guards `socks` and `stop` */
+    zm_psock *socks;
+    int stop;
+    int started;
+    pthread_t thread;
+    zm_backend *be;          /* the thread's own (epoll); set before start
+                                returns, read by wake() */
+    char reason[128];
+} zm_progress;
+
+/* 0, or -errno (thread or backend could not start). */
+int zm_progress_start(zm_progress *p);
+/* Stop and join the thread; registered sockets are left alone. */
+void zm_progress_stop(zm_progress *p);
+
+void zm_progress_add(zm_progress *p, zm_psock *ps);
+void zm_progress_remove(zm_progress *p, zm_psock *ps);
+
+/* Make the thread look at its sockets again now (any thread). */
+void zm_progress_wake(zm_progress *p);
+
+/* After an owner's call: does the socket need the thread soon (output
+ * waiting for the kernel, connections not ready, timers)? */
+int zm_progress_wanted(const zm_sock *s);
+
+#endif /* ZMTP_PROGRESS_H */
