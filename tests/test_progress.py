@@ -1,0 +1,108 @@
+"""The progress thread: sockets make progress while their owner is away."""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+
+import zmq
+
+import zmtp
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def test_handshake_while_owner_is_elsewhere(backend, ctx, zctx):
+    """pyzmq PUSH blocks until a peer is ready; the zmtp PULL's thread is in
+    time.sleep, not in a zmtp call: the progress thread does the handshake."""
+    push = zctx.socket(zmq.PUSH)
+    push.sndtimeo = 5000
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    pull = ctx.socket(zmtp.PULL)
+    pull.connect(f"tcp://127.0.0.1:{port}")
+    for i in range(10):
+        push.send(b"%d" % i)  # would raise Again without the progress thread
+    time.sleep(0.1)
+    assert [pull.recv() for _ in range(10)] == [b"%d" % i for i in range(10)]
+
+
+def test_queued_output_flows_while_owner_sleeps(backend, ctx, zctx, tmp_path):
+    for ep in (None, f"ipc://{tmp_path}/p"):
+        pull = zctx.socket(zmq.PULL)
+        pull.rcvtimeo = 5000
+        if ep is None:
+            ep = f"tcp://127.0.0.1:{pull.bind_to_random_port('tcp://127.0.0.1')}"
+        else:
+            pull.bind(ep)
+        push = ctx.socket(zmtp.PUSH)
+        push.connect(ep)
+        push.send(b"sent before the connection was up")
+        got = []
+        t = threading.Thread(target=lambda: got.append(pull.recv()))
+        t.start()
+        time.sleep(0.3)  # the owner is away; nothing calls into zmtp
+        t.join(5)
+        assert got == [b"sent before the connection was up"]
+
+
+def test_router_answers_new_peers_while_owner_sleeps(backend, ctx, zctx):
+    router = ctx.socket(zmtp.ROUTER)
+    router.bind("tcp://127.0.0.1:*")
+    dealers = []
+    for i in range(3):
+        d = zctx.socket(zmq.DEALER)
+        d.connect(router.last_endpoint.decode())
+        d.send(b"hello %d" % i)
+        dealers.append(d)
+    time.sleep(0.3)  # accepts, handshakes and reads happen meanwhile
+    got = sorted(router.recv_multipart(zmtp.DONTWAIT)[1] for _ in dealers)
+    assert got == [b"hello 0", b"hello 1", b"hello 2"]
+
+
+def test_idle_context_uses_no_cpu(ctx):
+    """No busy polling: an idle context, and one whose owner is blocked in
+    recv(), leave the CPU alone (well under 10 % of a core)."""
+    rep = ctx.socket(zmtp.REP)
+    rep.bind("tcp://127.0.0.1:*")
+    req = ctx.socket(zmtp.REQ)
+    req.connect(rep.last_endpoint.decode())
+    req.send(b"x")
+    rep.recv()
+    rep.send(b"y")
+    req.recv()
+    t0 = cpu_seconds()
+    time.sleep(1.0)
+    assert cpu_seconds() - t0 < 0.1
+    rep.rcvtimeo = 1000
+    t0 = cpu_seconds()
+    try:
+        rep.recv()
+    except zmtp.Again:
+        pass
+    assert cpu_seconds() - t0 < 0.1
+
+
+def os_threads() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_term_stops_the_progress_thread():
+    before = os_threads()
+    c = zmtp.Context()
+    s = c.socket(zmtp.PULL)  # the first socket starts the C progress thread
+    s.bind("tcp://127.0.0.1:*")
+    assert os_threads() == before + 1
+    c.term()
+    assert os_threads() == before
+    try:
+        c.socket(zmtp.PUSH)
+    except zmtp.ContextTerminated:
+        pass
+    else:
+        raise AssertionError("a terminated context made a socket")
