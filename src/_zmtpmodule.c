@@ -1371,6 +1371,11 @@ static PyType_Spec Progress_spec = {
 #define ZO_ROUTER_MANDATORY 33
 #define ZO_IMMEDIATE 39
 #define ZO_XPUB_VERBOSE 40
+#define ZO_RECONNECT_IVL_MAX 21
+#define ZO_HANDSHAKE_IVL 66
+#define ZO_HEARTBEAT_IVL 75
+#define ZO_HEARTBEAT_TTL 76
+#define ZO_HEARTBEAT_TIMEOUT 77
 
 typedef struct {
     PyObject_HEAD
@@ -1557,8 +1562,8 @@ static void sock_leave(SocketObject *self)
         int wanted = !self->closed && zm_progress_wanted(&self->s);
         self->ps.last_call_ns = zm_now_ns();
         pthread_mutex_unlock(&self->ps.lock);
-        if (wanted) /* output or connections left for it to move on */
-            zm_progress_wake(&self->progress->p);
+        if (!self->closed) /* output, connections, descriptors: tell it */
+            zm_progress_call_done(&self->progress->p, &self->ps, wanted);
     }
     /* Release: pairs with the acquire in sock_enter (see there). */
     __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
@@ -2335,6 +2340,27 @@ static PyObject *Socket_setsockopt(SocketObject *self, PyObject *const *args,
         if (rc == 0)
             self->s.xpub_verbose = v;
         break;
+    case ZO_RECONNECT_IVL_MAX:
+        rc = int_option(self->st, value, "RECONNECT_IVL_MAX", 0, INT32_MAX,
+                        &self->s.reconnect_ivl_max_ms);
+        break;
+    case ZO_HANDSHAKE_IVL:
+        rc = int_option(self->st, value, "HANDSHAKE_IVL", 0, INT32_MAX,
+                        &self->s.handshake_ivl_ms);
+        break;
+    case ZO_HEARTBEAT_IVL:
+        rc = int_option(self->st, value, "HEARTBEAT_IVL", 0, INT32_MAX,
+                        &self->s.heartbeat_ivl_ms);
+        break;
+    case ZO_HEARTBEAT_TTL:
+        /* Sent in tenths of a second on 16 bits, as libzmq. */
+        rc = int_option(self->st, value, "HEARTBEAT_TTL", 0, 6553599,
+                        &self->s.heartbeat_ttl_ms);
+        break;
+    case ZO_HEARTBEAT_TIMEOUT:
+        rc = int_option(self->st, value, "HEARTBEAT_TIMEOUT", -1, INT32_MAX,
+                        &self->s.heartbeat_timeout_ms);
+        break;
     case ZO_RCVMORE:
     case ZO_TYPE:
     case ZO_EVENTS:
@@ -2397,6 +2423,21 @@ static PyObject *Socket_getsockopt(SocketObject *self, PyObject *arg)
         break;
     case ZO_XPUB_VERBOSE:
         out = PyLong_FromLong(self->s.xpub_verbose);
+        break;
+    case ZO_RECONNECT_IVL_MAX:
+        out = PyLong_FromLong(self->s.reconnect_ivl_max_ms);
+        break;
+    case ZO_HANDSHAKE_IVL:
+        out = PyLong_FromLong(self->s.handshake_ivl_ms);
+        break;
+    case ZO_HEARTBEAT_IVL:
+        out = PyLong_FromLong(self->s.heartbeat_ivl_ms);
+        break;
+    case ZO_HEARTBEAT_TTL:
+        out = PyLong_FromLong(self->s.heartbeat_ttl_ms);
+        break;
+    case ZO_HEARTBEAT_TIMEOUT:
+        out = PyLong_FromLong(self->s.heartbeat_timeout_ms);
         break;
     case ZO_MAXMSGSIZE:
         out = PyLong_FromLongLong(self->s.maxmsgsize);
@@ -2706,9 +2747,11 @@ static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
         Py_DECREF(k);
         Py_DECREF(v);
     }
-    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
+    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
                       s->accepted, "connected", s->connected, "disconnected",
                       s->disconnected, "handshake_failed", s->handshake_failed,
+                      "handshake_timeouts", s->handshake_timeouts,
+                      "heartbeat_timeouts", s->heartbeat_timeouts,
                       "dropped_messages", s->dropped_msgs,
                       "subscriptions_refused", s->subs_refused,
                       "protocol_errors", errs);

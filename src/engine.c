@@ -222,6 +222,15 @@ static int conn_start_handshake(zm_sock *s, zm_conn *c)
         goto nomem;
     c->hs_left = hs.len;
     c->msg_written = 0;
+    {
+        int64_t now = zm_now_ns();
+        c->hs_deadline_ns = s->handshake_ivl_ms > 0
+                                ? now + (int64_t)s->handshake_ivl_ms * 1000000
+                                : 0;
+        c->last_rx_ns = now;
+        c->ping_sent_ns = 0;
+        c->peer_ttl_ns = 0;
+    }
     zm_wbuf_free(&hs);
     c->got_greeting = 0;
     c->state = ZM_CS_HANDSHAKE;
@@ -372,6 +381,26 @@ static void conn_forget(zm_sock *s, zm_conn *c)
     }
 }
 
+/* The interval before the next redial: RECONNECT_IVL, doubling after each
+ * failure up to RECONNECT_IVL_MAX (when that is larger), so a peer that
+ * refuses us is not hammered. */
+static int conn_next_retry_ivl(zm_sock *s, zm_conn *c)
+{
+    int ivl = c->retry_ivl_ms > 0 ? c->retry_ivl_ms : s->reconnect_ivl_ms;
+
+    if (ivl <= 0)
+        ivl = 1;
+    if (s->reconnect_ivl_max_ms > s->reconnect_ivl_ms) {
+        long next = (long)ivl * 2;
+        c->retry_ivl_ms = next > s->reconnect_ivl_max_ms
+                              ? s->reconnect_ivl_max_ms
+                              : (int)next;
+    } else {
+        c->retry_ivl_ms = s->reconnect_ivl_ms;
+    }
+    return ivl;
+}
+
 /* The connection's transport is gone (EOF, error, protocol violation). */
 static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
 {
@@ -411,7 +440,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     conn_decoder_reset(s, c);
     if (c->connecter && s->reconnect_ivl_ms >= 0) {
         c->state = ZM_CS_RETRY;
-        c->retry_at_ns = now + (int64_t)s->reconnect_ivl_ms * 1000000;
+        c->retry_at_ns = now + (int64_t)conn_next_retry_ivl(s, c) * 1000000;
     } else {
         c->state = ZM_CS_DEAD;
     }
@@ -519,6 +548,10 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
             }
     }
     c->state = ZM_CS_ACTIVE;
+    c->retry_ivl_ms = 0; /* connected: the backoff starts over */
+    c->next_ping_ns = s->heartbeat_ivl_ms > 0
+                          ? zm_now_ns() + (int64_t)s->heartbeat_ivl_ms * 1000000
+                          : 0;
     if (c->connecter)
         s->stats.connected++;
     if (is_sub(s) && s->subs.topics > 0) {
@@ -558,6 +591,8 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
                 rc = -1;
             }
         } else if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
+            /* The peer's TTL: how long it may stay silent (tenths of s). */
+            c->peer_ttl_ns = (int64_t)ev->cmd.ttl * 100000000;
             /* Answer at once; the reply rides with the next write. */
             zm_wbuf w;
             zm_wbuf_init(&w);
@@ -651,6 +686,8 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
         n = recv(c->fd, buf, room, MSG_DONTWAIT);
         if (n > 0) {
             zm_decoder_commit(&c->dec, (size_t)n);
+            c->last_rx_ns = now; /* any traffic counts as liveness */
+            c->ping_sent_ns = 0;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -708,10 +745,8 @@ static void conn_dial(zm_sock *s, zm_conn *c, int64_t now)
     int fd = zm_connect_start(&c->addr, &in_progress);
 
     if (fd < 0) {
-        c->state = ZM_CS_RETRY;
-        c->retry_at_ns = now + (int64_t)(s->reconnect_ivl_ms > 0 ? s->reconnect_ivl_ms : 100) * 1000000;
-        if (s->reconnect_ivl_ms < 0)
-            c->state = ZM_CS_DEAD;
+        c->state = s->reconnect_ivl_ms < 0 ? ZM_CS_DEAD : ZM_CS_RETRY;
+        c->retry_at_ns = now + (int64_t)conn_next_retry_ivl(s, c) * 1000000;
         return;
     }
     c->fd = fd;
@@ -748,6 +783,71 @@ static void listener_accept(zm_sock *s, zm_listener *l)
     }
 }
 
+static int64_t heartbeat_timeout_ns(const zm_sock *s)
+{
+    int ms = s->heartbeat_timeout_ms >= 0 ? s->heartbeat_timeout_ms
+                                          : s->heartbeat_ivl_ms;
+    return (int64_t)ms * 1000000;
+}
+
+/* Handshake deadline, PINGs due, dead peers. */
+static void conn_timers(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (c->state == ZM_CS_HANDSHAKE) {
+        if (c->hs_deadline_ns > 0 && now >= c->hs_deadline_ns) {
+            s->stats.handshake_timeouts++;
+            s->stats.handshake_failed++;
+            conn_lost(s, c, now);
+        }
+        return;
+    }
+    if (c->peer_ttl_ns > 0 && now - c->last_rx_ns > c->peer_ttl_ns) {
+        s->stats.heartbeat_timeouts++;
+        conn_lost(s, c, now);
+        return;
+    }
+    if (s->heartbeat_ivl_ms <= 0 || c->peer_minor < 1)
+        return; /* ZMTP 3.0 has no PING */
+    if (c->ping_sent_ns > 0 && now - c->ping_sent_ns > heartbeat_timeout_ns(s)) {
+        s->stats.heartbeat_timeouts++;
+        conn_lost(s, c, now);
+        return;
+    }
+    if (now >= c->next_ping_ns) {
+        zm_wbuf w;
+        int ttl = s->heartbeat_ttl_ms / 100;
+        zm_wbuf_init(&w);
+        conn_put_encoded(c, &w, zm_encode_ping(&w, (uint16_t)(ttl > 65535 ? 65535 : ttl),
+                                               NULL, 0));
+        if (c->ping_sent_ns == 0)
+            c->ping_sent_ns = now;
+        c->next_ping_ns = now + (int64_t)s->heartbeat_ivl_ms * 1000000;
+    }
+}
+
+/* The next time conn_timers() has something to do, or -1. */
+static int64_t conn_next_timer(const zm_sock *s, const zm_conn *c)
+{
+    int64_t t = -1;
+#define EARLIER(x) do { int64_t v_ = (x); if (t < 0 || v_ < t) t = v_; } while (0)
+    if (c->state == ZM_CS_HANDSHAKE) {
+        if (c->hs_deadline_ns > 0)
+            EARLIER(c->hs_deadline_ns);
+        return t;
+    }
+    if (c->state != ZM_CS_ACTIVE)
+        return -1;
+    if (c->peer_ttl_ns > 0)
+        EARLIER(c->last_rx_ns + c->peer_ttl_ns + 1);
+    if (s->heartbeat_ivl_ms > 0 && c->peer_minor >= 1) {
+        EARLIER(c->next_ping_ns);
+        if (c->ping_sent_ns > 0)
+            EARLIER(c->ping_sent_ns + heartbeat_timeout_ns(s) + 1);
+    }
+#undef EARLIER
+    return t;
+}
+
 /* Everything that can be done on one connection now. */
 static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
 {
@@ -776,8 +876,10 @@ static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
         conn_write(s, c, now);
         if (c->fd >= 0)
             conn_read(s, c, now);
+        if (c->fd >= 0)
+            conn_timers(s, c, now);
         if (c->fd >= 0 && c->out.bytes > 0)
-            conn_write(s, c, now); /* PONGs, and bytes freed by READY */
+            conn_write(s, c, now); /* PONGs, PINGs, bytes freed by READY */
     }
 }
 
@@ -818,6 +920,8 @@ int zm_sock_init(zm_sock *s, int type)
     s->rcvhwm = 1000;
     s->maxmsgsize = -1;
     s->reconnect_ivl_ms = 100;
+    s->handshake_ivl_ms = 30000; /* libzmq's default */
+    s->heartbeat_timeout_ms = -1;
     s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
     s->max_frames = ZM_MAX_FRAMES_DEFAULT;
     /* libzmq starts generated ids at a random value. */
@@ -1499,6 +1603,9 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
         case ZM_CS_HANDSHAKE:
         case ZM_CS_ACTIVE: {
             size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
+            int64_t t = conn_next_timer(s, c);
+            if (t >= 0 && (next < 0 || t < next))
+                next = t;
             if (s->rcvhwm <= 0 || c->inq.n < (size_t)s->rcvhwm)
                 ev |= WATCH_IN;
             if (limit > 0)

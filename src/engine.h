@@ -66,6 +66,12 @@ typedef struct zm_conn {
     zm_addr addr;         /* connecter: where to */
     char endpoint[ZM_ENDPOINT_MAX];
     int64_t retry_at_ns;  /* ZM_CS_RETRY: when to redial */
+    int retry_ivl_ms;     /* current redial interval (backs off) */
+    int64_t hs_deadline_ns; /* ZM_CS_HANDSHAKE: give up at (0: never) */
+    int64_t last_rx_ns;   /* last bytes received */
+    int64_t next_ping_ns; /* heartbeats: next PING due */
+    int64_t ping_sent_ns; /* a PING waiting for any traffic back (0: none) */
+    int64_t peer_ttl_ns;  /* the peer's PING TTL: silence allowed (0: none) */
     zm_decoder dec;
     int got_greeting;
     int peer_minor;
@@ -108,6 +114,9 @@ typedef struct zm_sock_stats {
     uint64_t protocol_errors[ZM_ERR_COUNT_]; /* by codec error code */
     uint64_t dropped_msgs;               /* unroutable or lost at close */
     uint64_t subs_refused;               /* over a peer's subscription budget */
+    uint64_t handshake_timeouts;         /* closed by HANDSHAKE_IVL */
+    uint64_t heartbeat_timeouts;         /* closed: no traffic after a PING
+                                            or past the peer's TTL */
 } zm_sock_stats;
 
 typedef struct zm_sock {
@@ -117,6 +126,11 @@ typedef struct zm_sock {
     int64_t maxmsgsize;          /* per frame, -1 = no limit */
     int router_mandatory;
     int reconnect_ivl_ms;        /* -1: never redial */
+    int reconnect_ivl_max_ms;    /* backoff cap; 0: no backoff */
+    int handshake_ivl_ms;        /* 0: no handshake time limit */
+    int heartbeat_ivl_ms;        /* 0: no PINGs */
+    int heartbeat_ttl_ms;        /* TTL announced in our PINGs */
+    int heartbeat_timeout_ms;    /* -1: same as heartbeat_ivl_ms */
     int immediate;               /* queue only to completed connections */
     size_t read_buf_size;
     size_t max_frames;

@@ -44,6 +44,8 @@ static void *progress_main(void *arg)
         ctx->n = 0;
         for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
             int64_t t;
+            /* Every call counted before this load is seen by this look. */
+            ps->seen_calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
             if (pthread_mutex_trylock(&ps->lock) != 0) {
                 /* The owner is inside a call and drives it; look again
                  * later, backing off to 100 ms while it stays busy. */
@@ -66,12 +68,26 @@ static void *progress_main(void *arg)
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
         }
-        pthread_mutex_unlock(&p->mu);
 
         timeout = next < 0 ? -1 : next - zm_now_ns();
         if (next >= 0 && timeout < 0)
             timeout = 0;
+        if (timeout < 0) {
+            /* About to sleep with no timeout: announce it, then look for a
+             * call that ended since our look.  The owner does the mirror in
+             * zm_progress_call_done (count the call, then read the flag);
+             * with seq_cst on both sides one of us sees the other. */
+            __atomic_store_n(&p->sleeping_forever, 1, __ATOMIC_SEQ_CST);
+            for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next)
+                if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) !=
+                    ps->seen_calls)
+                    timeout = 0; /* look again at once */
+        }
+        pthread_mutex_unlock(&p->mu);
         (void)zm_backend_wait(p->be, evs, 64, timeout);
+        /* Relaxed: only an optimisation hint from here on (a stale 0 just
+         * costs the owner an unneeded wake). */
+        __atomic_store_n(&p->sleeping_forever, 0, __ATOMIC_RELAXED);
         for (int i = 0; i < ctx->n; i++)
             zm_backend_unwatch(p->be, ctx->fds[i], NULL);
 
@@ -185,6 +201,15 @@ void zm_progress_wake(zm_progress *p)
 {
     if (p->started)
         zm_backend_wake(p->be);
+}
+
+void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
+{
+    /* seq_cst, the mirror of progress_main's check before a timeless
+     * sleep. */
+    __atomic_fetch_add(&ps->calls, 1, __ATOMIC_SEQ_CST);
+    if (wanted || __atomic_load_n(&p->sleeping_forever, __ATOMIC_SEQ_CST))
+        zm_progress_wake(p);
 }
 
 int zm_progress_wanted(const zm_sock *s)

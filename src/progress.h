@@ -32,6 +32,8 @@ typedef struct zm_psock {
     int64_t last_call_ns;    /* written by the owner under `lock` */
     int64_t backoff_ns;      /* progress thread only: next look when the
                                 owner keeps the socket busy */
+    uint64_t calls;          /* atomic: calls finished by the owner */
+    uint64_t seen_calls;     /* progress thread only: `calls` at its look */
 } zm_psock;
 
 typedef struct zm_progress {
@@ -42,6 +44,7 @@ typedef struct zm_progress {
     pthread_t thread;
     zm_backend *be;          /* the thread's own (epoll); set before start
                                 returns, read by wake() */
+    int sleeping_forever;    /* atomic: waiting with no timeout */
     char reason[128];
 } zm_progress;
 
@@ -59,5 +62,10 @@ void zm_progress_wake(zm_progress *p);
 /* After an owner's call: does the socket need the thread soon (output
  * waiting for the kernel, connections not ready, timers)? */
 int zm_progress_wanted(const zm_sock *s);
+
+/* The owner ends a call (socket lock still held): wakes the thread when
+ * `wanted`, or when it sleeps with no timeout and so may not know what the
+ * call changed (new descriptors, timers). */
+void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted);
 
 #endif /* ZMTP_PROGRESS_H */

@@ -28,6 +28,10 @@ from zmtp.constants import (
     ENOTSUP,
     ETERM,
     EVENTS,
+    HANDSHAKE_IVL,
+    HEARTBEAT_IVL,
+    HEARTBEAT_TIMEOUT,
+    HEARTBEAT_TTL,
     IDENTITY,
     IMMEDIATE,
     LAST_ENDPOINT,
@@ -45,6 +49,7 @@ from zmtp.constants import (
     RCVMORE,
     RCVTIMEO,
     RECONNECT_IVL,
+    RECONNECT_IVL_MAX,
     REP,
     REQ,
     ROUTER,
@@ -75,10 +80,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Again", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
-    "EHOSTUNREACH", "EINVAL", "ENOTSOCK", "ENOTSUP", "ETERM", "EVENTS", "Errno", "Flag", "Frame", "IDENTITY",
+    "EHOSTUNREACH", "EINVAL", "HANDSHAKE_IVL", "HEARTBEAT_IVL", "HEARTBEAT_TIMEOUT", "HEARTBEAT_TTL", "ENOTSOCK", "ENOTSUP", "ETERM", "EVENTS", "Errno", "Flag", "Frame", "IDENTITY",
     "IMMEDIATE", "LAST_ENDPOINT", "LINGER", "MAXMSGSIZE", "NOBLOCK", "PAIR", "POLLERR", "POLLIN", "POLLOUT",
     "PUB", "PULL", "PUSH", "PollEvent", "Poller", "ProtocolError", "RCVHWM", "RCVMORE", "RCVTIMEO",
-    "RECONNECT_IVL", "REP", "REQ", "ROUTER", "ROUTER_MANDATORY", "ROUTING_ID", "SNDHWM", "SNDMORE",
+    "RECONNECT_IVL", "RECONNECT_IVL_MAX", "REP", "REQ", "ROUTER", "ROUTER_MANDATORY", "ROUTING_ID", "SNDHWM", "SNDMORE",
     "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
     "ZMQError", "__version__", "backend_info", "backend_name", "memory_stats", "proxy", "strerror",
 ]

@@ -17,6 +17,10 @@ from zmtp import _zmtp
 from zmtp.constants import (
     DONTWAIT,
     EVENTS,
+    HANDSHAKE_IVL,
+    HEARTBEAT_IVL,
+    HEARTBEAT_TIMEOUT,
+    HEARTBEAT_TTL,
     IMMEDIATE,
     LAST_ENDPOINT,
     LINGER,
@@ -26,6 +30,7 @@ from zmtp.constants import (
     RCVMORE,
     RCVTIMEO,
     RECONNECT_IVL,
+    RECONNECT_IVL_MAX,
     ROUTER_MANDATORY,
     ROUTING_ID,
     SNDHWM,
@@ -97,6 +102,11 @@ class Socket(_zmtp.Socket):
     router_mandatory = _int_option(ROUTER_MANDATORY, "ROUTER_MANDATORY: unroutable sends raise EHOSTUNREACH.")
     immediate = _int_option(IMMEDIATE, "IMMEDIATE: queue only to completed connections.")
     reconnect_ivl = _int_option(RECONNECT_IVL, "RECONNECT_IVL in ms (-1: never redial).")
+    reconnect_ivl_max = _int_option(RECONNECT_IVL_MAX, "RECONNECT_IVL_MAX in ms: redials back off up to this (0: no backoff).")
+    handshake_ivl = _int_option(HANDSHAKE_IVL, "HANDSHAKE_IVL in ms: a peer that does not finish the handshake is closed (0: never).")
+    heartbeat_ivl = _int_option(HEARTBEAT_IVL, "HEARTBEAT_IVL in ms: send a ZMTP PING this often (0: off).")
+    heartbeat_ttl = _int_option(HEARTBEAT_TTL, "HEARTBEAT_TTL in ms: how long the peer may wait for our traffic (sent in PINGs).")
+    heartbeat_timeout = _int_option(HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT in ms: close when nothing comes back after a PING (-1: HEARTBEAT_IVL).")
     xpub_verbose = _int_option(XPUB_VERBOSE, "XPUB_VERBOSE: pass every subscription message up, duplicates too.")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:
