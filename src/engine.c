@@ -254,6 +254,15 @@ static int is_sub(const zm_sock *s)
     return s->type == ZM_SUB || s->type == ZM_XSUB;
 }
 
+/* XPUB: the application has RCVHWM subscription messages to read; stop
+ * decoding (the peer waits in our decoder and the kernel) rather than
+ * losing one. */
+static int xpub_full(const zm_sock *s)
+{
+    return s->type == ZM_XPUB && s->rcvhwm > 0 &&
+           s->xpub_q.n >= (size_t)s->rcvhwm;
+}
+
 /* Queue a subscription message (0x01/0x00 + topic) for an XPUB's recv;
  * bounded by RCVHWM like any input. */
 static void xpub_notify(zm_sock *s, int on, const unsigned char *topic,
@@ -264,10 +273,6 @@ static void xpub_notify(zm_sock *s, int on, const unsigned char *topic,
 
     if (s->type != ZM_XPUB)
         return;
-    if (s->rcvhwm > 0 && s->xpub_q.n >= (size_t)s->rcvhwm) {
-        s->stats.dropped_msgs++;
-        return;
-    }
     f.page = zm_page_new(n + 1);
     if (f.page == NULL)
         return;
@@ -671,9 +676,11 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
     int reads = 0;
 
     for (;;) {
-        while (zm_decoder_next(&c->dec, &ev) != ZM_EV_NEED_DATA)
+        while (!xpub_full(s) && zm_decoder_next(&c->dec, &ev) != ZM_EV_NEED_DATA)
             if (conn_on_event(s, c, &ev, now) < 0)
                 return;
+        if (xpub_full(s))
+            return; /* resumed once the application reads */
         if (s->rcvhwm > 0 && c->inq.n >= (size_t)s->rcvhwm)
             return; /* the peer waits in the kernel buffer */
         if (reads++ >= 16)
@@ -1114,6 +1121,14 @@ static int finish_message(zm_sock *s, zm_conn *c)
  * at its first frame; a peer at SNDHWM loses it, the sender never blocks. */
 static int fanout_choose(zm_sock *s, const void *data, size_t n)
 {
+    /* send() never waits here, so a publishing loop would never accept,
+     * handshake or read subscriptions (and the progress thread leaves a
+     * busy socket to its owner): step the socket every millisecond. */
+    int64_t now = zm_now_ns();
+    if (now >= s->fanout_step_ns) {
+        s->fanout_step_ns = now + 1000000;
+        zm_sock_process(s, now);
+    }
     s->ntargets = 0;
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
         if (c->state != ZM_CS_ACTIVE)
@@ -1121,8 +1136,14 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
         if (is_pub(s) && !zm_subs_match(&c->subs, data, n))
             continue;
         if (s->sndhwm > 0 && c->ends_n >= (size_t)s->sndhwm) {
-            s->stats.dropped_msgs++; /* this subscriber is too slow */
-            continue;
+            /* Maybe it caught up: nothing else writes to it while the
+             * application only sends. */
+            if (c->fd >= 0)
+                conn_write(s, c, zm_now_ns());
+            if (c->state != ZM_CS_ACTIVE || c->ends_n >= (size_t)s->sndhwm) {
+                s->stats.dropped_msgs++; /* this subscriber is too slow */
+                continue;
+            }
         }
         if (s->ntargets == s->cap_targets) {
             size_t cap = s->cap_targets ? s->cap_targets * 2 : 8;
@@ -1202,6 +1223,25 @@ static void send_subscription_to_all(zm_sock *s, const unsigned char *topic,
     }
 }
 
+/* SUB/XSUB: a topic's count reached zero; queued messages that no longer
+ * match go now, so POLLIN stays exact (libzmq's SUB reads ahead). */
+static void purge_unmatched(zm_sock *s)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        size_t n = c->inq.n;
+        for (size_t i = 0; i < n; i++) {
+            zm_msg m;
+            zm_frame *f;
+            msgq_pop(&c->inq, &m);
+            f = zm_msg_frames(&m);
+            if (zm_subs_match(&s->subs, f[0].data, f[0].size))
+                (void)msgq_push(&c->inq, &m); /* rotates; no growth */
+            else
+                zm_msg_clear(&m);
+        }
+    }
+}
+
 int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on)
 {
     int64_t rc;
@@ -1217,8 +1257,10 @@ int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on)
         send_subscription_to_all(s, topic, n, 1);
     } else {
         rc = zm_subs_rm(&s->subs, topic, n);
-        if (rc == 0) /* the last one: cancel upstream */
+        if (rc == 0) { /* the last one: cancel upstream */
             send_subscription_to_all(s, topic, n, 0);
+            purge_unmatched(s);
+        }
     }
     return 0;
 }
@@ -1267,6 +1309,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
                 send_subscription_to_all(s, topic, tn, 1);
             } else if (zm_subs_rm(&s->subs, topic, tn) == 0) {
                 send_subscription_to_all(s, topic, tn, 0);
+                purge_unmatched(s);
             }
             return 0;
         }
@@ -1606,7 +1649,8 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
             int64_t t = conn_next_timer(s, c);
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
-            if (s->rcvhwm <= 0 || c->inq.n < (size_t)s->rcvhwm)
+            if ((s->rcvhwm <= 0 || c->inq.n < (size_t)s->rcvhwm) &&
+                !xpub_full(s))
                 ev |= WATCH_IN;
             if (limit > 0)
                 ev |= WATCH_OUT;

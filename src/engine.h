@@ -167,6 +167,7 @@ typedef struct zm_sock {
                                     being sent */
     size_t ntargets, cap_targets;
     size_t peer_max_sub_nodes;   /* budget of each peer's trie */
+    int64_t fanout_step_ns;      /* PUB/XPUB: next I/O step from send() */
 
     zm_sock_stats stats;
 } zm_sock;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 
 import pytest
@@ -18,7 +19,7 @@ def run(env_value):
     env.pop("ZMTP_BACKEND", None)
     if env_value is not None:
         env["ZMTP_BACKEND"] = env_value
-    return subprocess.run([sys.executable, "-c", SHOW], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", SHOW], env=env, capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir())
 
 
 @pytest.mark.parametrize("name", ["io_uring", "epoll"])

@@ -108,8 +108,9 @@ def test_term_stops_the_progress_thread():
     """In a process of its own, so no other test's threads come and go."""
     import subprocess
     import sys
+    import tempfile
 
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, cwd=tempfile.gettempdir())
     assert out.returncode == 0, out.stderr
     counts, refused = out.stdout.split("\n")[:2]
     before, started, after = map(int, counts.split())

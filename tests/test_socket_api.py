@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import textwrap
 import threading
@@ -772,7 +773,7 @@ def test_signal_interrupts_blocking_calls(name):
     runs handlers in the main thread only, so this runs in a subprocess
     whose main thread uses the backend.)"""
     env = dict(os.environ, ZMTP_BACKEND=name)
-    proc = subprocess.run([sys.executable, "-c", _SIGNAL_SCRIPT, name], env=env,
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_SCRIPT, name], env=env, cwd=tempfile.gettempdir(),
                           capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 and "backend unavailable" in proc.stderr:
         pytest.skip(f"{name} unavailable here")
@@ -966,7 +967,7 @@ def test_fork(name, tmp_path):
     closing it there leaves the parent's ipc path alone; a new Context in
     the child works; the parent's socket is unharmed."""
     env = dict(os.environ, ZMTP_BACKEND=name)
-    proc = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, str(tmp_path / "f.ipc")], env=env,
+    proc = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, str(tmp_path / "f.ipc")], env=env, cwd=tempfile.gettempdir(),
                           capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 and "backend unavailable" in proc.stderr:
         pytest.skip(f"{name} unavailable here")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from zmtp.constants import POLLIN
+from zmtp.constants import DONTWAIT, POLLIN
+from zmtp.error import Again
 from zmtp.poll import Poller
 from zmtp.socket import Socket
 
@@ -24,7 +25,12 @@ def proxy(frontend: Socket, backend: Socket, capture: Optional[Socket] = None) -
     while True:
         for sock, _ in poller.poll():
             other = backend if sock is frontend else frontend
-            msg = sock.recv_multipart(copy=False)
+            try:
+                # POLLIN may be stale (a SUB's queued messages can stop
+                # matching): never block on one side.
+                msg = sock.recv_multipart(DONTWAIT, copy=False)
+            except Again:
+                continue
             if capture is not None:
                 capture.send_multipart(msg)
             other.send_multipart(msg)
