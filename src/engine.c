@@ -966,6 +966,8 @@ void zm_sock_destroy(zm_sock *s)
     zm_subs_clear(&s->subs);
     msgq_free(&s->xpub_q);
     free(s->targets);
+    if (s->pubpage != NULL)
+        zm_page_decref(s->pubpage);
     memset(s, 0, sizeof(*s));
 }
 
@@ -1158,46 +1160,63 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
     return 0;
 }
 
-/* Frames up to this size are copied into each subscriber's queue (cheaper
- * than a shared allocation); larger ones are encoded once and shared. */
-#define FANOUT_SHARE_MIN 1024
+/* Fan-out pages: published frames are appended to one socket-owned page;
+ * each target's output queue references its slice (consecutive frames to
+ * the same target merge into one segment).  The page is rewound once every
+ * target has written it, so the steady state allocates nothing. */
+#define PUBPAGE_SIZE ((size_t)65536)
+
+static unsigned char *pubpage_room(zm_sock *s, size_t need)
+{
+    zm_page *p = s->pubpage;
+
+    if (p != NULL && p->cap - p->len >= need)
+        return p->data + p->len;
+    if (p != NULL && zm_page_is_exclusive(p) && p->cap >= need) {
+        p->len = 0; /* every queue has written it */
+        return p->data;
+    }
+    p = zm_page_new(need > PUBPAGE_SIZE ? need : PUBPAGE_SIZE);
+    if (p == NULL)
+        return NULL;
+    if (s->pubpage != NULL)
+        zm_page_decref(s->pubpage); /* the queues keep it alive */
+    s->pubpage = p;
+    return p->data;
+}
 
 static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
 {
-    zm_page *shared = NULL;
-    size_t h = 0;
+    unsigned char *at;
+    size_t h = 0, off = 0;
 
-    if (n >= FANOUT_SHARE_MIN && s->ntargets > 1) {
-        shared = zm_page_new(n + 9);
-        if (shared != NULL) {
-            h = zm_frame_header(shared->data, n, more ? ZM_FLAG_MORE : 0);
-            memcpy(shared->data + h, data, n);
-            shared->len = h + n;
+    if (s->ntargets > 0) {
+        if (n > SIZE_MAX - 9 || (at = pubpage_room(s, n + 9)) == NULL) {
+            s->ntargets = 0; /* out of memory: nobody gets it */
+            return -ENOMEM;
         }
+        /* Encoded once, whatever the number of subscribers. */
+        h = zm_frame_header(at, n, more ? ZM_FLAG_MORE : 0);
+        if (n > 0)
+            memcpy(at + h, data, n);
+        off = s->pubpage->len;
+        s->pubpage->len += h + n;
     }
     for (size_t i = 0; i < s->ntargets; i++) {
         zm_conn *c = s->targets[i];
-        int rc;
         if (c == NULL)
             continue;
-        if (shared != NULL) {
-            if (!c->in_msg) {
-                c->msg_start = c->enc_total;
-                c->in_msg = 1;
-            }
-            if (!more)
-                c->in_msg = 0;
-            rc = zm_outq_put_shared(&c->out, shared, 0, shared->len);
-            if (rc == 0)
-                c->enc_total += shared->len;
-        } else {
-            rc = encode_into(c, data, n, more);
+        if (!c->in_msg) {
+            c->msg_start = c->enc_total;
+            c->in_msg = 1;
         }
-        if (rc < 0)
+        if (!more)
+            c->in_msg = 0;
+        if (zm_outq_put_shared(&c->out, s->pubpage, off, h + n) == 0)
+            c->enc_total += h + n;
+        else
             s->targets[i] = NULL; /* out of memory: this peer loses it */
     }
-    if (shared != NULL)
-        zm_page_decref(shared); /* the queues hold it now */
     if (more)
         return 0;
     for (size_t i = 0; i < s->ntargets; i++) {

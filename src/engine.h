@@ -168,6 +168,8 @@ typedef struct zm_sock {
     size_t ntargets, cap_targets;
     size_t peer_max_sub_nodes;   /* budget of each peer's trie */
     int64_t fanout_step_ns;      /* PUB/XPUB: next I/O step from send() */
+    zm_page *pubpage;            /* fan-out: frames are encoded here once and
+                                    every target's queue references them */
 
     zm_sock_stats stats;
 } zm_sock;

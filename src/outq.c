@@ -114,6 +114,14 @@ int zm_outq_put_shared(zm_outq *q, zm_page *page, size_t off, size_t len)
 
     if (len == 0)
         return 0;
+    if (q->n > 0) {
+        zm_seg *last = seg_at(q, q->n - 1);
+        if (last->page == page && last->off + last->len == off) {
+            last->len += len; /* adjacent in the same page: one segment */
+            q->bytes += len;
+            return 0;
+        }
+    }
     if (seg_reserve(q) < 0)
         return -ENOMEM;
     s = seg_at(q, q->n);
