@@ -1640,12 +1640,6 @@ size_t zm_sock_pending_out(const zm_sock *s)
     return n;
 }
 
-void zm_sock_drop_output(zm_sock *s)
-{
-    for (zm_conn *c = s->conns; c != NULL; c = c->next)
-        conn_drop_output(s, c);
-}
-
 int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
 {
     int64_t next = -1;

@@ -212,9 +212,6 @@ int zm_sock_events(zm_sock *s);
 /* Bytes queued for peers that are still to be written. */
 size_t zm_sock_pending_out(const zm_sock *s);
 
-/* Drop every message still queued for output (linger expired). */
-void zm_sock_drop_output(zm_sock *s);
-
 /* What to wait for: calls watch(fd, ZM_IO_IN|ZM_IO_OUT mask, ctx) for each
  * descriptor that needs it, and returns the next timer deadline
  * (CLOCK_MONOTONIC ns) or -1 when none. */
