@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -98,3 +99,21 @@ def test_pipeline(example_backend):
     assert "Collected 40 results" in finish(sinker)
     done = [int(finish(w).split("did ")[1].split()[0]) for w in workers]
     assert sum(done) == 40
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_weather_update(example_backend, tmp_path, transport):
+    backend = example_backend
+    endpoint = f"tcp://127.0.0.1:{free_port()}" if transport == "tcp" else f"ipc://{tmp_path}/wu"
+    # The subscribers first (they connect, and retry until the server binds):
+    # each prints its first line just before connecting.
+    clients = {z: start(backend, "wuclient.py", endpoint, z, "20") for z in ("10001", "10007")}
+    for client in clients.values():
+        assert client.stdout.readline().startswith("Collecting updates")
+    server = start(backend, "wuserver.py", endpoint, "100000", "10")
+    for zipcode, client in clients.items():
+        out = finish(client)
+        m = re.search(rf"Average temperature for zipcode '{zipcode}' was (-?[0-9.]+) F \(20 updates\)", out)
+        assert m, out
+        assert -80 <= float(m.group(1)) < 135
+    assert "Published 100000 updates" in finish(server)
