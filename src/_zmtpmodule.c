@@ -2164,6 +2164,54 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(Socket_monitor_fd_doc,
+"_monitor_fd(fd, events, /)\n--\n\n"
+"Send this socket's monitor events (a libzmq ZMQ_EVENT_* mask) as ZMTP\n"
+"messages to fd, a connected non-blocking stream socket the socket owns\n"
+"from now on; fd -1 stops.  Use Socket.get_monitor_socket().");
+
+static PyObject *Socket_monitor_fd(SocketObject *self, PyObject *args)
+{
+    int fd, rc;
+    unsigned int events;
+
+    if (!PyArg_ParseTuple(args, "iI:_monitor_fd", &fd, &events))
+        return NULL;
+    if (sock_enter(self) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    rc = zm_sock_monitor(&self->s, fd, events);
+    sock_leave(self);
+    if (rc < 0)
+        return raise_zmq(self->st, -rc, NULL);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Socket_adopt_fd_doc,
+"_adopt_fd(fd, endpoint, /)\n--\n\n"
+"Take fd (a connected non-blocking stream socket; owned from now on) as\n"
+"a peer connection named endpoint: ZMTP handshake, then traffic.");
+
+static PyObject *Socket_adopt_fd(SocketObject *self, PyObject *args)
+{
+    int fd, rc;
+    const char *endpoint;
+
+    if (!PyArg_ParseTuple(args, "is:_adopt_fd", &fd, &endpoint))
+        return NULL;
+    if (sock_enter(self) < 0) {
+        close(fd);
+        return NULL;
+    }
+    rc = zm_sock_adopt(&self->s, fd, endpoint);
+    sock_leave(self);
+    if (rc < 0)
+        return raise_zmq(self->st, -rc, NULL);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Socket_bind(SocketObject *self, PyObject *addr)
 {
     return sock_endpoint_call(self, addr, 0);
@@ -2747,13 +2795,14 @@ static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
         Py_DECREF(k);
         Py_DECREF(v);
     }
-    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
+    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
                       s->accepted, "connected", s->connected, "disconnected",
                       s->disconnected, "handshake_failed", s->handshake_failed,
                       "handshake_timeouts", s->handshake_timeouts,
                       "heartbeat_timeouts", s->heartbeat_timeouts,
                       "dropped_messages", s->dropped_msgs,
                       "subscriptions_refused", s->subs_refused,
+                      "monitor_dropped", s->monitor_dropped,
                       "protocol_errors", errs);
     return d;
 }
@@ -2786,6 +2835,10 @@ static PyMethodDef Socket_methods[] = {
      "Mark the context terminated and wake a blocked call."},
     {"_in_use", (PyCFunction)Socket_in_use, METH_NOARGS,
      "True while a call on this socket is in progress."},
+    {"_monitor_fd", (PyCFunction)Socket_monitor_fd, METH_VARARGS,
+     Socket_monitor_fd_doc},
+    {"_adopt_fd", (PyCFunction)Socket_adopt_fd, METH_VARARGS,
+     Socket_adopt_fd_doc},
     {"stats", (PyCFunction)Socket_stats, METH_NOARGS,
      "stats()\n--\n\nCounters: accepted, connected, disconnected,\n"
      "handshake_failed, dropped_messages, protocol_errors {code: n}."},

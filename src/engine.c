@@ -119,6 +119,137 @@ static void msgq_free(zm_msgq *q)
 }
 
 /* ================================================================== */
+/* Monitor events                                                     */
+/* ================================================================== */
+
+/* The monitor's end is gone (closed by its PAIR socket, or replaced). */
+static void mon_close(zm_sock *s)
+{
+    if (s->mon_fd >= 0)
+        close(s->mon_fd);
+    s->mon_fd = -1;
+    s->mon_events = 0;
+    zm_outq_clear(&s->mon_out);
+}
+
+/* Write what the kernel takes; the rest waits for the next step. */
+static void mon_flush(zm_sock *s)
+{
+    struct iovec iov[ZM_OUTQ_IOV];
+    struct msghdr mh;
+
+    while (s->mon_fd >= 0 && s->mon_out.bytes > 0) {
+        ssize_t n;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)zm_outq_iov(&s->mon_out, iov, ZM_OUTQ_IOV,
+                                            s->mon_out.bytes);
+        n = sendmsg(s->mon_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            mon_close(s); /* EPIPE: the monitor socket was closed */
+            return;
+        }
+        zm_outq_drop_front(&s->mon_out, (size_t)n);
+    }
+}
+
+/* The monitor's PAIR sends its greeting and READY, and nothing else we
+ * need: read and discard, and notice when it hangs up. */
+static void mon_drain(zm_sock *s)
+{
+    unsigned char junk[512];
+
+    for (int i = 0; i < 8 && s->mon_fd >= 0; i++) {
+        ssize_t n = recv(s->mon_fd, junk, sizeof(junk), MSG_DONTWAIT);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        mon_close(s);
+    }
+}
+
+/* Queue one event for the monitor (when it asked for that kind). */
+static void mon_event(zm_sock *s, unsigned kind, uint32_t value,
+                      const char *endpoint)
+{
+    unsigned char head[6];
+    uint16_t k = (uint16_t)kind;
+    zm_wbuf w;
+    size_t elen = strlen(endpoint);
+
+    if (s->mon_fd < 0 || !(s->mon_events & kind))
+        return;
+    if (s->mon_out.bytes > ZM_MONITOR_MAX_BYTES) {
+        s->stats.monitor_dropped++; /* nobody reads the monitor */
+        return;
+    }
+    /* libzmq's layout: the event and the value in host order. */
+    memcpy(head, &k, 2);
+    memcpy(head + 2, &value, 4);
+    zm_wbuf_init(&w);
+    if (zm_encode_frame(&w, head, sizeof(head), ZM_FLAG_MORE) < 0 ||
+        zm_encode_frame(&w, endpoint, elen, 0) < 0 ||
+        zm_outq_put(&s->mon_out, w.data, w.len) < 0)
+        s->stats.monitor_dropped++;
+    zm_wbuf_free(&w);
+    mon_flush(s);
+}
+
+int zm_sock_monitor(zm_sock *s, int fd, unsigned events)
+{
+    unsigned char greeting[ZM_GREETING_SIZE];
+    zm_prop prop;
+    zm_wbuf hs;
+    int rc = 0;
+
+    if (s->mon_fd >= 0) {
+        mon_event(s, ZM_EVENT_MONITOR_STOPPED, 0, "");
+        mon_close(s);
+    }
+    if (fd < 0)
+        return 0;
+    /* We speak first and never listen: greeting and READY as a PAIR. */
+    zm_wbuf_init(&hs);
+    zm_encode_greeting(greeting, 1, "NULL", 4, 0);
+    prop.name = (const unsigned char *)"Socket-Type";
+    prop.name_len = 11;
+    prop.value = (const unsigned char *)"PAIR";
+    prop.value_len = 4;
+    if (zm_wbuf_reserve(&hs, ZM_GREETING_SIZE) < 0) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    memcpy(hs.data, greeting, ZM_GREETING_SIZE);
+    hs.len = ZM_GREETING_SIZE;
+    if (zm_encode_ready(&hs, &prop, 1) < 0 ||
+        zm_outq_put(&s->mon_out, hs.data, hs.len) < 0) {
+        zm_outq_clear(&s->mon_out);
+        rc = -ENOMEM;
+        goto out;
+    }
+    s->mon_fd = fd;
+    s->mon_events = events;
+    mon_flush(s);
+out:
+    zm_wbuf_free(&hs);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+/* A handshake failed for a protocol reason (sent once per handshake). */
+static void mon_handshake_failed(zm_sock *s, zm_conn *c, uint32_t code)
+{
+    if (c->state != ZM_CS_HANDSHAKE || c->hs_event_sent)
+        return;
+    c->hs_event_sent = 1;
+    mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_PROTOCOL, code, c->endpoint);
+}
+
+/* ================================================================== */
 /* Connections                                                        */
 /* ================================================================== */
 
@@ -233,6 +364,8 @@ static int conn_start_handshake(zm_sock *s, zm_conn *c)
     }
     zm_wbuf_free(&hs);
     c->got_greeting = 0;
+    c->hs_event_sent = 0;
+    c->lost_errno = 0;
     c->state = ZM_CS_HANDSHAKE;
     return conn_decoder_reset(s, c);
 nomem:
@@ -409,6 +542,10 @@ static int conn_next_retry_ivl(zm_sock *s, zm_conn *c)
 /* The connection's transport is gone (EOF, error, protocol violation). */
 static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
 {
+    int old_fd = c->fd;
+    int old_state = c->state;
+    int retry_ivl = 0;
+
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -444,11 +581,27 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     }
     conn_decoder_reset(s, c);
     if (c->connecter && s->reconnect_ivl_ms >= 0) {
+        retry_ivl = conn_next_retry_ivl(s, c);
         c->state = ZM_CS_RETRY;
-        c->retry_at_ns = now + (int64_t)conn_next_retry_ivl(s, c) * 1000000;
+        c->retry_at_ns = now + (int64_t)retry_ivl * 1000000;
     } else {
         c->state = ZM_CS_DEAD;
     }
+    /* libzmq's order: a dial that failed is CLOSED; a connection that was
+     * up (or handshaking) is DISCONNECTED, after HANDSHAKE_FAILED_NO_DETAIL
+     * when the handshake ended without a protocol reason; then the redial
+     * is announced. */
+    if (old_state == ZM_CS_CONNECTING) {
+        mon_event(s, ZM_EVENT_CLOSED, (uint32_t)old_fd, c->endpoint);
+    } else if (old_state == ZM_CS_HANDSHAKE || old_state == ZM_CS_ACTIVE) {
+        if (old_state == ZM_CS_HANDSHAKE && !c->hs_event_sent)
+            mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                      (uint32_t)c->lost_errno, c->endpoint);
+        mon_event(s, ZM_EVENT_DISCONNECTED, (uint32_t)old_fd, c->endpoint);
+    }
+    if (c->state == ZM_CS_RETRY)
+        mon_event(s, ZM_EVENT_CONNECT_RETRIED, (uint32_t)retry_ivl,
+                  c->endpoint);
     /* A REQ waiting on this peer keeps waiting, as libzmq's does: the
      * caller's RCVTIMEO decides how long. */
 }
@@ -484,10 +637,11 @@ static void reap_dead(zm_sock *s)
 
 /* Refuse the peer: ERROR command (best effort), count, close. */
 static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
-                        int64_t now)
+                        uint32_t code, int64_t now)
 {
     zm_wbuf w;
 
+    mon_handshake_failed(s, c, code);
     zm_wbuf_init(&w);
     if (c->fd >= 0 && zm_encode_error(&w, reason, strlen(reason)) == 0)
         (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -521,7 +675,8 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
     char reason[96];
 
     if (!zm_props_find(cmd->arg, cmd->arg_len, "Socket-Type", &prop)) {
-        conn_refuse(s, c, "missing Socket-Type", now);
+        conn_refuse(s, c, "missing Socket-Type",
+                    ZM_PROTO_INVALID_METADATA, now);
         return -1;
     }
     c->peer_type = socktype_from_name(prop.value, prop.value_len);
@@ -529,7 +684,7 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
         snprintf(reason, sizeof(reason), "invalid socket type %.*s for %s",
                  (int)(prop.value_len < 20 ? prop.value_len : 20),
                  (const char *)prop.value, zm_socktype_name(s->type));
-        conn_refuse(s, c, reason, now);
+        conn_refuse(s, c, reason, ZM_PROTO_INVALID_METADATA, now);
         return -1;
     }
     if (s->type == ZM_ROUTER) {
@@ -548,12 +703,14 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
     if (s->type == ZM_PAIR) {
         for (zm_conn *o = s->conns; o != NULL; o = o->next)
             if (o != c && o->state == ZM_CS_ACTIVE) {
-                conn_refuse(s, c, "PAIR socket already has a peer", now);
+                conn_refuse(s, c, "PAIR socket already has a peer",
+                            ZM_PROTO_UNSPECIFIED, now);
                 return -1;
             }
     }
     c->state = ZM_CS_ACTIVE;
     c->retry_ivl_ms = 0; /* connected: the backoff starts over */
+    mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
     c->next_ping_ns = s->heartbeat_ivl_ms > 0
                           ? zm_now_ns() + (int64_t)s->heartbeat_ivl_ms * 1000000
                           : 0;
@@ -577,7 +734,8 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
         c->peer_minor = ev->greeting.major > 3 ? 1 : ev->greeting.minor;
         if (strcmp(ev->greeting.mechanism, "NULL") != 0) {
             s->stats.protocol_errors[ZM_ERR_MECHANISM]++;
-            conn_refuse(s, c, "unsupported security mechanism", now);
+            conn_refuse(s, c, "unsupported security mechanism",
+                        ZM_PROTO_MECHANISM_MISMATCH, now);
             return -1;
         }
         return 0;
@@ -589,10 +747,12 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
                 rc = conn_on_ready(s, c, &ev->cmd, now);
             } else if (kind == ZM_CMD_ERROR) {
                 s->stats.handshake_failed++;
+                c->hs_event_sent = 1; /* libzmq: DISCONNECTED only */
                 conn_lost(s, c, now);
                 rc = -1;
             } else {
-                conn_refuse(s, c, "expected READY", now);
+                conn_refuse(s, c, "expected READY",
+                            ZM_PROTO_UNEXPECTED_COMMAND, now);
                 rc = -1;
             }
         } else if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
@@ -619,7 +779,8 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
     case ZM_EV_MESSAGE:
         if (c->state != ZM_CS_ACTIVE) {
             zm_msg_clear(&ev->msg);
-            conn_refuse(s, c, "message before READY", now);
+            conn_refuse(s, c, "message before READY",
+                        ZM_PROTO_UNEXPECTED_COMMAND, now);
             return -1;
         }
         if (is_pub(s)) {
@@ -661,6 +822,12 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
         s->stats.protocol_errors[ev->error]++;
         if (!c->got_greeting)
             s->stats.handshake_failed++;
+        mon_handshake_failed(s, c,
+                             ev->error == ZM_ERR_READY ? ZM_PROTO_MALFORMED_COMMAND_READY
+                             : ev->error == ZM_ERR_ERROR_CMD ? ZM_PROTO_MALFORMED_COMMAND_ERROR
+                             : ev->error == ZM_ERR_COMMAND ? ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED
+                             : ev->error == ZM_ERR_MECHANISM ? ZM_PROTO_MECHANISM_MISMATCH
+                             : ZM_PROTO_UNSPECIFIED);
         conn_lost(s, c, now);
         return -1;
     }
@@ -699,6 +866,7 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
+        c->lost_errno = n < 0 ? errno : 0;
         conn_lost(s, c, now); /* EOF or reset */
         return;
     }
@@ -726,6 +894,7 @@ static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
+            c->lost_errno = errno;
             conn_lost(s, c, now);
             return;
         }
@@ -752,15 +921,23 @@ static void conn_dial(zm_sock *s, zm_conn *c, int64_t now)
     int fd = zm_connect_start(&c->addr, &in_progress);
 
     if (fd < 0) {
+        /* Refused at once (ipc, unreachable): libzmq closes its descriptor
+         * (CLOSED; ours is gone already: value -1) and retries later. */
+        int ivl = conn_next_retry_ivl(s, c);
         c->state = s->reconnect_ivl_ms < 0 ? ZM_CS_DEAD : ZM_CS_RETRY;
-        c->retry_at_ns = now + (int64_t)conn_next_retry_ivl(s, c) * 1000000;
+        c->retry_at_ns = now + (int64_t)ivl * 1000000;
+        mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
+        if (c->state == ZM_CS_RETRY)
+            mon_event(s, ZM_EVENT_CONNECT_RETRIED, (uint32_t)ivl, c->endpoint);
         return;
     }
     c->fd = fd;
     if (in_progress) {
         c->state = ZM_CS_CONNECTING;
+        mon_event(s, ZM_EVENT_CONNECT_DELAYED, EINPROGRESS, c->endpoint);
         return;
     }
+    mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)fd, c->endpoint);
     if (conn_start_handshake(s, c) < 0)
         conn_lost(s, c, now);
     else
@@ -772,8 +949,12 @@ static void listener_accept(zm_sock *s, zm_listener *l)
     for (int i = 0; i < 64; i++) {
         int fd = zm_accept(l->fd, l->addr.transport);
         zm_conn *c;
-        if (fd < 0)
-            return; /* EAGAIN, or a transient error (EMFILE...) */
+        if (fd < 0) {
+            /* EAGAIN, or a transient error (EMFILE...) */
+            if (fd != -EAGAIN)
+                mon_event(s, ZM_EVENT_ACCEPT_FAILED, (uint32_t)-fd, l->endpoint);
+            return;
+        }
         c = conn_new(s);
         if (c == NULL) {
             close(fd);
@@ -782,6 +963,7 @@ static void listener_accept(zm_sock *s, zm_listener *l)
         c->fd = fd;
         memcpy(c->endpoint, l->endpoint, sizeof(c->endpoint));
         s->stats.accepted++;
+        mon_event(s, ZM_EVENT_ACCEPTED, (uint32_t)fd, l->endpoint);
         if (conn_start_handshake(s, c) < 0) {
             c->state = ZM_CS_DEAD;
             close(c->fd);
@@ -804,6 +986,7 @@ static void conn_timers(zm_sock *s, zm_conn *c, int64_t now)
         if (c->hs_deadline_ns > 0 && now >= c->hs_deadline_ns) {
             s->stats.handshake_timeouts++;
             s->stats.handshake_failed++;
+            c->lost_errno = ETIMEDOUT;
             conn_lost(s, c, now);
         }
         return;
@@ -869,6 +1052,7 @@ static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
         if (poll(&p, 1, 0) <= 0)
             break; /* still in progress */
         if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
+            mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)c->fd, c->endpoint);
             if (conn_start_handshake(s, c) < 0)
                 conn_lost(s, c, now);
         } else {
@@ -892,6 +1076,10 @@ static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
 
 void zm_sock_process(zm_sock *s, int64_t now)
 {
+    if (s->mon_fd >= 0) {
+        mon_drain(s);
+        mon_flush(s);
+    }
     for (zm_listener *l = s->listeners; l != NULL; l = l->next)
         listener_accept(s, l);
     for (zm_conn *c = s->conns; c != NULL; c = c->next)
@@ -936,6 +1124,8 @@ int zm_sock_init(zm_sock *s, int type)
     zm_msg_init(&s->rep_envelope);
     zm_subs_init(&s->subs, 0);
     s->peer_max_sub_nodes = ZM_SUBS_MAX_NODES_DEFAULT;
+    s->mon_fd = -1;
+    zm_outq_init(&s->mon_out);
     return 0;
 }
 
@@ -955,8 +1145,13 @@ void zm_sock_destroy(zm_sock *s)
     while (s->listeners != NULL) {
         zm_listener *l = s->listeners;
         s->listeners = l->next;
+        mon_event(s, ZM_EVENT_CLOSED, (uint32_t)l->fd, l->endpoint);
         listener_close(l);
     }
+    /* The monitor learns the end; what the kernel takes now is all it
+     * gets. */
+    zm_sock_monitor(s, -1, 0);
+    zm_outq_free(&s->mon_out);
     while (s->conns != NULL) {
         zm_conn *c = s->conns;
         s->conns = c->next;
@@ -969,6 +1164,7 @@ void zm_sock_destroy(zm_sock *s)
     if (s->pubpage != NULL)
         zm_page_decref(s->pubpage);
     memset(s, 0, sizeof(*s));
+    s->mon_fd = -1;
 }
 
 int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len)
@@ -978,11 +1174,16 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len)
     int fd, rc;
 
     rc = zm_addr_parse(endpoint, 1, &a, err, err_len);
-    if (rc < 0)
+    if (rc < 0) {
+        if (rc != -EPROTONOSUPPORT)
+            mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-rc, endpoint);
         return rc;
+    }
     fd = zm_listen(&a, 128);
-    if (fd < 0)
+    if (fd < 0) {
+        mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-fd, endpoint);
         return fd;
+    }
     l = calloc(1, sizeof(*l));
     if (l == NULL) {
         close(fd);
@@ -994,6 +1195,7 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len)
     memcpy(s->last_endpoint, l->endpoint, sizeof(s->last_endpoint));
     l->next = s->listeners;
     s->listeners = l;
+    mon_event(s, ZM_EVENT_LISTENING, (uint32_t)fd, l->endpoint);
     return 0;
 }
 
@@ -1026,6 +1228,7 @@ int zm_sock_unbind(zm_sock *s, const char *endpoint)
         zm_listener *l = *pp;
         if (strcmp(l->endpoint, endpoint) == 0) {
             *pp = l->next;
+            mon_event(s, ZM_EVENT_CLOSED, (uint32_t)l->fd, l->endpoint);
             listener_close(l);
             return 0;
         }
@@ -1044,6 +1247,26 @@ int zm_sock_disconnect(zm_sock *s, const char *endpoint)
         }
     }
     return -ENOENT;
+}
+
+int zm_sock_adopt(zm_sock *s, int fd, const char *endpoint)
+{
+    zm_conn *c = conn_new(s);
+
+    if (c == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->fd = fd;
+    snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
+    if (conn_start_handshake(s, c) < 0) {
+        c->state = ZM_CS_DEAD;
+        close(c->fd);
+        c->fd = -1;
+        return -ENOMEM;
+    }
+    conn_write(s, c, zm_now_ns());
+    return 0;
 }
 
 /* ================================================================== */
@@ -1646,6 +1869,8 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
 
     for (zm_listener *l = s->listeners; l != NULL; l = l->next)
         watch(ctx, l->fd, WATCH_IN);
+    if (s->mon_fd >= 0)
+        watch(ctx, s->mon_fd, WATCH_IN | (s->mon_out.bytes > 0 ? WATCH_OUT : 0u));
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
         unsigned ev = 0;
         switch (c->state) {

@@ -40,6 +40,41 @@ enum zm_socktype {
 #define ZM_ETERM 156384765
 #define ZM_EMTHREAD 156384766
 
+/* Monitor events (zmq_socket_monitor), with libzmq's numbers.  Each is sent
+ * to the monitor as two frames: 6 octets (uint16 event, uint32 value, in
+ * host order) and the endpoint. */
+enum zm_monitor_event {
+    ZM_EVENT_CONNECTED = 0x0001,       /* value: fd */
+    ZM_EVENT_CONNECT_DELAYED = 0x0002, /* value: errno (EINPROGRESS) */
+    ZM_EVENT_CONNECT_RETRIED = 0x0004, /* value: next interval, ms */
+    ZM_EVENT_LISTENING = 0x0008,       /* value: fd */
+    ZM_EVENT_BIND_FAILED = 0x0010,     /* value: errno */
+    ZM_EVENT_ACCEPTED = 0x0020,        /* value: fd */
+    ZM_EVENT_ACCEPT_FAILED = 0x0040,   /* value: errno */
+    ZM_EVENT_CLOSED = 0x0080,          /* value: fd */
+    ZM_EVENT_CLOSE_FAILED = 0x0100,    /* never sent (close cannot fail here) */
+    ZM_EVENT_DISCONNECTED = 0x0200,    /* value: fd */
+    ZM_EVENT_MONITOR_STOPPED = 0x0400, /* value: 0 */
+    ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL = 0x0800, /* value: errno */
+    ZM_EVENT_HANDSHAKE_SUCCEEDED = 0x1000,        /* value: 0 */
+    ZM_EVENT_HANDSHAKE_FAILED_PROTOCOL = 0x2000,  /* value: ZM_PROTO_* */
+    ZM_EVENT_HANDSHAKE_FAILED_AUTH = 0x4000,      /* never sent (NULL only) */
+    ZM_EVENT_ALL = 0xFFFF
+};
+
+/* HANDSHAKE_FAILED_PROTOCOL values (libzmq's ZMQ_PROTOCOL_ERROR_ZMTP_*). */
+#define ZM_PROTO_UNSPECIFIED 0x10000000u
+#define ZM_PROTO_UNEXPECTED_COMMAND 0x10000001u
+#define ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED 0x10000011u
+#define ZM_PROTO_MALFORMED_COMMAND_ERROR 0x10000015u
+#define ZM_PROTO_MALFORMED_COMMAND_READY 0x10000016u
+#define ZM_PROTO_INVALID_METADATA 0x10000018u
+#define ZM_PROTO_MECHANISM_MISMATCH 0x11000002u
+
+/* Bytes of events a monitor may leave unread before newer events are
+ * dropped (counted in stats.monitor_dropped). */
+#define ZM_MONITOR_MAX_BYTES ((size_t)1 << 20)
+
 /* Readiness bits (zmq POLLIN / POLLOUT). */
 #define ZM_POLLIN 1
 #define ZM_POLLOUT 2
@@ -96,6 +131,8 @@ typedef struct zm_conn {
     size_t rid_len;
     /* PUB/XPUB: the topics this peer subscribed to (a set) */
     zm_subs subs;
+    int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
+    int lost_errno;         /* why the transport failed (0: EOF or unknown) */
 } zm_conn;
 
 typedef struct zm_listener {
@@ -117,6 +154,7 @@ typedef struct zm_sock_stats {
     uint64_t handshake_timeouts;         /* closed by HANDSHAKE_IVL */
     uint64_t heartbeat_timeouts;         /* closed: no traffic after a PING
                                             or past the peer's TTL */
+    uint64_t monitor_dropped;            /* events the monitor had no room for */
 } zm_sock_stats;
 
 typedef struct zm_sock {
@@ -171,6 +209,12 @@ typedef struct zm_sock {
     zm_page *pubpage;            /* fan-out: frames are encoded here once and
                                     every target's queue references them */
 
+    /* monitor: events written as ZMTP to one end of a socketpair whose
+     * other end is a PAIR socket's connection (zm_sock_adopt) */
+    int mon_fd;                  /* -1: not monitored */
+    unsigned mon_events;         /* ZM_EVENT_* mask */
+    zm_outq mon_out;             /* encoded events the kernel has not taken */
+
     zm_sock_stats stats;
 } zm_sock;
 
@@ -185,6 +229,17 @@ int zm_sock_connect(zm_sock *s, const char *endpoint, char *err,
                     size_t err_len);
 int zm_sock_unbind(zm_sock *s, const char *endpoint);
 int zm_sock_disconnect(zm_sock *s, const char *endpoint);
+
+/* Send this socket's events in `events` to `fd` (a connected stream
+ * socket, non-blocking; the engine owns it from now on), replacing any
+ * monitor before (which gets MONITOR_STOPPED).  fd < 0 stops monitoring.
+ * 0 or -ENOMEM. */
+int zm_sock_monitor(zm_sock *s, int fd, unsigned events);
+
+/* Take a connected stream socket (non-blocking; the engine owns it) as a
+ * peer connection, as if accepted on `endpoint`: handshake, then traffic.
+ * 0 or -ENOMEM. */
+int zm_sock_adopt(zm_sock *s, int fd, const char *endpoint);
 
 /* One non-blocking step of all I/O: accept, connect, read, decode, write,
  * redial when due.  `now_ns` is CLOCK_MONOTONIC. */

@@ -214,7 +214,7 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
 
 int zm_progress_wanted(const zm_sock *s)
 {
-    if (zm_sock_pending_out(s) > 0)
+    if (zm_sock_pending_out(s) > 0 || s->mon_out.bytes > 0)
         return 1;
     for (const zm_conn *c = s->conns; c != NULL; c = c->next)
         if (c->state != ZM_CS_ACTIVE && c->state != ZM_CS_DEAD)

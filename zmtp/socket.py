@@ -11,11 +11,13 @@ import errno
 import json
 import pickle
 import random
+import socket as _stdsocket
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 from zmtp import _zmtp
 from zmtp.constants import (
     DONTWAIT,
+    EVENT_ALL,
     EVENTS,
     HANDSHAKE_IVL,
     HEARTBEAT_IVL,
@@ -25,6 +27,7 @@ from zmtp.constants import (
     LAST_ENDPOINT,
     LINGER,
     MAXMSGSIZE,
+    PAIR,
     POLLIN,
     RCVHWM,
     RCVMORE,
@@ -255,6 +258,74 @@ class Socket(_zmtp.Socket):
             raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
         ready = _zmtp._poll([(self, int(flags))], -1 if timeout is None else int(timeout))
         return ready[0][1] if ready else 0
+
+    # -- monitor events
+
+    def get_monitor_socket(self, events: Optional[int] = None, addr: Optional[str] = None) -> "Socket":
+        """Return a new PAIR socket that receives this socket's events.
+
+        Each event is a two-frame message in libzmq's format (6 octets: the
+        uint16 event and the uint32 value in host order, then the endpoint);
+        :func:`zmtp.utils.monitor.recv_monitor_message` parses it.  `events`
+        is a mask of ``zmtp.EVENT_*`` (default ``EVENT_ALL``).  A socket has
+        one monitor: a second call stops the first (it gets
+        EVENT_MONITOR_STOPPED, as in libzmq).  Close the returned socket
+        yourself; it ends with EVENT_MONITOR_STOPPED when this socket closes
+        or :meth:`disable_monitor` is called.
+
+        `addr` is accepted for pyzmq compatibility and must be None or an
+        ``inproc://`` name: the pair is joined by a kernel socketpair, since
+        zmtp has no inproc transport yet.
+        """
+        if self.closed:
+            raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        if events is None:
+            events = EVENT_ALL
+        if not isinstance(events, int) or isinstance(events, bool):
+            raise TypeError(f"events must be an int mask of zmtp.EVENT_*, not {type(events).__name__}")
+        if addr is not None and not str(addr).startswith("inproc://"):
+            raise ZMQError(errno.EPROTONOSUPPORT, "monitor endpoints must be inproc:// (as in libzmq)")
+        name = addr or f"inproc://monitor.s-{id(self):x}"
+        ctx = self.context
+        mon = ctx.socket(PAIR) if ctx is not None else Socket(PAIR)
+        ours, theirs = _stdsocket.socketpair(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        ours_fd, theirs_fd = ours.detach(), theirs.detach()
+        try:
+            mon._adopt_fd(theirs_fd, name)  # owns theirs_fd from here on
+        except BaseException:
+            _stdsocket.close(ours_fd)
+            mon.close(linger=0)
+            raise
+        try:
+            self._monitor_fd(ours_fd, int(events))  # owns ours_fd from here on
+        except BaseException:
+            mon.close(linger=0)
+            raise
+        return mon
+
+    def monitor(self, addr: Optional[str], events: int = EVENT_ALL) -> None:
+        """libzmq's ``zmq_socket_monitor``: ``monitor(None)`` stops the
+        monitor.  Publishing events on an ``inproc://`` address for another
+        socket to connect to needs the inproc transport, which zmtp does not
+        have yet (NotImplementedError): use :meth:`get_monitor_socket`.
+        Other transports raise EPROTONOSUPPORT, as in libzmq."""
+        if addr is None:
+            self.disable_monitor()
+            return
+        if str(addr).startswith("inproc://"):
+            raise NotImplementedError(
+                "monitor(addr) publishes on inproc://, which zmtp does not implement yet; "
+                "use socket.get_monitor_socket() instead"
+            )
+        raise ZMQError(errno.EPROTONOSUPPORT, "monitor endpoints must be inproc:// (as in libzmq)")
+
+    def disable_monitor(self) -> None:
+        """Stop sending events; the monitor socket gets EVENT_MONITOR_STOPPED."""
+        if self.closed:
+            raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        self._monitor_fd(-1, 0)
 
     # DONTWAIT / SNDMORE re-exported for subclass users
     DONTWAIT = DONTWAIT

@@ -1,0 +1,352 @@
+"""Monitor events (get_monitor_socket), checked against libzmq's own.
+
+Each scenario runs twice: once with a zmtp socket and its monitor, once
+with a pyzmq socket and pyzmq's monitor (libzmq 4.3.5, the reference); the
+event sequences must match once redial cycles (which depend on timing) are
+collapsed to one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+from typing import Any, Callable, List, Tuple
+
+import pytest
+import zmq
+from zmq.utils import monitor as zmq_monitor
+
+import zmtp
+from zmtp import codec
+from zmtp.utils.monitor import parse_monitor_message, recv_monitor_message
+
+E = zmtp.Event
+
+
+def drain_events(mon: Any, until: Callable[[List[Tuple[int, int]]], bool], timeout: float = 5.0) -> List[Tuple[int, int]]:
+    """(event, value) pairs from a zmtp or pyzmq monitor socket, read until
+    until(events) holds (or fail at the deadline)."""
+    out: List[Tuple[int, int]] = []
+    deadline = time.monotonic() + timeout
+    while not until(out):
+        left = deadline - time.monotonic()
+        assert left > 0, f"events so far: {names(out)}"
+        if not mon.poll(max(1, int(left * 1000))):
+            continue
+        frames = mon.recv_multipart()
+        ev = (zmq_monitor.parse_monitor_message(frames) if isinstance(mon, zmq.Socket)
+              else parse_monitor_message(frames))
+        out.append((int(ev["event"]), ev["value"]))
+    return out
+
+
+def names(events: List[Tuple[int, int]]) -> List[str]:
+    return [E(e).name for e, _ in events]
+
+
+def collapse_retries(seq: List[str]) -> List[str]:
+    """Redial cycles repeat as often as the timing allows: keep one."""
+    cycles = (["CONNECT_RETRIED", "CONNECT_DELAYED", "CLOSED"], ["CONNECT_RETRIED", "CLOSED"])
+    out: List[str] = []
+    for name in seq:
+        out.append(name)
+        for cyc in cycles:
+            n = len(cyc)
+            if len(out) >= 2 * n and out[-n:] == cyc and out[-2 * n:-n] == cyc:
+                del out[-n:]
+    return out
+
+
+def seen(kind: int, count: int = 1) -> Callable[[List[Tuple[int, int]]], bool]:
+    return lambda evs: sum(1 for e, _ in evs if e == kind) >= count
+
+
+def endpoint_for(transport: str, tmp_path: Any, name: str) -> str:
+    if transport == "ipc":
+        return f"ipc://{tmp_path}/{name}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+# ---------------------------------------------------------------------------
+# Scenarios, run the same way for zmtp and for pyzmq
+
+
+def connect_disconnect_reconnect(make: Callable[[int], Any], zctx: Any, endpoint: str) -> List[str]:
+    """A DEALER (made by `make`) connects to a pyzmq ROUTER; the ROUTER goes
+    away for ~300 ms and comes back on the same endpoint; a message goes
+    through each time; then the DEALER closes."""
+    dealer = make(zmq.DEALER)
+    mon = dealer.get_monitor_socket()
+    router = zctx.socket(zmq.ROUTER)
+    router.bind(endpoint)
+    dealer.connect(endpoint)
+    dealer.send(b"one")
+    assert router.recv_multipart()[1] == b"one"
+    evs = drain_events(mon, seen(E.HANDSHAKE_SUCCEEDED))
+    router.close(linger=0)
+    evs += drain_events(mon, seen(E.CONNECT_RETRIED))
+    time.sleep(0.3)
+    router = zctx.socket(zmq.ROUTER)
+    router.bind(endpoint)
+    dealer.send(b"two")
+    assert router.recv_multipart()[1] == b"two"
+    evs += drain_events(mon, seen(E.HANDSHAKE_SUCCEEDED))
+    dealer.close(linger=0)
+    evs += drain_events(mon, seen(E.MONITOR_STOPPED))
+    mon.close(linger=0)
+    router.close(linger=0)
+    return collapse_retries(names(evs))
+
+
+def bound_accept_disconnect(make: Callable[[int], Any], zctx: Any, endpoint: str) -> List[str]:
+    """A ROUTER (made by `make`) binds; a pyzmq DEALER connects, talks and
+    leaves; then the ROUTER closes."""
+    router = make(zmq.ROUTER)
+    mon = router.get_monitor_socket()
+    router.bind(endpoint)
+    dealer = zctx.socket(zmq.DEALER)
+    dealer.connect(endpoint)
+    dealer.send(b"hi")
+    assert router.recv_multipart()[1] == b"hi"
+    evs = drain_events(mon, seen(E.HANDSHAKE_SUCCEEDED))
+    dealer.close(linger=0)
+    evs += drain_events(mon, seen(E.DISCONNECTED))
+    router.close(linger=0)
+    evs += drain_events(mon, seen(E.MONITOR_STOPPED))
+    mon.close(linger=0)
+    return names(evs)
+
+
+def wrong_peer_type(make: Callable[[int], Any], zctx: Any, endpoint: str) -> List[Tuple[str, Any]]:
+    """A REP (made by `make`) binds; a pyzmq PUSH connects: the handshake
+    fails on the socket type.  (libzmq's PUSH sees the REP's READY first and
+    sends ERROR, so the REP reports only DISCONNECTED.)"""
+    rep = make(zmq.REP)
+    mon = rep.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_DISCONNECTED
+                                 | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    rep.bind(endpoint)
+    push = zctx.socket(zmq.PUSH)
+    push.connect(endpoint)
+    evs = drain_events(mon, seen(E.DISCONNECTED))
+    push.close(linger=0)
+    rep.close(linger=0)
+    mon.close(linger=0)
+    return [(E(e).name, v if e == E.HANDSHAKE_FAILED_PROTOCOL else None) for e, v in evs]
+
+
+SCENARIOS = {
+    "connect_disconnect_reconnect": connect_disconnect_reconnect,
+    "bound_accept_disconnect": bound_accept_disconnect,
+    "wrong_peer_type": wrong_peer_type,
+}
+
+_reference: dict = {}
+
+
+def reference(scenario: str, transport: str, tmp_path: Any) -> Any:
+    """What libzmq (pyzmq) reports for the scenario, computed once."""
+    key = (scenario, transport)
+    if key not in _reference:
+        c = zmq.Context()
+        try:
+            _reference[key] = SCENARIOS[scenario](
+                lambda kind: c.socket(kind), c, endpoint_for(transport, tmp_path, "ref-" + scenario))
+        finally:
+            c.destroy(linger=0)
+    return _reference[key]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_events_match_libzmq(backend, ctx, zctx, scenario, transport, tmp_path):
+    ours = SCENARIOS[scenario](lambda kind: ctx.socket(kind), zctx, endpoint_for(transport, tmp_path, scenario))
+    theirs = reference(scenario, transport, tmp_path)
+    assert ours == theirs
+
+
+def test_connect_events_in_order(backend, ctx, zctx):
+    """The canonical sequence, spelled out (tcp): what the comparison above
+    holds zmtp to."""
+    seq = connect_disconnect_reconnect(lambda kind: ctx.socket(kind), zctx, endpoint_for("tcp", None, ""))
+    assert seq == [
+        "CONNECT_DELAYED", "CONNECTED", "HANDSHAKE_SUCCEEDED",
+        "DISCONNECTED", "CONNECT_RETRIED", "CONNECT_DELAYED", "CLOSED",
+        "CONNECT_RETRIED", "CONNECT_DELAYED", "CONNECTED", "HANDSHAKE_SUCCEEDED",
+        "MONITOR_STOPPED",
+    ]
+
+
+def test_event_values(backend, ctx, zctx):
+    """Values: fds for CONNECTED/ACCEPTED/DISCONNECTED/LISTENING, the
+    interval for CONNECT_RETRIED, EINPROGRESS for CONNECT_DELAYED; the
+    endpoint names the connection."""
+    s = ctx.socket(zmtp.DEALER)
+    s.reconnect_ivl = 150
+    mon = s.get_monitor_socket()
+    router = zctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    ep = f"tcp://127.0.0.1:{port}"
+    s.connect(ep)
+    s.send(b"x")
+    router.recv_multipart()
+    router.close(linger=0)
+    evs = drain_events(mon, seen(E.CONNECT_RETRIED))
+    got = dict(evs)
+    assert got[E.CONNECT_DELAYED] == errno.EINPROGRESS
+    assert got[E.CONNECTED] > 2 and got[E.CONNECTED] == got[E.DISCONNECTED]
+    assert got[E.CONNECT_RETRIED] == 150
+    assert got[E.HANDSHAKE_SUCCEEDED] == 0
+    msg = mon.recv_multipart() if mon.poll(0) else None  # more may follow
+    if msg is not None:
+        assert parse_monitor_message(msg)["endpoint"] == ep.encode()
+    s.close(linger=0)
+    mon.close()
+
+
+def test_bind_failed(backend, ctx, zctx):
+    taken = zctx.socket(zmq.PULL)
+    port = taken.bind_to_random_port("tcp://127.0.0.1")
+    s = ctx.socket(zmtp.PUSH)
+    mon = s.get_monitor_socket()
+    with pytest.raises(zmtp.ZMQError):
+        s.bind(f"tcp://127.0.0.1:{port}")
+    ev = recv_monitor_message(mon)
+    assert ev == {"event": E.BIND_FAILED, "value": errno.EADDRINUSE,
+                  "endpoint": f"tcp://127.0.0.1:{port}".encode()}
+    ok = s.bind_to_random_port("tcp://127.0.0.1")
+    ev = recv_monitor_message(mon)
+    assert ev["event"] == E.LISTENING and ev["endpoint"] == f"tcp://127.0.0.1:{ok}".encode()
+    s.close()
+    mon.close()
+
+
+def test_handshake_timeout_and_garbage(backend, ctx):
+    """A peer that never speaks: HANDSHAKE_FAILED_NO_DETAIL (ETIMEDOUT)
+    then DISCONNECTED.  A peer whose READY names a wrong socket type:
+    HANDSHAKE_FAILED_PROTOCOL with libzmq's INVALID_METADATA code."""
+    router = ctx.socket(zmtp.ROUTER)
+    router.handshake_ivl = 100
+    mon = router.get_monitor_socket(zmtp.EVENT_ALL & ~zmtp.EVENT_LISTENING & ~zmtp.EVENT_ACCEPTED)
+    router.bind("tcp://127.0.0.1:*")
+    host, port = router.last_endpoint.decode().rsplit("/", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port))):
+        evs = drain_events(mon, seen(E.DISCONNECTED))
+    assert evs[0] == (E.HANDSHAKE_FAILED_NO_DETAIL, errno.ETIMEDOUT)
+    assert evs[1][0] == E.DISCONNECTED
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(codec.encode_greeting() + codec.encode_ready({"Socket-Type": "PUB"}))
+        evs = drain_events(mon, seen(E.DISCONNECTED))
+    assert evs == [(E.HANDSHAKE_FAILED_PROTOCOL, zmtp.ProtocolErrorCode.ZMTP_INVALID_METADATA),
+                   (E.DISCONNECTED, evs[1][1])]
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(codec.encode_greeting(mechanism=b"CURVE"))
+        evs = drain_events(mon, seen(E.DISCONNECTED))
+    assert evs[0] == (E.HANDSHAKE_FAILED_PROTOCOL, zmtp.ProtocolErrorCode.ZMTP_MECHANISM_MISMATCH)
+    router.close()
+    mon.close()
+
+
+def test_event_mask_filters(backend, ctx, zctx):
+    s = ctx.socket(zmtp.PUSH)
+    mon = s.get_monitor_socket(zmtp.EVENT_HANDSHAKE_SUCCEEDED)
+    pull = zctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    s.connect(f"tcp://127.0.0.1:{port}")
+    evs = drain_events(mon, seen(E.HANDSHAKE_SUCCEEDED))
+    assert names(evs) == ["HANDSHAKE_SUCCEEDED"]
+    s.close()  # MONITOR_STOPPED is not in the mask: the monitor just ends
+    assert not mon.poll(200)
+    mon.close()
+
+
+def test_monitor_replaced_and_disabled(backend, ctx):
+    s = ctx.socket(zmtp.PUB)
+    first = s.get_monitor_socket()
+    second = s.get_monitor_socket()
+    assert recv_monitor_message(first)["event"] == E.MONITOR_STOPPED
+    s.bind("tcp://127.0.0.1:*")
+    assert recv_monitor_message(second)["event"] == E.LISTENING
+    assert not first.poll(100)
+    s.disable_monitor()
+    assert recv_monitor_message(second)["event"] == E.MONITOR_STOPPED
+    s.monitor(None)  # no monitor: nothing to stop
+    first.close()
+    second.close()
+    s.close()
+
+
+def test_monitor_api_errors(ctx):
+    s = ctx.socket(zmtp.PAIR)
+    with pytest.raises(NotImplementedError, match="inproc"):
+        s.monitor("inproc://events")
+    with pytest.raises(zmtp.ZMQError) as info:
+        s.monitor("tcp://127.0.0.1:5555")
+    assert info.value.errno == errno.EPROTONOSUPPORT
+    with pytest.raises(zmtp.ZMQError) as info:
+        s.get_monitor_socket(addr="ipc:///tmp/x")
+    assert info.value.errno == errno.EPROTONOSUPPORT
+    with pytest.raises(TypeError, match="events"):
+        s.get_monitor_socket("all")
+    with pytest.raises(RuntimeError):
+        parse_monitor_message([b"short", b""])
+    s.close()
+    with pytest.raises(zmtp.ZMQError) as info:
+        s.get_monitor_socket()
+    assert info.value.errno == zmtp.ENOTSOCK
+
+
+def test_closed_monitor_is_forgotten(backend, ctx, zctx):
+    """The application closes the monitor first: the socket notices, goes
+    on working, and holds no descriptor for it."""
+    s = ctx.socket(zmtp.DEALER)
+    router = zctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    s.connect(f"tcp://127.0.0.1:{port}")
+    s.send(b"first")
+    assert router.recv_multipart()[1] == b"first"
+    s.poll(1)  # this thread's backend is opened at its first wait
+    fds = len(os.listdir("/proc/self/fd"))
+    mon = s.get_monitor_socket()
+    assert len(os.listdir("/proc/self/fd")) == fds + 2  # the socketpair
+    mon.close()
+    for i in range(3):
+        s.send(b"%d" % i)
+        assert router.recv_multipart()[1] == b"%d" % i
+    deadline = time.monotonic() + 2
+    while len(os.listdir("/proc/self/fd")) > fds and time.monotonic() < deadline:
+        s.poll(10)
+    assert len(os.listdir("/proc/self/fd")) == fds
+    s.close()
+    router.close(linger=0)
+
+
+def test_events_flow_while_owner_is_away(backend, ctx, zctx):
+    """Accepts happen on the progress thread: their events arrive although
+    the monitored socket's owner makes no call."""
+    router = ctx.socket(zmtp.ROUTER)
+    router.bind("tcp://127.0.0.1:*")
+    mon = router.get_monitor_socket(zmtp.EVENT_ACCEPTED | zmtp.EVENT_HANDSHAKE_SUCCEEDED)
+    dealers = [zctx.socket(zmq.DEALER) for _ in range(3)]
+    for d in dealers:
+        d.connect(router.last_endpoint.decode())
+    evs = drain_events(mon, seen(E.HANDSHAKE_SUCCEEDED, 3))
+    assert sorted(names(evs)) == ["ACCEPTED"] * 3 + ["HANDSHAKE_SUCCEEDED"] * 3
+    router.close()
+    mon.close()
+
+
+def test_monitor_in_poller(backend, ctx, zctx):
+    s = ctx.socket(zmtp.PUSH)
+    mon = s.get_monitor_socket()
+    poller = zmtp.Poller()
+    poller.register(mon, zmtp.POLLIN)
+    pull = zctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    s.connect(f"tcp://127.0.0.1:{port}")
+    assert dict(poller.poll(5000)).get(mon) == zmtp.POLLIN
+    s.close()
+    mon.close()

@@ -1,0 +1,1 @@
+"""Helpers with pyzmq's ``zmq.utils`` names."""
