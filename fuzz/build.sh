@@ -25,5 +25,5 @@ set -x
     -fno-omit-frame-pointer \
     -std=c11 -Wall -Wextra \
     -I"$src" \
-    "$here/decoder_fuzz.c" "$src/arena.c" "$src/msg.c" "$src/codec.c" \
+    "$here/decoder_fuzz.c" "$src/arena.c" "$src/msg.c" "$src/codec.c" "$src/counters.c" \
     -o "$out/decoder_fuzz"

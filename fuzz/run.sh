@@ -11,7 +11,7 @@ root="$(dirname "$here")"
 cd "$root"
 
 bin=fuzz/build/decoder_fuzz
-if [ ! -x "$bin" ] || [ -n "$(find fuzz/decoder_fuzz.c src/arena.c src/msg.c \
+if [ ! -x "$bin" ] || [ -n "$(find fuzz/decoder_fuzz.c src/arena.c src/counters.c src/msg.c \
         src/codec.c src/*.h -newer "$bin" 2>/dev/null)" ]; then
     bash fuzz/build.sh || exit 2
 fi

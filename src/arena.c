@@ -3,6 +3,7 @@
  */
 #include "arena.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 /* Statistics only: relaxed atomics, nobody orders anything on them. */
@@ -10,18 +11,106 @@ static size_t g_pages_live;
 static size_t g_page_bytes_live;
 static size_t g_pages_total;
 static size_t g_page_grows;
+static size_t g_pages_cached;
 
 #define STAT_ADD(var, n) __atomic_fetch_add(&(var), (n), __ATOMIC_RELAXED)
 #define STAT_SUB(var, n) __atomic_fetch_sub(&(var), (n), __ATOMIC_RELAXED)
 #define STAT_GET(var) __atomic_load_n(&(var), __ATOMIC_RELAXED)
 
+/* ------------------------------------------------------------------ */
+/* Page cache                                                         */
+/* ------------------------------------------------------------------ */
+
+/* Freed pages of the common sizes (power-of-two capacities from 4 KiB to
+ * 64 KiB: read pages, output tails, fan-out pages; and ZM_PAGE_SMALL, for
+ * small copies such as routing ids) are kept for reuse, so a
+ * connection that gives its read page back between messages (an idle
+ * connection holds none) takes it again without a malloc.  At most
+ * CACHE_DEPTH pages per size: 2 MiB in all.  A page may be freed by any
+ * thread (the last Frame dropped), hence the mutex; it is only held for a
+ * push or a pop. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ZM_NO_PAGE_CACHE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZM_NO_PAGE_CACHE 1
+#endif
+#endif
+
+/* Under AddressSanitizer nothing is cached, so a slice used after its page
+ * was freed is still caught (a recycled page would hide it). */
+#define CACHE_MIN_SHIFT 12
+#define CACHE_MAX_SHIFT 16
+#define CACHE_SIZES (CACHE_MAX_SHIFT - CACHE_MIN_SHIFT + 1)
+#define CACHE_DEPTH 16
+
+#define CACHE_SLOTS (CACHE_SIZES + 1) /* the last: ZM_PAGE_SMALL */
+
+static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static zm_page *g_cache[CACHE_SLOTS][CACHE_DEPTH];
+static int g_cache_n[CACHE_SLOTS];
+
+/* The cache slot of a capacity, or -1 when pages of that size are not
+ * kept. */
+static int cache_slot(size_t cap)
+{
+#ifdef ZM_NO_PAGE_CACHE
+    (void)cap;
+    return -1;
+#endif
+    if (cap == ZM_PAGE_SMALL)
+        return CACHE_SIZES;
+    if (cap & (cap - 1))
+        return -1;
+    for (int i = 0; i < CACHE_SIZES; i++)
+        if (cap == (size_t)1 << (CACHE_MIN_SHIFT + i))
+            return i;
+    return -1;
+}
+
+static zm_page *cache_pop(int slot)
+{
+    zm_page *p = NULL;
+
+    pthread_mutex_lock(&g_cache_mu);
+    if (g_cache_n[slot] > 0)
+        p = g_cache[slot][--g_cache_n[slot]];
+    pthread_mutex_unlock(&g_cache_mu);
+    if (p != NULL)
+        STAT_SUB(g_pages_cached, 1);
+    return p;
+}
+
+/* 1 when the cache took the page. */
+static int cache_push(zm_page *p)
+{
+    int slot = cache_slot(p->cap), kept = 0;
+
+    if (slot < 0)
+        return 0;
+    pthread_mutex_lock(&g_cache_mu);
+    if (g_cache_n[slot] < CACHE_DEPTH) {
+        g_cache[slot][g_cache_n[slot]++] = p;
+        kept = 1;
+    }
+    pthread_mutex_unlock(&g_cache_mu);
+    if (kept)
+        STAT_ADD(g_pages_cached, 1);
+    return kept;
+}
+
+
 zm_page *zm_page_new(size_t cap)
 {
     zm_page *p;
+    int slot;
 
     if (cap > SIZE_MAX - sizeof(zm_page))
         return NULL;
-    p = malloc(sizeof(zm_page) + cap);
+    slot = cache_slot(cap);
+    p = slot >= 0 ? cache_pop(slot) : NULL;
+    if (p == NULL)
+        p = zm_malloc(sizeof(zm_page) + cap);
     if (p == NULL)
         return NULL;
     p->refcnt = 1;
@@ -42,7 +131,7 @@ zm_page *zm_page_grow(zm_page *p, size_t new_cap)
         return p;
     if (new_cap > SIZE_MAX - sizeof(zm_page))
         return NULL;
-    q = realloc(p, sizeof(zm_page) + new_cap);
+    q = zm_realloc(p, sizeof(zm_page) + new_cap);
     if (q == NULL)
         return NULL;
     q->cap = new_cap;
@@ -55,7 +144,20 @@ void zm_page_free_(zm_page *p)
 {
     STAT_SUB(g_pages_live, 1);
     STAT_SUB(g_page_bytes_live, p->cap);
-    free(p);
+    if (!cache_push(p))
+        free(p);
+}
+
+void zm_page_cache_drain(void)
+{
+    pthread_mutex_lock(&g_cache_mu);
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        while (g_cache_n[i] > 0) {
+            free(g_cache[i][--g_cache_n[i]]);
+            STAT_SUB(g_pages_cached, 1);
+        }
+    }
+    pthread_mutex_unlock(&g_cache_mu);
 }
 
 void zm_mem_get_stats(zm_mem_stats *out)
@@ -64,4 +166,5 @@ void zm_mem_get_stats(zm_mem_stats *out)
     out->page_bytes_live = STAT_GET(g_page_bytes_live);
     out->pages_total = STAT_GET(g_pages_total);
     out->page_grows = STAT_GET(g_page_grows);
+    out->pages_cached = STAT_GET(g_pages_cached);
 }

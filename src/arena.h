@@ -19,6 +19,9 @@
 
 #define ZM_PAGE_SIZE_DEFAULT ((size_t)65536)
 #define ZM_PAGE_SIZE_MIN ((size_t)256)
+/* Pages of this capacity are cached too: small copies are rounded up to
+ * it (see arena.c). */
+#define ZM_PAGE_SMALL ((size_t)256)
 #define ZM_PAGE_SIZE_MAX ((size_t)1 << 30)
 
 typedef struct zm_page {
@@ -34,9 +37,11 @@ typedef struct zm_mem_stats {
     size_t page_bytes_live; /* sum of their capacities */
     size_t pages_total;     /* pages ever allocated */
     size_t page_grows;      /* zm_page_grow calls that reallocated */
+    size_t pages_cached;    /* freed pages kept for reuse (not live) */
 } zm_mem_stats;
 
-/* A new page with refcnt 1 and len 0, or NULL when out of memory. */
+/* A new page with refcnt 1 and len 0 (from the cache when one of that
+ * size is kept), or NULL when out of memory. */
 zm_page *zm_page_new(size_t cap);
 
 /*
@@ -53,7 +58,12 @@ ZM_INLINE void zm_page_incref(zm_page *p)
     __atomic_fetch_add(&p->refcnt, 1, __ATOMIC_RELAXED);
 }
 
+/* The last reference is gone: keep the page for reuse (common sizes, up
+ * to a bound) or free it. */
 void zm_page_free_(zm_page *p);
+
+/* Free every cached page (tests, leak checks at exit). */
+void zm_page_cache_drain(void);
 
 ZM_INLINE void zm_page_decref(zm_page *p)
 {

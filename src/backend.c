@@ -98,7 +98,7 @@ int zm__table_grow(void **tab, int *cap, int fd, size_t elt)
         ncap = (size_t)fd + 1; /* fd <= INT_MAX - 1 here, so this fits */
     if (ncap > SIZE_MAX / elt)
         return -ENOMEM;
-    p = realloc(*tab, ncap * elt);
+    p = zm_realloc(*tab, ncap * elt);
     if (p == NULL)
         return -ENOMEM;
     memset(p + (size_t)*cap * elt, 0, (ncap - (size_t)*cap) * elt);
@@ -127,7 +127,7 @@ int zm__evq_reserve(zm__evq *q, unsigned extra)
         ncap = need;
     if (ncap > UINT32_MAX / sizeof(*v))
         return -ENOMEM;
-    v = realloc(q->v, ncap * sizeof(*v));
+    v = zm_realloc(q->v, ncap * sizeof(*v));
     if (v == NULL)
         return -ENOMEM;
     q->v = v;
@@ -205,6 +205,7 @@ void zm__wake_drain(zm_backend *b)
     uint64_t v;
 
     /* Non-blocking; EAGAIN just means another drain got there first. */
+    ZM_COUNT(ZM_CNT_EVENTFD);
     while (read(b->wake_fd, &v, sizeof(v)) < 0 && errno == EINTR)
         ;
 }
@@ -228,7 +229,7 @@ static int open_one(zm_backend **out, const zm__backend_ops *ops,
     zm_backend *b;
     int ret;
 
-    b = calloc(1, ops->size);
+    b = zm_calloc(1, ops->size);
     if (b == NULL) {
         zm__reason(reason, rlen, "%s: out of memory", ops->name);
         return -ENOMEM;
@@ -436,6 +437,7 @@ int zm_backend_wake(zm_backend *b)
      * both async-signal-safe.  A forked child must not wake the parent. */
     if (ZM_UNLIKELY(b->gen != fork_gen()))
         return -ECHILD;
+    ZM_COUNT(ZM_CNT_EVENTFD); /* a lock-free add: async-signal-safe */
     do {
         n = write(b->wake_fd, &one, sizeof(one));
     } while (n < 0 && errno == EINTR);

@@ -619,7 +619,7 @@ ZM_NOINLINE int zm_wbuf_grow_(zm_wbuf *w, size_t extra)
     new_cap = w->cap < 256 ? 256 : w->cap;
     while (new_cap < need)
         new_cap = new_cap <= SIZE_MAX / 2 ? new_cap * 2 : need;
-    grown = realloc(w->data, new_cap);
+    grown = zm_realloc(w->data, new_cap);
     if (grown == NULL)
         return -ZM_ERR_NOMEM;
     w->data = grown;

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define ZM_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -61,6 +62,49 @@ ZM_INLINE void zm_put_u16(unsigned char *p, uint16_t v)
 {
     p[0] = (unsigned char)(v >> 8);
     p[1] = (unsigned char)v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Counters of what the hot path costs (zmtp.io_stats())              */
+/* ------------------------------------------------------------------ */
+
+/* Process-wide counts of the C core's heap allocations and of its
+ * syscalls by kind, so "no allocation per message" and "N syscalls per
+ * round trip" are measured, not estimated.  Defined in counters.c. */
+enum zm_counter {
+    ZM_CNT_ALLOC,          /* malloc/calloc/realloc by the C core */
+    ZM_CNT_SENDMSG,        /* sendmsg/send on a connection */
+    ZM_CNT_RECV,           /* recv on a connection */
+    ZM_CNT_EPOLL_CTL,
+    ZM_CNT_EPOLL_WAIT,
+    ZM_CNT_URING_ENTER,    /* io_uring_enter: submit and/or wait */
+    ZM_CNT_EVENTFD,        /* wake-ups: eventfd read and write */
+    ZM_CNT_OTHER,          /* accept, connect, poll of a dial */
+    ZM_CNT_COUNT_
+};
+
+extern uint64_t zm_counters[ZM_CNT_COUNT_];
+
+/* Relaxed: these are statistics; no other memory is ordered by them and a
+ * reader (zmtp.io_stats()) only needs each count to be untorn. */
+#define ZM_COUNT(k) ((void)__atomic_fetch_add(&zm_counters[(k)], 1, __ATOMIC_RELAXED))
+
+ZM_INLINE void *zm_malloc(size_t n)
+{
+    ZM_COUNT(ZM_CNT_ALLOC);
+    return malloc(n);
+}
+
+ZM_INLINE void *zm_calloc(size_t k, size_t n)
+{
+    ZM_COUNT(ZM_CNT_ALLOC);
+    return calloc(k, n);
+}
+
+ZM_INLINE void *zm_realloc(void *p, size_t n)
+{
+    ZM_COUNT(ZM_CNT_ALLOC);
+    return realloc(p, n);
 }
 
 #endif /* ZMTP_COMMON_H */

@@ -85,7 +85,7 @@ static int msgq_push(zm_msgq *q, zm_msg *m)
 {
     if (q->n == q->cap) {
         size_t cap = q->cap ? q->cap * 2 : 16;
-        zm_msg *items = malloc(cap * sizeof(zm_msg));
+        zm_msg *items = zm_malloc(cap * sizeof(zm_msg));
         if (items == NULL)
             return -ENOMEM;
         for (size_t i = 0; i < q->n; i++)
@@ -144,6 +144,7 @@ static void mon_flush(zm_sock *s)
         mh.msg_iov = iov;
         mh.msg_iovlen = (size_t)zm_outq_iov(&s->mon_out, iov, ZM_OUTQ_IOV,
                                             s->mon_out.bytes);
+        ZM_COUNT(ZM_CNT_OTHER);
         n = sendmsg(s->mon_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
@@ -162,7 +163,9 @@ static void mon_drain(zm_sock *s)
     unsigned char junk[512];
 
     for (int i = 0; i < 8 && s->mon_fd >= 0; i++) {
-        ssize_t n = recv(s->mon_fd, junk, sizeof(junk), MSG_DONTWAIT);
+        ssize_t n;
+        ZM_COUNT(ZM_CNT_OTHER);
+        n = recv(s->mon_fd, junk, sizeof(junk), MSG_DONTWAIT);
         if (n > 0)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -267,7 +270,7 @@ static int conn_decoder_reset(zm_sock *s, zm_conn *c)
 
 static zm_conn *conn_new(zm_sock *s)
 {
-    zm_conn *c = calloc(1, sizeof(zm_conn));
+    zm_conn *c = zm_calloc(1, sizeof(zm_conn));
 
     if (c == NULL)
         return NULL;
@@ -291,7 +294,7 @@ static int conn_note_msg_end(zm_conn *c)
 {
     if (c->ends_n == c->ends_cap) {
         size_t cap = c->ends_cap ? c->ends_cap * 2 : 16;
-        uint64_t *e = malloc(cap * sizeof(uint64_t));
+        uint64_t *e = zm_malloc(cap * sizeof(uint64_t));
         if (e == NULL)
             return -ENOMEM;
         for (size_t i = 0; i < c->ends_n; i++)
@@ -643,8 +646,10 @@ static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
 
     mon_handshake_failed(s, c, code);
     zm_wbuf_init(&w);
-    if (c->fd >= 0 && zm_encode_error(&w, reason, strlen(reason)) == 0)
+    if (c->fd >= 0 && zm_encode_error(&w, reason, strlen(reason)) == 0) {
+        ZM_COUNT(ZM_CNT_OTHER);
         (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
     zm_wbuf_free(&w);
     s->stats.handshake_failed++;
     conn_lost(s, c, now);
@@ -840,12 +845,14 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
     unsigned char *buf;
     size_t room;
     ssize_t n;
-    int reads = 0;
+    int reads = 0, drained = 0;
 
     for (;;) {
         while (!xpub_full(s) && zm_decoder_next(&c->dec, &ev) != ZM_EV_NEED_DATA)
             if (conn_on_event(s, c, &ev, now) < 0)
                 return;
+        if (drained)
+            break;
         if (xpub_full(s))
             return; /* resumed once the application reads */
         if (s->rcvhwm > 0 && c->inq.n >= (size_t)s->rcvhwm)
@@ -857,11 +864,16 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
             conn_lost(s, c, now);
             return;
         }
+        ZM_COUNT(ZM_CNT_RECV);
         n = recv(c->fd, buf, room, MSG_DONTWAIT);
         if (n > 0) {
             zm_decoder_commit(&c->dec, (size_t)n);
             c->last_rx_ns = now; /* any traffic counts as liveness */
             c->ping_sent_ns = 0;
+            /* Less than asked for: the kernel's buffer was empty, so skip
+             * the recv that would only say EAGAIN (the next watch fires
+             * when more comes, EOF included). */
+            drained = (size_t)n < room;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -890,6 +902,7 @@ static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
         memset(&mh, 0, sizeof(mh));
         mh.msg_iov = iov;
         mh.msg_iovlen = (size_t)zm_outq_iov(&c->out, iov, ZM_OUTQ_IOV, limit);
+        ZM_COUNT(ZM_CNT_SENDMSG);
         n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
@@ -944,8 +957,10 @@ static void conn_dial(zm_sock *s, zm_conn *c, int64_t now)
         conn_write(s, c, now); /* our greeting goes out at once */
 }
 
-static void listener_accept(zm_sock *s, zm_listener *l)
+static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
 {
+    l->pending = 0;
+    l->next_try_ns = now + ZM_ACCEPT_RETRY_NS;
     for (int i = 0; i < 64; i++) {
         int fd = zm_accept(l->fd, l->addr.transport);
         zm_conn *c;
@@ -955,6 +970,8 @@ static void listener_accept(zm_sock *s, zm_listener *l)
                 mon_event(s, ZM_EVENT_ACCEPT_FAILED, (uint32_t)-fd, l->endpoint);
             return;
         }
+        if (i == 63)
+            l->pending = 1; /* maybe more: look again next step */
         c = conn_new(s);
         if (c == NULL) {
             close(fd);
@@ -1049,6 +1066,7 @@ static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
     case ZM_CS_CONNECTING: {
         /* Done when writable (or failed); SO_ERROR says which. */
         struct pollfd p = {.fd = c->fd, .events = POLLOUT, .revents = 0};
+        ZM_COUNT(ZM_CNT_OTHER);
         if (poll(&p, 1, 0) <= 0)
             break; /* still in progress */
         if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
@@ -1074,6 +1092,13 @@ static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
     }
 }
 
+void zm_sock_io_ready(zm_sock *s, int fd)
+{
+    for (zm_listener *l = s->listeners; l != NULL; l = l->next)
+        if (l->fd == fd)
+            l->pending = 1;
+}
+
 void zm_sock_process(zm_sock *s, int64_t now)
 {
     if (s->mon_fd >= 0) {
@@ -1081,7 +1106,8 @@ void zm_sock_process(zm_sock *s, int64_t now)
         mon_flush(s);
     }
     for (zm_listener *l = s->listeners; l != NULL; l = l->next)
-        listener_accept(s, l);
+        if (l->pending || now >= l->next_try_ns)
+            listener_accept(s, l, now);
     for (zm_conn *c = s->conns; c != NULL; c = c->next)
         conn_step(s, c, now);
     reap_dead(s);
@@ -1184,12 +1210,13 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len)
         mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-fd, endpoint);
         return fd;
     }
-    l = calloc(1, sizeof(*l));
+    l = zm_calloc(1, sizeof(*l));
     if (l == NULL) {
         close(fd);
         return -ENOMEM;
     }
     l->fd = fd;
+    l->pending = 1;
     l->addr = a;
     zm_addr_format(&a, l->endpoint, sizeof(l->endpoint));
     memcpy(s->last_endpoint, l->endpoint, sizeof(s->last_endpoint));
@@ -1372,7 +1399,7 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
         }
         if (s->ntargets == s->cap_targets) {
             size_t cap = s->cap_targets ? s->cap_targets * 2 : 8;
-            zm_conn **t = realloc(s->targets, cap * sizeof(*t));
+            zm_conn **t = zm_realloc(s->targets, cap * sizeof(*t));
             if (t == NULL)
                 return -ENOMEM;
             s->targets = t;

@@ -138,6 +138,8 @@ typedef struct zm_conn {
 typedef struct zm_listener {
     struct zm_listener *next;
     int fd;
+    int pending;           /* the descriptor was reported readable */
+    int64_t next_try_ns;   /* accept anyway from then on (a busy owner) */
     zm_addr addr;
     char endpoint[ZM_ENDPOINT_MAX];
 } zm_listener;
@@ -240,6 +242,12 @@ int zm_sock_monitor(zm_sock *s, int fd, unsigned events);
  * peer connection, as if accepted on `endpoint`: handshake, then traffic.
  * 0 or -ENOMEM. */
 int zm_sock_adopt(zm_sock *s, int fd, const char *endpoint);
+
+/* A wait reported `fd` ready: lets a step skip the accept() calls that
+ * would only say EAGAIN (listeners are also tried every
+ * ZM_ACCEPT_RETRY_NS without it, for owners that never wait). */
+void zm_sock_io_ready(zm_sock *s, int fd);
+#define ZM_ACCEPT_RETRY_NS ((int64_t)10000000) /* 10 ms */
 
 /* One non-blocking step of all I/O: accept, connect, read, decode, write,
  * redial when due.  `now_ns` is CLOCK_MONOTONIC. */

@@ -69,7 +69,7 @@ static int ep_init(zm_backend *b, unsigned entries, char *reason, size_t rlen)
         goto err;
     }
     ep->nnative = entries > 4096 ? 4096 : (int)entries;
-    ep->native = calloc((size_t)ep->nnative, sizeof(*ep->native));
+    ep->native = zm_calloc((size_t)ep->nnative, sizeof(*ep->native));
     if (ep->native == NULL) {
         ret = -ENOMEM;
         zm__reason(reason, rlen, "epoll: out of memory");
@@ -132,6 +132,7 @@ static int ep_arm(zm_epoll *ep, int fd, ep_fdent *e)
     if (e->want & ZM_IO_OUT)
         ev.events |= EPOLLOUT;
     ev.data.u64 = (uint64_t)fd;
+    ZM_COUNT(ZM_CNT_EPOLL_CTL);
     if (e->registered) {
         if (epoll_ctl(ep->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
             return 0;
@@ -206,8 +207,10 @@ static int ep_unwatch(zm_backend *b, int fd, zm_io_event *recv_done)
         e = &ep->fds[fd];
         /* Errors do not matter: ENOENT/EBADF mean epoll has already
          * forgotten fd (closed), and nothing is written outside wait(). */
-        if (e->registered)
+        if (e->registered) {
+            ZM_COUNT(ZM_CNT_EPOLL_CTL);
             epoll_ctl(ep->epfd, EPOLL_CTL_DEL, fd, NULL);
+        }
         memset(e, 0, sizeof(*e));
     }
     return zm__evq_purge(&b->q, fd,
@@ -255,6 +258,7 @@ static void ep_dispatch(zm_epoll *ep, const struct epoll_event *nev,
     if (e->recv_live &&
         (rev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) {
         do {
+            ZM_COUNT(ZM_CNT_RECV);
             got = recv(fd, e->recv_buf, e->recv_len, MSG_DONTWAIT);
         } while (got < 0 && errno == EINTR);
         if (got >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
@@ -305,6 +309,7 @@ static int ep_wait(zm_backend *b, zm_io_event *evs, int max,
              : left > (int64_t)INT32_MAX * 1000000
                  ? INT32_MAX
                  : (int)((left + 999999) / 1000000);
+        ZM_COUNT(ZM_CNT_EPOLL_WAIT);
         k = epoll_wait(ep->epfd, ep->native, batch, ms);
         if (k < 0)
             return -errno; /* -EINTR even under SA_RESTART (signal(7)) */

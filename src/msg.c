@@ -14,7 +14,7 @@ ZM_NOINLINE int zm_msg_push_slow_(zm_msg *m, const zm_frame *f)
     if (m->heap == NULL) {
         /* Spill: move the inline frames to a heap array. */
         new_cap = ZM_MSG_INLINE * 2;
-        grown = malloc(new_cap * sizeof(zm_frame));
+        grown = zm_malloc(new_cap * sizeof(zm_frame));
         if (grown == NULL)
             return -1;
         memcpy(grown, m->inline_, m->n * sizeof(zm_frame));
@@ -24,7 +24,7 @@ ZM_NOINLINE int zm_msg_push_slow_(zm_msg *m, const zm_frame *f)
         if (m->cap > SIZE_MAX / 2 / sizeof(zm_frame))
             return -1;
         new_cap = m->cap * 2;
-        grown = realloc(m->heap, new_cap * sizeof(zm_frame));
+        grown = zm_realloc(m->heap, new_cap * sizeof(zm_frame));
         if (grown == NULL)
             return -1;
         m->heap = grown;

@@ -40,7 +40,7 @@ static int seg_reserve(zm_outq *q)
     if (q->n < q->cap)
         return 0;
     cap = q->cap ? q->cap * 2 : 16;
-    segs = malloc(cap * sizeof(*segs));
+    segs = zm_malloc(cap * sizeof(*segs));
     if (segs == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < q->n; i++)

@@ -30,8 +30,9 @@ static int collect(void *ctx_, int fd, unsigned events)
 static void *progress_main(void *arg)
 {
     zm_progress *p = arg;
-    collect_ctx *ctx = malloc(sizeof(*ctx));
+    collect_ctx *ctx = zm_malloc(sizeof(*ctx));
     zm_io_event evs[64];
+    int nevs = 0;
     int64_t now, next, timeout;
 
     if (ctx == NULL)
@@ -60,6 +61,10 @@ static void *progress_main(void *arg)
                 if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
                     t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;
                 } else {
+                    /* What our last wait saw (a stale fd only costs one
+                     * accept() that says EAGAIN). */
+                    for (int i = 0; i < nevs; i++)
+                        zm_sock_io_ready(ps->sock, (int)evs[i].token);
                     zm_sock_process(ps->sock, now);
                     t = zm_sock_watch(ps->sock, collect, ctx);
                 }
@@ -84,7 +89,9 @@ static void *progress_main(void *arg)
                     timeout = 0; /* look again at once */
         }
         pthread_mutex_unlock(&p->mu);
-        (void)zm_backend_wait(p->be, evs, 64, timeout);
+        nevs = zm_backend_wait(p->be, evs, 64, timeout);
+        if (nevs < 0)
+            nevs = 0;
         /* Relaxed: only an optimisation hint from here on (a stale 0 just
          * costs the owner an unneeded wake). */
         __atomic_store_n(&p->sleeping_forever, 0, __ATOMIC_RELAXED);

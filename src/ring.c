@@ -251,8 +251,11 @@ static int sys_setup(unsigned entries, struct zm_uring_params *p)
 static int sys_enter(int fd, unsigned to_submit, unsigned min_complete,
                      unsigned flags, void *arg, size_t argsz)
 {
-    long ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete,
-                       flags, arg, argsz);
+    long ret;
+
+    ZM_COUNT(ZM_CNT_URING_ENTER);
+    ret = syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags,
+                  arg, argsz);
 
     return ret < 0 ? -errno : (int)ret;
 }

@@ -230,6 +230,7 @@ int zm_connect_start(const zm_addr *a, int *in_progress)
         return -errno;
     if (a->transport == ZM_TR_TCP)
         tune_tcp(fd);
+    ZM_COUNT(ZM_CNT_OTHER);
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
     if (rc == 0)
         return fd;
@@ -254,7 +255,10 @@ int zm_connect_result(int fd)
 
 int zm_accept(int listen_fd, int transport)
 {
-    int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd;
+
+    ZM_COUNT(ZM_CNT_OTHER);
+    fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;

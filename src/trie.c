@@ -27,7 +27,7 @@ static void node_free_children(zm_trie_node *top)
             zm_trie_node *kid = node->kids[node->n - 1];
             if (depth == cap) {
                 size_t ncap = cap ? cap * 2 : 64;
-                zm_trie_node **ns = realloc(stack, ncap * sizeof(*ns));
+                zm_trie_node **ns = zm_realloc(stack, ncap * sizeof(*ns));
                 if (ns == NULL)
                     break; /* leak rather than recurse; out of memory */
                 stack = ns;
@@ -108,18 +108,18 @@ int64_t zm_subs_add(zm_subs *s, const unsigned char *topic, size_t n)
             return -ENOSPC;
         if (node->n == node->cap) {
             uint16_t cap = node->cap ? (uint16_t)(node->cap * 2 > 256 ? 256 : node->cap * 2) : 2;
-            unsigned char *keys = realloc(node->keys, cap);
+            unsigned char *keys = zm_realloc(node->keys, cap);
             zm_trie_node **kids;
             if (keys == NULL)
                 return -ENOMEM;
             node->keys = keys;
-            kids = realloc(node->kids, cap * sizeof(*kids));
+            kids = zm_realloc(node->kids, cap * sizeof(*kids));
             if (kids == NULL)
                 return -ENOMEM;
             node->kids = kids;
             node->cap = cap;
         }
-        fresh = calloc(1, sizeof(*fresh));
+        fresh = zm_calloc(1, sizeof(*fresh));
         if (fresh == NULL)
             return -ENOMEM;
         memmove(node->keys + at + 1, node->keys + at, (size_t)(node->n - at));
@@ -156,7 +156,7 @@ int64_t zm_subs_rm(zm_subs *s, const unsigned char *topic, size_t n)
     if (node->n > 0 || n == 0)
         return 0;
     /* Prune the nodes the topic alone kept alive, deepest first. */
-    path = malloc((n + 1) * sizeof(*path));
+    path = zm_malloc((n + 1) * sizeof(*path));
     if (path == NULL)
         return 0; /* keep the nodes; still correct, only larger */
     path[0] = &s->root;
@@ -220,9 +220,9 @@ int zm_subs_apply(const zm_subs *s, zm_subs_fn fn, void *ctx)
     if (s->root.count > 0)
         fn(ctx, (const unsigned char *)"", 0, s->root.count);
     cap = 64;
-    stack = malloc(cap * sizeof(*stack));
-    next = malloc(cap * sizeof(*next));
-    buf = malloc(cap);
+    stack = zm_malloc(cap * sizeof(*stack));
+    next = zm_malloc(cap * sizeof(*next));
+    buf = zm_malloc(cap);
     if (stack == NULL || next == NULL || buf == NULL) {
         rc = -ENOMEM;
         goto done;
@@ -243,7 +243,7 @@ int zm_subs_apply(const zm_subs *s, zm_subs_fn fn, void *ctx)
         next[depth]++;
         if (depth + 1 >= cap) {
             size_t ncap = cap * 2;
-            const zm_trie_node **a = realloc(stack, ncap * sizeof(*stack));
+            const zm_trie_node **a = zm_realloc(stack, ncap * sizeof(*stack));
             uint32_t *b;
             unsigned char *c;
             if (a == NULL) {
@@ -251,13 +251,13 @@ int zm_subs_apply(const zm_subs *s, zm_subs_fn fn, void *ctx)
                 goto done;
             }
             stack = a;
-            b = realloc(next, ncap * sizeof(*next));
+            b = zm_realloc(next, ncap * sizeof(*next));
             if (b == NULL) {
                 rc = -ENOMEM;
                 goto done;
             }
             next = b;
-            c = realloc(buf, ncap);
+            c = zm_realloc(buf, ncap);
             if (c == NULL) {
                 rc = -ENOMEM;
                 goto done;

@@ -46,7 +46,7 @@ def test_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cmd += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer",
                 "-fno-sanitize-recover=all"]
     cmd += [str(TEST_C), str(SRC / "backend.c"), str(SRC / "ring.c"),
-            str(SRC / "epoll.c"), "-o", str(out), "-lpthread"]
+            str(SRC / "epoll.c"), str(SRC / "counters.c"), "-o", str(out), "-lpthread"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         pytest.fail(f"compile failed:\n{' '.join(cmd)}\n{proc.stdout}{proc.stderr}")

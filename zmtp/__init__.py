@@ -12,7 +12,7 @@ The C core does the I/O in the calling thread over io_uring or epoll
 (:func:`backend_name`); :mod:`zmtp.codec` is the protocol codec without I/O.
 """
 
-from zmtp._zmtp import Frame, memory_stats
+from zmtp._zmtp import Frame, io_stats, memory_stats
 from zmtp.codec import ProtocolError
 from zmtp.error import Again, ContextTerminated, ZMQBindError, ZMQError, strerror
 from zmtp._backend import backend_info, backend_name
@@ -103,5 +103,5 @@ __all__ = [
     "PUB", "PULL", "PUSH", "PollEvent", "Poller", "ProtocolError", "ProtocolErrorCode", "RCVHWM", "RCVMORE", "RCVTIMEO",
     "RECONNECT_IVL", "RECONNECT_IVL_MAX", "REP", "REQ", "ROUTER", "ROUTER_MANDATORY", "ROUTING_ID", "SNDHWM", "SNDMORE",
     "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
-    "ZMQError", "__version__", "backend_info", "backend_name", "memory_stats", "proxy", "strerror",
+    "ZMQError", "__version__", "backend_info", "backend_name", "io_stats", "memory_stats", "proxy", "strerror",
 ]

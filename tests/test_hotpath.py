@@ -1,0 +1,125 @@
+"""The hot path, counted: heap allocations by the C core and syscalls per
+message in steady state (``zmtp.io_stats()``), on both backends.
+
+Issue 6's bar: sending and receiving messages smaller than the read page
+allocates nothing in C once warmed up.  The syscall figures are the ones
+docs/performance.md quotes; the bounds here only catch regressions.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import pytest
+
+import zmtp
+
+WARMUP = 300
+N = 3000
+
+
+def per_message(before: Dict[str, int], after: Dict[str, int], n: int) -> Dict[str, float]:
+    return {k: (after[k] - before[k]) / n for k in before}
+
+
+def lockstep(send: Callable[[], None], recv: Callable[[], None], n: int) -> Dict[str, float]:
+    for _ in range(WARMUP):
+        send()
+        recv()
+    before = zmtp.io_stats()
+    for _ in range(n):
+        send()
+        recv()
+    return per_message(before, zmtp.io_stats(), n)
+
+
+def pair(ctx, a_type: int, b_type: int, transport: str, tmp_path):
+    a = ctx.socket(a_type)
+    b = ctx.socket(b_type)
+    a.linger = b.linger = 0
+    a.bind(f"ipc://{tmp_path}/hot" if transport == "ipc" else "tcp://127.0.0.1:*")
+    b.connect(a.last_endpoint)
+    return a, b
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+@pytest.mark.parametrize("size", [64, 1024, 32 * 1024])
+def test_push_pull_allocates_nothing(backend, ctx, tmp_path, transport, size):
+    pull, push = pair(ctx, zmtp.PULL, zmtp.PUSH, transport, tmp_path)
+    body = b"x" * size
+    cost = lockstep(lambda: push.send(body), lambda: pull.recv(), N)
+    assert cost["allocations"] == 0, cost
+    if size <= 1024:
+        # one sendmsg and one recv per message; the rest is rare
+        assert cost["sendmsg"] <= 1.05 and cost["recv"] <= 1.05, cost
+        assert cost["other"] < 0.05, cost
+
+
+@pytest.mark.parametrize("size", [64, 1024])
+def test_multipart_and_zero_copy_allocate_nothing(backend, ctx, tmp_path, size):
+    router, dealer = pair(ctx, zmtp.ROUTER, zmtp.DEALER, "tcp", tmp_path)
+    parts = [b"a" * size, b"b" * size, b"c" * 10]
+    cost = lockstep(lambda: dealer.send_multipart(parts), lambda: router.recv_multipart(copy=False), N)
+    assert cost["allocations"] == 0, cost
+
+
+def test_req_rep_round_trip_allocates_nothing(backend, ctx, tmp_path, spawn):
+    rep, req = pair(ctx, zmtp.REP, zmtp.REQ, "tcp", tmp_path)
+    total = WARMUP + N
+
+    def serve() -> None:
+        for _ in range(total):
+            rep.send(rep.recv())
+
+    server = spawn(serve)
+    cost = lockstep(lambda: req.send(b"q" * 64), lambda: req.recv(), N)
+    server.result()
+    assert cost["allocations"] == 0, cost
+    # both sides together: a sendmsg each; the waits depend on the backend
+    assert cost["sendmsg"] <= 2.05, cost
+
+
+def test_pub_sub_allocates_nothing(backend, ctx, tmp_path):
+    pub, sub = pair(ctx, zmtp.PUB, zmtp.SUB, "tcp", tmp_path)
+    sub.subscribe(b"")
+    while True:  # the subscription reaches the publisher asynchronously
+        pub.send(b"probe")
+        if sub.poll(50):
+            sub.recv()
+            break
+    while sub.poll(20):
+        sub.recv()
+    cost = lockstep(lambda: pub.send(b"t" * 64), lambda: sub.recv(), N)
+    assert cost["allocations"] == 0, cost
+
+
+def test_pages_are_reused_not_reallocated(backend, ctx, tmp_path):
+    """The read page an idle connection gives back is taken again from the
+    page cache: pages are handed out, none is malloc'd."""
+    pull, push = pair(ctx, zmtp.PULL, zmtp.PUSH, "tcp", tmp_path)
+    lockstep(lambda: push.send(b"w"), lambda: pull.recv(), 10)
+    mem = zmtp.memory_stats()
+    before = zmtp.io_stats()
+    lockstep(lambda: push.send(b"w"), lambda: pull.recv(), 500)
+    assert zmtp.io_stats()["allocations"] == before["allocations"]
+    assert zmtp.memory_stats()["pages_cached"] <= 5 * 16  # the cache is bounded
+    assert zmtp.memory_stats()["pages_live"] <= mem["pages_live"] + 2
+
+
+def test_io_stats_shape():
+    stats = zmtp.io_stats()
+    assert set(stats) == {"allocations", "sendmsg", "recv", "epoll_ctl", "epoll_wait",
+                          "io_uring_enter", "eventfd", "other"}
+    assert all(isinstance(v, int) and v >= 0 for v in stats.values())
+
+
+def test_counters_count(ctx, tmp_path):
+    """The converse, so the zero checks above can fail: new connections
+    allocate and make syscalls, and the counters see it."""
+    before = zmtp.io_stats()
+    pull, push = pair(ctx, zmtp.PULL, zmtp.PUSH, "tcp", tmp_path)
+    push.send(b"x")
+    pull.recv()
+    after = zmtp.io_stats()
+    assert after["allocations"] > before["allocations"]
+    assert after["sendmsg"] > before["sendmsg"] and after["other"] > before["other"]
