@@ -1613,7 +1613,7 @@ static int64_t deadline_from_ms(int ms)
  */
 static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
                         const int *fds, const unsigned *fd_events, int nfds,
-                        int64_t deadline)
+                        int64_t deadline, int lingering)
 {
     zm_backend *be = thread_backend(st);
     watch_ctx wctx; /* 4 KiB on the stack: no allocation per wait */
@@ -1648,7 +1648,8 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
     for (i = 0; i < nsocks; i++)
         __atomic_store_n(&socks[i]->waiting_on, be, __ATOMIC_SEQ_CST);
     for (i = 0; i < nsocks; i++)
-        if (__atomic_load_n(&socks[i]->terminated, __ATOMIC_SEQ_CST))
+        if (!lingering &&
+            __atomic_load_n(&socks[i]->terminated, __ATOMIC_SEQ_CST))
             timeout = 0;
     Py_BEGIN_ALLOW_THREADS
     rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
@@ -1671,7 +1672,7 @@ unwatch:
         raise_zmq(st, -rc, "I/O backend wait failed");
         return -1;
     }
-    for (i = 0; i < nsocks; i++)
+    for (i = 0; i < nsocks && !lingering; i++)
         if (sock_terminated(socks[i])) {
             raise_zmq(st, ZM_ETERM, "Context was terminated");
             return -1;
@@ -1681,7 +1682,7 @@ unwatch:
 
 static int sock_wait(SocketObject *self, int64_t deadline)
 {
-    return wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline);
+    return wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2641,7 +2642,7 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
             (deadline >= 0 && zm_now_ns() >= deadline))
             break;
         Py_CLEAR(out);
-        if (wait_sockets(st, socks, nsocks, fds, fd_ev, nfds, deadline) < 0)
+        if (wait_sockets(st, socks, nsocks, fds, fd_ev, nfds, deadline, 0) < 0)
             goto done;
     }
 done:
@@ -2713,13 +2714,15 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
         linger = l < -1 ? -1 : (int)l;
     }
     deadline = deadline_from_ms(linger);
-    while (linger != 0 && !sock_terminated(self)) {
+    /* LINGER: send what is queued until done or the deadline; also after
+     * term(), which closes its sockets with their linger. */
+    while (linger != 0) {
         zm_sock_process(&self->s, zm_now_ns());
         if (zm_sock_pending_out(&self->s) == 0)
             break;
         if (deadline >= 0 && zm_now_ns() >= deadline)
             break;
-        if (sock_wait(self, deadline) < 0) {
+        if (wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline, 1) < 0) {
             PyObject *t, *v, *tb;
             PyErr_Fetch(&t, &v, &tb);
             if (t != NULL && PyErr_GivenExceptionMatches(t, PyExc_KeyboardInterrupt)) {

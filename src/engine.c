@@ -294,7 +294,7 @@ static int conn_note_msg_end(zm_conn *c)
 {
     if (c->ends_n == c->ends_cap) {
         size_t cap = c->ends_cap ? c->ends_cap * 2 : 16;
-        uint64_t *e = zm_malloc(cap * sizeof(uint64_t));
+        struct zm_span *e = zm_malloc(cap * sizeof(*e));
         if (e == NULL)
             return -ENOMEM;
         for (size_t i = 0; i < c->ends_n; i++)
@@ -304,7 +304,8 @@ static int conn_note_msg_end(zm_conn *c)
         c->ends_cap = cap;
         c->ends_head = 0;
     }
-    c->ends[(c->ends_head + c->ends_n) % c->ends_cap] = c->enc_total;
+    c->ends[(c->ends_head + c->ends_n) % c->ends_cap].start = c->msg_start;
+    c->ends[(c->ends_head + c->ends_n) % c->ends_cap].end = c->enc_total;
     c->ends_n++;
     return 0;
 }
@@ -474,11 +475,29 @@ static void conn_drop_subscriptions(zm_sock *s, zm_conn *c)
 }
 
 /* Queue bytes encoded outside a message (commands) and count them. */
+/* Queue an encoded command.  Inside a message (frames sent one by one) a
+ * command must wait for the last frame: ZMTP has no commands between the
+ * frames of a message. */
 static void conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc)
 {
-    if (rc == 0 && zm_outq_put(&c->out, w->data, w->len) == 0)
+    if (rc == 0 && c->in_msg) {
+        if (zm_wbuf_reserve(&c->deferred, w->len) == 0) {
+            memcpy(c->deferred.data + c->deferred.len, w->data, w->len);
+            c->deferred.len += w->len;
+        }
+    } else if (rc == 0 && zm_outq_put(&c->out, w->data, w->len) == 0) {
         c->enc_total += w->len;
+    }
     zm_wbuf_free(w);
+}
+
+/* A message's last frame is queued: the commands held back go after it. */
+static void conn_put_deferred(zm_conn *c)
+{
+    if (c->deferred.len > 0 &&
+        zm_outq_put(&c->out, c->deferred.data, c->deferred.len) == 0)
+        c->enc_total += c->deferred.len;
+    c->deferred.len = 0;
 }
 
 static void conn_send_subscription(zm_conn *c, const unsigned char *topic,
@@ -559,14 +578,32 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     for (size_t i = 0; i < s->ntargets; i++)
         if (s->targets[i] == c)
             s->targets[i] = NULL;
-    /* Output of which no message byte went out (a dial that failed, or a
-     * handshake cut short) waits for the next connection, as libzmq keeps
-     * its pipe.  Once message bytes went out the peer may have seen part
-     * of them: the rest cannot be resumed and is dropped.  Frames of a
-     * half-received message die with the decoder. */
-    if (c->connecter && s->reconnect_ivl_ms >= 0 && c->msg_written == 0) {
+    /* What we dialled keeps its queued messages for the next connection,
+     * as libzmq keeps its pipe: only a message the peer may have seen part
+     * of is lost (the rest of it is cut: a peer never gets half a message),
+     * and so is one being sent frame by frame.  Frames of a half-received
+     * message die with the decoder. */
+    if (c->connecter && s->reconnect_ivl_ms >= 0) {
         zm_outq_drop_front(&c->out, c->hs_left); /* the old handshake */
         c->hs_left = 0;
+        if (c->msg_written > 0) {
+            uint64_t w = c->enc_total - c->out.bytes; /* next byte to go */
+            while (c->ends_n > 0 && c->ends[c->ends_head].end <= w) {
+                c->ends_head = (c->ends_head + 1) % c->ends_cap;
+                c->ends_n--;
+            }
+            if (c->ends_n > 0 && c->ends[c->ends_head].start < w) {
+                uint64_t cut = c->ends[c->ends_head].end - w;
+                zm_outq_drop_front(&c->out, cut > c->out.bytes
+                                                ? c->out.bytes
+                                                : (size_t)cut);
+                c->ends_head = (c->ends_head + 1) % c->ends_cap;
+                c->ends_n--;
+                s->stats.dropped_msgs++;
+            }
+            c->written_total = c->enc_total - c->out.bytes;
+            c->msg_written = 0;
+        }
         if (s->out_more && s->out_conn == c) {
             /* A message being sent frame by frame is dropped whole: cut
              * its frames from the kept bytes. */
@@ -582,6 +619,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     } else {
         conn_drop_output(s, c);
     }
+    c->deferred.len = 0; /* PONGs and PINGs for a transport that is gone */
     conn_decoder_reset(s, c);
     if (c->connecter && s->reconnect_ivl_ms >= 0) {
         retry_ivl = conn_next_retry_ivl(s, c);
@@ -615,6 +653,7 @@ static void conn_free(zm_conn *c)
         close(c->fd);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
+    zm_wbuf_free(&c->deferred);
     free(c->ends);
     msgq_free(&c->inq);
     zm_subs_clear(&c->subs);
@@ -922,7 +961,7 @@ static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
         return;
     /* Message bytes written so far, for SNDHWM accounting. */
     c->written_total = c->enc_total - (c->out.bytes - c->hs_left);
-    while (c->ends_n > 0 && c->ends[c->ends_head] <= c->written_total) {
+    while (c->ends_n > 0 && c->ends[c->ends_head].end <= c->written_total) {
         c->ends_head = (c->ends_head + 1) % c->ends_cap;
         c->ends_n--;
     }
@@ -1020,7 +1059,11 @@ static void conn_timers(zm_sock *s, zm_conn *c, int64_t now)
         conn_lost(s, c, now);
         return;
     }
-    if (now >= c->next_ping_ns) {
+    if (now >= c->next_ping_ns && c->in_msg) {
+        /* No command between the frames of a message: this PING is skipped
+         * (the frames themselves are traffic for the peer). */
+        c->next_ping_ns = now + (int64_t)s->heartbeat_ivl_ms * 1000000;
+    } else if (now >= c->next_ping_ns) {
         zm_wbuf w;
         int ttl = s->heartbeat_ttl_ms / 100;
         zm_wbuf_init(&w);
@@ -1349,6 +1392,8 @@ static int encode_into(zm_conn *c, const void *data, size_t n, int more)
         return -ENOMEM;
     }
     c->enc_total += h + n;
+    if (!more)
+        conn_put_deferred(c);
     return 0;
 }
 
@@ -1462,10 +1507,13 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
         }
         if (!more)
             c->in_msg = 0;
-        if (zm_outq_put_shared(&c->out, s->pubpage, off, h + n) == 0)
+        if (zm_outq_put_shared(&c->out, s->pubpage, off, h + n) == 0) {
             c->enc_total += h + n;
-        else
+            if (!more)
+                conn_put_deferred(c);
+        } else {
             s->targets[i] = NULL; /* out of memory: this peer loses it */
+        }
     }
     if (more)
         return 0;

@@ -122,7 +122,9 @@ typedef struct zm_conn {
     uint64_t msg_start;     /* enc_total at the first frame of the message
                                being encoded (in_msg) */
     int in_msg;
-    uint64_t *ends;         /* ring of message end offsets (enc_total) */
+    struct zm_span { uint64_t start, end; } *ends;
+                            /* ring: where each queued message starts and
+                               ends (enc_total offsets) */
     size_t ends_cap, ends_head, ends_n;
     /* input */
     zm_msgq inq;
@@ -131,6 +133,7 @@ typedef struct zm_conn {
     size_t rid_len;
     /* PUB/XPUB: the topics this peer subscribed to (a set) */
     zm_subs subs;
+    zm_wbuf deferred;       /* commands waiting for a message's last frame */
     int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
     int lost_errno;         /* why the transport failed (0: EOF or unknown) */
 } zm_conn;

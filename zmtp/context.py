@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Type, TypeVar
 
 from zmtp import _zmtp
 from zmtp.constants import LINGER
+from zmtp.error import ZMQError
 from zmtp.socket import Socket
 
 __all__ = ["Context"]
@@ -121,14 +122,27 @@ class Context:
             return  # a forked child must not touch the parent's sockets
         with self._lock:
             socks = list(self._sockets)
+        lingers = {}
         for s in socks:
             if not s.closed:
+                try:
+                    lingers[id(s)] = s.linger if linger is None else linger
+                except ZMQError:  # in use by another thread: its own value
+                    lingers[id(s)] = linger
                 s._terminate()
+        # Every socket's LINGER counts from now, as libzmq's sockets linger
+        # side by side: while one is closed here, the progress thread goes
+        # on flushing the others.
+        start = time.monotonic()
         for s in socks:
             # A call woken by _terminate() returns promptly; then close.
             while not s.closed and s._in_use():
                 time.sleep(0.001)
-            if not s.closed:
-                s.close(linger)
+            if s.closed:
+                continue
+            own = lingers.get(id(s), linger)
+            if own is not None and own > 0:
+                own = max(0, own - int((time.monotonic() - start) * 1000))
+            s.close(own)
         if self._progress is not None:
             self._progress.stop()
