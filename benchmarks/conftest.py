@@ -9,16 +9,18 @@ they are collected even without ``-o python_files=bench_*.py``.
 Fixtures: ``worker(backend)`` runs callables in one long-lived thread whose
 zmtp backend is ``backend`` (a thread's backend is fixed once it is opened,
 so every benchmark gets a fresh thread); ``procs`` starts helper processes
-and ends them after the test.
+and ends them after the test; ``perf_session(impl)`` drives one side of a
+``python -m zmtp.perf`` scenario with the tool's own peer processes.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import queue
+import statistics
 import subprocess
 import threading
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Tuple
 
 import pytest
 
@@ -95,3 +97,77 @@ def procs():
         for f in (p.stdin, p.stdout, p.stderr):
             if f is not None:
                 f.close()
+
+
+class PerfSession:
+    """One implementation's side of a ``zmtp.perf`` scenario: its sockets are
+    made and used in a worker thread (with the implementation's zmtp backend),
+    its peers are ``python -m zmtp.perf _peer`` processes, the same as the
+    table's, so benchmarks and ``python -m zmtp.perf`` measure alike."""
+
+    TIMEOUT_S = 60.0
+
+    def __init__(self, impl_name: str, make_worker: Callable[[str], Worker]) -> None:
+        from zmtp import perf
+
+        self.perf = perf
+        self.impl = perf.impl_by_name(impl_name)
+        why = perf.unavailable_reason(self.impl)
+        if why is not None:
+            pytest.skip(why)
+        self.worker = make_worker(self.impl.backend)
+        self.peers = perf.Peers(self.TIMEOUT_S)
+        self.side = self.worker.run(lambda: perf.open_side(self.impl, self.TIMEOUT_S))
+
+    def peer(self, kind: str, size: int, count: int, rounds: int) -> Tuple[Any, str]:
+        """A peer that binds on 127.0.0.1 (echo, pull, router): (peer, its endpoint)."""
+        peer = self.peers.start(self.impl, kind, "tcp://127.0.0.1:*", size, count, rounds=rounds)
+        return peer, self.line(peer, "ready ").split()[1]
+
+    def connect(self, kind: str, endpoint: str) -> Any:
+        """A connected link (req, push, dealer) made in the worker thread."""
+        return self.worker.run(lambda: self.side.connect(kind, endpoint))
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        """fn() in the worker thread."""
+        return self.worker.run(fn)
+
+    def line(self, peer: Any, prefix: str) -> str:
+        """The peer's next line starting with `prefix` (TIMEOUT_S at most)."""
+        return self.perf.expect([peer], prefix, self.perf.deadline_in(self.TIMEOUT_S))[0]
+
+    def stream(self, benchmark: Any, sender: str, receiver: str, size: int, messages: int,
+               rounds: int) -> float:
+        """`rounds` timed rounds (after one warm-up) of `messages` sent here and
+        counted by a `receiver` peer; the receiver's median msg/s."""
+        peer, endpoint = self.peer(receiver, size, messages, rounds + 1)
+        link = self.connect(sender, endpoint)
+        payload = b"x" * size
+        rates: List[float] = []
+
+        def one_round() -> None:
+            self.run(lambda: self.perf.blast(link, payload, messages))
+            rates.append(self.perf.result_rate(self.line(peer, "result ")))
+
+        benchmark.pedantic(one_round, rounds=rounds, iterations=1, warmup_rounds=1)
+        return statistics.median(rates[1:])  # rates[0]: the warm-up round
+
+    def close(self) -> None:
+        self.worker.run(self.side.close)
+        self.peers.stop()
+
+
+@pytest.fixture
+def perf_session(worker):
+    """perf_session("zmtp-epoll" | "zmtp-io_uring" | "pyzmq" | "raw") -> PerfSession
+    (skips when the implementation cannot run here); ended after the test."""
+    made: List[PerfSession] = []
+
+    def make(impl_name: str) -> PerfSession:
+        session = PerfSession(impl_name, worker)
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()

@@ -1,0 +1,161 @@
+"""Smoke test of ``python -m zmtp.perf``: the table (JSON and text), the
+libzmq-style ``lat`` / ``thr`` pairs, and option errors.  Tiny counts: this
+checks that everything runs and reports, not how fast (a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, List, Tuple
+
+import pytest
+
+from zmtp import _zmtp
+
+ALL_IMPLS = ["zmtp-io_uring", "zmtp-epoll", "pyzmq", "raw"]
+RUN_TIMEOUT_S = 45  # under conftest.HANG_S: a hang fails this test, not the whole run
+
+
+def perf(*args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run ``python -m zmtp.perf ARGS`` from the temp dir (the installed package, not ./zmtp)."""
+    return subprocess.run([sys.executable, "-m", "zmtp.perf", *args], cwd=tempfile.gettempdir(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start(*args: str) -> subprocess.Popen:
+    """``python -m zmtp.perf ARGS`` in the background."""
+    return subprocess.Popen([sys.executable, "-m", "zmtp.perf", *args], cwd=tempfile.gettempdir(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextmanager
+def pair(tool: str, endpoint: str, size: str, count: str,
+         impl: str) -> Iterator[Tuple[subprocess.Popen, subprocess.Popen]]:
+    """``tool bind`` and ``tool connect`` on `endpoint`; both killed and reaped at the end."""
+    common = [endpoint, size, count, "--impl", impl, "--timeout", "20"]
+    procs = [start(tool, "bind", *common), start(tool, "connect", *common)]
+    try:
+        yield procs[0], procs[1]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+def finish(proc: subprocess.Popen, timeout: float = 30) -> str:
+    """The stdout of a background run, which must exit 0."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"{proc.args} timed out:\n{out}\n{err}")
+    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}:\n{out}\n{err}"
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pyzmq_missing() -> bool:
+    try:
+        import zmq  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def tool_impls() -> List[str]:
+    """The --impl values the lat/thr pairs run with here."""
+    impls = ["zmtp-epoll", "raw"]
+    if _zmtp._probe_backend("io_uring")[0]:
+        impls.insert(0, "zmtp-io_uring")
+    if not pyzmq_missing():
+        impls.append("pyzmq")
+    return impls
+
+
+def test_table_json_has_every_implementation():
+    r = perf("--count", "2000", "--runs", "1", "--scenario", "reqrep,pushpull", "--json", "--timeout", "10")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert sorted(doc["impls"] + list(doc["skipped"])) == sorted(ALL_IMPLS)
+    assert set(doc["skipped"]) <= {"zmtp-io_uring", "pyzmq"}  # zmtp-epoll and raw always run
+    assert [(row["case"], row["metric"]) for row in doc["rows"]] == [
+        ("reqrep", "p50_us"), ("reqrep", "p99_us"), ("pushpull", "msg_s")]
+    for row in doc["rows"]:
+        assert row["errors"] == {}, row
+        assert set(row["values"]) == set(doc["impls"])
+        for impl, value in row["values"].items():
+            assert value is not None and value > 0, (row["case"], impl, value)
+        assert all(v is None or v > 0 for v in row["ratios"].values()), row["ratios"]
+    p50, p99 = doc["rows"][0]["values"], doc["rows"][1]["values"]
+    assert all(p50[i] <= p99[i] for i in doc["impls"])
+
+
+def test_table_text():
+    r = perf("--count", "2000", "--runs", "1", "--scenario", "dealer_router,pubsub", "--subscribers", "2",
+             "--quiet", "--timeout", "10")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("zmtp ") and "median of 1 interleaved run(s)" in lines[0]
+    header = lines[1].split()
+    assert header[:3] == ["case", "size", "metric"]
+    assert "zmtp-epoll" in header and "raw" in header and "zmtp/raw" in header
+    rows = {ln.split("  ")[0].strip(): ln for ln in lines[3:5]}
+    assert set(rows) == {"dealer_router", "pubsub 2 sub"}, lines
+    assert "1 KiB" in rows["dealer_router"] and "msg/s per sub" in rows["pubsub 2 sub"]
+    assert "timeout" not in r.stdout and "error" not in r.stdout
+    assert any(ln.startswith("ratios: > 1 means") for ln in lines)
+    assert r.stderr == ""  # --quiet: no progress line
+
+
+@pytest.mark.parametrize("impl", tool_impls())
+def test_lat_pair(impl):
+    with pair("lat", f"tcp://127.0.0.1:{free_port()}", "32", "200", impl) as (server, client):
+        out = finish(client)
+        assert finish(server) == ""
+    assert out.splitlines()[:2] == ["message size: 32 [B]", "roundtrip count: 200"]
+    latency = re.search(r"^average latency: ([0-9.]+) \[us\]$", out, re.M)
+    assert latency and float(latency.group(1)) > 0, out
+
+
+@pytest.mark.parametrize("impl", tool_impls())
+def test_thr_pair(impl, tmp_path):
+    with pair("thr", f"ipc://{tmp_path}/thr", "100", "5000", impl) as (server, client):
+        assert finish(client) == ""
+        lines = finish(server).splitlines()
+    assert lines[:2] == ["message size: 100 [B]", "message count: 5000"]
+    assert re.fullmatch(r"mean throughput: [1-9][0-9]* \[msg/s\]", lines[2]), lines
+    assert re.fullmatch(r"mean throughput: [0-9]+\.[0-9]{3} \[Mb/s\]", lines[3]), lines
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenario", "nope"], "argument --scenario: unknown nope"),
+    (["--impl", "zmtp-kqueue"], "argument --impl: unknown zmtp-kqueue"),
+    (["--count", "1"], "argument --count: the count must be at least 2"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["lat", "bind", "tcp://127.0.0.1:1"], "the following arguments are required: size, count"),
+    (["thr", "listen", "ipc:///x", "1", "2"], "argument role: invalid choice: 'listen'"),
+])
+def test_bad_option_is_a_clear_error(args, message):
+    r = perf(*args, timeout=20)
+    assert r.returncode == 2
+    assert "error: " + message in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
+def test_tool_failure_is_one_line():
+    r = perf("lat", "connect", f"tcp://127.0.0.1:{free_port()}", "8", "10", "--timeout", "0.3", timeout=20)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "python -m zmtp.perf lat connect: timeout: Again: Resource temporarily unavailable"]
