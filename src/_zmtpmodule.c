@@ -1516,6 +1516,13 @@ static int sock_terminated(SocketObject *self)
 }
 
 /* Every public method starts with enter() and ends with leave(). */
+/* The socket this thread last sent on, when its last zmtp call was that
+ * send (compared, never dereferenced).  Back-to-back sends on one socket
+ * may share a write (engine.h, ZM_COALESCE_NS); any other call in between
+ * (a recv, a poll, a send elsewhere) means the thread is not in a burst,
+ * and its next send goes out at once. */
+static _Thread_local const void *tls_last_send;
+
 static int sock_enter(SocketObject *self)
 {
     int expected = 0;
@@ -1541,6 +1548,8 @@ static int sock_enter(SocketObject *self)
         return -1;
     }
     self->owner = PyThread_get_thread_ident();
+    self->s.coalesce = tls_last_send == (const void *)self;
+    tls_last_send = NULL;
     /* The progress thread only try-locks and holds the lock briefly (one
      * non-blocking step), so waiting for it here with the GIL is short. */
     if (self->progress != NULL)
@@ -1562,6 +1571,11 @@ static void sock_leave(SocketObject *self)
 {
     if (self->progress != NULL) {
         int wanted = !self->closed && zm_progress_wanted(&self->s);
+        /* Relaxed: a hint read by the progress thread's timer only; the
+         * wake below (or the lock) orders everything that matters. */
+        __atomic_store_n(&self->ps.flush_due_ns,
+                         self->closed ? 0 : zm_sock_flush_due(&self->s),
+                         __ATOMIC_RELAXED);
         self->ps.last_call_ns = zm_now_ns();
         pthread_mutex_unlock(&self->ps.lock);
         if (!self->closed) /* output, connections, descriptors: tell it */
@@ -1617,6 +1631,8 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
 {
     zm_backend *be = thread_backend(st);
     watch_ctx wctx; /* 4 KiB on the stack: no allocation per wait */
+
+    tls_last_send = NULL; /* a thread that waits is not in a burst */
     watch_ctx *ctx = &wctx;
     zm_io_event evs[32];
     int64_t next = deadline, timeout;
@@ -1846,6 +1862,8 @@ static PyObject *Socket_send(SocketObject *self, PyObject *const *args,
     }
     rc = sock_send_frame(self, view.buf, (size_t)view.len, flags,
                          deadline_from_ms(self->sndtimeo));
+    if (rc == 0)
+        tls_last_send = self;
     sock_leave(self);
     PyBuffer_Release(&view);
     if (rc < 0)
@@ -1919,6 +1937,8 @@ static PyObject *Socket_send_multipart(SocketObject *self,
                              deadline);
         /* Only the first frame can block: the rest follow it. */
     }
+    if (rc == 0)
+        tls_last_send = self;
     sock_leave(self);
 done:
     for (i = 0; i < got; i++)

@@ -959,6 +959,7 @@ static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
     }
     if (c->state != ZM_CS_ACTIVE)
         return;
+    c->flush_at_ns = 0; /* nothing is held back any more */
     /* Message bytes written so far, for SNDHWM accounting. */
     c->written_total = c->enc_total - (c->out.bytes - c->hs_left);
     while (c->ends_n > 0 && c->ends[c->ends_head].end <= c->written_total) {
@@ -1187,6 +1188,7 @@ int zm_sock_init(zm_sock *s, int type)
     s->handshake_ivl_ms = 30000; /* libzmq's default */
     s->heartbeat_timeout_ms = -1;
     s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
+    s->write_buf_size = ZM_WRITE_BUF_DEFAULT;
     s->max_frames = ZM_MAX_FRAMES_DEFAULT;
     /* libzmq starts generated ids at a random value. */
     s->next_rid = (uint32_t)(zm_now_ns() ^ (int64_t)(uintptr_t)s);
@@ -1397,6 +1399,53 @@ static int encode_into(zm_conn *c, const void *data, size_t n, int more)
     return 0;
 }
 
+/* A whole message was queued on an ACTIVE connection: write now unless it
+ * is part of a burst (s->coalesce) on a connection written to within
+ * ZM_COALESCE_NS with less than write_buf_size waiting; then hold it back
+ * a little so back-to-back sends share one write. */
+static void conn_send_soon(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (!s->coalesce || now - c->last_write_ns >= ZM_COALESCE_NS ||
+        c->out.bytes >= s->write_buf_size ||
+        /* held-back messages count against SNDHWM: never let them be
+         * what fills it */
+        (s->sndhwm > 0 && c->ends_n * 2 >= (size_t)s->sndhwm) ||
+        (c->flush_at_ns > 0 && now >= c->flush_at_ns)) {
+        c->last_write_ns = now;
+        conn_write(s, c, now);
+    } else if (c->flush_at_ns == 0) {
+        c->flush_at_ns = c->last_write_ns + ZM_COALESCE_NS;
+    }
+}
+
+int64_t zm_sock_flush_due(const zm_sock *s)
+{
+    int64_t due = 0;
+
+    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->flush_at_ns > 0 && (due == 0 || c->flush_at_ns < due))
+            due = c->flush_at_ns;
+    return due;
+}
+
+int64_t zm_sock_flush(zm_sock *s, int64_t now)
+{
+    int64_t next = -1;
+
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->flush_at_ns == 0)
+            continue;
+        if (now < 0 || now >= c->flush_at_ns) {
+            if (c->state == ZM_CS_ACTIVE && c->fd >= 0)
+                conn_write(s, c, now < 0 ? zm_now_ns() : now);
+            c->flush_at_ns = 0;
+        } else if (next < 0 || c->flush_at_ns < next) {
+            next = c->flush_at_ns;
+        }
+    }
+    return next;
+}
+
 static int finish_message(zm_sock *s, zm_conn *c)
 {
     int rc = conn_note_msg_end(c);
@@ -1406,7 +1455,7 @@ static int finish_message(zm_sock *s, zm_conn *c)
     if (rc < 0)
         return rc;
     if (c->state == ZM_CS_ACTIVE && c->fd >= 0)
-        conn_write(s, c, zm_now_ns()); /* an idle connection sends at once */
+        conn_send_soon(s, c, zm_now_ns());
     else if (c->state == ZM_CS_CONNECTING || c->state == ZM_CS_HANDSHAKE)
         /* Not ready yet: move the connect and handshake on, so the message
          * can go now rather than at the next blocking call. */
@@ -1521,8 +1570,9 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
         zm_conn *c = s->targets[i];
         if (c == NULL)
             continue;
-        if (conn_note_msg_end(c) == 0 && c->fd >= 0)
-            conn_write(s, c, zm_now_ns());
+        if (conn_note_msg_end(c) == 0 && c->fd >= 0 &&
+            c->state == ZM_CS_ACTIVE)
+            conn_send_soon(s, c, zm_now_ns());
     }
     s->ntargets = 0;
     return 0;
@@ -1901,6 +1951,17 @@ int zm_sock_events(zm_sock *s)
                 return ZM_POLLIN;
         return 0;
     case ZM_ROUTER:
+        if (s->router_mandatory) {
+            /* libzmq: writable while some peer is under SNDHWM */
+            for (zm_conn *c = s->conns; c != NULL; c = c->next)
+                if (c->state == ZM_CS_ACTIVE && conn_can_queue(s, c)) {
+                    ev |= ZM_POLLOUT;
+                    break;
+                }
+            break;
+        }
+        ev |= ZM_POLLOUT; /* drops when full: never blocks */
+        break;
     case ZM_PUB:
     case ZM_XPUB:
     case ZM_XSUB:

@@ -135,6 +135,8 @@ typedef struct zm_conn {
     zm_subs subs;
     zm_wbuf deferred;       /* commands waiting for a message's last frame */
     int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
+    int64_t last_write_ns;  /* last sendmsg of messages (coalescing) */
+    int64_t flush_at_ns;    /* held-back output must go by then (0: none) */
     int lost_errno;         /* why the transport failed (0: EOF or unknown) */
 } zm_conn;
 
@@ -176,6 +178,10 @@ typedef struct zm_sock {
     int heartbeat_timeout_ms;    /* -1: same as heartbeat_ivl_ms */
     int immediate;               /* queue only to completed connections */
     size_t read_buf_size;
+    size_t write_buf_size;       /* coalescing: write once this much waits */
+    int coalesce;                /* set by the caller for each send: this
+                                    send follows a send on this socket with
+                                    no other call in between (a burst) */
     size_t max_frames;
     unsigned char routing_id[255];
     size_t routing_id_len;
@@ -274,6 +280,20 @@ int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on);
 
 /* ZM_POLLIN / ZM_POLLOUT as they stand now (no I/O). */
 int zm_sock_events(zm_sock *s);
+
+/* Write coalescing: a message sent within ZM_COALESCE_NS of the last
+ * write on its connection is held back (up to write_buf_size bytes) and
+ * goes with the next write: the next send after the window, any blocking
+ * call (which steps the socket first), or the progress thread at
+ * flush_at_ns.  A send to a connection idle for longer goes at once. */
+#define ZM_COALESCE_NS ((int64_t)30000) /* 30 us */
+#define ZM_WRITE_BUF_DEFAULT ((size_t)8192)
+
+/* Write what coalescing holds back on connections due by `now` (all of it
+ * when now < 0); returns the next flush deadline, or -1 when none. */
+int64_t zm_sock_flush(zm_sock *s, int64_t now);
+/* The earliest flush deadline of held-back output, or 0 when none. */
+int64_t zm_sock_flush_due(const zm_sock *s);
 
 /* Bytes queued for peers that are still to be written. */
 size_t zm_sock_pending_out(const zm_sock *s);

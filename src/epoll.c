@@ -18,7 +18,43 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
+
+#ifndef __NR_epoll_pwait2
+#define __NR_epoll_pwait2 441 /* the same on every architecture */
+#endif
+
+/* epoll_pwait2 (Linux 5.11) takes a timeout in ns: write coalescing asks
+ * the progress thread for flushes tens of us away, which epoll_wait would
+ * round up to 1 ms.  0 unknown, 1 works, -1 ENOSYS (use epoll_wait). */
+static int g_have_pwait2;
+
+static int ep_sys_wait(int epfd, struct epoll_event *evs, int max,
+                       int64_t left_ns)
+{
+    int k;
+
+    if (left_ns >= 0 && __atomic_load_n(&g_have_pwait2, __ATOMIC_RELAXED) >= 0) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)(left_ns / 1000000000);
+        ts.tv_nsec = (long)(left_ns % 1000000000);
+        k = (int)syscall(__NR_epoll_pwait2, epfd, evs, max, &ts, NULL, 0);
+        if (k >= 0 || errno != ENOSYS) {
+            /* Relaxed: a cache of a fact any thread may find out again. */
+            __atomic_store_n(&g_have_pwait2, 1, __ATOMIC_RELAXED);
+            return k;
+        }
+        __atomic_store_n(&g_have_pwait2, -1, __ATOMIC_RELAXED);
+    }
+    /* epoll_wait counts in ms: round up so we never return early */
+    return epoll_wait(epfd, evs, max,
+                      left_ns < 0 ? -1
+                      : left_ns > (int64_t)INT32_MAX * 1000000
+                          ? INT32_MAX
+                          : (int)((left_ns + 999999) / 1000000));
+}
 
 #define EP_WAKE_DATA UINT64_MAX /* epoll data of the wake eventfd */
 
@@ -285,7 +321,7 @@ static int ep_wait(zm_backend *b, zm_io_event *evs, int max,
 {
     zm_epoll *ep = (zm_epoll *)b;
     int64_t deadline = 0, left = timeout_ns;
-    int n, k, ms, batch, ret;
+    int n, k, batch, ret;
 
     n = zm__evq_pop(&b->q, evs, max);
     if (n > 0)
@@ -304,13 +340,8 @@ static int ep_wait(zm_backend *b, zm_io_event *evs, int max,
             if (left < 0)
                 left = 0;
         }
-        /* epoll_wait counts in ms: round up so we never return early */
-        ms = left < 0 ? -1
-             : left > (int64_t)INT32_MAX * 1000000
-                 ? INT32_MAX
-                 : (int)((left + 999999) / 1000000);
         ZM_COUNT(ZM_CNT_EPOLL_WAIT);
-        k = epoll_wait(ep->epfd, ep->native, batch, ms);
+        k = ep_sys_wait(ep->epfd, ep->native, batch, left);
         if (k < 0)
             return -errno; /* -EINTR even under SA_RESTART (signal(7)) */
         for (int i = 0; i < k; i++)

@@ -48,6 +48,10 @@ static void *progress_main(void *arg)
             /* Every call counted before this load is seen by this look. */
             ps->seen_calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
             if (pthread_mutex_trylock(&ps->lock) != 0) {
+                /* Held-back output of a busy owner: its own sends write it
+                 * within ZM_COALESCE_NS; should it stop calling, come back
+                 * for it (the owner's wake is spent: `woken` stays 1). */
+                int64_t due = __atomic_load_n(&ps->flush_due_ns, __ATOMIC_RELAXED);
                 /* The owner is inside a call and drives it; look again
                  * later, backing off to 100 ms while it stays busy. */
                 ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_GRACE_NS
@@ -56,10 +60,24 @@ static void *progress_main(void *arg)
                 if (ps->backoff_ns > 100000000)
                     ps->backoff_ns = 100000000;
                 t = now + ps->backoff_ns;
+                if (due > 0) {
+                    if (due < now + ZM_PROGRESS_FLUSH_MIN_NS)
+                        due = now + ZM_PROGRESS_FLUSH_MIN_NS;
+                    if (due < t)
+                        t = due;
+                }
             } else {
+                /* seq_cst, under the lock and before the look: a call that
+                 * ends after this sees 0 and wakes us again. */
+                __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
                 ps->backoff_ns = 0;
                 if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
+                    /* The owner may call again soon: leave its reads to
+                     * it, but send what coalescing held back when due. */
+                    int64_t f = zm_sock_flush(ps->sock, now);
                     t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;
+                    if (f >= 0 && f < t)
+                        t = f;
                 } else {
                     /* What our last wait saw (a stale fd only costs one
                      * accept() that says EAGAIN). */
@@ -215,8 +233,15 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
     /* seq_cst, the mirror of progress_main's check before a timeless
      * sleep. */
     __atomic_fetch_add(&ps->calls, 1, __ATOMIC_SEQ_CST);
-    if (wanted || __atomic_load_n(&p->sleeping_forever, __ATOMIC_SEQ_CST))
+    if (wanted) {
+        /* One wake per look is enough: the thread clears `woken` (seq_cst)
+         * before it looks at the socket, so a call that ends after the look
+         * began sees 0 and wakes it again. */
+        if (__atomic_exchange_n(&ps->woken, 1, __ATOMIC_SEQ_CST) == 0)
+            zm_progress_wake(p);
+    } else if (__atomic_load_n(&p->sleeping_forever, __ATOMIC_SEQ_CST)) {
         zm_progress_wake(p);
+    }
 }
 
 int zm_progress_wanted(const zm_sock *s)

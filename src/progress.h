@@ -34,6 +34,10 @@ typedef struct zm_psock {
                                 owner keeps the socket busy */
     uint64_t calls;          /* atomic: calls finished by the owner */
     uint64_t seen_calls;     /* progress thread only: `calls` at its look */
+    int woken;               /* atomic: the owner woke the thread for this
+                                socket and it has not looked yet */
+    int64_t flush_due_ns;    /* atomic: held-back output must go by then
+                                (0: none), written by the owner */
 } zm_psock;
 
 typedef struct zm_progress {
@@ -67,5 +71,10 @@ int zm_progress_wanted(const zm_sock *s);
  * `wanted`, or when it sleeps with no timeout and so may not know what the
  * call changed (new descriptors, timers). */
 void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted);
+
+/* Write coalescing: the progress thread sends held-back output of a socket
+ * whose owner went quiet by its deadline; while the owner keeps the socket
+ * busy it is looked at no more often than this. */
+#define ZM_PROGRESS_FLUSH_MIN_NS ((int64_t)100000) /* 100 us */
 
 #endif /* ZMTP_PROGRESS_H */
