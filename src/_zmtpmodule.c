@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -1401,6 +1402,7 @@ typedef struct {
     size_t cur_prefix_len;
     int cur_has_prefix;
     int rcvmore;
+    int64_t wait_avg_ns;     /* how long this socket's waits take (EWMA) */
     PyObject *weakreflist;
 } SocketObject;
 
@@ -1625,19 +1627,56 @@ static int64_t deadline_from_ms(int ms)
  * around the wait only.  0, or -1 with an exception (signal handler raised,
  * context terminated, backend error).
  */
+/* Busy-poll before blocking: up to g_spin_ns (ZMTP_SPIN_US, default 50;
+ * 0 turns it off), and only for sockets whose waits have lately been short
+ * (an EWMA under 4x the budget: a blocked wait includes the wake-up the
+ * spin saves), so a socket whose peer is slow, or idle, never spins. */
+static int64_t g_spin_ns = 50000;
+
+/* Spinning on the only CPU we may use would keep the peer we wait for from
+ * running: look at the affinity mask now and then (it may change). */
+static _Thread_local int tls_cpus_checked, tls_cpus;
+
+static int spin_cpus(void)
+{
+    if (tls_cpus_checked-- <= 0) {
+        cpu_set_t set;
+        tls_cpus = sched_getaffinity(0, sizeof(set), &set) == 0
+                       ? CPU_COUNT(&set)
+                       : 1;
+        tls_cpus_checked = 256; /* waits until the next look */
+    }
+    return tls_cpus;
+}
+
+static int64_t spin_budget(SocketObject **socks, int nsocks, int64_t timeout)
+{
+    if (g_spin_ns <= 0 || nsocks == 0 || timeout == 0 || spin_cpus() < 2)
+        return 0;
+    for (int i = 0; i < nsocks; i++)
+        if (socks[i]->wait_avg_ns > 4 * g_spin_ns)
+            return 0;
+    return timeout > 0 && timeout < g_spin_ns ? timeout : g_spin_ns;
+}
+
+static void spin_learn(SocketObject **socks, int nsocks, int64_t took)
+{
+    for (int i = 0; i < nsocks; i++)
+        socks[i]->wait_avg_ns = (socks[i]->wait_avg_ns * 3 + took) / 4;
+}
+
 static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
                         const int *fds, const unsigned *fd_events, int nfds,
                         int64_t deadline, int lingering)
 {
     zm_backend *be = thread_backend(st);
     watch_ctx wctx; /* 4 KiB on the stack: no allocation per wait */
-
-    tls_last_send = NULL; /* a thread that waits is not in a burst */
     watch_ctx *ctx = &wctx;
     zm_io_event evs[32];
-    int64_t next = deadline, timeout;
+    int64_t next = deadline, timeout, spin, started;
     int rc, i;
 
+    tls_last_send = NULL; /* a thread that waits is not in a burst */
     if (be == NULL)
         return -1;
     ctx->be = be;
@@ -1667,10 +1706,43 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
         if (!lingering &&
             __atomic_load_n(&socks[i]->terminated, __ATOMIC_SEQ_CST))
             timeout = 0;
+    spin = spin_budget(socks, nsocks, timeout);
+    started = zm_now_ns();
     Py_BEGIN_ALLOW_THREADS
-    rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
-                         timeout);
+    rc = 0;
+    if (spin > 0) {
+        /* Poll without sleeping for a little while first: a CPU that goes
+         * idle takes tens of us to wake up, longer than a whole round trip
+         * on loopback (docs/performance.md, "busy-poll"). */
+        int64_t end = started + spin;
+        /* io_uring's zero-timeout wait looks at the rings in memory and
+         * enters the kernel only when completions are pending; an epoll
+         * check is a syscall each, so those are spaced 2 us apart. */
+        int gap = strcmp(zm_backend_name(be), "epoll") == 0;
+        for (;;) {
+            rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
+                                 0);
+            if (rc != 0 || zm_now_ns() >= end)
+                break;
+            /* Let any task waiting for this CPU (maybe our peer) run. */
+            sched_yield();
+            if (gap) {
+                int64_t until = zm_now_ns() + 2000;
+                while (zm_now_ns() < until)
+                    ;
+            }
+        }
+        if (rc == 0 && timeout > 0) {
+            timeout -= zm_now_ns() - started;
+            if (timeout < 0)
+                timeout = 0;
+        }
+    }
+    if (rc == 0)
+        rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
+                             timeout);
     Py_END_ALLOW_THREADS
+    spin_learn(socks, nsocks, zm_now_ns() - started);
     /* Release: after this a term() sees no backend to wake (the wait is
      * over; the next call checks `terminated` in sock_enter). */
     for (i = 0; i < nsocks; i++)
@@ -2180,7 +2252,10 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
         char msg[400];
         if (err[0] == '\0')
             snprintf(err, sizeof(err), "%s", strerror(-rc));
-        snprintf(msg, sizeof(msg), "%s (endpoint %s)", err, ep);
+        if (strstr(err, ep) != NULL) /* the reason names it already */
+            snprintf(msg, sizeof(msg), "%s", err);
+        else
+            snprintf(msg, sizeof(msg), "%s (endpoint %s)", err, ep);
         return raise_zmq(self->st, -rc, msg);
     }
     Py_RETURN_NONE;
@@ -2966,6 +3041,29 @@ static PyObject *codec_strerror(PyObject *module, PyObject *code)
 /* Module setup                                                       */
 /* ================================================================== */
 
+PyDoc_STRVAR(spin_us_doc,
+"_spin_us([us], /)\n--\n\n"
+"The busy-poll budget of a blocking wait in us (ZMTP_SPIN_US at import,\n"
+"default 50; 0: never spin).  With an argument, set it (process-wide) and\n"
+"return the old value.");
+
+static PyObject *spin_us(PyObject *module, PyObject *args)
+{
+    long us = -1;
+    int64_t old = g_spin_ns / 1000;
+
+    (void)module;
+    if (!PyArg_ParseTuple(args, "|l:_spin_us", &us))
+        return NULL;
+    if (us > 1000000) {
+        PyErr_SetString(PyExc_ValueError, "spin budget must be 0..1000000 us");
+        return NULL;
+    }
+    if (us >= 0)
+        g_spin_ns = (int64_t)us * 1000;
+    return PyLong_FromLongLong((long long)old);
+}
+
 static PyMethodDef module_methods[] = {
     {"encode_greeting", (PyCFunction)(void (*)(void))encode_greeting,
      METH_VARARGS | METH_KEYWORDS, encode_greeting_doc},
@@ -2996,6 +3094,7 @@ static PyMethodDef module_methods[] = {
     {"_probe_backend", (PyCFunction)probe_backend, METH_O, probe_backend_doc},
     {"_poll", (PyCFunction)(void (*)(void))module_poll, METH_FASTCALL,
      poll_doc},
+    {"_spin_us", (PyCFunction)spin_us, METH_VARARGS, spin_us_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3011,6 +3110,20 @@ static int zmtp_exec(PyObject *m)
     /* Register the fork handler now: a socket made before any wait must
      * still know in a forked child that it is the parent's. */
     pthread_once(&tls_backend_once, tls_backend_init);
+    {
+        const char *spin = getenv("ZMTP_SPIN_US");
+        if (spin != NULL && *spin != '\0') {
+            char *end;
+            long us = strtol(spin, &end, 10);
+            if (*end != '\0' || us < 0 || us > 1000000) {
+                PyErr_Format(PyExc_ValueError,
+                             "ZMTP_SPIN_US must be 0..1000000 (us), not %.40s",
+                             spin);
+                return -1;
+            }
+            g_spin_ns = (int64_t)us * 1000;
+        }
+    }
     st->Frame_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Frame_spec,
                                                               NULL);
     if (st->Frame_Type == NULL || PyModule_AddType(m, st->Frame_Type) < 0)
@@ -3080,6 +3193,7 @@ static int zmtp_exec(PyObject *m)
     ADD("ETERM", ZM_ETERM);
     ADD("EMTHREAD", ZM_EMTHREAD);
     ADD("DEFAULT_LINGER", DEFAULT_LINGER_MS);
+    ADD("_PAGE_CACHE", zm_page_cache_enabled());
 #undef ADD
     return 0;
 }

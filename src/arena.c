@@ -148,6 +148,11 @@ void zm_page_free_(zm_page *p)
         free(p);
 }
 
+int zm_page_cache_enabled(void)
+{
+    return cache_slot(ZM_PAGE_SMALL) >= 0;
+}
+
 void zm_page_cache_drain(void)
 {
     pthread_mutex_lock(&g_cache_mu);

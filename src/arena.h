@@ -62,6 +62,9 @@ ZM_INLINE void zm_page_incref(zm_page *p)
  * to a bound) or free it. */
 void zm_page_free_(zm_page *p);
 
+/* 1 when freed pages are cached (not under AddressSanitizer). */
+int zm_page_cache_enabled(void);
+
 /* Free every cached page (tests, leak checks at exit). */
 void zm_page_cache_drain(void);
 

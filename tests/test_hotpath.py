@@ -8,11 +8,21 @@ docs/performance.md quotes; the bounds here only catch regressions.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from typing import Callable, Dict
 
 import pytest
 
 import zmtp
+from zmtp import _zmtp
+
+# Under AddressSanitizer freed pages are not cached (a recycled page would
+# hide a use after free), so every read page is a malloc there.
+pytestmark = pytest.mark.skipif(not _zmtp._PAGE_CACHE, reason="page cache off (AddressSanitizer build)")
 
 WARMUP = 300
 N = 3000
@@ -123,3 +133,58 @@ def test_counters_count(ctx, tmp_path):
     after = zmtp.io_stats()
     assert after["allocations"] > before["allocations"]
     assert after["sendmsg"] > before["sendmsg"] and after["other"] > before["other"]
+
+
+# ------------------------------------------------------------ busy-poll
+
+
+def test_spin_budget_setting():
+    old = _zmtp._spin_us()
+    assert old == 50 or "ZMTP_SPIN_US" in os.environ
+    try:
+        assert _zmtp._spin_us(0) == old
+        assert _zmtp._spin_us() == 0
+    finally:
+        _zmtp._spin_us(old)
+    with pytest.raises(ValueError):
+        _zmtp._spin_us(10**7)
+
+
+def test_spin_env_is_checked():
+    env = dict(os.environ, ZMTP_SPIN_US="soon")
+    out = subprocess.run([sys.executable, "-c", "import zmtp"], env=env, capture_output=True, text=True,
+                         cwd=tempfile.gettempdir())
+    assert out.returncode != 0 and "ZMTP_SPIN_US" in out.stderr
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="busy-poll needs 2 CPUs")
+def test_a_long_wait_does_not_spin(backend, ctx, tmp_path):
+    """A blocked recv() with nobody sending spins at most once (50 us), then
+    sleeps: its thread uses (almost) no CPU."""
+    pull, push = pair(ctx, zmtp.PULL, zmtp.PUSH, "tcp", tmp_path)
+    pull.rcvtimeo = 200
+    t0 = time.thread_time()
+    for _ in range(3):
+        with pytest.raises(zmtp.Again):
+            pull.recv()
+    assert time.thread_time() - t0 < 0.05
+
+
+def test_ping_pong_waits_spin_only_when_allowed(backend, ctx, tmp_path, spawn):
+    """With the budget at 0 a round trip blocks in the backend each time;
+    the counters show the spin's polls only when it is on."""
+    rep, req = pair(ctx, zmtp.REP, zmtp.REQ, "tcp", tmp_path)
+
+    def serve(n: int) -> None:
+        for _ in range(n):
+            rep.send(rep.recv())
+
+    old = _zmtp._spin_us(0)
+    try:
+        server = spawn(serve, 400)
+        off = lockstep(lambda: req.send(b"x"), lambda: req.recv(), 100)
+        server.result()
+    finally:
+        _zmtp._spin_us(old)
+    waits = off["epoll_wait"] + off["io_uring_enter"]
+    assert 0 < waits <= 8, off  # a few blocking waits per round trip, no polling loop

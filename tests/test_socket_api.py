@@ -460,6 +460,9 @@ def test_unknown_transport_eprotonosupport(ctx, ep):
     s = ctx.socket(zmtp.PUSH)
     raises_errno(errno.EPROTONOSUPPORT, s.bind, ep)
     raises_errno(errno.EPROTONOSUPPORT, s.connect, ep)
+    with pytest.raises(zmtp.ZMQError) as info:
+        s.connect(ep)
+    assert str(info.value).count(ep) == 1, str(info.value)  # named once
 
 
 def test_endpoint_types(ctx):
