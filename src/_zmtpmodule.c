@@ -2022,6 +2022,173 @@ done:
     Py_RETURN_NONE;
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Batches, buffered sends, buffer sizes                              */
+/* ------------------------------------------------------------------ */
+
+/* Send one message of a batch: a bytes-like object (one frame) or a
+ * sequence of them (a multipart message, checked whole before any frame
+ * goes).  0, or -1 with an exception. */
+static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
+                            int64_t deadline)
+{
+    Py_buffer small[8], *views = small;
+    PyObject *seq = NULL;
+    Py_ssize_t n, i, got = 0;
+    int rc = 0;
+
+    if (!PyList_Check(m) && !PyTuple_Check(m)) {
+        Py_buffer view;
+        if (get_send_buffer(self->st, m, &view) < 0)
+            return -1;
+        rc = sock_send_frame(self, view.buf, (size_t)view.len, flags, deadline);
+        PyBuffer_Release(&view);
+        return rc;
+    }
+    seq = PySequence_Fast(m, "a message is bytes or a sequence of frames");
+    if (seq == NULL)
+        return -1;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "a message has at least one frame");
+        rc = -1;
+        goto out;
+    }
+    if (n > 8 && (views = PyMem_New(Py_buffer, (size_t)n)) == NULL) {
+        PyErr_NoMemory();
+        rc = -1;
+        goto out;
+    }
+    for (i = 0; i < n; i++, got++)
+        if (get_send_buffer(self->st, PySequence_Fast_GET_ITEM(seq, i),
+                            &views[i]) < 0) {
+            rc = -1;
+            goto out;
+        }
+    for (i = 0; i < n && rc == 0; i++)
+        rc = sock_send_frame(self, views[i].buf, (size_t)views[i].len,
+                             (flags & Z_DONTWAIT) | (i + 1 < n ? Z_SNDMORE : 0),
+                             deadline);
+out:
+    for (i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    if (views != small)
+        PyMem_Free(views);
+    Py_XDECREF(seq);
+    return rc;
+}
+
+PyDoc_STRVAR(Socket_send_many_doc,
+"_send_many(messages, flags, hold, /)\n--\n\n"
+"Queue several messages as one burst; write them with one flush (hold=0)\n"
+"or keep them for flush() (hold=1).  Returns how many were queued; with\n"
+"DONTWAIT it stops early (no exception) at the first that would block.");
+
+static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
+{
+    PyObject *msgs, *seq;
+    int flags, hold, rc = 0;
+    Py_ssize_t n, i, sent = 0;
+    int64_t deadline;
+
+    if (!PyArg_ParseTuple(args, "Oip:_send_many", &msgs, &flags, &hold))
+        return NULL;
+    if (PyBytes_Check(msgs) || PyUnicode_Check(msgs)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_batch() takes a sequence of messages, not a "
+                        "single bytes or str");
+        return NULL;
+    }
+    seq = PySequence_Fast(msgs, "send_batch() takes a sequence of messages");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    if (sock_enter(self) < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    deadline = deadline_from_ms(self->sndtimeo);
+    self->s.coalesce = 1; /* one burst, whatever came before */
+    self->s.hold = 1;
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = send_one_of_many(self, PySequence_Fast_GET_ITEM(seq, i),
+                              flags & Z_DONTWAIT, deadline);
+        if (rc == 0)
+            sent++;
+    }
+    self->s.hold = 0;
+    if (!hold)
+        zm_sock_flush(&self->s, -1);
+    if (sent > 0)
+        tls_last_send = self;
+    sock_leave(self);
+    Py_DECREF(seq);
+    if (rc < 0) {
+        if ((flags & Z_DONTWAIT) && sent > 0 &&
+            PyErr_ExceptionMatches(self->st->Again)) {
+            PyErr_Clear(); /* the caller sees the count */
+        } else {
+            return NULL;
+        }
+    }
+    return PyLong_FromSsize_t(sent);
+}
+
+PyDoc_STRVAR(Socket_flush_doc,
+"flush()\n--\n\n"
+"Write now what send_buffered() (or coalescing) holds back.");
+
+static PyObject *Socket_flush(SocketObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (sock_enter(self) < 0)
+        return NULL;
+    zm_sock_flush(&self->s, -1);
+    sock_leave(self);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Socket_buffers_doc,
+"_buffers(read_buf_size=-1, write_buf_size=-1, auto=-1, /)\n--\n\n"
+"Set (values >= 0) and return (read_buf_size, write_buf_size, auto): the\n"
+"read page of new connections, the coalescing write size, and whether\n"
+"the write size follows the message sizes.  See zmtp.BufferConfig.");
+
+static PyObject *Socket_buffers(SocketObject *self, PyObject *args)
+{
+    Py_ssize_t r = -1, w = -1;
+    int a = -1;
+    PyObject *out;
+
+    if (!PyArg_ParseTuple(args, "|nni:_buffers", &r, &w, &a))
+        return NULL;
+    if (r >= 0 && (r < (Py_ssize_t)ZM_PAGE_SIZE_MIN ||
+                   (size_t)r > ZM_PAGE_SIZE_MAX)) {
+        PyErr_Format(PyExc_ValueError,
+                     "read_buf_size must be %zu..%zu bytes, not %zd",
+                     ZM_PAGE_SIZE_MIN, ZM_PAGE_SIZE_MAX, r);
+        return NULL;
+    }
+    if (w >= 0 && (w < 1 || w > (1 << 24))) {
+        PyErr_Format(PyExc_ValueError,
+                     "write_buf_size must be 1..16777216 bytes, not %zd", w);
+        return NULL;
+    }
+    if (sock_enter(self) < 0)
+        return NULL;
+    if (r >= 0)
+        self->s.read_buf_size = (size_t)r;
+    if (w >= 0)
+        self->s.write_buf_size = (size_t)w;
+    if (a >= 0)
+        self->s.auto_write = a != 0;
+    out = Py_BuildValue("nni", (Py_ssize_t)self->s.read_buf_size,
+                        (Py_ssize_t)self->s.write_buf_size, self->s.auto_write);
+    sock_leave(self);
+    return out;
+}
+
 /* ------------------------------------------------------------------ */
 /* Receive                                                            */
 /* ------------------------------------------------------------------ */
@@ -2934,6 +3101,10 @@ static PyMethodDef Socket_methods[] = {
      "Mark the context terminated and wake a blocked call."},
     {"_in_use", (PyCFunction)Socket_in_use, METH_NOARGS,
      "True while a call on this socket is in progress."},
+    {"_send_many", (PyCFunction)Socket_send_many, METH_VARARGS,
+     Socket_send_many_doc},
+    {"flush", (PyCFunction)Socket_flush, METH_NOARGS, Socket_flush_doc},
+    {"_buffers", (PyCFunction)Socket_buffers, METH_VARARGS, Socket_buffers_doc},
     {"_monitor_fd", (PyCFunction)Socket_monitor_fd, METH_VARARGS,
      Socket_monitor_fd_doc},
     {"_adopt_fd", (PyCFunction)Socket_adopt_fd, METH_VARARGS,

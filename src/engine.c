@@ -1405,7 +1405,17 @@ static int encode_into(zm_conn *c, const void *data, size_t n, int more)
  * a little so back-to-back sends share one write. */
 static void conn_send_soon(zm_sock *s, zm_conn *c, int64_t now)
 {
-    if (!s->coalesce || now - c->last_write_ns >= ZM_COALESCE_NS ||
+    if (s->auto_write && c->ends_n > 0) {
+        /* BufferConfig.auto(): batch about 16 messages of the usual size,
+         * between 4 and 64 KiB. */
+        const struct zm_span *last =
+            &c->ends[(c->ends_head + c->ends_n - 1) % c->ends_cap];
+        uint64_t size = last->end - last->start, w;
+        s->avg_msg = (s->avg_msg * 7 + size) / 8;
+        w = s->avg_msg * 16;
+        s->write_buf_size = w < 4096 ? 4096 : w > 65536 ? 65536 : (size_t)w;
+    }
+    if (!s->coalesce || (!s->hold && now - c->last_write_ns >= ZM_COALESCE_NS) ||
         c->out.bytes >= s->write_buf_size ||
         /* held-back messages count against SNDHWM: never let them be
          * what fills it */
@@ -1414,7 +1424,8 @@ static void conn_send_soon(zm_sock *s, zm_conn *c, int64_t now)
         c->last_write_ns = now;
         conn_write(s, c, now);
     } else if (c->flush_at_ns == 0) {
-        c->flush_at_ns = c->last_write_ns + ZM_COALESCE_NS;
+        c->flush_at_ns = s->hold ? now + ZM_HOLD_NS
+                                 : c->last_write_ns + ZM_COALESCE_NS;
     }
 }
 

@@ -182,6 +182,12 @@ typedef struct zm_sock {
     int coalesce;                /* set by the caller for each send: this
                                     send follows a send on this socket with
                                     no other call in between (a burst) */
+    int hold;                    /* send_buffered/send_batch: hold output
+                                    until flush, write_buf_size or
+                                    ZM_HOLD_NS, not just ZM_COALESCE_NS */
+    int auto_write;              /* BufferConfig.auto(): write_buf_size
+                                    follows the sizes sent */
+    uint64_t avg_msg;            /* EWMA of message sizes sent (auto) */
     size_t max_frames;
     unsigned char routing_id[255];
     size_t routing_id_len;
@@ -288,6 +294,7 @@ int zm_sock_events(zm_sock *s);
  * flush_at_ns.  A send to a connection idle for longer goes at once. */
 #define ZM_COALESCE_NS ((int64_t)30000) /* 30 us */
 #define ZM_WRITE_BUF_DEFAULT ((size_t)8192)
+#define ZM_HOLD_NS ((int64_t)1000000) /* buffered output goes within 1 ms */
 
 /* Write what coalescing holds back on connections due by `now` (all of it
  * when now < 0); returns the next flush deadline, or -1 when none. */

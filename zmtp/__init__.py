@@ -90,6 +90,7 @@ from zmtp.constants import (
     SocketType,
 )
 from zmtp.socket import Socket
+from zmtp.buffers import BufferConfig
 from zmtp.context import Context
 from zmtp.poll import Poller
 from zmtp.proxy import proxy
@@ -97,7 +98,7 @@ from zmtp.proxy import proxy
 __version__ = "0.1.0"
 
 __all__ = [
-    "Again", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
+    "Again", "BufferConfig", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
     "EHOSTUNREACH", "EINVAL", "HANDSHAKE_IVL", "HEARTBEAT_IVL", "HEARTBEAT_TIMEOUT", "HEARTBEAT_TTL", "ENOTSOCK", "ENOTSUP", "ETERM", "EVENT_ACCEPTED", "EVENT_ACCEPT_FAILED", "EVENT_ALL", "EVENT_BIND_FAILED", "EVENT_CLOSED", "EVENT_CLOSE_FAILED", "EVENT_CONNECTED", "EVENT_CONNECT_DELAYED", "EVENT_CONNECT_RETRIED", "EVENT_DISCONNECTED", "EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_NO_DETAIL", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_SUCCEEDED", "EVENT_LISTENING", "EVENT_MONITOR_STOPPED", "EVENTS", "Errno", "Event", "Flag", "Frame", "IDENTITY",
     "IMMEDIATE", "LAST_ENDPOINT", "LINGER", "MAXMSGSIZE", "NOBLOCK", "PAIR", "POLLERR", "POLLIN", "POLLOUT",
     "PUB", "PULL", "PUSH", "PollEvent", "Poller", "ProtocolError", "ProtocolErrorCode", "RCVHWM", "RCVMORE", "RCVTIMEO",

@@ -9,6 +9,7 @@ import weakref
 from typing import Any, Dict, Optional, Type, TypeVar
 
 from zmtp import _zmtp
+from zmtp.buffers import BufferConfig
 from zmtp.constants import LINGER
 from zmtp.error import ZMQError
 from zmtp.socket import Socket
@@ -60,8 +61,17 @@ class Context:
         state = "closed" if self.closed else f"{len(self._sockets)} socket(s)"
         return f"<zmtp.Context({state}) at {id(self):#x}>"
 
-    def socket(self, socket_type: int, socket_class: Optional[Type[Socket]] = None, **kwargs: Any) -> Socket:
-        """A new socket of ``socket_type`` (zmtp.REQ, ...)."""
+    def socket(
+        self,
+        socket_type: int,
+        socket_class: Optional[Type[Socket]] = None,
+        config: Optional[BufferConfig] = None,
+        **kwargs: Any,
+    ) -> Socket:
+        """A new socket of ``socket_type`` (zmtp.REQ, ...); ``config`` sets its
+        buffer sizes (:class:`zmtp.BufferConfig`)."""
+        if config is not None and not isinstance(config, BufferConfig):
+            raise TypeError(f"config must be a zmtp.BufferConfig, not {type(config).__name__}")
         if self.closed:
             from zmtp.error import ContextTerminated
             from zmtp.constants import ETERM
@@ -69,6 +79,8 @@ class Context:
             raise ContextTerminated(ETERM)
         cls = socket_class or Socket
         sock = cls(self, socket_type, **kwargs)
+        if config is not None:
+            config.apply(sock)
         for opt, value in self.sockopts.items():
             try:
                 sock.setsockopt(opt, value)

@@ -259,6 +259,25 @@ class Socket(_zmtp.Socket):
         ready = _zmtp._poll([(self, int(flags))], -1 if timeout is None else int(timeout))
         return ready[0][1] if ready else 0
 
+    # -- batches and buffered sends
+
+    def send_batch(self, messages: Sequence[Any], flags: int = 0) -> int:
+        """Send many messages with one flush: each item is a bytes-like
+        object (one frame) or a sequence of them (a multipart message).
+
+        Returns how many were queued.  Without DONTWAIT each waits as
+        ``send()`` would (SNDTIMEO raises Again; the ones before it are
+        queued); with DONTWAIT the batch stops early at the first message
+        that would block, and the count says where.
+        """
+        return self._send_many(messages, int(flags), False)
+
+    def send_buffered(self, msg: Any, flags: int = 0) -> None:
+        """Queue a message (bytes-like, or a sequence of frames) without
+        writing it: it goes with :meth:`flush`, once ``write_buf_size``
+        bytes wait, with any other call on this socket, or within 1 ms."""
+        self._send_many((msg,), int(flags), True)
+
     # -- monitor events
 
     def get_monitor_socket(self, events: Optional[int] = None, addr: Optional[str] = None) -> "Socket":
