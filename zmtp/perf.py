@@ -10,6 +10,9 @@ Scenarios (``--scenario``):
 
 * ``reqrep``: REQ -> REP echo, 64 B; p50 and p99 round trip in us.
 * ``pushpull``: PUSH -> PULL, 64 B, one send() per message; msg/s.
+* ``pushpull_batch``: the same with zmtp's ``send_batch`` (1000 messages a
+  call); pyzmq has no batch call and sends one by one, raw sockets send 1000
+  frames per ``sendall``.
 * ``dealer_router``: DEALER -> ROUTER, 1 KiB; msg/s.
 * ``pubsub``: PUB -> 1 SUB and PUB -> 4 SUB, 64 B, SNDHWM = RCVHWM = 0
   (lossless); msg/s per subscriber (the slowest one).
@@ -56,9 +59,12 @@ __all__ = ["main"]
 
 PROG = "python -m zmtp.perf"
 IMPL_NAMES: Tuple[str, ...] = ("zmtp-io_uring", "zmtp-epoll", "pyzmq", "raw")
-SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "dealer_router", "pubsub")
-DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "dealer_router": 1024, "pubsub": 64}
-DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "dealer_router": 100_000, "pubsub": 50_000}
+SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub")
+DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64}
+DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
+                                 "dealer_router": 100_000, "pubsub": 50_000}
+#: messages per send_batch() call in the pushpull_batch scenario
+BATCH = 1000
 DEFAULT_SUBSCRIBERS: Tuple[int, ...] = (1, 4)
 DEFAULT_TIMEOUT_S = 30.0
 PEER_LINGER_MS = 1000
@@ -375,6 +381,27 @@ def blast(link: Link, payload: bytes, count: int) -> None:
         send(payload)
 
 
+def blast_batched(link: Link, payload: bytes, count: int) -> None:
+    """Send `count` messages BATCH at a time where the implementation can:
+    zmtp's ``send_batch``, one ``sendall`` of BATCH frames on raw sockets;
+    pyzmq has no batch call, so it sends one message per ``send()``."""
+    sock = getattr(link, "sock", None)
+    if isinstance(link, ZmqLink) and hasattr(sock, "send_batch"):
+        batch, send_batch = [payload] * BATCH, sock.send_batch
+        for _ in range(count // BATCH):
+            send_batch(batch)
+        if count % BATCH:
+            send_batch(batch[: count % BATCH])
+    elif isinstance(link, RawLink):
+        chunk = (_HEADER.pack(len(payload)) + payload) * BATCH
+        for _ in range(count // BATCH):
+            link.sock.sendall(chunk)
+        for _ in range(count % BATCH):
+            link.send(payload)
+    else:
+        blast(link, payload, count)
+
+
 def sink(link: Link, count: int) -> Tuple[int, int]:
     """Receive `count` messages: (ns at the first, ns at the last)."""
     recv, clock = link.recv, time.perf_counter_ns
@@ -635,7 +662,8 @@ def drive_stream(rc: RunContext, side: Side) -> Dict[str, float]:
     sender, receiver = ("dealer", "router") if case.scenario == "dealer_router" else ("push", "pull")
     peer = rc.peers.start(rc.impl, receiver, rc.bind_endpoint, case.size, case.count)
     endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
-    blast(side.connect(sender, endpoint), b"x" * case.size, case.count)
+    send_all = blast_batched if case.scenario == "pushpull_batch" else blast
+    send_all(side.connect(sender, endpoint), b"x" * case.size, case.count)
     return {"msg_s": result_rate(expect([peer], "result ", rc.deadline)[0])}
 
 
@@ -658,6 +686,7 @@ def drive_pubsub(rc: RunContext, side: Side) -> Dict[str, float]:
 DRIVERS: Dict[str, Callable[[RunContext, Side], Dict[str, float]]] = {
     "reqrep": drive_reqrep,
     "pushpull": drive_stream,
+    "pushpull_batch": drive_stream,
     "dealer_router": drive_stream,
     "pubsub": drive_pubsub,
 }
