@@ -1551,6 +1551,7 @@ static int sock_enter(SocketObject *self)
     }
     self->owner = PyThread_get_thread_ident();
     self->s.coalesce = tls_last_send == (const void *)self;
+    self->s.now_ns = 0;
     tls_last_send = NULL;
     /* The progress thread only try-locks and holds the lock briefly (one
      * non-blocking step), so waiting for it here with the GIL is short. */
@@ -1578,7 +1579,7 @@ static void sock_leave(SocketObject *self)
         __atomic_store_n(&self->ps.flush_due_ns,
                          self->closed ? 0 : zm_sock_flush_due(&self->s),
                          __ATOMIC_RELAXED);
-        self->ps.last_call_ns = zm_now_ns();
+        self->ps.last_call_ns = self->s.now_ns ? self->s.now_ns : zm_now_ns();
         pthread_mutex_unlock(&self->ps.lock);
         if (!self->closed) /* output, connections, descriptors: tell it */
             zm_progress_call_done(&self->progress->p, &self->ps, wanted);
@@ -1747,6 +1748,8 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
      * over; the next call checks `terminated` in sock_enter). */
     for (i = 0; i < nsocks; i++)
         __atomic_store_n(&socks[i]->waiting_on, NULL, __ATOMIC_RELEASE);
+    for (i = 0; i < nsocks; i++)
+        socks[i]->s.now_ns = 0; /* time has passed */
     /* Tell each engine what fired (we hold every socket's lock). */
     for (int j = 0; j < rc; j++)
         for (i = 0; i < nsocks; i++)

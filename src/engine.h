@@ -188,6 +188,9 @@ typedef struct zm_sock {
     int auto_write;              /* BufferConfig.auto(): write_buf_size
                                     follows the sizes sent */
     uint64_t avg_msg;            /* EWMA of message sizes sent (auto) */
+    int64_t now_ns;              /* one clock reading shared by a call's
+                                    sends (0: none yet); the caller clears
+                                    it at each call and after each wait */
     size_t max_frames;
     unsigned char routing_id[255];
     size_t routing_id_len;
@@ -310,6 +313,12 @@ size_t zm_sock_pending_out(const zm_sock *s);
  * (CLOCK_MONOTONIC ns) or -1 when none. */
 typedef int (*zm_watch_fn)(void *ctx, int fd, unsigned events);
 int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx);
+
+/* Write output the kernel could not take before (not what coalescing
+ * holds back) and watch for room for the rest: the step the progress
+ * thread may take on a socket its owner is busy with, since writing steals
+ * nothing from the owner.  Returns how many descriptors were watched. */
+int zm_sock_push_output(zm_sock *s, int64_t now, zm_watch_fn watch, void *ctx);
 
 /* Monotonic clock in nanoseconds. */
 int64_t zm_now_ns(void);

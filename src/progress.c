@@ -73,8 +73,11 @@ static void *progress_main(void *arg)
                 ps->backoff_ns = 0;
                 if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
                     /* The owner may call again soon: leave its reads to
-                     * it, but send what coalescing held back when due. */
+                     * it, but send what coalescing held back when due, and
+                     * what the kernel had no room for (a large message
+                     * must not wait for the owner's next call). */
                     int64_t f = zm_sock_flush(ps->sock, now);
+                    (void)zm_sock_push_output(ps->sock, now, collect, ctx);
                     t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;
                     if (f >= 0 && f < t)
                         t = f;
