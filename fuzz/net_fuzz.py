@@ -1,0 +1,1017 @@
+#!/usr/bin/env python3
+"""Network fuzzer of the real zmtp engine (issue 7), driven by atheris.
+
+In the spirit of libzmq's tests/test_bind_null_fuzzer.cpp and
+test_connect_null_fuzzer.cpp: each input is the byte stream a raw TCP peer
+sends to a zmtp socket, through the kernel, the backend, the engine's
+handshake, routing and decoder, while a well-behaved pyzmq peer stays
+connected to the same zmtp socket the whole time.
+
+Input format (see fuzz/README.md, "Network fuzzer"):
+
+    byte 0  zmtp socket type: value % 11, in zmtp/libzmq order
+            (PAIR PUB SUB REQ REP DEALER ROUTER PULL PUSH XPUB XSUB)
+    byte 1  control
+            bit 0     side: 0 the zmtp socket is bound and the raw peer
+                      connects to it; 1 the zmtp socket connects to the
+                      fuzzer's listening raw socket
+            bits 1-2  prefix sent before the payload: 0 nothing, 1 a valid
+                      ZMTP 3.1 NULL greeting, 2 greeting + READY of a
+                      compatible socket type, 3 a ZMTP 3.0 greeting + READY
+            bits 3-4  how the raw peer ends: 0 shutdown(SHUT_WR) and read
+                      until zmtp closes, 1 close() at once, 2 close() with
+                      SO_LINGER 0 (RST), 3 stay open while the good peer does
+                      its round trip, then as 0
+            bits 5-7  number of split points (0..7)
+    byte 2  bits 0-3: which compatible socket type the READY announces;
+            bit 4: READY also carries an Identity property;
+            bit 5: the good peer disconnects and reconnects once the raw
+            peer is connected (so the raw connection comes first in the
+            zmtp socket's connection list)
+    then one byte per split point: a chunk length - 1 (1..256 bytes)
+    rest    the payload: the bytes after the prefix
+
+The prefix and payload are one stream, cut into chunks at the chosen
+lengths (the last chunk is the rest); after each chunk the engine is
+stepped once (``getsockopt(EVENTS)`` runs ``zm_sock_process``), so each
+chunk is a separate ``recv()`` in the engine.
+
+After each input, checked (a failure raises :class:`Finding`):
+
+* the good pyzmq peer gets its round trip (it is connected to the zmtp
+  socket the whole time; with end mode 3 also while the raw peer is still
+  connected);
+* ``stats()`` counted the raw connection (accepted / connected,
+  disconnected) and exactly the protocol errors and failed handshakes the
+  oracle predicts from the bytes sent (:func:`expected_outcome`: the codec's
+  own decoder for framing errors, plus the engine's handshake rules).  With
+  end modes 1 and 2 the connection may be reset before zmtp has read
+  everything, so there the counts may only be lower;
+* the application received exactly the raw peer's messages that the
+  oracle decodes, in order, byte for byte (:meth:`Harness._check_delivery`);
+* what zmtp sent to the raw peer decodes as valid ZMTP (its greeting, a
+  READY with its own Socket-Type, maybe an ERROR, messages);
+* the process's descriptor count is back to its baseline (no fd leak) and
+  live read pages are back near theirs;
+* the process does not crash (under the sanitizer build ASan/UBSan abort on
+  any memory error or undefined behaviour in the extension).
+
+One zmtp socket (and one good peer) per socket type is made on first use and
+reused for every input of that type.
+
+Run: ``bash fuzz/net_run.sh SECONDS`` (builds the instrumented venv).
+Replay without atheris: ``python fuzz/net_fuzz.py --replay FILE_OR_DIR...``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import zmq
+
+import zmtp
+from zmtp import codec
+from zmtp.codec import ErrorCode, ProtocolError
+
+TYPES = ["PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH", "XPUB", "XSUB"]
+
+#: Mirror of zm_socktype_compatible() (src/engine.c; RFC 28/29/30/31 pairs):
+#: the Socket-Type values a zmtp socket of each type accepts from its peer.
+COMPAT = {
+    "PAIR": ("PAIR",),
+    "PUB": ("SUB", "XSUB"),
+    "SUB": ("PUB", "XPUB"),
+    "REQ": ("REP", "ROUTER"),
+    "REP": ("REQ", "DEALER"),
+    "DEALER": ("REP", "DEALER", "ROUTER"),
+    "ROUTER": ("REQ", "DEALER", "ROUTER"),
+    "PULL": ("PUSH",),
+    "PUSH": ("PULL",),
+    "XPUB": ("SUB", "XSUB"),
+    "XSUB": ("PUB", "XPUB"),
+}
+
+#: The good pyzmq peer of each zmtp socket type.
+GOOD_PEER = {
+    "PAIR": zmq.PAIR, "PUB": zmq.SUB, "SUB": zmq.PUB, "REQ": zmq.REP, "REP": zmq.REQ,
+    "DEALER": zmq.DEALER, "ROUTER": zmq.DEALER, "PULL": zmq.PUSH, "PUSH": zmq.PULL,
+    "XPUB": zmq.SUB, "XSUB": zmq.PUB,
+}
+GOOD_ID = b"good"
+#: zmtp types whose application can receive (the harness drains them).
+RECEIVERS = {"PAIR", "SUB", "REP", "DEALER", "ROUTER", "PULL", "XPUB", "XSUB"}
+#: zmtp types that send round-robin: the raw peer may get the good peer's
+#: message while it is connected (end mode 3), so two copies are sent.
+ROUND_ROBIN = {"DEALER", "PUSH"}
+
+PREFIX_NONE, PREFIX_GREETING, PREFIX_READY, PREFIX_READY30 = range(4)
+END_GRACEFUL, END_CLOSE, END_RESET, END_KEEP_OPEN = range(4)
+END_NAMES = ["graceful", "close", "reset", "keep-open"]
+PREFIX_NAMES = ["none", "greeting", "greeting+ready", "greeting3.0+ready"]
+
+
+class Finding(AssertionError):
+    """zmtp misbehaved on this input.  ``kind`` names the check (for
+    de-duplication), the message says what happened."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"[{kind}] {message}")
+        self.kind = kind
+
+
+# ------------------------------------------------------------------ input
+
+
+@dataclass
+class NetInput:
+    ztype: str
+    side: str  # "bind": the raw peer connects; "connect": zmtp connects
+    prefix_mode: int
+    end_mode: int
+    peer_type: str
+    identity: bool
+    reconnect: bool
+    chunks: List[bytes]
+    prefix: bytes
+    payload: bytes
+
+    @property
+    def stream(self) -> bytes:
+        return self.prefix + self.payload
+
+    def describe(self) -> str:
+        return (f"{self.ztype} side={self.side} prefix={PREFIX_NAMES[self.prefix_mode]}"
+                f"{'(' + self.peer_type + (',id' if self.identity else '') + ')' if self.prefix_mode >= 2 else ''}"
+                f" end={END_NAMES[self.end_mode]}{' good-reconnects' if self.reconnect else ''}"
+                f" chunks={[len(c) for c in self.chunks]}")
+
+
+def greeting(minor: int = 1) -> bytes:
+    g = bytearray(codec.encode_greeting(1, b"NULL", False))
+    g[11] = minor
+    return bytes(g)
+
+
+def ready(peer_type: str, identity: bool) -> bytes:
+    props = [("Socket-Type", peer_type)]
+    if identity:
+        props.append(("Identity", "fuzz"))
+    return codec.encode_ready(props)
+
+
+def parse_input(data: bytes) -> NetInput:
+    """Decode the fuzzer's input (format in the module docstring)."""
+    b = data + b"\0" * max(0, 3 - len(data))
+    ztype = TYPES[b[0] % len(TYPES)]
+    ctl = b[1]
+    side = "connect" if ctl & 1 else "bind"
+    prefix_mode = (ctl >> 1) & 3
+    end_mode = (ctl >> 3) & 3
+    nsplit = (ctl >> 5) & 7
+    compat = COMPAT[ztype]
+    peer_type = compat[(b[2] & 0x0F) % len(compat)]
+    identity = bool(b[2] & 0x10)
+    reconnect = bool(b[2] & 0x20)
+    pos = 3
+    lengths = []
+    for _ in range(nsplit):
+        if pos < len(data):
+            lengths.append(data[pos] + 1)
+            pos += 1
+    payload = data[pos:] if pos < len(data) else b""
+    if prefix_mode == PREFIX_NONE:
+        prefix = b""
+    elif prefix_mode == PREFIX_GREETING:
+        prefix = greeting(1)
+    else:
+        prefix = greeting(1 if prefix_mode == PREFIX_READY else 0) + ready(peer_type, identity)
+    stream = prefix + payload
+    chunks = []
+    i = 0
+    for n in lengths:
+        if i >= len(stream):
+            break
+        chunks.append(stream[i : i + n])
+        i += n
+    if i < len(stream):
+        chunks.append(stream[i:])
+    return NetInput(ztype, side, prefix_mode, end_mode, peer_type, identity, reconnect, chunks, prefix, payload)
+
+
+def make_input(ztype: str, payload: bytes, side: str = "bind", prefix_mode: int = PREFIX_NONE,
+               end_mode: int = END_GRACEFUL, peer_index: int = 0, identity: bool = False,
+               splits: Tuple[int, ...] = (), reconnect: bool = False) -> bytes:
+    """The inverse of :func:`parse_input` (for seeds and regression tests)."""
+    assert len(splits) <= 7 and all(1 <= n <= 256 for n in splits)
+    ctl = (1 if side == "connect" else 0) | (prefix_mode << 1) | (end_mode << 3) | (len(splits) << 5)
+    head = bytes([TYPES.index(ztype), ctl,
+                  (peer_index & 0x0F) | (0x10 if identity else 0) | (0x20 if reconnect else 0)])
+    return head + bytes(n - 1 for n in splits) + payload
+
+
+# ------------------------------------------------------------------ oracle
+
+
+@dataclass
+class Outcome:
+    """What the engine must have counted for one raw connection."""
+
+    protocol_errors: Dict[int, int] = field(default_factory=dict)
+    handshake_failed: int = 0
+    active: bool = False  # the handshake completed (READY accepted)
+    closed_by_zmtp: bool = False  # zmtp closes it on its own (error, refusal, ERROR cmd)
+    reason: str = "valid (or truncated) stream"
+    #: messages the peer sent once active (each a list of frame bytes), in
+    #: order: what the engine must pass up, before type-specific handling
+    messages: List[List[bytes]] = field(default_factory=list)
+    #: the Identity of the peer's accepted READY (ROUTER routing id)
+    identity: Optional[bytes] = None
+
+
+def expected_outcome(ztype: str, stream: bytes) -> Outcome:
+    """What the engine counts when a peer sends `stream` then EOF, read in
+    full.  Framing errors come from the codec's decoder (the same C decoder
+    the engine runs, fuzzed on its own by fuzz/decoder_fuzz.c); the rest
+    mirrors the handshake rules of src/engine.c (conn_on_event,
+    conn_on_ready), which docs/architecture.md describes:
+
+    * the peer's mechanism must be NULL (else MECHANISM error + failed
+      handshake);
+    * until READY: a message, or a command other than READY, is refused
+      (failed handshake, no protocol error); a peer's ERROR closes (failed
+      handshake);
+    * READY needs a compatible Socket-Type (else refused); a PAIR socket
+      refuses a second peer (the good peer holds the pair);
+    * a decoder error counts its code, and a failed handshake only when the
+      greeting was not complete;
+    * once active, a peer's ERROR closes without counting.
+    """
+    dec = codec.Decoder(greeting=True)
+    err: Optional[int] = None
+    try:
+        events = dec.feed(stream)
+    except ProtocolError as exc:
+        events = exc.events
+        err = int(exc.code)
+    got_greeting = False
+    active = False
+    msgs: List[List[bytes]] = []
+    ident: Optional[bytes] = None
+    for ev in events:
+        if isinstance(ev, codec.Greeting):
+            got_greeting = True
+            if ev.mechanism != b"NULL":
+                return Outcome({int(ErrorCode.MECHANISM): 1}, 1, False, True, "mechanism is not NULL")
+        elif isinstance(ev, codec.Message):
+            if not active:
+                return Outcome({}, 1, False, True, "message before READY", msgs)
+            msgs.append([f.bytes for f in ev.frames])
+        elif not active:
+            if isinstance(ev, codec.Ready):
+                st = ev.socket_type
+                if st is None:
+                    return Outcome({}, 1, False, True, "READY without Socket-Type")
+                if st.decode("latin-1") not in COMPAT[ztype]:
+                    return Outcome({}, 1, False, True, f"incompatible Socket-Type {st!r}")
+                if ztype == "PAIR":
+                    return Outcome({}, 1, False, True, "PAIR already has a peer")
+                active = True
+                ident = ev.identity
+            elif isinstance(ev, codec.Error):
+                return Outcome({}, 1, False, True, "ERROR command in the handshake")
+            else:
+                return Outcome({}, 1, False, True, f"{type(ev).__name__} before READY")
+        elif isinstance(ev, codec.Error):
+            return Outcome({}, 0, True, True, "ERROR command after READY", msgs, ident)
+    if err is not None:
+        return Outcome({err: 1}, 0 if got_greeting else 1, active, True,
+                       f"decoder error {ErrorCode(err).name}", msgs, ident)
+    return Outcome({}, 0, active, False, messages=msgs, identity=ident)
+
+
+def delivered_form(ztype: str, messages: List[List[bytes]]) -> Optional[List[List[bytes]]]:
+    """What the application of a zmtp socket of `ztype` receives from a peer
+    that sent `messages`, or None where the harness does not check it
+    (PUB/PUSH never receive; REQ drops what is not a reply; XPUB turns
+    subscriptions into its own messages).  SUB and XSUB are subscribed to
+    everything; ROUTER's routing id frame is checked apart."""
+    if ztype in ("PUB", "PUSH", "REQ", "XPUB"):
+        return None
+    if ztype == "REP":  # the envelope up to the first empty frame is kept back
+        out = []
+        for m in messages:
+            i = next((j for j, f in enumerate(m) if not f), None)
+            if i is not None and i + 1 < len(m):
+                out.append(m[i + 1 :])
+        return out
+    return list(messages)
+
+
+def check_zmtp_output(ztype: str, data: bytes) -> None:
+    """What zmtp wrote to the raw peer must be valid ZMTP: a 3.x NULL
+    greeting, READY with its own Socket-Type, then commands/messages."""
+    dec = codec.Decoder(greeting=True)
+    try:
+        events = dec.feed(data)
+    except ProtocolError as exc:
+        raise Finding("bad-output", f"zmtp {ztype} wrote invalid ZMTP: {exc.code.name} "
+                      f"{exc.reason!r} after {exc.events!r}; bytes {data[:200]!r}") from None
+    if not events:
+        raise Finding("bad-output", f"zmtp {ztype} sent no complete greeting: {data!r}")
+    g = events[0]
+    if not isinstance(g, codec.Greeting) or g.major != 3 or g.mechanism != b"NULL":
+        raise Finding("bad-output", f"zmtp {ztype} greeting is {g!r}")
+    if len(events) > 1:
+        r = events[1]
+        if not isinstance(r, codec.Ready) or r.socket_type != ztype.encode():
+            raise Finding("bad-output", f"zmtp {ztype} second event is {r!r}, not its READY")
+
+
+# ------------------------------------------------------------------ rig
+
+
+def _short(msg: List[bytes]) -> str:
+    r = repr(msg)
+    return r if len(r) <= 300 else r[:300] + f"... ({sum(len(f) for f in msg)} bytes in {len(msg)} frames)"
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _symbolizer_running() -> bool:
+    """A child llvm-symbolizer / addr2line (started by the sanitizer runtime)."""
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as fh:
+                kids = fh.read().split()
+        except OSError:
+            continue
+        for pid in kids:
+            try:
+                with open(f"/proc/{pid}/comm") as fh:
+                    comm = fh.read()
+            except OSError:
+                continue
+            if "symbolizer" in comm or "addr2line" in comm:
+                return True
+    return False
+
+
+def _fd_table() -> Dict[int, str]:
+    """fd -> what it is (readlink of /proc/self/fd/N)."""
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink("/proc/self/fd/" + name)
+        except OSError:  # the directory's own fd, gone by now
+            pass
+    return out
+
+
+class Rig:
+    """One zmtp socket of a type (bound; also connects out for side
+    "connect" inputs) and its good pyzmq peer, connected to it the whole
+    time."""
+
+    def __init__(self, harness: "Harness", ztype: str) -> None:
+        self.h = harness
+        self.ztype = ztype
+        self.counter = 0
+        #: every message the zmtp application received during this input
+        self.log: List[List[bytes]] = []
+        #: what the good peer sent to the zmtp socket lately (recent tokens)
+        self.good_msgs: Dict[Tuple[bytes, ...], None] = {}
+        z = harness.zctx.socket(getattr(zmtp, ztype))
+        self.z = z
+        z.linger = 0
+        z.sndtimeo = harness.timeout_ms
+        z.rcvtimeo = harness.timeout_ms
+        # Only the raw "connect" side is ever dialled; a redial after it is
+        # lost would race with disconnect(): each input dials afresh.
+        z.reconnect_ivl = 3_600_000
+        if ztype == "REQ":
+            # A REQ only drops stray messages inside recv() (which needs a
+            # request in flight, i.e. the raw peer gone): with a RCVHWM it
+            # could stop reading a hostile REP before seeing its EOF.
+            z.rcvhwm = 0
+        z.bind("tcp://127.0.0.1:*")
+        self.endpoint = z.last_endpoint.decode()
+        g = harness.pctx.socket(GOOD_PEER[ztype])
+        self.good = g
+        g.linger = 0
+        g.rcvtimeo = harness.timeout_ms
+        g.sndtimeo = harness.timeout_ms
+        if ztype in ("ROUTER", "DEALER"):
+            g.setsockopt(zmq.ROUTING_ID, GOOD_ID)
+        if GOOD_PEER[ztype] == zmq.SUB:
+            g.setsockopt(zmq.SUBSCRIBE, b"")
+        if ztype == "SUB":
+            z.subscribe(b"")
+        g.connect(self.endpoint)
+        if ztype == "XSUB":
+            z.send(b"\x01")  # subscribe to everything
+        self._warm_up()
+        # The calling thread's backend (an io_uring ring or an epoll fd) is
+        # opened by its first wait: open it now, before the fd baseline.
+        z.poll(1)
+
+    # -- helpers
+
+    def token(self) -> bytes:
+        """A fresh token; random so that the fuzzer cannot send one (its
+        comparison hooks see the tokens the harness compares)."""
+        self.counter += 1
+        return b"tok:%d:%s" % (self.counter, os.urandom(8).hex().encode())
+
+    def good_sent(self, *frames: bytes) -> None:
+        """The good peer sent this to the zmtp socket."""
+        self.good_msgs[frames] = None
+        while len(self.good_msgs) > 256:
+            del self.good_msgs[next(iter(self.good_msgs))]
+
+    def _warm_up(self) -> None:
+        """Until the good peer is connected (and subscribed) both ways."""
+        deadline = time.monotonic() + 10
+        if self.ztype in ("PUB", "XPUB", "SUB", "XSUB"):
+            while True:
+                t = self.token()
+                if self.ztype in ("PUB", "XPUB"):
+                    self.z.send(t)
+                    if self.good.poll(20):
+                        self.good.recv()
+                        break
+                else:
+                    self.good.send(t)
+                    self.good_sent(t)
+                    if self.z.poll(20):
+                        self.z.recv()
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.ztype}: the good peer never got through")
+            self.drain()
+            self.round_trip(1)
+        else:
+            self.round_trip(1)
+
+    def reconnect_good(self, step) -> None:
+        """The good peer disconnects, zmtp counts it gone, the good peer
+        connects again; then (publish-subscribe) until its subscription, or
+        zmtp's, is through again.  `step()` lets the engine work."""
+        z = self.z
+        deadline = time.monotonic() + self.h.timeout_ms / 1000
+        gone = z.stats()["disconnected"] + 1
+        self.good.disconnect(self.endpoint)
+        while z.stats()["disconnected"] < gone:
+            if time.monotonic() > deadline:
+                raise Finding("not-counted", f"zmtp {self.ztype} did not notice the good peer's disconnect")
+            step()
+        self.good.connect(self.endpoint)
+        if self.ztype not in ("PUB", "XPUB", "SUB", "XSUB"):
+            return
+        while True:
+            t = self.token()
+            if self.ztype in ("PUB", "XPUB"):
+                self._z_send([t], deadline, "resubscribing after the good peer reconnected")
+                if self.good.poll(10):
+                    self._good_expect(t, deadline, "resubscribing")
+                    return
+            else:
+                self.good_sent(t)
+                self.good.send(t)
+                if self.z.poll(10):
+                    msg = self.z.recv_multipart()
+                    self.log.append(msg)
+                    if msg == [t]:
+                        return
+            if time.monotonic() > deadline:
+                raise Finding("starved", f"zmtp {self.ztype}: no message got through after the good peer reconnected")
+
+    def drain(self) -> None:
+        """Receive and drop what the raw peer delivered to the application
+        (REP answers each request, as it must before its next recv)."""
+        if self.ztype not in RECEIVERS:
+            return
+        while True:
+            try:
+                self.log.append(self.z.recv_multipart(zmtp.DONTWAIT))
+            except zmtp.Again:
+                return
+            if self.ztype == "REP":
+                self.z.send(b"")
+
+    def _z_expect(self, want: List[bytes], deadline: float, what: str) -> None:
+        """zmtp receives `want`; anything else (from the raw peer, or a
+        stale token) is dropped."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Finding("starved", f"zmtp {self.ztype} never received {want!r} from the good peer ({what})")
+            self.z.rcvtimeo = max(1, int(left * 1000))
+            try:
+                msg = self.z.recv_multipart()
+            except zmtp.Again:
+                continue
+            self.log.append(msg)
+            if msg == want:
+                return
+            if self.ztype == "REP":
+                self.z.send(b"")
+
+    def _good_expect(self, want: bytes, deadline: float, what: str) -> None:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.good.poll(max(1, int(left * 1000))):
+                raise Finding("starved", f"the good {zmq.SocketType(GOOD_PEER[self.ztype]).name} peer never "
+                              f"received {want!r} from zmtp {self.ztype} ({what})")
+            parts = self.good.recv_multipart()
+            if parts == [want]:
+                return
+            if not parts[-1].startswith((b"tok:", b"re:tok:")):
+                raise Finding("misrouted", f"the good peer of zmtp {self.ztype} received {parts!r}")
+
+    def _z_send(self, parts: List[bytes], deadline: float, what: str) -> None:
+        self.z.sndtimeo = max(1, int((deadline - time.monotonic()) * 1000))
+        try:
+            self.z.send_multipart(parts)
+        except zmtp.Again:
+            raise Finding("starved", f"zmtp {self.ztype} could not send {parts!r} ({what})") from None
+
+    def round_trip(self, copies: int = 1, what: str = "after the input") -> None:
+        """The good peer's exchange with the zmtp socket, both ways where
+        the pattern allows."""
+        t = self.token()
+        re = b"re:" + t
+        deadline = time.monotonic() + self.h.timeout_ms / 1000
+        k = self.ztype
+        if k == "PAIR":
+            self._z_send([t], deadline, what)
+            self._good_expect(t, deadline, what)
+            self.good_sent(re)
+            self.good.send(re)
+            self._z_expect([re], deadline, what)
+        elif k in ("PUB", "XPUB"):
+            self._z_send([t], deadline, what)
+            self._good_expect(t, deadline, what)
+        elif k in ("SUB", "XSUB", "PULL"):
+            self.good_sent(t)
+            self.good.send(t)
+            self._z_expect([t], deadline, what)
+        elif k == "REQ":
+            self._z_send([t], deadline, what)
+            if not self.good.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                raise Finding("starved", f"the good REP peer never received the request of zmtp REQ ({what})")
+            got = self.good.recv()
+            if got != t:
+                raise Finding("misrouted", f"the good REP peer got {got!r}, not {t!r}")
+            self.good_sent(re)
+            self.good.send(re)
+            self._z_expect([re], deadline, what)
+        elif k == "REP":
+            self.good_sent(t)
+            self.good.send(t)
+            self._z_expect([t], deadline, what)
+            self._z_send([re], deadline, what)
+            self._good_expect(re, deadline, what)
+        elif k == "DEALER":
+            for _ in range(copies):
+                self._z_send([t], deadline, what)
+            self._good_expect(t, deadline, what)
+            self.good_sent(re)
+            self.good.send(re)
+            self._z_expect([re], deadline, what)
+        elif k == "ROUTER":
+            self.good_sent(GOOD_ID, t)
+            self.good.send(t)
+            self._z_expect([GOOD_ID, t], deadline, what)
+            self._z_send([GOOD_ID, re], deadline, what)
+            self._good_expect(re, deadline, what)
+        elif k == "PUSH":
+            for _ in range(copies):
+                self._z_send([t], deadline, what)
+            self._good_expect(t, deadline, what)
+        else:  # pragma: no cover
+            raise AssertionError(k)
+        self.z.rcvtimeo = self.h.timeout_ms
+        self.z.sndtimeo = self.h.timeout_ms
+
+    def close(self) -> None:
+        self.good.close(linger=0)
+        self.z.close(linger=0)
+
+
+# ------------------------------------------------------------------ harness
+
+
+class Harness:
+    """Runs inputs (:meth:`run`) against one reused rig per socket type.
+
+    keep_going: on a :class:`Finding`, record it (``findings``; saved under
+    ``artifact_dir`` when set), rebuild that type's rig and return normally,
+    so a long run is not ended by one finding.  Memory errors still abort
+    (the sanitizers)."""
+
+    def __init__(self, timeout_ms: int = 5000, keep_going: bool = False,
+                 artifact_dir: Optional[str] = None, verbose: bool = False) -> None:
+        self.timeout_ms = timeout_ms
+        self.keep_going = keep_going
+        self.artifact_dir = artifact_dir
+        self.verbose = verbose
+        self.zctx = zmtp.Context()
+        self.pctx = zmq.Context()
+        self.rigs: Dict[str, Rig] = {}
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.setblocking(False)
+        self.listen_ep = "tcp://127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.fd_base = -1
+        self.pages_base = -1
+        self.runs = 0
+        self.findings: Dict[str, int] = {}
+        self.counts = {"invalid": 0, "valid": 0, "active": 0}
+
+    # -- set-up
+
+    def rig(self, ztype: str) -> Rig:
+        r = self.rigs.get(ztype)
+        if r is None:
+            r = self.rigs[ztype] = Rig(self, ztype)
+            self._rebase()
+        return r
+
+    def _rebase(self) -> None:
+        self.fd_base = _fd_count()
+        self.fd_table = _fd_table()
+        self.pages_base = zmtp.memory_stats()["pages_live"]
+
+    def close(self) -> None:
+        for r in self.rigs.values():
+            r.close()
+        self.rigs.clear()
+        self.listener.close()
+        self.zctx.destroy(linger=0)
+        self.pctx.destroy(linger=0)
+
+    def __enter__(self) -> "Harness":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- one input
+
+    def run(self, data: bytes) -> Optional[Outcome]:
+        """Play one input; raise Finding (unless keep_going) when zmtp
+        misbehaves.  Returns the oracle's outcome."""
+        self.runs += 1
+        inp = parse_input(data)
+        try:
+            return self._run(inp)
+        except Finding as f:
+            if self.verbose:
+                print(f"net_fuzz: FINDING on {inp.describe()}: {f}", file=sys.stderr)
+            if not self.keep_going:
+                raise
+            self._record(f, data, inp)
+            self._reset(inp.ztype)
+            return None
+
+    def _record(self, f: Finding, data: bytes, inp: NetInput) -> None:
+        n = self.findings.get(f.kind + ":" + inp.ztype, 0) + 1
+        self.findings[f.kind + ":" + inp.ztype] = n
+        print(f"net_fuzz: finding #{n} {f.kind} on {inp.describe()}: {f}", file=sys.stderr, flush=True)
+        if self.artifact_dir and n <= 5:
+            os.makedirs(self.artifact_dir, exist_ok=True)
+            name = f"finding-{f.kind}-{inp.ztype}-{hashlib.sha1(data).hexdigest()[:16]}"
+            path = os.path.join(self.artifact_dir, name)
+            with open(path, "wb") as fh:
+                fh.write(data)
+            with open(path + ".txt", "w") as fh:
+                fh.write(f"{inp.describe()}\n{f}\nstream: {inp.stream!r}\n")
+
+    def _reset(self, ztype: str) -> None:
+        r = self.rigs.pop(ztype, None)
+        if r is not None:
+            try:
+                r.z.disconnect(self.listen_ep)
+            except zmtp.ZMQError:
+                pass
+            r.close()
+        self._drain_listener()
+        self.rig(ztype)
+
+    def _drain_listener(self) -> None:
+        while True:
+            try:
+                s, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            s.close()
+
+    def _step(self, rig: Rig, wait_ms: int = 0) -> None:
+        """Let the engine work: one zm_sock_process (or a wait of up to
+        wait_ms on the backend), then drain the application's messages."""
+        if wait_ms > 0:
+            rig.z.poll(wait_ms)
+        else:
+            rig.z.getsockopt(zmtp.EVENTS)
+        rig.drain()
+
+    def _run(self, inp: NetInput) -> Outcome:
+        rig = self.rig(inp.ztype)
+        z = rig.z
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        rig.drain()
+        rig.log = []
+        before = z.stats()
+        exp = expected_outcome(inp.ztype, inp.stream)
+        self.counts["invalid" if exp.protocol_errors or exp.handshake_failed else "valid"] += 1
+        self.counts["active"] += exp.active
+        end_mode = inp.end_mode
+        if end_mode == END_KEEP_OPEN and inp.ztype == "REQ":
+            end_mode = END_GRACEFUL  # a REQ's request could go to the raw peer and wait there forever
+        raw = self._open_raw(rig, inp, deadline)
+        out = bytearray()
+        eof = reset = False
+        try:
+            # zmtp's first byte (its greeting): the connection is in
+            # HANDSHAKE on zmtp's side before the input starts.
+            while not out:
+                eof, reset = self._read_raw(raw, out)
+                if eof or reset:
+                    raise Finding("closed-early", f"zmtp {inp.ztype} closed the raw connection before it sent anything")
+                if time.monotonic() > deadline:
+                    raise Finding("no-greeting", f"zmtp {inp.ztype} sent no greeting to the raw peer")
+                self._step(rig, 1)
+            if inp.reconnect:
+                rig.reconnect_good(lambda: self._step(rig, 1))
+            sent_all = True
+            for chunk in inp.chunks:
+                try:
+                    raw.sendall(chunk)
+                except OSError:  # zmtp closed it (error or refusal)
+                    sent_all = False
+                    break
+                self._step(rig)
+                e, r = self._read_raw(raw, out)
+                eof, reset = eof or e, reset or r
+            if end_mode == END_KEEP_OPEN:
+                copies = 2 if inp.ztype in ROUND_ROBIN else 1
+                rig.round_trip(copies, "while the raw peer is connected")
+            if end_mode in (END_GRACEFUL, END_KEEP_OPEN):
+                try:
+                    raw.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                # zmtp must see the EOF and close its side.
+                while not (eof or reset):
+                    if time.monotonic() > deadline + self.timeout_ms / 1000:
+                        raise Finding("not-closed", f"zmtp {inp.ztype} did not close the connection after the raw "
+                                      f"peer's EOF ({exp.reason})")
+                    self._step(rig, 1)
+                    e, r = self._read_raw(raw, out)
+                    eof, reset = eof or e, reset or r
+            elif end_mode == END_RESET:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        finally:
+            raw.close()
+        # zmtp has counted the connection lost.
+        while z.stats()["disconnected"] - before["disconnected"] < 1 + inp.reconnect:
+            if time.monotonic() > deadline + 2 * self.timeout_ms / 1000:
+                raise Finding("not-counted", f"zmtp {inp.ztype} never counted the raw connection as disconnected "
+                              f"(stats {z.stats()!r})")
+            self._step(rig, 1)
+        if inp.side == "connect":
+            try:
+                z.disconnect(self.listen_ep)
+            except zmtp.ZMQError as exc:
+                raise Finding("disconnect", f"zmtp {inp.ztype} disconnect() failed: {exc}") from None
+        rig.round_trip(1)
+        after = z.stats()
+        self._check_stats(inp, exp, before, after, strict=end_mode in (END_GRACEFUL, END_KEEP_OPEN) and sent_all)
+        if eof and not reset and end_mode in (END_GRACEFUL, END_KEEP_OPEN):
+            check_zmtp_output(inp.ztype, bytes(out))
+        self._check_resources(rig, inp)
+        rig.drain()
+        self._check_delivery(rig, inp, exp, strict=end_mode in (END_GRACEFUL, END_KEEP_OPEN) and sent_all)
+        return exp
+
+    def _open_raw(self, rig: Rig, inp: NetInput, deadline: float) -> socket.socket:
+        if inp.side == "bind":
+            host, port = rig.endpoint[len("tcp://"):].rsplit(":", 1)
+            raw = socket.create_connection((host, int(port)), timeout=self.timeout_ms / 1000)
+        else:
+            self._drain_listener()
+            rig.z.connect(self.listen_ep)
+            while True:
+                try:
+                    raw, _ = self.listener.accept()
+                    break
+                except (BlockingIOError, InterruptedError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise Finding("no-dial", f"zmtp {inp.ztype} never dialled {self.listen_ep}")
+                self._step(rig, 1)
+        raw.setblocking(False)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return raw
+
+    @staticmethod
+    def _read_raw(raw: socket.socket, out: bytearray) -> Tuple[bool, bool]:
+        """Read what zmtp sent so far; (eof, reset)."""
+        while True:
+            try:
+                b = raw.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return False, False
+            except ConnectionResetError:
+                return False, True
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                    return False, True
+                raise
+            if not b:
+                return True, False
+            out += b
+
+    def _check_stats(self, inp: NetInput, exp: Outcome, before: dict, after: dict, strict: bool) -> None:
+        d = {k: after[k] - before[k] for k in ("accepted", "connected", "disconnected", "handshake_failed")}
+        errs = {}
+        for code, n in after["protocol_errors"].items():
+            dn = n - before["protocol_errors"].get(code, 0)
+            if dn:
+                errs[code] = dn
+        # (+1 each for the good peer's reconnection)
+        want_acc = (1 if inp.side == "bind" else 0) + inp.reconnect
+        want_disc = 1 + inp.reconnect
+        problems = []
+        if d["accepted"] != want_acc:
+            problems.append(f"accepted +{d['accepted']} (want +{want_acc})")
+        if d["disconnected"] != want_disc:
+            problems.append(f"disconnected +{d['disconnected']} (want +{want_disc})")
+        want_conn = 1 if inp.side == "connect" and exp.active else 0
+        if strict:
+            if errs != exp.protocol_errors:
+                problems.append(f"protocol_errors +{errs} (want +{exp.protocol_errors})")
+            if d["handshake_failed"] != exp.handshake_failed:
+                problems.append(f"handshake_failed +{d['handshake_failed']} (want +{exp.handshake_failed})")
+            if d["connected"] != want_conn:
+                problems.append(f"connected +{d['connected']} (want +{want_conn})")
+        else:  # the peer may have reset the connection before zmtp read everything
+            if any(code not in exp.protocol_errors or n > exp.protocol_errors[code] for code, n in errs.items()):
+                problems.append(f"protocol_errors +{errs} (want at most +{exp.protocol_errors})")
+            if d["handshake_failed"] > exp.handshake_failed:
+                problems.append(f"handshake_failed +{d['handshake_failed']} (want at most +{exp.handshake_failed})")
+            if d["connected"] > want_conn:
+                problems.append(f"connected +{d['connected']} (want at most +{want_conn})")
+        if problems:
+            named = {ErrorCode(c).name: n for c, n in errs.items()}
+            raise Finding("stats", f"zmtp {inp.ztype} ({inp.side}, {END_NAMES[inp.end_mode]}): "
+                          f"{'; '.join(problems)}; oracle: {exp.reason}; errors counted {named}")
+
+    def _check_delivery(self, rig: Rig, inp: NetInput, exp: Outcome, strict: bool) -> None:
+        """The application got exactly the raw peer's messages, in order
+        (all of them when zmtp read the whole stream, else the first ones),
+        interleaved with the good peer's."""
+        want = delivered_form(inp.ztype, exp.messages)
+        if want is None:
+            return
+        i = 0
+        rid = None
+        for msg in rig.log:
+            body = msg
+            if inp.ztype == "ROUTER":
+                if msg[0] == GOOD_ID:
+                    if tuple(msg) in rig.good_msgs:
+                        continue
+                    raise Finding("delivery", f"zmtp ROUTER: unexpected message from the good peer {msg!r}")
+                if rid is None:
+                    rid = msg[0]
+                    self._check_rid(inp, exp, rid)
+                elif msg[0] != rid:
+                    raise Finding("delivery", f"zmtp ROUTER: the raw peer's messages came with two routing ids, "
+                                  f"{rid!r} and {msg[0]!r}")
+                body = msg[1:]
+            if i < len(want) and body == want[i]:
+                i += 1
+                continue
+            if tuple(msg) in rig.good_msgs:
+                continue
+            raise Finding("delivery", f"zmtp {inp.ztype} ({inp.side}, {END_NAMES[inp.end_mode]}) passed up "
+                          f"{_short(msg)}; the raw peer's next message is "
+                          f"{_short(want[i]) if i < len(want) else 'none'} ({i} of {len(want)} delivered)")
+        if strict and i != len(want):
+            raise Finding("delivery", f"zmtp {inp.ztype} ({inp.side}, {END_NAMES[inp.end_mode]}) passed up "
+                          f"{i} of the raw peer's {len(want)} messages; first missing {_short(want[i])}")
+
+    @staticmethod
+    def _check_rid(inp: NetInput, exp: Outcome, rid: bytes) -> None:
+        ident = exp.identity
+        if ident and len(ident) <= 255 and ident[0] != 0 and ident != GOOD_ID:
+            if rid != ident:
+                raise Finding("delivery", f"zmtp ROUTER: routing id {rid!r}, the peer's Identity was {ident!r}")
+        elif len(rid) != 5 or rid[0] != 0:
+            raise Finding("delivery", f"zmtp ROUTER: generated routing id {rid!r} is not 00 + 4 bytes "
+                          f"(peer Identity {ident!r})")
+
+    def _check_resources(self, rig: Rig, inp: NetInput) -> None:
+        deadline = time.monotonic() + 2
+        while True:
+            fds = _fd_count()
+            pages = zmtp.memory_stats()["pages_live"]
+            if fds <= self.fd_base and pages <= self.pages_base + 4:
+                return
+            if time.monotonic() > deadline:
+                break
+            self._step(rig, 1)
+        if fds > self.fd_base:
+            now = _fd_table()
+            new = {fd: what for fd, what in now.items() if self.fd_table.get(fd) != what}
+            gone = {fd: what for fd, what in self.fd_table.items() if fd not in now}
+            if _symbolizer_running() and all(w.startswith("pipe:") for w in new.values()):
+                # libFuzzer's NEW_FUNC lines start llvm-symbolizer, which
+                # keeps a pipe pair open to it: not zmtp's.
+                self._rebase()
+                return
+            raise Finding("fd-leak", f"zmtp {inp.ztype}: {fds} descriptors open after the input, {self.fd_base} "
+                          f"at set-up; new or changed: {new}, closed: {gone}")
+        raise Finding("page-leak", f"zmtp {inp.ztype}: {pages} read pages live after the input, {self.pages_base} at "
+                      f"set-up ({zmtp.memory_stats()})")
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def _files(paths: List[str]) -> List[str]:
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += sorted(os.path.join(p, n) for n in os.listdir(p)
+                          if os.path.isfile(os.path.join(p, n)) and not n.endswith(".txt"))
+        else:
+            out.append(p)
+    return out
+
+
+def replay(paths: List[str], verbose: bool = True) -> int:
+    """Replay files through the harness without atheris; 1 on a finding."""
+    rc = 0
+    with Harness(verbose=verbose) as h:
+        for path in _files(paths):
+            with open(path, "rb") as fh:
+                data = fh.read()
+            inp = parse_input(data)
+            try:
+                exp = h.run(data)
+                if verbose:
+                    print(f"ok   {path}: {inp.describe()}: {exp.reason}")
+            except Finding as f:
+                print(f"FAIL {path}: {inp.describe()}: {f}")
+                rc = 1
+    return rc
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) > 1 and argv[1] == "--replay":
+        return replay(argv[2:])
+    import atheris  # only needed to fuzz
+
+    keep_going = os.environ.get("NET_FUZZ_KEEP_GOING", "1") not in ("", "0")
+    artifacts = os.environ.get("NET_FUZZ_ARTIFACTS", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                    "artifacts", "net"))
+    if os.environ.get("NET_FUZZ_PY_COVERAGE", "") not in ("", "0"):
+        # No coverage from the C extension (not built with fuzzer-no-link):
+        # let libFuzzer at least see which branches of the input parser and
+        # the oracle (which events the stream decodes to) an input reaches.
+        for fn in (parse_input, expected_outcome, check_zmtp_output):
+            atheris.instrument_func(fn)
+    h = Harness(keep_going=keep_going, artifact_dir=artifacts)
+    print(f"net_fuzz: zmtp {zmtp._zmtp.__file__}, backend {zmtp.backend_name()}, keep_going={keep_going}",
+          file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    report_every = int(os.environ.get("NET_FUZZ_REPORT_EVERY", "5000"))
+
+    def test_one_input(data: bytes) -> None:
+        h.run(data)
+        if report_every and h.runs % report_every == 0:
+            print(f"net_fuzz: {h.runs} inputs in {time.monotonic() - t0:.0f} s, oracle {h.counts}, "
+                  f"findings {h.findings or 'none'}", file=sys.stderr, flush=True)
+
+    # (libFuzzer ends the process with exit() at -max_total_time, without
+    # finalizing Python: the last progress line is the summary.)
+    atheris.Setup(argv, test_one_input)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
