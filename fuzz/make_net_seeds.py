@@ -13,8 +13,9 @@ docstring): the whole recording with no prefix, ended gracefully, for both
 sides (zmtp bound / zmtp connecting); the recording minus P's greeting and
 READY behind the harness's own greeting + READY prefix, cut into chunks,
 with the raw peer staying open during the good round trip; and the same
-behind a ZMTP 3.0 greeting, closed at once.  A few hostile streams (from
-tests/test_bad_peers.py) are added by hand.
+behind a ZMTP 3.0 greeting, closed at once; and the whole recording with
+the good peer reconnecting while the raw peer stays connected.  A few
+hostile streams (from tests/test_bad_peers.py) are added by hand.
 
 Usage: python3 fuzz/make_net_seeds.py [OUTDIR]   (default: fuzz/net_corpus)
 Needs pyzmq.  The output is deterministic for a given libzmq version.
@@ -206,6 +207,9 @@ def main(argv: list) -> int:
                                 peer_index=i, identity=True, splits=(11, 53)))
             write(f"{base}-bind-session-bytewise-reset",
                   nf.make_input(z, rec[:80], side="bind", end_mode=nf.END_RESET, splits=(1,) * 7))
+            write(f"{base}-{'connect' if i % 2 else 'bind'}-session-keepopen-good-reconnects",
+                  nf.make_input(z, rec, side="connect" if i % 2 else "bind", end_mode=nf.END_KEEP_OPEN,
+                                splits=(64, 30), reconnect=True))
     for name, (z, payload, side, pm, em) in HOSTILE.items():
         write(f"hostile-{name}", nf.make_input(z, payload, side=side, prefix_mode=pm, end_mode=em))
     print(f"make_net_seeds: wrote {n} files to {outdir}")

@@ -21,6 +21,8 @@
 #           libFuzzer sees the Python branches of the harness's input parser
 #           and oracle (atheris.instrument_func).
 #   NET_FUZZ_REBUILD=1   rebuild the cov venv even if it looks current.
+#   NET_FUZZ_SKIP_KNOWN=1  do not play the open PAIR finding (fuzz/README.md):
+#           while it is open every hit costs a 5 s timeout.
 #   ZMTP_BACKEND=epoll|io_uring   the zmtp backend of the run (default: the
 #           library's choice, io_uring where the kernel allows it).
 #

@@ -1669,6 +1669,24 @@ int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on)
     return 0;
 }
 
+/* PAIR's one peer: the connection whose handshake is done, else one we
+ * dialled (messages wait for it, as in libzmq's pipe).  An accepted
+ * connection still in its handshake is not the peer yet: a client that
+ * connects and stays silent must not block the real one (libzmq attaches
+ * an accepted connection only after its handshake). */
+static zm_conn *pair_peer(zm_sock *s)
+{
+    zm_conn *dialled = NULL;
+
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->state == ZM_CS_ACTIVE)
+            return c;
+        if (c->connecter && c->state != ZM_CS_DEAD && dialled == NULL)
+            dialled = c;
+    }
+    return dialled;
+}
+
 int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
 {
     zm_conn *c;
@@ -1791,9 +1809,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
         s->out_conn = c;
         return 0;
     case ZM_PAIR:
-        c = s->conns;
-        while (c != NULL && c->state == ZM_CS_DEAD)
-            c = c->next;
+        c = pair_peer(s);
         if (c == NULL || !conn_can_queue(s, c))
             return -EAGAIN;
         break;
@@ -2017,9 +2033,7 @@ int zm_sock_events(zm_sock *s)
             ev |= ZM_POLLOUT;
     }
     if (s->type == ZM_PAIR && (ev & ZM_POLLOUT)) {
-        zm_conn *c = s->conns;
-        while (c != NULL && c->state == ZM_CS_DEAD)
-            c = c->next;
+        zm_conn *c = pair_peer(s);
         if (c == NULL || !conn_can_queue(s, c))
             ev &= ~ZM_POLLOUT;
     }
