@@ -1577,8 +1577,8 @@ static void sock_leave(SocketObject *self)
         /* Relaxed: a hint read by the progress thread's timer only; the
          * wake below (or the lock) orders everything that matters. */
         __atomic_store_n(&self->ps.flush_due_ns,
-                         self->closed ? 0 : zm_sock_flush_due(&self->s),
-                         __ATOMIC_RELAXED);
+                         wanted ? zm_sock_flush_due(&self->s) : 0,
+                         __ATOMIC_RELAXED); /* held back implies wanted */
         self->ps.last_call_ns = self->s.now_ns ? self->s.now_ns : zm_now_ns();
         pthread_mutex_unlock(&self->ps.lock);
         if (!self->closed) /* output, connections, descriptors: tell it */
@@ -1950,15 +1950,88 @@ PyDoc_STRVAR(Socket_send_multipart_doc,
 "send_multipart(msg_parts, flags=0, copy=True, track=False)\n--\n\n"
 "Send a whole message (a sequence of bytes-like objects) atomically.");
 
+/* The frames of one message, as buffers, all checked before any is sent
+ * (a bad frame must not leave half a message on the wire).  Up to 8 live
+ * on the stack. */
+typedef struct {
+    PyObject *seq;
+    Py_buffer small[8];
+    Py_buffer *views;
+    Py_ssize_t n, got;
+} msg_frames;
+
+static void frames_release(msg_frames *fr)
+{
+    for (Py_ssize_t i = 0; i < fr->got; i++)
+        PyBuffer_Release(&fr->views[i]);
+    if (fr->views != fr->small)
+        PyMem_Free(fr->views);
+    Py_CLEAR(fr->seq);
+}
+
+/* 0, or -1 with an exception (fr released either way on failure). */
+static int frames_get(zmtp_state *st, PyObject *parts, const char *what,
+                      msg_frames *fr)
+{
+    fr->views = fr->small;
+    fr->got = 0;
+    fr->seq = PySequence_Fast(parts, what);
+    if (fr->seq == NULL)
+        return -1;
+    fr->n = PySequence_Fast_GET_SIZE(fr->seq);
+    if (fr->n == 0) {
+        PyErr_SetString(PyExc_ValueError, "a message has at least one frame");
+        goto fail;
+    }
+    if (fr->n > 8 && (fr->views = PyMem_New(Py_buffer, (size_t)fr->n)) == NULL) {
+        fr->views = fr->small;
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (; fr->got < fr->n; fr->got++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fr->seq, fr->got);
+        if (get_send_buffer(st, item, &fr->views[fr->got]) < 0) {
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            PyErr_Format(PyExc_TypeError,
+                         "frame %zd of the message: a bytes-like object is "
+                         "required, not %.100s",
+                         fr->got, Py_TYPE(item)->tp_name);
+            Py_XDECREF(t);
+            Py_XDECREF(v);
+            Py_XDECREF(tb);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    frames_release(fr);
+    return -1;
+}
+
+/* Send the frames as one message (the socket entered).  Only the first
+ * frame can block: the rest follow it. */
+static int frames_send(SocketObject *self, msg_frames *fr, int flags,
+                       int64_t deadline)
+{
+    int rc = 0;
+
+    for (Py_ssize_t i = 0; i < fr->n && rc == 0; i++) {
+        int f = (flags & Z_DONTWAIT) |
+                (i + 1 < fr->n ? Z_SNDMORE : (flags & Z_SNDMORE));
+        rc = sock_send_frame(self, fr->views[i].buf, (size_t)fr->views[i].len,
+                             f, deadline);
+    }
+    return rc;
+}
+
 static PyObject *Socket_send_multipart(SocketObject *self,
                                        PyObject *const *args, Py_ssize_t nargs,
                                        PyObject *kwnames)
 {
-    PyObject *parts, *seq;
-    Py_buffer *views = NULL;
-    Py_ssize_t n, i, got = 0;
-    int flags, copy, rc = 0;
-    int64_t deadline;
+    PyObject *parts;
+    msg_frames fr;
+    int flags, copy, rc;
 
     if (parse_send_args(args, nargs, kwnames, "send_multipart", &parts, &flags,
                         &copy) < 0)
@@ -1969,57 +2042,18 @@ static PyObject *Socket_send_multipart(SocketObject *self,
                         "(e.g. [b'a', b'b']), not a single bytes or str");
         return NULL;
     }
-    seq = PySequence_Fast(parts, "send_multipart() takes a sequence of frames");
-    if (seq == NULL)
+    if (frames_get(self->st, parts,
+                   "send_multipart() takes a sequence of frames", &fr) < 0)
         return NULL;
-    n = PySequence_Fast_GET_SIZE(seq);
-    if (n == 0) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "a message has at least one frame");
-        return NULL;
-    }
-    views = PyMem_New(Py_buffer, (size_t)n);
-    if (views == NULL) {
-        Py_DECREF(seq);
-        return PyErr_NoMemory();
-    }
-    /* Check every part before sending any: a bad part must not leave half
-     * a message on the wire. */
-    for (i = 0; i < n; i++, got++) {
-        if (get_send_buffer(self->st, PySequence_Fast_GET_ITEM(seq, i),
-                            &views[i]) < 0) {
-            PyObject *t, *v, *tb;
-            PyErr_Fetch(&t, &v, &tb);
-            PyErr_Format(PyExc_TypeError,
-                         "frame %zd of the message: a bytes-like object is "
-                         "required, not %.100s",
-                         i, Py_TYPE(PySequence_Fast_GET_ITEM(seq, i))->tp_name);
-            Py_XDECREF(t);
-            Py_XDECREF(v);
-            Py_XDECREF(tb);
-            rc = -1;
-            goto done;
-        }
-    }
     if (sock_enter(self) < 0) {
-        rc = -1;
-        goto done;
+        frames_release(&fr);
+        return NULL;
     }
-    deadline = deadline_from_ms(self->sndtimeo);
-    for (i = 0; i < n && rc == 0; i++) {
-        int f = (flags & Z_DONTWAIT) | (i + 1 < n ? Z_SNDMORE : (flags & Z_SNDMORE));
-        rc = sock_send_frame(self, views[i].buf, (size_t)views[i].len, f,
-                             deadline);
-        /* Only the first frame can block: the rest follow it. */
-    }
+    rc = frames_send(self, &fr, flags, deadline_from_ms(self->sndtimeo));
     if (rc == 0)
         tls_last_send = self;
     sock_leave(self);
-done:
-    for (i = 0; i < got; i++)
-        PyBuffer_Release(&views[i]);
-    PyMem_Free(views);
-    Py_DECREF(seq);
+    frames_release(&fr);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
@@ -2031,15 +2065,13 @@ done:
 /* ------------------------------------------------------------------ */
 
 /* Send one message of a batch: a bytes-like object (one frame) or a
- * sequence of them (a multipart message, checked whole before any frame
- * goes).  0, or -1 with an exception. */
+ * list or tuple of them (a multipart message).  0, or -1 with an
+ * exception. */
 static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
                             int64_t deadline)
 {
-    Py_buffer small[8], *views = small;
-    PyObject *seq = NULL;
-    Py_ssize_t n, i, got = 0;
-    int rc = 0;
+    msg_frames fr;
+    int rc;
 
     if (!PyList_Check(m) && !PyTuple_Check(m)) {
         Py_buffer view;
@@ -2049,36 +2081,11 @@ static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
         PyBuffer_Release(&view);
         return rc;
     }
-    seq = PySequence_Fast(m, "a message is bytes or a sequence of frames");
-    if (seq == NULL)
+    if (frames_get(self->st, m, "a message is bytes or a sequence of frames",
+                   &fr) < 0)
         return -1;
-    n = PySequence_Fast_GET_SIZE(seq);
-    if (n == 0) {
-        PyErr_SetString(PyExc_ValueError, "a message has at least one frame");
-        rc = -1;
-        goto out;
-    }
-    if (n > 8 && (views = PyMem_New(Py_buffer, (size_t)n)) == NULL) {
-        PyErr_NoMemory();
-        rc = -1;
-        goto out;
-    }
-    for (i = 0; i < n; i++, got++)
-        if (get_send_buffer(self->st, PySequence_Fast_GET_ITEM(seq, i),
-                            &views[i]) < 0) {
-            rc = -1;
-            goto out;
-        }
-    for (i = 0; i < n && rc == 0; i++)
-        rc = sock_send_frame(self, views[i].buf, (size_t)views[i].len,
-                             (flags & Z_DONTWAIT) | (i + 1 < n ? Z_SNDMORE : 0),
-                             deadline);
-out:
-    for (i = 0; i < got; i++)
-        PyBuffer_Release(&views[i]);
-    if (views != small)
-        PyMem_Free(views);
-    Py_XDECREF(seq);
+    rc = frames_send(self, &fr, flags, deadline);
+    frames_release(&fr);
     return rc;
 }
 

@@ -153,17 +153,6 @@ int zm_page_cache_enabled(void)
     return cache_slot(ZM_PAGE_SMALL) >= 0;
 }
 
-void zm_page_cache_drain(void)
-{
-    pthread_mutex_lock(&g_cache_mu);
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-        while (g_cache_n[i] > 0) {
-            free(g_cache[i][--g_cache_n[i]]);
-            STAT_SUB(g_pages_cached, 1);
-        }
-    }
-    pthread_mutex_unlock(&g_cache_mu);
-}
 
 void zm_mem_get_stats(zm_mem_stats *out)
 {

@@ -65,9 +65,6 @@ void zm_page_free_(zm_page *p);
 /* 1 when freed pages are cached (not under AddressSanitizer). */
 int zm_page_cache_enabled(void);
 
-/* Free every cached page (tests, leak checks at exit). */
-void zm_page_cache_drain(void);
-
 ZM_INLINE void zm_page_decref(zm_page *p)
 {
     /* Release: this thread's reads of p->data happen before the page is

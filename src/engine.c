@@ -118,6 +118,33 @@ static void msgq_free(zm_msgq *q)
     memset(q, 0, sizeof(*q));
 }
 
+/* Our greeting (ZMTP 3.1, NULL) and READY with Socket-Type `type`, plus
+ * Identity when `id` is not NULL: 0, or -ENOMEM. */
+static int encode_handshake(zm_wbuf *w, const char *type,
+                            const unsigned char *id, size_t id_len)
+{
+    zm_prop props[2];
+    size_t np = 0;
+
+    props[np].name = (const unsigned char *)"Socket-Type";
+    props[np].name_len = 11;
+    props[np].value = (const unsigned char *)type;
+    props[np].value_len = strlen(type);
+    np++;
+    if (id != NULL) {
+        props[np].name = (const unsigned char *)"Identity";
+        props[np].name_len = 8;
+        props[np].value = id;
+        props[np].value_len = id_len;
+        np++;
+    }
+    if (zm_wbuf_reserve(w, ZM_GREETING_SIZE) < 0)
+        return -ENOMEM;
+    zm_encode_greeting(w->data + w->len, 1, "NULL", 4, 0);
+    w->len += ZM_GREETING_SIZE;
+    return zm_encode_ready(w, props, np) < 0 ? -ENOMEM : 0;
+}
+
 /* ================================================================== */
 /* Monitor events                                                     */
 /* ================================================================== */
@@ -135,24 +162,14 @@ static void mon_close(zm_sock *s)
 /* Write what the kernel takes; the rest waits for the next step. */
 static void mon_flush(zm_sock *s)
 {
-    struct iovec iov[ZM_OUTQ_IOV];
-    struct msghdr mh;
-
     while (s->mon_fd >= 0 && s->mon_out.bytes > 0) {
         ssize_t n;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)zm_outq_iov(&s->mon_out, iov, ZM_OUTQ_IOV,
-                                            s->mon_out.bytes);
         ZM_COUNT(ZM_CNT_OTHER);
-        n = sendmsg(s->mon_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            mon_close(s); /* EPIPE: the monitor socket was closed */
+        n = zm_outq_send(&s->mon_out, s->mon_fd, s->mon_out.bytes);
+        if (n == -EAGAIN || n == -EINTR)
             return;
-        }
-        zm_outq_drop_front(&s->mon_out, (size_t)n);
+        if (n < 0)
+            mon_close(s); /* EPIPE: the monitor socket was closed */
     }
 }
 
@@ -203,8 +220,6 @@ static void mon_event(zm_sock *s, unsigned kind, uint32_t value,
 
 int zm_sock_monitor(zm_sock *s, int fd, unsigned events)
 {
-    unsigned char greeting[ZM_GREETING_SIZE];
-    zm_prop prop;
     zm_wbuf hs;
     int rc = 0;
 
@@ -216,18 +231,7 @@ int zm_sock_monitor(zm_sock *s, int fd, unsigned events)
         return 0;
     /* We speak first and never listen: greeting and READY as a PAIR. */
     zm_wbuf_init(&hs);
-    zm_encode_greeting(greeting, 1, "NULL", 4, 0);
-    prop.name = (const unsigned char *)"Socket-Type";
-    prop.name_len = 11;
-    prop.value = (const unsigned char *)"PAIR";
-    prop.value_len = 4;
-    if (zm_wbuf_reserve(&hs, ZM_GREETING_SIZE) < 0) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    memcpy(hs.data, greeting, ZM_GREETING_SIZE);
-    hs.len = ZM_GREETING_SIZE;
-    if (zm_encode_ready(&hs, &prop, 1) < 0 ||
+    if (encode_handshake(&hs, "PAIR", NULL, 0) < 0 ||
         zm_outq_put(&s->mon_out, hs.data, hs.len) < 0) {
         zm_outq_clear(&s->mon_out);
         rc = -ENOMEM;
@@ -310,6 +314,15 @@ static int conn_note_msg_end(zm_conn *c)
     return 0;
 }
 
+/* Forget the messages whose last byte is before `w` (enc_total offset). */
+static void conn_pop_written(zm_conn *c, uint64_t w)
+{
+    while (c->ends_n > 0 && c->ends[c->ends_head].end <= w) {
+        c->ends_head = (c->ends_head + 1) % c->ends_cap;
+        c->ends_n--;
+    }
+}
+
 static void conn_drop_output(zm_sock *s, zm_conn *c)
 {
     s->stats.dropped_msgs += c->ends_n;
@@ -326,31 +339,14 @@ static void conn_drop_output(zm_sock *s, zm_conn *c)
 /* Put our greeting and READY in front of whatever is queued. */
 static int conn_start_handshake(zm_sock *s, zm_conn *c)
 {
-    unsigned char greeting[ZM_GREETING_SIZE];
     zm_wbuf hs;
-    zm_prop props[2];
-    size_t np = 0;
-    const char *tname = zm_socktype_name(s->type);
+    int with_id = s->type == ZM_REQ || s->type == ZM_DEALER ||
+                  s->type == ZM_ROUTER;
 
     zm_wbuf_init(&hs);
-    zm_encode_greeting(greeting, 1, "NULL", 4, 0);
-    props[np].name = (const unsigned char *)"Socket-Type";
-    props[np].name_len = 11;
-    props[np].value = (const unsigned char *)tname;
-    props[np].value_len = strlen(tname);
-    np++;
-    if (s->type == ZM_REQ || s->type == ZM_DEALER || s->type == ZM_ROUTER) {
-        props[np].name = (const unsigned char *)"Identity";
-        props[np].name_len = 8;
-        props[np].value = s->routing_id;
-        props[np].value_len = s->routing_id_len;
-        np++;
-    }
-    if (zm_wbuf_reserve(&hs, ZM_GREETING_SIZE) < 0)
-        goto nomem;
-    memcpy(hs.data, greeting, ZM_GREETING_SIZE);
-    hs.len = ZM_GREETING_SIZE;
-    if (zm_encode_ready(&hs, props, np) < 0)
+    if (encode_handshake(&hs, zm_socktype_name(s->type),
+                         with_id ? s->routing_id : NULL,
+                         s->routing_id_len) < 0)
         goto nomem;
     /* Queued message bytes (from before the connection) go after it. */
     if (zm_outq_put_front(&c->out, hs.data, hs.len) < 0)
@@ -474,7 +470,6 @@ static void conn_drop_subscriptions(zm_sock *s, zm_conn *c)
     zm_subs_clear(&c->subs);
 }
 
-/* Queue bytes encoded outside a message (commands) and count them. */
 /* Queue an encoded command.  Inside a message (frames sent one by one) a
  * command must wait for the last frame: ZMTP has no commands between the
  * frames of a message. */
@@ -562,13 +557,38 @@ static int conn_next_retry_ivl(zm_sock *s, zm_conn *c)
 }
 
 /* The connection's transport is gone (EOF, error, protocol violation). */
+/* After a failed dial or a lost connection: redial after the (backed-off)
+ * interval, announced to the monitor, or give up when it is not ours to
+ * redial or RECONNECT_IVL is -1. */
+static void conn_retry_later(zm_sock *s, zm_conn *c, int64_t now)
+{
+    int ivl;
+
+    if (!c->connecter || s->reconnect_ivl_ms < 0) {
+        c->state = ZM_CS_DEAD;
+        return;
+    }
+    ivl = conn_next_retry_ivl(s, c);
+    c->state = ZM_CS_RETRY;
+    c->retry_at_ns = now + (int64_t)ivl * 1000000;
+    mon_event(s, ZM_EVENT_CONNECT_RETRIED, (uint32_t)ivl, c->endpoint);
+}
+
 static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
 {
-    int old_fd = c->fd;
-    int old_state = c->state;
-    int retry_ivl = 0;
-
     if (c->fd >= 0) {
+        /* libzmq's order: a dial that failed is CLOSED; a connection that
+         * was up (or handshaking) is DISCONNECTED, after
+         * HANDSHAKE_FAILED_NO_DETAIL when the handshake ended without a
+         * protocol reason; the redial is announced last. */
+        if (c->state == ZM_CS_CONNECTING) {
+            mon_event(s, ZM_EVENT_CLOSED, (uint32_t)c->fd, c->endpoint);
+        } else if (c->state == ZM_CS_HANDSHAKE || c->state == ZM_CS_ACTIVE) {
+            if (c->state == ZM_CS_HANDSHAKE && !c->hs_event_sent)
+                mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                          (uint32_t)c->lost_errno, c->endpoint);
+            mon_event(s, ZM_EVENT_DISCONNECTED, (uint32_t)c->fd, c->endpoint);
+        }
         close(c->fd);
         c->fd = -1;
     }
@@ -588,17 +608,13 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         c->hs_left = 0;
         if (c->msg_written > 0) {
             uint64_t w = c->enc_total - c->out.bytes; /* next byte to go */
-            while (c->ends_n > 0 && c->ends[c->ends_head].end <= w) {
-                c->ends_head = (c->ends_head + 1) % c->ends_cap;
-                c->ends_n--;
-            }
+            conn_pop_written(c, w);
             if (c->ends_n > 0 && c->ends[c->ends_head].start < w) {
-                uint64_t cut = c->ends[c->ends_head].end - w;
-                zm_outq_drop_front(&c->out, cut > c->out.bytes
+                uint64_t end = c->ends[c->ends_head].end;
+                zm_outq_drop_front(&c->out, end - w > c->out.bytes
                                                 ? c->out.bytes
-                                                : (size_t)cut);
-                c->ends_head = (c->ends_head + 1) % c->ends_cap;
-                c->ends_n--;
+                                                : (size_t)(end - w));
+                conn_pop_written(c, end);
                 s->stats.dropped_msgs++;
             }
             c->written_total = c->enc_total - c->out.bytes;
@@ -621,28 +637,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     }
     c->deferred.len = 0; /* PONGs and PINGs for a transport that is gone */
     conn_decoder_reset(s, c);
-    if (c->connecter && s->reconnect_ivl_ms >= 0) {
-        retry_ivl = conn_next_retry_ivl(s, c);
-        c->state = ZM_CS_RETRY;
-        c->retry_at_ns = now + (int64_t)retry_ivl * 1000000;
-    } else {
-        c->state = ZM_CS_DEAD;
-    }
-    /* libzmq's order: a dial that failed is CLOSED; a connection that was
-     * up (or handshaking) is DISCONNECTED, after HANDSHAKE_FAILED_NO_DETAIL
-     * when the handshake ended without a protocol reason; then the redial
-     * is announced. */
-    if (old_state == ZM_CS_CONNECTING) {
-        mon_event(s, ZM_EVENT_CLOSED, (uint32_t)old_fd, c->endpoint);
-    } else if (old_state == ZM_CS_HANDSHAKE || old_state == ZM_CS_ACTIVE) {
-        if (old_state == ZM_CS_HANDSHAKE && !c->hs_event_sent)
-            mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
-                      (uint32_t)c->lost_errno, c->endpoint);
-        mon_event(s, ZM_EVENT_DISCONNECTED, (uint32_t)old_fd, c->endpoint);
-    }
-    if (c->state == ZM_CS_RETRY)
-        mon_event(s, ZM_EVENT_CONNECT_RETRIED, (uint32_t)retry_ivl,
-                  c->endpoint);
+    conn_retry_later(s, c, now);
     /* A REQ waiting on this peer keeps waiting, as libzmq's does: the
      * caller's RCVTIMEO decides how long. */
 }
@@ -929,28 +924,21 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
  * everything. */
 static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
 {
-    struct iovec iov[ZM_OUTQ_IOV];
-    struct msghdr mh;
-
     for (;;) {
         size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
         size_t hs;
         ssize_t n;
         if (limit == 0)
             break;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov;
-        mh.msg_iovlen = (size_t)zm_outq_iov(&c->out, iov, ZM_OUTQ_IOV, limit);
         ZM_COUNT(ZM_CNT_SENDMSG);
-        n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        n = zm_outq_send(&c->out, c->fd, limit);
+        if (n == -EAGAIN || n == -EINTR)
+            break;
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                break;
-            c->lost_errno = errno;
+            c->lost_errno = (int)-n;
             conn_lost(s, c, now);
             return;
         }
-        zm_outq_drop_front(&c->out, (size_t)n);
         hs = (size_t)n < c->hs_left ? (size_t)n : c->hs_left;
         c->hs_left -= hs;
         c->msg_written += (size_t)n - hs;
@@ -962,10 +950,7 @@ static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
     c->flush_at_ns = 0; /* nothing is held back any more */
     /* Message bytes written so far, for SNDHWM accounting. */
     c->written_total = c->enc_total - (c->out.bytes - c->hs_left);
-    while (c->ends_n > 0 && c->ends[c->ends_head].end <= c->written_total) {
-        c->ends_head = (c->ends_head + 1) % c->ends_cap;
-        c->ends_n--;
-    }
+    conn_pop_written(c, c->written_total);
 }
 
 static void conn_dial(zm_sock *s, zm_conn *c, int64_t now)
@@ -976,12 +961,8 @@ static void conn_dial(zm_sock *s, zm_conn *c, int64_t now)
     if (fd < 0) {
         /* Refused at once (ipc, unreachable): libzmq closes its descriptor
          * (CLOSED; ours is gone already: value -1) and retries later. */
-        int ivl = conn_next_retry_ivl(s, c);
-        c->state = s->reconnect_ivl_ms < 0 ? ZM_CS_DEAD : ZM_CS_RETRY;
-        c->retry_at_ns = now + (int64_t)ivl * 1000000;
         mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
-        if (c->state == ZM_CS_RETRY)
-            mon_event(s, ZM_EVENT_CONNECT_RETRIED, (uint32_t)ivl, c->endpoint);
+        conn_retry_later(s, c, now);
         return;
     }
     c->fd = fd;
@@ -1522,7 +1503,7 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
             /* Maybe it caught up: nothing else writes to it while the
              * application only sends. */
             if (c->fd >= 0)
-                conn_write(s, c, zm_now_ns());
+                conn_write(s, c, now);
             if (c->state != ZM_CS_ACTIVE || c->ends_n >= (size_t)s->sndhwm) {
                 s->stats.dropped_msgs++; /* this subscriber is too slow */
                 continue;

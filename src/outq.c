@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void zm_outq_init(zm_outq *q)
 {
@@ -207,4 +208,20 @@ int zm_outq_iov(const zm_outq *q, struct iovec *iov, int max, size_t limit)
         k++;
     }
     return k;
+}
+
+ssize_t zm_outq_send(zm_outq *q, int fd, size_t limit)
+{
+    struct iovec iov[ZM_OUTQ_IOV];
+    struct msghdr mh;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = iov;
+    mh.msg_iovlen = (size_t)zm_outq_iov(q, iov, ZM_OUTQ_IOV, limit);
+    n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0)
+        return -errno;
+    zm_outq_drop_front(q, (size_t)n);
+    return n;
 }

@@ -49,5 +49,8 @@ void zm_outq_drop_back(zm_outq *q, size_t n);
 /* Fill iov with the first segments, at most `limit` bytes; returns the
  * count of iovecs. */
 int zm_outq_iov(const zm_outq *q, struct iovec *iov, int max, size_t limit);
+/* One non-blocking sendmsg of up to `limit` queued bytes to `fd`; what it
+ * wrote is dropped from the front.  Bytes written, or -errno. */
+ssize_t zm_outq_send(zm_outq *q, int fd, size_t limit);
 
 #endif /* ZMTP_OUTQ_H */
