@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
 import threading
 from typing import Any, Callable, List, Optional
@@ -31,7 +32,12 @@ try:
 except ImportError:  # pragma: no cover - pyzmq is a test dependency
     zmq = None
 
-TIMEOUT_MS = 5000
+# The test modules import their shared helpers (tests/helpers.py) by name,
+# whatever pytest's import mode (cibuildwheel runs --import-mode=importlib).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import TIMEOUT_MS  # noqa: E402
+
 HANG_S = 60
 BACKENDS = ["io_uring", "epoll"]
 

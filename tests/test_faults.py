@@ -28,13 +28,9 @@ from __future__ import annotations
 import gc
 import inspect
 import os
-import select
 import shutil
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,8 +43,8 @@ import zmq
 import zmtp
 from zmtp import codec
 from zmtp.codec import ErrorCode
+from helpers import TIMEOUT_MS, Peer, fd_count, kill_all, rss_bytes, wait_for
 
-TIMEOUT_MS = 5000
 PAGE = 65536  # READ_BUF_SIZE_DEFAULT: one read page
 MiB = 1 << 20
 UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")  # scripts/sanitize.sh
@@ -108,29 +104,12 @@ RAW_LIB = "import socket\n\n" + "\n".join(
 )
 
 
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def mem_available() -> int:
     with open("/proc/meminfo") as f:
         for line in f:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def wait_for(pred, timeout: float, what: str, step: float = 0.002) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 def delta(before: dict, after: dict) -> dict:
@@ -201,69 +180,6 @@ def nothing_arrives(zsock, ms: int) -> None:
             raise AssertionError(f"unexpected message of {len(got)} frames, sizes {[len(f) for f in got]}")
     finally:
         zsock.rcvtimeo = old
-
-
-class Peer:
-    """A ``python -c`` script in a process of its own: binary stdin,
-    stdout read line by line (poll + os.read, no reader thread)."""
-
-    def __init__(self, script: str, *args: object) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script, *map(str, args)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=tempfile.gettempdir(),
-        )
-        self._buf = b""
-
-    def write(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def readline(self, timeout: float = 10.0) -> str:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        p = select.poll()
-        p.register(fd, select.POLLIN)
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no line from the peer within {timeout} s; so far: {self._buf!r}")
-            if p.poll(max(1, int(left * 1000))):
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    self.proc.wait(5)
-                    raise AssertionError(f"peer exited ({self.proc.returncode}): {self._buf.decode(errors='replace')}")
-                self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
-
-    def expect(self, word: str, timeout: float = 10.0) -> List[str]:
-        line = self.readline(timeout)
-        parts = line.split()
-        assert parts and parts[0] == word, f"expected {word!r} from the peer, got {line!r}"
-        return parts[1:]
-
-    def kill(self) -> None:
-        """SIGKILL and reap: its sockets are closed by the kernel when this returns."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:  # BrokenPipeError flushing stdin of a dead process
-                    pass
-
-
-def kill_all(*peers: Optional[Peer]) -> None:
-    for p in peers:
-        if p is not None:
-            p.kill()
 
 
 # -- 1. a peer killed part-way through a multipart message ----------------------------

@@ -37,10 +37,16 @@ import pytest
 import zmq
 
 import zmtp
+import helpers
+from helpers import TIMEOUT_MS, psock
+
+
+def zsock(ctx, kind, **opts):
+    """helpers.zsock with linger 0: sockets here are left with queued data."""
+    return helpers.zsock(ctx, kind, **{"linger": 0, **opts})
 from zmtp import codec
 from zmtp.codec import ErrorCode
 
-TIMEOUT_MS = 5000
 SNDHWM = 10  # the zmtp sender's
 PEER_HWM = 10  # the pyzmq peer's RCVHWM (or SNDHWM when it sends)
 PEER_BUF = 64 << 10  # the pyzmq peer's SO_RCVBUF / SO_SNDBUF (the kernel doubles it)
@@ -76,26 +82,6 @@ FILL = bytes(range(256)) * (FRAME // 256)
 
 
 # ================================================================ helpers
-
-
-def zsock(ctx, kind, **opts):
-    s = ctx.socket(kind)
-    s.rcvtimeo = TIMEOUT_MS
-    s.sndtimeo = TIMEOUT_MS
-    s.linger = 0  # sockets here are left with queued data
-    for k, v in opts.items():
-        setattr(s, k, v)
-    return s
-
-
-def psock(zctx, kind, **opts):
-    s = zctx.socket(kind)
-    s.rcvtimeo = TIMEOUT_MS
-    s.sndtimeo = TIMEOUT_MS
-    s.linger = 0
-    for k, v in opts.items():
-        s.setsockopt(getattr(zmq, k.upper()), v)
-    return s
 
 
 def settle(sock, ms):

@@ -28,13 +28,13 @@ import pytest
 import zmq
 
 import zmtp
+from helpers import TIMEOUT_MS, psock, zsock
 from zmtp import _zmtp, codec
 
 #: RSS bounds mean nothing under AddressSanitizer (scripts/sanitize.sh): its
 #: quarantine keeps up to 256 MiB of freed memory resident.
 UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")
 
-TIMEOUT_MS = 5000
 PROBE = b"\x00probe"
 END = b"\x00end"
 
@@ -100,25 +100,6 @@ def sync(pub, sub, prefix=b"", drive=()):
 
 def assert_nothing(sock, ms=100, drive=()):
     assert not wait_in(sock, ms, drive), f"unexpected message {sock.recv_multipart()!r}"
-
-
-def zsock(ctx, kind, **opts):
-    s = ctx.socket(kind)
-    s.rcvtimeo = TIMEOUT_MS
-    s.sndtimeo = TIMEOUT_MS
-    for k, v in opts.items():
-        setattr(s, k, v)
-    return s
-
-
-def psock(zctx, kind, **opts):
-    s = zctx.socket(kind)
-    s.rcvtimeo = TIMEOUT_MS
-    s.sndtimeo = TIMEOUT_MS
-    s.linger = 0
-    for k, v in opts.items():
-        s.setsockopt(getattr(zmq, k.upper()), v)
-    return s
 
 
 @pytest.fixture(params=["tcp", "ipc"])

@@ -14,11 +14,7 @@ import gc
 import os
 import resource
 import select
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Dict, List, Optional
@@ -28,6 +24,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 import zmtp
+import helpers
+from helpers import fd_count, kill_all, rss_bytes, wait_for
 
 # -- helpers ---------------------------------------------------------------
 
@@ -38,96 +36,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class Peer:
-    """A ``python -c`` script in a process of its own, read line by line
-    (poll + os.read on the pipe: no reader thread, no select() fd limit)."""
-
-    def __init__(self, script: str, *args: object) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script, *map(str, args)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=tempfile.gettempdir(),
-        )
-        self._buf = b""
-
-    def send_line(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def readline(self, timeout: float) -> str:
-        line = self.poll_line(timeout)
-        if line is None:
-            raise AssertionError(f"no line from the peer within {timeout} s; so far: {self._buf!r}")
-        return line
-
-    def poll_line(self, timeout: float) -> Optional[str]:
-        """The next line, or None when none came within timeout."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        p = select.poll()
-        p.register(fd, select.POLLIN)
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            if p.poll(max(1, int(left * 1000))):
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    self.proc.wait(5)
-                    raise AssertionError(f"peer exited ({self.proc.returncode}): {self._buf.decode(errors='replace')}")
-                self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode()
-
-    def expect(self, word: str, timeout: float = 10.0) -> List[str]:
-        line = self.readline(timeout)
-        parts = line.split()
-        assert parts and parts[0] == word, f"expected {word!r} from the peer, got {line!r}"
-        return parts[1:]
+class Peer(helpers.Peer):
+    """A peer process that binds when told "go" and answers "ready <time>"."""
 
     def go(self) -> float:
         """Let a pre-started peer bind; the monotonic time it was ready."""
         self.send_line("go")
         return float(self.expect("ready")[0])
-
-    def kill(self) -> None:
-        """SIGKILL and reap (its sockets are closed by the kernel when this returns)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:  # BrokenPipeError flushing stdin of a dead process
-                    pass
-
-
-def kill_all(*peers: Optional[Peer]) -> None:
-    for p in peers:
-        if p is not None:
-            p.kill()
-
-
-def wait_for(pred, timeout: float, what: str, step: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(step)
 
 
 # A REP or ROUTER peer: answers every request with b"re:" + its last frame.

@@ -20,17 +20,8 @@ import pytest
 import zmq
 
 import zmtp
+from helpers import TIMEOUT_MS, zsock
 
-TIMEOUT_MS = 5000
-
-
-def zsock(ctx, kind, **opts):
-    s = ctx.socket(kind)
-    s.rcvtimeo = TIMEOUT_MS
-    s.sndtimeo = TIMEOUT_MS
-    for k, v in opts.items():
-        setattr(s, k, v)
-    return s
 
 
 def pbound(zctx, kind):

@@ -16,8 +16,8 @@ import pytest
 import zmq
 
 import zmtp
+from helpers import TIMEOUT_MS, psock, zsock
 
-TIMEOUT_MS = 5000
 SERVICES = 5
 
 
@@ -29,25 +29,6 @@ def settle(sock, ms=150):
         if left <= 0:
             return
         sock.poll(max(1, int(left * 1000)), 0)
-
-
-def zsock(ctx, kind, **opts):
-    s = ctx.socket(kind)
-    s.rcvtimeo = TIMEOUT_MS
-    s.sndtimeo = TIMEOUT_MS
-    for k, v in opts.items():
-        setattr(s, k, v)
-    return s
-
-
-def psock(zctx, kind, **opts):
-    s = zctx.socket(kind)
-    s.rcvtimeo = TIMEOUT_MS
-    s.sndtimeo = TIMEOUT_MS
-    s.linger = 0
-    for k, v in opts.items():
-        s.setsockopt(getattr(zmq, k.upper()), v)
-    return s
 
 
 def bound(sock):

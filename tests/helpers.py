@@ -1,0 +1,138 @@
+"""Helpers shared by the test modules (importable in every pytest import
+mode: conftest.py puts this folder on sys.path).
+
+* ``zsock`` / ``psock``: a zmtp / pyzmq socket with RCVTIMEO and SNDTIMEO of
+  TIMEOUT_MS (a bug fails instead of hanging) and options given by name.
+* ``fd_count``, ``rss_bytes``, ``wait_for``: process figures and polling.
+* ``Peer``: a ``python -c`` script in a process of its own, read line by line.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, List, Optional
+
+TIMEOUT_MS = 5000
+
+
+def zsock(ctx: Any, kind: int, **opts: Any) -> Any:
+    """A zmtp socket with timeouts; ``opts`` set as properties."""
+    s = ctx.socket(kind)
+    s.rcvtimeo = TIMEOUT_MS
+    s.sndtimeo = TIMEOUT_MS
+    for k, v in opts.items():
+        setattr(s, k, v)
+    return s
+
+
+def psock(zctx: Any, kind: int, **opts: Any) -> Any:
+    """A pyzmq socket with timeouts and linger 0; ``opts`` by option name."""
+    import zmq
+
+    s = zctx.socket(kind)
+    s.rcvtimeo = TIMEOUT_MS
+    s.sndtimeo = TIMEOUT_MS
+    s.linger = 0
+    for k, v in opts.items():
+        s.setsockopt(getattr(zmq, k.upper()), v)
+    return s
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.005) -> None:
+    """Poll pred() until true; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(step)
+
+
+class Peer:
+    """A ``python -c`` script in a process of its own: binary stdin, stdout
+    read line by line (poll + os.read on the pipe: no reader thread, no
+    select() fd limit).  Runs in the temp dir, so the installed zmtp is the
+    one imported."""
+
+    def __init__(self, script: str, *args: object) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", script, *map(str, args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=tempfile.gettempdir(),
+        )
+        self._buf = b""
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send_line(self, line: str) -> None:
+        self.write(line.encode() + b"\n")
+
+    def poll_line(self, timeout: float) -> Optional[str]:
+        """The next line, or None when none came within timeout."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if p.poll(max(1, int(left * 1000))):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    self.proc.wait(5)
+                    raise AssertionError(f"peer exited ({self.proc.returncode}): {self._buf.decode(errors='replace')}")
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode()
+
+    def readline(self, timeout: float = 10.0) -> str:
+        line = self.poll_line(timeout)
+        if line is None:
+            raise AssertionError(f"no line from the peer within {timeout} s; so far: {self._buf!r}")
+        return line
+
+    def expect(self, word: str, timeout: float = 10.0) -> List[str]:
+        """The next line must start with `word`; the rest of its words."""
+        line = self.readline(timeout)
+        parts = line.split()
+        assert parts and parts[0] == word, f"expected {word!r} from the peer, got {line!r}"
+        return parts[1:]
+
+    def kill(self) -> None:
+        """SIGKILL and reap: its sockets are closed by the kernel when this returns."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:  # BrokenPipeError flushing stdin of a dead process
+                    pass
+
+
+def kill_all(*peers: Optional[Peer]) -> None:
+    for p in peers:
+        if p is not None:
+            p.kill()
