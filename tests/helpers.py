@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 TIMEOUT_MS = 5000
 
@@ -66,11 +66,12 @@ class Peer:
     """A ``python -c`` script in a process of its own: binary stdin, stdout
     read line by line (poll + os.read on the pipe: no reader thread, no
     select() fd limit).  Runs in the temp dir, so the installed zmtp is the
-    one imported."""
+    one imported.  ``argv_prefix`` goes before the interpreter (e.g.
+    ``["ip", "netns", "exec", name]`` runs the peer in a network namespace)."""
 
-    def __init__(self, script: str, *args: object) -> None:
+    def __init__(self, script: str, *args: object, argv_prefix: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", script, *map(str, args)],
+            [*argv_prefix, sys.executable, "-c", script, *map(str, args)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
