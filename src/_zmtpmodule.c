@@ -1703,6 +1703,13 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
      * term() wakes this backend or we do not block. */
     for (i = 0; i < nsocks; i++)
         __atomic_store_n(&socks[i]->waiting_on, be, __ATOMIC_SEQ_CST);
+    /* Relaxed: a hint for the progress thread's timer only.  This wait
+     * covers the held-back output itself (zm_sock_watch's time includes
+     * the flush), so the progress thread, which cannot take the lock while
+     * we block, must not come back for it every 100 us meanwhile; the next
+     * sock_leave sets the hint again. */
+    for (i = 0; i < nsocks; i++)
+        __atomic_store_n(&socks[i]->ps.flush_due_ns, 0, __ATOMIC_RELAXED);
     for (i = 0; i < nsocks; i++)
         if (!lingering &&
             __atomic_load_n(&socks[i]->terminated, __ATOMIC_SEQ_CST))

@@ -86,6 +86,30 @@ def test_idle_context_uses_no_cpu(ctx):
     assert cpu_seconds() - t0 < 0.1
 
 
+
+def test_blocked_call_after_a_burst_uses_no_cpu(backend, ctx, zctx):
+    """A burst of sends leaves output held back for coalescing; a blocking
+    call right after it flushes that itself, so the progress thread must not
+    come back for it every 100 us while the owner blocks (it did: 11 % of a
+    core for the whole of a 1.5 s recv)."""
+    router = zctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer = ctx.socket(zmtp.DEALER)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    dealer.send(b"hello")
+    router.recv_multipart()
+    for _ in range(100):
+        dealer.send(b"x" * 64)
+    dealer.rcvtimeo = 1000
+    t0 = cpu_seconds()
+    try:
+        dealer.recv()
+    except zmtp.Again:
+        pass
+    used = cpu_seconds() - t0
+    assert used < 0.05, f"{used:.3f} s of CPU while blocked for 1 s"
+    assert len([router.recv_multipart() for _ in range(100)]) == 100
+
 SCRIPT = """
 import os, zmtp
 def threads():
