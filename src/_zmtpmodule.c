@@ -1579,7 +1579,6 @@ static void sock_leave(SocketObject *self)
         __atomic_store_n(&self->ps.flush_due_ns,
                          wanted ? zm_sock_flush_due(&self->s) : 0,
                          __ATOMIC_RELAXED); /* held back implies wanted */
-        self->ps.last_call_ns = self->s.now_ns ? self->s.now_ns : zm_now_ns();
         pthread_mutex_unlock(&self->ps.lock);
         if (!self->closed) /* output, connections, descriptors: tell it */
             zm_progress_call_done(&self->progress->p, &self->ps, wanted);
@@ -1620,6 +1619,29 @@ static int watch_cb(void *ctx_, int fd, unsigned events)
 static int64_t deadline_from_ms(int ms)
 {
     return ms < 0 ? -1 : zm_now_ns() + (int64_t)ms * 1000000;
+}
+
+/* SNDTIMEO as a deadline fixed at the first wait: a send that does not
+ * block reads no clock for it. */
+typedef struct {
+    int ms;      /* -1: forever */
+    int fixed;
+    int64_t at;  /* when fixed: the deadline, -1 for none */
+} lazy_deadline;
+
+static lazy_deadline lazy_deadline_in(int ms)
+{
+    lazy_deadline d = {ms, 0, -1};
+    return d;
+}
+
+static int64_t lazy_deadline_at(lazy_deadline *d)
+{
+    if (!d->fixed) {
+        d->at = deadline_from_ms(d->ms);
+        d->fixed = 1;
+    }
+    return d->at;
 }
 
 /*
@@ -1805,8 +1827,9 @@ static const char *send_errmsg(int rc)
 
 /* Send one frame with the socket's blocking rules; 0 or -1 (exception). */
 static int sock_send_frame(SocketObject *self, const void *data, size_t n,
-                           int flags, int64_t deadline)
+                           int flags, lazy_deadline *dl)
 {
+    int64_t deadline;
     int rc;
 
     for (;;) {
@@ -1818,8 +1841,10 @@ static int sock_send_frame(SocketObject *self, const void *data, size_t n,
         rc = zm_sock_send(&self->s, data, n, (flags & Z_SNDMORE) != 0);
         if (rc != -EAGAIN)
             break;
-        if ((flags & Z_DONTWAIT) ||
-            (deadline >= 0 && zm_now_ns() >= deadline))
+        if (flags & Z_DONTWAIT)
+            break;
+        deadline = lazy_deadline_at(dl);
+        if (deadline >= 0 && zm_now_ns() >= deadline)
             break;
         if (sock_wait(self, deadline) < 0)
             return -1;
@@ -1942,8 +1967,8 @@ static PyObject *Socket_send(SocketObject *self, PyObject *const *args,
         PyBuffer_Release(&view);
         return NULL;
     }
-    rc = sock_send_frame(self, view.buf, (size_t)view.len, flags,
-                         deadline_from_ms(self->sndtimeo));
+    lazy_deadline dl = lazy_deadline_in(self->sndtimeo);
+    rc = sock_send_frame(self, view.buf, (size_t)view.len, flags, &dl);
     if (rc == 0)
         tls_last_send = self;
     sock_leave(self);
@@ -2019,7 +2044,7 @@ fail:
 /* Send the frames as one message (the socket entered).  Only the first
  * frame can block: the rest follow it. */
 static int frames_send(SocketObject *self, msg_frames *fr, int flags,
-                       int64_t deadline)
+                       lazy_deadline *dl)
 {
     int rc = 0;
 
@@ -2027,7 +2052,7 @@ static int frames_send(SocketObject *self, msg_frames *fr, int flags,
         int f = (flags & Z_DONTWAIT) |
                 (i + 1 < fr->n ? Z_SNDMORE : (flags & Z_SNDMORE));
         rc = sock_send_frame(self, fr->views[i].buf, (size_t)fr->views[i].len,
-                             f, deadline);
+                             f, dl);
     }
     return rc;
 }
@@ -2056,7 +2081,8 @@ static PyObject *Socket_send_multipart(SocketObject *self,
         frames_release(&fr);
         return NULL;
     }
-    rc = frames_send(self, &fr, flags, deadline_from_ms(self->sndtimeo));
+    lazy_deadline dl = lazy_deadline_in(self->sndtimeo);
+    rc = frames_send(self, &fr, flags, &dl);
     if (rc == 0)
         tls_last_send = self;
     sock_leave(self);
@@ -2075,7 +2101,7 @@ static PyObject *Socket_send_multipart(SocketObject *self,
  * list or tuple of them (a multipart message).  0, or -1 with an
  * exception. */
 static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
-                            int64_t deadline)
+                            lazy_deadline *dl)
 {
     msg_frames fr;
     int rc;
@@ -2084,14 +2110,14 @@ static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
         Py_buffer view;
         if (get_send_buffer(self->st, m, &view) < 0)
             return -1;
-        rc = sock_send_frame(self, view.buf, (size_t)view.len, flags, deadline);
+        rc = sock_send_frame(self, view.buf, (size_t)view.len, flags, dl);
         PyBuffer_Release(&view);
         return rc;
     }
     if (frames_get(self->st, m, "a message is bytes or a sequence of frames",
                    &fr) < 0)
         return -1;
-    rc = frames_send(self, &fr, flags, deadline);
+    rc = frames_send(self, &fr, flags, dl);
     frames_release(&fr);
     return rc;
 }
@@ -2107,7 +2133,7 @@ static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
     PyObject *msgs, *seq;
     int flags, hold, rc = 0;
     Py_ssize_t n, i, sent = 0;
-    int64_t deadline;
+    lazy_deadline dl;
 
     if (!PyArg_ParseTuple(args, "Oip:_send_many", &msgs, &flags, &hold))
         return NULL;
@@ -2125,12 +2151,12 @@ static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
         Py_DECREF(seq);
         return NULL;
     }
-    deadline = deadline_from_ms(self->sndtimeo);
+    dl = lazy_deadline_in(self->sndtimeo); /* one for the whole batch */
     self->s.coalesce = 1; /* one burst, whatever came before */
     self->s.hold = 1;
     for (i = 0; i < n && rc == 0; i++) {
         rc = send_one_of_many(self, PySequence_Fast_GET_ITEM(seq, i),
-                              flags & Z_DONTWAIT, deadline);
+                              flags & Z_DONTWAIT, &dl);
         if (rc == 0)
             sent++;
     }

@@ -46,8 +46,28 @@ static void *progress_main(void *arg)
         for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
             int64_t t;
             /* Every call counted before this load is seen by this look. */
-            ps->seen_calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
-            if (pthread_mutex_trylock(&ps->lock) != 0) {
+            uint64_t calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
+            int busy = calls != ps->seen_calls;
+            /* The owner called since our last look: it counts as calling
+             * now (its calls read no clock for us). */
+            if (busy)
+                ps->last_call_ns = now;
+            ps->seen_calls = calls;
+            if (busy && __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
+                /* It asked for us (output waiting) and has kept calling
+                 * since: its own sends write what coalescing holds back,
+                 * so leave `woken` set (no wake per call: each would cost
+                 * it a syscall and us a look) and come back to see whether
+                 * it went quiet, sooner at first, less often while it
+                 * stays busy.  Relaxed: a hint; the seq_cst clear before a
+                 * real look below is what orders the owner's next wake. */
+                ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_FLUSH_MIN_NS
+                                     ? ZM_PROGRESS_FLUSH_MIN_NS
+                                     : ps->backoff_ns * 2;
+                if (ps->backoff_ns > ZM_PROGRESS_BUSY_MAX_NS)
+                    ps->backoff_ns = ZM_PROGRESS_BUSY_MAX_NS;
+                t = now + ps->backoff_ns;
+            } else if (pthread_mutex_trylock(&ps->lock) != 0) {
                 /* Held-back output of a busy owner: its own sends write it
                  * within ZM_COALESCE_NS; should it stop calling, come back
                  * for it (the owner's wake is spent: `woken` stays 1). */

@@ -29,7 +29,8 @@ typedef struct zm_psock {
     struct zm_psock *next;
     zm_sock *sock;
     pthread_mutex_t lock;    /* held by the owner for a whole call */
-    int64_t last_call_ns;    /* written by the owner under `lock` */
+    int64_t last_call_ns;    /* progress thread only: when it last saw
+                                `calls` move */
     int64_t backoff_ns;      /* progress thread only: next look when the
                                 owner keeps the socket busy */
     uint64_t calls;          /* atomic: calls finished by the owner */
@@ -76,5 +77,9 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted);
  * whose owner went quiet by its deadline; while the owner keeps the socket
  * busy it is looked at no more often than this. */
 #define ZM_PROGRESS_FLUSH_MIN_NS ((int64_t)100000) /* 100 us */
+/* An owner that asked for the thread and keeps calling is looked at again
+ * after 100 us, 200 us, ... up to this: the most that output held back by
+ * its last send waits when it then goes quiet. */
+#define ZM_PROGRESS_BUSY_MAX_NS ((int64_t)1000000) /* 1 ms */
 
 #endif /* ZMTP_PROGRESS_H */
