@@ -293,9 +293,65 @@ static PyGetSetDef Frame_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyObject *raise_zmq(zmtp_state *st, int errnum, const char *msg);
+
+PyDoc_STRVAR(Frame_get_doc,
+"get(option)\n--\n\n"
+"A frame property, as pyzmq's Frame.get: get(zmtp.MORE) is 1 when more\n"
+"frames of the message follow, else 0.  Other numbers raise ZMQError\n"
+"(EINVAL), as libzmq.  zmtp keeps no per-frame connection metadata, so\n"
+"SHARED, SRCFD and the string properties ('Socket-Type', 'Routing-Id',\n"
+"'Peer-Address', 'User-Id', ...) raise NotImplementedError.");
+
+static PyObject *Frame_get(FrameObject *self, PyObject *option)
+{
+    long opt;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject *module = NULL;
+
+    if (PyUnicode_Check(option) || PyBytes_Check(option)) {
+        PyErr_Format(PyExc_NotImplementedError,
+                     "Frame.get(%R): zmtp frames carry no connection metadata "
+                     "(libzmq's zmq_msg_gets properties)", option);
+        return NULL;
+    }
+    if (!PyLong_Check(option)) {
+        PyErr_Format(PyExc_TypeError, "expected int or str, got: %R", option);
+        return NULL;
+    }
+    opt = PyLong_AsLong(option);
+    if (opt == -1 && PyErr_Occurred())
+        return NULL;
+    if (opt == 1) /* ZMQ_MORE */
+        return PyLong_FromLong((self->f.flags & ZM_FLAG_MORE) != 0);
+    if (opt == 2 || opt == 3) { /* ZMQ_SRCFD, ZMQ_SHARED */
+        PyErr_Format(PyExc_NotImplementedError,
+                     "Frame.get(%s) is not implemented by zmtp (its frames "
+                     "do not record %s)", opt == 2 ? "SRCFD" : "SHARED",
+                     opt == 2 ? "the connection they came from"
+                              : "whether their page is shared");
+        return NULL;
+    }
+    /* EINVAL as libzmq's zmq_msg_get; the module (for ZMQError) is found
+     * from the Frame type, also for a subclass. */
+    for (; tp != NULL && module == NULL; tp = tp->tp_base) {
+        if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        module = PyType_GetModule(tp);
+        if (module == NULL)
+            PyErr_Clear();
+    }
+    if (module == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Invalid argument");
+        return NULL;
+    }
+    return raise_zmq(get_state(module), EINVAL, "Invalid argument");
+}
+
 static PyMethodDef Frame_methods[] = {
     {"__bytes__", (PyCFunction)Frame_bytes_method, METH_NOARGS,
      "bytes(frame): the content as bytes."},
+    {"get", (PyCFunction)Frame_get, METH_O, Frame_get_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2382,6 +2438,89 @@ static PyObject *Socket_recv(SocketObject *self, PyObject *const *args,
     return out;
 }
 
+PyDoc_STRVAR(Socket_recv_into_doc,
+"recv_into(buffer, /, *, nbytes=0, flags=0)\n--\n\n"
+"Receive one frame into a writable, contiguous buffer (one copy, no bytes\n"
+"object) and return the frame's size.  At most nbytes are written (the\n"
+"buffer's size when 0); a longer frame is truncated and its rest dropped:\n"
+"a return value larger than that says so.  RCVMORE is set as by recv().");
+
+static PyObject *Socket_recv_into(SocketObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    Py_ssize_t nbytes = 0, size = -1;
+    long flags = 0;
+    Py_buffer view;
+
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "recv_into() takes exactly one positional argument "
+                     "(the buffer), %zd given", nargs);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        PyObject *v = args[nargs + k];
+        if (key == NULL)
+            return NULL;
+        if (strcmp(key, "nbytes") == 0) {
+            nbytes = PyLong_AsSsize_t(v);
+            if (nbytes == -1 && PyErr_Occurred())
+                return NULL;
+        } else if (strcmp(key, "flags") == 0) {
+            flags = PyLong_AsLong(v);
+            if (flags == -1 && PyErr_Occurred())
+                return NULL;
+        } else {
+            PyErr_Format(PyExc_TypeError,
+                         "recv_into() got an unexpected keyword argument '%s'",
+                         key);
+            return NULL;
+        }
+    }
+    if (nbytes < 0) {
+        PyErr_Format(PyExc_ValueError, "nbytes=%zd must be non-negative",
+                     nbytes);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (nbytes == 0)
+        nbytes = view.len;
+    else if (nbytes > view.len) {
+        PyErr_Format(PyExc_ValueError,
+                     "nbytes=%zd too big for memoryview of %zdB", nbytes,
+                     view.len);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    if (sock_enter(self) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    if (sock_fill_current(self, (int)flags) == 0) {
+        if (self->cur_has_prefix) {
+            self->cur_has_prefix = 0;
+            self->rcvmore = 1;
+            size = (Py_ssize_t)self->cur_prefix_len;
+            memcpy(view.buf, self->cur_prefix,
+                   (size_t)(size < nbytes ? size : nbytes));
+        } else {
+            zm_frame *f = &zm_msg_frames(&self->cur)[self->cur_idx++];
+            self->rcvmore = self->cur_idx < self->cur.n;
+            size = (Py_ssize_t)f->size;
+            if (size > 0)
+                memcpy(view.buf, f->data,
+                       (size_t)(size < nbytes ? size : nbytes));
+            zm_frame_release(f);
+        }
+    }
+    sock_leave(self);
+    PyBuffer_Release(&view);
+    return size < 0 ? NULL : PyLong_FromSsize_t(size);
+}
+
 PyDoc_STRVAR(Socket_recv_multipart_doc,
 "recv_multipart(flags=0, copy=True, track=False)\n--\n\n"
 "Receive a whole message as a list of bytes (or Frames with copy=False).");
@@ -3125,6 +3264,8 @@ static PyMethodDef Socket_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, Socket_send_multipart_doc},
     {"recv_multipart", (PyCFunction)(void (*)(void))Socket_recv_multipart,
      METH_FASTCALL | METH_KEYWORDS, Socket_recv_multipart_doc},
+    {"recv_into", (PyCFunction)(void (*)(void))Socket_recv_into,
+     METH_FASTCALL | METH_KEYWORDS, Socket_recv_into_doc},
     {"bind", (PyCFunction)Socket_bind, METH_O,
      "bind(addr)\n--\n\nBind to tcp://host:port (port * for any) or ipc://path."},
     {"connect", (PyCFunction)Socket_connect, METH_O,
