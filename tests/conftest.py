@@ -117,10 +117,21 @@ def _hang_guard():
     faulthandler.cancel_dump_traceback_later()
 
 
+class _KeepingZmtpContext(zmtp.Context):
+    """Keeps its sockets alive until destroy(), as _KeepingContext below
+    does for pyzmq: a zmtp socket collected unclosed warns too
+    (ResourceWarning, an error under this suite's filterwarnings)."""
+
+    def socket(self, *args: Any, **kwargs: Any):
+        s = super().socket(*args, **kwargs)
+        self.__dict__.setdefault("_kept", []).append(s)
+        return s
+
+
 @pytest.fixture
 def ctx():
     """A zmtp Context; its sockets get RCVTIMEO/SNDTIMEO = TIMEOUT_MS."""
-    c = zmtp.Context()
+    c = _KeepingZmtpContext()
     c.setsockopt(zmtp.RCVTIMEO, TIMEOUT_MS)
     c.setsockopt(zmtp.SNDTIMEO, TIMEOUT_MS)
     yield c

@@ -15,6 +15,7 @@ The C core does the I/O in the calling thread over io_uring or epoll
 from zmtp._zmtp import Frame, io_stats, memory_stats
 from zmtp.codec import ProtocolError
 from zmtp.error import Again, ContextTerminated, ZMQBindError, ZMQError, strerror
+from zmtp.version import __version__, has, pyzmq_version, pyzmq_version_info, zmq_version, zmq_version_info
 from zmtp._backend import backend_info, backend_name
 from zmtp.constants import (
     DEALER,
@@ -50,14 +51,20 @@ from zmtp.constants import (
     HEARTBEAT_TTL,
     IDENTITY,
     IMMEDIATE,
+    IO_THREADS,
+    IPC_PATH_MAX_LEN,
     LAST_ENDPOINT,
     LINGER,
     MAXMSGSIZE,
+    MAX_MSGSZ,
+    MAX_SOCKETS,
+    MORE,
     NOBLOCK,
     PAIR,
     POLLERR,
     POLLIN,
     POLLOUT,
+    POLLPRI,
     PUB,
     PULL,
     PUSH,
@@ -71,9 +78,12 @@ from zmtp.constants import (
     ROUTER,
     ROUTER_MANDATORY,
     ROUTING_ID,
+    SHARED,
     SNDHWM,
     SNDMORE,
     SNDTIMEO,
+    SOCKET_LIMIT,
+    SRCFD,
     SUB,
     SUBSCRIBE,
     TYPE,
@@ -81,9 +91,11 @@ from zmtp.constants import (
     XPUB_VERBOSE,
     XPUB,
     XSUB,
+    ContextOption,
     Errno,
     Event,
     Flag,
+    MessageOption,
     PollEvent,
     ProtocolErrorCode,
     SocketOption,
@@ -92,10 +104,8 @@ from zmtp.constants import (
 from zmtp.socket import Socket
 from zmtp.buffers import BufferConfig
 from zmtp.context import Context
-from zmtp.poll import Poller
+from zmtp.poll import Poller, select
 from zmtp.proxy import proxy
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Again", "BufferConfig", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
@@ -105,4 +115,7 @@ __all__ = [
     "RECONNECT_IVL", "RECONNECT_IVL_MAX", "REP", "REQ", "ROUTER", "ROUTER_MANDATORY", "ROUTING_ID", "SNDHWM", "SNDMORE",
     "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
     "ZMQError", "__version__", "backend_info", "backend_name", "io_stats", "memory_stats", "proxy", "strerror",
+    "ContextOption", "IO_THREADS", "IPC_PATH_MAX_LEN", "MAX_MSGSZ", "MAX_SOCKETS", "MORE", "MessageOption", "POLLPRI",
+    "SHARED", "SOCKET_LIMIT", "SRCFD", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
+    "zmq_version_info",
 ]

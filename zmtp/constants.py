@@ -114,11 +114,51 @@ class Errno(enum.IntEnum):
     EADDRINUSE = _errno.EADDRINUSE
     EPROTONOSUPPORT = _errno.EPROTONOSUPPORT
     EBUSY = _errno.EBUSY
+    EFAULT = _errno.EFAULT
+    ENOBUFS = _errno.ENOBUFS
+    ENETDOWN = _errno.ENETDOWN
+    EADDRNOTAVAIL = _errno.EADDRNOTAVAIL
+    ECONNREFUSED = _errno.ECONNREFUSED
+    EINPROGRESS = _errno.EINPROGRESS
+    EMSGSIZE = _errno.EMSGSIZE
+    EAFNOSUPPORT = _errno.EAFNOSUPPORT
+    ENETUNREACH = _errno.ENETUNREACH
+    ECONNABORTED = _errno.ECONNABORTED
+    ECONNRESET = _errno.ECONNRESET
+    ENOTCONN = _errno.ENOTCONN
+    ETIMEDOUT = _errno.ETIMEDOUT
+    ENETRESET = _errno.ENETRESET
     EFSM = _zmtp.EFSM
     ENOCOMPATPROTO = _zmtp.ENOCOMPATPROTO
     ETERM = _zmtp.ETERM
     EMTHREAD = _zmtp.EMTHREAD
 
+
+class MessageOption(enum.IntEnum):
+    """Frame properties for :meth:`zmtp.Frame.get` (only MORE is kept)."""
+
+    MORE = 1
+    SRCFD = 2
+    SHARED = 3
+
+
+class ContextOption(enum.IntEnum):
+    """Context options (libzmq numbers) for ``Context.get`` / ``Context.set``."""
+
+    IO_THREADS = 1
+    MAX_SOCKETS = 2
+    SOCKET_LIMIT = 3
+    THREAD_PRIORITY = 3
+    THREAD_SCHED_POLICY = 4
+    MAX_MSGSZ = 5
+    MSG_T_SIZE = 6
+    THREAD_AFFINITY_CPU_ADD = 7
+    THREAD_AFFINITY_CPU_REMOVE = 8
+    THREAD_NAME_PREFIX = 9
+
+
+#: Longest ipc:// path (sizeof(sockaddr_un.sun_path) - 1 on Linux).
+IPC_PATH_MAX_LEN: int = 107
 
 PAIR = SocketType.PAIR
 PUB = SocketType.PUB
@@ -139,6 +179,16 @@ SNDMORE = Flag.SNDMORE
 POLLIN = PollEvent.POLLIN
 POLLOUT = PollEvent.POLLOUT
 POLLERR = PollEvent.POLLERR
+POLLPRI = PollEvent.POLLPRI
+
+MORE = MessageOption.MORE
+SRCFD = MessageOption.SRCFD
+SHARED = MessageOption.SHARED
+
+IO_THREADS = ContextOption.IO_THREADS
+MAX_SOCKETS = ContextOption.MAX_SOCKETS
+SOCKET_LIMIT = ContextOption.SOCKET_LIMIT
+MAX_MSGSZ = ContextOption.MAX_MSGSZ
 
 ROUTING_ID = SocketOption.ROUTING_ID
 IDENTITY = SocketOption.ROUTING_ID

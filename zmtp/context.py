@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import atexit
+import errno
 import os
 import threading
 import time
+import warnings
 import weakref
 from typing import Any, Dict, Optional, Type, TypeVar
 
 from zmtp import _zmtp
 from zmtp.buffers import BufferConfig
-from zmtp.constants import LINGER
+from zmtp.constants import IO_THREADS, MAX_MSGSZ, MAX_SOCKETS, SOCKET_LIMIT, SocketOption
 from zmtp.error import ZMQError
 from zmtp.socket import Socket
 
 __all__ = ["Context"]
 
 _T = TypeVar("_T", bound="Context")
+
+# libzmq's values for the context options zmtp answers (zmq_ctx_get).
+_CTX_DEFAULTS = {IO_THREADS: 1, MAX_SOCKETS: 1023, SOCKET_LIMIT: 65535, MAX_MSGSZ: 2**31 - 1}
+
+_exiting = False
+
+
+@atexit.register
+def _at_exit() -> None:
+    # As pyzmq: contexts collected at interpreter exit do not warn.
+    global _exiting
+    _exiting = True
 
 
 class Context:
@@ -26,13 +41,23 @@ class Context:
     compatibility and ignored.  ``term()`` wakes any call blocked on one of
     its sockets (it raises ContextTerminated), then closes every socket with
     its LINGER (1000 ms by default, unlike libzmq's forever).
+
+    Socket options set on the context (``ctx.setsockopt(opt, v)`` or
+    ``ctx.rcvtimeo = v``, any SocketOption name) are defaults for the
+    sockets made afterwards; ``ctx.sockopts`` holds them.  A context
+    collected without term()/destroy() warns (ResourceWarning) and is
+    destroyed, as in pyzmq.
     """
 
     _instance: Optional["Context"] = None
     _instance_pid: Optional[int] = None
     _instance_lock = threading.Lock()
 
+    closed: bool
+    sockopts: Dict[int, Any]
+
     def __init__(self, io_threads: int = 1, **kwargs: Any) -> None:
+        self._ctxopts: Dict[int, int] = {IO_THREADS: int(io_threads)}
         self._sockets: "weakref.WeakSet[Socket]" = weakref.WeakSet()
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -84,7 +109,7 @@ class Context:
         for opt, value in self.sockopts.items():
             try:
                 sock.setsockopt(opt, value)
-            except Exception:
+            except ZMQError:  # e.g. SUBSCRIBE on a non-SUB socket, as pyzmq
                 pass
         with self._lock:
             self._sockets.add(sock)
@@ -101,22 +126,49 @@ class Context:
         """A default option for sockets made from now on."""
         self.sockopts[option] = value
 
-    set = setsockopt
-
     def getsockopt(self, option: int) -> Any:
-        """A default option set with setsockopt()."""
+        """A default option set with setsockopt() (KeyError if none)."""
         return self.sockopts[option]
 
-    get = getsockopt
+    def set(self, option: int, optval: int) -> None:
+        """A context option (libzmq's zmq_ctx_set).  IO_THREADS and
+        MAX_SOCKETS are accepted and remembered for get(), but zmtp has no
+        I/O threads and no socket limit; other options raise
+        ZMQError(EINVAL)."""
+        if option not in (IO_THREADS, MAX_SOCKETS):
+            raise ZMQError(errno.EINVAL)
+        self._ctxopts[option] = int(optval)
 
-    @property
-    def linger(self) -> Optional[int]:
-        """Default LINGER for new sockets."""
-        return self.sockopts.get(LINGER)
+    def get(self, option: int) -> int:
+        """A context option (libzmq's zmq_ctx_get): IO_THREADS, MAX_SOCKETS,
+        SOCKET_LIMIT, MAX_MSGSZ; others raise ZMQError(EINVAL)."""
+        if option in self._ctxopts:
+            return self._ctxopts[option]
+        if option in _CTX_DEFAULTS:
+            return _CTX_DEFAULTS[option]
+        raise ZMQError(errno.EINVAL)
 
-    @linger.setter
-    def linger(self, value: int) -> None:
-        self.sockopts[LINGER] = value
+    # ctx.linger = 0, ctx.rcvtimeo: socket-option defaults by name, as pyzmq.
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key.startswith("_") or key in self.__dict__ or _is_attribute(type(self), key):
+            object.__setattr__(self, key, value)
+            return
+        self.sockopts[_option(key)] = value
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        opt = _option(key)
+        if opt not in self.sockopts:
+            raise AttributeError(key.upper())
+        return self.sockopts[opt]
+
+    def __del__(self) -> None:
+        if getattr(self, "closed", True) or _exiting or os.getpid() != self._pid:
+            return
+        warnings.warn(f"Unclosed context {self}", ResourceWarning, stacklevel=2, source=self)
+        self.destroy()
 
     def term(self) -> None:
         """End the context: blocked calls raise ContextTerminated; sockets close."""
@@ -158,3 +210,16 @@ class Context:
             s.close(own)
         if self._progress is not None:
             self._progress.stop()
+
+
+def _option(name: str) -> SocketOption:
+    """The SocketOption called ``name`` (any case), else AttributeError."""
+    try:
+        return SocketOption[name.upper()]
+    except KeyError:
+        raise AttributeError(f"Context has no such option: {name.upper()}") from None
+
+
+def _is_attribute(cls: type, key: str) -> bool:
+    """True if a class of ``cls``'s MRO defines or annotates ``key``."""
+    return any(key in vars(c) or key in vars(c).get("__annotations__", {}) for c in cls.__mro__)

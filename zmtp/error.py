@@ -16,14 +16,16 @@ _ZMQ_TEXT = {
     _zmtp.ENOCOMPATPROTO: "The protocol is not compatible with the socket type",
     _zmtp.ETERM: "Context was terminated",
     _zmtp.EMTHREAD: "No thread available",
+    _errno.EHOSTUNREACH: "Host unreachable",  # libzmq's own text, as zmq_strerror
 }
 
 
-def strerror(errnum: int) -> str:
-    """The text for an errno value, including libzmq's own (EFSM, ETERM...)."""
-    if errnum in _ZMQ_TEXT:
-        return _ZMQ_TEXT[errnum]
-    return os.strerror(errnum)
+def strerror(errno: int) -> str:
+    """The text for an errno value, as libzmq's zmq_strerror: its own
+    numbers (EFSM, ETERM...) included."""
+    if errno in _ZMQ_TEXT:
+        return _ZMQ_TEXT[errno]
+    return os.strerror(errno)
 
 
 class ZMQError(Exception):

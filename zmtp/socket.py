@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import pickle
 import random
 import socket as _stdsocket
+import warnings
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 from zmtp import _zmtp
@@ -76,8 +78,33 @@ class Socket(_zmtp.Socket):
         progress = context._progress_thread() if context is not None else None
         super().__init__(int(socket_type), progress)
         self.context = context
+        self._pid = os.getpid()
         for name, value in kwargs.items():
             setattr(self, name, value)
+
+    def __del__(self) -> None:
+        # As pyzmq: a socket collected unclosed warns, then closes (with its
+        # LINGER).  Not in a forked child: the socket is the parent's.
+        if self.closed or getattr(self, "_pid", None) != os.getpid():
+            return
+        warnings.warn(f"Unclosed socket {self}", ResourceWarning, stacklevel=2, source=self)
+        self.close()
+
+    def fileno(self) -> int:
+        """Not implemented: raises NotImplementedError.
+
+        libzmq's ZMQ_FD is a descriptor its I/O thread signals whenever a
+        socket's state may have changed.  zmtp's progress thread reads input
+        into a socket while its owner is away without signalling anything
+        the owner could wait on, so no descriptor would reliably become
+        readable when EVENTS changes.  Use :meth:`poll`, :class:`Poller` or
+        :func:`zmtp.select`, which also take plain file descriptors.
+        """
+        raise NotImplementedError(
+            "zmtp sockets have no pollable file descriptor (libzmq's ZMQ_FD): their "
+            "input is read by zmtp's progress thread, which signals no fd; use "
+            "socket.poll(), zmtp.Poller or zmtp.select(), which also wait on plain fds"
+        )
 
     # -- context manager, repr
 
