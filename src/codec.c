@@ -96,8 +96,33 @@ int zm_decoder_init(zm_decoder *d, const zm_decoder_config *cfg)
     return 0;
 }
 
+/* References to the read page are taken ZM_DECODER_CREDIT at a time (one
+ * atomic add) and handed to frames one by one: slicing a frame then costs
+ * no locked instruction.  The unused ones go back before the page is let
+ * go or tested for exclusivity. */
+#define ZM_DECODER_CREDIT 64
+
+static void decoder_return_credit(zm_decoder *d)
+{
+    if (d->credit > 0) {
+        /* Relaxed: the decoder's own reference keeps the page alive, and
+         * unused references published nothing that others must see. */
+        __atomic_fetch_sub(&d->page->refcnt, d->credit, __ATOMIC_RELAXED);
+        d->credit = 0;
+    }
+}
+
+/* No slice of the decoder's page is alive (its refcnt is the decoder's own
+ * reference and the credit).  Acquire pairs with the release in
+ * zm_page_decref: the slices' last reads are done before we reuse it. */
+static int decoder_page_exclusive(const zm_decoder *d, zm_page *p)
+{
+    return __atomic_load_n(&p->refcnt, __ATOMIC_ACQUIRE) == 1 + d->credit;
+}
+
 void zm_decoder_free(zm_decoder *d)
 {
+    decoder_return_credit(d);
     if (d->page != NULL)
         zm_page_decref(d->page);
     if (d->big != NULL)
@@ -125,6 +150,7 @@ void zm_decoder_release_idle(zm_decoder *d)
 {
     if (d->page != NULL && d->pos == d->page->len &&
         (d->state == ZM_DS_HEADER || d->state == ZM_DS_GREETING)) {
+        decoder_return_credit(d);
         zm_page_decref(d->page);
         d->page = NULL;
         d->pos = 0;
@@ -267,7 +293,14 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
                 /* The whole body is in this page: slice it, no copy. */
                 frame.size = (size_t)d->size;
                 if (frame.size > 0) {
-                    zm_page_incref(p);
+                    if (ZM_UNLIKELY(d->credit == 0)) {
+                        /* Relaxed, as zm_page_incref: made from the
+                         * reference the decoder holds. */
+                        __atomic_fetch_add(&p->refcnt, ZM_DECODER_CREDIT,
+                                           __ATOMIC_RELAXED);
+                        d->credit = ZM_DECODER_CREDIT;
+                    }
+                    d->credit--;
                     frame.page = p;
                     frame.data = in;
                 } else {
@@ -316,6 +349,21 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
             ev->command = frame;
             return ZM_EV_COMMAND;
         }
+        if (d->msg.n == 0 && !(frame.flags & ZM_FLAG_MORE)) {
+            /* A one-frame message, the common case: into the event at
+             * once, not through the partial message. */
+            zm_frame *f = &ev->msg.inline_[0];
+            ev->msg.n = 1;
+            ev->msg.cap = 0;
+            ev->msg.bytes = frame.size;
+            ev->msg.heap = NULL;
+            f->page = frame.page;
+            f->data = frame.data;
+            f->size = frame.size;
+            f->flags = frame.flags;
+            ev->kind = ZM_EV_MESSAGE;
+            return ZM_EV_MESSAGE;
+        }
         if (zm_msg_push(&d->msg, &frame) < 0) {
             zm_frame_release(&frame);
             return decoder_fail(d, ev, ZM_ERR_NOMEM, NULL);
@@ -350,7 +398,7 @@ static ZM_NOINLINE int decoder_refill_page(zm_decoder *d)
         return 0;
     }
     tail = p->len - d->pos;
-    if (zm_page_is_exclusive(p)) {
+    if (decoder_page_exclusive(d, p)) {
         /* No slice is alive: reuse the page in place. */
         memmove(p->data, p->data + d->pos, tail);
         p->len = tail;
@@ -364,6 +412,7 @@ static ZM_NOINLINE int decoder_refill_page(zm_decoder *d)
         return -ZM_ERR_NOMEM;
     memcpy(np->data, p->data + d->pos, tail);
     np->len = tail;
+    decoder_return_credit(d);
     zm_page_decref(p);
     d->page = np;
     d->pos = 0;
@@ -395,7 +444,8 @@ int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
         return 0;
     }
     p = d->page;
-    if (ZM_LIKELY(p != NULL) && d->pos == p->len && zm_page_is_exclusive(p)) {
+    if (ZM_LIKELY(p != NULL) && d->pos == p->len &&
+        decoder_page_exclusive(d, p)) {
         /* Steady state: everything parsed and released; start over at the
          * page start without allocating. */
         p->len = 0;

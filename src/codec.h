@@ -140,6 +140,8 @@ typedef struct zm_decoder {
     int error;       /* zm_err code once state == ZM_DS_ERROR */
     int need_data;   /* next() said NEED_DATA since the last commit */
     zm_page *page;   /* current read page (one reference) or NULL */
+    size_t credit;   /* references to `page` taken ahead (counted in its
+                        refcnt), handed to slices without an atomic each */
     size_t pos;      /* parse offset in page->data */
     unsigned flags;  /* current frame's flags */
     uint64_t size;   /* current frame's body size */

@@ -89,13 +89,14 @@ static int msgq_push(zm_msgq *q, zm_msg *m)
         if (items == NULL)
             return -ENOMEM;
         for (size_t i = 0; i < q->n; i++)
-            items[i] = q->items[(q->head + i) % q->cap];
+            items[i] = q->items[(q->head + i) & (q->cap - 1)];
         free(q->items);
         q->items = items;
         q->cap = cap;
         q->head = 0;
     }
-    zm_msg_move(&q->items[(q->head + q->n) % q->cap], m);
+    /* cap is a power of two (16, doubled): a mask, not a division. */
+    zm_msg_move(&q->items[(q->head + q->n) & (q->cap - 1)], m);
     q->n++;
     return 0;
 }
@@ -103,7 +104,7 @@ static int msgq_push(zm_msgq *q, zm_msg *m)
 static void msgq_pop(zm_msgq *q, zm_msg *out)
 {
     zm_msg_move(out, &q->items[q->head]);
-    q->head = (q->head + 1) % q->cap;
+    q->head = (q->head + 1) & (q->cap - 1);
     q->n--;
 }
 

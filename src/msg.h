@@ -82,7 +82,29 @@ void zm_msg_clear(zm_msg *m);
 /* Move src into dst (dst must be empty); src is empty after. */
 ZM_INLINE void zm_msg_move(zm_msg *dst, zm_msg *src)
 {
-    *dst = *src;
+    /* Only the frames in use: a one-frame message moves one frame, not
+     * the whole inline array. */
+    dst->n = src->n;
+    dst->cap = src->cap;
+    dst->bytes = src->bytes;
+    dst->heap = src->heap;
+    /* Unrolled: a loop would become a memcpy call. */
+    switch (src->heap == NULL ? src->n : 0) {
+    case 4:
+        dst->inline_[3] = src->inline_[3];
+        /* fall through */
+    case 3:
+        dst->inline_[2] = src->inline_[2];
+        /* fall through */
+    case 2:
+        dst->inline_[1] = src->inline_[1];
+        /* fall through */
+    case 1:
+        dst->inline_[0] = src->inline_[0];
+        break;
+    default:
+        break;
+    }
     zm_msg_init(src);
 }
 
