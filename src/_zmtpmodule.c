@@ -1753,7 +1753,7 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
     watch_ctx *ctx = &wctx;
     zm_io_event evs[32];
     int64_t next = deadline, timeout, spin, started;
-    int rc, i;
+    int rc, i, sig_raised = 0;
 
     tls_last_send = NULL; /* a thread that waits is not in a burst */
     if (be == NULL)
@@ -1823,8 +1823,17 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
             if (timeout < 0)
                 timeout = 0;
         }
+        if (rc == 0 && timeout != 0) {
+            /* A signal that came during the spin interrupted no syscall:
+             * run Python's handlers now, or a Ctrl-C would wait for the
+             * whole timeout (only the main thread runs them; elsewhere
+             * this returns at once). */
+            Py_BLOCK_THREADS
+            sig_raised = PyErr_CheckSignals() < 0;
+            Py_UNBLOCK_THREADS
+        }
     }
-    if (rc == 0)
+    if (rc == 0 && !sig_raised)
         rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
                              timeout);
     Py_END_ALLOW_THREADS
@@ -1842,6 +1851,8 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
 unwatch:
     for (i = 0; i < ctx->n; i++)
         zm_backend_unwatch(be, ctx->fds[i], NULL);
+    if (sig_raised)
+        return -1; /* the handler's exception (KeyboardInterrupt, ...) */
     if (rc == -EINTR)
         return PyErr_CheckSignals() < 0 ? -1 : 0;
     if (rc < 0) {

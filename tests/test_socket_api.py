@@ -20,6 +20,7 @@ import pytest
 import zmq
 
 import zmtp
+from zmtp import _zmtp
 from helpers import TIMEOUT_MS, zsock
 
 
@@ -787,6 +788,28 @@ def test_sigint_in_main_thread(ctx):
     finally:
         timer.cancel()
     assert time.monotonic() - t0 < 2
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="busy-poll needs 2 usable CPUs")
+def test_sigint_during_busy_poll(ctx):
+    """A Ctrl-C that lands while a blocking call busy-polls (no syscall to
+    interrupt) still raises at once: the handlers run before the real wait.
+    The spin is stretched to 300 ms so the signal (at 100 ms) lands in it;
+    before the fix the call then waited out its whole RCVTIMEO."""
+    s = ctx.socket(zmtp.PULL)
+    s.bind("tcp://127.0.0.1:*")
+    s.rcvtimeo = 3000
+    old = _zmtp._spin_us(300_000)
+    timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            s.recv()
+    finally:
+        timer.cancel()
+        _zmtp._spin_us(old)
+    assert time.monotonic() - t0 < 1.5
 
 
 # ======================================================== serialisation
