@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import os
 import resource
 import subprocess
@@ -48,11 +49,8 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.peers + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.peers + 1000), hard))
-    try:
-        import zmq  # noqa: F401
-        script = PEER
-    except ImportError:
-        script = PEER.replace("import sys, zmq", "import sys, zmtp as zmq")
+    have_pyzmq = importlib.util.find_spec("zmq") is not None
+    script = PEER if have_pyzmq else PEER.replace("import sys, zmq", "import sys, zmtp as zmq")
     ctx = zmtp.Context()
     router = ctx.socket(zmtp.ROUTER)
     router.rcvtimeo = 30_000
