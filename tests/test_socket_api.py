@@ -775,7 +775,17 @@ def test_signal_interrupts_blocking_calls(name):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
 
 
-def test_sigint_in_main_thread(ctx):
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test: a process started in the
+    background by a non-interactive shell inherits SIGINT ignored, and
+    Python then installs no handler (Ctrl-C would do nothing)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_sigint_in_main_thread(ctx, default_sigint):
     """The real Ctrl-C (SIGINT with Python's default handler) in this process."""
     s = ctx.socket(zmtp.PULL)
     s.bind("tcp://127.0.0.1:*")
@@ -791,7 +801,7 @@ def test_sigint_in_main_thread(ctx):
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="busy-poll needs 2 usable CPUs")
-def test_sigint_during_busy_poll(ctx):
+def test_sigint_during_busy_poll(ctx, default_sigint):
     """A Ctrl-C that lands while a blocking call busy-polls (no syscall to
     interrupt) still raises at once: the handlers run before the real wait.
     The spin is stretched to 300 ms so the signal (at 100 ms) lands in it;
