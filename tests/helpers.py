@@ -62,6 +62,23 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0
         time.sleep(step)
 
 
+def connect_to(endpoint):
+    """A connected blocking socket for a tcp:// or ipc:// endpoint.  Self-
+    contained (its own import): peer scripts embed its source."""
+    import socket
+
+    if endpoint.startswith("tcp://"):
+        host, port = endpoint[len("tcp://"):].rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+    assert endpoint.startswith("ipc://"), endpoint
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(endpoint[len("ipc://"):])
+    return s
+
+
 class Peer:
     """A ``python -c`` script in a process of its own: binary stdin, stdout
     read line by line (poll + os.read on the pipe: no reader thread, no

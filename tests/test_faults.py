@@ -43,7 +43,7 @@ import zmq
 import zmtp
 from zmtp import codec
 from zmtp.codec import ErrorCode
-from helpers import TIMEOUT_MS, Peer, fd_count, kill_all, rss_bytes, wait_for
+from helpers import TIMEOUT_MS, Peer, connect_to, fd_count, kill_all, rss_bytes, wait_for
 
 PAGE = 65536  # READ_BUF_SIZE_DEFAULT: one read page
 MiB = 1 << 20
@@ -54,20 +54,6 @@ UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")  # scripts/sanitize.sh
 # These functions are used here and, as source text (RAW_LIB), by the peer
 # processes, so the test and its peers speak with the same code.  They use
 # nothing but the socket module (raw peers import neither zmtp nor zmq).
-
-
-def connect_to(endpoint):
-    """A connected blocking socket for a tcp:// or ipc:// endpoint."""
-    if endpoint.startswith("tcp://"):
-        host, port = endpoint[len("tcp://"):].rsplit(":", 1)
-        s = socket.create_connection((host, int(port)), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s
-    assert endpoint.startswith("ipc://"), endpoint
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(endpoint[len("ipc://"):])
-    return s
 
 
 def recv_exact(s, n):

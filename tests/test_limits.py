@@ -73,7 +73,7 @@ import zmtp
 from zmtp import _zmtp, codec
 from zmtp.codec import ErrorCode
 from zmtp.utils.monitor import recv_monitor_message
-from helpers import Peer, fd_count, kill_all, rss_bytes, zsock
+from helpers import Peer, connect_to, fd_count, kill_all, rss_bytes, zsock
 
 MiB = 1 << 20
 UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")  # scripts/sanitize.sh
@@ -129,21 +129,6 @@ SUBS_RSS_BOUND = 40 * MiB
 #
 # These use only the standard library: the hostile peers import neither zmtp
 # nor zmq, and the good peers only zmq.
-
-
-def connect_to(endpoint):
-    """A connected blocking socket for a tcp:// or ipc:// endpoint."""
-    import socket
-
-    if endpoint.startswith("tcp://"):
-        host, port = endpoint[len("tcp://"):].rsplit(":", 1)
-        s = socket.create_connection((host, int(port)), timeout=10)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(endpoint[len("ipc://"):])
-    return s
 
 
 def wire_frame(body, flags):
