@@ -1448,7 +1448,6 @@ typedef struct {
     int rcvtimeo, sndtimeo;  /* ms, -1 = forever */
     int linger;              /* ms, -1 = forever */
     unsigned long fork_gen;
-    int in_call;             /* atomic: a call is in progress */
     unsigned long owner;     /* thread ident of the call in progress */
     zm_backend *waiting_on;  /* atomic: backend of a blocked call */
     /* the rest of a message being received frame by frame */
@@ -1465,6 +1464,7 @@ typedef struct {
 #define DEFAULT_LINGER_MS 1000
 
 static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw);
+static int sock_claim(SocketObject *self);
 
 /* Module state from a Socket (sub)class: walk up to the spec-made base. */
 static zmtp_state *socket_type_state(PyTypeObject *tp)
@@ -1524,7 +1524,6 @@ static int Socket_init(SocketObject *self, PyObject *args, PyObject *kw)
     self->linger = DEFAULT_LINGER_MS;
     self->fork_gen = g_fork_generation;
     self->ps.sock = &self->s;
-    pthread_mutex_init(&self->ps.lock, NULL);
     self->ps.last_call_ns = 0;
     if (progress != Py_None && ((ProgressObject *)progress)->running) {
         Py_INCREF(progress);
@@ -1544,15 +1543,16 @@ static void Socket_dealloc(SocketObject *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     if (self->initialized && self->fork_gen == g_fork_generation) {
         if (!self->closed) {
-            /* The progress thread may be inside this socket: take the
-             * lock before taking it away. */
-            pthread_mutex_lock(&self->ps.lock);
+            /* The progress thread may be inside this socket: wait for its
+             * step to end before taking the socket away (nobody else can
+             * be in a call: the object is being freed). */
+            (void)sock_claim(self); /* only the progress thread can hold it */
             if (self->progress != NULL && self->progress->running)
                 zm_progress_remove(&self->progress->p, &self->ps);
             zm_sock_destroy(&self->s); /* no linger from a finaliser */
-            pthread_mutex_unlock(&self->ps.lock);
+            /* Release, as sock_leave. */
+            __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
         }
-        pthread_mutex_destroy(&self->ps.lock);
     }
     Py_CLEAR(self->progress);
     zm_msg_clear(&self->cur);
@@ -1581,10 +1581,29 @@ static int sock_terminated(SocketObject *self)
  * and its next send goes out at once. */
 static _Thread_local const void *tls_last_send;
 
+/*
+ * Take the socket for a call: ps.busy 0 -> 1.  Acquire (pairs with the
+ * release in sock_leave and in the progress thread's step): the engine
+ * state written by the previous holder, maybe on another thread, is visible
+ * to this one.  While the progress thread holds it (2: one short
+ * non-blocking step) we yield and try again; 0, or -1 when another thread
+ * is inside a call (1).
+ */
+static int sock_claim(SocketObject *self)
+{
+    for (;;) {
+        int expected = 0;
+        if (__atomic_compare_exchange_n(&self->ps.busy, &expected, 1, 0,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return 0;
+        if (expected == 1)
+            return -1;
+        sched_yield();
+    }
+}
+
 static int sock_enter(SocketObject *self)
 {
-    int expected = 0;
-
     if (self->closed || !self->initialized) {
         raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
         return -1;
@@ -1595,11 +1614,7 @@ static int sock_enter(SocketObject *self)
                   "in the child (make a new Context there)");
         return -1;
     }
-    /* Acquire (pairs with the release in sock_leave): the engine state
-     * written by the previous caller, maybe on another thread, is visible
-     * to this one. */
-    if (!__atomic_compare_exchange_n(&self->in_call, &expected, 1, 0,
-                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+    if (sock_claim(self) < 0) {
         raise_zmq(self->st, EBUSY,
                   "socket used from two threads at once (zmtp sockets, like "
                   "libzmq's, are not thread-safe)");
@@ -1609,17 +1624,11 @@ static int sock_enter(SocketObject *self)
     self->s.coalesce = tls_last_send == (const void *)self;
     self->s.now_ns = 0;
     tls_last_send = NULL;
-    /* The progress thread only try-locks and holds the lock briefly (one
-     * non-blocking step), so waiting for it here with the GIL is short. */
-    if (self->progress != NULL)
-        pthread_mutex_lock(&self->ps.lock);
     /* seq_cst: the flag is set by term() on another thread (see
      * Socket_terminate). */
     if (sock_terminated(self)) {
-        if (self->progress != NULL)
-            pthread_mutex_unlock(&self->ps.lock);
         /* Release, as sock_leave. */
-        __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
         raise_zmq(self->st, ZM_ETERM, "Context was terminated");
         return -1;
     }
@@ -1628,19 +1637,27 @@ static int sock_enter(SocketObject *self)
 
 static void sock_leave(SocketObject *self)
 {
+    int wanted = 0;
+    /* Read before the release; the GIL, held throughout, keeps any other
+     * caller (and close()) out until we return. */
+    int notify = self->progress != NULL && !self->closed;
+
     if (self->progress != NULL) {
-        int wanted = !self->closed && zm_progress_wanted(&self->s);
+        wanted = !self->closed && zm_progress_wanted(&self->s);
         /* Relaxed: a hint read by the progress thread's timer only; the
-         * wake below (or the lock) orders everything that matters. */
+         * wake below (or the release) orders everything that matters. */
         __atomic_store_n(&self->ps.flush_due_ns,
                          wanted ? zm_sock_flush_due(&self->s) : 0,
                          __ATOMIC_RELAXED); /* held back implies wanted */
-        pthread_mutex_unlock(&self->ps.lock);
-        if (!self->closed) /* output, connections, descriptors: tell it */
-            zm_progress_call_done(&self->progress->p, &self->ps, wanted);
     }
-    /* Release: pairs with the acquire in sock_enter (see there). */
-    __atomic_store_n(&self->in_call, 0, __ATOMIC_RELEASE);
+    /* Release: pairs with the acquire in sock_claim (the next caller's or
+     * the progress thread's): our engine writes are visible to it. */
+    __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
+    /* After the release, so that the thread we may wake finds the socket
+     * free; only atomics and the Progress object (we hold a reference) are
+     * touched from here on. */
+    if (notify)
+        zm_progress_call_done(&self->progress->p, &self->ps, wanted);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1783,7 +1800,7 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
         __atomic_store_n(&socks[i]->waiting_on, be, __ATOMIC_SEQ_CST);
     /* Relaxed: a hint for the progress thread's timer only.  This wait
      * covers the held-back output itself (zm_sock_watch's time includes
-     * the flush), so the progress thread, which cannot take the lock while
+     * the flush), so the progress thread, which cannot take the socket while
      * we block, must not come back for it every 100 us meanwhile; the next
      * sock_leave sets the hint again. */
     for (i = 0; i < nsocks; i++)
@@ -3149,15 +3166,9 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
     if (sock_enter(self) < 0) {
         /* A terminated context's sockets still close, unless another
          * thread is inside a call on it. */
-        int expected = 0;
-        /* Acquire on success, as in sock_enter. */
-        if (!sock_terminated(self) ||
-            !__atomic_compare_exchange_n(&self->in_call, &expected, 1, 0,
-                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        if (!sock_terminated(self) || sock_claim(self) < 0)
             return NULL;
         PyErr_Clear();
-        if (self->progress != NULL)
-            pthread_mutex_lock(&self->ps.lock);
     }
     linger = self->linger;
     if (lobj != Py_None) {
@@ -3228,7 +3239,7 @@ static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
     (void)unused;
     /* Acquire: pairs with the release in sock_leave (a caller that sees the
      * call over also sees its effects, e.g. `closed`). */
-    return PyBool_FromLong(__atomic_load_n(&self->in_call, __ATOMIC_ACQUIRE));
+    return PyBool_FromLong(__atomic_load_n(&self->ps.busy, __ATOMIC_ACQUIRE) == 1);
 }
 
 static PyObject *Socket_stats(SocketObject *self, PyObject *unused)

@@ -27,6 +27,17 @@ static int collect(void *ctx_, int fd, unsigned events)
     return 0;
 }
 
+/* Take a socket whose owner is not in a call: busy 0 -> 2.  Acquire pairs
+ * with the owner's release in sock_leave (its engine writes are visible to
+ * this step).  Never waits. */
+static int progress_claim(zm_psock *ps)
+{
+    int expected = 0;
+
+    return __atomic_compare_exchange_n(&ps->busy, &expected, 2, 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
 static void *progress_main(void *arg)
 {
     zm_progress *p = arg;
@@ -67,7 +78,7 @@ static void *progress_main(void *arg)
                 if (ps->backoff_ns > ZM_PROGRESS_BUSY_MAX_NS)
                     ps->backoff_ns = ZM_PROGRESS_BUSY_MAX_NS;
                 t = now + ps->backoff_ns;
-            } else if (pthread_mutex_trylock(&ps->lock) != 0) {
+            } else if (!progress_claim(ps)) {
                 /* Held-back output of a busy owner: its own sends write it
                  * within ZM_COALESCE_NS; should it stop calling, come back
                  * for it (the owner's wake is spent: `woken` stays 1). */
@@ -87,7 +98,7 @@ static void *progress_main(void *arg)
                         t = due;
                 }
             } else {
-                /* seq_cst, under the lock and before the look: a call that
+                /* seq_cst, holding the socket and before the look: a call that
                  * ends after this sees 0 and wakes us again. */
                 __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
                 ps->backoff_ns = 0;
@@ -109,7 +120,9 @@ static void *progress_main(void *arg)
                     zm_sock_process(ps->sock, now);
                     t = zm_sock_watch(ps->sock, collect, ctx);
                 }
-                pthread_mutex_unlock(&ps->lock);
+                /* Release: pairs with the owner's acquire in sock_claim;
+                 * what this step did to the engine is visible to it. */
+                __atomic_store_n(&ps->busy, 0, __ATOMIC_RELEASE);
             }
             if (t >= 0 && (next < 0 || t < next))
                 next = t;

@@ -5,8 +5,9 @@
  * behaviour while its owner sleeps or blocks elsewhere.
  *
  * No Python here: the thread never takes the GIL.  Each registered socket
- * has a mutex; its owner holds it for the whole of a call, the progress
- * thread only ever try-locks it and never blocks while holding it.  A
+ * has a `busy` word: its owner holds it (1) for the whole of a call, the
+ * progress thread only ever tries to take it (2) and never blocks while
+ * holding it, so an owner that finds it taken just yields and retries.  A
  * socket called within the last ZM_PROGRESS_GRACE_NS is left to its owner
  * (the thread looks again when that time has passed), so a busy socket
  * does not get its wake-ups stolen.
@@ -28,7 +29,9 @@
 typedef struct zm_psock {
     struct zm_psock *next;
     zm_sock *sock;
-    pthread_mutex_t lock;    /* held by the owner for a whole call */
+    int busy;                /* atomic: 0 free, 1 the owner is in a call
+                                (the whole of it), 2 the progress thread
+                                steps it (never blocking) */
     int64_t last_call_ns;    /* progress thread only: when it last saw
                                 `calls` move */
     int64_t backoff_ns;      /* progress thread only: next look when the
@@ -68,7 +71,7 @@ void zm_progress_wake(zm_progress *p);
  * waiting for the kernel, connections not ready, timers)? */
 int zm_progress_wanted(const zm_sock *s);
 
-/* The owner ends a call (socket lock still held): wakes the thread when
+/* The owner ends a call (the socket released): wakes the thread when
  * `wanted`, or when it sleeps with no timeout and so may not know what the
  * call changed (new descriptors, timers). */
 void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted);
