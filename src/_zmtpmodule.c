@@ -1622,11 +1622,13 @@ static int sock_enter(SocketObject *self)
     }
     self->owner = PyThread_get_thread_ident();
     self->s.coalesce = tls_last_send == (const void *)self;
+    self->s.in_call = 1;
     self->s.now_ns = 0;
     tls_last_send = NULL;
     /* seq_cst: the flag is set by term() on another thread (see
      * Socket_terminate). */
     if (sock_terminated(self)) {
+        self->s.in_call = 0;
         /* Release, as sock_leave. */
         __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
         raise_zmq(self->st, ZM_ETERM, "Context was terminated");
@@ -1650,6 +1652,7 @@ static void sock_leave(SocketObject *self)
                          wanted ? zm_sock_flush_due(&self->s) : 0,
                          __ATOMIC_RELAXED); /* held back implies wanted */
     }
+    self->s.in_call = 0;
     /* Release: pairs with the acquire in sock_claim (the next caller's or
      * the progress thread's): our engine writes are visible to it. */
     __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);

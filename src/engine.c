@@ -892,6 +892,9 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
             return; /* resumed once the application reads */
         if (s->rcvhwm > 0 && c->inq.n >= (size_t)s->rcvhwm)
             return; /* the peer waits in the kernel buffer */
+        if (s->in_call && c->inq.n >= ZM_READ_AHEAD)
+            return; /* the owner is here to take them: decode no further
+                     * ahead than the cache holds (see ZM_READ_AHEAD) */
         if (reads++ >= 16)
             return; /* fairness: let the other connections have a turn */
         if (zm_decoder_buffer(&c->dec, &buf, &room) < 0) {

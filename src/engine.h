@@ -182,6 +182,9 @@ typedef struct zm_sock {
     int coalesce;                /* set by the caller for each send: this
                                     send follows a send on this socket with
                                     no other call in between (a burst) */
+    int in_call;                 /* set by the binding while its owner's
+                                    call holds the socket (0 while the
+                                    progress thread steps it) */
     int hold;                    /* send_buffered/send_batch: hold output
                                     until flush, write_buf_size or
                                     ZM_HOLD_NS, not just ZM_COALESCE_NS */
@@ -298,6 +301,12 @@ int zm_sock_events(zm_sock *s);
 #define ZM_COALESCE_NS ((int64_t)30000) /* 30 us */
 #define ZM_WRITE_BUF_DEFAULT ((size_t)8192)
 #define ZM_HOLD_NS ((int64_t)1000000) /* buffered output goes within 1 ms */
+/* Messages a connection decodes ahead of its owner's call: the owner takes
+ * them next, so more only pushes the queue and the pages out of the CPU
+ * cache before they are read (PUB -> SUB with RCVHWM 0 decoded 16 pages,
+ * about 16 000 messages, at a time). The progress thread, which reads for
+ * an owner that is away, still reads up to RCVHWM. */
+#define ZM_READ_AHEAD ((size_t)512)
 
 /* Write what coalescing holds back on connections due by `now` (all of it
  * when now < 0); returns the next flush deadline, or -1 when none. */
