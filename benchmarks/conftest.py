@@ -8,7 +8,8 @@ they are collected even without ``-o python_files=bench_*.py``.
 
 Fixtures: ``worker(backend)`` runs callables in one long-lived thread whose
 zmtp backend is ``backend`` (a thread's backend is fixed once it is opened,
-so every benchmark gets a fresh thread); ``procs`` starts helper processes
+so every benchmark gets a fresh thread), waiting for each (``run``) or not
+(``submit``); ``procs`` starts helper processes
 and ends them after the test; ``perf_session(impl)`` drives one side of a
 ``python -m zmtp.perf`` scenario with the tool's own peer processes.
 """
@@ -30,6 +31,8 @@ def pytest_collect_file(file_path, parent):
         return None
     if any(fnmatch.fnmatch(file_path.name, pat) for pat in parent.config.getini("python_files")):
         return None  # already collected as a test module (-o python_files=bench_*.py)
+    if parent.session.isinitpath(file_path):
+        return None  # named on the command line: pytest's python plugin collects it already
     return pytest.Module.from_parent(parent, path=file_path)
 
 
@@ -59,13 +62,23 @@ class Worker:
             done.set()
 
     def run(self, fn: Callable[[], Any]) -> Any:
+        """fn() in the worker thread; its value (or its exception, raised here)."""
+        return self.submit(fn)()
+
+    def submit(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """Start fn() in the worker thread without waiting; call what this
+        returns to wait for its value (or its exception, raised there)."""
         box: dict = {}
         done = threading.Event()
         self._jobs.put((fn, box, done))
-        done.wait()
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
+
+        def result() -> Any:
+            done.wait()
+            if "error" in box:
+                raise box["error"]
+            return box.get("value")
+
+        return result
 
     def stop(self) -> None:
         self._jobs.put(None)

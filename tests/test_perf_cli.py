@@ -139,6 +139,127 @@ def test_thr_pair(impl, tmp_path):
     assert re.fullmatch(r"mean throughput: [0-9]+\.[0-9]{3} \[Mb/s\]", lines[3]), lines
 
 
+INPROC = "inproc_reqrep,inproc_pushpull"
+#: the table without --scenario: the inproc scenarios are opt-in
+DEFAULT_CASES = ["reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub 1 sub", "pubsub 4 sub"]
+DEFAULT_HELP = "(default: all but inproc_reqrep, inproc_pushpull)"
+INPROC_ROWS = [("inproc_reqrep", "p50_us"), ("inproc_reqrep", "p99_us"), ("inproc_pushpull", "msg_s")]
+
+
+def zmtp_backends() -> List[str]:
+    """The zmtp columns that can run here."""
+    return ["zmtp-io_uring", "zmtp-epoll"] if _zmtp._probe_backend("io_uring")[0] else ["zmtp-epoll"]
+
+
+def inproc_doc(impls: str) -> dict:
+    """``--json`` of both inproc scenarios for `impls`, tiny counts; every run must succeed."""
+    r = perf("--count", "2000", "--runs", "1", "--scenario", INPROC, "--impl", impls, "--json", "--timeout", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert [(row["case"], row["metric"]) for row in doc["rows"]] == INPROC_ROWS
+    for row in doc["rows"]:
+        assert row["transport"] == "inproc" and row["count"] == 2000 and row["size"] == 64, row
+        assert row["errors"] == {}, row
+        assert set(row["values"]) == set(doc["impls"])
+        for impl, value in row["values"].items():
+            assert value is not None and value > 0, (row["case"], impl, value)
+            assert len(row["runs"][impl]) == 1
+    p50, p99 = doc["rows"][0]["values"], doc["rows"][1]["values"]
+    assert all(p50[i] <= p99[i] for i in doc["impls"])
+    return doc
+
+
+def test_inproc_scenarios_pyzmq_and_raw():
+    doc = inproc_doc("pyzmq,raw")
+    assert doc["impls"] == (["raw"] if pyzmq_missing() else ["pyzmq", "raw"])
+
+
+@pytest.mark.parametrize("impl", zmtp_backends())
+def test_inproc_scenarios_zmtp(impl):
+    """zmtp's own inproc cells (needs zmtp's inproc:// transport)."""
+    doc = inproc_doc(impl)
+    assert doc["impls"] == [impl] and doc["skipped"] == {}
+
+
+def test_inproc_scenarios_every_column_and_ratios():
+    """All columns side by side; the ratio columns are filled for the inproc rows too."""
+    r = perf("--count", "2000", "--runs", "1", "--scenario", INPROC, "--json", "--timeout", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert [(row["case"], row["metric"]) for row in doc["rows"]] == INPROC_ROWS
+    for row in doc["rows"]:
+        assert row["errors"] == {}, row
+        assert all(v is not None and v > 0 for v in row["ratios"].values()), row["ratios"]
+        assert "zmtp/raw" in row["ratios"]
+
+
+#: run_once of one inproc case in this process: which syscalls its two threads made
+BACKEND_PROBE = """
+import json, sys
+from zmtp import _zmtp, perf
+impl = perf.impl_by_name(sys.argv[1])
+case = perf.Case(sys.argv[2], 64, 3000)
+before = _zmtp.io_stats()
+value = perf.run_once(impl, case, "inproc://backend-probe", 10.0)
+after = _zmtp.io_stats()
+print(json.dumps({"value": value, "io_uring_enter": after["io_uring_enter"] - before["io_uring_enter"]}))
+"""
+
+
+@pytest.mark.parametrize("scenario", ["inproc_reqrep", "inproc_pushpull"])
+@pytest.mark.parametrize("impl", zmtp_backends())
+def test_inproc_threads_use_the_column_backend(impl, scenario):
+    """Both threads of a zmtp-epoll run wait on epoll (no io_uring_enter at
+    all, though the process default is io_uring where the kernel allows it);
+    a zmtp-io_uring run enters io_uring."""
+    r = subprocess.run([sys.executable, "-c", BACKEND_PROBE, impl, scenario], cwd=tempfile.gettempdir(),
+                       capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert all(v > 0 for v in out["value"].values()), out
+    if impl == "zmtp-epoll":
+        assert out["io_uring_enter"] == 0, out
+    else:
+        assert out["io_uring_enter"] > 0, out
+
+
+def test_inproc_text_table():
+    r = perf("--count", "2000", "--runs", "1", "--scenario", INPROC, "--impl", "raw", "--quiet", "--timeout", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert "; inproc (two threads of this process); " in lines[0]
+    assert [ln.split()[0] for ln in lines[3:6]] == ["inproc_reqrep", "inproc_reqrep", "inproc_pushpull"]
+    assert any(ln.startswith("raw in inproc_* rows: no socket; two threads pass the bytes through "
+                             "queue.SimpleQueue") for ln in lines), lines
+    assert "timeout" not in r.stdout and "error" not in r.stdout
+
+
+def test_inproc_rows_next_to_tcp_rows():
+    """A mixed table: tcp rows as before, the inproc row after them, both named in the header."""
+    r = perf("--count", "2000", "--runs", "1", "--scenario", "inproc_pushpull,pushpull", "--impl", "raw",
+             "--json", "--timeout", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert [(row["case"], row["transport"]) for row in rows] == [("pushpull", "tcp"), ("inproc_pushpull", "inproc")]
+    r = perf("--count", "2000", "--runs", "1", "--scenario", "inproc_pushpull,pushpull", "--impl", "raw",
+             "--quiet", "--timeout", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "; tcp 127.0.0.1 (inproc_* rows: inproc, two threads of this process); " in r.stdout.splitlines()[0]
+
+
+def test_default_scenarios_and_help():
+    from zmtp import perf as perf_module
+
+    parser = perf_module.table_parser()
+    plan = perf_module.make_plan(parser.parse_args([]), parser)
+    assert [c.label for c in plan.cases] == DEFAULT_CASES
+    r = perf("--help", timeout=20)
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "inproc_reqrep, inproc_pushpull" in text and "queue.SimpleQueue" in text
+    assert DEFAULT_HELP in text
+
+
 @pytest.mark.parametrize("args, message", [
     (["--scenario", "nope"], "argument --scenario: unknown nope"),
     (["--impl", "zmtp-kqueue"], "argument --impl: unknown zmtp-kqueue"),

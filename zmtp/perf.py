@@ -16,6 +16,18 @@ Scenarios (``--scenario``):
 * ``dealer_router``: DEALER -> ROUTER, 1 KiB; msg/s.
 * ``pubsub``: PUB -> 1 SUB and PUB -> 4 SUB, 64 B, SNDHWM = RCVHWM = 0
   (lossless); msg/s per subscriber (the slowest one).
+* ``inproc_reqrep``: REQ -> REP echo, 64 B, over ``inproc://``: the peer is
+  another thread of this process and both sockets belong to one Context;
+  p50 and p99 round trip in us.
+* ``inproc_pushpull``: PUSH -> PULL, 64 B, over ``inproc://`` between two
+  threads of this process (one Context); msg/s counted by the receiving thread.
+
+The two inproc scenarios measure the transport with the GIL in the way: both
+threads run Python, so every message is also a hand-off between two threads
+of one interpreter (pyzmq pays it as zmtp does).  Their raw column is no
+socket at all: two threads passing the bytes through ``queue.SimpleQueue``
+(one queue per direction, unbounded, no framing), Python's own cost of a
+thread hand-off.  ``--transport`` does not apply to them.
 
 Throughput is counted by the receiver, from its first message to its last:
 (count - 1) / elapsed.  Runs are interleaved (every implementation's run 1,
@@ -39,6 +51,7 @@ import argparse
 import importlib
 import json
 import os
+import queue
 import select
 import shutil
 import socket
@@ -51,6 +64,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from zmtp import __version__, _zmtp, backend_name
@@ -59,10 +73,17 @@ __all__ = ["main"]
 
 PROG = "python -m zmtp.perf"
 IMPL_NAMES: Tuple[str, ...] = ("zmtp-io_uring", "zmtp-epoll", "pyzmq", "raw")
-SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub")
-DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64}
+SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub",
+                              "inproc_reqrep", "inproc_pushpull")
+#: scenarios whose peer is a thread of this process over inproc://
+INPROC_SCENARIOS: Tuple[str, ...] = ("inproc_reqrep", "inproc_pushpull")
+#: what runs without --scenario: the inproc ones are opt-in (--scenario inproc_reqrep,inproc_pushpull)
+DEFAULT_SCENARIOS: Tuple[str, ...] = tuple(s for s in SCENARIOS if s not in INPROC_SCENARIOS)
+DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64,
+                                "inproc_reqrep": 64, "inproc_pushpull": 64}
 DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
-                                 "dealer_router": 100_000, "pubsub": 50_000}
+                                 "dealer_router": 100_000, "pubsub": 50_000,
+                                 "inproc_reqrep": 10_000, "inproc_pushpull": 200_000}
 #: messages per send_batch() call in the pushpull_batch scenario
 BATCH = 1000
 DEFAULT_SUBSCRIBERS: Tuple[int, ...] = (1, 4)
@@ -200,6 +221,17 @@ class FanOut(Link):
             link.close()
 
 
+class QueueLink(Link):
+    """Raw inproc: one end of two ``queue.SimpleQueue`` (one per direction)
+    shared by two threads; the bytes are passed as they are, no framing."""
+
+    def __init__(self, outbox: "queue.SimpleQueue[bytes]", inbox: "queue.SimpleQueue[bytes]",
+                 timeout: Optional[float]) -> None:
+        self.send = outbox.put  # type: ignore[method-assign]
+        # A timeout as the sockets have (a dead peer thread fails the run, not hangs it).
+        self.recv = partial(inbox.get, True, timeout)  # type: ignore[method-assign]
+
+
 # ---------------------------------------------------------------- sides: making links
 
 
@@ -281,6 +313,9 @@ class RawSide(Side):
         self.timeout = timeout_s if timeout_s > 0 else None
         self.links: List[Link] = []
         self.paths: List[str] = []
+        # inproc://NAME -> (to the binder, from the binder), shared by the threads using this side
+        self._inproc: Dict[str, Tuple["queue.SimpleQueue[bytes]", "queue.SimpleQueue[bytes]"]] = {}
+        self._inproc_lock = threading.Lock()
 
     def _stream(self, sock: socket.socket) -> RawLink:
         sock.settimeout(self.timeout)
@@ -292,6 +327,15 @@ class RawSide(Side):
 
     def bind(self, kind: str, endpoint: str, on_bound: Callable[[str], None], accept: int = 1,
              hwm0: bool = False, linger: int = 0) -> Link:
+        if endpoint.startswith("inproc://"):
+            pipes: Tuple["queue.SimpleQueue[bytes]", "queue.SimpleQueue[bytes]"] = (queue.SimpleQueue(),
+                                                                                    queue.SimpleQueue())
+            with self._inproc_lock:
+                if endpoint in self._inproc:
+                    raise OSError(f"{endpoint} is already bound")
+                self._inproc[endpoint] = pipes
+            on_bound(endpoint)
+            return QueueLink(pipes[1], pipes[0], self.timeout)
         family, address = raw_address(endpoint)
         with socket.socket(family, socket.SOCK_STREAM) as listener:
             if family == socket.AF_UNIX:
@@ -308,6 +352,12 @@ class RawSide(Side):
         return links[0] if kind != "pub" else FanOut(links)
 
     def connect(self, kind: str, endpoint: str, hwm0: bool = False, linger: int = 0) -> Link:
+        if endpoint.startswith("inproc://"):
+            with self._inproc_lock:
+                pipes = self._inproc.get(endpoint)
+            if pipes is None:
+                raise ConnectionRefusedError(f"{endpoint}: nothing bound there")
+            return QueueLink(pipes[0], pipes[1], self.timeout)
         family, address = raw_address(endpoint)
         deadline = time.monotonic() + (self.timeout or 1e9)
         while True:  # the peer may not listen yet (as zmq sockets retry)
@@ -342,12 +392,20 @@ def _raw_endpoint(listener: socket.socket, asked: str) -> str:
 
 
 def open_side(impl: Impl, timeout_s: float) -> Side:
-    """The Side for `impl` in this thread (the zmtp backend must already be chosen)."""
+    """The Side for `impl` in this thread (the zmtp backend must already be chosen).
+    One side is one Context: the inproc scenarios make the sockets of both
+    their threads from the same side."""
     return RawSide(timeout_s) if impl.lib == "raw" else ZmqSide(impl, timeout_s)
 
 
 def choose_backend(impl: Impl) -> None:
-    """Make this thread's first zmtp wait open `impl`'s backend."""
+    """Make this thread's first zmtp wait open `impl`'s backend.
+
+    ``_zmtp._set_backend`` sets the process-wide choice that a thread reads
+    once, when it first waits (then it keeps that backend until it exits):
+    call this in a fresh thread before its first zmtp call.  Threads started
+    later open the same backend unless the choice changes before their first
+    wait, so a thread of an inproc run calls it again itself."""
     if impl.lib == "zmtp" and impl.backend:
         _zmtp._set_backend(impl.backend)
 
@@ -622,7 +680,7 @@ PER_SUB = Metric("msg_s", "msg/s per sub", False)
 
 def metrics_of(case: Case) -> Tuple[Metric, ...]:
     """The rows a case fills."""
-    if case.scenario == "reqrep":
+    if case.scenario in ("reqrep", "inproc_reqrep"):
         return LATENCY_METRICS
     return (PER_SUB,) if case.scenario == "pubsub" else (THROUGHPUT,)
 
@@ -683,12 +741,100 @@ def drive_pubsub(rc: RunContext, side: Side) -> Dict[str, float]:
     return {"msg_s": min(result_rate(line) for line in expect(started, "result ", rc.deadline))}
 
 
+class PeerThread:
+    """The other end of an inproc run: ``fn(on_bound)`` in a thread of this
+    process, on the run's zmtp backend, making its socket from the driver's
+    Side (so from the same Context).  ``fn`` calls ``on_bound(endpoint)``
+    once its socket is bound."""
+
+    def __init__(self, impl: Impl, fn: Callable[[Callable[[str], None]], Any]) -> None:
+        self.box: Dict[str, Any] = {}
+        self.bound = threading.Event()
+
+        def target() -> None:
+            try:
+                choose_backend(impl)
+                self.box["value"] = fn(lambda endpoint: self.bound.set())
+            except BaseException as exc:  # reported by the driver
+                self.box["error"] = exc
+            finally:
+                self.bound.set()  # a failure before bind must not keep the driver waiting
+
+        self.thread = threading.Thread(target=target, name=f"perf-peer-{impl.name}", daemon=True)
+        self.thread.start()
+
+    def wait_bound(self, deadline: float) -> None:
+        """Return once the peer's socket is bound; CellError if it failed or timed out."""
+        if not self.bound.wait(max(0.0, deadline - time.monotonic())):
+            raise CellError("timeout", "the peer thread did not bind")
+        if "error" in self.box:
+            raise _classify(self.box["error"])
+
+    def result(self, deadline: float) -> Any:
+        """fn's value, once the thread has ended (its sockets time out by themselves)."""
+        self.thread.join(max(0.0, deadline - time.monotonic()) + GRACE_S)
+        if self.thread.is_alive():
+            raise CellError("timeout", "the peer thread did not finish")
+        if "error" in self.box:
+            raise _classify(self.box["error"])
+        return self.box.get("value")
+
+
+def drive_inproc_reqrep(rc: RunContext, side: Side) -> Dict[str, float]:
+    """REQ in this thread, REP echo in another thread, one Context: p50/p99 round trip."""
+    case, warm = rc.case, warmup_count(rc.case.count)
+
+    def peer(on_bound: Callable[[str], None]) -> None:
+        # linger as the tcp peer's: the last reply must not be dropped at close
+        link = side.bind("rep", rc.bind_endpoint, on_bound, linger=PEER_LINGER_MS)
+        try:
+            echo(link, warm + case.count)
+        finally:
+            link.close()
+
+    thread = PeerThread(rc.impl, peer)
+    thread.wait_bound(rc.deadline)
+    link = side.connect("req", rc.bind_endpoint)
+    payload = b"x" * case.size
+    try:
+        ping_pong(link, payload, warm)
+        times = sorted(ping_pong(link, payload, case.count))
+    finally:
+        link.close()  # a peer still waiting times out by itself
+    thread.result(rc.deadline)
+    return {"p50_us": percentile(times, 50) / 1000, "p99_us": percentile(times, 99) / 1000}
+
+
+def drive_inproc_pushpull(rc: RunContext, side: Side) -> Dict[str, float]:
+    """PUSH in this thread, PULL in another thread (one Context), which times what it receives."""
+    case = rc.case
+
+    def peer(on_bound: Callable[[str], None]) -> Tuple[int, int]:
+        link = side.bind("pull", rc.bind_endpoint, on_bound)
+        try:
+            return sink(link, case.count)
+        finally:
+            link.close()
+
+    thread = PeerThread(rc.impl, peer)
+    thread.wait_bound(rc.deadline)
+    link = side.connect("push", rc.bind_endpoint)
+    try:
+        blast(link, b"x" * case.size, case.count)
+        first, last = thread.result(rc.deadline)  # closed only once the PULL has every message
+    finally:
+        link.close()
+    return {"msg_s": rate(case.count, first, last)}
+
+
 DRIVERS: Dict[str, Callable[[RunContext, Side], Dict[str, float]]] = {
     "reqrep": drive_reqrep,
     "pushpull": drive_stream,
     "pushpull_batch": drive_stream,
     "dealer_router": drive_stream,
     "pubsub": drive_pubsub,
+    "inproc_reqrep": drive_inproc_reqrep,
+    "inproc_pushpull": drive_inproc_pushpull,
 }
 
 
@@ -899,6 +1045,14 @@ class ProgressLine:
             sys.stderr.flush()
 
 
+def endpoint_for(case: Case, transport: str, tmp: str, serial: int) -> str:
+    """Where a run's bound socket goes: tcp on 127.0.0.1 (any port), ipc in
+    `tmp`, or a fresh inproc name for the inproc scenarios."""
+    if case.scenario in INPROC_SCENARIOS:
+        return f"inproc://zmtp-perf-{os.getpid()}-{serial}"
+    return "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp}/{serial}"
+
+
 def run_plan(plan: Plan, progress: ProgressLine) -> Dict[Tuple[str, str], Cell]:
     """Every case, run by run, every implementation within a run (order rotated each run)."""
     cells: Dict[Tuple[str, str], Cell] = {(c.label, i.name): Cell() for c in plan.cases for i in plan.impls}
@@ -911,7 +1065,7 @@ def run_plan(plan: Plan, progress: ProgressLine) -> Dict[Tuple[str, str], Cell]:
                 for impl in plan.impls[shift:] + plan.impls[:shift]:
                     progress.show(f"{case.label} {impl.name} run {run + 1}/{plan.runs}")
                     serial += 1
-                    endpoint = "tcp://127.0.0.1:*" if plan.transport == "tcp" else f"ipc://{tmp}/{serial}"
+                    endpoint = endpoint_for(case, plan.transport, tmp, serial)
                     cell = cells[(case.label, impl.name)]
                     try:
                         cell.values.append(run_once(impl, case, endpoint, plan.timeout_s))
@@ -956,6 +1110,7 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
     names = [i.name for i in plan.impls]
     row: Dict[str, Any] = {
         "case": case.label, "scenario": case.scenario, "size": case.size, "count": case.count,
+        "transport": "inproc" if case.scenario in INPROC_SCENARIOS else plan.transport,
         "subscribers": case.subscribers or None, "metric": metric.key, "title": metric.title,
         "unit": "us" if metric.lower_is_better else "msg/s", "lower_is_better": metric.lower_is_better,
         "values": {}, "runs": {}, "errors": {}, "ratios": {},
@@ -1014,6 +1169,11 @@ def describe_plan(plan: Plan) -> str:
     """The header line: versions, transport, runs, pinning."""
     libs = [lib_version("zmtp")] + ([lib_version("pyzmq")] if any(i.lib == "pyzmq" for i in plan.impls) else [])
     where = "tcp 127.0.0.1" if plan.transport == "tcp" else "ipc"
+    inproc = [c for c in plan.cases if c.scenario in INPROC_SCENARIOS]
+    if inproc and len(inproc) == len(plan.cases):
+        where = "inproc (two threads of this process)"
+    elif inproc:
+        where += " (inproc_* rows: inproc, two threads of this process)"
     pin = f"pinned to CPU {plan.pin}" if plan.pin is not None else f"not pinned ({len(os.sched_getaffinity(0))} CPUs)"
     return f"{' vs '.join(libs)}; {where}; median of {plan.runs} interleaved run(s); {pin}"
 
@@ -1029,6 +1189,12 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
         "raw = plain Python sockets, 4-byte length prefix per message (ping-pong; one sendall per message).",
         "msg/s is counted by the receiver from its first message to its last; pubsub: the slowest subscriber.",
     ]
+    if any(c.scenario in INPROC_SCENARIOS for c in plan.cases):
+        lines.append("inproc_* rows: the peer is another thread of this process, both sockets of one Context; "
+                     "both threads run Python and share the GIL.")
+        if any(i.lib == "raw" for i in plan.impls):
+            lines.append("raw in inproc_* rows: no socket; two threads pass the bytes through queue.SimpleQueue "
+                         "(one per direction, unbounded, no framing): Python's own thread hand-off.")
     lines += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
     for row in rows:
         if row["metric"] in ("p99_us",):
@@ -1096,16 +1262,27 @@ def _subscribers(text: str) -> List[int]:
     return [_positive_int(t) for t in text.split(",") if t.strip()]
 
 
+def default_scenarios_text() -> str:
+    """What the table runs without --scenario, for --help."""
+    if DEFAULT_SCENARIOS == SCENARIOS:
+        return "all"
+    return "all but " + ", ".join(s for s in SCENARIOS if s not in DEFAULT_SCENARIOS)
+
+
 def table_parser() -> argparse.ArgumentParser:
     """Options of the table run (no sub-command)."""
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="zmtp (io_uring, epoll) vs pyzmq vs raw Python sockets, side by side, peers in other processes. "
+        description="zmtp (io_uring, epoll) vs pyzmq vs raw Python sockets, side by side, peers in other processes "
+        "(inproc_* scenarios: in another thread). "
         "Sub-commands: 'lat bind|connect ENDPOINT SIZE COUNT' and 'thr bind|connect ENDPOINT SIZE COUNT' "
         "(libzmq's local/remote_lat and local/remote_thr; see '%(prog)s lat --help').",
     )
     p.add_argument("--scenario", action="append", type=_list(SCENARIOS), metavar="NAME",
-                   help=f"repeatable or comma list of {', '.join(SCENARIOS)} (default: all)")
+                   help=f"repeatable or comma list of {', '.join(SCENARIOS)} (default: {default_scenarios_text()}). "
+                   "inproc_reqrep and inproc_pushpull run over inproc:// between two threads of this process "
+                   "(one Context); their raw column is two threads and queue.SimpleQueue (one per direction, "
+                   "unbounded, no framing), no socket")
     p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp",)), metavar="IMPL",
                    help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw "
                    "(zmtp = both zmtp columns; default: all)")
@@ -1114,7 +1291,8 @@ def table_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_count, help="messages (round trips for reqrep) per run (default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_COUNT.items()) + ")")
     p.add_argument("--runs", type=_positive_int, default=3, help="interleaved runs; medians shown (default 3)")
-    p.add_argument("--transport", choices=("tcp", "ipc"), default="tcp", help="default tcp on 127.0.0.1")
+    p.add_argument("--transport", choices=("tcp", "ipc"), default="tcp",
+                   help="default tcp on 127.0.0.1 (the inproc_* scenarios always use inproc://)")
     p.add_argument("--subscribers", type=_subscribers, default=list(DEFAULT_SUBSCRIBERS), metavar="N,N",
                    help="pubsub: subscriber counts, one row each (default 1,4)")
     p.add_argument("--pin", type=int, metavar="CPU", help="pin this process and its peers to one CPU")
@@ -1167,7 +1345,7 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
             skipped[name] = why
     if not impls:
         parser.error("no implementation can run here: " + "; ".join(skipped.values()))
-    names = {n for group in (args.scenario or [list(SCENARIOS)]) for n in group}
+    names = {n for group in (args.scenario or [list(DEFAULT_SCENARIOS)]) for n in group}
     cases = []
     for scenario in (s for s in SCENARIOS if s in names):
         size = DEFAULT_SIZE[scenario] if args.size is None else args.size
