@@ -32,6 +32,7 @@ typedef struct {
     PyTypeObject *Decoder_Type;
     PyTypeObject *Socket_Type;
     PyTypeObject *Progress_Type;
+    PyTypeObject *InprocPipe_Type;
     PyObject *ProtocolError;
     /* Set by the Python facade (zmtp/error.py) at import. */
     PyObject *ZMQError;
@@ -1407,6 +1408,41 @@ static PyType_Spec Progress_spec = {
 };
 
 /* ================================================================== */
+/* InprocPipe                                                         */
+/* ================================================================== */
+
+/* The binder's end of an inproc pipe while it waits for a bind (the
+ * context keeps it) or is handed over (Socket._inproc_offer).  Dropped
+ * unused, it detaches the end: the connecting socket's connection ends. */
+typedef struct {
+    PyObject_HEAD
+    zm_pipe *pipe; /* end 1's reference; NULL once offered */
+} InprocPipeObject;
+
+static void InprocPipe_dealloc(InprocPipeObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    if (self->pipe != NULL)
+        zm_pipe_detach(self->pipe, 1);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot InprocPipe_slots[] = {
+    {Py_tp_dealloc, InprocPipe_dealloc},
+    {Py_tp_doc, (void *)"The binder's end of an inproc pipe (internal)."},
+    {0, NULL},
+};
+
+static PyType_Spec InprocPipe_spec = {
+    .name = "zmtp._zmtp.InprocPipe",
+    .basicsize = sizeof(InprocPipeObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = InprocPipe_slots,
+};
+
+/* ================================================================== */
 /* Socket                                                             */
 /* ================================================================== */
 
@@ -1773,7 +1809,7 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
     watch_ctx *ctx = &wctx;
     zm_io_event evs[32];
     int64_t next = deadline, timeout, spin, started;
-    int rc, i, sig_raised = 0;
+    int rc, i, sig_raised = 0, inproc_ready = 0;
 
     tls_last_send = NULL; /* a thread that waits is not in a burst */
     if (be == NULL)
@@ -1788,12 +1824,22 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
     }
     for (i = 0; i < nfds; i++)
         watch_cb(ctx, fds[i], fd_events[i]);
+    /* inproc peers signal a socket's mailbox (an eventfd) only while it is
+     * armed; armed after an event its last step did not see, it says so
+     * and we do not sleep. */
+    for (i = 0; i < nsocks; i++) {
+        int a = zm_sock_inproc_arm(&socks[i]->s);
+        if (a == 1)
+            inproc_ready = 1;
+        else if (a == 0)
+            watch_cb(ctx, socks[i]->s.mb->efd, ZM_IO_IN);
+    }
     if (ctx->err < 0) {
         rc = ctx->err;
         goto unwatch;
     }
     timeout = next < 0 ? -1 : next - zm_now_ns();
-    if (next >= 0 && timeout < 0)
+    if ((next >= 0 && timeout < 0) || inproc_ready)
         timeout = 0;
     /* Publish the backend we wait on, then look at `terminated`; term()
      * does the mirror (sets `terminated`, then reads `waiting_on`).  Both
@@ -1869,6 +1915,15 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
         for (i = 0; i < nsocks; i++)
             zm_sock_io_ready(&socks[i]->s, (int)evs[j].token);
 unwatch:
+    for (i = 0; i < nsocks; i++) {
+        zm_mailbox *mb = socks[i]->s.mb;
+        int fired = 0;
+        if (mb == NULL)
+            continue;
+        for (int j = 0; j < rc && !fired; j++)
+            fired = (int)evs[j].token == mb->efd;
+        zm_mailbox_disarm(mb, fired);
+    }
     for (i = 0; i < ctx->n; i++)
         zm_backend_unwatch(be, ctx->fds[i], NULL);
     if (sig_raised)
@@ -2709,6 +2764,122 @@ static PyObject *Socket_disconnect(SocketObject *self, PyObject *addr)
     return sock_endpoint_call(self, addr, 3);
 }
 
+/* inproc://: the names live in the Context (zmtp/context.py), which calls
+ * these with the GIL held, so a name's binder cannot close meanwhile. */
+
+static const char *endpoint_str(PyObject *arg)
+{
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8(arg);
+}
+
+PyDoc_STRVAR(Socket_inproc_listen_doc,
+"_inproc_listen(endpoint, /)\n--\n\n"
+"Ready this socket to adopt inproc pipes (its bind to endpoint).");
+
+static PyObject *Socket_inproc_listen(SocketObject *self, PyObject *arg)
+{
+    const char *ep = endpoint_str(arg);
+    int rc;
+
+    if (ep == NULL || sock_enter(self) < 0)
+        return NULL;
+    rc = zm_sock_inproc_enable(&self->s);
+    if (rc == 0)
+        snprintf(self->s.last_endpoint, sizeof(self->s.last_endpoint), "%s",
+                 ep);
+    sock_leave(self);
+    if (rc < 0)
+        return raise_zmq(self->st, -rc, NULL);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Socket_inproc_connect_doc,
+"_inproc_connect(endpoint, /)\n--\n\n"
+"A new pipe from this socket to endpoint; returns the binder's end\n"
+"(an InprocPipe) for the context to offer to the bound socket.");
+
+static PyObject *Socket_inproc_connect(SocketObject *self, PyObject *arg)
+{
+    const char *ep = endpoint_str(arg);
+    InprocPipeObject *po;
+    zm_pipe *peer = NULL;
+    int rc;
+
+    if (ep == NULL)
+        return NULL;
+    po = PyObject_New(InprocPipeObject, self->st->InprocPipe_Type);
+    if (po == NULL)
+        return NULL;
+    po->pipe = NULL;
+    if (sock_enter(self) < 0) {
+        Py_DECREF(po);
+        return NULL;
+    }
+    rc = zm_sock_inproc_connect(&self->s, ep, &peer);
+    sock_leave(self);
+    if (rc < 0) {
+        Py_DECREF(po);
+        return raise_zmq(self->st, -rc, NULL);
+    }
+    po->pipe = peer;
+    return (PyObject *)po;
+}
+
+PyDoc_STRVAR(Socket_inproc_offer_doc,
+"_inproc_offer(pipe, endpoint, /)\n--\n\n"
+"Hand pipe to this bound socket (from any thread: the socket adopts it at\n"
+"its next step).  The pipe is used up.");
+
+static PyObject *Socket_inproc_offer(SocketObject *self, PyObject *const *args,
+                                     Py_ssize_t nargs)
+{
+    InprocPipeObject *po;
+    const char *ep;
+    int rc;
+
+    if (nargs != 2 || !Py_IS_TYPE(args[0], self->st->InprocPipe_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_inproc_offer(pipe, endpoint): an InprocPipe and a str");
+        return NULL;
+    }
+    po = (InprocPipeObject *)args[0];
+    if ((ep = endpoint_str(args[1])) == NULL)
+        return NULL;
+    if (po->pipe == NULL)
+        return raise_zmq(self->st, EINVAL, "inproc pipe already offered");
+    /* No sock_enter: the owner may be blocked in a call on another thread;
+     * only the mailbox (its own lock) is touched.  s.mb was made by the
+     * owner's bind under the GIL, which we hold. */
+    if (self->closed || self->s.mb == NULL)
+        return raise_zmq(self->st, ECONNREFUSED, "inproc binder is closed");
+    rc = zm_mailbox_offer(self->s.mb, po->pipe, ep);
+    if (rc < 0)
+        return raise_zmq(self->st, -rc, NULL);
+    po->pipe = NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(Socket_inproc_unbind_doc,
+"_inproc_unbind(endpoint, /)\n--\n\n"
+"Drop the inproc connections accepted through endpoint.");
+
+static PyObject *Socket_inproc_unbind(SocketObject *self, PyObject *arg)
+{
+    const char *ep = endpoint_str(arg);
+
+    if (ep == NULL || sock_enter(self) < 0)
+        return NULL;
+    zm_sock_process(&self->s, zm_now_ns()); /* adopt what was offered */
+    zm_sock_inproc_unbind(&self->s, ep);
+    sock_leave(self);
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ */
 /* Options                                                            */
 /* ------------------------------------------------------------------ */
@@ -3300,6 +3471,14 @@ static PyMethodDef Socket_methods[] = {
      "unbind(addr)\n--\n\nStop listening on a bound endpoint."},
     {"disconnect", (PyCFunction)Socket_disconnect, METH_O,
      "disconnect(addr)\n--\n\nDrop a connected endpoint."},
+    {"_inproc_listen", (PyCFunction)Socket_inproc_listen, METH_O,
+     Socket_inproc_listen_doc},
+    {"_inproc_connect", (PyCFunction)Socket_inproc_connect, METH_O,
+     Socket_inproc_connect_doc},
+    {"_inproc_offer", (PyCFunction)(void (*)(void))Socket_inproc_offer,
+     METH_FASTCALL, Socket_inproc_offer_doc},
+    {"_inproc_unbind", (PyCFunction)Socket_inproc_unbind, METH_O,
+     Socket_inproc_unbind_doc},
     {"setsockopt", (PyCFunction)(void (*)(void))Socket_setsockopt,
      METH_FASTCALL, Socket_setsockopt_doc},
     {"getsockopt", (PyCFunction)Socket_getsockopt, METH_O,
@@ -3517,6 +3696,11 @@ static int zmtp_exec(PyObject *m)
     if (st->Progress_Type == NULL ||
         PyModule_AddType(m, st->Progress_Type) < 0)
         return -1;
+    st->InprocPipe_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        m, &InprocPipe_spec, NULL);
+    if (st->InprocPipe_Type == NULL ||
+        PyModule_AddType(m, st->InprocPipe_Type) < 0)
+        return -1;
     st->Socket_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
         m, &Socket_spec, NULL);
     if (st->Socket_Type == NULL || PyModule_AddType(m, st->Socket_Type) < 0)
@@ -3585,6 +3769,7 @@ static int zmtp_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->Decoder_Type);
     Py_VISIT(st->Socket_Type);
     Py_VISIT(st->Progress_Type);
+    Py_VISIT(st->InprocPipe_Type);
     Py_VISIT(st->ProtocolError);
     Py_VISIT(st->ZMQError);
     Py_VISIT(st->Again);
@@ -3599,6 +3784,7 @@ static int zmtp_clear(PyObject *m)
     Py_CLEAR(st->Decoder_Type);
     Py_CLEAR(st->Socket_Type);
     Py_CLEAR(st->Progress_Type);
+    Py_CLEAR(st->InprocPipe_Type);
     Py_CLEAR(st->ProtocolError);
     Py_CLEAR(st->ZMQError);
     Py_CLEAR(st->Again);

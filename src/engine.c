@@ -81,42 +81,18 @@ int zm_socktype_compatible(int a, int b)
 /* Message FIFO                                                       */
 /* ------------------------------------------------------------------ */
 
-static int msgq_push(zm_msgq *q, zm_msg *m)
-{
-    if (q->n == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 16;
-        zm_msg *items = zm_malloc(cap * sizeof(zm_msg));
-        if (items == NULL)
-            return -ENOMEM;
-        for (size_t i = 0; i < q->n; i++)
-            items[i] = q->items[(q->head + i) & (q->cap - 1)];
-        free(q->items);
-        q->items = items;
-        q->cap = cap;
-        q->head = 0;
-    }
-    /* cap is a power of two (16, doubled): a mask, not a division. */
-    zm_msg_move(&q->items[(q->head + q->n) & (q->cap - 1)], m);
-    q->n++;
-    return 0;
-}
+/* zm_msgq (msg.h): a FIFO of whole messages. */
+#define msgq_push zm_msgq_push
+#define msgq_pop zm_msgq_pop
+#define msgq_free zm_msgq_free
 
-static void msgq_pop(zm_msgq *q, zm_msg *out)
+/* A message leaves a connection's input queue for the application (or is
+ * dropped): an inproc writer's HWM counts it no longer. */
+static void conn_pop(zm_conn *c, zm_msg *out)
 {
-    zm_msg_move(out, &q->items[q->head]);
-    q->head = (q->head + 1) & (q->cap - 1);
-    q->n--;
-}
-
-static void msgq_free(zm_msgq *q)
-{
-    while (q->n > 0) {
-        zm_msg m;
-        msgq_pop(q, &m);
-        zm_msg_clear(&m);
-    }
-    free(q->items);
-    memset(q, 0, sizeof(*q));
+    msgq_pop(&c->inq, out);
+    if (c->pipe != NULL)
+        zm_pipe_consumed(c->pipe, c->pipe_end, 1);
 }
 
 /* Our greeting (ZMTP 3.1, NULL) and READY with Socket-Type `type`, plus
@@ -501,6 +477,29 @@ static void conn_send_subscription(zm_conn *c, const unsigned char *topic,
 {
     zm_wbuf w;
 
+    if (c->inproc) {
+        /* The message form (0x01/0x00 + topic), which a PUB or XPUB takes
+         * as a subscription from any peer. */
+        zm_frame f = {NULL, NULL, 0, 0};
+        zm_msg m;
+        if (c->pipe == NULL || n > SIZE_MAX - 1 ||
+            (f.page = zm_page_new(n + 1)) == NULL)
+            return;
+        f.page->data[0] = on ? 1 : 0;
+        if (n > 0)
+            memcpy(f.page->data + 1, topic, n);
+        f.page->len = n + 1;
+        f.data = f.page->data;
+        f.size = n + 1;
+        zm_msg_init(&m);
+        if (zm_msg_push(&m, &f) < 0) {
+            zm_frame_release(&f);
+            return;
+        }
+        (void)zm_pipe_write(c->pipe, c->pipe_end, &m);
+        return;
+    }
+
     zm_wbuf_init(&w);
     conn_put_encoded(c, &w, zm_encode_subscription(&w, topic, n, on,
                                                    c->peer_minor));
@@ -575,8 +574,14 @@ static void conn_retry_later(zm_sock *s, zm_conn *c, int64_t now)
     mon_event(s, ZM_EVENT_CONNECT_RETRIED, (uint32_t)ivl, c->endpoint);
 }
 
+static void conn_pipe_end(zm_sock *s, zm_conn *c);
+
 static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
 {
+    if (c->inproc) {
+        conn_pipe_end(s, c); /* inproc is never redialled */
+        return;
+    }
     if (c->fd >= 0) {
         /* libzmq's order: a dial that failed is CLOSED; a connection that
          * was up (or handshaking) is DISCONNECTED, after
@@ -647,6 +652,9 @@ static void conn_free(zm_conn *c)
 {
     if (c->fd >= 0)
         close(c->fd);
+    zm_msg_clear(&c->pipe_out);
+    if (c->pipe != NULL)
+        zm_pipe_detach(c->pipe, c->pipe_end);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
     zm_wbuf_free(&c->deferred);
@@ -1084,9 +1092,156 @@ static int64_t conn_next_timer(const zm_sock *s, const zm_conn *c)
     return t;
 }
 
+/* ------------------------------------------------------------------ */
+/* inproc connections                                                 */
+/* ------------------------------------------------------------------ */
+
+/* The pipe ends (the peer went, we were refused, disconnect, unbind): the
+ * connection is DEAD, kept until the application has taken its input. */
+static void conn_pipe_end(zm_sock *s, zm_conn *c)
+{
+    if (c->state == ZM_CS_ACTIVE)
+        s->stats.disconnected++;
+    conn_drop_subscriptions(s, c);
+    for (size_t i = 0; i < s->ntargets; i++)
+        if (s->targets[i] == c)
+            s->targets[i] = NULL;
+    if (s->out_more && s->out_conn == c && !s->out_drop) {
+        s->out_drop = 1; /* the rest of a message being sent to it */
+        s->stats.dropped_msgs++;
+    }
+    zm_msg_clear(&c->pipe_out);
+    if (c->pipe != NULL) {
+        zm_pipe_detach(c->pipe, c->pipe_end);
+        c->pipe = NULL;
+    }
+    c->state = ZM_CS_DEAD;
+}
+
+/* Both ends are known: the socket-type check, PAIR's one peer, the peer's
+ * routing id (ROUTER); then ACTIVE and, for a SUB, our subscriptions go
+ * to it.  0, or -1 when refused (counted as a failed handshake). */
+static int pipe_activate(zm_sock *s, zm_conn *c)
+{
+    c->peer_type = zm_pipe_peer_type(c->pipe, c->pipe_end);
+    if (!zm_socktype_compatible(s->type, c->peer_type)) {
+        s->stats.handshake_failed++;
+        conn_pipe_end(s, c);
+        return -1;
+    }
+    if (s->type == ZM_PAIR) {
+        for (zm_conn *o = s->conns; o != NULL; o = o->next)
+            if (o != c && o->state == ZM_CS_ACTIVE) {
+                s->stats.handshake_failed++;
+                conn_pipe_end(s, c);
+                return -1;
+            }
+    }
+    if (s->type == ZM_ROUTER) {
+        unsigned char rid[255];
+        size_t n = zm_pipe_peer_rid(c->pipe, c->pipe_end, rid);
+        if (n > 0 && rid[0] != 0 && find_rid(s, rid, n) == NULL) {
+            memcpy(c->rid, rid, n);
+            c->rid_len = n;
+        } else {
+            conn_generate_rid(s, c); /* as conn_on_ready */
+        }
+    }
+    c->state = ZM_CS_ACTIVE;
+    if (c->connecter)
+        s->stats.connected++;
+    else
+        s->stats.accepted++;
+    if (is_sub(s) && s->subs.topics > 0) {
+        replay_ctx rc = {c};
+        zm_subs_apply(&s->subs, replay_cb, &rc);
+    }
+    return 0;
+}
+
+#define PIPE_BATCH 32
+
+/* An inproc connection's step: attach once the binder adopted the pipe,
+ * take what the peer queued (through the same handling as a decoded
+ * message: SUB filtering, subscriptions to a PUB), notice its end. */
+static void pipe_step(zm_sock *s, zm_conn *c, int64_t now)
+{
+    zm_msg batch[PIPE_BATCH];
+    size_t n, i, taken = 0;
+    int gone;
+
+    if (c->pipe == NULL)
+        return;
+    if (c->state == ZM_CS_CONNECTING) {
+        if (!zm_pipe_attached(c->pipe)) {
+            if (zm_pipe_peer_gone(c->pipe, c->pipe_end))
+                conn_pipe_end(s, c); /* offered, then dropped unadopted */
+            return;
+        }
+        if (pipe_activate(s, c) < 0)
+            return;
+    }
+    /* Read before the queue: a peer that went after queueing has all its
+     * messages visible by then (release in zm_pipe_detach). */
+    gone = zm_pipe_peer_gone(c->pipe, c->pipe_end);
+    do {
+        if (xpub_full(s))
+            return; /* resumed once the application reads */
+        n = zm_pipe_read(c->pipe, c->pipe_end, batch, PIPE_BATCH);
+        for (i = 0; i < n; i++) {
+            zm_event ev;
+            size_t before = c->inq.n;
+            ev.kind = ZM_EV_MESSAGE;
+            zm_msg_init(&ev.msg);
+            zm_msg_move(&ev.msg, &batch[i]);
+            (void)conn_on_event(s, c, &ev, now);
+            if (c->pipe == NULL)
+                break; /* cannot happen on an ACTIVE connection */
+            if (c->inq.n == before) /* filtered, or a subscription */
+                zm_pipe_consumed(c->pipe, c->pipe_end, 1);
+        }
+        for (i++; i < n; i++)
+            zm_msg_clear(&batch[i]);
+        if (c->pipe == NULL)
+            return;
+        taken += n;
+    } while (n == PIPE_BATCH && taken < ZM_READ_AHEAD);
+    if (gone && n < PIPE_BATCH)
+        conn_pipe_end(s, c); /* all it sent is in the input queue */
+}
+
+/* Pipes offered by connecting sockets (zm_mailbox_offer) join the
+ * socket's connections. */
+static void inproc_adopt(zm_sock *s)
+{
+    zm_inbox_item *it = zm_mailbox_take(s->mb);
+
+    while (it != NULL) {
+        zm_inbox_item *next = it->next;
+        zm_conn *c = conn_new(s);
+        if (c == NULL) {
+            zm_pipe_detach(it->pipe, 1);
+        } else {
+            c->inproc = 1;
+            c->pipe = it->pipe;
+            c->pipe_end = 1;
+            c->state = ZM_CS_CONNECTING; /* pipe_step activates it */
+            memcpy(c->endpoint, it->endpoint, sizeof(c->endpoint));
+            zm_pipe_set_end(c->pipe, 1, s->mb, s->type, s->routing_id,
+                            s->routing_id_len, s->sndhwm, s->rcvhwm);
+        }
+        free(it);
+        it = next;
+    }
+}
+
 /* Everything that can be done on one connection now. */
 static void conn_step(zm_sock *s, zm_conn *c, int64_t now)
 {
+    if (c->inproc) {
+        pipe_step(s, c, now);
+        return;
+    }
     switch (c->state) {
     case ZM_CS_RETRY:
         if (now >= c->retry_at_ns)
@@ -1130,6 +1285,12 @@ void zm_sock_io_ready(zm_sock *s, int fd)
 
 void zm_sock_process(zm_sock *s, int64_t now)
 {
+    if (s->mb != NULL) {
+        /* Before looking at any pipe: an event after this read makes the
+         * owner's zm_sock_inproc_arm say "do not sleep". */
+        s->mb_seen = zm_mailbox_seq(s->mb);
+        inproc_adopt(s);
+    }
     if (s->mon_fd >= 0) {
         mon_drain(s);
         mon_flush(s);
@@ -1212,6 +1373,10 @@ void zm_sock_destroy(zm_sock *s)
         zm_conn *c = s->conns;
         s->conns = c->next;
         conn_free(c);
+    }
+    if (s->mb != NULL) {
+        zm_mailbox_close(s->mb); /* pipes offered and not adopted end */
+        zm_mailbox_unref(s->mb);
     }
     zm_msg_clear(&s->rep_envelope);
     zm_subs_clear(&s->subs);
@@ -1326,6 +1491,58 @@ int zm_sock_adopt(zm_sock *s, int fd, const char *endpoint)
     return 0;
 }
 
+int zm_sock_inproc_enable(zm_sock *s)
+{
+    if (s->mb == NULL && (s->mb = zm_mailbox_new()) == NULL)
+        return -errno;
+    return 0;
+}
+
+int zm_sock_inproc_connect(zm_sock *s, const char *endpoint, zm_pipe **peer)
+{
+    zm_pipe *p;
+    zm_conn *c;
+    int rc = zm_sock_inproc_enable(s);
+
+    if (rc < 0)
+        return rc;
+    p = zm_pipe_new();
+    if (p == NULL)
+        return -ENOMEM;
+    c = conn_new(s);
+    if (c == NULL) {
+        zm_pipe_detach(p, 0);
+        zm_pipe_detach(p, 1);
+        return -ENOMEM;
+    }
+    c->inproc = 1;
+    c->connecter = 1;
+    c->pipe = p;
+    c->pipe_end = 0;
+    c->state = ZM_CS_CONNECTING; /* messages queue in the pipe meanwhile */
+    snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
+    snprintf(s->last_endpoint, sizeof(s->last_endpoint), "%s", endpoint);
+    zm_pipe_set_end(p, 0, s->mb, s->type, s->routing_id, s->routing_id_len,
+                    s->sndhwm, s->rcvhwm);
+    *peer = p;
+    return 0;
+}
+
+void zm_sock_inproc_unbind(zm_sock *s, const char *endpoint)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->inproc && !c->connecter && c->state != ZM_CS_DEAD &&
+            strcmp(c->endpoint, endpoint) == 0)
+            conn_pipe_end(s, c);
+}
+
+int zm_sock_inproc_arm(zm_sock *s)
+{
+    if (s->mb == NULL)
+        return -1;
+    return zm_mailbox_arm(s->mb, s->mb_seen);
+}
+
 /* ================================================================== */
 /* Routing                                                            */
 /* ================================================================== */
@@ -1335,6 +1552,10 @@ static int conn_can_queue(const zm_sock *s, const zm_conn *c)
 {
     if (c->state == ZM_CS_DEAD)
         return 0;
+    if (c->inproc)
+        return c->pipe != NULL &&
+               !(s->immediate && c->state != ZM_CS_ACTIVE) &&
+               zm_pipe_writable(c->pipe, c->pipe_end);
     if (!c->connecter && c->state != ZM_CS_ACTIVE)
         return 0; /* accepted: only once the handshake is done */
     if (s->immediate && c->state != ZM_CS_ACTIVE)
@@ -1362,9 +1583,46 @@ static zm_conn *pick_rr(zm_sock *s)
     return NULL;
 }
 
-static int encode_into(zm_conn *c, const void *data, size_t n, int more)
+static unsigned char *pubpage_room(zm_sock *s, size_t need);
+
+/* inproc: a frame joins the message being sent; the last one sends it
+ * whole (a peer never sees part of a message).  The bytes are copied
+ * once, into the socket's fan-out page; the peer's frames reference them. */
+static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
+                    int more)
 {
-    if (c != NULL && !c->in_msg) {
+    zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
+
+    if (n > 0) {
+        unsigned char *at = pubpage_room(s, n);
+        if (at == NULL)
+            return -ENOMEM;
+        memcpy(at, data, n);
+        f.page = s->pubpage;
+        zm_page_incref(f.page);
+        f.data = at;
+        f.size = n;
+        s->pubpage->len += n;
+    }
+    if (zm_msg_push(&c->pipe_out, &f) < 0) {
+        zm_frame_release(&f);
+        return -ENOMEM;
+    }
+    if (more)
+        return 0;
+    if (c->pipe == NULL) {
+        zm_msg_clear(&c->pipe_out); /* the peer is gone */
+        return 0;
+    }
+    return zm_pipe_write(c->pipe, c->pipe_end, &c->pipe_out);
+}
+
+static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
+                       int more)
+{
+    if (c->inproc)
+        return pipe_put(s, c, data, n, more);
+    if (!c->in_msg) {
         c->msg_start = c->enc_total; /* first frame of a message */
         c->in_msg = 1;
     }
@@ -1470,7 +1728,14 @@ static int64_t sock_now(zm_sock *s)
 
 static int finish_message(zm_sock *s, zm_conn *c)
 {
-    int rc = conn_note_msg_end(c);
+    int rc;
+
+    if (c->inproc) {
+        s->out_more = 0;
+        s->out_conn = NULL;
+        return 0; /* pipe_put sent it */
+    }
+    rc = conn_note_msg_end(c);
 
     s->out_more = 0;
     s->out_conn = NULL;
@@ -1503,7 +1768,12 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
             continue;
         if (is_pub(s) && !zm_subs_match(&c->subs, data, n))
             continue;
-        if (s->sndhwm > 0 && c->ends_n >= (size_t)s->sndhwm) {
+        if (c->inproc) {
+            if (!zm_pipe_writable(c->pipe, c->pipe_end)) {
+                s->stats.dropped_msgs++; /* at the pipe's HWM */
+                continue;
+            }
+        } else if (s->sndhwm > 0 && c->ends_n >= (size_t)s->sndhwm) {
             /* Maybe it caught up: nothing else writes to it while the
              * application only sends. */
             if (c->fd >= 0)
@@ -1572,6 +1842,23 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
         zm_conn *c = s->targets[i];
         if (c == NULL)
             continue;
+        if (c->inproc) {
+            /* The frame's bytes, without the header: a reference, not a
+             * copy, whatever the number of inproc subscribers. */
+            zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
+            if (n > 0) {
+                f.page = s->pubpage;
+                zm_page_incref(f.page);
+                f.data = s->pubpage->data + off + h;
+                f.size = n;
+            }
+            if (zm_msg_push(&c->pipe_out, &f) < 0) {
+                zm_frame_release(&f);
+                zm_msg_clear(&c->pipe_out);
+                s->targets[i] = NULL; /* out of memory: this peer loses it */
+            }
+            continue;
+        }
         if (!c->in_msg) {
             c->msg_start = c->enc_total;
             c->in_msg = 1;
@@ -1592,6 +1879,10 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
         zm_conn *c = s->targets[i];
         if (c == NULL)
             continue;
+        if (c->inproc) {
+            (void)zm_pipe_write(c->pipe, c->pipe_end, &c->pipe_out);
+            continue;
+        }
         if (conn_note_msg_end(c) == 0 && c->fd >= 0 &&
             c->state == ZM_CS_ACTIVE)
             conn_send_soon(s, c, sock_now(s));
@@ -1623,10 +1914,13 @@ static void purge_unmatched(zm_sock *s)
             zm_frame *f;
             msgq_pop(&c->inq, &m);
             f = zm_msg_frames(&m);
-            if (zm_subs_match(&s->subs, f[0].data, f[0].size))
+            if (zm_subs_match(&s->subs, f[0].data, f[0].size)) {
                 (void)msgq_push(&c->inq, &m); /* rotates; no growth */
-            else
+            } else {
                 zm_msg_clear(&m);
+                if (c->pipe != NULL)
+                    zm_pipe_consumed(c->pipe, c->pipe_end, 1);
+            }
         }
     }
 }
@@ -1692,7 +1986,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
             return 0;
         }
         c = s->out_conn;
-        rc = encode_into(c, data, n, more);
+        rc = encode_into(s, c, data, n, more);
         if (rc < 0)
             return rc;
         return more ? 0 : finish_message(s, c);
@@ -1740,14 +2034,14 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
         for (zm_conn *o = s->conns; o != NULL; o = o->next)
             while (o->inq.n > 0) {
                 zm_msg junk;
-                msgq_pop(&o->inq, &junk);
+                conn_pop(o, &junk);
                 zm_msg_clear(&junk);
                 s->stats.dropped_msgs++;
             }
         c = pick_rr(s);
         if (c == NULL)
             return -EAGAIN;
-        rc = encode_into(c, NULL, 0, 1); /* the empty delimiter */
+        rc = encode_into(s, c, NULL, 0, 1); /* the empty delimiter */
         if (rc < 0)
             return rc;
         s->req_peer = c;
@@ -1759,7 +2053,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
         if (c != NULL && c->state == ZM_CS_ACTIVE) {
             zm_frame *env = zm_msg_frames(&s->rep_envelope);
             for (size_t i = 0; i < s->rep_envelope.n; i++) {
-                rc = encode_into(c, env[i].data, env[i].size, 1);
+                rc = encode_into(s, c, env[i].data, env[i].size, 1);
                 if (rc < 0)
                     return rc;
             }
@@ -1805,7 +2099,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
         break;
     }
 
-    rc = encode_into(c, data, n, more);
+    rc = encode_into(s, c, data, n, more);
     if (rc < 0)
         return rc;
     if (s->type == ZM_REQ)
@@ -1862,7 +2156,7 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
             c = pick_fq(s);
             if (c == NULL)
                 return -EAGAIN;
-            msgq_pop(&c->inq, out);
+            conn_pop(c, out);
             f = zm_msg_frames(out);
             if (zm_subs_match(&s->subs, f[0].data, f[0].size))
                 return 0;
@@ -1879,13 +2173,13 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
                 for (zm_conn *o = s->conns; o != NULL; o = o->next)
                     while (o != c && o->inq.n > 0) {
                         zm_msg junk;
-                        msgq_pop(&o->inq, &junk);
+                        conn_pop(o, &junk);
                         zm_msg_clear(&junk);
                         s->stats.dropped_msgs++;
                     }
                 return -EAGAIN;
             }
-            msgq_pop(&c->inq, out);
+            conn_pop(c, out);
             f = zm_msg_frames(out);
             if (out->n >= 2 && f[0].size == 0) {
                 /* Strip the delimiter: shift the rest down. */
@@ -1918,7 +2212,7 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
             c = pick_fq(s);
             if (c == NULL)
                 return -EAGAIN;
-            msgq_pop(&c->inq, out);
+            conn_pop(c, out);
             f = zm_msg_frames(out);
             for (i = 0; i < out->n && f[i].size != 0; i++)
                 ;
@@ -1955,7 +2249,7 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
         c = pick_fq(s);
         if (c == NULL)
             return -EAGAIN;
-        msgq_pop(&c->inq, out);
+        conn_pop(c, out);
         if (s->type == ZM_ROUTER) {
             *prefix = c->rid;
             *prefix_len = c->rid_len;
@@ -2045,6 +2339,8 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
         watch(ctx, s->mon_fd, WATCH_IN | (s->mon_out.bytes > 0 ? WATCH_OUT : 0u));
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
         unsigned ev = 0;
+        if (c->inproc)
+            continue; /* the owner's wait watches the mailbox instead */
         switch (c->state) {
         case ZM_CS_CONNECTING:
             ev = WATCH_OUT;

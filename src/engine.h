@@ -14,6 +14,7 @@
 #define ZMTP_ENGINE_H
 
 #include "codec.h"
+#include "inproc.h"
 #include "outq.h"
 #include "transport.h"
 #include "trie.h"
@@ -79,12 +80,6 @@ enum zm_monitor_event {
 #define ZM_POLLIN 1
 #define ZM_POLLOUT 2
 
-/* A FIFO of whole messages; grows by doubling, never shrinks. */
-typedef struct zm_msgq {
-    zm_msg *items;
-    size_t cap, head, n;
-} zm_msgq;
-
 enum zm_conn_state {
     ZM_CS_CONNECTING = 1, /* non-blocking connect in progress */
     ZM_CS_RETRY,          /* connecter waiting to redial */
@@ -138,6 +133,11 @@ typedef struct zm_conn {
     int64_t last_write_ns;  /* last sendmsg of messages (coalescing) */
     int64_t flush_at_ns;    /* held-back output must go by then (0: none) */
     int lost_errno;         /* why the transport failed (0: EOF or unknown) */
+    /* inproc: the pipe instead of fd, decoder and output queue */
+    int inproc;             /* an inproc connection (for good) */
+    zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
+    int pipe_end;           /* 0: we connected, 1: we bound */
+    zm_msg pipe_out;        /* the message being sent frame by frame */
 } zm_conn;
 
 typedef struct zm_listener {
@@ -238,6 +238,10 @@ typedef struct zm_sock {
     unsigned mon_events;         /* ZM_EVENT_* mask */
     zm_outq mon_out;             /* encoded events the kernel has not taken */
 
+    /* inproc: made at the first bind or connect to inproc:// */
+    zm_mailbox *mb;
+    uint64_t mb_seen;            /* mb's seq when the last step began */
+
     zm_sock_stats stats;
 } zm_sock;
 
@@ -252,6 +256,20 @@ int zm_sock_connect(zm_sock *s, const char *endpoint, char *err,
                     size_t err_len);
 int zm_sock_unbind(zm_sock *s, const char *endpoint);
 int zm_sock_disconnect(zm_sock *s, const char *endpoint);
+
+/* inproc:// (the names are the context's business: zmtp/context.py).
+ * enable: make the mailbox (at bind); 0 or -errno.  connect: a pipe from
+ * this socket, end 0 queued as a connection to `endpoint` until the binder
+ * adopts end 1 (*peer: its reference; hand it to the binder's mailbox with
+ * zm_mailbox_offer); 0 or -errno.  unbind: drop the connections accepted
+ * through `endpoint`. Offered pipes are adopted by zm_sock_process. */
+int zm_sock_inproc_enable(zm_sock *s);
+int zm_sock_inproc_connect(zm_sock *s, const char *endpoint, zm_pipe **peer);
+void zm_sock_inproc_unbind(zm_sock *s, const char *endpoint);
+/* The owner is about to block (wait_sockets): -1 when the socket has no
+ * inproc, 0 to watch mb->efd, 1 when something happened since its last
+ * step (do not sleep). */
+int zm_sock_inproc_arm(zm_sock *s);
 
 /* Send this socket's events in `events` to `fd` (a connected stream
  * socket, non-blocking; the engine owns it from now on), replacing any

@@ -44,3 +44,34 @@ void zm_msg_clear(zm_msg *m)
     free(m->heap);
     zm_msg_init(m);
 }
+
+int zm_msgq_grow_(zm_msgq *q)
+{
+    size_t cap = q->cap ? q->cap * 2 : 16;
+    zm_msg *items;
+
+    if (q->cap > SIZE_MAX / 2 / sizeof(zm_msg))
+        return -ENOMEM;
+    items = zm_malloc(cap * sizeof(zm_msg));
+    if (items == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < q->n; i++)
+        items[i] = q->items[(q->head + i) & (q->cap - 1)];
+    free(q->items);
+    q->items = items;
+    q->cap = cap;
+    q->head = 0;
+    return 0;
+}
+
+void zm_msgq_free(zm_msgq *q)
+{
+    while (q->n > 0) {
+        zm_msg m;
+        zm_msgq_pop(q, &m);
+        zm_msg_clear(&m);
+    }
+    free(q->items);
+    q->items = NULL;
+    q->cap = q->head = 0;
+}

@@ -14,6 +14,8 @@
 
 #include "arena.h"
 
+#include <errno.h>
+
 /* Frame flags, as on the wire (RFC 23): bit 0 MORE, bit 2 COMMAND. */
 #define ZM_FLAG_MORE 0x01u
 #define ZM_FLAG_LONG 0x02u
@@ -107,5 +109,39 @@ ZM_INLINE void zm_msg_move(zm_msg *dst, zm_msg *src)
     }
     zm_msg_init(src);
 }
+
+/* A FIFO of whole messages; grows by doubling (capacity a power of two),
+ * never shrinks.  Not thread-safe: the socket engine's queues belong to
+ * the thread holding the socket, an inproc pipe's to whoever holds the
+ * pipe's lock. */
+typedef struct zm_msgq {
+    zm_msg *items;
+    size_t cap, head, n;
+} zm_msgq;
+
+int zm_msgq_grow_(zm_msgq *q);
+
+/* Append (the queue takes the message: m is empty after); 0 or -ENOMEM
+ * (m is then still the caller's). */
+ZM_INLINE int zm_msgq_push(zm_msgq *q, zm_msg *m)
+{
+    if (ZM_UNLIKELY(q->n == q->cap) && zm_msgq_grow_(q) < 0)
+        return -ENOMEM;
+    /* cap is a power of two (16, doubled): a mask, not a division. */
+    zm_msg_move(&q->items[(q->head + q->n) & (q->cap - 1)], m);
+    q->n++;
+    return 0;
+}
+
+/* Take the oldest message (the queue must not be empty). */
+ZM_INLINE void zm_msgq_pop(zm_msgq *q, zm_msg *out)
+{
+    zm_msg_move(out, &q->items[q->head]);
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->n--;
+}
+
+/* Release every message and the array. */
+void zm_msgq_free(zm_msgq *q);
 
 #endif /* ZMTP_MSG_H */

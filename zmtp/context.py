@@ -12,6 +12,7 @@ import weakref
 from typing import Any, Dict, Optional, Type, TypeVar
 
 from zmtp import _zmtp
+from zmtp._inproc import InprocNames
 from zmtp.buffers import BufferConfig
 from zmtp.constants import IO_THREADS, MAX_MSGSZ, MAX_SOCKETS, SOCKET_LIMIT, SocketOption
 from zmtp.error import ZMQError
@@ -64,6 +65,7 @@ class Context:
         self.closed = False
         self.sockopts: Dict[int, Any] = {}
         self._progress: Optional[_zmtp.Progress] = None
+        self._inproc = InprocNames()  # this context's inproc:// names
 
     @classmethod
     def instance(cls: Type[_T], io_threads: int = 1) -> _T:

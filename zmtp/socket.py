@@ -17,6 +17,7 @@ import warnings
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 from zmtp import _zmtp
+from zmtp._inproc import DEFAULT_NAMES, InprocNames, is_inproc
 from zmtp.constants import (
     DONTWAIT,
     EVENT_ALL,
@@ -220,6 +221,43 @@ class Socket(_zmtp.Socket):
 
     set_string = setsockopt_string
     get_string = getsockopt_string
+
+    # -- endpoints: tcp:// and ipc:// in C, inproc:// names in the Context
+
+    def _inproc_names(self) -> InprocNames:
+        names = getattr(self.context, "_inproc", None)
+        return names if isinstance(names, InprocNames) else DEFAULT_NAMES
+
+    def bind(self, addr: Union[str, bytes]) -> None:
+        """Accept connections at ``addr`` (``tcp://``, ``ipc://`` or
+        ``inproc://``: a name for sockets of this Context)."""
+        if is_inproc(addr):
+            self._check_open()
+            self._inproc_names().bind(self, addr)
+        else:
+            super().bind(addr)
+
+    def connect(self, addr: Union[str, bytes]) -> None:
+        """Connect to ``addr``; an ``inproc://`` name may be bound later
+        (messages queue until then, as in libzmq)."""
+        if is_inproc(addr):
+            self._check_open()
+            self._inproc_names().connect(self, addr)
+        else:
+            super().connect(addr)
+
+    def unbind(self, addr: Union[str, bytes]) -> None:
+        """Stop accepting at ``addr``; for ``inproc://`` the connections
+        made through it end too (libzmq's inproc unbind)."""
+        if is_inproc(addr):
+            self._check_open()
+            self._inproc_names().unbind(self, addr)
+        else:
+            super().unbind(addr)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
 
     def bind_to_random_port(
         self, addr: str, min_port: int = 49152, max_port: int = 65536, max_tries: int = 100

@@ -25,8 +25,7 @@ _LIBZMQ = (4, 3, 5)
 _PYZMQ = (27, 3, 0)
 
 # libzmq's capability names (zmq_has) and whether zmtp has them.  Security
-# mechanisms, multicast and draft sockets are not implemented; inproc://
-# is not yet.
+# mechanisms, multicast and draft sockets are not implemented.
 _CAPABILITIES = {
     "ipc": True,
     "pgm": False,
@@ -35,7 +34,7 @@ _CAPABILITIES = {
     "curve": False,
     "gssapi": False,
     "draft": False,
-    "inproc": False,
+    "inproc": True,
 }
 
 

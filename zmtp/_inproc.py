@@ -1,0 +1,100 @@
+"""The inproc:// names of a Context: which socket bound each, and the
+connections that wait for a bind.
+
+The pipes themselves are C (src/inproc.c): a connecting socket makes one
+(``Socket._inproc_connect``), keeps its own end as a connection, and the
+other end (an ``InprocPipe``) goes to the bound socket's mailbox
+(``Socket._inproc_offer``), from any thread; the bound socket adopts it at
+its next step.  A name connected to before anyone binds it keeps its pipes
+here until the bind (libzmq 4.x does the same).
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import weakref
+from typing import TYPE_CHECKING, Dict, List, Union
+
+from zmtp.error import ZMQError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zmtp._zmtp import InprocPipe
+    from zmtp.socket import Socket
+
+PREFIX = "inproc://"
+# The engine keeps endpoints in 300-byte buffers (ZM_ENDPOINT_MAX).
+_MAX_ENDPOINT = 299
+
+
+def is_inproc(addr: Union[str, bytes]) -> bool:
+    """True for an ``inproc://`` endpoint (str or bytes)."""
+    if isinstance(addr, bytes):
+        return addr.startswith(PREFIX.encode())
+    return isinstance(addr, str) and addr.startswith(PREFIX)
+
+
+def _endpoint(addr: Union[str, bytes]) -> str:
+    """The endpoint as str, checked: a non-empty name that fits."""
+    text = addr.decode("utf-8") if isinstance(addr, bytes) else addr
+    if len(text) == len(PREFIX):
+        raise ZMQError(errno.EINVAL, f"inproc endpoint needs a name: {text!r}")
+    if len(text.encode("utf-8")) > _MAX_ENDPOINT:
+        raise ZMQError(errno.EINVAL, f"inproc endpoint longer than {_MAX_ENDPOINT} bytes")
+    return text
+
+
+class InprocNames:
+    """One namespace of inproc:// endpoints (a Context's)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bound: "Dict[str, weakref.ref[Socket]]" = {}
+        self._pending: "Dict[str, List[InprocPipe]]" = {}
+
+    def _binder(self, name: str) -> "Socket | None":
+        ref = self._bound.get(name)
+        sock = ref() if ref is not None else None
+        if sock is None or sock.closed:
+            self._bound.pop(name, None)  # its socket closed: the name is free
+            return None
+        return sock
+
+    def bind(self, sock: "Socket", addr: Union[str, bytes]) -> None:
+        """Bind `sock` to the name; EADDRINUSE if another socket has it."""
+        name = _endpoint(addr)
+        with self._lock:
+            if self._binder(name) is not None:
+                raise ZMQError(errno.EADDRINUSE, f"Address already in use: {name}")
+            sock._inproc_listen(name)
+            self._bound[name] = weakref.ref(sock)
+            waiting = self._pending.pop(name, [])
+        for pipe in waiting:  # connected before the bind: adopted at sock's next step
+            sock._inproc_offer(pipe, name)
+
+    def connect(self, sock: "Socket", addr: Union[str, bytes]) -> None:
+        """Join `sock` to the name's socket, now or at its bind."""
+        name = _endpoint(addr)
+        with self._lock:
+            pipe = sock._inproc_connect(name)
+            binder = self._binder(name)
+            if binder is not None:
+                try:
+                    binder._inproc_offer(pipe, name)
+                    return
+                except ZMQError:  # closed meanwhile: wait for the next bind
+                    self._bound.pop(name, None)
+            self._pending.setdefault(name, []).append(pipe)
+
+    def unbind(self, sock: "Socket", addr: Union[str, bytes]) -> None:
+        """Free the name; the connections made through it end."""
+        name = _endpoint(addr)
+        with self._lock:
+            if self._binder(name) is not sock:
+                raise ZMQError(errno.ENOENT, f"No such endpoint bound: {name}")
+            del self._bound[name]
+        sock._inproc_unbind(name)
+
+
+# Sockets made without a Context (zmtp.Socket(type)) share this namespace.
+DEFAULT_NAMES = InprocNames()
