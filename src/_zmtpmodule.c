@@ -1689,6 +1689,8 @@ static void sock_leave(SocketObject *self)
                          __ATOMIC_RELAXED); /* held back implies wanted */
     }
     self->s.in_call = 0;
+    if (self->s.notify_fd && !self->closed)
+        zm_mailbox_rearm(self->s.mb, self->s.mb_seen);
     /* Release: pairs with the acquire in sock_claim (the next caller's or
      * the progress thread's): our engine writes are visible to it. */
     __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
@@ -2864,6 +2866,26 @@ static PyObject *Socket_inproc_offer(SocketObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(Socket_fd_doc,
+"_fd()\n--\n\n"
+"The descriptor behind fileno(): readable when EVENTS may have changed\n"
+"since this socket's last call (edge-triggered, as libzmq's ZMQ_FD).");
+
+static PyObject *Socket_fd(SocketObject *self, PyObject *Py_UNUSED(ignored))
+{
+    int rc;
+
+    if (sock_enter(self) < 0)
+        return NULL;
+    rc = zm_sock_inproc_enable(&self->s);
+    if (rc == 0)
+        self->s.notify_fd = 1; /* sock_leave arms the mailbox */
+    sock_leave(self);
+    if (rc < 0)
+        return raise_zmq(self->st, -rc, NULL);
+    return PyLong_FromLong(self->s.mb->efd);
+}
+
 PyDoc_STRVAR(Socket_inproc_unbind_doc,
 "_inproc_unbind(endpoint, /)\n--\n\n"
 "Drop the inproc connections accepted through endpoint.");
@@ -3471,6 +3493,7 @@ static PyMethodDef Socket_methods[] = {
      "unbind(addr)\n--\n\nStop listening on a bound endpoint."},
     {"disconnect", (PyCFunction)Socket_disconnect, METH_O,
      "disconnect(addr)\n--\n\nDrop a connected endpoint."},
+    {"_fd", (PyCFunction)Socket_fd, METH_NOARGS, Socket_fd_doc},
     {"_inproc_listen", (PyCFunction)Socket_inproc_listen, METH_O,
      Socket_inproc_listen_doc},
     {"_inproc_connect", (PyCFunction)Socket_inproc_connect, METH_O,

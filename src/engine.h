@@ -241,6 +241,9 @@ typedef struct zm_sock {
     /* inproc: made at the first bind or connect to inproc:// */
     zm_mailbox *mb;
     uint64_t mb_seen;            /* mb's seq when the last step began */
+    int notify_fd;               /* Socket.fileno() was asked for: mb's
+                                    eventfd stays armed between calls and
+                                    the progress thread signals it */
 
     zm_sock_stats stats;
 } zm_sock;

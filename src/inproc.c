@@ -147,6 +147,21 @@ void zm_mailbox_disarm(zm_mailbox *mb, int fired)
     }
 }
 
+void zm_mailbox_rearm(zm_mailbox *mb, uint64_t seen)
+{
+    uint64_t v;
+
+    /* seq_cst: as zm_mailbox_arm (a Dekker pair with zm_mailbox_signal). */
+    if (!__atomic_exchange_n(&mb->armed, 1, __ATOMIC_SEQ_CST)) {
+        /* Disarmed by a wait, or taken by a signaller that wrote (or is
+         * writing) the eventfd: drain, and let the check below decide. */
+        ZM_COUNT(ZM_CNT_EVENTFD);
+        (void)!read(mb->efd, &v, sizeof(v));
+    }
+    if (__atomic_load_n(&mb->seq, __ATOMIC_SEQ_CST) != seen)
+        zm_mailbox_signal(mb); /* not seen by the last step: look again */
+}
+
 int zm_mailbox_offer(zm_mailbox *mb, zm_pipe *p, const char *endpoint)
 {
     zm_inbox_item *it = zm_calloc(1, sizeof(*it)), **pp;

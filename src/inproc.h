@@ -61,6 +61,10 @@ uint64_t zm_mailbox_seq(zm_mailbox *mb);
 int zm_mailbox_arm(zm_mailbox *mb, uint64_t seen);
 /* After the wait; `fired`: the wait reported mb->efd readable. */
 void zm_mailbox_disarm(zm_mailbox *mb, int fired);
+/* Between calls of an owner that gave out the eventfd (Socket.fileno()):
+ * drain what was signalled, stay armed, and signal at once if something
+ * happened since `seen` (the owner's last step did not see it). */
+void zm_mailbox_rearm(zm_mailbox *mb, uint64_t seen);
 /* Hand end 1 of `p` to the mailbox's socket (takes the caller's pipe
  * reference on success); 0, -ENOMEM, or -ECONNREFUSED when closed. */
 int zm_mailbox_offer(zm_mailbox *mb, zm_pipe *p, const char *endpoint);

@@ -115,9 +115,16 @@ static void *progress_main(void *arg)
                 } else {
                     /* What our last wait saw (a stale fd only costs one
                      * accept() that says EAGAIN). */
+                    int before = ps->sock->notify_fd ? zm_sock_events(ps->sock) : 0;
                     for (int i = 0; i < nevs; i++)
                         zm_sock_io_ready(ps->sock, (int)evs[i].token);
                     zm_sock_process(ps->sock, now);
+                    /* Socket.fileno(): an event loop waits on the mailbox's
+                     * eventfd for EVENTS to change (POLLIN or POLLOUT
+                     * appearing: edge-triggered, as libzmq's ZMQ_FD). */
+                    if (ps->sock->notify_fd &&
+                        (zm_sock_events(ps->sock) & ~before) != 0)
+                        zm_mailbox_signal(ps->sock->mb);
                     t = zm_sock_watch(ps->sock, collect, ctx);
                 }
                 /* Release: pairs with the owner's acquire in sock_claim;

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import warnings
 
@@ -335,19 +336,157 @@ def test_context_instance_is_fork_safe(tmp_path):
 # ======================================================= fileno, EVENTS
 
 
-def test_fileno_not_implemented_events_works(backend, ctx):
+def _drain_with_selector(sockets, want, timeout_s):
+    """An event loop as pyzmq's docs show one: wait for fileno() to become
+    readable, then recv(DONTWAIT) while EVENTS shows POLLIN.  Returns the
+    messages per socket and the number of wakes."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    for s in sockets:
+        sel.register(s.fileno(), selectors.EVENT_READ, s)
+    got = {id(s): [] for s in sockets}
+    wakes = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while sum(len(v) for v in got.values()) < want:
+            assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
+            for key, _ in sel.select(timeout=0.5):
+                wakes += 1
+                s = key.data
+                while s.events & zmtp.POLLIN:
+                    got[id(s)].append(s.recv(zmtp.DONTWAIT))
+    finally:
+        sel.close()
+    return got, wakes
+
+
+@pytest.mark.parametrize("zmtp_binds", [True, False], ids=["zmtp-binds", "pyzmq-binds"])
+def test_fileno_in_an_event_loop_tcp(backend, ctx, zctx, zmtp_binds):
+    """fileno() becomes readable when input arrives while the owner is away
+    (the progress thread reads it and signals), for messages sent in spaced
+    bursts by a pyzmq peer; nothing is lost or duplicated."""
+    pull = zsock(ctx, zmtp.PULL)
+    push = psock(zctx, zmq.PUSH)
+    if zmtp_binds:
+        pull.bind("tcp://127.0.0.1:*")
+        push.connect(pull.last_endpoint.decode())
+    else:
+        push.bind("tcp://127.0.0.1:*")
+        pull.connect(push.getsockopt(zmq.LAST_ENDPOINT).decode())
+    n = 600
+
+    def feed():
+        for i in range(n):
+            push.send(b"%d" % i)
+            if i % 50 == 0:
+                time.sleep(0.002)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        got, wakes = _drain_with_selector([pull], n, TIMEOUT_MS / 1000 * 4)
+    finally:
+        t.join()
+    assert got[id(pull)] == [b"%d" % i for i in range(n)]
+    assert wakes >= 1
+
+
+def test_fileno_in_an_event_loop_inproc(backend, ctx):
+    """Two inproc PULLs fed by threads, waited on with one selector."""
+    pulls = [zsock(ctx, zmtp.PULL) for _ in range(2)]
+    pushes = []
+    for k, p in enumerate(pulls):
+        p.bind(f"inproc://fileno-{k}")
+        q = zsock(ctx, zmtp.PUSH)
+        q.connect(f"inproc://fileno-{k}")
+        pushes.append(q)
+    n = 500
+
+    def feed(q, tag):
+        for i in range(n):
+            q.send(b"%s%d" % (tag, i))
+            if i % 50 == 0:
+                time.sleep(0.002)
+
+    ts = [threading.Thread(target=feed, args=(q, b"ab"[k:k + 1])) for k, q in enumerate(pushes)]
+    for t in ts:
+        t.start()
+    try:
+        got, _ = _drain_with_selector(pulls, 2 * n, TIMEOUT_MS / 1000 * 4)
+    finally:
+        for t in ts:
+            t.join()
+    assert got[id(pulls[0])] == [b"a%d" % i for i in range(n)]
+    assert got[id(pulls[1])] == [b"b%d" % i for i in range(n)]
+
+
+def test_fileno_is_edge_triggered_and_events_still_work(backend, ctx):
+    """After EVENTS has been read and everything received, the fd stays
+    quiet until something new happens (libzmq's ZMQ_FD contract)."""
+    import select as _select
+
     a, b = zsock(ctx, zmtp.PAIR), zsock(ctx, zmtp.PAIR)
     a.bind("tcp://127.0.0.1:*")
     b.connect(a.last_endpoint.decode())
-    with pytest.raises(NotImplementedError, match="poll"):
-        a.fileno()
+    fd = a.fileno()
+    assert fd == a.fileno() and fd >= 0
     b.send(b"x")
+    r, _, _ = _select.select([fd], [], [], TIMEOUT_MS / 1000)
+    assert r == [fd]
     deadline = time.monotonic() + TIMEOUT_MS / 1000
     while not a.getsockopt(zmtp.EVENTS) & zmtp.POLLIN:
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    assert a.events & zmtp.POLLIN and a.recv() == b"x"
-    assert not a.getsockopt(zmtp.EVENTS) & zmtp.POLLIN
+    assert a.recv() == b"x"
+    assert not a.events & zmtp.POLLIN
+    r, _, _ = _select.select([fd], [], [], 0.05)
+    assert r == []  # drained by the calls above: quiet until the next event
+    b.send(b"y")
+    r, _, _ = _select.select([fd], [], [], TIMEOUT_MS / 1000)
+    assert r == [fd] and a.recv() == b"y"
+
+
+def test_fileno_with_asyncio_add_reader(backend, ctx):
+    """The pattern pyzmq users write by hand: loop.add_reader(sock.fileno())."""
+    import asyncio
+
+    pull, push = zsock(ctx, zmtp.PULL), zsock(ctx, zmtp.PUSH)
+    pull.bind("inproc://asyncio-fileno")
+    push.connect("inproc://asyncio-fileno")
+    n = 200
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        got = []
+        done = loop.create_future()
+
+        def readable():
+            while pull.events & zmtp.POLLIN:
+                got.append(pull.recv(zmtp.DONTWAIT))
+            if len(got) >= n and not done.done():
+                done.set_result(None)
+
+        loop.add_reader(pull.fileno(), readable)
+        try:
+            for i in range(n):
+                push.send(b"%d" % i)
+                if i % 20 == 0:
+                    await asyncio.sleep(0.001)
+            await asyncio.wait_for(done, TIMEOUT_MS / 1000 * 4)
+        finally:
+            loop.remove_reader(pull.fileno())
+        return got
+
+    assert asyncio.run(main()) == [b"%d" % i for i in range(n)]
+
+
+def test_fileno_of_closed_socket(ctx):
+    s = ctx.socket(zmtp.PULL)
+    s.close()
+    with pytest.raises(zmtp.ZMQError) as info:
+        s.fileno()
+    assert info.value.errno == errno.ENOTSOCK
 
 
 # ======================================================= EINTR, warnings

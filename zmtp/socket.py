@@ -92,20 +92,18 @@ class Socket(_zmtp.Socket):
         self.close()
 
     def fileno(self) -> int:
-        """Not implemented: raises NotImplementedError.
+        """A descriptor that becomes readable when this socket's EVENTS may
+        have changed (libzmq's ZMQ_FD), for use in another event loop.
 
-        libzmq's ZMQ_FD is a descriptor its I/O thread signals whenever a
-        socket's state may have changed.  zmtp's progress thread reads input
-        into a socket while its owner is away without signalling anything
-        the owner could wait on, so no descriptor would reliably become
-        readable when EVENTS changes.  Use :meth:`poll`, :class:`Poller` or
-        :func:`zmtp.select`, which also take plain file descriptors.
+        Edge-triggered, as libzmq's: after it fires, read ``socket.events``
+        (or call ``recv(DONTWAIT)`` until ``Again``) and act on everything
+        it shows; it fires again only for what happens after your last
+        call on the socket.  Never read from it yourself.  Spurious wakes
+        are possible.  Once asked for, every inproc peer's first message
+        after a quiet spell and the progress thread's reads signal it (a
+        few syscalls more per burst).
         """
-        raise NotImplementedError(
-            "zmtp sockets have no pollable file descriptor (libzmq's ZMQ_FD): their "
-            "input is read by zmtp's progress thread, which signals no fd; use "
-            "socket.poll(), zmtp.Poller or zmtp.select(), which also wait on plain fds"
-        )
+        return self._fd()
 
     # -- context manager, repr
 
