@@ -1453,6 +1453,7 @@ static PyType_Spec InprocPipe_spec = {
 #define ZO_SUBSCRIBE 6
 #define ZO_UNSUBSCRIBE 7
 #define ZO_RCVMORE 13
+#define ZO_FD 14
 #define ZO_EVENTS 15
 #define ZO_TYPE 16
 #define ZO_LINGER 17
@@ -2866,26 +2867,6 @@ static PyObject *Socket_inproc_offer(SocketObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(Socket_fd_doc,
-"_fd()\n--\n\n"
-"The descriptor behind fileno(): readable when EVENTS may have changed\n"
-"since this socket's last call (edge-triggered, as libzmq's ZMQ_FD).");
-
-static PyObject *Socket_fd(SocketObject *self, PyObject *Py_UNUSED(ignored))
-{
-    int rc;
-
-    if (sock_enter(self) < 0)
-        return NULL;
-    rc = zm_sock_inproc_enable(&self->s);
-    if (rc == 0)
-        self->s.notify_fd = 1; /* sock_leave arms the mailbox */
-    sock_leave(self);
-    if (rc < 0)
-        return raise_zmq(self->st, -rc, NULL);
-    return PyLong_FromLong(self->s.mb->efd);
-}
-
 PyDoc_STRVAR(Socket_inproc_unbind_doc,
 "_inproc_unbind(endpoint, /)\n--\n\n"
 "Drop the inproc connections accepted through endpoint.");
@@ -3173,6 +3154,17 @@ static PyObject *Socket_getsockopt(SocketObject *self, PyObject *arg)
     case ZO_LAST_ENDPOINT:
         out = PyBytes_FromString(self->s.last_endpoint);
         break;
+    case ZO_FD: { /* Socket.fileno(): readable when EVENTS may have
+                     changed since the last call (edge-triggered) */
+        int rc = zm_sock_inproc_enable(&self->s);
+        if (rc < 0) {
+            raise_zmq(self->st, -rc, NULL);
+            break;
+        }
+        self->s.notify_fd = 1; /* sock_leave arms the mailbox */
+        out = PyLong_FromLong(self->s.mb->efd);
+        break;
+    }
     case ZO_EVENTS:
         zm_sock_process(&self->s, zm_now_ns());
         out = PyLong_FromLong(zm_sock_events(&self->s) |
@@ -3493,7 +3485,6 @@ static PyMethodDef Socket_methods[] = {
      "unbind(addr)\n--\n\nStop listening on a bound endpoint."},
     {"disconnect", (PyCFunction)Socket_disconnect, METH_O,
      "disconnect(addr)\n--\n\nDrop a connected endpoint."},
-    {"_fd", (PyCFunction)Socket_fd, METH_NOARGS, Socket_fd_doc},
     {"_inproc_listen", (PyCFunction)Socket_inproc_listen, METH_O,
      Socket_inproc_listen_doc},
     {"_inproc_connect", (PyCFunction)Socket_inproc_connect, METH_O,

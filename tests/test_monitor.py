@@ -281,8 +281,6 @@ def test_monitor_replaced_and_disabled(backend, ctx):
 
 def test_monitor_api_errors(ctx):
     s = ctx.socket(zmtp.PAIR)
-    with pytest.raises(NotImplementedError, match="inproc"):
-        s.monitor("inproc://events")
     with pytest.raises(zmtp.ZMQError) as info:
         s.monitor("tcp://127.0.0.1:5555")
     assert info.value.errno == errno.EPROTONOSUPPORT
@@ -297,6 +295,35 @@ def test_monitor_api_errors(ctx):
     with pytest.raises(zmtp.ZMQError) as info:
         s.get_monitor_socket()
     assert info.value.errno == zmtp.ENOTSOCK
+
+
+@pytest.mark.parametrize("lib", ["zmtp", "pyzmq"])
+def test_monitor_on_an_inproc_name(backend, ctx, zctx, lib):
+    """libzmq's way: monitor("inproc://name"), then a PAIR of the same
+    context connects to the name and receives the events; the same script
+    on pyzmq gives the same events."""
+    c, mod = (ctx, zmtp) if lib == "zmtp" else (zctx, zmq)
+    s = c.socket(mod.PULL)
+    s.monitor("inproc://mon-events", mod.EVENT_LISTENING | mod.EVENT_ACCEPTED | mod.EVENT_HANDSHAKE_SUCCEEDED
+              | mod.EVENT_MONITOR_STOPPED)
+    mon = c.socket(mod.PAIR)
+    mon.rcvtimeo = 5000
+    mon.connect("inproc://mon-events")
+    port = s.bind_to_random_port("tcp://127.0.0.1")
+    peer = zctx.socket(zmq.PUSH)
+    peer.linger = 0
+    peer.connect(f"tcp://127.0.0.1:{port}")
+    peer.send(b"x")
+    assert s.recv() == b"x"
+    recv = recv_monitor_message if lib == "zmtp" else zmq_monitor.recv_monitor_message
+    names = [recv(mon)["event"].name for _ in range(3)]
+    assert names == ["LISTENING", "ACCEPTED", "HANDSHAKE_SUCCEEDED"]
+    with pytest.raises(mod.ZMQError) as info:  # the name is taken
+        c.socket(mod.PAIR).bind("inproc://mon-events")
+    assert info.value.errno == errno.EADDRINUSE
+    s.monitor(None)
+    assert recv(mon)["event"].name == "MONITOR_STOPPED"
+    peer.close()
 
 
 def test_closed_monitor_is_forgotten(backend, ctx, zctx):

@@ -12,6 +12,7 @@ here until the bind (libzmq 4.x does the same).
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Dict, List, Union
@@ -51,6 +52,12 @@ class InprocNames:
         self._lock = threading.Lock()
         self._bound: "Dict[str, weakref.ref[Socket]]" = {}
         self._pending: "Dict[str, List[InprocPipe]]" = {}
+        # Socket.monitor(name): the descriptor whose other end the monitored
+        # socket writes its events to, for the first socket that connects.
+        self._monitors: Dict[str, int] = {}
+        # ... and which socket's monitor a name belongs to: taken (as
+        # libzmq's monitor PAIR binds it) while that monitor runs.
+        self._monitored: "Dict[str, weakref.ref[Socket]]" = {}
 
     def _binder(self, name: str) -> "Socket | None":
         ref = self._bound.get(name)
@@ -60,11 +67,22 @@ class InprocNames:
             return None
         return sock
 
+    def _monitor_holds(self, name: str) -> bool:
+        ref = self._monitored.get(name)
+        sock = ref() if ref is not None else None
+        if sock is None or sock.closed or getattr(sock, "_monitor_name", None) != name:
+            self._monitored.pop(name, None)
+            fd = self._monitors.pop(name, None)
+            if fd is not None:  # a stopped monitor nobody connected to
+                os.close(fd)
+            return False
+        return True
+
     def bind(self, sock: "Socket", addr: Union[str, bytes]) -> None:
         """Bind `sock` to the name; EADDRINUSE if another socket has it."""
         name = _endpoint(addr)
         with self._lock:
-            if self._binder(name) is not None:
+            if self._binder(name) is not None or self._monitor_holds(name):
                 raise ZMQError(errno.EADDRINUSE, f"Address already in use: {name}")
             sock._inproc_listen(name)
             self._bound[name] = weakref.ref(sock)
@@ -76,6 +94,10 @@ class InprocNames:
         """Join `sock` to the name's socket, now or at its bind."""
         name = _endpoint(addr)
         with self._lock:
+            fd = self._monitors.pop(name, None)
+            if fd is not None:  # a monitor's events: this socket reads them
+                sock._adopt_fd(fd, name)
+                return
             pipe = sock._inproc_connect(name)
             binder = self._binder(name)
             if binder is not None:
@@ -94,6 +116,38 @@ class InprocNames:
                 raise ZMQError(errno.ENOENT, f"No such endpoint bound: {name}")
             del self._bound[name]
         sock._inproc_unbind(name)
+
+
+    def monitor(self, sock: "Socket", addr: Union[str, bytes], fd: int) -> str:
+        """Publish a monitor's event stream (the socketpair end `fd`, which
+        this namespace owns from now on) at the name: the next socket that
+        connects to it adopts `fd` as its connection."""
+        try:
+            name = _endpoint(addr)
+        except ZMQError:
+            os.close(fd)
+            raise
+        with self._lock:
+            if self._binder(name) is not None:
+                os.close(fd)
+                raise ZMQError(errno.EADDRINUSE, f"Address already in use: {name}")
+            old = self._monitors.pop(name, None)
+            if old is not None:  # an earlier monitor nobody connected to
+                os.close(old)
+            self._monitors[name] = fd
+            self._monitored[name] = weakref.ref(sock)
+        return name
+
+    def close(self) -> None:
+        """The context ends: drop what waits for a bind or a connect."""
+        with self._lock:
+            fds = list(self._monitors.values())
+            self._monitors.clear()
+            self._monitored.clear()
+            self._pending.clear()  # their pipes detach: connections end
+            self._bound.clear()
+        for fd in fds:
+            os.close(fd)
 
 
 # Sockets made without a Context (zmtp.Socket(type)) share this namespace.

@@ -48,6 +48,7 @@ class SocketOption(enum.IntEnum):
     SUBSCRIBE = 6
     UNSUBSCRIBE = 7
     RCVMORE = 13
+    FD = 14
     EVENTS = 15
     TYPE = 16
     LINGER = 17
@@ -194,6 +195,7 @@ ROUTING_ID = SocketOption.ROUTING_ID
 IDENTITY = SocketOption.ROUTING_ID
 RCVMORE = SocketOption.RCVMORE
 EVENTS = SocketOption.EVENTS
+FD = SocketOption.FD
 TYPE = SocketOption.TYPE
 LINGER = SocketOption.LINGER
 RECONNECT_IVL = SocketOption.RECONNECT_IVL

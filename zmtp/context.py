@@ -210,6 +210,7 @@ class Context:
             if own is not None and own > 0:
                 own = max(0, own - int((time.monotonic() - start) * 1000))
             s.close(own)
+        self._inproc.close()
         if self._progress is not None:
             self._progress.stop()
 

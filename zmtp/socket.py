@@ -22,6 +22,7 @@ from zmtp.constants import (
     DONTWAIT,
     EVENT_ALL,
     EVENTS,
+    FD,
     HANDSHAKE_IVL,
     HEARTBEAT_IVL,
     HEARTBEAT_TIMEOUT,
@@ -79,6 +80,7 @@ class Socket(_zmtp.Socket):
         progress = context._progress_thread() if context is not None else None
         super().__init__(int(socket_type), progress)
         self.context = context
+        self._monitor_name: Optional[str] = None  # monitor(addr)'s inproc name
         self._pid = os.getpid()
         for name, value in kwargs.items():
             setattr(self, name, value)
@@ -103,7 +105,7 @@ class Socket(_zmtp.Socket):
         after a quiet spell and the progress thread's reads signal it (a
         few syscalls more per burst).
         """
-        return self._fd()
+        return int(self.getsockopt(FD))
 
     # -- context manager, repr
 
@@ -356,8 +358,8 @@ class Socket(_zmtp.Socket):
         or :meth:`disable_monitor` is called.
 
         `addr` is accepted for pyzmq compatibility and must be None or an
-        ``inproc://`` name: the pair is joined by a kernel socketpair, since
-        zmtp has no inproc transport yet.
+        ``inproc://`` name, which is not registered: the pair is joined by
+        a kernel socketpair directly.
         """
         if self.closed:
             raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
@@ -385,28 +387,39 @@ class Socket(_zmtp.Socket):
         except BaseException:
             mon.close(linger=0)
             raise
+        self._monitor_name = None  # an earlier monitor(addr) is replaced
         return mon
 
-    def monitor(self, addr: Optional[str], events: int = EVENT_ALL) -> None:
-        """libzmq's ``zmq_socket_monitor``: ``monitor(None)`` stops the
-        monitor.  Publishing events on an ``inproc://`` address for another
-        socket to connect to needs the inproc transport, which zmtp does not
-        have yet (NotImplementedError): use :meth:`get_monitor_socket`.
-        Other transports raise EPROTONOSUPPORT, as in libzmq."""
+    def monitor(self, addr: Optional[Union[str, bytes]], events: int = EVENT_ALL) -> None:
+        """libzmq's ``zmq_socket_monitor``: publish this socket's events at
+        the ``inproc://`` name ``addr``; a PAIR socket of the same Context
+        that connects to it receives them (connect after this call).
+        ``monitor(None)`` stops the monitor.  Other transports raise
+        EPROTONOSUPPORT, as in libzmq."""
         if addr is None:
             self.disable_monitor()
             return
-        if str(addr).startswith("inproc://"):
-            raise NotImplementedError(
-                "monitor(addr) publishes on inproc://, which zmtp does not implement yet; "
-                "use socket.get_monitor_socket() instead"
-            )
-        raise ZMQError(errno.EPROTONOSUPPORT, "monitor endpoints must be inproc:// (as in libzmq)")
+        if not is_inproc(addr):
+            raise ZMQError(errno.EPROTONOSUPPORT, "monitor endpoints must be inproc:// (as in libzmq)")
+        self._check_open()
+        if not isinstance(events, int) or isinstance(events, bool):
+            raise TypeError(f"events must be an int mask of zmtp.EVENT_*, not {type(events).__name__}")
+        ours, theirs = _stdsocket.socketpair(_stdsocket.AF_UNIX, _stdsocket.SOCK_STREAM)
+        ours.setblocking(False)
+        theirs.setblocking(False)
+        ours_fd, theirs_fd = ours.detach(), theirs.detach()
+        try:
+            self._monitor_fd(ours_fd, int(events))  # owns ours_fd from here on
+        except BaseException:
+            _stdsocket.close(theirs_fd)
+            raise
+        self._monitor_name = self._inproc_names().monitor(self, addr, theirs_fd)  # owns theirs_fd
 
     def disable_monitor(self) -> None:
         """Stop sending events; the monitor socket gets EVENT_MONITOR_STOPPED."""
         if self.closed:
             raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        self._monitor_name = None  # frees the inproc name of monitor(addr)
         self._monitor_fd(-1, 0)
 
     # DONTWAIT / SNDMORE re-exported for subclass users
