@@ -292,7 +292,7 @@ int zm_progress_wanted(const zm_sock *s)
     if (zm_sock_pending_out(s) > 0 || s->mon_out.bytes > 0)
         return 1;
     for (const zm_conn *c = s->conns; c != NULL; c = c->next)
-        if (c->state != ZM_CS_ACTIVE && c->state != ZM_CS_DEAD)
-            return 1;
+        if (!c->inproc && c->state != ZM_CS_ACTIVE && c->state != ZM_CS_DEAD)
+            return 1; /* an inproc one waiting for its bind needs no step */
     return 0;
 }
