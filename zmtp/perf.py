@@ -1,10 +1,12 @@
 """Side-by-side performance: ``python -m zmtp.perf``.
 
-Runs each scenario briefly with a peer in another process and prints one
+Runs each scenario briefly with a peer in another process (in another
+thread of this process for the ``inproc_*`` scenarios) and prints one
 table: zmtp on io_uring, zmtp on epoll, pyzmq (libzmq) when it is
 importable, and a raw Python-socket floor (plain ``socket`` with a 4-byte
 length prefix per message).  Every implementation talks to a peer of the same
-implementation (zmtp peers get ``ZMTP_BACKEND`` of their column).
+implementation (zmtp peers get ``ZMTP_BACKEND`` of their column; an inproc
+peer thread opens its column's backend as the driver thread does).
 
 Scenarios (``--scenario``):
 
@@ -77,8 +79,8 @@ SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_ro
                               "inproc_reqrep", "inproc_pushpull")
 #: scenarios whose peer is a thread of this process over inproc://
 INPROC_SCENARIOS: Tuple[str, ...] = ("inproc_reqrep", "inproc_pushpull")
-#: what runs without --scenario: the inproc ones are opt-in (--scenario inproc_reqrep,inproc_pushpull)
-DEFAULT_SCENARIOS: Tuple[str, ...] = tuple(s for s in SCENARIOS if s not in INPROC_SCENARIOS)
+#: what runs without --scenario: all (the inproc ones add ~1.5-3 s to a ~20 s table, no peer processes)
+DEFAULT_SCENARIOS: Tuple[str, ...] = SCENARIOS
 DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64,
                                 "inproc_reqrep": 64, "inproc_pushpull": 64}
 DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
