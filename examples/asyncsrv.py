@@ -1,22 +1,30 @@
 """Asynchronous client/server (the guide's asyncsrv): DEALER clients, a ROUTER
 frontend, a DEALER backend and DEALER workers, each in its own thread.
 
-The guide joins frontend and backend with zmq.proxy over inproc; zmtp has
-neither yet, so the broker is a Poller loop and the backend uses ipc.
+The guide joins frontend and backend with zmq.proxy; here the broker is a
+Poller loop, which stops once the clients are done.  From the command line
+each task has a Context of its own and the sockets meet over ipc://;
+main(context=ctx) puts every task in that one Context and joins them over
+inproc:// instead, as the guide's server does with its backend (the Context
+is left open).
 
     python examples/asyncsrv.py [clients] [requests_per_client]
 """
 
+import itertools
 import os
 import sys
 import tempfile
 import threading
+from typing import Optional
 
 import zmtp as zmq
 
+_runs = itertools.count()
 
-def client_task(ident: int, frontend: str, requests: int, results: list) -> None:
-    ctx = zmq.Context()
+
+def client_task(ident: int, frontend: str, requests: int, results: list, shared: Optional[zmq.Context] = None) -> None:
+    ctx = shared or zmq.Context()
     socket = ctx.socket(zmq.DEALER)
     socket.routing_id = f"client-{ident}".encode()
     socket.rcvtimeo = 10000
@@ -32,11 +40,12 @@ def client_task(ident: int, frontend: str, requests: int, results: list) -> None
                 break
     results.append((ident, replies))
     socket.close()
-    ctx.term()
+    if shared is None:
+        ctx.term()
 
 
-def worker_task(backend: str, stop: threading.Event) -> None:
-    ctx = zmq.Context()
+def worker_task(backend: str, stop: threading.Event, shared: Optional[zmq.Context] = None) -> None:
+    ctx = shared or zmq.Context()
     worker = ctx.socket(zmq.DEALER)
     worker.connect(backend)
     worker.rcvtimeo = 100
@@ -51,16 +60,18 @@ def worker_task(backend: str, stop: threading.Event) -> None:
             tail = b" last" if i == replies - 1 else b""
             worker.send_multipart([ident, msg + b" reply " + str(i).encode() + tail])
     worker.close(linger=0)
-    ctx.term()
+    if shared is None:
+        ctx.term()
 
 
-def server_task(frontend_ep: str, backend_ep: str, workers: int, ready: threading.Event, stop: threading.Event) -> None:
-    ctx = zmq.Context()
+def server_task(frontend_ep: str, backend_ep: str, workers: int, ready: threading.Event, stop: threading.Event,
+                shared: Optional[zmq.Context] = None) -> None:
+    ctx = shared or zmq.Context()
     frontend = ctx.socket(zmq.ROUTER)
     frontend.bind(frontend_ep)
     backend = ctx.socket(zmq.DEALER)
     backend.bind(backend_ep)
-    threads = [threading.Thread(target=worker_task, args=(backend_ep, stop)) for _ in range(workers)]
+    threads = [threading.Thread(target=worker_task, args=(backend_ep, stop, shared)) for _ in range(workers)]
     for t in threads:
         t.start()
     ready.set()
@@ -77,18 +88,23 @@ def server_task(frontend_ep: str, backend_ep: str, workers: int, ready: threadin
         t.join()
     frontend.close(linger=0)
     backend.close(linger=0)
-    ctx.term()
+    if shared is None:
+        ctx.term()
 
 
-def main(clients: int = 3, requests: int = 5) -> int:
-    path = os.path.join(tempfile.mkdtemp(), "backend.ipc")
-    frontend, backend = f"ipc://{path}.front", f"ipc://{path}"
+def main(clients: int = 3, requests: int = 5, context: Optional[zmq.Context] = None) -> int:
+    if context is None:
+        path = os.path.join(tempfile.mkdtemp(), "backend.ipc")
+        frontend, backend = f"ipc://{path}.front", f"ipc://{path}"
+    else:  # names of this run: main() may run twice in one Context
+        run = f"asyncsrv-{os.getpid()}-{next(_runs)}"
+        frontend, backend = f"inproc://{run}-frontend", f"inproc://{run}-backend"
     ready, stop = threading.Event(), threading.Event()
-    server = threading.Thread(target=server_task, args=(frontend, backend, 2, ready, stop))
+    server = threading.Thread(target=server_task, args=(frontend, backend, 2, ready, stop, context))
     server.start()
     ready.wait()
     results: list = []
-    cts = [threading.Thread(target=client_task, args=(i, frontend, requests, results)) for i in range(clients)]
+    cts = [threading.Thread(target=client_task, args=(i, frontend, requests, results, context)) for i in range(clients)]
     for t in cts:
         t.start()
     for t in cts:

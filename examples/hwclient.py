@@ -1,15 +1,21 @@
 """Hello World client (REQ), as in the ZeroMQ guide: sends "Hello", waits for "World".
 
     python examples/hwclient.py [endpoint] [count]
+
+main(context=ctx) uses that Context (and leaves it open), so a server and a
+client can run in threads of one process over inproc:// (tests/test_examples.py).
 """
 
 import sys
+from typing import Optional
 
 import zmtp as zmq
 
 
-def main(endpoint: str = "tcp://127.0.0.1:5555", count: int = 10) -> None:
-    context = zmq.Context()
+def main(endpoint: str = "tcp://127.0.0.1:5555", count: int = 10, context: Optional[zmq.Context] = None) -> None:
+    own = context is None
+    if own:
+        context = zmq.Context()
     print("Connecting to hello world server...", flush=True)
     socket = context.socket(zmq.REQ)
     socket.rcvtimeo = 10000
@@ -19,7 +25,8 @@ def main(endpoint: str = "tcp://127.0.0.1:5555", count: int = 10) -> None:
         message = socket.recv()
         print(f"Received reply {request} [ {message!r} ]", flush=True)
     socket.close()
-    context.term()
+    if own:
+        context.term()
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
 """Hello World server (REP), as in the ZeroMQ guide: answers "World" to each "Hello".
 
     python examples/hwserver.py [endpoint] [count]
+
+main(context=ctx) uses that Context (and leaves it open), so a server and a
+client can run in threads of one process over inproc:// (tests/test_examples.py).
 """
 
 import sys
+from typing import Optional
 
 import zmtp as zmq
 
 
-def main(endpoint: str = "tcp://127.0.0.1:5555", count: int = 10) -> None:
-    context = zmq.Context()
+def main(endpoint: str = "tcp://127.0.0.1:5555", count: int = 10, context: Optional[zmq.Context] = None) -> None:
+    own = context is None
+    if own:
+        context = zmq.Context()
     socket = context.socket(zmq.REP)
     socket.bind(endpoint)
     for _ in range(count):
@@ -17,7 +23,8 @@ def main(endpoint: str = "tcp://127.0.0.1:5555", count: int = 10) -> None:
         print(f"Received request: {message!r}", flush=True)
         socket.send(b"World")
     socket.close()
-    context.term()
+    if own:
+        context.term()
 
 
 if __name__ == "__main__":

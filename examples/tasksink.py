@@ -1,16 +1,22 @@
 """Task sink (PULL): collects the workers' results and times the batch.
 
     python examples/tasksink.py [sink_endpoint]
+
+main(context=ctx) uses that Context and leaves it open (the pipeline in
+threads of one process over inproc://, tests/test_examples.py).
 """
 
 import sys
 import time
+from typing import Optional
 
 import zmtp as zmq
 
 
-def main(sink_ep: str = "tcp://127.0.0.1:5558") -> int:
-    context = zmq.Context()
+def main(sink_ep: str = "tcp://127.0.0.1:5558", context: Optional[zmq.Context] = None) -> int:
+    own = context is None
+    if own:
+        context = zmq.Context()
     receiver = context.socket(zmq.PULL)
     receiver.bind(sink_ep)
     receiver.rcvtimeo = 30000
@@ -20,7 +26,8 @@ def main(sink_ep: str = "tcp://127.0.0.1:5558") -> int:
         receiver.recv()
     print(f"Collected {tasks} results; total elapsed time: {(time.time() - start) * 1000:.0f} msec", flush=True)
     receiver.close()
-    context.term()
+    if own:
+        context.term()
     return 0
 
 

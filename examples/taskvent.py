@@ -4,17 +4,24 @@ Sends `tasks` workloads (milliseconds of "work") to workers and the count to
 the sink first.
 
     python examples/taskvent.py [vent_endpoint] [sink_endpoint] [tasks]
+
+main(context=ctx) uses that Context and leaves it open (the pipeline in
+threads of one process over inproc://, tests/test_examples.py).
 """
 
 import random
 import sys
 import time
+from typing import Optional
 
 import zmtp as zmq
 
 
-def main(vent: str = "tcp://127.0.0.1:5557", sink_ep: str = "tcp://127.0.0.1:5558", tasks: int = 100) -> None:
-    context = zmq.Context()
+def main(vent: str = "tcp://127.0.0.1:5557", sink_ep: str = "tcp://127.0.0.1:5558", tasks: int = 100,
+         context: Optional[zmq.Context] = None) -> None:
+    own = context is None
+    if own:
+        context = zmq.Context()
     sender = context.socket(zmq.PUSH)
     sender.bind(vent)
     sink = context.socket(zmq.PUSH)
@@ -31,7 +38,8 @@ def main(vent: str = "tcp://127.0.0.1:5557", sink_ep: str = "tcp://127.0.0.1:555
     print(f"Total expected cost: {total_msec} msec", flush=True)
     sender.close()  # LINGER: the queue is delivered before close returns
     sink.close()
-    context.term()
+    if own:
+        context.term()
 
 
 if __name__ == "__main__":

@@ -2,15 +2,22 @@
 zip code and averages its temperature over some updates.
 
     python examples/wuclient.py [endpoint] [zipcode] [updates]
+
+main(context=ctx) uses that Context and leaves it open (server and clients
+in threads of one process over inproc://, tests/test_examples.py).
 """
 
 import sys
+from typing import Optional
 
 import zmtp as zmq
 
 
-def main(endpoint: str = "tcp://127.0.0.1:5556", zipcode: str = "10001", updates: int = 5) -> None:
-    context = zmq.Context()
+def main(endpoint: str = "tcp://127.0.0.1:5556", zipcode: str = "10001", updates: int = 5,
+         context: Optional[zmq.Context] = None) -> None:
+    own = context is None
+    if own:
+        context = zmq.Context()
     subscriber = context.socket(zmq.SUB)
     subscriber.rcvtimeo = 20000  # the guide waits forever; a test should not
     print("Collecting updates from weather server...", flush=True)
@@ -27,7 +34,8 @@ def main(endpoint: str = "tcp://127.0.0.1:5556", zipcode: str = "10001", updates
     print(f"Average temperature for zipcode '{zipcode}' was {total_temp / updates:.1f} F "
           f"({updates} updates)", flush=True)
     subscriber.close()
-    context.term()
+    if own:
+        context.term()
 
 
 if __name__ == "__main__":

@@ -5,17 +5,24 @@
 
 Zip codes are drawn from 10000 .. 10000 + zip_range - 1 (default: every
 five-digit code).  count = 0 publishes forever, as the guide's server does.
+
+main(context=ctx) uses that Context and leaves it open (server and clients
+in threads of one process over inproc://, tests/test_examples.py).
 """
 
 import random
 import sys
 import time
+from typing import Optional
 
 import zmtp as zmq
 
 
-def main(endpoint: str = "tcp://127.0.0.1:5556", count: int = 100_000, zip_range: int = 90_000) -> None:
-    context = zmq.Context()
+def main(endpoint: str = "tcp://127.0.0.1:5556", count: int = 100_000, zip_range: int = 90_000,
+         context: Optional[zmq.Context] = None) -> None:
+    own = context is None
+    if own:
+        context = zmq.Context()
     publisher = context.socket(zmq.PUB)
     publisher.bind(endpoint)
     # The slow joiner: a subscriber gets only what is published after its
@@ -31,7 +38,8 @@ def main(endpoint: str = "tcp://127.0.0.1:5556", count: int = 100_000, zip_range
         sent += 1
     print(f"Published {sent} updates", flush=True)
     publisher.close()  # LINGER: what is queued is delivered first
-    context.term()
+    if own:
+        context.term()
 
 
 if __name__ == "__main__":
