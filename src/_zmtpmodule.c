@@ -1803,6 +1803,18 @@ static void spin_learn(SocketObject **socks, int nsocks, int64_t took)
         socks[i]->wait_avg_ns = (socks[i]->wait_avg_ns * 3 + took) / 4;
 }
 
+/* Has an inproc peer signalled one of these sockets since its last step?
+ * (Memory only: the owner spins on it without a syscall.) */
+static int inproc_moved(SocketObject **socks, int nsocks)
+{
+    for (int i = 0; i < nsocks; i++) {
+        zm_mailbox *mb = socks[i]->s.mb;
+        if (mb != NULL && zm_mailbox_seq(mb) != socks[i]->s.mb_seen)
+            return 1;
+    }
+    return 0;
+}
+
 static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
                         const int *fds, const unsigned *fd_events, int nfds,
                         int64_t deadline, int lingering)
@@ -1827,16 +1839,11 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
     }
     for (i = 0; i < nfds; i++)
         watch_cb(ctx, fds[i], fd_events[i]);
-    /* inproc peers signal a socket's mailbox (an eventfd) only while it is
-     * armed; armed after an event its last step did not see, it says so
-     * and we do not sleep. */
-    for (i = 0; i < nsocks; i++) {
-        int a = zm_sock_inproc_arm(&socks[i]->s);
-        if (a == 1)
-            inproc_ready = 1;
-        else if (a == 0)
-            watch_cb(ctx, socks[i]->s.mb->efd, ZM_IO_IN);
-    }
+    /* An inproc peer did something since the sockets' last steps: go back
+     * and look instead of waiting.  (The mailboxes are armed only just
+     * before the real wait: while we spin, peers signal without a
+     * syscall and the spin sees their sequence numbers move.) */
+    inproc_ready = inproc_moved(socks, nsocks);
     if (ctx->err < 0) {
         rc = ctx->err;
         goto unwatch;
@@ -1877,16 +1884,22 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
         for (;;) {
             rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
                                  0);
-            if (rc != 0 || zm_now_ns() >= end)
+            if (rc != 0 || (inproc_ready = inproc_moved(socks, nsocks)) ||
+                zm_now_ns() >= end)
                 break;
             /* Let any task waiting for this CPU (maybe our peer) run. */
             sched_yield();
             if (gap) {
                 int64_t until = zm_now_ns() + 2000;
-                while (zm_now_ns() < until)
+                while (zm_now_ns() < until &&
+                       !(inproc_ready = inproc_moved(socks, nsocks)))
                     ;
+                if (inproc_ready)
+                    break;
             }
         }
+        if (inproc_ready)
+            timeout = 0;
         if (rc == 0 && timeout > 0) {
             timeout -= zm_now_ns() - started;
             if (timeout < 0)
@@ -1901,6 +1914,20 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
             sig_raised = PyErr_CheckSignals() < 0;
             Py_UNBLOCK_THREADS
         }
+    }
+    if (rc == 0 && !sig_raised && timeout != 0) {
+        /* About to sleep: arm the mailboxes, so that inproc peers write
+         * their eventfds, and watch those; a mailbox whose sequence moved
+         * meanwhile says so (no sleep). */
+        for (i = 0; i < nsocks; i++) {
+            int a = zm_sock_inproc_arm(&socks[i]->s);
+            if (a == 1)
+                timeout = 0;
+            else if (a == 0)
+                watch_cb(ctx, socks[i]->s.mb->efd, ZM_IO_IN);
+        }
+        if (ctx->err < 0)
+            rc = ctx->err;
     }
     if (rc == 0 && !sig_raised)
         rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
