@@ -2887,26 +2887,14 @@ static PyObject *Socket_inproc_offer(SocketObject *self, PyObject *const *args,
      * owner's bind under the GIL, which we hold. */
     if (self->closed || self->s.mb == NULL)
         return raise_zmq(self->st, ECONNREFUSED, "inproc binder is closed");
+    /* The binder's HWMs now (options are set under the GIL, which we
+     * hold): the connector's limit is SNDHWM + RCVHWM before the binder's
+     * next step adopts the pipe. */
+    zm_pipe_preset_hwm(po->pipe, 1, self->s.sndhwm, self->s.rcvhwm);
     rc = zm_mailbox_offer(self->s.mb, po->pipe, ep);
     if (rc < 0)
         return raise_zmq(self->st, -rc, NULL);
     po->pipe = NULL;
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(Socket_inproc_unbind_doc,
-"_inproc_unbind(endpoint, /)\n--\n\n"
-"Drop the inproc connections accepted through endpoint.");
-
-static PyObject *Socket_inproc_unbind(SocketObject *self, PyObject *arg)
-{
-    const char *ep = endpoint_str(arg);
-
-    if (ep == NULL || sock_enter(self) < 0)
-        return NULL;
-    zm_sock_process(&self->s, zm_now_ns()); /* adopt what was offered */
-    zm_sock_inproc_unbind(&self->s, ep);
-    sock_leave(self);
     Py_RETURN_NONE;
 }
 
@@ -3518,8 +3506,6 @@ static PyMethodDef Socket_methods[] = {
      Socket_inproc_connect_doc},
     {"_inproc_offer", (PyCFunction)(void (*)(void))Socket_inproc_offer,
      METH_FASTCALL, Socket_inproc_offer_doc},
-    {"_inproc_unbind", (PyCFunction)Socket_inproc_unbind, METH_O,
-     Socket_inproc_unbind_doc},
     {"setsockopt", (PyCFunction)(void (*)(void))Socket_setsockopt,
      METH_FASTCALL, Socket_setsockopt_doc},
     {"getsockopt", (PyCFunction)Socket_getsockopt, METH_O,

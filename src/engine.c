@@ -1528,14 +1528,6 @@ int zm_sock_inproc_connect(zm_sock *s, const char *endpoint, zm_pipe **peer)
     return 0;
 }
 
-void zm_sock_inproc_unbind(zm_sock *s, const char *endpoint)
-{
-    for (zm_conn *c = s->conns; c != NULL; c = c->next)
-        if (c->inproc && !c->connecter && c->state != ZM_CS_DEAD &&
-            strcmp(c->endpoint, endpoint) == 0)
-            conn_pipe_end(s, c);
-}
-
 int zm_sock_inproc_arm(zm_sock *s)
 {
     if (s->mb == NULL)

@@ -260,15 +260,15 @@ int zm_sock_connect(zm_sock *s, const char *endpoint, char *err,
 int zm_sock_unbind(zm_sock *s, const char *endpoint);
 int zm_sock_disconnect(zm_sock *s, const char *endpoint);
 
-/* inproc:// (the names are the context's business: zmtp/context.py).
+/* inproc:// (the names are the context's business: zmtp/_inproc.py).
  * enable: make the mailbox (at bind); 0 or -errno.  connect: a pipe from
  * this socket, end 0 queued as a connection to `endpoint` until the binder
  * adopts end 1 (*peer: its reference; hand it to the binder's mailbox with
- * zm_mailbox_offer); 0 or -errno.  unbind: drop the connections accepted
- * through `endpoint`. Offered pipes are adopted by zm_sock_process. */
+ * zm_mailbox_offer); 0 or -errno.  Offered pipes are adopted by
+ * zm_sock_process.  (unbind only frees the name, as libzmq's inproc: the
+ * pipes already joined stay.) */
 int zm_sock_inproc_enable(zm_sock *s);
 int zm_sock_inproc_connect(zm_sock *s, const char *endpoint, zm_pipe **peer);
-void zm_sock_inproc_unbind(zm_sock *s, const char *endpoint);
 /* The owner is about to block (wait_sockets): -1 when the socket has no
  * inproc, 0 to watch mb->efd, 1 when something happened since its last
  * step (do not sleep). */

@@ -25,6 +25,7 @@ struct zm_pipe {
     size_t hwm[2];         /* atomic (relaxed): limit of inflight[k], 0 none */
     int gone[2];           /* atomic: end k detached */
     int set[2];            /* end k attached to a socket (under lock) */
+    int hwm_known[2];      /* end k's HWMs are known (set, or preset) */
     int attached;          /* atomic: both ends set */
     zm_mailbox *mb[2];     /* end k's socket's mailbox (a reference) */
     int type[2];
@@ -233,7 +234,7 @@ static size_t pipe_hwm(const zm_pipe *p, int k)
 {
     if (p->sndhwm[k] <= 0)
         return 0;
-    if (!p->set[1 - k])
+    if (!p->hwm_known[1 - k])
         return (size_t)p->sndhwm[k];
     if (p->rcvhwm[1 - k] <= 0)
         return 0;
@@ -258,6 +259,7 @@ void zm_pipe_set_end(zm_pipe *p, int end, zm_mailbox *mb, int type,
     p->sndhwm[end] = sndhwm;
     p->rcvhwm[end] = rcvhwm;
     p->set[end] = 1;
+    p->hwm_known[end] = 1;
     /* Relaxed: a limit the writer reads as a hint before each message; a
      * stale value lets one message more or less through at the attach. */
     __atomic_store_n(&p->hwm[0], pipe_hwm(p, 0), __ATOMIC_RELAXED);
@@ -274,6 +276,20 @@ void zm_pipe_set_end(zm_pipe *p, int end, zm_mailbox *mb, int type,
         zm_mailbox_signal(peer);
     /* Messages the peer queued before we came are waiting: our own step
      * pulls them (the caller is in it). */
+}
+
+void zm_pipe_preset_hwm(zm_pipe *p, int end, int sndhwm, int rcvhwm)
+{
+    pthread_mutex_lock(&p->lock);
+    if (!p->set[end]) {
+        p->sndhwm[end] = sndhwm;
+        p->rcvhwm[end] = rcvhwm;
+        p->hwm_known[end] = 1;
+        /* Relaxed: as in zm_pipe_set_end. */
+        __atomic_store_n(&p->hwm[0], pipe_hwm(p, 0), __ATOMIC_RELAXED);
+        __atomic_store_n(&p->hwm[1], pipe_hwm(p, 1), __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&p->lock);
 }
 
 int zm_pipe_attached(zm_pipe *p)

@@ -79,6 +79,10 @@ zm_pipe *zm_pipe_new(void);
 void zm_pipe_set_end(zm_pipe *p, int end, zm_mailbox *mb, int type,
                      const unsigned char *rid, size_t rid_len, int sndhwm,
                      int rcvhwm);
+/* End `end`'s HWMs before its socket adopts the pipe (the binder's, known
+ * when the pipe is offered to it): the writer's limit is SNDHWM + RCVHWM
+ * from the moment bind() or connect() returns, as in libzmq. */
+void zm_pipe_preset_hwm(zm_pipe *p, int end, int sndhwm, int rcvhwm);
 /* Both ends are attached (acquire: the peer's type and id are readable). */
 int zm_pipe_attached(zm_pipe *p);
 int zm_pipe_peer_type(zm_pipe *p, int end);

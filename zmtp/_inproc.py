@@ -109,13 +109,13 @@ class InprocNames:
             self._pending.setdefault(name, []).append(pipe)
 
     def unbind(self, sock: "Socket", addr: Union[str, bytes]) -> None:
-        """Free the name; the connections made through it end."""
+        """Free the name.  As libzmq's inproc unbind, the connections
+        already made through it stay (pyzmq still delivers over them)."""
         name = _endpoint(addr)
         with self._lock:
             if self._binder(name) is not sock:
                 raise ZMQError(errno.ENOENT, f"No such endpoint bound: {name}")
             del self._bound[name]
-        sock._inproc_unbind(name)
 
 
     def monitor(self, sock: "Socket", addr: Union[str, bytes], fd: int) -> str:

@@ -247,8 +247,8 @@ class Socket(_zmtp.Socket):
             super().connect(addr)
 
     def unbind(self, addr: Union[str, bytes]) -> None:
-        """Stop accepting at ``addr``; for ``inproc://`` the connections
-        made through it end too (libzmq's inproc unbind)."""
+        """Stop accepting at ``addr``.  For ``inproc://`` the name is freed
+        and the connections already made through it stay, as in libzmq."""
         if is_inproc(addr):
             self._check_open()
             self._inproc_names().unbind(self, addr)
