@@ -1771,6 +1771,12 @@ static int64_t lazy_deadline_at(lazy_deadline *d)
  * spin saves), so a socket whose peer is slow, or idle, never spins. */
 static int64_t g_spin_ns = 50000;
 
+/* See wait_sockets: how long a thread that saw an inproc peer's signal
+ * during its spin waits before taking the GIL back (inproc REQ/REP round
+ * trip on io_uring: 0 ns gave 11-23 us, 300-700 ns 2.8-3.6 us, 3 us
+ * 8.6 us; docs/performance.md). */
+#define ZM_INPROC_GIL_GRACE_NS 400
+
 /* Spinning on the only CPU we may use would keep the peer we wait for from
  * running: look at the affinity mask now and then (it may change). */
 static _Thread_local int tls_cpus_checked, tls_cpus;
@@ -1898,8 +1904,19 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
                     break;
             }
         }
-        if (inproc_ready)
+        if (inproc_ready) {
+            /* An inproc peer is another thread of this process, and it
+             * still holds the GIL: it signalled from inside its send() and
+             * releases the GIL only when its next call waits.  Asking for
+             * the GIL now would put this thread to sleep on the GIL's
+             * condition variable (a context switch each way: inproc REQ/REP
+             * 11-23 us a round trip); a moment's patience lets the peer
+             * reach its wait first (2.8 us).  ZM_INPROC_GIL_GRACE_NS. */
+            int64_t until = zm_now_ns() + ZM_INPROC_GIL_GRACE_NS;
+            while (zm_now_ns() < until)
+                ;
             timeout = 0;
+        }
         if (rc == 0 && timeout > 0) {
             timeout -= zm_now_ns() - started;
             if (timeout < 0)
