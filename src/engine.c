@@ -1167,7 +1167,7 @@ static int pipe_activate(zm_sock *s, zm_conn *c)
 static void pipe_step(zm_sock *s, zm_conn *c, int64_t now)
 {
     zm_msg batch[PIPE_BATCH];
-    size_t n, i, taken = 0;
+    size_t n, i, kept = 0;
     int gone;
 
     if (c->pipe == NULL)
@@ -1199,13 +1199,18 @@ static void pipe_step(zm_sock *s, zm_conn *c, int64_t now)
                 break; /* cannot happen on an ACTIVE connection */
             if (c->inq.n == before) /* filtered, or a subscription */
                 zm_pipe_consumed(c->pipe, c->pipe_end, 1);
+            else
+                kept++;
         }
         for (i++; i < n; i++)
             zm_msg_clear(&batch[i]);
         if (c->pipe == NULL)
             return;
-        taken += n;
-    } while (n == PIPE_BATCH && taken < ZM_READ_AHEAD);
+        /* Up to ZM_READ_AHEAD messages for the application; what is
+         * filtered out does not count, or a SUB could stop with matching
+         * messages left in the pipe and no signal to come for them (the
+         * writer signals only when the pipe turns non-empty). */
+    } while (n == PIPE_BATCH && kept < ZM_READ_AHEAD);
     if (gone && n < PIPE_BATCH)
         conn_pipe_end(s, c); /* all it sent is in the input queue */
 }

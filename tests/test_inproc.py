@@ -1100,3 +1100,41 @@ def test_select(backend, ctx):
     t0 = time.monotonic()
     assert zmtp.select([pull], [], [], 0.1) == ([], [], [])
     assert time.monotonic() - t0 >= 0.09
+
+
+def test_sub_finds_a_match_behind_many_filtered_messages(backend, ctx):
+    """Messages the SUB filters out, queued in the pipe ahead of one it
+    wants: its recv() must not go to sleep with the match still in the pipe
+    (the publisher signals only when the pipe turns non-empty, and the SUB's
+    step takes at most 512 messages it keeps).  A PUB filters on its side
+    too, so the filtered messages come from the unsubscribe window: the
+    SUB drops "x" at once, the PUB learns of it at its next step (at most
+    1 ms into a run of sends), and what it sent meanwhile is filtered by
+    the SUB."""
+    name = inproc_name()
+    pub = zsock(ctx, zmtp.PUB, sndhwm=0)
+    pub.bind(name)
+    sub = zsock(ctx, zmtp.SUB, rcvhwm=0)
+    sub.connect(name)
+    sub.subscribe(b"x")
+    sub.subscribe(b"m")
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:  # until both subscriptions have reached the PUB
+        pub.send(b"x-sync")
+        pub.send(b"m-sync")
+        if sub.poll(10, zmtp.POLLIN):
+            break
+        assert time.monotonic() < deadline
+    time.sleep(0.01)
+    while sub.poll(0, zmtp.POLLIN):
+        sub.recv()
+    pub.send(b"m-warm")  # the PUB steps now, so not again for 1 ms
+    assert sub.recv() == b"m-warm"
+    sub.unsubscribe(b"x")
+    x = b"x" * 64
+    for _ in range(20000):
+        pub.send(x)
+    pub.send(b"match")
+    t0 = time.monotonic()
+    assert sub.recv() == b"match"
+    assert time.monotonic() - t0 < 1.0
