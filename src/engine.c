@@ -990,11 +990,18 @@ static void conn_dial(zm_sock *s, zm_conn *c, int64_t now)
         conn_write(s, c, now); /* our greeting goes out at once */
 }
 
+#define ZM_ACCEPT_BATCH 16
+
 static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
 {
     l->pending = 0;
     l->next_try_ns = now + ZM_ACCEPT_RETRY_NS;
-    for (int i = 0; i < 64; i++) {
+    /* At most ZM_ACCEPT_BATCH a step: every connection accepted may take a
+     * read page and a partial message before the step cuts or serves it,
+     * so this bounds what a connection flood holds at once (16 x 64 KiB
+     * page + 4096-frame array: about 4 MiB). The listener stays pending:
+     * the next step, at once, takes the next batch. */
+    for (int i = 0; i < ZM_ACCEPT_BATCH; i++) {
         int fd = zm_accept(l->fd, l->addr.transport);
         zm_conn *c;
         if (fd < 0) {
@@ -1003,7 +1010,7 @@ static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
                 mon_event(s, ZM_EVENT_ACCEPT_FAILED, (uint32_t)-fd, l->endpoint);
             return;
         }
-        if (i == 63)
+        if (i == ZM_ACCEPT_BATCH - 1)
             l->pending = 1; /* maybe more: look again next step */
         c = conn_new(s);
         if (c == NULL) {
