@@ -1772,9 +1772,9 @@ static int64_t lazy_deadline_at(lazy_deadline *d)
 static int64_t g_spin_ns = 50000;
 
 /* See wait_sockets: how long a thread that saw an inproc peer's signal
- * during its spin waits before taking the GIL back (inproc REQ/REP round
- * trip on io_uring: 0 ns gave 11-23 us, 300-700 ns 2.8-3.6 us, 3 us
- * 8.6 us; docs/performance.md). */
+ * during its spin waits before taking the GIL back (with it, inproc
+ * REQ/REP in benchmarks/inproc_echo.py went 19.4 -> 2.9 us on io_uring;
+ * docs/performance.md, levers). */
 #define ZM_INPROC_GIL_GRACE_NS 400
 
 /* Spinning on the only CPU we may use would keep the peer we wait for from
@@ -1909,9 +1909,9 @@ static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
              * still holds the GIL: it signalled from inside its send() and
              * releases the GIL only when its next call waits.  Asking for
              * the GIL now would put this thread to sleep on the GIL's
-             * condition variable (a context switch each way: inproc REQ/REP
-             * 11-23 us a round trip); a moment's patience lets the peer
-             * reach its wait first (2.8 us).  ZM_INPROC_GIL_GRACE_NS. */
+             * condition variable (a context switch each way); a moment's
+             * patience lets the peer reach its wait first.
+             * ZM_INPROC_GIL_GRACE_NS. */
             int64_t until = zm_now_ns() + ZM_INPROC_GIL_GRACE_NS;
             while (zm_now_ns() < until)
                 ;
@@ -2695,22 +2695,26 @@ done:
 
 typedef int (*endpoint_fn)(zm_sock *, const char *, char *, size_t);
 
+/* An endpoint argument (str or bytes) as a C string; NULL with an
+ * exception. */
+static const char *endpoint_str(PyObject *arg)
+{
+    if (PyBytes_Check(arg))
+        return PyBytes_AS_STRING(arg);
+    if (PyUnicode_Check(arg))
+        return PyUnicode_AsUTF8(arg);
+    PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
+                 Py_TYPE(arg)->tp_name);
+    return NULL;
+}
+
 static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
                                     int which)
 {
-    const char *ep;
+    const char *ep = endpoint_str(arg);
     char err[256] = "";
     int rc;
 
-    if (PyBytes_Check(arg))
-        ep = PyBytes_AS_STRING(arg);
-    else if (PyUnicode_Check(arg))
-        ep = PyUnicode_AsUTF8(arg);
-    else {
-        PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
-                     Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
     if (ep == NULL)
         return NULL;
     if (sock_enter(self) < 0)
@@ -2811,18 +2815,8 @@ static PyObject *Socket_disconnect(SocketObject *self, PyObject *addr)
     return sock_endpoint_call(self, addr, 3);
 }
 
-/* inproc://: the names live in the Context (zmtp/context.py), which calls
+/* inproc://: the names live in the Context (zmtp/_inproc.py), which calls
  * these with the GIL held, so a name's binder cannot close meanwhile. */
-
-static const char *endpoint_str(PyObject *arg)
-{
-    if (!PyUnicode_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
-                     Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    return PyUnicode_AsUTF8(arg);
-}
 
 PyDoc_STRVAR(Socket_inproc_listen_doc,
 "_inproc_listen(endpoint, /)\n--\n\n"

@@ -81,16 +81,11 @@ int zm_socktype_compatible(int a, int b)
 /* Message FIFO                                                       */
 /* ------------------------------------------------------------------ */
 
-/* zm_msgq (msg.h): a FIFO of whole messages. */
-#define msgq_push zm_msgq_push
-#define msgq_pop zm_msgq_pop
-#define msgq_free zm_msgq_free
-
 /* A message leaves a connection's input queue for the application (or is
  * dropped): an inproc writer's HWM counts it no longer. */
 static void conn_pop(zm_conn *c, zm_msg *out)
 {
-    msgq_pop(&c->inq, out);
+    zm_msgq_pop(&c->inq, out);
     if (c->pipe != NULL)
         zm_pipe_consumed(c->pipe, c->pipe_end, 1);
 }
@@ -375,29 +370,39 @@ static int xpub_full(const zm_sock *s)
 
 /* Queue a subscription message (0x01/0x00 + topic) for an XPUB's recv;
  * bounded by RCVHWM like any input. */
-static void xpub_notify(zm_sock *s, int on, const unsigned char *topic,
-                        size_t n)
+/* A subscription in the message form, 0x01 (on) or 0x00 + topic, as one
+ * frame in its own page: 0 or -ENOMEM. */
+static int subscription_msg(zm_msg *m, int on, const unsigned char *topic,
+                            size_t n)
 {
-    zm_msg m;
-    zm_frame f;
+    zm_frame f = {NULL, NULL, 0, 0};
 
-    if (s->type != ZM_XPUB)
-        return;
-    f.page = zm_page_new(n + 1);
-    if (f.page == NULL)
-        return;
+    zm_msg_init(m);
+    if (n > SIZE_MAX - 1 || (f.page = zm_page_new(n + 1)) == NULL)
+        return -ENOMEM;
     f.page->data[0] = on ? 1 : 0;
     if (n > 0)
         memcpy(f.page->data + 1, topic, n);
     f.page->len = n + 1;
     f.data = f.page->data;
     f.size = n + 1;
-    f.flags = 0;
-    zm_msg_init(&m);
-    if (zm_msg_push(&m, &f) < 0 || msgq_push(&s->xpub_q, &m) < 0) {
+    if (zm_msg_push(m, &f) < 0) {
         zm_frame_release(&f);
-        zm_msg_clear(&m);
+        return -ENOMEM;
     }
+    return 0;
+}
+
+static void xpub_notify(zm_sock *s, int on, const unsigned char *topic,
+                        size_t n)
+{
+    zm_msg m;
+
+    if (s->type != ZM_XPUB)
+        return;
+    if (subscription_msg(&m, on, topic, n) == 0 &&
+        zm_msgq_push(&s->xpub_q, &m) < 0)
+        zm_msg_clear(&m);
 }
 
 /* A peer of a PUB/XPUB subscribes or cancels. */
@@ -478,25 +483,11 @@ static void conn_send_subscription(zm_conn *c, const unsigned char *topic,
     zm_wbuf w;
 
     if (c->inproc) {
-        /* The message form (0x01/0x00 + topic), which a PUB or XPUB takes
-         * as a subscription from any peer. */
-        zm_frame f = {NULL, NULL, 0, 0};
+        /* The message form, which a PUB or XPUB takes as a subscription
+         * from any peer. */
         zm_msg m;
-        if (c->pipe == NULL || n > SIZE_MAX - 1 ||
-            (f.page = zm_page_new(n + 1)) == NULL)
-            return;
-        f.page->data[0] = on ? 1 : 0;
-        if (n > 0)
-            memcpy(f.page->data + 1, topic, n);
-        f.page->len = n + 1;
-        f.data = f.page->data;
-        f.size = n + 1;
-        zm_msg_init(&m);
-        if (zm_msg_push(&m, &f) < 0) {
-            zm_frame_release(&f);
-            return;
-        }
-        (void)zm_pipe_write(c->pipe, c->pipe_end, &m);
+        if (c->pipe != NULL && subscription_msg(&m, on, topic, n) == 0)
+            (void)zm_pipe_write(c->pipe, c->pipe_end, &m);
         return;
     }
 
@@ -516,11 +507,17 @@ static void replay_cb(void *ctx, const unsigned char *topic, size_t n,
     conn_send_subscription(((replay_ctx *)ctx)->c, topic, n, 1);
 }
 
-static void conn_forget(zm_sock *s, zm_conn *c)
+/* A fan-out target that goes loses the rest of the message being sent. */
+static void untarget(zm_sock *s, const zm_conn *c)
 {
     for (size_t i = 0; i < s->ntargets; i++)
         if (s->targets[i] == c)
-            s->targets[i] = NULL; /* the rest of its message is lost */
+            s->targets[i] = NULL;
+}
+
+static void conn_forget(zm_sock *s, zm_conn *c)
+{
+    untarget(s, c);
     if (s->rr == c)
         s->rr = c->next;
     if (s->fq == c)
@@ -601,9 +598,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
     if (c->state == ZM_CS_ACTIVE || c->state == ZM_CS_HANDSHAKE)
         s->stats.disconnected++;
     conn_drop_subscriptions(s, c);
-    for (size_t i = 0; i < s->ntargets; i++)
-        if (s->targets[i] == c)
-            s->targets[i] = NULL;
+    untarget(s, c);
     /* What we dialled keeps its queued messages for the next connection,
      * as libzmq keeps its pipe: only a message the peer may have seen part
      * of is lost (the rest of it is cut: a peer never gets half a message),
@@ -659,7 +654,7 @@ static void conn_free(zm_conn *c)
     zm_outq_free(&c->out);
     zm_wbuf_free(&c->deferred);
     free(c->ends);
-    msgq_free(&c->inq);
+    zm_msgq_free(&c->inq);
     zm_subs_clear(&c->subs);
     free(c);
 }
@@ -861,7 +856,7 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
                 return 0;
             }
         }
-        if (msgq_push(&c->inq, &ev->msg) < 0) {
+        if (zm_msgq_push(&c->inq, &ev->msg) < 0) {
             zm_msg_clear(&ev->msg);
             s->stats.dropped_msgs++;
         }
@@ -1110,9 +1105,7 @@ static void conn_pipe_end(zm_sock *s, zm_conn *c)
     if (c->state == ZM_CS_ACTIVE)
         s->stats.disconnected++;
     conn_drop_subscriptions(s, c);
-    for (size_t i = 0; i < s->ntargets; i++)
-        if (s->targets[i] == c)
-            s->targets[i] = NULL;
+    untarget(s, c);
     if (s->out_more && s->out_conn == c && !s->out_drop) {
         s->out_drop = 1; /* the rest of a message being sent to it */
         s->stats.dropped_msgs++;
@@ -1392,7 +1385,7 @@ void zm_sock_destroy(zm_sock *s)
     }
     zm_msg_clear(&s->rep_envelope);
     zm_subs_clear(&s->subs);
-    msgq_free(&s->xpub_q);
+    zm_msgq_free(&s->xpub_q);
     free(s->targets);
     if (s->pubpage != NULL)
         zm_page_decref(s->pubpage);
@@ -1589,6 +1582,22 @@ static zm_conn *pick_rr(zm_sock *s)
 
 static unsigned char *pubpage_room(zm_sock *s, size_t need);
 
+/* A frame over n bytes at `data` in page p, holding a new reference (none
+ * for an empty frame). */
+static zm_frame page_slice(zm_page *p, const unsigned char *data, size_t n,
+                           int more)
+{
+    zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
+
+    if (n > 0) {
+        zm_page_incref(p);
+        f.page = p;
+        f.data = data;
+        f.size = n;
+    }
+    return f;
+}
+
 /* inproc: a frame joins the message being sent; the last one sends it
  * whole (a peer never sees part of a message).  The bytes are copied
  * once, into the socket's fan-out page; the peer's frames reference them. */
@@ -1602,10 +1611,7 @@ static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
         if (at == NULL)
             return -ENOMEM;
         memcpy(at, data, n);
-        f.page = s->pubpage;
-        zm_page_incref(f.page);
-        f.data = at;
-        f.size = n;
+        f = page_slice(s->pubpage, at, n, more);
         s->pubpage->len += n;
     }
     if (zm_msg_push(&c->pipe_out, &f) < 0) {
@@ -1734,15 +1740,11 @@ static int finish_message(zm_sock *s, zm_conn *c)
 {
     int rc;
 
-    if (c->inproc) {
-        s->out_more = 0;
-        s->out_conn = NULL;
-        return 0; /* pipe_put sent it */
-    }
-    rc = conn_note_msg_end(c);
-
     s->out_more = 0;
     s->out_conn = NULL;
+    if (c->inproc)
+        return 0; /* pipe_put sent it */
+    rc = conn_note_msg_end(c);
     if (rc < 0)
         return rc;
     if (c->state == ZM_CS_ACTIVE && c->fd >= 0)
@@ -1849,13 +1851,8 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
         if (c->inproc) {
             /* The frame's bytes, without the header: a reference, not a
              * copy, whatever the number of inproc subscribers. */
-            zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
-            if (n > 0) {
-                f.page = s->pubpage;
-                zm_page_incref(f.page);
-                f.data = s->pubpage->data + off + h;
-                f.size = n;
-            }
+            zm_frame f = page_slice(s->pubpage, s->pubpage->data + off + h,
+                                    n, more);
             if (zm_msg_push(&c->pipe_out, &f) < 0) {
                 zm_frame_release(&f);
                 zm_msg_clear(&c->pipe_out);
@@ -1916,10 +1913,10 @@ static void purge_unmatched(zm_sock *s)
         for (size_t i = 0; i < n; i++) {
             zm_msg m;
             zm_frame *f;
-            msgq_pop(&c->inq, &m);
+            zm_msgq_pop(&c->inq, &m);
             f = zm_msg_frames(&m);
             if (zm_subs_match(&s->subs, f[0].data, f[0].size)) {
-                (void)msgq_push(&c->inq, &m); /* rotates; no growth */
+                (void)zm_msgq_push(&c->inq, &m); /* rotates; no growth */
             } else {
                 zm_msg_clear(&m);
                 if (c->pipe != NULL)
@@ -2148,7 +2145,7 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
         return -ENOTSUP;
     case ZM_XPUB:
         if (s->xpub_q.n > 0) {
-            msgq_pop(&s->xpub_q, out);
+            zm_msgq_pop(&s->xpub_q, out);
             return 0;
         }
         break;
