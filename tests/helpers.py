@@ -4,6 +4,7 @@ mode: conftest.py puts this folder on sys.path).
 * ``zsock`` / ``psock``: a zmtp / pyzmq socket with RCVTIMEO and SNDTIMEO of
   TIMEOUT_MS (a bug fails instead of hanging) and options given by name.
 * ``fd_count``, ``rss_bytes``, ``wait_for``: process figures and polling.
+* ``raises_errno``, ``settle``: a ZMQError's errno; driving zmtp sockets.
 * ``Peer``: a ``python -c`` script in a process of its own, read line by line.
 """
 
@@ -51,6 +52,32 @@ def fd_count() -> int:
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def raises_errno(num: int, fn: Callable[..., Any], *args: Any, exc: Any = None, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) raises `exc` (default zmtp.ZMQError) with errno
+    `num`; returns the exception."""
+    import pytest
+    import zmtp
+
+    with pytest.raises(exc or zmtp.ZMQError) as info:
+        fn(*args, **kwargs)
+    assert info.value.errno == num, (info.value.errno, info.value)
+    return info.value
+
+
+def settle(*socks: Any, ms: int = 150) -> None:
+    """Drive zmtp sockets' I/O for `ms` ms (accepts, handshakes, reads,
+    writes; waits for nothing)."""
+    from zmtp import _zmtp
+
+    items = [(s, 0) for s in dict.fromkeys(socks)]
+    deadline = time.monotonic() + ms / 1000
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        _zmtp._poll(items, max(1, int(left * 1000)))
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.005) -> None:

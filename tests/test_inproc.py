@@ -33,8 +33,7 @@ import pytest
 
 import zmtp
 import helpers
-from helpers import TIMEOUT_MS, wait_for
-from zmtp import _zmtp
+from helpers import TIMEOUT_MS, raises_errno, settle, wait_for
 
 TRANSPORTS = ["tcp", "ipc", "inproc"]
 
@@ -81,24 +80,6 @@ def bind(sock, addr):
     """Bind and return the endpoint to connect to (LAST_ENDPOINT)."""
     sock.bind(addr)
     return sock.last_endpoint.decode()
-
-
-def raises_errno(num, fn, *args, exc=zmtp.ZMQError, **kwargs):
-    with pytest.raises(exc) as info:
-        fn(*args, **kwargs)
-    assert info.value.errno == num, (info.value.errno, info.value)
-    return info.value
-
-
-def settle(*socks, ms=100):
-    """Drive zmtp sockets' I/O for `ms` ms (waits for nothing)."""
-    items = [(s, 0) for s in dict.fromkeys(socks)]
-    deadline = time.monotonic() + ms / 1000
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        _zmtp._poll(items, max(1, int(left * 1000)))
 
 
 def assert_nothing(sock, ms=100):

@@ -28,7 +28,7 @@ import pytest
 import zmq
 
 import zmtp
-from helpers import TIMEOUT_MS, psock, zsock
+from helpers import TIMEOUT_MS, psock, settle, zsock
 from zmtp import _zmtp, codec
 
 #: RSS bounds mean nothing under AddressSanitizer (scripts/sanitize.sh): its
@@ -40,17 +40,6 @@ END = b"\x00end"
 
 
 # ================================================================ helpers
-
-
-def settle(*socks, ms=150):
-    """Drive zmtp sockets' I/O for `ms` ms (accepts, handshakes, reads, writes)."""
-    items = [(s, 0) for s in dict.fromkeys(socks)]
-    deadline = time.monotonic() + ms / 1000
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        _zmtp._poll(items, max(1, int(left * 1000)))
 
 
 def is_zmtp(sock):

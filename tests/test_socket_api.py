@@ -21,7 +21,7 @@ import zmq
 
 import zmtp
 from zmtp import _zmtp
-from helpers import TIMEOUT_MS, zsock
+from helpers import TIMEOUT_MS, raises_errno, zsock
 
 
 
@@ -43,13 +43,6 @@ def zpull_and_pusher(ctx, zctx):
     push.sndtimeo = TIMEOUT_MS
     push.connect(pull.last_endpoint.decode())
     return pull, push
-
-
-def raises_errno(num, fn, *args, exc=zmtp.ZMQError, **kwargs):
-    with pytest.raises(exc) as info:
-        fn(*args, **kwargs)
-    assert info.value.errno == num, (info.value.errno, info.value)
-    return info.value
 
 
 def anon_inodes():
