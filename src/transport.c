@@ -139,7 +139,8 @@ int zm_addr_parse(const char *endpoint, int for_bind, zm_addr *out, char *err,
     }
     if (strstr(endpoint, "://") != NULL)
         return set_err(err, err_len, -EPROTONOSUPPORT,
-                       "transport not supported: %s (zmtp has tcp:// and ipc://)",
+                       "transport not supported: %s "
+                       "(zmtp has tcp://, ipc:// and inproc://)",
                        endpoint);
     return set_err(err, err_len, -EINVAL,
                    "invalid endpoint %s (want tcp://host:port or ipc://path)",
