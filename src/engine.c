@@ -1194,18 +1194,14 @@ static void pipe_step(zm_sock *s, zm_conn *c, int64_t now)
             ev.kind = ZM_EV_MESSAGE;
             zm_msg_init(&ev.msg);
             zm_msg_move(&ev.msg, &batch[i]);
+            /* A message on an ACTIVE connection never ends it (only a
+             * decoder's errors or a refused READY do). */
             (void)conn_on_event(s, c, &ev, now);
-            if (c->pipe == NULL)
-                break; /* cannot happen on an ACTIVE connection */
             if (c->inq.n == before) /* filtered, or a subscription */
                 zm_pipe_consumed(c->pipe, c->pipe_end, 1);
             else
                 kept++;
         }
-        for (i++; i < n; i++)
-            zm_msg_clear(&batch[i]);
-        if (c->pipe == NULL)
-            return;
         /* Up to ZM_READ_AHEAD messages for the application; what is
          * filtered out does not count, or a SUB could stop with matching
          * messages left in the pipe and no signal to come for them (the
