@@ -12,9 +12,9 @@ import weakref
 from typing import Any, Dict, Optional, Type, TypeVar
 
 from zmtp import _zmtp
-from zmtp._inproc import InprocNames
+from zmtp._inproc import DEFAULT_NAMES, InprocNames
 from zmtp.buffers import BufferConfig
-from zmtp.constants import IO_THREADS, MAX_MSGSZ, MAX_SOCKETS, SOCKET_LIMIT, SocketOption
+from zmtp.constants import ENOTSUP, IO_THREADS, MAX_MSGSZ, MAX_SOCKETS, SOCKET_LIMIT, SocketOption
 from zmtp.error import ZMQError
 from zmtp.socket import Socket
 
@@ -99,6 +99,7 @@ class Context:
         buffer sizes (:class:`zmtp.BufferConfig`)."""
         if config is not None and not isinstance(config, BufferConfig):
             raise TypeError(f"config must be a zmtp.BufferConfig, not {type(config).__name__}")
+        self._check_pid()
         if self.closed:
             from zmtp.error import ContextTerminated
             from zmtp.constants import ETERM
@@ -117,8 +118,15 @@ class Context:
             self._sockets.add(sock)
         return sock
 
+    def _check_pid(self) -> None:
+        """ZMQError(ENOTSUP) in a forked child: the context is the parent's
+        (its lock, its progress thread and its sockets are not usable here)."""
+        if os.getpid() != self._pid:
+            raise ZMQError(ENOTSUP, _FORK_ERROR)
+
     def _progress_thread(self) -> "Optional[_zmtp.Progress]":
         """The context's progress thread, started with its first socket."""
+        self._check_pid()  # before the lock: a parent's thread may hold it
         with self._lock:
             if self._progress is None and not self.closed:
                 self._progress = _zmtp.Progress()
@@ -213,6 +221,22 @@ class Context:
         self._inproc.close()
         if self._progress is not None:
             self._progress.stop()
+
+
+_FORK_ERROR = "this Context was created before fork(); it cannot be used in the child (make a new Context there)"
+
+
+def _after_fork_in_child() -> None:
+    """Python locks another thread of the parent held at fork() stay held
+    in the child: Context.instance() and the context-less inproc namespace
+    (whose names are the parent's sockets) start afresh there.  The
+    parent's contexts refuse use (_check_pid) and their locks are never
+    taken in the child (docs/architecture.md, "Fork")."""
+    Context._instance_lock = threading.Lock()
+    DEFAULT_NAMES.__init__()  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _option(name: str) -> SocketOption:
