@@ -269,16 +269,11 @@ static zm_conn *conn_new(zm_sock *s)
 static int conn_note_msg_end(zm_conn *c)
 {
     if (c->ends_n == c->ends_cap) {
-        size_t cap = c->ends_cap ? c->ends_cap * 2 : 16;
-        struct zm_span *e = zm_malloc(cap * sizeof(*e));
+        struct zm_span *e = zm_grow(c->ends, &c->ends_cap, &c->ends_head,
+                                    c->ends_n, c->ends_n + 1, sizeof(*e), 16);
         if (e == NULL)
             return -ENOMEM;
-        for (size_t i = 0; i < c->ends_n; i++)
-            e[i] = c->ends[(c->ends_head + i) % c->ends_cap];
-        free(c->ends);
         c->ends = e;
-        c->ends_cap = cap;
-        c->ends_head = 0;
     }
     c->ends[(c->ends_head + c->ends_n) % c->ends_cap].start = c->msg_start;
     c->ends[(c->ends_head + c->ends_n) % c->ends_cap].end = c->enc_total;
@@ -1558,17 +1553,21 @@ static int conn_can_queue(const zm_sock *s, const zm_conn *c)
     return s->sndhwm <= 0 || c->ends_n < (size_t)s->sndhwm;
 }
 
-/* Round-robin: the next connection after the cursor that can take it. */
-static zm_conn *pick_rr(zm_sock *s)
+enum { PICK_OUT, PICK_IN };
+
+/* The next connection from *cursor on (round the list) that can take a
+ * message (PICK_OUT: round-robin of sends) or has one queued (PICK_IN:
+ * fair queueing of receives); the cursor moves past it. */
+static zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
 {
-    zm_conn *start = s->rr != NULL ? s->rr : s->conns;
+    zm_conn *start = *cursor != NULL ? *cursor : s->conns;
     zm_conn *c = start;
 
     if (c == NULL)
         return NULL;
     do {
-        if (conn_can_queue(s, c)) {
-            s->rr = c->next != NULL ? c->next : s->conns;
+        if (dir == PICK_IN ? c->inq.n > 0 : conn_can_queue(s, c)) {
+            *cursor = c->next != NULL ? c->next : s->conns;
             return c;
         }
         c = c->next != NULL ? c->next : s->conns;
@@ -1786,12 +1785,13 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
             }
         }
         if (s->ntargets == s->cap_targets) {
-            size_t cap = s->cap_targets ? s->cap_targets * 2 : 8;
-            zm_conn **t = zm_realloc(s->targets, cap * sizeof(*t));
-            if (t == NULL)
+            zm_conn **t = zm_grow(s->targets, &s->cap_targets, NULL,
+                                  s->ntargets, s->ntargets + 1, sizeof(*t), 8);
+            if (t == NULL) {
+                s->ntargets = 0; /* nobody gets it */
                 return -ENOMEM;
+            }
             s->targets = t;
-            s->cap_targets = cap;
         }
         s->targets[s->ntargets++] = c;
     }
@@ -2035,7 +2035,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
                 zm_msg_clear(&junk);
                 s->stats.dropped_msgs++;
             }
-        c = pick_rr(s);
+        c = pick_next(s, &s->rr, PICK_OUT);
         if (c == NULL)
             return -EAGAIN;
         rc = encode_into(s, c, NULL, 0, 1); /* the empty delimiter */
@@ -2090,7 +2090,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
             return -EAGAIN;
         break;
     default: /* DEALER, PUSH */
-        c = pick_rr(s);
+        c = pick_next(s, &s->rr, PICK_OUT);
         if (c == NULL)
             return -EAGAIN;
         break;
@@ -2110,22 +2110,67 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
     return finish_message(s, c);
 }
 
-/* Fair queueing: the next connection after the cursor with a message. */
-static zm_conn *pick_fq(zm_sock *s)
+/* REQ: the peer the reply must come from, when it has a message queued;
+ * messages from the other peers are not replies and are dropped. */
+static zm_conn *req_source(zm_sock *s)
 {
-    zm_conn *start = s->fq != NULL ? s->fq : s->conns;
-    zm_conn *c = start;
+    zm_conn *c = s->req_peer;
 
-    if (c == NULL)
-        return NULL;
-    do {
-        if (c->inq.n > 0) {
-            s->fq = c->next != NULL ? c->next : s->conns;
-            return c;
+    if (c != NULL && c->inq.n > 0)
+        return c;
+    for (zm_conn *o = s->conns; o != NULL; o = o->next)
+        while (o != c && o->inq.n > 0) {
+            zm_msg junk;
+            conn_pop(o, &junk);
+            zm_msg_clear(&junk);
+            s->stats.dropped_msgs++;
         }
-        c = c->next != NULL ? c->next : s->conns;
-    } while (c != start);
     return NULL;
+}
+
+/*
+ * REQ and REP: the next message with an envelope.  The envelope is every
+ * frame up to and including the first empty one (the delimiter), and a
+ * body must follow; a REQ's envelope is the delimiter alone (what its REP
+ * or ROUTER peer sent back).  Other messages are dropped.  REP keeps the
+ * envelope in *env for the reply; REQ (env NULL) drops it.
+ *
+ * The split is made on the message at the head of its connection's queue,
+ * and the message leaves the queue only once the split succeeded: on
+ * -ENOMEM it stays there whole, references and all, and the next call
+ * takes it again (no frame is ever both queued and handed out, or handed
+ * out without its page).  0 with the body in *out and the connection in
+ * *from; -EAGAIN; -ENOMEM.
+ */
+static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
+                          zm_conn **from)
+{
+    for (;;) {
+        zm_conn *c = s->type == ZM_REQ ? req_source(s)
+                                       : pick_next(s, &s->fq, PICK_IN);
+        zm_msg *m;
+        zm_frame *f;
+        size_t i;
+
+        if (c == NULL)
+            return -EAGAIN;
+        m = zm_msgq_front(&c->inq);
+        f = zm_msg_frames(m);
+        for (i = 0; i < m->n && f[i].size != 0; i++)
+            ;
+        if (i + 1 >= m->n || (s->type == ZM_REQ && i != 0)) {
+            zm_msg junk; /* no delimiter, or no body: not for us */
+            conn_pop(c, &junk);
+            zm_msg_clear(&junk);
+            s->stats.dropped_msgs++;
+            continue;
+        }
+        if (zm_msg_split_front(m, i + 1, env) < 0)
+            return -ENOMEM;
+        conn_pop(c, out);
+        *from = c;
+        return 0;
+    }
 }
 
 int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
@@ -2150,7 +2195,7 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
         /* Subscriptions may have changed since these were queued. */
         for (;;) {
             zm_frame *f;
-            c = pick_fq(s);
+            c = pick_next(s, &s->fq, PICK_IN);
             if (c == NULL)
                 return -EAGAIN;
             conn_pop(c, out);
@@ -2159,91 +2204,36 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
                 return 0;
             zm_msg_clear(out);
         }
-    case ZM_REQ:
+    case ZM_REQ: {
+        int rc;
         if (!s->req_waiting)
             return -ZM_EFSM;
-        for (;;) {
-            zm_frame *f;
-            c = s->req_peer;
-            if (c == NULL || c->inq.n == 0) {
-                /* Messages from other peers are not replies: drop them. */
-                for (zm_conn *o = s->conns; o != NULL; o = o->next)
-                    while (o != c && o->inq.n > 0) {
-                        zm_msg junk;
-                        conn_pop(o, &junk);
-                        zm_msg_clear(&junk);
-                        s->stats.dropped_msgs++;
-                    }
-                return -EAGAIN;
-            }
-            conn_pop(c, out);
-            f = zm_msg_frames(out);
-            if (out->n >= 2 && f[0].size == 0) {
-                /* Strip the delimiter: shift the rest down. */
-                zm_msg body;
-                zm_msg_init(&body);
-                for (size_t i = 1; i < out->n; i++) {
-                    if (zm_msg_push(&body, &f[i]) < 0) {
-                        zm_msg_clear(&body);
-                        return -ENOMEM;
-                    }
-                    f[i].page = NULL;
-                }
-                zm_frame_release(&f[0]);
-                out->n = 0;
-                zm_msg_clear(out);
-                zm_msg_move(out, &body);
-                s->req_waiting = 0;
-                s->req_peer = NULL;
-                return 0;
-            }
-            zm_msg_clear(out); /* not a reply (no delimiter): drop */
-            s->stats.dropped_msgs++;
+        rc = recv_enveloped(s, out, NULL, &c);
+        if (rc == 0) {
+            s->req_waiting = 0;
+            s->req_peer = NULL;
         }
-    case ZM_REP:
+        return rc;
+    }
+    case ZM_REP: {
+        zm_msg env;
+        int rc;
         if (s->rep_replying)
             return -ZM_EFSM;
-        for (;;) {
-            zm_frame *f;
-            size_t i;
-            c = pick_fq(s);
-            if (c == NULL)
-                return -EAGAIN;
-            conn_pop(c, out);
-            f = zm_msg_frames(out);
-            for (i = 0; i < out->n && f[i].size != 0; i++)
-                ;
-            if (i + 1 >= out->n) { /* no delimiter, or no body: drop */
-                zm_msg_clear(out);
-                s->stats.dropped_msgs++;
-                continue;
-            }
-            /* Keep the envelope (through the delimiter), return the body. */
-            zm_msg env, body;
-            zm_msg_init(&env);
-            zm_msg_init(&body);
-            for (size_t k = 0; k < out->n; k++) {
-                if (zm_msg_push(k <= i ? &env : &body, &f[k]) < 0) {
-                    zm_msg_clear(&env);
-                    zm_msg_clear(&body);
-                    return -ENOMEM;
-                }
-                f[k].page = NULL;
-            }
-            out->n = 0;
-            zm_msg_clear(out);
-            zm_msg_move(out, &body);
+        rc = recv_enveloped(s, out, &env, &c);
+        if (rc == 0) {
             zm_msg_clear(&s->rep_envelope);
             zm_msg_move(&s->rep_envelope, &env);
             s->rep_replying = 1;
             s->rep_peer = c;
-            return 0;
         }
+        return rc;
+    }
     default:
         break;
     }
     {
-        c = pick_fq(s);
+        c = pick_next(s, &s->fq, PICK_IN);
         if (c == NULL)
             return -EAGAIN;
         conn_pop(c, out);
