@@ -264,21 +264,46 @@ static zm_conn *conn_new(zm_sock *s)
     return c;
 }
 
-/* Output accounting: a message is queued from its first byte encoded until
- * its last byte is written; the number queued is what SNDHWM limits. */
-static int conn_note_msg_end(zm_conn *c)
+/* Output accounting (the invariant is stated at zm_conn in engine.h): a
+ * message is queued from its first byte encoded until its last byte is
+ * written; the number queued is what SNDHWM limits. */
+
+/* Message and command bytes written so far (enc_total offset of the next
+ * byte to go): what is queued, less the handshake at its front. */
+static uint64_t conn_sent_offset(const zm_conn *c)
 {
+    return c->enc_total - (c->out.bytes - c->hs_left);
+}
+
+/* The first frame of a message is about to be queued: its span gets its
+ * slot in the ring now, so that ending the message cannot fail.  0, or
+ * -ENOMEM with nothing changed.  Later frames: nothing to do. */
+static int conn_begin_msg(zm_conn *c)
+{
+    if (c->in_msg)
+        return 0;
     if (c->ends_n == c->ends_cap) {
         struct zm_span *e = zm_grow(c->ends, &c->ends_cap, &c->ends_head,
-                                    c->ends_n, c->ends_n + 1, sizeof(*e), 16);
+                                    c->ends_n, c->ends_n + 1, sizeof(*e),
+                                    ZM_CONN_ENDS_FIRST);
         if (e == NULL)
             return -ENOMEM;
         c->ends = e;
     }
-    c->ends[(c->ends_head + c->ends_n) % c->ends_cap].start = c->msg_start;
-    c->ends[(c->ends_head + c->ends_n) % c->ends_cap].end = c->enc_total;
-    c->ends_n++;
+    c->msg_start = c->enc_total;
+    c->in_msg = 1;
     return 0;
+}
+
+/* The last frame is queued (in_msg is already 0): record the message's
+ * span in the slot conn_begin_msg reserved. */
+static void conn_end_msg(zm_conn *c)
+{
+    struct zm_span *e = &c->ends[(c->ends_head + c->ends_n) % c->ends_cap];
+
+    e->start = c->msg_start;
+    e->end = c->enc_total;
+    c->ends_n++;
 }
 
 /* Forget the messages whose last byte is before `w` (enc_total offset). */
@@ -603,7 +628,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         zm_outq_drop_front(&c->out, c->hs_left); /* the old handshake */
         c->hs_left = 0;
         if (c->msg_written > 0) {
-            uint64_t w = c->enc_total - c->out.bytes; /* next byte to go */
+            uint64_t w = conn_sent_offset(c); /* next byte to go */
             conn_pop_written(c, w);
             if (c->ends_n > 0 && c->ends[c->ends_head].start < w) {
                 uint64_t end = c->ends[c->ends_head].end;
@@ -951,7 +976,7 @@ static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
         return;
     c->flush_at_ns = 0; /* nothing is held back any more */
     /* Message bytes written so far, for SNDHWM accounting. */
-    c->written_total = c->enc_total - (c->out.bytes - c->hs_left);
+    c->written_total = conn_sent_offset(c);
     conn_pop_written(c, c->written_total);
 }
 
@@ -1207,25 +1232,39 @@ static void pipe_step(zm_sock *s, zm_conn *c, int64_t now)
 }
 
 /* Pipes offered by connecting sockets (zm_mailbox_offer) join the
- * socket's connections. */
+ * socket's connections.  An offer that cannot be adopted now (out of
+ * memory for its connection) waits in adopt_later for the next step: an
+ * inproc connection is never redialled, so dropping the pipe would cut
+ * the connecting socket off for good. */
 static void inproc_adopt(zm_sock *s)
 {
-    zm_inbox_item *it = zm_mailbox_take(s->mb);
+    zm_inbox_item *it = s->adopt_later, *fresh = zm_mailbox_take(s->mb);
+    zm_inbox_item **tail = &s->adopt_later;
 
+    /* Older offers first: connection order is round-robin order. */
+    if (it == NULL) {
+        it = fresh;
+    } else {
+        zm_inbox_item **pp = &it->next;
+        while (*pp != NULL)
+            pp = &(*pp)->next;
+        *pp = fresh;
+    }
+    s->adopt_later = NULL;
     while (it != NULL) {
         zm_inbox_item *next = it->next;
         zm_conn *c = conn_new(s);
         if (c == NULL) {
-            zm_pipe_detach(it->pipe, 1);
-        } else {
-            c->inproc = 1;
-            c->pipe = it->pipe;
-            c->pipe_end = 1;
-            c->state = ZM_CS_CONNECTING; /* pipe_step activates it */
-            memcpy(c->endpoint, it->endpoint, sizeof(c->endpoint));
-            zm_pipe_set_end(c->pipe, 1, s->mb, s->type, s->routing_id,
-                            s->routing_id_len, s->sndhwm, s->rcvhwm);
+            *tail = it; /* this one and the rest: next step */
+            return;
         }
+        c->inproc = 1;
+        c->pipe = it->pipe;
+        c->pipe_end = 1;
+        c->state = ZM_CS_CONNECTING; /* pipe_step activates it */
+        memcpy(c->endpoint, it->endpoint, sizeof(c->endpoint));
+        zm_pipe_set_end(c->pipe, 1, s->mb, s->type, s->routing_id,
+                        s->routing_id_len, s->sndhwm, s->rcvhwm);
         free(it);
         it = next;
     }
@@ -1369,6 +1408,12 @@ void zm_sock_destroy(zm_sock *s)
         zm_conn *c = s->conns;
         s->conns = c->next;
         conn_free(c);
+    }
+    while (s->adopt_later != NULL) {
+        zm_inbox_item *it = s->adopt_later;
+        s->adopt_later = it->next;
+        zm_pipe_detach(it->pipe, 1); /* offered, never adopted: it ends */
+        free(it);
     }
     if (s->mb != NULL) {
         zm_mailbox_close(s->mb); /* pipes offered and not adopted end */
@@ -1528,6 +1573,8 @@ int zm_sock_inproc_arm(zm_sock *s)
 {
     if (s->mb == NULL)
         return -1;
+    if (s->adopt_later != NULL)
+        return 1; /* an offer waits for memory: step again */
     return zm_mailbox_arm(s->mb, s->mb_seen);
 }
 
@@ -1625,16 +1672,14 @@ static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
 static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
                        int more)
 {
+    unsigned char hdr[9];
+    size_t h;
+
     if (c->inproc)
         return pipe_put(s, c, data, n, more);
-    if (!c->in_msg) {
-        c->msg_start = c->enc_total; /* first frame of a message */
-        c->in_msg = 1;
-    }
-    if (!more)
-        c->in_msg = 0;
-    unsigned char hdr[9];
-    size_t h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
+    if (conn_begin_msg(c) < 0)
+        return -ENOMEM;
+    h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
     if (zm_outq_put(&c->out, hdr, h) < 0)
         return -ENOMEM;
     if (n > 0 && zm_outq_put(&c->out, data, n) < 0) {
@@ -1642,9 +1687,60 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
         return -ENOMEM;
     }
     c->enc_total += h + n;
-    if (!more)
+    if (!more) {
+        c->in_msg = 0;
         conn_put_deferred(c);
+    }
     return 0;
+}
+
+/* A frame of a message to c could not be queued (out of memory): what of
+ * that message is queued goes, so the peer never gets part of it, and c is
+ * at a message boundary again.  When the peer already has the start of it
+ * (written before this frame failed), only the end of the transport makes
+ * the peer discard what it has: the connection is dropped (a dialled one
+ * redials, keeping its other queued messages). */
+static void conn_abort_msg(zm_sock *s, zm_conn *c)
+{
+    uint64_t partial, unwritten;
+
+    if (c->inproc) {
+        zm_msg_clear(&c->pipe_out);
+        return;
+    }
+    if (!c->in_msg)
+        return;
+    c->in_msg = 0;
+    partial = c->enc_total - c->msg_start;
+    unwritten = c->out.bytes - c->hs_left;
+    if (partial > unwritten) {
+        zm_outq_drop_back(&c->out, (size_t)unwritten);
+        c->enc_total -= unwritten;
+        conn_lost(s, c, zm_now_ns());
+        return;
+    }
+    zm_outq_drop_back(&c->out, (size_t)partial);
+    c->enc_total = c->msg_start;
+    conn_put_deferred(c); /* commands held back for the message's end */
+}
+
+/* A send failed with rc (out of memory) part-way through a message to c
+ * (NULL: fan-out, whose targets fanout_frame aborted): the message is
+ * dropped whole, and the socket is at a message boundary, so the next send
+ * starts a new message.  A REQ may send its request again; a REP still
+ * owes its reply (rep_replying is cleared only once a reply is whole). */
+static int send_failed(zm_sock *s, zm_conn *c, int rc)
+{
+    if (c != NULL)
+        conn_abort_msg(s, c);
+    s->out_more = 0;
+    s->out_drop = 0;
+    s->out_conn = NULL;
+    if (s->type == ZM_REQ) {
+        s->req_waiting = 0;
+        s->req_peer = NULL;
+    }
+    return rc;
 }
 
 /* A whole message was queued on an ACTIVE connection: write now unless it
@@ -1731,24 +1827,32 @@ static int64_t sock_now(zm_sock *s)
     return s->now_ns;
 }
 
-static int finish_message(zm_sock *s, zm_conn *c)
+/* REP: the reply went whole (or was dropped whole): the next request may
+ * be received. */
+static void rep_done(zm_sock *s)
 {
-    int rc;
+    if (s->type != ZM_REP)
+        return;
+    zm_msg_clear(&s->rep_envelope);
+    s->rep_replying = 0;
+    s->rep_peer = NULL;
+}
 
+/* The last frame of a message to c is queued (cannot fail). */
+static void finish_message(zm_sock *s, zm_conn *c)
+{
     s->out_more = 0;
     s->out_conn = NULL;
+    rep_done(s);
     if (c->inproc)
-        return 0; /* pipe_put sent it */
-    rc = conn_note_msg_end(c);
-    if (rc < 0)
-        return rc;
+        return; /* pipe_put sent it */
+    conn_end_msg(c);
     if (c->state == ZM_CS_ACTIVE && c->fd >= 0)
         conn_send_soon(s, c, sock_now(s));
     else if (c->state == ZM_CS_CONNECTING || c->state == ZM_CS_HANDSHAKE)
         /* Not ready yet: move the connect and handshake on, so the message
          * can go now rather than at the next blocking call. */
         conn_step(s, c, zm_now_ns());
-    return 0;
 }
 
 /* Fan-out (PUB, XPUB, XSUB data): the message goes to every target chosen
@@ -1830,7 +1934,11 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
 
     if (s->ntargets > 0) {
         if (n > SIZE_MAX - 9 || (at = pubpage_room(s, n + 9)) == NULL) {
-            s->ntargets = 0; /* out of memory: nobody gets it */
+            /* Out of memory: nobody gets it, nor keeps its first frames. */
+            for (size_t i = 0; i < s->ntargets; i++)
+                if (s->targets[i] != NULL)
+                    conn_abort_msg(s, s->targets[i]);
+            s->ntargets = 0;
             return -ENOMEM;
         }
         /* Encoded once, whatever the number of subscribers. */
@@ -1856,18 +1964,19 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
             }
             continue;
         }
-        if (!c->in_msg) {
-            c->msg_start = c->enc_total;
-            c->in_msg = 1;
+        if (conn_begin_msg(c) < 0) { /* its first frame: nothing queued */
+            s->targets[i] = NULL; /* out of memory: this peer loses it */
+            continue;
         }
-        if (!more)
-            c->in_msg = 0;
         if (zm_outq_put_shared(&c->out, s->pubpage, off, h + n) == 0) {
             c->enc_total += h + n;
-            if (!more)
+            if (!more) {
+                c->in_msg = 0;
                 conn_put_deferred(c);
+            }
         } else {
-            s->targets[i] = NULL; /* out of memory: this peer loses it */
+            conn_abort_msg(s, c); /* this peer loses it, all of it */
+            s->targets[i] = NULL;
         }
     }
     if (more)
@@ -1880,8 +1989,8 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
             (void)zm_pipe_write(c->pipe, c->pipe_end, &c->pipe_out);
             continue;
         }
-        if (conn_note_msg_end(c) == 0 && c->fd >= 0 &&
-            c->state == ZM_CS_ACTIVE)
+        conn_end_msg(c);
+        if (c->fd >= 0 && c->state == ZM_CS_ACTIVE)
             conn_send_soon(s, c, sock_now(s));
     }
     s->ntargets = 0;
@@ -1970,23 +2079,28 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
 
     if (s->out_more && (is_pub(s) || s->type == ZM_XSUB)) {
         rc = fanout_frame(s, data, n, more);
+        if (rc < 0)
+            return send_failed(s, NULL, rc);
         if (!more)
             s->out_more = 0;
-        return rc;
+        return 0;
     }
     if (s->out_more) { /* continuing a multipart message */
         if (s->out_drop || s->out_conn == NULL) {
             if (!more) {
                 s->out_more = 0;
                 s->out_drop = 0;
+                rep_done(s); /* its requester went during the reply */
             }
             return 0;
         }
         c = s->out_conn;
         rc = encode_into(s, c, data, n, more);
         if (rc < 0)
-            return rc;
-        return more ? 0 : finish_message(s, c);
+            return send_failed(s, c, rc);
+        if (!more)
+            finish_message(s, c);
+        return 0;
     }
 
     switch (s->type) {
@@ -2016,12 +2130,13 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
     case ZM_PUB:
     case ZM_XPUB:
         rc = fanout_choose(s, data, n);
+        if (rc == 0)
+            rc = fanout_frame(s, data, n, more);
         if (rc < 0)
-            return rc;
-        rc = fanout_frame(s, data, n, more);
+            return send_failed(s, NULL, rc);
         s->out_more = more;
         s->out_drop = 0;
-        return rc;
+        return 0;
     case ZM_REQ:
         if (s->req_waiting)
             return -ZM_EFSM;
@@ -2040,7 +2155,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
             return -EAGAIN;
         rc = encode_into(s, c, NULL, 0, 1); /* the empty delimiter */
         if (rc < 0)
-            return rc;
+            return send_failed(s, c, rc);
         s->req_peer = c;
         break;
     case ZM_REP:
@@ -2052,15 +2167,13 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
             for (size_t i = 0; i < s->rep_envelope.n; i++) {
                 rc = encode_into(s, c, env[i].data, env[i].size, 1);
                 if (rc < 0)
-                    return rc;
+                    return send_failed(s, c, rc);
             }
+            /* The envelope stays until the reply is whole (finish_message):
+             * a reply that fails part-way may be sent again. */
         } else {
-            c = NULL; /* the requester is gone: drop the reply */
-        }
-        zm_msg_clear(&s->rep_envelope);
-        s->rep_replying = 0;
-        s->rep_peer = NULL;
-        if (c == NULL) {
+            /* The requester is gone: drop the reply. */
+            rep_done(s);
             s->out_more = more;
             s->out_drop = 1;
             s->stats.dropped_msgs++;
@@ -2098,7 +2211,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
 
     rc = encode_into(s, c, data, n, more);
     if (rc < 0)
-        return rc;
+        return send_failed(s, c, rc);
     if (s->type == ZM_REQ)
         s->req_waiting = 1; /* from the first frame on */
     if (more) {
@@ -2107,7 +2220,8 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
         s->out_conn = c;
         return 0;
     }
-    return finish_message(s, c);
+    finish_message(s, c);
+    return 0;
 }
 
 /* REQ: the peer the reply must come from, when it has a message queued;
