@@ -88,6 +88,18 @@ def allocations(fn: Callable[[], Any]) -> int:
         return _zmtp._alloc_fail_count()[0]
 
 
+def sweep_step(n: Optional[int], fn: Callable[[], Any]) -> Optional[int]:
+    """One step of a sweep.  n None: run fn() for real and return how many
+    allocations it made (the sweep's bound).  Else fn() with allocation n
+    failing; when it raised out-of-memory, the same call again must work."""
+    if n is None:
+        return allocations(fn)
+    ok, _ = attempt(n, fn)
+    if not ok:
+        fn()
+    return None
+
+
 def pages_live() -> int:
     return zmtp.memory_stats()["pages_live"]
 
@@ -217,12 +229,8 @@ def test_sweep_dealer_router_multipart(backend, ctx, transport):
             check_round(dealer, router, [b"hello"], router_prefix=True)
             msg = [b"%d" % n] + MULTI
             if step == "send":
-                if measured is None:
-                    measured = allocations(lambda: dealer.send_multipart(msg))
-                else:
-                    ok, _ = attempt(n, lambda: dealer.send_multipart(msg))
-                    if not ok:
-                        dealer.send_multipart(msg)  # the next call works
+                got_n = sweep_step(None if measured is None else n, lambda: dealer.send_multipart(msg))
+                measured = got_n if measured is None else measured
                 got = recv_exact_or_nothing(router, [msg], strip=1)
                 assert got == [msg]
             elif step == "recv":
@@ -236,12 +244,8 @@ def test_sweep_dealer_router_multipart(backend, ctx, transport):
                         got = router.recv_multipart()
                     assert got == [b"peer"] + msg
             else:
-                if measured is None:
-                    measured = allocations(lambda: router.send_multipart([b"peer"] + msg))
-                else:
-                    ok, _ = attempt(n, lambda: router.send_multipart([b"peer"] + msg))
-                    if not ok:
-                        router.send_multipart([b"peer"] + msg)
+                got_n = sweep_step(None if measured is None else n, lambda: router.send_multipart([b"peer"] + msg))
+                measured = got_n if measured is None else measured
                 assert recv_exact_or_nothing(dealer, [msg]) == [msg]
             check_round(dealer, router, [b"after"], router_prefix=True)
             close_all(dealer, router)
@@ -273,12 +277,8 @@ def test_sweep_req_rep_send(backend, ctx, transport):
                 req.send(b"q")
                 assert rep.recv() == b"q"
                 fn = lambda: rep.send_multipart(msg)  # noqa: E731
-            if measured is None:
-                measured = allocations(fn)
-            else:
-                ok, _ = attempt(n, fn)
-                if not ok:
-                    fn()
+            got_n = sweep_step(None if measured is None else n, fn)
+            measured = got_n if measured is None else measured
             if side == "req":
                 assert rep.recv_multipart() == msg
                 rep.send(b"done")
@@ -310,12 +310,8 @@ def test_sweep_pub_sub(backend, ctx, transport):
             topic = b"topic-%d-" % n + b"t" * 40
             if step == "subscribe":
                 fn = lambda: sub.subscribe(topic)  # noqa: E731
-                if measured is None:
-                    measured = allocations(fn)
-                else:
-                    ok, _ = attempt(n, fn)
-                    if not ok:
-                        fn()
+                got_n = sweep_step(None if measured is None else n, fn)
+                measured = got_n if measured is None else measured
             else:
                 sub.subscribe(topic)
             # The subscription reaches the publisher: a probe gets through.
@@ -331,12 +327,8 @@ def test_sweep_pub_sub(backend, ctx, transport):
             msg = [topic + b"data"] + MULTI
             if step == "publish":
                 fn = lambda: pub.send_multipart(msg)  # noqa: E731
-                if measured is None:
-                    measured = allocations(fn)
-                else:
-                    ok, _ = attempt(n, fn)
-                    if not ok:
-                        fn()
+                got_n = sweep_step(None if measured is None else n, fn)
+                measured = got_n if measured is None else measured
                 got = recv_exact_or_nothing(sub, [msg])
                 assert got in ([msg], [msg, msg]) or not got, len(got)
             else:
@@ -370,23 +362,15 @@ def test_sweep_connect_bind_handshake(backend, ctx, transport, tmp_path):
                 pull.bind(ep)
 
             if step == "bind":
-                if measured is None:
-                    measured = allocations(do_bind)
-                else:
-                    ok, _ = attempt(n, do_bind)
-                    if not ok:
-                        do_bind()
+                got_n = sweep_step(None if measured is None else n, do_bind)
+                measured = got_n if measured is None else measured
             else:
                 do_bind()
             target = pull.last_endpoint if isinstance(pull.last_endpoint, str) else pull.last_endpoint.decode()
             if step == "connect":
                 fn = lambda: push.connect(target)  # noqa: E731
-                if measured is None:
-                    measured = allocations(fn)
-                else:
-                    ok, _ = attempt(n, fn)
-                    if not ok:
-                        fn()
+                got_n = sweep_step(None if measured is None else n, fn)
+                measured = got_n if measured is None else measured
             else:
                 push.connect(target)
             msg = [b"%d" % n, b"first"]
