@@ -2556,7 +2556,13 @@ static int sock_fill_current(SocketObject *self, int flags)
             return -1;
     }
     if (rc < 0) {
-        raise_zmq(self->st, -rc, send_errmsg(rc));
+        /* A failed receive hands out nothing (the engine left the message
+         * queued, whole): no frame of it may stay in cur. */
+        zm_msg_clear(&self->cur);
+        if (rc == -ENOMEM)
+            PyErr_NoMemory(); /* as a send that runs out of memory */
+        else
+            raise_zmq(self->st, -rc, send_errmsg(rc));
         return -1;
     }
     if (prefix != NULL) {
@@ -3678,6 +3684,59 @@ static PyObject *io_stats(PyObject *module, PyObject *unused)
                          "other", c[ZM_CNT_OTHER]);
 }
 
+PyDoc_STRVAR(alloc_fail_doc,
+"_alloc_fail(nth=None, /, *, count=1, p=0.0, seed=0, thread=True)\n--\n\n"
+"Tests only: make the C core's allocations fail as if out of memory.\n"
+"nth: the first allocation to fail, 1 being the next one (0: none by\n"
+"position, only count them); count: how many in a row from there (0: all\n"
+"the rest); p: each allocation also fails with this probability, from a\n"
+"PRNG seeded with seed; thread: count only this thread's allocations.\n"
+"nth=None (no argument) disarms.  Resets _alloc_fail_count().");
+
+static PyObject *alloc_fail(PyObject *module, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"nth", "count", "p", "seed", "thread", NULL};
+    PyObject *nth_obj = Py_None;
+    unsigned long long nth = 0, count = 1, seed = 0;
+    double p = 0.0;
+    int thread = 1;
+
+    (void)module;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$KdKp:_alloc_fail", kwlist,
+                                     &nth_obj, &count, &p, &seed, &thread))
+        return NULL;
+    if (nth_obj == Py_None) {
+        zm_alloc_fail_arm(0, 0, 0, 0, 0, 0);
+        Py_RETURN_NONE;
+    }
+    nth = PyLong_AsUnsignedLongLong(nth_obj);
+    if (nth == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    if (!(p >= 0.0 && p <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "p must be in 0..1");
+        return NULL;
+    }
+    zm_alloc_fail_arm(1, nth, count,
+                      p >= 1.0 ? UINT32_MAX : (uint32_t)(p * 4294967296.0),
+                      seed, thread);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(alloc_fail_count_doc,
+"_alloc_fail_count()\n--\n\n"
+"Tests only: (allocations seen, failures injected) since _alloc_fail().");
+
+static PyObject *alloc_fail_count(PyObject *module, PyObject *unused)
+{
+    uint64_t attempts, failures;
+
+    (void)module;
+    (void)unused;
+    zm_alloc_fail_counts(&attempts, &failures);
+    return Py_BuildValue("(KK)", (unsigned long long)attempts,
+                         (unsigned long long)failures);
+}
+
 PyDoc_STRVAR(strerror_doc,
 "strerror(code, /)\n--\n\nThe readable text of a codec ERR_* code.");
 
@@ -3837,6 +3896,10 @@ static PyMethodDef module_methods[] = {
      memory_stats_doc},
     {"strerror", (PyCFunction)codec_strerror, METH_O, strerror_doc},
     {"io_stats", (PyCFunction)io_stats, METH_NOARGS, io_stats_doc},
+    {"_alloc_fail", (PyCFunction)(void (*)(void))alloc_fail,
+     METH_VARARGS | METH_KEYWORDS, alloc_fail_doc},
+    {"_alloc_fail_count", (PyCFunction)alloc_fail_count, METH_NOARGS,
+     alloc_fail_count_doc},
     {"_set_errors", (PyCFunction)(void (*)(void))set_errors, METH_FASTCALL,
      set_errors_doc},
     {"_set_backend", (PyCFunction)set_backend, METH_O, set_backend_doc},

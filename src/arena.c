@@ -105,12 +105,17 @@ zm_page *zm_page_new(size_t cap)
     zm_page *p;
     int slot;
 
-    if (cap > SIZE_MAX - sizeof(zm_page))
+    /* One allocation attempt for the failure injector whether the cache
+     * or malloc serves it, so a test's count does not depend on the
+     * cache's state. */
+    if (cap > SIZE_MAX - sizeof(zm_page) || zm_alloc_fails())
         return NULL;
     slot = cache_slot(cap);
     p = slot >= 0 ? cache_pop(slot) : NULL;
-    if (p == NULL)
-        p = zm_malloc(sizeof(zm_page) + cap);
+    if (p == NULL) {
+        ZM_COUNT(ZM_CNT_ALLOC);
+        p = malloc(sizeof(zm_page) + cap);
+    }
     if (p == NULL)
         return NULL;
     p->refcnt = 1;

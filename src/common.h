@@ -100,22 +100,75 @@ extern uint64_t zm_counters[ZM_CNT_COUNT_];
  * reader (zmtp.io_stats()) only needs each count to be untorn. */
 #define ZM_COUNT(k) ((void)__atomic_fetch_add(&zm_counters[(k)], 1, __ATOMIC_RELAXED))
 
+/* ------------------------------------------------------------------ */
+/* Allocation failure injection (tests only: _zmtp._alloc_fail)        */
+/* ------------------------------------------------------------------ */
+
+/* Every allocation of the C core (zm_malloc, zm_calloc, zm_realloc and
+ * zm_page_new, a cache hit included) is one "attempt".  A test arms the
+ * injector (zm_alloc_fail_arm) to make chosen attempts fail as if the heap
+ * were exhausted: the count-th..count+n-1-th attempts from now, and/or
+ * each attempt with a probability from a seeded PRNG; optionally only the
+ * attempts of the thread that armed it.  Disarmed (always, outside tests)
+ * an allocation costs one relaxed load of zm_alloc_fail_armed and a branch
+ * predicted not taken.  Defined in counters.c. */
+extern int zm_alloc_fail_armed;
+
+/* The slow half: 1 when this attempt must fail (counts it). */
+int zm_alloc_fail_now_(void);
+
+/* on: 0 disarms (the rest is ignored).  nth: the first attempt to fail,
+ * counted from 1 = the next one (0: none by position; armed so, the
+ * injector only counts); count: how many in a row from there (0: all of
+ * them); p_u32: each attempt also fails with probability p_u32 / 2^32,
+ * drawn from `seed`; this_thread: count only the calling thread's
+ * attempts.  Resets the counts below. */
+void zm_alloc_fail_arm(int on, uint64_t nth, uint64_t count, uint32_t p_u32,
+                       uint64_t seed, int this_thread);
+/* Attempts seen and failures injected since the last arm. */
+void zm_alloc_fail_counts(uint64_t *attempts, uint64_t *failures);
+
+ZM_INLINE int zm_alloc_fails(void)
+{
+    /* Relaxed: the flag orders nothing; a test arms it before the call it
+     * tests, on the same thread or before waking the one that allocates. */
+    return ZM_UNLIKELY(__atomic_load_n(&zm_alloc_fail_armed, __ATOMIC_RELAXED)) &&
+           zm_alloc_fail_now_();
+}
+
 ZM_INLINE void *zm_malloc(size_t n)
 {
+    if (zm_alloc_fails())
+        return NULL;
     ZM_COUNT(ZM_CNT_ALLOC);
     return malloc(n);
 }
 
 ZM_INLINE void *zm_calloc(size_t k, size_t n)
 {
+    if (zm_alloc_fails())
+        return NULL;
     ZM_COUNT(ZM_CNT_ALLOC);
     return calloc(k, n);
 }
 
 ZM_INLINE void *zm_realloc(void *p, size_t n)
 {
+    if (zm_alloc_fails())
+        return NULL;
     ZM_COUNT(ZM_CNT_ALLOC);
     return realloc(p, n);
 }
+
+/* Grow an array of `elt`-byte items to hold at least `need` (capacity
+ * doubled, from `first` when empty).  A ring (head != NULL) is unrolled:
+ * its n items from *head, wrapping at *cap, land at 0..n of the new array
+ * and *head becomes 0; a plain array (head == NULL) keeps its first n
+ * items.  Returns the array (the old one when it had room), or NULL when
+ * out of memory (then nothing changed: items, *cap and *head stay valid).
+ * Defined in msg.c; the rings of messages, output segments and message
+ * spans, the fan-out targets and the trie's arrays all grow through it. */
+void *zm_grow(void *items, size_t *cap, size_t *head, size_t n, size_t need,
+              size_t elt, size_t first);
 
 #endif /* ZMTP_COMMON_H */

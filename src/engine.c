@@ -257,26 +257,46 @@ static zm_conn *conn_new(zm_sock *s)
     return c;
 }
 
-/* Output accounting: a message is queued from its first byte encoded until
- * its last byte is written; the number queued is what SNDHWM limits. */
-static int conn_note_msg_end(zm_conn *c)
+/* Output accounting (the invariant is stated at zm_conn in engine.h): a
+ * message is queued from its first byte encoded until its last byte is
+ * written; the number queued is what SNDHWM limits. */
+
+/* Message and command bytes written so far (enc_total offset of the next
+ * byte to go): what is queued, less the handshake at its front. */
+static uint64_t conn_sent_offset(const zm_conn *c)
 {
+    return c->enc_total - (c->out.bytes - c->hs_left);
+}
+
+/* The first frame of a message is about to be queued: its span gets its
+ * slot in the ring now, so that ending the message cannot fail.  0, or
+ * -ENOMEM with nothing changed.  Later frames: nothing to do. */
+static int conn_begin_msg(zm_conn *c)
+{
+    if (c->in_msg)
+        return 0;
     if (c->ends_n == c->ends_cap) {
-        size_t cap = c->ends_cap ? c->ends_cap * 2 : 16;
-        struct zm_span *e = zm_malloc(cap * sizeof(*e));
+        struct zm_span *e = zm_grow(c->ends, &c->ends_cap, &c->ends_head,
+                                    c->ends_n, c->ends_n + 1, sizeof(*e),
+                                    ZM_CONN_ENDS_FIRST);
         if (e == NULL)
             return -ENOMEM;
-        for (size_t i = 0; i < c->ends_n; i++)
-            e[i] = c->ends[(c->ends_head + i) % c->ends_cap];
-        free(c->ends);
         c->ends = e;
-        c->ends_cap = cap;
-        c->ends_head = 0;
     }
-    c->ends[(c->ends_head + c->ends_n) % c->ends_cap].start = c->msg_start;
-    c->ends[(c->ends_head + c->ends_n) % c->ends_cap].end = c->enc_total;
-    c->ends_n++;
+    c->msg_start = c->enc_total;
+    c->in_msg = 1;
     return 0;
+}
+
+/* The last frame is queued (in_msg is already 0): record the message's
+ * span in the slot conn_begin_msg reserved. */
+static void conn_end_msg(zm_conn *c)
+{
+    struct zm_span *e = &c->ends[(c->ends_head + c->ends_n) % c->ends_cap];
+
+    e->start = c->msg_start;
+    e->end = c->enc_total;
+    c->ends_n++;
 }
 
 /* Forget the messages whose last byte is before `w` (enc_total offset). */
@@ -601,7 +621,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         zm_outq_drop_front(&c->out, c->hs_left); /* the old handshake */
         c->hs_left = 0;
         if (c->msg_written > 0) {
-            uint64_t w = c->enc_total - c->out.bytes; /* next byte to go */
+            uint64_t w = conn_sent_offset(c); /* next byte to go */
             conn_pop_written(c, w);
             if (c->ends_n > 0 && c->ends[c->ends_head].start < w) {
                 uint64_t end = c->ends[c->ends_head].end;
@@ -949,7 +969,7 @@ static void conn_write(zm_sock *s, zm_conn *c, int64_t now)
         return;
     c->flush_at_ns = 0; /* nothing is held back any more */
     /* Message bytes written so far, for SNDHWM accounting. */
-    c->written_total = c->enc_total - (c->out.bytes - c->hs_left);
+    c->written_total = conn_sent_offset(c);
     conn_pop_written(c, c->written_total);
 }
 
@@ -1205,25 +1225,39 @@ static void pipe_step(zm_sock *s, zm_conn *c, int64_t now)
 }
 
 /* Pipes offered by connecting sockets (zm_mailbox_offer) join the
- * socket's connections. */
+ * socket's connections.  An offer that cannot be adopted now (out of
+ * memory for its connection) waits in adopt_later for the next step: an
+ * inproc connection is never redialled, so dropping the pipe would cut
+ * the connecting socket off for good. */
 static void inproc_adopt(zm_sock *s)
 {
-    zm_inbox_item *it = zm_mailbox_take(s->mb);
+    zm_inbox_item *it = s->adopt_later, *fresh = zm_mailbox_take(s->mb);
+    zm_inbox_item **tail = &s->adopt_later;
 
+    /* Older offers first: connection order is round-robin order. */
+    if (it == NULL) {
+        it = fresh;
+    } else {
+        zm_inbox_item **pp = &it->next;
+        while (*pp != NULL)
+            pp = &(*pp)->next;
+        *pp = fresh;
+    }
+    s->adopt_later = NULL;
     while (it != NULL) {
         zm_inbox_item *next = it->next;
         zm_conn *c = conn_new(s);
         if (c == NULL) {
-            zm_pipe_detach(it->pipe, 1);
-        } else {
-            c->inproc = 1;
-            c->pipe = it->pipe;
-            c->pipe_end = 1;
-            c->state = ZM_CS_CONNECTING; /* pipe_step activates it */
-            memcpy(c->endpoint, it->endpoint, sizeof(c->endpoint));
-            zm_pipe_set_end(c->pipe, 1, s->mb, s->type, s->routing_id,
-                            s->routing_id_len, s->sndhwm, s->rcvhwm);
+            *tail = it; /* this one and the rest: next step */
+            return;
         }
+        c->inproc = 1;
+        c->pipe = it->pipe;
+        c->pipe_end = 1;
+        c->state = ZM_CS_CONNECTING; /* pipe_step activates it */
+        memcpy(c->endpoint, it->endpoint, sizeof(c->endpoint));
+        zm_pipe_set_end(c->pipe, 1, s->mb, s->type, s->routing_id,
+                        s->routing_id_len, s->sndhwm, s->rcvhwm);
         free(it);
         it = next;
     }
@@ -1367,6 +1401,12 @@ void zm_sock_destroy(zm_sock *s)
         zm_conn *c = s->conns;
         s->conns = c->next;
         conn_free(c);
+    }
+    while (s->adopt_later != NULL) {
+        zm_inbox_item *it = s->adopt_later;
+        s->adopt_later = it->next;
+        zm_pipe_detach(it->pipe, 1); /* offered, never adopted: it ends */
+        free(it);
     }
     if (s->mb != NULL) {
         zm_mailbox_close(s->mb); /* pipes offered and not adopted end */
@@ -1526,6 +1566,8 @@ int zm_sock_inproc_arm(zm_sock *s)
 {
     if (s->mb == NULL)
         return -1;
+    if (s->adopt_later != NULL)
+        return 1; /* an offer waits for memory: step again */
     return zm_mailbox_arm(s->mb, s->mb_seen);
 }
 
@@ -1551,17 +1593,21 @@ static int conn_can_queue(const zm_sock *s, const zm_conn *c)
     return s->sndhwm <= 0 || c->ends_n < (size_t)s->sndhwm;
 }
 
-/* Round-robin: the next connection after the cursor that can take it. */
-static zm_conn *pick_rr(zm_sock *s)
+enum { PICK_OUT, PICK_IN };
+
+/* The next connection from *cursor on (round the list) that can take a
+ * message (PICK_OUT: round-robin of sends) or has one queued (PICK_IN:
+ * fair queueing of receives); the cursor moves past it. */
+static zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
 {
-    zm_conn *start = s->rr != NULL ? s->rr : s->conns;
+    zm_conn *start = *cursor != NULL ? *cursor : s->conns;
     zm_conn *c = start;
 
     if (c == NULL)
         return NULL;
     do {
-        if (conn_can_queue(s, c)) {
-            s->rr = c->next != NULL ? c->next : s->conns;
+        if (dir == PICK_IN ? c->inq.n > 0 : conn_can_queue(s, c)) {
+            *cursor = c->next != NULL ? c->next : s->conns;
             return c;
         }
         c = c->next != NULL ? c->next : s->conns;
@@ -1619,16 +1665,14 @@ static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
 static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
                        int more)
 {
+    unsigned char hdr[9];
+    size_t h;
+
     if (c->inproc)
         return pipe_put(s, c, data, n, more);
-    if (!c->in_msg) {
-        c->msg_start = c->enc_total; /* first frame of a message */
-        c->in_msg = 1;
-    }
-    if (!more)
-        c->in_msg = 0;
-    unsigned char hdr[9];
-    size_t h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
+    if (conn_begin_msg(c) < 0)
+        return -ENOMEM;
+    h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
     if (zm_outq_put(&c->out, hdr, h) < 0)
         return -ENOMEM;
     if (n > 0 && zm_outq_put(&c->out, data, n) < 0) {
@@ -1636,9 +1680,60 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
         return -ENOMEM;
     }
     c->enc_total += h + n;
-    if (!more)
+    if (!more) {
+        c->in_msg = 0;
         conn_put_deferred(c);
+    }
     return 0;
+}
+
+/* A frame of a message to c could not be queued (out of memory): what of
+ * that message is queued goes, so the peer never gets part of it, and c is
+ * at a message boundary again.  When the peer already has the start of it
+ * (written before this frame failed), only the end of the transport makes
+ * the peer discard what it has: the connection is dropped (a dialled one
+ * redials, keeping its other queued messages). */
+static void conn_abort_msg(zm_sock *s, zm_conn *c)
+{
+    uint64_t partial, unwritten;
+
+    if (c->inproc) {
+        zm_msg_clear(&c->pipe_out);
+        return;
+    }
+    if (!c->in_msg)
+        return;
+    c->in_msg = 0;
+    partial = c->enc_total - c->msg_start;
+    unwritten = c->out.bytes - c->hs_left;
+    if (partial > unwritten) {
+        zm_outq_drop_back(&c->out, (size_t)unwritten);
+        c->enc_total -= unwritten;
+        conn_lost(s, c, zm_now_ns());
+        return;
+    }
+    zm_outq_drop_back(&c->out, (size_t)partial);
+    c->enc_total = c->msg_start;
+    conn_put_deferred(c); /* commands held back for the message's end */
+}
+
+/* A send failed with rc (out of memory) part-way through a message to c
+ * (NULL: fan-out, whose targets fanout_frame aborted): the message is
+ * dropped whole, and the socket is at a message boundary, so the next send
+ * starts a new message.  A REQ may send its request again; a REP still
+ * owes its reply (rep_replying is cleared only once a reply is whole). */
+static int send_failed(zm_sock *s, zm_conn *c, int rc)
+{
+    if (c != NULL)
+        conn_abort_msg(s, c);
+    s->out_more = 0;
+    s->out_drop = 0;
+    s->out_conn = NULL;
+    if (s->type == ZM_REQ) {
+        s->req_waiting = 0;
+        s->req_peer = NULL;
+    }
+    return rc;
 }
 
 /* A whole message was queued on an ACTIVE connection: write now unless it
@@ -1725,24 +1820,32 @@ static int64_t sock_now(zm_sock *s)
     return s->now_ns;
 }
 
-static int finish_message(zm_sock *s, zm_conn *c)
+/* REP: the reply went whole (or was dropped whole): the next request may
+ * be received. */
+static void rep_done(zm_sock *s)
 {
-    int rc;
+    if (s->type != ZM_REP)
+        return;
+    zm_msg_clear(&s->rep_envelope);
+    s->rep_replying = 0;
+    s->rep_peer = NULL;
+}
 
+/* The last frame of a message to c is queued (cannot fail). */
+static void finish_message(zm_sock *s, zm_conn *c)
+{
     s->out_more = 0;
     s->out_conn = NULL;
+    rep_done(s);
     if (c->inproc)
-        return 0; /* pipe_put sent it */
-    rc = conn_note_msg_end(c);
-    if (rc < 0)
-        return rc;
+        return; /* pipe_put sent it */
+    conn_end_msg(c);
     if (c->state == ZM_CS_ACTIVE && c->fd >= 0)
         conn_send_soon(s, c, sock_now(s));
     else if (c->state == ZM_CS_CONNECTING || c->state == ZM_CS_HANDSHAKE)
         /* Not ready yet: move the connect and handshake on, so the message
          * can go now rather than at the next blocking call. */
         conn_step(s, c, zm_now_ns());
-    return 0;
 }
 
 /* Fan-out (PUB, XPUB, XSUB data): the message goes to every target chosen
@@ -1779,12 +1882,13 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
             }
         }
         if (s->ntargets == s->cap_targets) {
-            size_t cap = s->cap_targets ? s->cap_targets * 2 : 8;
-            zm_conn **t = zm_realloc(s->targets, cap * sizeof(*t));
-            if (t == NULL)
+            zm_conn **t = zm_grow(s->targets, &s->cap_targets, NULL,
+                                  s->ntargets, s->ntargets + 1, sizeof(*t), 8);
+            if (t == NULL) {
+                s->ntargets = 0; /* nobody gets it */
                 return -ENOMEM;
+            }
             s->targets = t;
-            s->cap_targets = cap;
         }
         s->targets[s->ntargets++] = c;
     }
@@ -1823,7 +1927,11 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
 
     if (s->ntargets > 0) {
         if (n > SIZE_MAX - 9 || (at = pubpage_room(s, n + 9)) == NULL) {
-            s->ntargets = 0; /* out of memory: nobody gets it */
+            /* Out of memory: nobody gets it, nor keeps its first frames. */
+            for (size_t i = 0; i < s->ntargets; i++)
+                if (s->targets[i] != NULL)
+                    conn_abort_msg(s, s->targets[i]);
+            s->ntargets = 0;
             return -ENOMEM;
         }
         /* Encoded once, whatever the number of subscribers. */
@@ -1849,18 +1957,19 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
             }
             continue;
         }
-        if (!c->in_msg) {
-            c->msg_start = c->enc_total;
-            c->in_msg = 1;
+        if (conn_begin_msg(c) < 0) { /* its first frame: nothing queued */
+            s->targets[i] = NULL; /* out of memory: this peer loses it */
+            continue;
         }
-        if (!more)
-            c->in_msg = 0;
         if (zm_outq_put_shared(&c->out, s->pubpage, off, h + n) == 0) {
             c->enc_total += h + n;
-            if (!more)
+            if (!more) {
+                c->in_msg = 0;
                 conn_put_deferred(c);
+            }
         } else {
-            s->targets[i] = NULL; /* out of memory: this peer loses it */
+            conn_abort_msg(s, c); /* this peer loses it, all of it */
+            s->targets[i] = NULL;
         }
     }
     if (more)
@@ -1873,8 +1982,8 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
             (void)zm_pipe_write(c->pipe, c->pipe_end, &c->pipe_out);
             continue;
         }
-        if (conn_note_msg_end(c) == 0 && c->fd >= 0 &&
-            c->state == ZM_CS_ACTIVE)
+        conn_end_msg(c);
+        if (c->fd >= 0 && c->state == ZM_CS_ACTIVE)
             conn_send_soon(s, c, sock_now(s));
     }
     s->ntargets = 0;
@@ -1963,23 +2072,28 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
 
     if (s->out_more && (is_pub(s) || s->type == ZM_XSUB)) {
         rc = fanout_frame(s, data, n, more);
+        if (rc < 0)
+            return send_failed(s, NULL, rc);
         if (!more)
             s->out_more = 0;
-        return rc;
+        return 0;
     }
     if (s->out_more) { /* continuing a multipart message */
         if (s->out_drop || s->out_conn == NULL) {
             if (!more) {
                 s->out_more = 0;
                 s->out_drop = 0;
+                rep_done(s); /* its requester went during the reply */
             }
             return 0;
         }
         c = s->out_conn;
         rc = encode_into(s, c, data, n, more);
         if (rc < 0)
-            return rc;
-        return more ? 0 : finish_message(s, c);
+            return send_failed(s, c, rc);
+        if (!more)
+            finish_message(s, c);
+        return 0;
     }
 
     switch (s->type) {
@@ -2009,12 +2123,13 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
     case ZM_PUB:
     case ZM_XPUB:
         rc = fanout_choose(s, data, n);
+        if (rc == 0)
+            rc = fanout_frame(s, data, n, more);
         if (rc < 0)
-            return rc;
-        rc = fanout_frame(s, data, n, more);
+            return send_failed(s, NULL, rc);
         s->out_more = more;
         s->out_drop = 0;
-        return rc;
+        return 0;
     case ZM_REQ:
         if (s->req_waiting)
             return -ZM_EFSM;
@@ -2028,12 +2143,12 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
                 zm_msg_clear(&junk);
                 s->stats.dropped_msgs++;
             }
-        c = pick_rr(s);
+        c = pick_next(s, &s->rr, PICK_OUT);
         if (c == NULL)
             return -EAGAIN;
         rc = encode_into(s, c, NULL, 0, 1); /* the empty delimiter */
         if (rc < 0)
-            return rc;
+            return send_failed(s, c, rc);
         s->req_peer = c;
         break;
     case ZM_REP:
@@ -2045,15 +2160,13 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
             for (size_t i = 0; i < s->rep_envelope.n; i++) {
                 rc = encode_into(s, c, env[i].data, env[i].size, 1);
                 if (rc < 0)
-                    return rc;
+                    return send_failed(s, c, rc);
             }
+            /* The envelope stays until the reply is whole (finish_message):
+             * a reply that fails part-way may be sent again. */
         } else {
-            c = NULL; /* the requester is gone: drop the reply */
-        }
-        zm_msg_clear(&s->rep_envelope);
-        s->rep_replying = 0;
-        s->rep_peer = NULL;
-        if (c == NULL) {
+            /* The requester is gone: drop the reply. */
+            rep_done(s);
             s->out_more = more;
             s->out_drop = 1;
             s->stats.dropped_msgs++;
@@ -2083,7 +2196,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
             return -EAGAIN;
         break;
     default: /* DEALER, PUSH */
-        c = pick_rr(s);
+        c = pick_next(s, &s->rr, PICK_OUT);
         if (c == NULL)
             return -EAGAIN;
         break;
@@ -2091,7 +2204,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
 
     rc = encode_into(s, c, data, n, more);
     if (rc < 0)
-        return rc;
+        return send_failed(s, c, rc);
     if (s->type == ZM_REQ)
         s->req_waiting = 1; /* from the first frame on */
     if (more) {
@@ -2100,25 +2213,71 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
         s->out_conn = c;
         return 0;
     }
-    return finish_message(s, c);
+    finish_message(s, c);
+    return 0;
 }
 
-/* Fair queueing: the next connection after the cursor with a message. */
-static zm_conn *pick_fq(zm_sock *s)
+/* REQ: the peer the reply must come from, when it has a message queued;
+ * messages from the other peers are not replies and are dropped. */
+static zm_conn *req_source(zm_sock *s)
 {
-    zm_conn *start = s->fq != NULL ? s->fq : s->conns;
-    zm_conn *c = start;
+    zm_conn *c = s->req_peer;
 
-    if (c == NULL)
-        return NULL;
-    do {
-        if (c->inq.n > 0) {
-            s->fq = c->next != NULL ? c->next : s->conns;
-            return c;
+    if (c != NULL && c->inq.n > 0)
+        return c;
+    for (zm_conn *o = s->conns; o != NULL; o = o->next)
+        while (o != c && o->inq.n > 0) {
+            zm_msg junk;
+            conn_pop(o, &junk);
+            zm_msg_clear(&junk);
+            s->stats.dropped_msgs++;
         }
-        c = c->next != NULL ? c->next : s->conns;
-    } while (c != start);
     return NULL;
+}
+
+/*
+ * REQ and REP: the next message with an envelope.  The envelope is every
+ * frame up to and including the first empty one (the delimiter), and a
+ * body must follow; a REQ's envelope is the delimiter alone (what its REP
+ * or ROUTER peer sent back).  Other messages are dropped.  REP keeps the
+ * envelope in *env for the reply; REQ (env NULL) drops it.
+ *
+ * The split is made on the message at the head of its connection's queue,
+ * and the message leaves the queue only once the split succeeded: on
+ * -ENOMEM it stays there whole, references and all, and the next call
+ * takes it again (no frame is ever both queued and handed out, or handed
+ * out without its page).  0 with the body in *out and the connection in
+ * *from; -EAGAIN; -ENOMEM.
+ */
+static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
+                          zm_conn **from)
+{
+    for (;;) {
+        zm_conn *c = s->type == ZM_REQ ? req_source(s)
+                                       : pick_next(s, &s->fq, PICK_IN);
+        zm_msg *m;
+        zm_frame *f;
+        size_t i;
+
+        if (c == NULL)
+            return -EAGAIN;
+        m = zm_msgq_front(&c->inq);
+        f = zm_msg_frames(m);
+        for (i = 0; i < m->n && f[i].size != 0; i++)
+            ;
+        if (i + 1 >= m->n || (s->type == ZM_REQ && i != 0)) {
+            zm_msg junk; /* no delimiter, or no body: not for us */
+            conn_pop(c, &junk);
+            zm_msg_clear(&junk);
+            s->stats.dropped_msgs++;
+            continue;
+        }
+        if (zm_msg_split_front(m, i + 1, env) < 0)
+            return -ENOMEM;
+        conn_pop(c, out);
+        *from = c;
+        return 0;
+    }
 }
 
 int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
@@ -2143,7 +2302,7 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
         /* Subscriptions may have changed since these were queued. */
         for (;;) {
             zm_frame *f;
-            c = pick_fq(s);
+            c = pick_next(s, &s->fq, PICK_IN);
             if (c == NULL)
                 return -EAGAIN;
             conn_pop(c, out);
@@ -2152,91 +2311,36 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
                 return 0;
             zm_msg_clear(out);
         }
-    case ZM_REQ:
+    case ZM_REQ: {
+        int rc;
         if (!s->req_waiting)
             return -ZM_EFSM;
-        for (;;) {
-            zm_frame *f;
-            c = s->req_peer;
-            if (c == NULL || c->inq.n == 0) {
-                /* Messages from other peers are not replies: drop them. */
-                for (zm_conn *o = s->conns; o != NULL; o = o->next)
-                    while (o != c && o->inq.n > 0) {
-                        zm_msg junk;
-                        conn_pop(o, &junk);
-                        zm_msg_clear(&junk);
-                        s->stats.dropped_msgs++;
-                    }
-                return -EAGAIN;
-            }
-            conn_pop(c, out);
-            f = zm_msg_frames(out);
-            if (out->n >= 2 && f[0].size == 0) {
-                /* Strip the delimiter: shift the rest down. */
-                zm_msg body;
-                zm_msg_init(&body);
-                for (size_t i = 1; i < out->n; i++) {
-                    if (zm_msg_push(&body, &f[i]) < 0) {
-                        zm_msg_clear(&body);
-                        return -ENOMEM;
-                    }
-                    f[i].page = NULL;
-                }
-                zm_frame_release(&f[0]);
-                out->n = 0;
-                zm_msg_clear(out);
-                zm_msg_move(out, &body);
-                s->req_waiting = 0;
-                s->req_peer = NULL;
-                return 0;
-            }
-            zm_msg_clear(out); /* not a reply (no delimiter): drop */
-            s->stats.dropped_msgs++;
+        rc = recv_enveloped(s, out, NULL, &c);
+        if (rc == 0) {
+            s->req_waiting = 0;
+            s->req_peer = NULL;
         }
-    case ZM_REP:
+        return rc;
+    }
+    case ZM_REP: {
+        zm_msg env;
+        int rc;
         if (s->rep_replying)
             return -ZM_EFSM;
-        for (;;) {
-            zm_frame *f;
-            size_t i;
-            c = pick_fq(s);
-            if (c == NULL)
-                return -EAGAIN;
-            conn_pop(c, out);
-            f = zm_msg_frames(out);
-            for (i = 0; i < out->n && f[i].size != 0; i++)
-                ;
-            if (i + 1 >= out->n) { /* no delimiter, or no body: drop */
-                zm_msg_clear(out);
-                s->stats.dropped_msgs++;
-                continue;
-            }
-            /* Keep the envelope (through the delimiter), return the body. */
-            zm_msg env, body;
-            zm_msg_init(&env);
-            zm_msg_init(&body);
-            for (size_t k = 0; k < out->n; k++) {
-                if (zm_msg_push(k <= i ? &env : &body, &f[k]) < 0) {
-                    zm_msg_clear(&env);
-                    zm_msg_clear(&body);
-                    return -ENOMEM;
-                }
-                f[k].page = NULL;
-            }
-            out->n = 0;
-            zm_msg_clear(out);
-            zm_msg_move(out, &body);
+        rc = recv_enveloped(s, out, &env, &c);
+        if (rc == 0) {
             zm_msg_clear(&s->rep_envelope);
             zm_msg_move(&s->rep_envelope, &env);
             s->rep_replying = 1;
             s->rep_peer = c;
-            return 0;
         }
+        return rc;
+    }
     default:
         break;
     }
     {
-        c = pick_fq(s);
+        c = pick_next(s, &s->fq, PICK_IN);
         if (c == NULL)
             return -EAGAIN;
         conn_pop(c, out);

@@ -88,6 +88,10 @@ enum zm_conn_state {
     ZM_CS_DEAD            /* closed; kept until its input is drained */
 };
 
+/* Capacity of a connection's ring of message spans (zm_conn.ends) when it
+ * is first needed; it doubles when full. */
+#define ZM_CONN_ENDS_FIRST ((size_t)16)
+
 typedef struct zm_conn {
     struct zm_conn *next;
     int fd;
@@ -106,20 +110,52 @@ typedef struct zm_conn {
     int got_greeting;
     int peer_minor;
     int peer_type;
-    /* output: the queue of encoded bytes; its first hs_left bytes after a
-     * (re)connect are our greeting and READY, the only bytes written
-     * before the handshake completes. */
+    /*
+     * Output and its byte accounting.  `out` is the queue of encoded bytes
+     * not yet written: first the hs_left bytes of our greeting and READY
+     * (after a (re)connect; the only bytes written before the handshake
+     * completes), then message frames and commands.  Offsets count message
+     * and command bytes ever queued on this connection (never the
+     * handshake), so a byte keeps its offset while it waits:
+     *
+     *   enc_total      offset of the next byte to queue (bytes queued
+     *                  so far, less any message cut from the back);
+     *   enc_total - (out.bytes - hs_left)
+     *                  offset of the next byte to write (conn_sent_offset);
+     *   written_total  that offset as of the last write (SNDHWM and
+     *                  coalescing read it; lags between writes);
+     *   msg_written    message bytes written since the last (re)connect:
+     *                  > 0 means the peer may hold part of the head
+     *                  message (conn_lost drops the rest of it);
+     *   in_msg         a message is being queued frame by frame: its first
+     *                  frame is queued (or being queued), its last not yet;
+     *   msg_start      while in_msg: that message's offset; its frames are
+     *                  exactly the bytes [msg_start, enc_total), at the
+     *                  back of out (commands wait in `deferred` meanwhile);
+     *   ends[]         ring of [start, end) offsets of the whole messages
+     *                  not yet written in full, oldest first: ends_n is
+     *                  what SNDHWM counts.  conn_begin_msg reserves the
+     *                  slot of a message at its first frame, so ending a
+     *                  message (conn_end_msg) never fails.
+     *
+     * Invariant between engine calls: hs_left <= out.bytes;
+     * written_total <= conn_sent_offset <= enc_total; every ends[i].end <=
+     * enc_total and ends[i].start < ends[i].end; and !in_msg, or
+     * msg_start >= the end of every span and enc_total - msg_start <=
+     * out.bytes - hs_left (none of the message is written) unless the
+     * message is being written while it is queued.  A failed frame cuts
+     * [msg_start, enc_total) (conn_abort_msg), or drops the connection
+     * when part of it is already written, so a peer never gets part of a
+     * message.
+     */
     zm_outq out;
-    size_t hs_left;
-    uint64_t msg_written;   /* message bytes written on this connection */
-    uint64_t enc_total;     /* message bytes encoded so far */
-    uint64_t written_total; /* message bytes written so far */
-    uint64_t msg_start;     /* enc_total at the first frame of the message
-                               being encoded (in_msg) */
+    size_t hs_left;         /* bytes of our handshake at the front of out */
+    uint64_t msg_written;
+    uint64_t enc_total;
+    uint64_t written_total;
+    uint64_t msg_start;
     int in_msg;
     struct zm_span { uint64_t start, end; } *ends;
-                            /* ring: where each queued message starts and
-                               ends (enc_total offsets) */
     size_t ends_cap, ends_head, ends_n;
     /* input */
     zm_msgq inq;
@@ -241,6 +277,8 @@ typedef struct zm_sock {
     /* inproc: made at the first bind or connect to inproc:// */
     zm_mailbox *mb;
     uint64_t mb_seen;            /* mb's seq when the last step began */
+    zm_inbox_item *adopt_later;  /* offered pipes not adopted yet (out of
+                                    memory at the last step) */
     int notify_fd;               /* Socket.fileno() was asked for: mb's
                                     eventfd stays armed between calls and
                                     the progress thread signals it */

@@ -6,32 +6,89 @@
 #include <stdlib.h>
 #include <string.h>
 
+void *zm_grow(void *items, size_t *cap, size_t *head, size_t n, size_t need,
+              size_t elt, size_t first)
+{
+    size_t ncap = *cap > 0 ? *cap : first;
+    unsigned char *grown, *old = items;
+
+    if (need <= *cap)
+        return items;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2)
+            return NULL;
+        ncap *= 2;
+    }
+    if (ncap > SIZE_MAX / elt)
+        return NULL;
+    if (head == NULL || *head == 0) {
+        /* In order from 0 already: realloc keeps them. */
+        grown = zm_realloc(old, ncap * elt);
+        if (grown == NULL)
+            return NULL;
+    } else {
+        /* A ring that wraps: the run from head to the end, then the rest
+         * from 0. */
+        size_t run = *cap - *head < n ? *cap - *head : n;
+        grown = zm_malloc(ncap * elt);
+        if (grown == NULL)
+            return NULL;
+        memcpy(grown, old + *head * elt, run * elt);
+        memcpy(grown + run * elt, old, (n - run) * elt);
+        free(old);
+        *head = 0;
+    }
+    *cap = ncap;
+    return grown;
+}
+
 ZM_NOINLINE int zm_msg_push_slow_(zm_msg *m, const zm_frame *f)
 {
-    zm_frame *grown;
-    size_t new_cap;
-
     if (m->heap == NULL) {
         /* Spill: move the inline frames to a heap array. */
-        new_cap = ZM_MSG_INLINE * 2;
-        grown = zm_malloc(new_cap * sizeof(zm_frame));
+        zm_frame *grown = zm_malloc(ZM_MSG_INLINE * 2 * sizeof(zm_frame));
         if (grown == NULL)
             return -1;
         memcpy(grown, m->inline_, m->n * sizeof(zm_frame));
         m->heap = grown;
-        m->cap = new_cap;
+        m->cap = ZM_MSG_INLINE * 2;
     } else if (m->n == m->cap) {
-        if (m->cap > SIZE_MAX / 2 / sizeof(zm_frame))
-            return -1;
-        new_cap = m->cap * 2;
-        grown = zm_realloc(m->heap, new_cap * sizeof(zm_frame));
+        zm_frame *grown = zm_grow(m->heap, &m->cap, NULL, m->n, m->n + 1,
+                                  sizeof(zm_frame), ZM_MSG_INLINE * 2);
         if (grown == NULL)
             return -1;
         m->heap = grown;
-        m->cap = new_cap;
     }
     m->heap[m->n++] = *f;
     m->bytes += f->size;
+    return 0;
+}
+
+int zm_msg_split_front(zm_msg *m, size_t k, zm_msg *env)
+{
+    zm_frame *f = zm_msg_frames(m);
+    size_t moved = 0;
+
+    for (size_t i = 0; i < k; i++)
+        moved += f[i].size;
+    if (env != NULL) {
+        zm_msg_init(env);
+        for (size_t i = 0; i < k; i++) {
+            /* Copies: the references stay m's until all have a place. */
+            if (zm_msg_push(env, &f[i]) < 0) {
+                free(env->heap); /* the shell only: m keeps the frames */
+                zm_msg_init(env);
+                return -1;
+            }
+        }
+    } else {
+        for (size_t i = 0; i < k; i++)
+            zm_frame_release(&f[i]);
+    }
+    /* The references of f[0..k) now belong to env (or are gone). */
+    memmove(f, f + k, (m->n - k) * sizeof(*f));
+    m->n -= k;
+    m->bytes -= moved;
     return 0;
 }
 
@@ -47,20 +104,13 @@ void zm_msg_clear(zm_msg *m)
 
 int zm_msgq_grow_(zm_msgq *q)
 {
-    size_t cap = q->cap ? q->cap * 2 : 16;
-    zm_msg *items;
+    /* Capacity stays a power of two (16, doubled): zm_msgq_push masks. */
+    zm_msg *items = zm_grow(q->items, &q->cap, &q->head, q->n, q->n + 1,
+                            sizeof(zm_msg), 16);
 
-    if (q->cap > SIZE_MAX / 2 / sizeof(zm_msg))
-        return -ENOMEM;
-    items = zm_malloc(cap * sizeof(zm_msg));
     if (items == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i < q->n; i++)
-        items[i] = q->items[(q->head + i) & (q->cap - 1)];
-    free(q->items);
     q->items = items;
-    q->cap = cap;
-    q->head = 0;
     return 0;
 }
 

@@ -141,7 +141,22 @@ ZM_INLINE void zm_msgq_pop(zm_msgq *q, zm_msg *out)
     q->n--;
 }
 
+/* The oldest message, left in place (the queue must not be empty). */
+ZM_INLINE zm_msg *zm_msgq_front(zm_msgq *q)
+{
+    return &q->items[q->head];
+}
+
 /* Release every message and the array. */
 void zm_msgq_free(zm_msgq *q);
+
+/*
+ * Split m after its first k frames (k <= m->n): they move to env, or are
+ * released when env is NULL, and the rest shift down to stay m.  0, or -1
+ * when out of memory, in which case nothing moved: m holds every frame
+ * and its references, env is empty.  (Only env can need memory: m only
+ * shrinks.)
+ */
+int zm_msg_split_front(zm_msg *m, size_t k, zm_msg *env);
 
 #endif /* ZMTP_MSG_H */

@@ -36,20 +36,14 @@ void zm_outq_free(zm_outq *q)
 static int seg_reserve(zm_outq *q)
 {
     zm_seg *segs;
-    size_t cap;
 
     if (q->n < q->cap)
         return 0;
-    cap = q->cap ? q->cap * 2 : 16;
-    segs = zm_malloc(cap * sizeof(*segs));
+    segs = zm_grow(q->segs, &q->cap, &q->head, q->n, q->n + 1,
+                   sizeof(*segs), 16);
     if (segs == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i < q->n; i++)
-        segs[i] = *seg_at(q, i);
-    free(q->segs);
     q->segs = segs;
-    q->cap = cap;
-    q->head = 0;
     return 0;
 }
 

@@ -26,12 +26,11 @@ static void node_free_children(zm_trie_node *top)
         if (node->n > 0) {
             zm_trie_node *kid = node->kids[node->n - 1];
             if (depth == cap) {
-                size_t ncap = cap ? cap * 2 : 64;
-                zm_trie_node **ns = zm_realloc(stack, ncap * sizeof(*ns));
+                zm_trie_node **ns = zm_grow(stack, &cap, NULL, depth,
+                                            depth + 1, sizeof(*ns), 64);
                 if (ns == NULL)
                     break; /* leak rather than recurse; out of memory */
                 stack = ns;
-                cap = ncap;
             }
             stack[depth++] = node;
             node = kid;
@@ -84,12 +83,52 @@ static zm_trie_node *child(const zm_trie_node *node, unsigned char key)
     return found ? node->kids[i] : NULL;
 }
 
+/* Room for one more child: 0, or -ENOMEM with the children unchanged
+ * (an array that did grow keeps its old contents and is merely larger). */
+static int node_reserve(zm_trie_node *node)
+{
+    size_t kcap = node->cap, ccap = node->cap;
+    unsigned char *keys;
+    zm_trie_node **kids;
+
+    if (node->n < node->cap)
+        return 0;
+    /* At most 256 children (one per byte): 2, 4, ... 256 fits uint16. */
+    keys = zm_grow(node->keys, &kcap, NULL, node->n, (size_t)node->n + 1,
+                   1, 2);
+    if (keys == NULL)
+        return -ENOMEM;
+    node->keys = keys;
+    kids = zm_grow(node->kids, &ccap, NULL, node->n, (size_t)node->n + 1,
+                   sizeof(*kids), 2);
+    if (kids == NULL)
+        return -ENOMEM;
+    node->kids = kids;
+    node->cap = (uint16_t)kcap;
+    return 0;
+}
+
+/* Free a chain built by zm_subs_add and never linked (one child each). */
+static void chain_free(zm_trie_node *node)
+{
+    while (node != NULL) {
+        zm_trie_node *next = node->n > 0 ? node->kids[0] : NULL;
+        free(node->keys);
+        free(node->kids);
+        free(node);
+        node = next;
+    }
+}
+
 int64_t zm_subs_add(zm_subs *s, const unsigned char *topic, size_t n)
 {
-    zm_trie_node *node = &s->root;
-    size_t missing = 0, i;
+    zm_trie_node *node = &s->root, *top = NULL, *leaf = NULL;
+    size_t missing = 0, i, k;
+    int found;
+    uint16_t at;
 
-    /* Count the nodes this add would create before creating any. */
+    /* Find where the topic leaves the trie and count the nodes this add
+     * would create before creating any. */
     for (i = 0; i < n; i++) {
         zm_trie_node *next = child(node, topic[i]);
         if (next == NULL) {
@@ -98,44 +137,52 @@ int64_t zm_subs_add(zm_subs *s, const unsigned char *topic, size_t n)
         }
         node = next;
     }
-    if (missing > 0 && s->max_nodes > 0 && s->nodes + missing > s->max_nodes)
-        return -ENOSPC;
-    for (; i < n; i++) {
-        int found;
-        uint16_t at = child_index(node, topic[i], &found);
-        zm_trie_node *fresh;
-        if (node->n == UINT16_MAX)
+    if (missing == 0) {
+        if (node->count == UINT32_MAX)
             return -ENOSPC;
-        if (node->n == node->cap) {
-            uint16_t cap = node->cap ? (uint16_t)(node->cap * 2 > 256 ? 256 : node->cap * 2) : 2;
-            unsigned char *keys = zm_realloc(node->keys, cap);
-            zm_trie_node **kids;
-            if (keys == NULL)
-                return -ENOMEM;
-            node->keys = keys;
-            kids = zm_realloc(node->kids, cap * sizeof(*kids));
-            if (kids == NULL)
-                return -ENOMEM;
-            node->kids = kids;
-            node->cap = cap;
-        }
-        fresh = zm_calloc(1, sizeof(*fresh));
-        if (fresh == NULL)
-            return -ENOMEM;
-        memmove(node->keys + at + 1, node->keys + at, (size_t)(node->n - at));
-        memmove(node->kids + at + 1, node->kids + at,
-                (size_t)(node->n - at) * sizeof(*node->kids));
-        node->keys[at] = topic[i];
-        node->kids[at] = fresh;
-        node->n++;
-        s->nodes++;
-        node = fresh;
+        if (node->count++ == 0)
+            s->topics++;
+        return node->count;
     }
-    if (node->count == UINT32_MAX)
+    if (s->max_nodes > 0 && s->nodes + missing > s->max_nodes)
         return -ENOSPC;
-    if (node->count++ == 0)
-        s->topics++;
-    return node->count;
+    /* The missing nodes are built aside, deepest first, and linked to the
+     * trie last, in one step that cannot fail: an allocation that fails
+     * half-way frees the part built and leaves the trie as it was (no
+     * orphan node counts against the budget). */
+    for (k = n; k-- > i;) {
+        zm_trie_node *fresh = zm_calloc(1, sizeof(*fresh));
+        if (fresh == NULL)
+            goto nomem;
+        if (top != NULL) {
+            if (node_reserve(fresh) < 0) {
+                free(fresh);
+                goto nomem;
+            }
+            fresh->keys[0] = topic[k + 1];
+            fresh->kids[0] = top;
+            fresh->n = 1;
+        } else {
+            leaf = fresh;
+        }
+        top = fresh;
+    }
+    if (node_reserve(node) < 0)
+        goto nomem;
+    at = child_index(node, topic[i], &found);
+    memmove(node->keys + at + 1, node->keys + at, (size_t)(node->n - at));
+    memmove(node->kids + at + 1, node->kids + at,
+            (size_t)(node->n - at) * sizeof(*node->kids));
+    node->keys[at] = topic[i];
+    node->kids[at] = top;
+    node->n++;
+    s->nodes += missing;
+    leaf->count = 1;
+    s->topics++;
+    return 1;
+nomem:
+    chain_free(top);
+    return -ENOMEM;
 }
 
 int64_t zm_subs_rm(zm_subs *s, const unsigned char *topic, size_t n)
@@ -242,28 +289,31 @@ int zm_subs_apply(const zm_subs *s, zm_subs_fn fn, void *ctx)
         buf[depth] = node->keys[next[depth]];
         next[depth]++;
         if (depth + 1 >= cap) {
-            size_t ncap = cap * 2;
-            const zm_trie_node **a = zm_realloc(stack, ncap * sizeof(*stack));
+            /* Three arrays of the same capacity: each grows from `cap`,
+             * which moves on only once all three have. */
+            size_t c1 = cap, c2 = cap, c3 = cap;
+            const zm_trie_node **a;
             uint32_t *b;
             unsigned char *c;
+            a = zm_grow(stack, &c1, NULL, depth + 1, cap + 1, sizeof(*stack), 64);
             if (a == NULL) {
                 rc = -ENOMEM;
                 goto done;
             }
             stack = a;
-            b = zm_realloc(next, ncap * sizeof(*next));
+            b = zm_grow(next, &c2, NULL, depth + 1, cap + 1, sizeof(*next), 64);
             if (b == NULL) {
                 rc = -ENOMEM;
                 goto done;
             }
             next = b;
-            c = zm_realloc(buf, ncap);
+            c = zm_grow(buf, &c3, NULL, depth, cap + 1, 1, 64);
             if (c == NULL) {
                 rc = -ENOMEM;
                 goto done;
             }
             buf = c;
-            cap = ncap;
+            cap = c1;
         }
         depth++;
         stack[depth] = kid;
