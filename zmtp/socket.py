@@ -119,8 +119,12 @@ class Socket(_zmtp.Socket):
         self._socket_type = SocketType(stype)
         self._monitor_name = None  # monitor(addr)'s inproc name
         self._pid = os.getpid()
-        for name, value in kwargs.items():
-            setattr(self, name, value)
+        try:
+            for name, value in kwargs.items():
+                setattr(self, name, value)
+        except BaseException:
+            self.close(linger=0)  # not left open (and warned about) by a bad option
+            raise
 
     def __setattr__(self, key: str, value: Any) -> None:
         # Attributes the class defines or annotates (the option properties
