@@ -1704,9 +1704,14 @@ static int sock_enter(SocketObject *self)
         return -1;
     }
     if (sock_claim(self) < 0) {
-        raise_zmq(self->st, EBUSY,
-                  "socket used from two threads at once (zmtp sockets, like "
-                  "libzmq's, are not thread-safe)");
+        /* Held by a call woken by term(), or by term() freeing it: ETERM,
+         * the answer of every call after term(). */
+        if (sock_terminated(self))
+            raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        else
+            raise_zmq(self->st, EBUSY,
+                      "socket used from two threads at once (zmtp sockets, "
+                      "like libzmq's, are not thread-safe)");
         return -1;
     }
     self->owner = PyThread_get_thread_ident();
