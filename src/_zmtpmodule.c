@@ -15,8 +15,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "codec.h"
@@ -1278,8 +1280,8 @@ static PyObject *set_errors(PyObject *module, PyObject *const *args,
  * thread exits; after fork() the child makes new ones. */
 static pthread_key_t tls_backend_key;
 static pthread_once_t tls_backend_once = PTHREAD_ONCE_INIT;
+static int g_fork_register_err; /* -errno from tls_backend_init */
 static char g_backend_name[16] = "";     /* "", "io_uring" or "epoll" */
-static unsigned long g_fork_generation;  /* bumped in the child */
 
 static void tls_backend_destroy(void *be)
 {
@@ -1287,17 +1289,43 @@ static void tls_backend_destroy(void *be)
         zm_backend_close((zm_backend *)be);
 }
 
+/*
+ * fork() (docs/architecture.md, "Fork").  The page cache is the one lock
+ * the child needs intact and that any thread may hold: taken around the
+ * fork (as glibc's malloc does its own), so the child inherits it free and
+ * consistent.  Everything else the parent's threads may hold (a progress
+ * thread's mutex, inproc pipe and mailbox locks, a socket's lock word)
+ * belongs to an object of the parent, which the child never touches:
+ * each remembers its fork generation (zm_fork_gen(), bumped in the child
+ * by backend.c's handler) and refuses use or is leaked in the child.
+ */
+static void before_fork(void)
+{
+    zm_page_cache_fork_prepare();
+}
+
+static void after_fork_parent(void)
+{
+    zm_page_cache_fork_parent();
+}
+
 static void after_fork_child(void)
 {
-    g_fork_generation++;
-    /* The parent's backends are not ours; forget without touching them. */
+    zm_page_cache_fork_child();
+    /* The parent's backends are not ours; forget without touching them
+     * (the other threads' ones: their destructors never run here). */
     pthread_setspecific(tls_backend_key, NULL);
 }
 
 static void tls_backend_init(void)
 {
     pthread_key_create(&tls_backend_key, tls_backend_destroy);
-    pthread_atfork(NULL, NULL, after_fork_child);
+    /* The generation first: a socket made before any wait must still know
+     * in a forked child that it is the parent's. */
+    g_fork_register_err = zm_fork_register();
+    if (g_fork_register_err == 0)
+        g_fork_register_err = -pthread_atfork(before_fork, after_fork_parent,
+                                              after_fork_child);
 }
 
 /* The calling thread's backend, opening it if needed (GIL held). */
@@ -1463,13 +1491,16 @@ static PyType_Spec Progress_spec = {
 typedef struct {
     PyObject_HEAD
     zm_pipe *pipe; /* end 1's reference; NULL once offered */
+    unsigned fork_gen;
 } InprocPipeObject;
 
 static void InprocPipe_dealloc(InprocPipeObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
 
-    if (self->pipe != NULL)
+    /* Not in a forked child: the pipe's lock may be held by a thread of
+     * the parent, its peer is the parent's socket (leaked here). */
+    if (self->pipe != NULL && self->fork_gen == zm_fork_gen())
         zm_pipe_detach(self->pipe, 1);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -1533,7 +1564,8 @@ typedef struct {
                               * False until close() (libzmq's ETERM state) */
     int rcvtimeo, sndtimeo;  /* ms, -1 = forever */
     int linger;              /* ms, -1 = forever */
-    unsigned long fork_gen;
+    unsigned fork_gen;       /* zm_fork_gen() at init: the parent's in a
+                                forked child, never used there */
     unsigned long owner;     /* thread ident of the call in progress */
     zm_backend *waiting_on;  /* atomic: backend of a blocked call */
     /* the rest of a message being received frame by frame */
@@ -1548,6 +1580,15 @@ typedef struct {
 } SocketObject;
 
 #define DEFAULT_LINGER_MS 1000
+
+/* ENOTSUP in a forked child, for what the parent made (one text each, so
+ * that users and tests see the same words everywhere). */
+#define FORK_ERROR_SOCKET                                                     \
+    "this socket was created before fork(); it cannot be used in the child " \
+    "(make a new Context there)"
+#define FORK_ERROR_CONTEXT                                                    \
+    "this Context was created before fork(); it cannot be used in the child " \
+    "(make a new Context there)"
 
 static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw);
 static int sock_claim(SocketObject *self);
@@ -1596,6 +1637,11 @@ static int Socket_init(SocketObject *self, PyObject *args, PyObject *kw)
         raise_zmq(self->st, EINVAL, "invalid socket type");
         return -1;
     }
+    if (progress != Py_None &&
+        zm_progress_foreign(&((ProgressObject *)progress)->p)) {
+        raise_zmq(self->st, ENOTSUP, FORK_ERROR_CONTEXT);
+        return -1;
+    }
     rc = zm_sock_init(&self->s, type);
     if (rc < 0) {
         PyErr_Format(PyExc_NotImplementedError,
@@ -1608,7 +1654,7 @@ static int Socket_init(SocketObject *self, PyObject *args, PyObject *kw)
     self->rcvtimeo = -1;
     self->sndtimeo = -1;
     self->linger = DEFAULT_LINGER_MS;
-    self->fork_gen = g_fork_generation;
+    self->fork_gen = zm_fork_gen();
     self->ps.sock = &self->s;
     self->ps.last_call_ns = 0;
     if (progress != Py_None && ((ProgressObject *)progress)->running) {
@@ -1627,17 +1673,20 @@ static void Socket_dealloc(SocketObject *self)
     PyObject_GC_UnTrack(self);
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->initialized && self->fork_gen == g_fork_generation) {
+    /* Not in a forked child: the socket is the parent's (leaked here). */
+    if (self->initialized && self->fork_gen == zm_fork_gen()) {
         if (!self->closed) {
             /* The progress thread may be inside this socket: wait for its
              * step to end before taking the socket away (nobody else can
              * be in a call: the object is being freed). */
             (void)sock_claim(self); /* only the progress thread can hold it */
-            if (self->progress != NULL && self->progress->running)
+            /* Also after the thread was stopped: until its join returned
+             * it may have been looking at the list. */
+            if (self->progress != NULL)
                 zm_progress_remove(&self->progress->p, &self->ps);
             zm_sock_destroy(&self->s); /* no linger from a finaliser */
             /* Release, as sock_leave. */
-            __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
+            __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
         }
     }
     Py_CLEAR(self->progress);
@@ -1668,21 +1717,26 @@ static int sock_terminated(SocketObject *self)
 static _Thread_local const void *tls_last_send;
 
 /*
- * Take the socket for a call: ps.busy 0 -> 1.  Acquire (pairs with the
- * release in sock_leave and in the progress thread's step): the engine
- * state written by the previous holder, maybe on another thread, is visible
- * to this one.  While the progress thread holds it (2: one short
- * non-blocking step) we yield and try again; 0, or -1 when another thread
- * is inside a call (1).
+ * Take the socket for a call: ps.busy FREE -> OWNER (progress.h).  Acquire
+ * (pairs with the release in sock_leave and in the progress thread's
+ * step): the engine state written by the previous holder, maybe on another
+ * thread, is visible to this one.  While the progress thread holds it (one
+ * short non-blocking step) we yield and try again; 0, or -1 when another
+ * thread is inside a call, or when the socket is a parent's in a forked
+ * child (callers check that first; its holder may not exist here, so we
+ * must not wait for it).
  */
 static int sock_claim(SocketObject *self)
 {
+    if (self->fork_gen != zm_fork_gen())
+        return -1;
     for (;;) {
-        int expected = 0;
-        if (__atomic_compare_exchange_n(&self->ps.busy, &expected, 1, 0,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        int expected = ZM_BUSY_FREE;
+        if (__atomic_compare_exchange_n(&self->ps.busy, &expected,
+                                        ZM_BUSY_OWNER, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
             return 0;
-        if (expected == 1)
+        if (expected == ZM_BUSY_OWNER)
             return -1;
         sched_yield();
     }
@@ -1697,10 +1751,8 @@ static int sock_enter(SocketObject *self)
             raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
         return -1;
     }
-    if (self->fork_gen != g_fork_generation) {
-        raise_zmq(self->st, ENOTSUP,
-                  "this socket was created before fork(); it cannot be used "
-                  "in the child (make a new Context there)");
+    if (self->fork_gen != zm_fork_gen()) {
+        raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);
         return -1;
     }
     if (sock_claim(self) < 0) {
@@ -1724,7 +1776,7 @@ static int sock_enter(SocketObject *self)
     if (sock_terminated(self)) {
         self->s.in_call = 0;
         /* Release, as sock_leave. */
-        __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
         raise_zmq(self->st, ZM_ETERM, "Context was terminated");
         return -1;
     }
@@ -1751,7 +1803,7 @@ static void sock_leave(SocketObject *self)
         zm_mailbox_rearm(self->s.mb, self->s.mb_seen);
     /* Release: pairs with the acquire in sock_claim (the next caller's or
      * the progress thread's): our engine writes are visible to it. */
-    __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
     /* After the release, so that the thread we may wake finds the socket
      * free; only atomics and the Progress object (we hold a reference) are
      * touched from here on. */
@@ -2925,6 +2977,7 @@ static PyObject *Socket_inproc_connect(SocketObject *self, PyObject *arg)
         return raise_zmq(self->st, -rc, NULL);
     }
     po->pipe = peer;
+    po->fork_gen = zm_fork_gen();
     return (PyObject *)po;
 }
 
@@ -2950,6 +3003,9 @@ static PyObject *Socket_inproc_offer(SocketObject *self, PyObject *const *args,
         return NULL;
     if (po->pipe == NULL)
         return raise_zmq(self->st, EINVAL, "inproc pipe already offered");
+    /* A forked child never locks a parent's mailbox or pipe. */
+    if (self->fork_gen != zm_fork_gen() || po->fork_gen != zm_fork_gen())
+        return raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);
     /* No sock_enter: the owner may be blocked in a call on another thread;
      * only the mailbox (its own lock) is touched.  s.mb was made by the
      * owner's bind under the GIL, which we hold. */
@@ -3440,7 +3496,7 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
             self->released = 0; /* the user's close() after term() */
         Py_RETURN_NONE;
     }
-    if (self->fork_gen != g_fork_generation) {
+    if (self->fork_gen != zm_fork_gen()) {
         /* The child must not touch the parent's descriptors' state. */
         self->closed = 1;
         Py_RETURN_NONE;
@@ -3493,7 +3549,7 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
             break;
         }
     }
-    if (self->progress != NULL && self->progress->running)
+    if (self->progress != NULL) /* also once stopped: see Socket_dealloc */
         zm_progress_remove(&self->progress->p, &self->ps);
     zm_sock_destroy(&self->s);
     zm_msg_clear(&self->cur);
@@ -3577,7 +3633,8 @@ static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
     (void)unused;
     /* Acquire: pairs with the release in sock_leave (a caller that sees the
      * call over also sees its effects, e.g. `closed`). */
-    return PyBool_FromLong(__atomic_load_n(&self->ps.busy, __ATOMIC_ACQUIRE) == 1);
+    return PyBool_FromLong(__atomic_load_n(&self->ps.busy, __ATOMIC_ACQUIRE) ==
+                           ZM_BUSY_OWNER);
 }
 
 static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
@@ -3790,6 +3847,101 @@ static PyObject *spin_us(PyObject *module, PyObject *args)
     return PyLong_FromLongLong((long long)old);
 }
 
+/* ================================================================== */
+/* Test hook: a lock held at fork()                                   */
+/* ================================================================== */
+
+typedef struct {
+    pthread_mutex_t *mu;
+    long ms;
+    int held; /* atomic: the holder has the lock */
+} hold_job;
+
+static void *hold_main(void *arg)
+{
+    hold_job *job = arg;
+    struct timespec ts = {job->ms / 1000, (job->ms % 1000) * 1000000};
+
+    pthread_mutex_lock(job->mu);
+    /* Release: pairs with the caller's acquire; it forks only once the
+     * lock is ours. */
+    __atomic_store_n(&job->held, 1, __ATOMIC_RELEASE);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    pthread_mutex_unlock(job->mu);
+    /* Acquire: the caller stopped reading `held` (it saw 1) before we
+     * free; it only reads, so this is about not freeing under it. */
+    while (__atomic_load_n(&job->held, __ATOMIC_ACQUIRE) != 2)
+        sched_yield();
+    free(job);
+    return NULL;
+}
+
+PyDoc_STRVAR(hold_lock_doc,
+"_hold_lock_for_fork_test(name, obj, ms, /)\n--\n\n"
+"Tests only: a C thread takes a lock and holds it for ms milliseconds;\n"
+"returns once the lock is held (so a fork() made now happens with it held).\n"
+"name: 'progress' (obj: a Progress), 'page_cache' (obj: None), 'pipe'\n"
+"(obj: an InprocPipe), 'mailbox' (obj: a Socket with inproc).  The caller\n"
+"keeps obj alive for ms.");
+
+static PyObject *hold_lock_for_fork_test(PyObject *module, PyObject *args)
+{
+    zmtp_state *st = get_state(module);
+    const char *name;
+    PyObject *obj;
+    long ms;
+    pthread_mutex_t *mu = NULL;
+    hold_job *job;
+    pthread_t th;
+    sigset_t all, old;
+    int rc;
+
+    if (!PyArg_ParseTuple(args, "sOl:_hold_lock_for_fork_test", &name, &obj,
+                          &ms))
+        return NULL;
+    if (strcmp(name, "progress") == 0 &&
+        PyObject_TypeCheck(obj, st->Progress_Type))
+        mu = &((ProgressObject *)obj)->p.mu;
+    else if (strcmp(name, "page_cache") == 0)
+        mu = zm__page_cache_mutex();
+    else if (strcmp(name, "pipe") == 0 &&
+             Py_IS_TYPE(obj, st->InprocPipe_Type) &&
+             ((InprocPipeObject *)obj)->pipe != NULL)
+        mu = zm__pipe_mutex(((InprocPipeObject *)obj)->pipe);
+    else if (strcmp(name, "mailbox") == 0 &&
+             PyObject_TypeCheck(obj, st->Socket_Type) &&
+             ((SocketObject *)obj)->s.mb != NULL)
+        mu = &((SocketObject *)obj)->s.mb->lock;
+    if (mu == NULL || ms < 0 || ms > 60000) {
+        PyErr_Format(PyExc_ValueError, "no such lock: %s (%R)", name, obj);
+        return NULL;
+    }
+    job = zm_calloc(1, sizeof(*job));
+    if (job == NULL)
+        return PyErr_NoMemory();
+    job->mu = mu;
+    job->ms = ms;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&th, NULL, hold_main, job);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        free(job);
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    pthread_detach(th);
+    Py_BEGIN_ALLOW_THREADS
+    /* Acquire: pairs with the holder's release. */
+    while (__atomic_load_n(&job->held, __ATOMIC_ACQUIRE) == 0)
+        sched_yield();
+    /* Release: our last read of job is done; the holder may free it. */
+    __atomic_store_n(&job->held, 2, __ATOMIC_RELEASE);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"encode_greeting", (PyCFunction)(void (*)(void))encode_greeting,
      METH_VARARGS | METH_KEYWORDS, encode_greeting_doc},
@@ -3823,6 +3975,8 @@ static PyMethodDef module_methods[] = {
     {"_poll", (PyCFunction)(void (*)(void))module_poll, METH_FASTCALL,
      poll_doc},
     {"_spin_us", (PyCFunction)spin_us, METH_VARARGS, spin_us_doc},
+    {"_hold_lock_for_fork_test", (PyCFunction)hold_lock_for_fork_test,
+     METH_VARARGS, hold_lock_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3835,9 +3989,14 @@ static int zmtp_exec(PyObject *m)
 {
     zmtp_state *st = get_state(m);
 
-    /* Register the fork handler now: a socket made before any wait must
+    /* Register the fork handlers now: a socket made before any wait must
      * still know in a forked child that it is the parent's. */
     pthread_once(&tls_backend_once, tls_backend_init);
+    if (g_fork_register_err < 0) {
+        errno = -g_fork_register_err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     {
         const char *spin = getenv("ZMTP_SPIN_US");
         if (spin != NULL && *spin != '\0') {

@@ -153,6 +153,31 @@ int zm_page_cache_enabled(void)
     return cache_slot(ZM_PAGE_SMALL) >= 0;
 }
 
+pthread_mutex_t *zm__page_cache_mutex(void)
+{
+    return &g_cache_mu;
+}
+
+/* Around fork(), as glibc's malloc: the forking thread takes the lock (a
+ * holder only pushes or pops, it never waits while holding it), so the
+ * cache is consistent when the process is copied; the parent lets it go,
+ * the child, whose only thread is the one that forked, makes it new (as
+ * glibc does its arena locks: the owner recorded is the parent's thread). */
+void zm_page_cache_fork_prepare(void)
+{
+    pthread_mutex_lock(&g_cache_mu);
+}
+
+void zm_page_cache_fork_parent(void)
+{
+    pthread_mutex_unlock(&g_cache_mu);
+}
+
+void zm_page_cache_fork_child(void)
+{
+    pthread_mutex_init(&g_cache_mu, NULL);
+}
+
 
 void zm_mem_get_stats(zm_mem_stats *out)
 {

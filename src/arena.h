@@ -17,6 +17,8 @@
 
 #include "common.h"
 
+#include <pthread.h>
+
 #define ZM_PAGE_SIZE_DEFAULT ((size_t)65536)
 #define ZM_PAGE_SIZE_MIN ((size_t)256)
 /* Pages of this capacity are cached too: small copies are rounded up to
@@ -64,6 +66,15 @@ void zm_page_free_(zm_page *p);
 
 /* 1 when freed pages are cached (not under AddressSanitizer). */
 int zm_page_cache_enabled(void);
+
+/* pthread_atfork handlers for the page cache's lock (registered by the
+ * binding): a forked child finds the cache consistent and its lock free. */
+void zm_page_cache_fork_prepare(void);
+void zm_page_cache_fork_parent(void);
+void zm_page_cache_fork_child(void);
+
+/* Tests only (_zmtp._hold_lock_for_fork_test): the page cache's lock. */
+pthread_mutex_t *zm__page_cache_mutex(void);
 
 ZM_INLINE void zm_page_decref(zm_page *p)
 {

@@ -25,12 +25,13 @@
 /* ================================================================== */
 
 /*
- * Bumped in the child by a pthread_atfork handler; a backend remembers the
- * value at open and refuses use when it differs.  Relaxed atomics: the
- * child handler runs in the only thread of the child before fork() returns
- * there, so every later load in the child sees it; nothing else is
- * published through it.  Cheaper than getpid(), which glibc no longer
- * caches.
+ * The process's one fork generation (zm_fork_gen, backend.h): bumped in the
+ * child by a pthread_atfork handler; a backend, a socket, a progress thread
+ * and an inproc pipe remember the value they were made with, and a child
+ * leaves what is not its own alone.  Relaxed atomics: the child handler
+ * runs in the only thread of the child before fork() returns there, so
+ * every later load in the child sees it; nothing else is published through
+ * it.  Cheaper than getpid(), which glibc no longer caches.
  */
 static unsigned g_fork_gen;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -46,7 +47,13 @@ static void register_atfork(void)
     g_atfork_err = pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-ZM_INLINE unsigned fork_gen(void)
+int zm_fork_register(void)
+{
+    pthread_once(&g_atfork_once, register_atfork);
+    return -g_atfork_err;
+}
+
+unsigned zm_fork_gen(void)
 {
     return __atomic_load_n(&g_fork_gen, __ATOMIC_RELAXED);
 }
@@ -54,7 +61,7 @@ ZM_INLINE unsigned fork_gen(void)
 /* -ECHILD in a forked child, -EEXIST on a thread that is not the owner. */
 ZM_INLINE int check_caller(const zm_backend *b)
 {
-    if (ZM_UNLIKELY(b->gen != fork_gen()))
+    if (ZM_UNLIKELY(b->gen != zm_fork_gen()))
         return -ECHILD;
     if (ZM_UNLIKELY(!pthread_equal(pthread_self(), b->owner)))
         return -EEXIST;
@@ -74,14 +81,6 @@ void zm__reason(char *reason, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, len, fmt, ap);
     va_end(ap);
-}
-
-int64_t zm__now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int zm__table_grow(void **tab, int *cap, int fd, size_t elt)
@@ -236,7 +235,7 @@ static int open_one(zm_backend **out, const zm__backend_ops *ops,
     }
     b->ops = ops;
     b->owner = pthread_self();
-    b->gen = fork_gen();
+    b->gen = zm_fork_gen();
     b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (b->wake_fd < 0) {
         ret = -errno;
@@ -264,11 +263,10 @@ int zm_backend_open_sized(zm_backend **out, const char *name,
     int ret;
 
     *out = NULL;
-    pthread_once(&g_atfork_once, register_atfork);
-    if (g_atfork_err != 0) {
-        zm__reason(reason, reason_len, "pthread_atfork: %s",
-                   strerror(g_atfork_err));
-        return -g_atfork_err;
+    ret = zm_fork_register();
+    if (ret < 0) {
+        zm__reason(reason, reason_len, "pthread_atfork: %s", strerror(-ret));
+        return ret;
     }
     if (entries == 0)
         entries = ZM_BACKEND_ENTRIES_DEFAULT;
@@ -435,7 +433,7 @@ int zm_backend_wake(zm_backend *b)
 
     /* Any thread or a signal handler: only an atomic load and write(2),
      * both async-signal-safe.  A forked child must not wake the parent. */
-    if (ZM_UNLIKELY(b->gen != fork_gen()))
+    if (ZM_UNLIKELY(b->gen != zm_fork_gen()))
         return -ECHILD;
     ZM_COUNT(ZM_CNT_EVENTFD); /* a lock-free add: async-signal-safe */
     do {

@@ -146,6 +146,15 @@ int zm_backend_wake(zm_backend *b);
  */
 int zm_backend_probe(const char *name, char *reason, size_t reason_len);
 
+/* The fork generation: 0 in the process that loaded zmtp, bumped in every
+ * child by fork() (a pthread_atfork child handler, registered by the first
+ * zm_fork_register() or backend open).  Whatever remembers a generation
+ * other than this one belongs to a parent: its threads do not exist here
+ * and its locks may be held forever. */
+unsigned zm_fork_gen(void);
+/* Register the handler (idempotent): 0 or -errno. */
+int zm_fork_register(void);
+
 /* ================================================================== */
 /* Internal: for backend.c, ring.c and epoll.c only                   */
 /* ================================================================== */
@@ -223,9 +232,6 @@ void zm__wake_drain(zm_backend *b);
 /* Grow an array indexed by fd so that index `fd` exists; new slots zeroed.
  * 0 or -ENOMEM (the old array is kept). */
 int zm__table_grow(void **tab, int *cap, int fd, size_t elt);
-
-/* CLOCK_MONOTONIC in ns. */
-int64_t zm__now_ns(void);
 
 /* poll(2) bits <-> ZM_IO_* (epoll's EPOLLIN.. have the same values). */
 ZM_INLINE unsigned zm__io_to_poll(unsigned io)

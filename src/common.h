@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define ZM_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -62,6 +63,16 @@ ZM_INLINE void zm_put_u16(unsigned char *p, uint16_t v)
 {
     p[0] = (unsigned char)(v >> 8);
     p[1] = (unsigned char)v;
+}
+
+/* CLOCK_MONOTONIC in nanoseconds: the one clock of the engine, the
+ * backends' timeouts and the progress thread (vDSO, no syscall). */
+ZM_INLINE int64_t zm_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* ------------------------------------------------------------------ */

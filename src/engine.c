@@ -20,13 +20,6 @@
 /* Small helpers                                                      */
 /* ================================================================== */
 
-int64_t zm_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static const char *const socktype_names[ZM_SOCKTYPE_COUNT_] = {
     "PAIR", "PUB", "SUB", "REQ", "REP", "DEALER",
     "ROUTER", "PULL", "PUSH", "XPUB", "XSUB",

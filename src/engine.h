@@ -350,9 +350,6 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx);
  * nothing from the owner.  Returns how many descriptors were watched. */
 int zm_sock_push_output(zm_sock *s, int64_t now, zm_watch_fn watch, void *ctx);
 
-/* Monotonic clock in nanoseconds. */
-int64_t zm_now_ns(void);
-
 /* True when a socket of type `a` may talk to one of type `b` (RFC 28-31). */
 int zm_socktype_compatible(int a, int b);
 /* "REQ", "ROUTER", ... or NULL. */

@@ -333,10 +333,10 @@ static int ep_wait(zm_backend *b, zm_io_event *evs, int max,
     if (ret < 0)
         return ret;
     if (timeout_ns > 0)
-        deadline = zm__now_ns() + timeout_ns;
+        deadline = zm_now_ns() + timeout_ns;
     for (;;) {
         if (timeout_ns > 0) {
-            left = deadline - zm__now_ns();
+            left = deadline - zm_now_ns();
             if (left < 0)
                 left = 0;
         }

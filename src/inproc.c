@@ -217,6 +217,11 @@ zm_pipe *zm_pipe_new(void)
     return p;
 }
 
+pthread_mutex_t *zm__pipe_mutex(zm_pipe *p)
+{
+    return &p->lock;
+}
+
 static void pipe_free(zm_pipe *p)
 {
     for (int k = 0; k < 2; k++) {

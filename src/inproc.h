@@ -99,6 +99,8 @@ size_t zm_pipe_read(zm_pipe *p, int end, zm_msg *out, size_t max);
 /* End `end`'s application took (or dropped) n messages read from the pipe:
  * they leave the writer's HWM. */
 void zm_pipe_consumed(zm_pipe *p, int end, size_t n);
+/* Tests only (_zmtp._hold_lock_for_fork_test): the pipe's lock. */
+pthread_mutex_t *zm__pipe_mutex(zm_pipe *p);
 /* End `end` goes away: its unread messages are dropped, the peer is told,
  * its reference released. */
 void zm_pipe_detach(zm_pipe *p, int end);

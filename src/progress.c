@@ -4,7 +4,9 @@
 #include "progress.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,27 +29,23 @@ static int collect(void *ctx_, int fd, unsigned events)
     return 0;
 }
 
-/* Take a socket whose owner is not in a call: busy 0 -> 2.  Acquire pairs
+/* Take a socket whose owner is not in a call: FREE -> PROGRESS.  Acquire pairs
  * with the owner's release in sock_leave (its engine writes are visible to
  * this step).  Never waits. */
 static int progress_claim(zm_psock *ps)
 {
-    int expected = 0;
+    int expected = ZM_BUSY_FREE;
 
-    return __atomic_compare_exchange_n(&ps->busy, &expected, 2, 0,
+    return __atomic_compare_exchange_n(&ps->busy, &expected, ZM_BUSY_PROGRESS, 0,
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
-static void *progress_main(void *arg)
+static void progress_main(zm_progress *p, collect_ctx *ctx)
 {
-    zm_progress *p = arg;
-    collect_ctx *ctx = zm_malloc(sizeof(*ctx));
     zm_io_event evs[64];
     int nevs = 0;
     int64_t now, next, timeout;
 
-    if (ctx == NULL)
-        return NULL;
     ctx->be = p->be;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
@@ -129,7 +127,7 @@ static void *progress_main(void *arg)
                 }
                 /* Release: pairs with the owner's acquire in sock_claim;
                  * what this step did to the engine is visible to it. */
-                __atomic_store_n(&ps->busy, 0, __ATOMIC_RELEASE);
+                __atomic_store_n(&ps->busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
             }
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
@@ -162,8 +160,6 @@ static void *progress_main(void *arg)
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
-    free(ctx);
-    return NULL;
 }
 
 /* The backend must be made on the thread that waits on it; start() waits
@@ -180,18 +176,37 @@ static void *progress_entry(void *arg)
 {
     start_ctx *sc = arg;
     zm_progress *p = sc->p;
+    collect_ctx *ctx = NULL;
     int rc = zm_backend_open(&p->be, "epoll", p->reason, sizeof(p->reason));
 
+    /* Everything the thread needs is made before it reports: a start that
+     * returns 0 has a thread that runs until stopped. */
+    if (rc == 0 && (ctx = zm_malloc(sizeof(*ctx))) == NULL) {
+        snprintf(p->reason, sizeof(p->reason), "out of memory");
+        rc = -ENOMEM;
+    }
+    if (rc == 0) /* before the starter returns: nobody wakes us earlier */
+        __atomic_store_n(&p->be_live, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&sc->mu);
     sc->rc = rc;
     sc->done = 1;
     pthread_cond_signal(&sc->cv);
     pthread_mutex_unlock(&sc->mu);
     /* sc is gone after this point (the starter returned). */
-    if (rc < 0)
-        return NULL;
-    progress_main(p);
-    zm_backend_close(p->be);
+    if (rc == 0) {
+        progress_main(p, ctx);
+        /* seq_cst, a Dekker pair with zm_progress_wake (count, then look at
+         * `be_live`): either a waker sees 0 and leaves `be` alone, or we
+         * see its count and wait for it before closing. */
+        __atomic_store_n(&p->be_live, 0, __ATOMIC_SEQ_CST);
+        /* seq_cst: the other half of the pair above; also the acquire
+         * for the waker's release (its eventfd write is done). */
+        while (__atomic_load_n(&p->wakers, __ATOMIC_SEQ_CST) != 0)
+            sched_yield();
+    }
+    free(ctx);
+    zm_backend_close(p->be); /* NULL-safe */
+    p->be = NULL;
     return NULL;
 }
 
@@ -203,6 +218,7 @@ int zm_progress_start(zm_progress *p)
 
     memset(p, 0, sizeof(*p));
     pthread_mutex_init(&p->mu, NULL);
+    p->fork_gen = zm_fork_gen();
     sc.p = p;
     sc.done = 0;
     sc.rc = 0;
@@ -232,20 +248,33 @@ done:
     return rc;
 }
 
+int zm_progress_foreign(const zm_progress *p)
+{
+    return p->fork_gen != zm_fork_gen();
+}
+
 void zm_progress_stop(zm_progress *p)
 {
     if (!p->started)
         return;
+    p->started = 0;
+    /* A forked child: the thread is the parent's and does not run here,
+     * its mutex may have been held at fork() and stays held, its backend
+     * is the parent's, and a pthread_t of the parent may name a thread of
+     * ours.  Leave it all (docs/architecture.md, "Fork"). */
+    if (zm_progress_foreign(p))
+        return;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_mutex_unlock(&p->mu);
-    zm_backend_wake(p->be);
+    zm_progress_wake(p);
     pthread_join(p->thread, NULL);
-    p->started = 0;
 }
 
 void zm_progress_add(zm_progress *p, zm_psock *ps)
 {
+    if (zm_progress_foreign(p))
+        return; /* never in use here (see zm_progress_stop) */
     pthread_mutex_lock(&p->mu);
     ps->next = p->socks;
     p->socks = ps;
@@ -255,6 +284,8 @@ void zm_progress_add(zm_progress *p, zm_psock *ps)
 
 void zm_progress_remove(zm_progress *p, zm_psock *ps)
 {
+    if (zm_progress_foreign(p))
+        return; /* as zm_progress_add */
     pthread_mutex_lock(&p->mu);
     for (zm_psock **pp = &p->socks; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == ps) {
@@ -267,8 +298,15 @@ void zm_progress_remove(zm_progress *p, zm_psock *ps)
 
 void zm_progress_wake(zm_progress *p)
 {
-    if (p->started)
-        zm_backend_wake(p->be);
+    /* seq_cst, both: the mirror of the thread's exit (clear `be_live`,
+     * then wait for `wakers` to drain before closing `be`).  A wake from a
+     * socket's owner racing the thread's end either sees be_live 0 or is
+     * waited for: `be` is never used after it was freed. */
+    __atomic_add_fetch(&p->wakers, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&p->be_live, __ATOMIC_SEQ_CST))
+        zm_backend_wake(p->be); /* -ECHILD in a forked child: no effect */
+    /* Release: our use of `be` is over before the thread sees 0. */
+    __atomic_sub_fetch(&p->wakers, 1, __ATOMIC_RELEASE);
 }
 
 void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)

@@ -5,9 +5,10 @@
  * behaviour while its owner sleeps or blocks elsewhere.
  *
  * No Python here: the thread never takes the GIL.  Each registered socket
- * has a `busy` word: its owner holds it (1) for the whole of a call, the
- * progress thread only ever tries to take it (2) and never blocks while
- * holding it, so an owner that finds it taken just yields and retries.  A
+ * has a `busy` word (the socket's lock, ZM_BUSY_* below): its owner holds
+ * it for the whole of a call, the progress thread only ever tries to take
+ * it and never blocks while holding it, so an owner that finds it taken
+ * just yields and retries.  A
  * socket called within the last ZM_PROGRESS_GRACE_NS is left to its owner
  * (the thread looks again when that time has passed), so a busy socket
  * does not get its wake-ups stolen.
@@ -26,12 +27,25 @@
 
 #define ZM_PROGRESS_GRACE_NS ((int64_t)2000000) /* 2 ms */
 
+/*
+ * The socket's lock word (zm_psock.busy).  Invariant: it is taken only by
+ * a compare-and-swap from ZM_BUSY_FREE (acquire) and given back only by its
+ * holder, with a release store of ZM_BUSY_FREE; whoever holds it is the only
+ * thread that touches the socket's engine.  The owner's thread holds it
+ * (OWNER) for the whole of a call and may wait inside it; the progress
+ * thread holds it (PROGRESS) for one step that never waits, so an owner
+ * that finds PROGRESS yields and retries, and OWNER seen by another Python
+ * thread means "in use" (EBUSY).  A forked child never takes a word it
+ * inherited: its holder may be a thread that does not exist there.
+ */
+#define ZM_BUSY_FREE 0
+#define ZM_BUSY_OWNER 1
+#define ZM_BUSY_PROGRESS 2
+
 typedef struct zm_psock {
     struct zm_psock *next;
     zm_sock *sock;
-    int busy;                /* atomic: 0 free, 1 the owner is in a call
-                                (the whole of it), 2 the progress thread
-                                steps it (never blocking) */
+    int busy;                /* atomic: ZM_BUSY_* (the socket's lock) */
     int64_t last_call_ns;    /* progress thread only: when it last saw
                                 `calls` move */
     int64_t backoff_ns;      /* progress thread only: next look when the
@@ -48,23 +62,36 @@ typedef struct zm_progress {
     pthread_mutex_t mu;      /* guards `socks` and `stop` */
     zm_psock *socks;
     int stop;
-    int started;
+    int started;             /* owner only (start/stop): the thread is to
+                                be joined */
+    unsigned fork_gen;       /* zm_fork_gen() at start */
     pthread_t thread;
-    zm_backend *be;          /* the thread's own (epoll); set before start
-                                returns, read by wake() */
+    zm_backend *be;          /* the thread's own (epoll); opened and closed
+                                by the thread, woken by any thread while
+                                `be_live` */
+    int be_live;             /* atomic: wake() may use `be` */
+    int wakers;              /* atomic: wake() calls using `be` now */
     int sleeping_forever;    /* atomic: waiting with no timeout */
     char reason[128];
 } zm_progress;
 
-/* 0, or -errno (thread or backend could not start). */
+/* 0, or -errno (thread, backend or its first allocation failed: no thread
+ * is left running). */
 int zm_progress_start(zm_progress *p);
-/* Stop and join the thread; registered sockets are left alone. */
+/* Stop and join the thread; registered sockets are left alone.  In a
+ * forked child, for a progress thread of the parent (which does not exist
+ * there): touches nothing (no lock, no join) and leaks it. */
 void zm_progress_stop(zm_progress *p);
+/* Started in another process (this is a forked child of it). */
+int zm_progress_foreign(const zm_progress *p);
 
+/* A socket added must be removed before its zm_psock goes away, also
+ * after zm_progress_stop (until then the thread may be looking at it). */
 void zm_progress_add(zm_progress *p, zm_psock *ps);
 void zm_progress_remove(zm_progress *p, zm_psock *ps);
 
-/* Make the thread look at its sockets again now (any thread). */
+/* Make the thread look at its sockets again now (any thread); does
+ * nothing once the thread is stopping or gone. */
 void zm_progress_wake(zm_progress *p);
 
 /* After an owner's call: does the socket need the thread soon (output

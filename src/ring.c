@@ -1089,7 +1089,7 @@ static int ring_wait(zm_backend *b, zm_io_event *evs, int max,
     if (n > 0)
         return n;
     if (timeout_ns > 0)
-        deadline = zm__now_ns() + timeout_ns;
+        deadline = zm_now_ns() + timeout_ns;
     for (;;) {
         const struct zm_kernel_timespec *tsp = NULL;
 
@@ -1100,7 +1100,7 @@ static int ring_wait(zm_backend *b, zm_io_event *evs, int max,
         }
         min = timeout_ns == 0 ? 0 : 1;
         if (timeout_ns > 0) {
-            left = deadline - zm__now_ns();
+            left = deadline - zm_now_ns();
             if (left <= 0) {
                 min = 0;
                 timeout_ns = 0; /* time is up: one last poll */
@@ -1146,7 +1146,7 @@ static int ring_wait(zm_backend *b, zm_io_event *evs, int max,
             /* After submitting, io_uring_enter returns the submit count
              * and drops the wait's own -ETIME/-EINTR: with no completion
              * at all, the clock tells a timeout from a signal. */
-            if (timeout_ns > 0 && zm__now_ns() >= deadline)
+            if (timeout_ns > 0 && zm_now_ns() >= deadline)
                 return 0;
             return -EINTR;
         }

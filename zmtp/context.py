@@ -12,9 +12,10 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
 
 from zmtp import _zmtp
-from zmtp._inproc import InprocNames
+from zmtp._inproc import DEFAULT_NAMES, InprocNames
 from zmtp.buffers import BufferConfig
 from zmtp.constants import (
+    ENOTSUP,
     ETERM,
     IO_THREADS,
     MAX_MSGSZ,
@@ -167,6 +168,7 @@ class Context:
         ``kwargs`` go to the class.  ContextTerminated once term() began."""
         if config is not None and not isinstance(config, BufferConfig):
             raise TypeError(f"config must be a zmtp.BufferConfig, not {type(config).__name__}")
+        self._check_pid()
         cls = socket_class or self._socket_class
         sock = cls(self, socket_type, **kwargs)  # registers itself (_register_socket)
         if config is not None:
@@ -178,11 +180,18 @@ class Context:
                 pass
         return sock
 
+    def _check_pid(self) -> None:
+        """ZMQError(ENOTSUP) in a forked child: the context is the parent's
+        (its lock, its progress thread and its sockets are not usable here)."""
+        if os.getpid() != self._pid:
+            raise ZMQError(ENOTSUP, _FORK_ERROR)
+
     def _register_socket(self, sock: Socket, init: "Callable[[Optional[_zmtp.Progress]], None]") -> None:
         """Socket.__init__: ``init(progress)`` makes the C socket, here,
         under the lock that term() takes its snapshot of the sockets with:
         every socket is either refused (ContextTerminated, once term() has
         begun) or made and known to term(), whatever the constructor path."""
+        self._check_pid()  # before the lock: a parent's thread may hold it
         with self._lock:
             if self._terminating:
                 raise ContextTerminated(ETERM, "Context was terminated")
@@ -190,6 +199,15 @@ class Context:
                 self._progress = _zmtp.Progress()  # started with the first socket
             init(self._progress)
             self._sockets.add(sock)
+
+    def _progress_thread(self) -> "Optional[_zmtp.Progress]":
+        """The context's progress thread, started if need be (None once
+        term() has begun)."""
+        self._check_pid()  # before the lock: a parent's thread may hold it
+        with self._lock:
+            if self._progress is None and not self._terminating:
+                self._progress = _zmtp.Progress()
+            return self._progress
 
     def setsockopt(self, option: int, value: Any) -> None:
         """A default option for sockets made from now on (an option zmtp
@@ -347,4 +365,21 @@ for _opt in SocketOption:
     setattr(Context, _opt.name.lower(), _default_option(_opt))
 Context.identity = Context.routing_id  # type: ignore[attr-defined]
 del _opt
+
+
+_FORK_ERROR = "this Context was created before fork(); it cannot be used in the child (make a new Context there)"
+
+
+def _after_fork_in_child() -> None:
+    """Python locks another thread of the parent held at fork() stay held
+    in the child: Context.instance() and the context-less inproc namespace
+    (whose names are the parent's sockets) start afresh there.  The
+    parent's contexts refuse use (_check_pid) and their locks are never
+    taken in the child (docs/architecture.md, "Fork")."""
+    Context._instance_lock = threading.Lock()
+    DEFAULT_NAMES.__init__()  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
