@@ -246,12 +246,12 @@ EVENT_ALL = Event.ALL
 DEFAULT_LINGER: int = _zmtp.DEFAULT_LINGER
 
 
-#: libzmq 4.3.5's socket options (drafts included, as pyzmq 27 lists them) that
-#: zmtp does not implement (yet), by name (an alias, such as CONNECT_RID, is
-#: listed with its own name).  Setting or
-#: getting one, as an attribute, through ``setsockopt``/``getsockopt`` or as
-#: a Context default, raises :class:`zmtp.error.OptionNotImplemented` (a
-#: ``ZMQError(EINVAL)``) naming it, never accepts it silently.  zmtp exports
+#: libzmq 4.3.5's socket options (drafts included, as pyzmq 27 lists them)
+#: that zmtp does not implement (yet), by name; an alias (CONNECT_RID) is
+#: listed under its own name.  Setting or getting one, as an attribute,
+#: through ``setsockopt``/``getsockopt`` or as a Context default, raises a
+#: ``ZMQError(EINVAL)`` naming it (:class:`zmtp.error.OptionNotImplemented`
+#: for attributes and defaults), never accepts it silently.  zmtp exports
 #: no constant for them: ``zmtp.TCP_KEEPALIVE`` is an AttributeError.
 UNIMPLEMENTED_SOCKET_OPTIONS: Dict[str, int] = {
     "AFFINITY": 4, "RATE": 8, "RECOVERY_IVL": 9, "SNDBUF": 11, "RCVBUF": 12, "BACKLOG": 19,
