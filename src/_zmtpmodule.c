@@ -40,6 +40,9 @@ typedef struct {
     PyObject *ZMQError;
     PyObject *Again;
     PyObject *ContextTerminated;
+    /* {number: name} of the libzmq socket options zmtp does not implement
+     * (zmtp/constants.py), for the error that names them. */
+    PyObject *option_names;
 } zmtp_state;
 
 static inline zmtp_state *get_state(PyObject *module)
@@ -1198,6 +1201,49 @@ static PyObject *raise_zmq(zmtp_state *st, int errnum, const char *msg)
     return NULL;
 }
 
+/* EINVAL for a socket option setsockopt/getsockopt do not know: named
+ * when it is a libzmq option zmtp does not implement. */
+static PyObject *raise_bad_option(zmtp_state *st, long opt)
+{
+    char msg[160];
+    PyObject *key, *name = NULL;
+
+    key = PyLong_FromLong(opt);
+    if (key == NULL)
+        return NULL;
+    if (st->option_names != NULL)
+        name = PyDict_GetItemWithError(st->option_names, key); /* borrowed */
+    Py_DECREF(key);
+    if (name == NULL && PyErr_Occurred())
+        return NULL;
+    if (name != NULL && PyUnicode_Check(name))
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: zmtp does not implement socket option "
+                 "%.60s (%ld) yet",
+                 PyUnicode_AsUTF8(name), opt);
+    else
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: socket option %ld is not supported by zmtp",
+                 opt);
+    return raise_zmq(st, EINVAL, msg);
+}
+
+PyDoc_STRVAR(set_option_names_doc,
+"_set_option_names(names, /)\n--\n\n"
+"Called once by zmtp.constants: {number: name} of the libzmq socket\n"
+"options zmtp does not implement (their errors name them).");
+
+static PyObject *set_option_names(PyObject *module, PyObject *names)
+{
+    if (!PyDict_Check(names)) {
+        PyErr_SetString(PyExc_TypeError, "a dict {number: name} expected");
+        return NULL;
+    }
+    Py_INCREF(names);
+    Py_XSETREF(get_state(module)->option_names, names);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(set_errors_doc,
 "_set_errors(ZMQError, Again, ContextTerminated, /)\n--\n\n"
 "Called once by zmtp.error: the exception classes the C code raises.");
@@ -1513,6 +1559,9 @@ typedef struct {
     int initialized;
     int closed;
     int terminated;          /* context terminated: calls raise ETERM */
+    int released;            /* closed by its context's term(), not yet by
+                              * the user: calls raise ETERM, `closed` reads
+                              * False until close() (libzmq's ETERM state) */
     int rcvtimeo, sndtimeo;  /* ms, -1 = forever */
     int linger;              /* ms, -1 = forever */
     unsigned fork_gen;       /* zm_fork_gen() at init: the parent's in a
@@ -1696,7 +1745,10 @@ static int sock_claim(SocketObject *self)
 static int sock_enter(SocketObject *self)
 {
     if (self->closed || !self->initialized) {
-        raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
+        if (self->released)
+            raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        else
+            raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
         return -1;
     }
     if (self->fork_gen != zm_fork_gen()) {
@@ -1704,9 +1756,14 @@ static int sock_enter(SocketObject *self)
         return -1;
     }
     if (sock_claim(self) < 0) {
-        raise_zmq(self->st, EBUSY,
-                  "socket used from two threads at once (zmtp sockets, like "
-                  "libzmq's, are not thread-safe)");
+        /* Held by a call woken by term(), or by term() freeing it: ETERM,
+         * the answer of every call after term(). */
+        if (sock_terminated(self))
+            raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        else
+            raise_zmq(self->st, EBUSY,
+                      "socket used from two threads at once (zmtp sockets, "
+                      "like libzmq's, are not thread-safe)");
         return -1;
     }
     self->owner = PyThread_get_thread_ident();
@@ -3155,15 +3212,10 @@ static PyObject *Socket_setsockopt(SocketObject *self, PyObject *const *args,
         raise_zmq(self->st, EINVAL, "Invalid argument: option is read-only");
         rc = -1;
         break;
-    default: {
-        char msg[120];
-        snprintf(msg, sizeof(msg),
-                 "Invalid argument: socket option %d is not supported by zmtp",
-                 opt);
-        raise_zmq(self->st, EINVAL, msg);
+    default:
+        raise_bad_option(self->st, opt);
         rc = -1;
         break;
-    }
     }
     sock_leave(self);
     if (rc < 0)
@@ -3259,14 +3311,9 @@ static PyObject *Socket_getsockopt(SocketObject *self, PyObject *arg)
                               ((self->cur_idx < self->cur.n ||
                                 self->cur_has_prefix) ? ZM_POLLIN : 0));
         break;
-    default: {
-        char msg[120];
-        snprintf(msg, sizeof(msg),
-                 "Invalid argument: socket option %ld is not supported by zmtp",
-                 opt);
-        raise_zmq(self->st, EINVAL, msg);
+    default:
+        raise_bad_option(self->st, opt);
         break;
-    }
     }
     sock_leave(self);
     return out;
@@ -3411,40 +3458,70 @@ PyDoc_STRVAR(Socket_close_doc,
 "Close the socket.  Output still queued is sent for up to linger ms (the\n"
 "LINGER option when None; -1 waits until it is all sent).");
 
-static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
-                              Py_ssize_t nargs, PyObject *kwnames)
+/* Take a socket whose context is terminated, for closing it: a call
+ * woken by term() returns promptly and the context's own close ends, so
+ * wait for whoever holds it, with the GIL released.  Not when this thread
+ * is the holder (a signal handler closing the socket its thread is blocked
+ * on): EBUSY then.  0 with the socket claimed, or -1 with an exception. */
+static int sock_claim_terminated(SocketObject *self)
+{
+    unsigned long me = PyThread_get_thread_ident();
+
+    if (sock_claim(self) == 0)
+        goto claimed;
+    /* A Python thread holds it (busy 1) and set `owner` under the GIL,
+     * which we hold: the read is consistent. */
+    if (self->owner == me) {
+        raise_zmq(self->st, EBUSY,
+                  "socket is in use by a call this thread is inside");
+        return -1;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    while (sock_claim(self) < 0) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    Py_END_ALLOW_THREADS
+claimed:
+    self->owner = me;
+    return 0;
+}
+
+/* close() and the context's _release(): send what is queued for up to
+ * `lobj` ms (None: LINGER), then free the socket.  `by_term`: the context
+ * closes it (the user has not), so later calls raise ETERM. */
+static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
 {
     int linger;
     int64_t deadline;
-    PyObject *lobj = Py_None;
 
-    if (nargs > 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 1)) {
-        PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
-        return NULL;
-    }
-    if (nargs == 1)
-        lobj = args[0];
-    else if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1) {
-        const char *k = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, 0));
-        if (k == NULL || strcmp(k, "linger") != 0) {
-            PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
-            return NULL;
-        }
-        lobj = args[0];
-    }
-    if (self->closed || !self->initialized)
+    if (!self->initialized)
         Py_RETURN_NONE;
+    if (self->closed) {
+        if (!by_term)
+            self->released = 0; /* the user's close() after term() */
+        Py_RETURN_NONE;
+    }
     if (self->fork_gen != zm_fork_gen()) {
         /* The child must not touch the parent's descriptors' state. */
         self->closed = 1;
         Py_RETURN_NONE;
     }
     if (sock_enter(self) < 0) {
-        /* A terminated context's sockets still close, unless another
-         * thread is inside a call on it. */
-        if (!sock_terminated(self) || sock_claim(self) < 0)
+        /* A terminated context's sockets still close, once the call that
+         * holds one (woken by term()) has returned. */
+        if (!sock_terminated(self))
             return NULL;
         PyErr_Clear();
+        if (sock_claim_terminated(self) < 0)
+            return NULL;
+        if (self->closed) { /* closed by the holder meanwhile */
+            if (!by_term)
+                self->released = 0;
+            /* Release, as sock_leave. */
+            __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
+            Py_RETURN_NONE;
+        }
     }
     linger = self->linger;
     if (lobj != Py_None) {
@@ -3485,15 +3562,62 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
     self->cur_idx = 0;
     self->cur_has_prefix = 0;
     self->closed = 1;
+    self->released = by_term;
     sock_leave(self); /* unlocks; the progress thread no longer sees it */
     Py_CLEAR(self->progress);
     Py_RETURN_NONE;
 }
 
+static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *lobj = Py_None;
+
+    if (nargs > 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 1)) {
+        PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
+        return NULL;
+    }
+    if (nargs == 1)
+        lobj = args[0];
+    else if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1) {
+        const char *k = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, 0));
+        if (k == NULL || strcmp(k, "linger") != 0) {
+            PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
+            return NULL;
+        }
+        lobj = args[0];
+    }
+    return sock_close(self, lobj, 0);
+}
+
+PyDoc_STRVAR(Socket_release_doc,
+"_release(linger, /)\n--\n\n"
+"Context.term(): close a terminated socket (after its _terminate()) with\n"
+"linger ms (None: LINGER), waiting for a call another thread is inside to\n"
+"return.  Later calls raise ContextTerminated and `closed` stays False\n"
+"until the user's close(), as libzmq's sockets after zmq_ctx_term.");
+
+static PyObject *Socket_release(SocketObject *self, PyObject *lobj)
+{
+    if (!sock_terminated(self)) {
+        PyErr_SetString(PyExc_RuntimeError, "_release() before _terminate()");
+        return NULL;
+    }
+    return sock_close(self, lobj, 1);
+}
+
 static PyObject *Socket_get_closed(SocketObject *self, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(self->closed);
+    /* Closed by term() is not closed yet for the user (libzmq: the socket
+     * exists, in ETERM, until zmq_close). */
+    return PyBool_FromLong(self->closed && !self->released);
+}
+
+static PyObject *Socket_get_terminated(SocketObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(sock_terminated(self));
 }
 
 static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
@@ -3588,6 +3712,7 @@ static PyMethodDef Socket_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, Socket_close_doc},
     {"_terminate", (PyCFunction)Socket_terminate, METH_NOARGS,
      "Mark the context terminated and wake a blocked call."},
+    {"_release", (PyCFunction)Socket_release, METH_O, Socket_release_doc},
     {"_in_use", (PyCFunction)Socket_in_use, METH_NOARGS,
      "True while a call on this socket is in progress."},
     {"_send_many", (PyCFunction)Socket_send_many, METH_VARARGS,
@@ -3605,7 +3730,11 @@ static PyMethodDef Socket_methods[] = {
 };
 
 static PyGetSetDef Socket_getset[] = {
-    {"closed", (getter)Socket_get_closed, NULL, "True once closed.", NULL},
+    {"closed", (getter)Socket_get_closed, NULL,
+     "True once closed (by close(), or by Context.destroy()).", NULL},
+    {"_terminated", (getter)Socket_get_terminated, NULL,
+     "True once the context was terminated (calls raise ContextTerminated).",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -3902,6 +4031,8 @@ static PyMethodDef module_methods[] = {
      alloc_fail_count_doc},
     {"_set_errors", (PyCFunction)(void (*)(void))set_errors, METH_FASTCALL,
      set_errors_doc},
+    {"_set_option_names", (PyCFunction)set_option_names, METH_O,
+     set_option_names_doc},
     {"_set_backend", (PyCFunction)set_backend, METH_O, set_backend_doc},
     {"_probe_backend", (PyCFunction)probe_backend, METH_O, probe_backend_doc},
     {"_poll", (PyCFunction)(void (*)(void))module_poll, METH_FASTCALL,
@@ -4034,6 +4165,7 @@ static int zmtp_traverse(PyObject *m, visitproc visit, void *arg)
     Py_VISIT(st->ZMQError);
     Py_VISIT(st->Again);
     Py_VISIT(st->ContextTerminated);
+    Py_VISIT(st->option_names);
     return 0;
 }
 
@@ -4049,6 +4181,7 @@ static int zmtp_clear(PyObject *m)
     Py_CLEAR(st->ZMQError);
     Py_CLEAR(st->Again);
     Py_CLEAR(st->ContextTerminated);
+    Py_CLEAR(st->option_names);
     return 0;
 }
 

@@ -25,7 +25,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 import zmtp
 import helpers
-from helpers import fd_count, kill_all, rss_bytes, wait_for
+from helpers import fd_count, kill_all, raises_errno, rss_bytes, wait_for
 
 # -- helpers ---------------------------------------------------------------
 
@@ -389,6 +389,8 @@ def test_term_waits_linger_for_unreachable_peer(backend, linger):
         took = time.monotonic() - t0
     finally:
         c.destroy(linger=0)
+    raises_errno(zmtp.ETERM, push.send, b"x", exc=zmtp.ContextTerminated)  # freed; ETERM until closed
+    push.close()
     assert push.closed
     assert expected - 0.1 <= took <= expected + 0.1, f"term() took {took:.3f} s, LINGER {expected:.1f} s"
 

@@ -9,14 +9,26 @@ import threading
 import time
 import warnings
 import weakref
-from typing import Any, Dict, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
 
 from zmtp import _zmtp
 from zmtp._inproc import DEFAULT_NAMES, InprocNames
 from zmtp.buffers import BufferConfig
-from zmtp.constants import ENOTSUP, IO_THREADS, MAX_MSGSZ, MAX_SOCKETS, SOCKET_LIMIT, SocketOption
-from zmtp.error import ZMQError
-from zmtp.socket import Socket
+from zmtp.constants import (
+    ENOTSUP,
+    ETERM,
+    IO_THREADS,
+    MAX_MSGSZ,
+    MAX_SOCKETS,
+    RCVHWM,
+    SNDHWM,
+    SOCKET_LIMIT,
+    UNIMPLEMENTED_CONTEXT_OPTIONS,
+    UNIMPLEMENTED_SOCKET_OPTIONS,
+    SocketOption,
+)
+from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQError
+from zmtp.socket import Socket, _is_attribute, _no_option
 
 __all__ = ["Context"]
 
@@ -24,6 +36,8 @@ _T = TypeVar("_T", bound="Context")
 
 # libzmq's values for the context options zmtp answers (zmq_ctx_get).
 _CTX_DEFAULTS = {IO_THREADS: 1, MAX_SOCKETS: 1023, SOCKET_LIMIT: 65535, MAX_MSGSZ: 2**31 - 1}
+_UNIMPLEMENTED_CTX_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_CONTEXT_OPTIONS.items()}
+_UNIMPLEMENTED_SOCK_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_SOCKET_OPTIONS.items()}
 
 _exiting = False
 
@@ -35,24 +49,71 @@ def _at_exit() -> None:
     _exiting = True
 
 
+def _default_option(opt: SocketOption) -> property:
+    """``ctx.<name>``: the default of socket option ``opt`` for the sockets
+    made from now on (pyzmq's context attributes)."""
+
+    def fget(self: "Context") -> Any:
+        try:
+            return self.sockopts[opt]
+        except KeyError:
+            raise AttributeError(opt.name) from None
+
+    def fset(self: "Context", value: Any) -> None:
+        self.sockopts[opt] = value
+
+    def fdel(self: "Context") -> None:
+        try:
+            del self.sockopts[opt]
+        except KeyError:
+            raise AttributeError(opt.name) from None
+
+    return property(fget, fset, fdel, doc=f"Default {opt.name} of the sockets made from now on (AttributeError if unset).")
+
+
+def _context_option(opt: int, name: str) -> property:
+    """``ctx.<name>``: context option ``opt`` through get() / set()."""
+
+    def fget(self: "Context") -> int:
+        return self.get(opt)
+
+    def fset(self: "Context", value: int) -> None:
+        self.set(opt, value)
+
+    return property(fget, fset, doc=f"Context option {name} (Context.get / Context.set).")
+
+
 class Context:
     """Makes sockets and ends them together.
 
     zmtp has no I/O thread: ``io_threads`` is accepted for pyzmq
-    compatibility and ignored.  ``term()`` wakes any call blocked on one of
-    its sockets (it raises ContextTerminated), then closes every socket with
-    its LINGER (1000 ms by default, unlike libzmq's forever).
+    compatibility and ignored.
+
+    ``term()`` ends the context as libzmq's does, except that it does not
+    wait for you to close the sockets: it closes them itself.  A call
+    blocked on one of its sockets, in any thread, raises ContextTerminated;
+    every later call on a socket you have not closed raises
+    ContextTerminated too (``closed`` stays False) until you call its
+    ``close()``, as in libzmq; meanwhile term() sends what each socket has
+    queued for its LINGER (1000 ms by default, unlike libzmq's forever) and
+    frees it.  ``socket()`` after term() began raises ContextTerminated;
+    concurrent term() calls all return once termination is complete.
+    ``destroy()`` and the ``with`` block close the sockets as close() does
+    (then they raise ENOTSOCK, as pyzmq's).
 
     Socket options set on the context (``ctx.setsockopt(opt, v)`` or
-    ``ctx.rcvtimeo = v``, any SocketOption name) are defaults for the
-    sockets made afterwards; ``ctx.sockopts`` holds them.  A context
-    collected without term()/destroy() warns (ResourceWarning) and is
-    destroyed, as in pyzmq.
+    ``ctx.rcvtimeo = v``, any SocketOption name; ``ctx.hwm`` sets SNDHWM
+    and RCVHWM) are defaults for the sockets made afterwards with
+    ``ctx.socket()``; ``ctx.sockopts`` holds them.  A context collected
+    without term()/destroy() warns (ResourceWarning) and is destroyed, as
+    in pyzmq.
     """
 
     _instance: Optional["Context"] = None
     _instance_pid: Optional[int] = None
     _instance_lock = threading.Lock()
+    #: The class ``socket()`` makes when not given one (pyzmq's hook).
+    _socket_class: Type[Socket] = Socket
 
     closed: bool
     sockopts: Dict[int, Any]
@@ -60,9 +121,13 @@ class Context:
     def __init__(self, io_threads: int = 1, **kwargs: Any) -> None:
         self._ctxopts: Dict[int, int] = {IO_THREADS: int(io_threads)}
         self._sockets: "weakref.WeakSet[Socket]" = weakref.WeakSet()
+        # Guards _sockets, _terminating and _progress: a socket is
+        # registered, or refused, atomically with respect to term().
         self._lock = threading.Lock()
+        self._terminating = False  # term()/destroy() has begun
+        self._terminated = threading.Event()  # ... and is complete
         self._pid = os.getpid()
-        self.closed = False
+        self.closed = False  # True once termination is complete, as pyzmq
         self.sockopts: Dict[int, Any] = {}
         self._progress: Optional[_zmtp.Progress] = None
         self._inproc = InprocNames()  # this context's inproc:// names
@@ -82,7 +147,8 @@ class Context:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.term()
+        # As pyzmq (since 24): destroy(), which closes leftover sockets.
+        self.destroy()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._sockets)} socket(s)"
@@ -95,18 +161,16 @@ class Context:
         config: Optional[BufferConfig] = None,
         **kwargs: Any,
     ) -> Socket:
-        """A new socket of ``socket_type`` (zmtp.REQ, ...); ``config`` sets its
-        buffer sizes (:class:`zmtp.BufferConfig`)."""
+        """A new socket of ``socket_type`` (zmtp.REQ, ...), of class
+        ``socket_class`` (default: the context's ``_socket_class``, a
+        :class:`zmtp.Socket`), with this context's default options;
+        ``config`` sets its buffer sizes (:class:`zmtp.BufferConfig`);
+        ``kwargs`` go to the class.  ContextTerminated once term() began."""
         if config is not None and not isinstance(config, BufferConfig):
             raise TypeError(f"config must be a zmtp.BufferConfig, not {type(config).__name__}")
         self._check_pid()
-        if self.closed:
-            from zmtp.error import ContextTerminated
-            from zmtp.constants import ETERM
-
-            raise ContextTerminated(ETERM)
-        cls = socket_class or Socket
-        sock = cls(self, socket_type, **kwargs)
+        cls = socket_class or self._socket_class
+        sock = cls(self, socket_type, **kwargs)  # registers itself (_register_socket)
         if config is not None:
             config.apply(sock)
         for opt, value in self.sockopts.items():
@@ -114,8 +178,6 @@ class Context:
                 sock.setsockopt(opt, value)
             except ZMQError:  # e.g. SUBSCRIBE on a non-SUB socket, as pyzmq
                 pass
-        with self._lock:
-            self._sockets.add(sock)
         return sock
 
     def _check_pid(self) -> None:
@@ -124,16 +186,35 @@ class Context:
         if os.getpid() != self._pid:
             raise ZMQError(ENOTSUP, _FORK_ERROR)
 
-    def _progress_thread(self) -> "Optional[_zmtp.Progress]":
-        """The context's progress thread, started with its first socket."""
+    def _register_socket(self, sock: Socket, init: "Callable[[Optional[_zmtp.Progress]], None]") -> None:
+        """Socket.__init__: ``init(progress)`` makes the C socket, here,
+        under the lock that term() takes its snapshot of the sockets with:
+        every socket is either refused (ContextTerminated, once term() has
+        begun) or made and known to term(), whatever the constructor path."""
         self._check_pid()  # before the lock: a parent's thread may hold it
         with self._lock:
-            if self._progress is None and not self.closed:
+            if self._terminating:
+                raise ContextTerminated(ETERM, "Context was terminated")
+            if self._progress is None:
+                self._progress = _zmtp.Progress()  # started with the first socket
+            init(self._progress)
+            self._sockets.add(sock)
+
+    def _progress_thread(self) -> "Optional[_zmtp.Progress]":
+        """The context's progress thread, started if need be (None once
+        term() has begun)."""
+        self._check_pid()  # before the lock: a parent's thread may hold it
+        with self._lock:
+            if self._progress is None and not self._terminating:
                 self._progress = _zmtp.Progress()
             return self._progress
 
     def setsockopt(self, option: int, value: Any) -> None:
-        """A default option for sockets made from now on."""
+        """A default option for sockets made from now on (an option zmtp
+        does not implement raises OptionNotImplemented)."""
+        name = _UNIMPLEMENTED_SOCK_BY_NUMBER.get(int(option))
+        if name is not None:
+            raise OptionNotImplemented(name)
         self.sockopts[option] = value
 
     def getsockopt(self, option: int) -> Any:
@@ -143,36 +224,67 @@ class Context:
     def set(self, option: int, optval: int) -> None:
         """A context option (libzmq's zmq_ctx_set).  IO_THREADS and
         MAX_SOCKETS are accepted and remembered for get(), but zmtp has no
-        I/O threads and no socket limit; other options raise
-        ZMQError(EINVAL)."""
+        I/O threads and no socket limit; libzmq's others raise
+        OptionNotImplemented, unknown numbers ZMQError(EINVAL)."""
         if option not in (IO_THREADS, MAX_SOCKETS):
+            name = _UNIMPLEMENTED_CTX_BY_NUMBER.get(int(option))
+            if name is not None:
+                raise OptionNotImplemented(name, "context")
             raise ZMQError(errno.EINVAL)
         self._ctxopts[option] = int(optval)
 
     def get(self, option: int) -> int:
         """A context option (libzmq's zmq_ctx_get): IO_THREADS, MAX_SOCKETS,
-        SOCKET_LIMIT, MAX_MSGSZ; others raise ZMQError(EINVAL)."""
+        SOCKET_LIMIT, MAX_MSGSZ; libzmq's others raise
+        OptionNotImplemented, unknown numbers ZMQError(EINVAL)."""
         if option in self._ctxopts:
             return self._ctxopts[option]
         if option in _CTX_DEFAULTS:
             return _CTX_DEFAULTS[option]
+        name = _UNIMPLEMENTED_CTX_BY_NUMBER.get(int(option))
+        if name is not None:
+            raise OptionNotImplemented(name, "context")
         raise ZMQError(errno.EINVAL)
 
-    # ctx.linger = 0, ctx.rcvtimeo: socket-option defaults by name, as pyzmq.
+    # -- options as attributes, as pyzmq: context options, and socket-option
+    # defaults for the sockets made from now on (ctx.linger = 0).
+
+    io_threads = _context_option(IO_THREADS, "IO_THREADS")
+    max_sockets = _context_option(MAX_SOCKETS, "MAX_SOCKETS")
+    socket_limit = _context_option(SOCKET_LIMIT, "SOCKET_LIMIT")
+    max_msgsz = _context_option(MAX_MSGSZ, "MAX_MSGSZ")
+
+    @property
+    def hwm(self) -> int:
+        """Default SNDHWM of new sockets; setting it sets the SNDHWM and
+        RCVHWM defaults (pyzmq's virtual HWM option).  AttributeError if
+        unset."""
+        try:
+            return self.sockopts[SNDHWM]
+        except KeyError:
+            raise AttributeError("HWM") from None
+
+    @hwm.setter
+    def hwm(self, value: int) -> None:
+        self.sockopts[SNDHWM] = value
+        self.sockopts[RCVHWM] = value
 
     def __setattr__(self, key: str, value: Any) -> None:
+        # Real attributes (the class's, or private ones) and the option
+        # properties are set normally; a libzmq option zmtp does not
+        # implement raises OptionNotImplemented; any other name raises
+        # AttributeError, as pyzmq's.
         if key.startswith("_") or key in self.__dict__ or _is_attribute(type(self), key):
             object.__setattr__(self, key, value)
             return
-        self.sockopts[_option(key)] = value
+        raise _no_option(type(self).__name__, key)
 
     def __getattr__(self, key: str) -> Any:
+        # Reached only for names that are no attribute: never an option
+        # zmtp implements (those are properties).
         if key.startswith("_"):
             raise AttributeError(key)
-        opt = _option(key)
-        if opt not in self.sockopts:
-            raise AttributeError(key.upper())
-        return self.sockopts[opt]
+        raise _no_option(type(self).__name__, key)
 
     def __del__(self) -> None:
         if getattr(self, "closed", True) or _exiting or os.getpid() != self._pid:
@@ -181,46 +293,78 @@ class Context:
         self.destroy()
 
     def term(self) -> None:
-        """End the context: blocked calls raise ContextTerminated; sockets close."""
-        self._end(None)
+        """End the context.  Calls blocked on its sockets raise
+        ContextTerminated; so does every later call on a socket until you
+        close() it.  Unlike libzmq's, term() does not wait for you to close
+        them: it sends what each has queued (for its LINGER) and frees it.
+        New sockets are refused (ContextTerminated); a concurrent term()
+        returns once termination is complete."""
+        self._end(None, False)
 
     def destroy(self, linger: Optional[int] = None) -> None:
-        """Close every socket (with ``linger`` if given) and end the context."""
-        self._end(linger)
+        """Close every socket (with ``linger`` if given, else its LINGER)
+        and end the context, as term(); the sockets end closed (``closed``
+        True, ENOTSOCK), as after their close()."""
+        self._end(linger, True)
 
-    def _end(self, linger: Optional[int]) -> None:
-        if self.closed:
-            return
-        self.closed = True
+    def _end(self, linger: Optional[int], close: bool) -> None:
         if os.getpid() != self._pid:
-            return  # a forked child must not touch the parent's sockets
+            # A forked child must not touch the parent's sockets (nor wait
+            # for a termination that runs in the parent).
+            self.closed = True
+            return
         with self._lock:
-            socks = list(self._sockets)
-        lingers = {}
+            first = not self._terminating
+            self._terminating = True  # from here on socket() is refused
+            socks: List[Socket] = list(self._sockets)
+        if not first:
+            self._terminated.wait()  # the first term() finishes the work
+            return
+        try:
+            self._terminate(socks, linger, close)
+        finally:
+            self.closed = True
+            self._terminated.set()
+
+    def _terminate(self, socks: List[Socket], linger: Optional[int], close: bool) -> None:
+        lingers: Dict[int, Optional[int]] = {}
         for s in socks:
             if not s.closed:
                 try:
                     lingers[id(s)] = s.linger if linger is None else linger
                 except ZMQError:  # in use by another thread: its own value
                     lingers[id(s)] = linger
-                s._terminate()
+                s._terminate()  # wakes a blocked call: ContextTerminated
         # Every socket's LINGER counts from now, as libzmq's sockets linger
         # side by side: while one is closed here, the progress thread goes
         # on flushing the others.
         start = time.monotonic()
         for s in socks:
-            # A call woken by _terminate() returns promptly; then close.
-            while not s.closed and s._in_use():
-                time.sleep(0.001)
-            if s.closed:
+            if id(s) not in lingers:
                 continue
-            own = lingers.get(id(s), linger)
+            own = lingers[id(s)]
             if own is not None and own > 0:
                 own = max(0, own - int((time.monotonic() - start) * 1000))
-            s.close(own)
+            try:
+                # Waits for a call another thread is inside (woken above).
+                s._release(own)
+            except ZMQError:
+                # This very thread is inside a call on it (term() from a
+                # signal handler): the call raises ContextTerminated when
+                # the handler returns; the socket's close() frees it.
+                continue
+            if close:
+                s.close()  # destroy(): closed, as by the user
         self._inproc.close()
         if self._progress is not None:
             self._progress.stop()
+
+
+# ctx.linger, ctx.rcvtimeo, ...: one property per option zmtp implements.
+for _opt in SocketOption:
+    setattr(Context, _opt.name.lower(), _default_option(_opt))
+Context.identity = Context.routing_id  # type: ignore[attr-defined]
+del _opt
 
 
 _FORK_ERROR = "this Context was created before fork(); it cannot be used in the child (make a new Context there)"
@@ -239,14 +383,3 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _option(name: str) -> SocketOption:
-    """The SocketOption called ``name`` (any case), else AttributeError."""
-    try:
-        return SocketOption[name.upper()]
-    except KeyError:
-        raise AttributeError(f"Context has no such option: {name.upper()}") from None
-
-
-def _is_attribute(cls: type, key: str) -> bool:
-    """True if a class of ``cls``'s MRO defines or annotates ``key``."""
-    return any(key in vars(c) or key in vars(c).get("__annotations__", {}) for c in cls.__mro__)

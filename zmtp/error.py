@@ -9,7 +9,9 @@ from typing import Optional
 from zmtp import _zmtp
 from zmtp.codec import ProtocolError
 
-__all__ = ["ZMQError", "Again", "ContextTerminated", "ZMQBindError", "ProtocolError", "strerror"]
+__all__ = [
+    "ZMQError", "Again", "ContextTerminated", "ZMQBindError", "OptionNotImplemented", "ProtocolError", "strerror",
+]
 
 _ZMQ_TEXT = {
     _zmtp.EFSM: "Operation cannot be accomplished in current state",
@@ -49,6 +51,18 @@ class Again(ZMQError):
 
 class ContextTerminated(ZMQError):
     """ETERM: the socket's context was terminated."""
+
+
+class OptionNotImplemented(ZMQError, AttributeError):
+    """ZMQError(EINVAL) for a libzmq option zmtp does not implement (yet),
+    set or read as an attribute (``s.tcp_keepalive = 1``), as a Context
+    default or a context option; its message names the option.  Also an
+    AttributeError, so that ``hasattr(s, "ipv6")`` is False rather than an
+    error."""
+
+    def __init__(self, name: str, kind: str = "socket") -> None:
+        super().__init__(_errno.EINVAL, f"Invalid argument: zmtp does not implement {kind} option {name} yet")
+        self.option = name
 
 
 class ZMQBindError(ZMQError):

@@ -21,6 +21,7 @@ from zmtp._inproc import DEFAULT_NAMES, InprocNames, is_inproc
 from zmtp.constants import (
     DONTWAIT,
     EVENT_ALL,
+    ETERM,
     EVENTS,
     FD,
     HANDSHAKE_IVL,
@@ -44,12 +45,13 @@ from zmtp.constants import (
     SNDMORE,
     SNDTIMEO,
     SUBSCRIBE,
-    TYPE,
+    UNIMPLEMENTED_CONTEXT_OPTIONS,
+    UNIMPLEMENTED_SOCKET_OPTIONS,
     UNSUBSCRIBE,
     XPUB_VERBOSE,
     SocketType,
 )
-from zmtp.error import ZMQBindError, ZMQError
+from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQBindError, ZMQError
 
 __all__ = ["Socket"]
 
@@ -64,31 +66,88 @@ def _int_option(opt: int, doc: str) -> property:
     return property(fget, fset, doc=doc)
 
 
+def _is_attribute(cls: type, key: str) -> bool:
+    """True if a class of ``cls``'s MRO defines or annotates ``key``."""
+    return any(key in vars(c) or key in vars(c).get("__annotations__", {}) for c in cls.__mro__)
+
+
+def _no_option(owner: str, key: str) -> AttributeError:
+    """The error for ``sock.<key>`` / ``ctx.<key>`` when it is no attribute:
+    OptionNotImplemented (a ZMQError(EINVAL) naming it) for a libzmq option
+    zmtp does not implement, else AttributeError, as pyzmq's."""
+    name = key.upper()
+    if name in UNIMPLEMENTED_SOCKET_OPTIONS:
+        return OptionNotImplemented(name)
+    if name in UNIMPLEMENTED_CONTEXT_OPTIONS:
+        return OptionNotImplemented(name, "context")
+    return AttributeError(f"{owner} has no such option: {name}")
+
+
 class Socket(_zmtp.Socket):
-    """A ZeroMQ socket.  Make it with ``ctx.socket(zmtp.REQ)``.
+    """A ZeroMQ socket.  Make it with ``ctx.socket(zmtp.REQ)`` (or
+    ``zmtp.Socket(ctx, zmtp.REQ)``, a subclass too: either way the context
+    knows it, and its term() ends it).
 
     Blocking calls do their I/O in the calling thread and release the GIL
     while they wait.  A socket must not be used from two threads at once
     (that raises ZMQError(EBUSY)).
+
+    Options are properties (``s.linger = 0``).  As in pyzmq, setting a name
+    that is neither an attribute nor an option raises AttributeError; a
+    libzmq option zmtp does not implement (``s.tcp_keepalive = 1``) raises
+    :class:`zmtp.error.OptionNotImplemented` naming it, on set and on get.
     """
+
+    context: Any
+    _monitor_name: Optional[str]
+    _pid: int
+    _socket_type: SocketType
 
     def __init__(self, context: Any = None, socket_type: int = -1, **kwargs: Any) -> None:
         if isinstance(context, int) and socket_type == -1:  # Socket(REQ)
             context, socket_type = None, context
         if socket_type == -1:
             raise TypeError("Socket() needs a socket_type (e.g. zmtp.REQ)")
-        progress = context._progress_thread() if context is not None else None
-        super().__init__(int(socket_type), progress)
+        stype = int(socket_type)
+        if context is None:
+            super().__init__(stype, None)
+        else:
+            # Made under the context's lock, with its progress thread:
+            # ContextTerminated once term() has begun.
+            context._register_socket(self, lambda progress: super(Socket, self).__init__(stype, progress))
         self.context = context
-        self._monitor_name: Optional[str] = None  # monitor(addr)'s inproc name
+        self._socket_type = SocketType(stype)
+        self._monitor_name = None  # monitor(addr)'s inproc name
         self._pid = os.getpid()
-        for name, value in kwargs.items():
-            setattr(self, name, value)
+        try:
+            for name, value in kwargs.items():
+                setattr(self, name, value)
+        except BaseException:
+            self.close(linger=0)  # not left open (and warned about) by a bad option
+            raise
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        # Attributes the class defines or annotates (the option properties
+        # among them) and private names are set normally; a libzmq option
+        # zmtp does not implement raises OptionNotImplemented; any other
+        # name AttributeError (pyzmq: "Socket has no such option").
+        if key.startswith("_") or key in self.__dict__ or _is_attribute(type(self), key):
+            object.__setattr__(self, key, value)
+            return
+        raise _no_option(type(self).__name__, key)
+
+    def __getattr__(self, key: str) -> Any:
+        # Reached only for names that are no attribute: never an option
+        # zmtp implements (those are properties).
+        if key.startswith("_"):
+            raise AttributeError(key)
+        raise _no_option(type(self).__name__, key)
 
     def __del__(self) -> None:
         # As pyzmq: a socket collected unclosed warns, then closes (with its
-        # LINGER).  Not in a forked child: the socket is the parent's.
-        if self.closed or getattr(self, "_pid", None) != os.getpid():
+        # LINGER).  Not in a forked child: the socket is the parent's; not
+        # after its context's term(), which freed it.
+        if self.closed or getattr(self, "_pid", None) != os.getpid() or self._terminated:
             return
         warnings.warn(f"Unclosed socket {self}", ResourceWarning, stacklevel=2, source=self)
         self.close()
@@ -183,8 +242,8 @@ class Socket(_zmtp.Socket):
 
     @property
     def type(self) -> int:
-        """The socket type (zmtp.REQ, ...)."""
-        return self.getsockopt(TYPE)
+        """The socket type (zmtp.REQ, ...); also once closed, as pyzmq's."""
+        return self._socket_type
 
     @property
     def socket_type(self) -> int:
@@ -256,8 +315,12 @@ class Socket(_zmtp.Socket):
             super().unbind(addr)
 
     def _check_open(self) -> None:
+        """ENOTSOCK once closed; ContextTerminated after the context's
+        term(), as the C calls."""
         if self.closed:
             raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        if self._terminated:
+            raise ContextTerminated(ETERM, "Context was terminated")
 
     def bind_to_random_port(
         self, addr: str, min_port: int = 49152, max_port: int = 65536, max_tries: int = 100
@@ -273,8 +336,10 @@ class Socket(_zmtp.Socket):
             port = random.randrange(min_port, max_port)
             try:
                 self.bind(f"{addr}:{port}")
-            except ZMQError:
-                continue
+            except ZMQError as exc:
+                if exc.errno == errno.EADDRINUSE:  # only this one, as pyzmq
+                    continue
+                raise
             return port
         raise ZMQBindError(msg="Could not bind socket to random port.")
 
@@ -319,8 +384,7 @@ class Socket(_zmtp.Socket):
 
     def poll(self, timeout: Optional[int] = None, flags: int = POLLIN) -> int:
         """Wait up to ``timeout`` ms (None: forever) for ``flags``; return the events ready."""
-        if self.closed:
-            raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        self._check_open()
         ready = _zmtp._poll([(self, int(flags))], -1 if timeout is None else int(timeout))
         return ready[0][1] if ready else 0
 
@@ -361,8 +425,7 @@ class Socket(_zmtp.Socket):
         ``inproc://`` name, which is not registered: the pair is joined by
         a kernel socketpair directly.
         """
-        if self.closed:
-            raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        self._check_open()
         if events is None:
             events = EVENT_ALL
         if not isinstance(events, int) or isinstance(events, bool):
@@ -417,8 +480,7 @@ class Socket(_zmtp.Socket):
 
     def disable_monitor(self) -> None:
         """Stop sending events; the monitor socket gets EVENT_MONITOR_STOPPED."""
-        if self.closed:
-            raise ZMQError(errno.ENOTSOCK, "Socket operation on closed socket")
+        self._check_open()
         self._monitor_name = None  # frees the inproc name of monitor(addr)
         self._monitor_fd(-1, 0)
 
