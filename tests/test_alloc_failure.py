@@ -408,9 +408,6 @@ def test_sweep_connect_bind_handshake(backend, ctx, transport, tmp_path):
         wait_for(lambda: pages_live() <= base, 5, "pages back to baseline")
 
 
-@pytest.mark.xfail(strict=True, reason="zmtp/_inproc.py takes any ZMQError of _inproc_offer "
-                   "(ENOMEM from zm_mailbox_offer too) for a closed binder: it forgets the name "
-                   "and the connection is never adopted (Python layer; left for its owner)")
 def test_inproc_connect_enomem_keeps_the_name(ctx):
     """inproc connect() whose offer to the binder runs out of memory must
     raise or leave a working connection; the bound name must stay."""

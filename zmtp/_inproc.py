@@ -104,8 +104,18 @@ class InprocNames:
                 try:
                     binder._inproc_offer(pipe, name)
                     return
-                except ZMQError:  # closed meanwhile: wait for the next bind
-                    self._bound.pop(name, None)
+                except ZMQError as exc:
+                    if exc.errno != errno.ECONNREFUSED:
+                        # Not a closed binder (ENOMEM): the name stays bound;
+                        # this connect fails whole.  Dropping the pipe's
+                        # other end ends the connection it made.
+                        del pipe
+                        try:
+                            sock.disconnect(addr)
+                        except ZMQError:
+                            pass
+                        raise
+                    self._bound.pop(name, None)  # closed meanwhile: wait for the next bind
             self._pending.setdefault(name, []).append(pipe)
 
     def unbind(self, sock: "Socket", addr: Union[str, bytes]) -> None:
