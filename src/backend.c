@@ -445,3 +445,33 @@ int zm_backend_wake(zm_backend *b)
     errno = saved;
     return ret;
 }
+
+int zm_watchset_add(zm_watchset *w, zm_backend *b, int fd, unsigned events)
+{
+    int ret;
+
+    /* The fd-indexed table's growth serves any int array: make index n. */
+    if (ZM_UNLIKELY(w->n == w->cap)) {
+        ret = zm__table_grow((void **)&w->fds, &w->cap, w->n, sizeof(int));
+        if (ret < 0)
+            return ret;
+    }
+    ret = zm_backend_watch(b, fd, events, (uint64_t)fd);
+    if (ret < 0)
+        return ret;
+    w->fds[w->n++] = fd;
+    return 0;
+}
+
+void zm_watchset_unwatch(zm_watchset *w, zm_backend *b, int base)
+{
+    while (w->n > base)
+        zm_backend_unwatch(b, w->fds[--w->n], NULL);
+}
+
+void zm_watchset_free(zm_watchset *w)
+{
+    free(w->fds);
+    w->fds = NULL;
+    w->n = w->cap = 0;
+}

@@ -139,6 +139,30 @@ int zm_backend_wait(zm_backend *b, zm_io_event *evs, int max,
 int zm_backend_wake(zm_backend *b);
 
 /*
+ * A list of the descriptors a waiter watches, so that it can unwatch them
+ * all when its wait ends (the owner's blocking wait, the progress thread).
+ * It grows on demand and keeps its memory: a waiter that reuses one
+ * allocates nothing in the steady state, and there is no cap on how many
+ * descriptors one wait watches.  Zero-initialise; zm_watchset_free() at
+ * the end.  Entries are a stack: a nested waiter (a signal handler's call
+ * on the same thread) pushes above `n` and unwatches back down to it.
+ */
+typedef struct zm_watchset {
+    int *fds;
+    int n, cap;
+} zm_watchset;
+
+/* zm_backend_watch(fd, events, token = fd) and record fd; 0 or -errno
+ * (-ENOMEM: the list could not grow, fd is not watched). */
+int zm_watchset_add(zm_watchset *w, zm_backend *b, int fd, unsigned events);
+
+/* Unwatch fds[base..n) (last first) and truncate the list to base. */
+void zm_watchset_unwatch(zm_watchset *w, zm_backend *b, int base);
+
+/* Release the list's memory (watches are left alone). */
+void zm_watchset_free(zm_watchset *w);
+
+/*
  * 0 if the named backend ("io_uring", "epoll", NULL = any) can be opened
  * here, else -errno; `reason` as for zm_backend_open.  The io_uring probe
  * opens a real ring (features, opcode probe, a NOP round trip) and closes
