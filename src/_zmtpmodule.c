@@ -1308,7 +1308,8 @@ static thread_waiter *thread_waiter_get(zmtp_state *st)
     if (tw != NULL)
         return tw;
     tw = zm_calloc(1, sizeof(*tw));
-    if (tw == NULL) {
+    if (tw == NULL || zm_watchset_reserve(&tw->ws, 64) < 0) {
+        free(tw);
         PyErr_NoMemory();
         return NULL;
     }

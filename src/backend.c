@@ -446,13 +446,20 @@ int zm_backend_wake(zm_backend *b)
     return ret;
 }
 
+int zm_watchset_reserve(zm_watchset *w, int n)
+{
+    /* The fd-indexed table's growth serves any int array: make index n-1. */
+    return n > w->cap ? zm__table_grow((void **)&w->fds, &w->cap, n - 1,
+                                       sizeof(int))
+                      : 0;
+}
+
 int zm_watchset_add(zm_watchset *w, zm_backend *b, int fd, unsigned events)
 {
     int ret;
 
-    /* The fd-indexed table's growth serves any int array: make index n. */
     if (ZM_UNLIKELY(w->n == w->cap)) {
-        ret = zm__table_grow((void **)&w->fds, &w->cap, w->n, sizeof(int));
+        ret = zm_watchset_reserve(w, w->n + 1);
         if (ret < 0)
             return ret;
     }

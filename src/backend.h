@@ -152,6 +152,10 @@ typedef struct zm_watchset {
     int n, cap;
 } zm_watchset;
 
+/* Room for n entries now (so that a waiter's first waits allocate
+ * nothing); 0 or -ENOMEM. */
+int zm_watchset_reserve(zm_watchset *w, int n);
+
 /* zm_backend_watch(fd, events, token = fd) and record fd; 0 or -errno
  * (-ENOMEM: the list could not grow, fd is not watched). */
 int zm_watchset_add(zm_watchset *w, zm_backend *b, int fd, unsigned events);

@@ -182,7 +182,8 @@ static void *progress_entry(void *arg)
 
     /* Everything the thread needs is made before it reports: a start that
      * returns 0 has a thread that runs until stopped. */
-    if (rc == 0 && (ctx = zm_calloc(1, sizeof(*ctx))) == NULL) {
+    if (rc == 0 && ((ctx = zm_calloc(1, sizeof(*ctx))) == NULL ||
+                    zm_watchset_reserve(&ctx->ws, 64) < 0)) {
         snprintf(p->reason, sizeof(p->reason), "out of memory");
         rc = -ENOMEM;
     }
