@@ -395,6 +395,19 @@ int zm_backend_unwatch(zm_backend *b, int fd, zm_io_event *recv_done)
     return b->ops->unwatch(b, fd, recv_done);
 }
 
+void zm_backend_unwatch_many(zm_backend *b, const int *fds, int n)
+{
+    if (ZM_UNLIKELY(check_caller(b) < 0) || n <= 0)
+        return;
+    if (b->ops->unwatch_many != NULL) {
+        b->ops->unwatch_many(b, fds, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0 && fds[i] != b->wake_fd)
+            b->ops->unwatch(b, fds[i], NULL);
+}
+
 int zm_backend_recv(zm_backend *b, int fd, void *buf, size_t len,
                     uint64_t token)
 {
@@ -472,8 +485,9 @@ int zm_watchset_add(zm_watchset *w, zm_backend *b, int fd, unsigned events)
 
 void zm_watchset_unwatch(zm_watchset *w, zm_backend *b, int base)
 {
-    while (w->n > base)
-        zm_backend_unwatch(b, w->fds[--w->n], NULL);
+    if (w->n > base)
+        zm_backend_unwatch_many(b, w->fds + base, w->n - base);
+    w->n = base;
 }
 
 void zm_watchset_free(zm_watchset *w)
