@@ -1276,17 +1276,31 @@ static PyObject *set_errors(PyObject *module, PyObject *const *args,
 /* ================================================================== */
 
 /* Each thread that waits has its own backend (an io_uring ring is bound to
- * the thread that submits on it).  Created on first wait, closed when the
- * thread exits; after fork() the child makes new ones. */
+ * the thread that submits on it) and the list of what its waits watch.
+ * Created on first wait, closed when the thread exits; after fork() the
+ * child makes new ones. */
+typedef struct {
+    zm_backend *be;
+    zm_watchset ws;  /* what this thread's waits watch now: a stack, a
+                        signal handler's wait pushes above the outer one */
+    unsigned waits;  /* wait_sockets entered on this thread (a change across
+                        a signal handler: it waited on `be` too) */
+} thread_waiter;
+
 static pthread_key_t tls_backend_key;
 static pthread_once_t tls_backend_once = PTHREAD_ONCE_INIT;
 static int g_fork_register_err; /* -errno from tls_backend_init */
 static char g_backend_name[16] = "";     /* "", "io_uring" or "epoll" */
 
-static void tls_backend_destroy(void *be)
+static void tls_backend_destroy(void *arg)
 {
-    if (be != NULL)
-        zm_backend_close((zm_backend *)be);
+    thread_waiter *tw = arg;
+
+    if (tw == NULL)
+        return;
+    zm_backend_close(tw->be);
+    zm_watchset_free(&tw->ws);
+    free(tw);
 }
 
 /*
@@ -1328,25 +1342,32 @@ static void tls_backend_init(void)
                                               after_fork_child);
 }
 
-/* The calling thread's backend, opening it if needed (GIL held). */
-static zm_backend *thread_backend(zmtp_state *st)
+/* The calling thread's waiter, opening its backend if needed (GIL held). */
+static thread_waiter *thread_waiter_get(zmtp_state *st)
 {
-    zm_backend *be;
+    thread_waiter *tw;
     char reason[256] = "";
     int rc;
 
     pthread_once(&tls_backend_once, tls_backend_init);
-    be = pthread_getspecific(tls_backend_key);
-    if (be != NULL)
-        return be;
-    rc = zm_backend_open(&be, g_backend_name[0] ? g_backend_name : NULL,
+    tw = pthread_getspecific(tls_backend_key);
+    if (tw != NULL)
+        return tw;
+    tw = zm_calloc(1, sizeof(*tw));
+    if (tw == NULL || zm_watchset_reserve(&tw->ws, 64) < 0) {
+        free(tw);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    rc = zm_backend_open(&tw->be, g_backend_name[0] ? g_backend_name : NULL,
                          reason, sizeof(reason));
     if (rc < 0) {
+        free(tw);
         raise_zmq(st, -rc, reason[0] ? reason : "cannot open an I/O backend");
         return NULL;
     }
-    pthread_setspecific(tls_backend_key, be);
-    return be;
+    pthread_setspecific(tls_backend_key, tw);
+    return tw;
 }
 
 PyDoc_STRVAR(set_backend_doc,
@@ -1815,31 +1836,6 @@ static void sock_leave(SocketObject *self)
 /* Waiting                                                            */
 /* ------------------------------------------------------------------ */
 
-#define MAX_WATCH 1024
-
-typedef struct {
-    zm_backend *be;
-    int n;
-    int err;
-    int fds[MAX_WATCH];
-} watch_ctx;
-
-static int watch_cb(void *ctx_, int fd, unsigned events)
-{
-    watch_ctx *ctx = ctx_;
-    int rc;
-
-    if (ctx->n >= MAX_WATCH)
-        return 0; /* the rest are looked at on the next step */
-    rc = zm_backend_watch(ctx->be, fd, events, (uint64_t)fd);
-    if (rc < 0) {
-        ctx->err = rc;
-        return rc;
-    }
-    ctx->fds[ctx->n++] = fd;
-    return 0;
-}
-
 static int64_t deadline_from_ms(int ms)
 {
     return ms < 0 ? -1 : zm_now_ns() + (int64_t)ms * 1000000;
@@ -1868,12 +1864,6 @@ static int64_t lazy_deadline_at(lazy_deadline *d)
     return d->at;
 }
 
-/*
- * Wait until one of the sockets' descriptors (or extra plain fds) may have
- * progress, a timer is due, or deadline (-1: none).  The GIL is released
- * around the wait only.  0, or -1 with an exception (signal handler raised,
- * context terminated, backend error).
- */
 /* Busy-poll before blocking: up to g_spin_ns (ZMTP_SPIN_US, default 50;
  * 0 turns it off), and only for sockets whose waits have lately been short
  * (an EWMA under 4x the budget: a blocked wait includes the wake-up the
@@ -1930,172 +1920,319 @@ static int inproc_moved(SocketObject **socks, int nsocks)
     return 0;
 }
 
-static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
-                        const int *fds, const unsigned *fd_events, int nfds,
-                        int64_t deadline, int lingering)
-{
-    zm_backend *be = thread_backend(st);
-    watch_ctx wctx; /* 4 KiB on the stack: no allocation per wait */
-    watch_ctx *ctx = &wctx;
+/* One blocking wait (wait_sockets), carried through its steps. */
+typedef struct {
+    zmtp_state *st;
+    SocketObject **socks;
+    int nsocks;
+    int lingering;        /* close()'s linger: term() does not end it */
+    thread_waiter *tw;    /* this thread's backend and watch list */
+    int base;             /* tw->ws.fds[base..) are this wait's */
+    int err;              /* a watch failed: -errno */
+    int64_t next;         /* the caller's deadline or the first timer */
+    int64_t timeout;      /* of the sleep, ns; -1 forever */
+    int64_t started;      /* when the spin (or the sleep) began */
+    int inproc_ready;     /* an inproc peer signalled: do not sleep */
+    int sig_raised;       /* a signal handler raised */
+    int restep;           /* a signal handler waited on this thread's
+                             backend: what we watched may be spent */
+    int rc;               /* events in evs, or -errno of the wait */
     zm_io_event evs[32];
-    int64_t next = deadline, timeout, spin, started;
-    int rc, i, sig_raised = 0, inproc_ready = 0;
+} wait_step;
 
-    tls_last_send = NULL; /* a thread that waits is not in a burst */
-    if (be == NULL)
+#define WAIT_MAX_EVENTS ((int)(sizeof(((wait_step *)0)->evs) / sizeof(zm_io_event)))
+
+/* zm_sock_watch's callback: watch fd on this thread's backend and list it
+ * for the unwatch (no cap: the list grows, and is kept for the thread). */
+static int watch_cb(void *ctx_, int fd, unsigned events)
+{
+    wait_step *w = ctx_;
+    int rc;
+
+    if (w->err < 0)
+        return w->err;
+    rc = zm_watchset_add(&w->tw->ws, w->tw->be, fd, events);
+    if (rc < 0)
+        w->err = rc;
+    return rc;
+}
+
+/* The time left until w->next: -1 for none, never negative. */
+static int64_t wait_left(const wait_step *w)
+{
+    int64_t t;
+
+    if (w->next < 0)
         return -1;
-    ctx->be = be;
-    ctx->n = 0;
-    ctx->err = 0;
-    for (i = 0; i < nsocks; i++) {
-        int64_t t = zm_sock_watch(&socks[i]->s, watch_cb, ctx);
-        if (t >= 0 && (next < 0 || t < next))
-            next = t;
+    t = w->next - zm_now_ns();
+    return t < 0 ? 0 : t;
+}
+
+/* Step: this thread's backend and watch list (GIL held). */
+static int wait_begin(wait_step *w, zmtp_state *st, SocketObject **socks,
+                      int nsocks, int lingering)
+{
+    w->tw = thread_waiter_get(st);
+    if (w->tw == NULL)
+        return -1;
+    w->tw->waits++;
+    w->st = st;
+    w->socks = socks;
+    w->nsocks = nsocks;
+    w->lingering = lingering;
+    w->base = w->tw->ws.n;
+    w->err = 0;
+    w->inproc_ready = 0;
+    w->sig_raised = 0;
+    w->restep = 0;
+    w->rc = 0;
+    return 0;
+}
+
+/* Step: watch every descriptor of the sockets and the plain fds; w->next
+ * becomes the deadline or the first timer, whichever comes first. */
+static void wait_watch(wait_step *w, const int *fds, const unsigned *fd_events,
+                       int nfds, int64_t deadline)
+{
+    w->next = deadline;
+    for (int i = 0; i < w->nsocks; i++) {
+        int64_t t = zm_sock_watch(&w->socks[i]->s, watch_cb, w);
+        if (t >= 0 && (w->next < 0 || t < w->next))
+            w->next = t;
     }
-    for (i = 0; i < nfds; i++)
-        watch_cb(ctx, fds[i], fd_events[i]);
+    for (int i = 0; i < nfds; i++)
+        watch_cb(w, fds[i], fd_events[i]);
+}
+
+/* Step: how long we may sleep, and tell term() which backend to wake. */
+static void wait_publish(wait_step *w)
+{
+    SocketObject **socks = w->socks;
+    int i;
+
     /* An inproc peer did something since the sockets' last steps: go back
      * and look instead of waiting.  (The mailboxes are armed only just
      * before the real wait: while we spin, peers signal without a
      * syscall and the spin sees their sequence numbers move.) */
-    inproc_ready = inproc_moved(socks, nsocks);
-    if (ctx->err < 0) {
-        rc = ctx->err;
-        goto unwatch;
-    }
-    timeout = next < 0 ? -1 : next - zm_now_ns();
-    if ((next >= 0 && timeout < 0) || inproc_ready)
-        timeout = 0;
+    w->inproc_ready = inproc_moved(socks, w->nsocks);
+    w->timeout = w->inproc_ready ? 0 : wait_left(w);
     /* Publish the backend we wait on, then look at `terminated`; term()
      * does the mirror (sets `terminated`, then reads `waiting_on`).  Both
      * sides are seq_cst so that at least one sees the other's store: either
      * term() wakes this backend or we do not block. */
-    for (i = 0; i < nsocks; i++)
-        __atomic_store_n(&socks[i]->waiting_on, be, __ATOMIC_SEQ_CST);
+    for (i = 0; i < w->nsocks; i++)
+        __atomic_store_n(&socks[i]->waiting_on, w->tw->be, __ATOMIC_SEQ_CST);
     /* Relaxed: a hint for the progress thread's timer only.  This wait
      * covers the held-back output itself (zm_sock_watch's time includes
      * the flush), so the progress thread, which cannot take the socket while
      * we block, must not come back for it every 100 us meanwhile; the next
      * sock_leave sets the hint again. */
-    for (i = 0; i < nsocks; i++)
+    for (i = 0; i < w->nsocks; i++)
         __atomic_store_n(&socks[i]->ps.flush_due_ns, 0, __ATOMIC_RELAXED);
-    for (i = 0; i < nsocks; i++)
-        if (!lingering &&
+    for (i = 0; i < w->nsocks; i++)
+        if (!w->lingering &&
             __atomic_load_n(&socks[i]->terminated, __ATOMIC_SEQ_CST))
-            timeout = 0;
-    spin = spin_budget(socks, nsocks, timeout);
-    started = zm_now_ns();
-    Py_BEGIN_ALLOW_THREADS
-    rc = 0;
-    if (spin > 0) {
-        /* Poll without sleeping for a little while first: a CPU that goes
-         * idle takes tens of us to wake up, longer than a whole round trip
-         * on loopback (docs/performance.md, "busy-poll"). */
-        int64_t end = started + spin;
-        /* io_uring's zero-timeout wait looks at the rings in memory and
-         * enters the kernel only when completions are pending; an epoll
-         * check is a syscall each, so those are spaced 2 us apart. */
-        int gap = strcmp(zm_backend_name(be), "epoll") == 0;
-        for (;;) {
-            rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
-                                 0);
-            if (rc != 0 || (inproc_ready = inproc_moved(socks, nsocks)) ||
-                zm_now_ns() >= end)
-                break;
-            /* Let any task waiting for this CPU (maybe our peer) run. */
-            sched_yield();
-            if (gap) {
-                int64_t until = zm_now_ns() + 2000;
-                while (zm_now_ns() < until &&
-                       !(inproc_ready = inproc_moved(socks, nsocks)))
-                    ;
-                if (inproc_ready)
-                    break;
-            }
-        }
-        if (inproc_ready) {
-            /* An inproc peer is another thread of this process, and it
-             * still holds the GIL: it signalled from inside its send() and
-             * releases the GIL only when its next call waits.  Asking for
-             * the GIL now would put this thread to sleep on the GIL's
-             * condition variable (a context switch each way); a moment's
-             * patience lets the peer reach its wait first.
-             * ZM_INPROC_GIL_GRACE_NS. */
-            int64_t until = zm_now_ns() + ZM_INPROC_GIL_GRACE_NS;
+            w->timeout = 0;
+}
+
+/* Step (GIL released): poll without sleeping for up to `spin` ns; a CPU
+ * that goes idle takes tens of us to wake up, longer than a whole round
+ * trip on loopback (docs/performance.md, "busy-poll").  Sets w->rc and
+ * w->inproc_ready. */
+static void wait_spin(wait_step *w, int64_t spin)
+{
+    zm_backend *be = w->tw->be;
+    int64_t end = w->started + spin;
+    /* io_uring's zero-timeout wait looks at the rings in memory and
+     * enters the kernel only when completions are pending; an epoll
+     * check is a syscall each, so those are spaced 2 us apart. */
+    int gap = strcmp(zm_backend_name(be), "epoll") == 0;
+
+    for (;;) {
+        w->rc = zm_backend_wait(be, w->evs, WAIT_MAX_EVENTS, 0);
+        if (w->rc != 0 ||
+            (w->inproc_ready = inproc_moved(w->socks, w->nsocks)) ||
+            zm_now_ns() >= end)
+            return;
+        /* Let any task waiting for this CPU (maybe our peer) run. */
+        sched_yield();
+        if (gap) {
+            int64_t until = zm_now_ns() + 2000;
             while (zm_now_ns() < until)
-                ;
-            timeout = 0;
+                if ((w->inproc_ready = inproc_moved(w->socks, w->nsocks)))
+                    return;
         }
-        if (rc == 0 && timeout > 0) {
-            timeout -= zm_now_ns() - started;
-            if (timeout < 0)
-                timeout = 0;
+    }
+}
+
+/* Step (GIL released): an inproc peer is another thread of this process,
+ * and it still holds the GIL: it signalled from inside its send() and
+ * releases the GIL only when its next call waits.  Asking for the GIL now
+ * would put this thread to sleep on the GIL's condition variable (a
+ * context switch each way); a moment's patience lets the peer reach its
+ * wait first.  ZM_INPROC_GIL_GRACE_NS. */
+static void wait_inproc_grace(void)
+{
+    int64_t until = zm_now_ns() + ZM_INPROC_GIL_GRACE_NS;
+
+    while (zm_now_ns() < until)
+        ;
+}
+
+/* Step (GIL held): a signal that came during the spin interrupted no
+ * syscall: run Python's handlers now, or a Ctrl-C would wait for the whole
+ * timeout (only the main thread runs them; elsewhere this returns at once).
+ * A handler may do anything, also block on another zmtp socket: that wait
+ * runs on this thread's backend, where ours are still watched, and may
+ * take their one-shot readiness (or term()'s wake).  Then this wait ends
+ * here (w->restep): the caller steps its sockets again, which finds what
+ * came, and waits anew with the time left to its deadline.  Otherwise the
+ * sleep is what is left of the time: the handlers may have run long. */
+static void wait_run_handlers(wait_step *w)
+{
+    unsigned waits = w->tw->waits;
+
+    if (PyErr_CheckSignals() < 0)
+        w->sig_raised = 1;
+    else if (w->tw->waits != waits)
+        w->restep = 1;
+    else
+        w->timeout = wait_left(w);
+}
+
+/* Step (GIL released): about to sleep: arm the mailboxes, so that inproc
+ * peers write their eventfds, and watch those; a mailbox whose sequence
+ * moved meanwhile says so (no sleep). */
+static void wait_arm(wait_step *w)
+{
+    for (int i = 0; i < w->nsocks; i++) {
+        int a = zm_sock_inproc_arm(&w->socks[i]->s);
+        if (a == 1)
+            w->timeout = 0;
+        else if (a == 0)
+            watch_cb(w, w->socks[i]->s.mb->efd, ZM_IO_IN);
+    }
+}
+
+/* Step: spin, run signal handlers, arm, sleep; the GIL released around
+ * all but the handlers.  Leaves the events (or -errno) in w->rc. */
+static void wait_block(wait_step *w)
+{
+    int64_t spin = spin_budget(w->socks, w->nsocks, w->timeout);
+
+    w->started = zm_now_ns();
+    Py_BEGIN_ALLOW_THREADS
+    w->rc = 0;
+    if (spin > 0) {
+        wait_spin(w, spin);
+        if (w->inproc_ready) {
+            wait_inproc_grace();
+            w->timeout = 0;
         }
-        if (rc == 0 && timeout != 0) {
-            /* A signal that came during the spin interrupted no syscall:
-             * run Python's handlers now, or a Ctrl-C would wait for the
-             * whole timeout (only the main thread runs them; elsewhere
-             * this returns at once). */
+        if (w->rc == 0 && w->timeout != 0) {
             Py_BLOCK_THREADS
-            sig_raised = PyErr_CheckSignals() < 0;
+            wait_run_handlers(w);
             Py_UNBLOCK_THREADS
         }
     }
-    if (rc == 0 && !sig_raised && timeout != 0) {
-        /* About to sleep: arm the mailboxes, so that inproc peers write
-         * their eventfds, and watch those; a mailbox whose sequence moved
-         * meanwhile says so (no sleep). */
-        for (i = 0; i < nsocks; i++) {
-            int a = zm_sock_inproc_arm(&socks[i]->s);
-            if (a == 1)
-                timeout = 0;
-            else if (a == 0)
-                watch_cb(ctx, socks[i]->s.mb->efd, ZM_IO_IN);
-        }
-        if (ctx->err < 0)
-            rc = ctx->err;
+    if (w->rc == 0 && !w->sig_raised && !w->restep) {
+        if (w->timeout != 0)
+            wait_arm(w);
+        w->rc = w->err < 0 ? w->err
+                           : zm_backend_wait(w->tw->be, w->evs,
+                                             WAIT_MAX_EVENTS, w->timeout);
     }
-    if (rc == 0 && !sig_raised)
-        rc = zm_backend_wait(be, evs, (int)(sizeof(evs) / sizeof(evs[0])),
-                             timeout);
     Py_END_ALLOW_THREADS
-    spin_learn(socks, nsocks, zm_now_ns() - started);
+}
+
+/* Step: the wait is over; tell each engine what fired. */
+static void wait_unpublish(wait_step *w)
+{
+    SocketObject **socks = w->socks;
+    int i;
+
+    spin_learn(socks, w->nsocks, zm_now_ns() - w->started);
     /* Release: after this a term() sees no backend to wake (the wait is
      * over; the next call checks `terminated` in sock_enter). */
-    for (i = 0; i < nsocks; i++)
+    for (i = 0; i < w->nsocks; i++)
         __atomic_store_n(&socks[i]->waiting_on, NULL, __ATOMIC_RELEASE);
-    for (i = 0; i < nsocks; i++)
+    for (i = 0; i < w->nsocks; i++)
         socks[i]->s.now_ns = 0; /* time has passed */
-    /* Tell each engine what fired (we hold every socket's lock). */
-    for (int j = 0; j < rc; j++)
-        for (i = 0; i < nsocks; i++)
-            zm_sock_io_ready(&socks[i]->s, (int)evs[j].token);
-unwatch:
-    for (i = 0; i < nsocks; i++) {
-        zm_mailbox *mb = socks[i]->s.mb;
+    /* We hold every socket's lock. */
+    for (int j = 0; j < w->rc; j++)
+        for (i = 0; i < w->nsocks; i++)
+            zm_sock_io_ready(&socks[i]->s, (int)w->evs[j].token);
+}
+
+/* Step: disarm the mailboxes and unwatch all that this wait watched (no
+ * request is left on the backend when a call returns). */
+static void wait_unwatch(wait_step *w)
+{
+    for (int i = 0; i < w->nsocks; i++) {
+        zm_mailbox *mb = w->socks[i]->s.mb;
         int fired = 0;
         if (mb == NULL)
             continue;
-        for (int j = 0; j < rc && !fired; j++)
-            fired = (int)evs[j].token == mb->efd;
+        for (int j = 0; j < w->rc && !fired; j++)
+            fired = (int)w->evs[j].token == mb->efd;
         zm_mailbox_disarm(mb, fired);
     }
-    for (i = 0; i < ctx->n; i++)
-        zm_backend_unwatch(be, ctx->fds[i], NULL);
-    if (sig_raised)
+    zm_watchset_unwatch(&w->tw->ws, w->tw->be, w->base);
+}
+
+/* Step: the outcome, once nothing is watched: handlers interrupted by a
+ * signal run now (they may wait on this thread's backend freely), errors,
+ * termination.  0 or -1 with an exception. */
+static int wait_finish(wait_step *w)
+{
+    if (w->sig_raised)
         return -1; /* the handler's exception (KeyboardInterrupt, ...) */
-    if (rc == -EINTR)
+    if (w->rc == -EINTR)
         return PyErr_CheckSignals() < 0 ? -1 : 0;
-    if (rc < 0) {
-        raise_zmq(st, -rc, "I/O backend wait failed");
+    if (w->rc == -ENOMEM) {
+        PyErr_NoMemory();
         return -1;
     }
-    for (i = 0; i < nsocks && !lingering; i++)
-        if (sock_terminated(socks[i])) {
-            raise_zmq(st, ZM_ETERM, "Context was terminated");
+    if (w->rc < 0) {
+        raise_zmq(w->st, -w->rc,
+                  w->rc == w->err ? "I/O backend watch failed"
+                                  : "I/O backend wait failed");
+        return -1;
+    }
+    for (int i = 0; i < w->nsocks && !w->lingering; i++)
+        if (sock_terminated(w->socks[i])) {
+            raise_zmq(w->st, ZM_ETERM, "Context was terminated");
             return -1;
         }
     return 0;
+}
+
+/*
+ * Wait until one of the sockets' descriptors (or extra plain fds) may have
+ * progress, a timer is due, or deadline (-1: none).  The GIL is released
+ * around the wait only.  0 (the caller steps its sockets and calls again
+ * with the same deadline while it has nothing), or -1 with an exception
+ * (signal handler raised, context terminated, backend error).
+ */
+static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
+                        const int *fds, const unsigned *fd_events, int nfds,
+                        int64_t deadline, int lingering)
+{
+    wait_step w;
+
+    tls_last_send = NULL; /* a thread that waits is not in a burst */
+    if (wait_begin(&w, st, socks, nsocks, lingering) < 0)
+        return -1;
+    wait_watch(&w, fds, fd_events, nfds, deadline);
+    if (w.err < 0) {
+        w.rc = w.err;
+    } else {
+        wait_publish(&w);
+        wait_block(&w);
+        wait_unpublish(&w);
+    }
+    wait_unwatch(&w);
+    return wait_finish(&w);
 }
 
 static int sock_wait(SocketObject *self, int64_t deadline)

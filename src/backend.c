@@ -395,6 +395,19 @@ int zm_backend_unwatch(zm_backend *b, int fd, zm_io_event *recv_done)
     return b->ops->unwatch(b, fd, recv_done);
 }
 
+void zm_backend_unwatch_many(zm_backend *b, const int *fds, int n)
+{
+    if (ZM_UNLIKELY(check_caller(b) < 0) || n <= 0)
+        return;
+    if (b->ops->unwatch_many != NULL) {
+        b->ops->unwatch_many(b, fds, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0 && fds[i] != b->wake_fd)
+            b->ops->unwatch(b, fds[i], NULL);
+}
+
 int zm_backend_recv(zm_backend *b, int fd, void *buf, size_t len,
                     uint64_t token)
 {
@@ -444,4 +457,42 @@ int zm_backend_wake(zm_backend *b)
         ret = -errno;
     errno = saved;
     return ret;
+}
+
+int zm_watchset_reserve(zm_watchset *w, int n)
+{
+    /* The fd-indexed table's growth serves any int array: make index n-1. */
+    return n > w->cap ? zm__table_grow((void **)&w->fds, &w->cap, n - 1,
+                                       sizeof(int))
+                      : 0;
+}
+
+int zm_watchset_add(zm_watchset *w, zm_backend *b, int fd, unsigned events)
+{
+    int ret;
+
+    if (ZM_UNLIKELY(w->n == w->cap)) {
+        ret = zm_watchset_reserve(w, w->n + 1);
+        if (ret < 0)
+            return ret;
+    }
+    ret = zm_backend_watch(b, fd, events, (uint64_t)fd);
+    if (ret < 0)
+        return ret;
+    w->fds[w->n++] = fd;
+    return 0;
+}
+
+void zm_watchset_unwatch(zm_watchset *w, zm_backend *b, int base)
+{
+    if (w->n > base)
+        zm_backend_unwatch_many(b, w->fds + base, w->n - base);
+    w->n = base;
+}
+
+void zm_watchset_free(zm_watchset *w)
+{
+    free(w->fds);
+    w->fds = NULL;
+    w->n = w->cap = 0;
 }

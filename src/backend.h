@@ -119,6 +119,13 @@ int zm_backend_recv(zm_backend *b, int fd, void *buf, size_t len,
 int zm_backend_unwatch(zm_backend *b, int fd, zm_io_event *recv_done);
 
 /*
+ * zm_backend_unwatch(fd, NULL) for each of fds[0..n) (the fds of other
+ * threads' backends and bad fds are skipped): io_uring submits and reaps
+ * the cancels in batches, where one unwatch() enters the kernel once.
+ */
+void zm_backend_unwatch_many(zm_backend *b, const int *fds, int n);
+
+/*
  * Wait for events: timeout_ns < 0 forever, 0 poll, > 0 at least that long.
  * Returns the number of events stored in evs[0..max) (events beyond max stay
  * queued for the next call), 0 when the timeout expired, -EINTR when a
@@ -137,6 +144,35 @@ int zm_backend_wait(zm_backend *b, zm_io_event *evs, int max,
  * signal-safe (errno is preserved).  Returns 0 or -errno.
  */
 int zm_backend_wake(zm_backend *b);
+
+/*
+ * A list of the descriptors a waiter watches, so that it can unwatch them
+ * all when its wait ends (the owner's blocking wait, the progress thread).
+ * It grows on demand and keeps its memory: a waiter that reuses one
+ * allocates nothing in the steady state, and there is no cap on how many
+ * descriptors one wait watches.  Zero-initialise; zm_watchset_free() at
+ * the end.  Entries are a stack: a nested waiter (a signal handler's call
+ * on the same thread) pushes above `n` and unwatches back down to it.
+ */
+typedef struct zm_watchset {
+    int *fds;
+    int n, cap;
+} zm_watchset;
+
+/* Room for n entries now (so that a waiter's first waits allocate
+ * nothing); 0 or -ENOMEM. */
+int zm_watchset_reserve(zm_watchset *w, int n);
+
+/* zm_backend_watch(fd, events, token = fd) and record fd; 0 or -errno
+ * (-ENOMEM: the list could not grow, fd is not watched). */
+int zm_watchset_add(zm_watchset *w, zm_backend *b, int fd, unsigned events);
+
+/* Unwatch fds[base..n) (zm_backend_unwatch_many) and truncate the list to
+ * base. */
+void zm_watchset_unwatch(zm_watchset *w, zm_backend *b, int base);
+
+/* Release the list's memory (watches are left alone). */
+void zm_watchset_free(zm_watchset *w);
 
 /*
  * 0 if the named backend ("io_uring", "epoll", NULL = any) can be opened
@@ -191,6 +227,9 @@ typedef struct zm__backend_ops {
     void (*fini)(zm_backend *b, int how);
     int (*watch)(zm_backend *b, int fd, unsigned events, uint64_t token);
     int (*unwatch)(zm_backend *b, int fd, zm_io_event *recv_done);
+    /* Optional: unwatch(fd, NULL) for each of fds[0..n), in fewer
+     * syscalls (fds < 0 are skipped). */
+    void (*unwatch_many)(zm_backend *b, const int *fds, int n);
     int (*recv)(zm_backend *b, int fd, void *buf, size_t len, uint64_t token);
     int (*wait)(zm_backend *b, zm_io_event *evs, int max, int64_t timeout_ns);
 } zm__backend_ops;

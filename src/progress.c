@@ -10,22 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_FDS 4096
+/* A look that could not watch a descriptor (no memory to list it) comes
+ * back this soon instead of sleeping on what it did watch. */
+#define ZM_PROGRESS_MISSED_NS ((int64_t)10000000) /* 10 ms */
 
 typedef struct {
     zm_backend *be;
-    int n;
-    int fds[MAX_FDS];
+    zm_watchset ws; /* every descriptor of every socket: no cap */
+    int missed;     /* a watch failed during this look */
 } collect_ctx;
 
 static int collect(void *ctx_, int fd, unsigned events)
 {
     collect_ctx *ctx = ctx_;
 
-    if (ctx->n >= MAX_FDS)
-        return 0;
-    if (zm_backend_watch(ctx->be, fd, events, (uint64_t)fd) == 0)
-        ctx->fds[ctx->n++] = fd;
+    if (zm_watchset_add(&ctx->ws, ctx->be, fd, events) < 0)
+        ctx->missed = 1;
     return 0;
 }
 
@@ -51,7 +51,7 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
     while (!p->stop) {
         now = zm_now_ns();
         next = -1;
-        ctx->n = 0;
+        ctx->missed = 0;
         for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
             int64_t t;
             /* Every call counted before this load is seen by this look. */
@@ -136,6 +136,8 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
         timeout = next < 0 ? -1 : next - zm_now_ns();
         if (next >= 0 && timeout < 0)
             timeout = 0;
+        if (ctx->missed && (timeout < 0 || timeout > ZM_PROGRESS_MISSED_NS))
+            timeout = ZM_PROGRESS_MISSED_NS;
         if (timeout < 0) {
             /* About to sleep with no timeout: announce it, then look for a
              * call that ended since our look.  The owner does the mirror in
@@ -154,8 +156,7 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
         /* Relaxed: only an optimisation hint from here on (a stale 0 just
          * costs the owner an unneeded wake). */
         __atomic_store_n(&p->sleeping_forever, 0, __ATOMIC_RELAXED);
-        for (int i = 0; i < ctx->n; i++)
-            zm_backend_unwatch(p->be, ctx->fds[i], NULL);
+        zm_watchset_unwatch(&ctx->ws, p->be, 0);
 
         pthread_mutex_lock(&p->mu);
     }
@@ -181,7 +182,8 @@ static void *progress_entry(void *arg)
 
     /* Everything the thread needs is made before it reports: a start that
      * returns 0 has a thread that runs until stopped. */
-    if (rc == 0 && (ctx = zm_malloc(sizeof(*ctx))) == NULL) {
+    if (rc == 0 && ((ctx = zm_calloc(1, sizeof(*ctx))) == NULL ||
+                    zm_watchset_reserve(&ctx->ws, 64) < 0)) {
         snprintf(p->reason, sizeof(p->reason), "out of memory");
         rc = -ENOMEM;
     }
@@ -204,6 +206,8 @@ static void *progress_entry(void *arg)
         while (__atomic_load_n(&p->wakers, __ATOMIC_SEQ_CST) != 0)
             sched_yield();
     }
+    if (ctx != NULL)
+        zm_watchset_free(&ctx->ws);
     free(ctx);
     zm_backend_close(p->be); /* NULL-safe */
     p->be = NULL;

@@ -874,6 +874,76 @@ out:
     return ret;
 }
 
+/* zm_watchset and zm_backend_unwatch_many: many fds watched (some ready,
+ * some with a receive), a nested set above an outer one; after the nested
+ * unwatch only the outer set reports, and after the outer one nothing
+ * does, and no receive buffer is written anymore. */
+static int test_unwatch_many(char *why)
+{
+    enum { OUTER = 40, NESTED = 300 };
+    static int fds[OUTER + NESTED][2];
+    static unsigned char bufs[OUTER + NESTED][4];
+    zm_watchset ws = {NULL, 0, 0};
+    zm_backend *b = NULL;
+    zm_io_event ev[8];
+    int ret = T_OK, n, npairs = 0, base, got = 0;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+        rl.rlim_cur < 2 * (OUTER + NESTED) + 64) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    CHECK(open_b(&b, 8, why) == 0, "%s", why);
+    for (npairs = 0; npairs < OUTER + NESTED; npairs++)
+        CHECK(sp_pair(fds[npairs]) == 0, "pair %d: %s", npairs,
+              strerror(errno));
+    for (int i = 0; i < OUTER; i++)
+        CHECK(zm_watchset_add(&ws, b, fds[i][0], ZM_IO_IN) == 0, "outer %d", i);
+    CHECK(bwait(b, ev, 8, 0) == 0, "outer idle");
+    base = ws.n;
+    for (int i = OUTER; i < OUTER + NESTED; i++) {
+        if (i % 3 == 0) /* ready before the unwatch: CQEs or queued events */
+            CHECK(write(fds[i][1], "r", 1) == 1, "write");
+        CHECK(zm_watchset_add(&ws, b, fds[i][0], ZM_IO_IN) == 0, "nested %d", i);
+        if (i % 7 == 0) /* a receive too: the unwatch cancels by fd */
+            CHECK(zm_backend_recv(b, fds[i][0], bufs[i], sizeof(bufs[i]), 1) == 0,
+                  "recv %d", i);
+    }
+    CHECK(ws.n == OUTER + NESTED && ws.cap >= ws.n, "list %d/%d", ws.n, ws.cap);
+    n = bwait(b, ev, 2, MS(100)); /* take a few; the rest stay pending */
+    CHECK(n > 0, "nested ready: %d", n);
+    zm_watchset_unwatch(&ws, b, base);
+    CHECK(ws.n == base, "truncated to %d, not %d", ws.n, base);
+    memset(bufs, 0, sizeof(bufs));
+    for (int i = OUTER; i < OUTER + NESTED; i++)
+        CHECK(write(fds[i][1], "z", 1) == 1, "write after");
+    n = bwait(b, ev, 8, MS(50));
+    CHECK(n == 0, "nested event after unwatch: n %d token %llu kind %s", n,
+          n > 0 ? (unsigned long long)ev[0].token : 0ull,
+          n > 0 ? kind_name(ev[0].kind) : "-");
+    /* The outer set is still watched. */
+    CHECK(write(fds[OUTER - 1][1], "o", 1) == 1, "write outer");
+    n = bwait(b, ev, 8, MS(2000));
+    CHECK(n == 1 && ev[0].kind == ZM_IOK_READY &&
+              ev[0].token == (uint64_t)fds[OUTER - 1][0],
+          "outer: n %d", n);
+    zm_watchset_unwatch(&ws, b, 0);
+    for (int i = 0; i < OUTER; i++)
+        CHECK(write(fds[i][1], "p", 1) == 1, "write outer after");
+    n = bwait(b, ev, 8, MS(50));
+    CHECK(n == 0, "outer event after unwatch: %d", n);
+    for (int i = 0; i < OUTER + NESTED; i++)
+        got |= bufs[i][0];
+    CHECK(got == 0, "a receive buffer was written after the unwatch");
+out:
+    zm_watchset_free(&ws);
+    zm_backend_close(b);
+    for (int i = 0; i < npairs; i++)
+        close_pair(fds[i]);
+    return ret;
+}
+
 static volatile sig_atomic_t g_alarms;
 
 static void on_alarm(int sig)
@@ -1096,6 +1166,7 @@ static const struct {
     {"unwatch_race", test_unwatch_race},
     {"close_pending", test_close_pending},
     {"many_fds", test_many_fds},
+    {"unwatch_many", test_unwatch_many},
     {"eintr", test_eintr},
     {"fork", test_fork},
     {"thread_owner", test_thread_owner},
