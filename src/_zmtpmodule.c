@@ -715,6 +715,112 @@ static int check_nargs(const char *fname, Py_ssize_t nargs, Py_ssize_t lo,
     return 0;
 }
 
+/*
+ * The one fast-call (METH_FASTCALL | METH_KEYWORDS) parser, with CPython's
+ * rules: names[i] may be passed by position when i < npos, and by keyword
+ * unless i < nposonly (before a "/"); the first nreq are required; a
+ * parameter given twice (by position and keyword, or twice by keyword) is
+ * a TypeError.  vals[i] gets
+ * the argument (borrowed) or NULL when it was not passed.
+ */
+#define FAST_PARAMS_MAX 4
+
+typedef struct {
+    const char *fname;
+    int nparams, nposonly, npos, nreq;
+    const char *names[FAST_PARAMS_MAX];
+} fast_params;
+
+static int parse_fast(const fast_params *p, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames, PyObject **vals)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    int i;
+
+    for (i = 0; i < p->nparams; i++)
+        vals[i] = NULL;
+    if (nargs > p->npos) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %d positional argument%s "
+                     "(%zd given)",
+                     p->fname, p->npos, p->npos == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    for (i = 0; i < nargs; i++)
+        vals[i] = args[i];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        if (key == NULL)
+            return -1;
+        for (i = p->nposonly; i < p->nparams && strcmp(key, p->names[i]); i++)
+            ;
+        if (i == p->nparams) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%s'",
+                         p->fname, key);
+            return -1;
+        }
+        if (vals[i] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'",
+                         p->fname, key);
+            return -1;
+        }
+        vals[i] = args[nargs + k];
+    }
+    for (i = 0; i < p->nreq; i++)
+        if (vals[i] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s' (pos %d)",
+                         p->fname, p->names[i], i + 1);
+            return -1;
+        }
+    return 0;
+}
+
+/* An optional int argument (NULL: keep *out); 0 or -1. */
+static int fast_int(PyObject *v, int *out)
+{
+    long l;
+
+    if (v == NULL)
+        return 0;
+    l = PyLong_AsLong(v);
+    if (l == -1 && PyErr_Occurred())
+        return -1;
+    *out = (int)l;
+    return 0;
+}
+
+/* An optional truth value (NULL: keep *out); 0 or -1. */
+static int fast_bool(PyObject *v, int *out)
+{
+    int t;
+
+    if (v == NULL)
+        return 0;
+    if ((t = PyObject_IsTrue(v)) < 0)
+        return -1;
+    *out = t;
+    return 0;
+}
+
+/* track=True is refused (messages are copied when sent); 0 or -1. */
+static int fast_no_track(PyObject *v)
+{
+    int track = 0;
+
+    if (fast_bool(v, &track) < 0)
+        return -1;
+    if (track) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "track=True: message tracking is not supported by "
+                        "zmtp (messages are copied when sent)");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *wbuf_to_bytes(zmtp_state *st, zm_wbuf *w, int rc)
 {
     PyObject *out = NULL;
@@ -2158,71 +2264,29 @@ static int sock_send_frame(SocketObject *self, const void *data, size_t n,
     return 0;
 }
 
-static int parse_send_args(PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames, const char *fname,
+/* send(data, flags=0, copy=True, track=False) and send_multipart(msg_parts,
+ * ...): pyzmq's parameter names. */
+static const fast_params send_params = {
+    .fname = "send", .nparams = 4, .npos = 4, .nreq = 1,
+    .names = {"data", "flags", "copy", "track"}};
+static const fast_params send_multipart_params = {
+    .fname = "send_multipart", .nparams = 4, .npos = 4, .nreq = 1,
+    .names = {"msg_parts", "flags", "copy", "track"}};
+
+static int parse_send_args(const fast_params *p, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames,
                            PyObject **data, int *flags, int *copy)
 {
-    static const char *names[] = {"data", "flags", "copy", "track"};
-    PyObject *vals[4] = {NULL, NULL, NULL, NULL};
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *vals[4];
 
-    if (nargs > 4) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most 4 arguments", fname);
+    if (parse_fast(p, args, nargs, kwnames, vals) < 0)
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        vals[i] = args[i];
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
-        int found = 0;
-        if (key == NULL)
-            return -1;
-        for (int j = 0; j < 4; j++)
-            if (strcmp(key, names[j]) == 0 ||
-                (j == 0 && (strcmp(key, "msg_parts") == 0 ||
-                            strcmp(key, "msg") == 0))) {
-                if (vals[j] != NULL) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "%s() got multiple values for '%s'", fname,
-                                 key);
-                    return -1;
-                }
-                vals[j] = args[nargs + k];
-                found = 1;
-            }
-        if (!found) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%s'", fname,
-                         key);
-            return -1;
-        }
-    }
-    if (vals[0] == NULL) {
-        PyErr_Format(PyExc_TypeError, "%s() missing the data argument", fname);
-        return -1;
-    }
     *data = vals[0];
     *flags = 0;
-    if (vals[1] != NULL) {
-        long f = PyLong_AsLong(vals[1]);
-        if (f == -1 && PyErr_Occurred())
-            return -1;
-        *flags = (int)f;
-    }
     *copy = 1;
-    if (vals[2] != NULL && (*copy = PyObject_IsTrue(vals[2])) < 0)
+    if (fast_int(vals[1], flags) < 0 || fast_bool(vals[2], copy) < 0 ||
+        fast_no_track(vals[3]) < 0)
         return -1;
-    if (vals[3] != NULL) {
-        int t = PyObject_IsTrue(vals[3]);
-        if (t < 0)
-            return -1;
-        if (t) {
-            PyErr_SetString(PyExc_NotImplementedError,
-                            "track=True: message tracking is not supported by "
-                            "zmtp (messages are copied when sent)");
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -2257,7 +2321,8 @@ static PyObject *Socket_send(SocketObject *self, PyObject *const *args,
     int flags, copy, rc;
     Py_buffer view;
 
-    if (parse_send_args(args, nargs, kwnames, "send", &data, &flags, &copy) < 0)
+    if (parse_send_args(&send_params, args, nargs, kwnames, &data, &flags,
+                        &copy) < 0)
         return NULL;
     if (get_send_buffer(self->st, data, &view) < 0)
         return NULL;
@@ -2363,8 +2428,8 @@ static PyObject *Socket_send_multipart(SocketObject *self,
     msg_frames fr;
     int flags, copy, rc;
 
-    if (parse_send_args(args, nargs, kwnames, "send_multipart", &parts, &flags,
-                        &copy) < 0)
+    if (parse_send_args(&send_multipart_params, args, nargs, kwnames, &parts,
+                        &flags, &copy) < 0)
         return NULL;
     if (PyUnicode_Check(parts) || PyBytes_Check(parts)) {
         PyErr_SetString(PyExc_TypeError,
@@ -2534,50 +2599,27 @@ static PyObject *Socket_buffers(SocketObject *self, PyObject *args)
 /* Receive                                                            */
 /* ------------------------------------------------------------------ */
 
-static int parse_recv_args(PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames, const char *fname, int *flags,
+/* recv(flags=0, copy=True, track=False) and recv_multipart(...). */
+static const fast_params recv_params = {
+    .fname = "recv", .nparams = 3, .npos = 3,
+    .names = {"flags", "copy", "track"}};
+static const fast_params recv_multipart_params = {
+    .fname = "recv_multipart", .nparams = 3, .npos = 3,
+    .names = {"flags", "copy", "track"}};
+
+static int parse_recv_args(const fast_params *p, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames, int *flags,
                            int *copy)
 {
-    static const char *names[] = {"flags", "copy", "track"};
-    PyObject *vals[3] = {NULL, NULL, NULL};
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *vals[3];
 
-    if (nargs > 3) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most 3 arguments", fname);
+    if (parse_fast(p, args, nargs, kwnames, vals) < 0)
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        vals[i] = args[i];
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
-        int j;
-        if (key == NULL)
-            return -1;
-        for (j = 0; j < 3 && strcmp(key, names[j]) != 0; j++)
-            ;
-        if (j == 3) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%s'", fname,
-                         key);
-            return -1;
-        }
-        vals[j] = args[nargs + k];
-    }
     *flags = 0;
-    if (vals[0] != NULL) {
-        long f = PyLong_AsLong(vals[0]);
-        if (f == -1 && PyErr_Occurred())
-            return -1;
-        *flags = (int)f;
-    }
     *copy = 1;
-    if (vals[1] != NULL && (*copy = PyObject_IsTrue(vals[1])) < 0)
+    if (fast_int(vals[0], flags) < 0 || fast_bool(vals[1], copy) < 0 ||
+        fast_no_track(vals[2]) < 0)
         return -1;
-    if (vals[2] != NULL && PyObject_IsTrue(vals[2]) == 1) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "track=True is not supported by zmtp");
-        return -1;
-    }
     return 0;
 }
 
@@ -2630,39 +2672,55 @@ static int sock_fill_current(SocketObject *self, int flags)
     return 0;
 }
 
-/* The next frame of self->cur as bytes or Frame; sets rcvmore. */
-static PyObject *sock_take_frame(SocketObject *self, int copy)
+/*
+ * Take the next frame of the message being received (sock_fill_current
+ * made sure there is one) and set rcvmore: the one place that steps
+ * through self->cur.  The frame is moved out (self->cur no longer holds
+ * its page reference: the caller releases it).  A ROUTER's routing-id
+ * prefix comes first; it has no page (it is never empty): its bytes are
+ * self->cur_prefix, valid until the next receive.
+ */
+static zm_frame sock_next_frame(SocketObject *self)
 {
-    PyObject *obj;
-    zm_frame *f;
+    zm_frame f;
 
     if (self->cur_has_prefix) {
         self->cur_has_prefix = 0;
+        f.page = NULL;
+        f.data = self->cur_prefix;
+        f.size = self->cur_prefix_len;
+        f.flags = ZM_FLAG_MORE;
         self->rcvmore = 1;
-        if (copy)
-            return PyBytes_FromStringAndSize((const char *)self->cur_prefix,
-                                             (Py_ssize_t)self->cur_prefix_len);
-        {
-            zm_frame pf;
-            if (frame_fill_copy(&pf, self->cur_prefix, self->cur_prefix_len,
-                                ZM_FLAG_MORE) < 0)
-                return NULL;
-            return frame_new_from(self->st->Frame_Type, &pf);
-        }
+        return f;
     }
-    f = &zm_msg_frames(&self->cur)[self->cur_idx++];
+    f = zm_msg_frames(&self->cur)[self->cur_idx];
+    zm_msg_frames(&self->cur)[self->cur_idx].page = NULL; /* moved out */
+    self->cur_idx++;
     self->rcvmore = self->cur_idx < self->cur.n;
     if (self->rcvmore)
-        f->flags |= ZM_FLAG_MORE;
+        f.flags |= ZM_FLAG_MORE;
     else
-        f->flags &= ~ZM_FLAG_MORE;
+        f.flags &= ~ZM_FLAG_MORE;
+    return f;
+}
+
+/* The next frame as bytes (copy) or as a zero-copy Frame; sets rcvmore. */
+static PyObject *sock_take_frame(SocketObject *self, int copy)
+{
+    zm_frame f = sock_next_frame(self);
+    PyObject *obj;
+
     if (copy) {
-        obj = PyBytes_FromStringAndSize((const char *)f->data,
-                                        (Py_ssize_t)f->size);
-        zm_frame_release(f); /* the page can be reused at once */
+        obj = PyBytes_FromStringAndSize((const char *)f.data,
+                                        (Py_ssize_t)f.size);
+        zm_frame_release(&f); /* the page can be reused at once */
         return obj;
     }
-    return frame_new_from(self->st->Frame_Type, f);
+    /* The prefix lives in the socket: a Frame needs a page of its own. */
+    if (f.page == NULL && f.size > 0 &&
+        frame_fill_copy(&f, f.data, f.size, f.flags) < 0)
+        return NULL;
+    return frame_new_from(self->st->Frame_Type, &f);
 }
 
 PyDoc_STRVAR(Socket_recv_doc,
@@ -2676,7 +2734,7 @@ static PyObject *Socket_recv(SocketObject *self, PyObject *const *args,
     int flags, copy;
     PyObject *out = NULL;
 
-    if (parse_recv_args(args, nargs, kwnames, "recv", &flags, &copy) < 0)
+    if (parse_recv_args(&recv_params, args, nargs, kwnames, &flags, &copy) < 0)
         return NULL;
     if (sock_enter(self) < 0)
         return NULL;
@@ -2696,43 +2754,26 @@ PyDoc_STRVAR(Socket_recv_into_doc,
 static PyObject *Socket_recv_into(SocketObject *self, PyObject *const *args,
                                   Py_ssize_t nargs, PyObject *kwnames)
 {
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    static const fast_params params = {
+        .fname = "recv_into", .nparams = 3, .nposonly = 1, .npos = 1,
+        .nreq = 1, .names = {"buffer", "nbytes", "flags"}};
+    PyObject *vals[3];
     Py_ssize_t nbytes = 0, size = -1;
-    long flags = 0;
+    int flags = 0;
     Py_buffer view;
 
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "recv_into() takes exactly one positional argument "
-                     "(the buffer), %zd given", nargs);
+    if (parse_fast(&params, args, nargs, kwnames, vals) < 0 ||
+        fast_int(vals[2], &flags) < 0)
         return NULL;
-    }
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
-        PyObject *v = args[nargs + k];
-        if (key == NULL)
-            return NULL;
-        if (strcmp(key, "nbytes") == 0) {
-            nbytes = PyLong_AsSsize_t(v);
-            if (nbytes == -1 && PyErr_Occurred())
-                return NULL;
-        } else if (strcmp(key, "flags") == 0) {
-            flags = PyLong_AsLong(v);
-            if (flags == -1 && PyErr_Occurred())
-                return NULL;
-        } else {
-            PyErr_Format(PyExc_TypeError,
-                         "recv_into() got an unexpected keyword argument '%s'",
-                         key);
-            return NULL;
-        }
-    }
+    if (vals[1] != NULL &&
+        (nbytes = PyLong_AsSsize_t(vals[1])) == -1 && PyErr_Occurred())
+        return NULL;
     if (nbytes < 0) {
         PyErr_Format(PyExc_ValueError, "nbytes=%zd must be non-negative",
                      nbytes);
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0)
+    if (PyObject_GetBuffer(vals[0], &view, PyBUF_WRITABLE) < 0)
         return NULL;
     if (nbytes == 0)
         nbytes = view.len;
@@ -2747,22 +2788,12 @@ static PyObject *Socket_recv_into(SocketObject *self, PyObject *const *args,
         PyBuffer_Release(&view);
         return NULL;
     }
-    if (sock_fill_current(self, (int)flags) == 0) {
-        if (self->cur_has_prefix) {
-            self->cur_has_prefix = 0;
-            self->rcvmore = 1;
-            size = (Py_ssize_t)self->cur_prefix_len;
-            memcpy(view.buf, self->cur_prefix,
-                   (size_t)(size < nbytes ? size : nbytes));
-        } else {
-            zm_frame *f = &zm_msg_frames(&self->cur)[self->cur_idx++];
-            self->rcvmore = self->cur_idx < self->cur.n;
-            size = (Py_ssize_t)f->size;
-            if (size > 0)
-                memcpy(view.buf, f->data,
-                       (size_t)(size < nbytes ? size : nbytes));
-            zm_frame_release(f);
-        }
+    if (sock_fill_current(self, flags) == 0) {
+        zm_frame f = sock_next_frame(self);
+        size = (Py_ssize_t)f.size;
+        if (size > 0)
+            memcpy(view.buf, f.data, (size_t)(size < nbytes ? size : nbytes));
+        zm_frame_release(&f);
     }
     sock_leave(self);
     PyBuffer_Release(&view);
@@ -2780,7 +2811,7 @@ static PyObject *Socket_recv_multipart(SocketObject *self,
     int flags, copy;
     PyObject *list = NULL, *obj;
 
-    if (parse_recv_args(args, nargs, kwnames, "recv_multipart", &flags,
+    if (parse_recv_args(&recv_multipart_params, args, nargs, kwnames, &flags,
                         &copy) < 0)
         return NULL;
     if (sock_enter(self) < 0)
@@ -3571,23 +3602,13 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
 static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *lobj = Py_None;
+    static const fast_params params = {
+        .fname = "close", .nparams = 1, .npos = 1, .names = {"linger"}};
+    PyObject *lobj;
 
-    if (nargs > 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 1)) {
-        PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
+    if (parse_fast(&params, args, nargs, kwnames, &lobj) < 0)
         return NULL;
-    }
-    if (nargs == 1)
-        lobj = args[0];
-    else if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1) {
-        const char *k = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, 0));
-        if (k == NULL || strcmp(k, "linger") != 0) {
-            PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
-            return NULL;
-        }
-        lobj = args[0];
-    }
-    return sock_close(self, lobj, 0);
+    return sock_close(self, lobj != NULL ? lobj : Py_None, 0);
 }
 
 PyDoc_STRVAR(Socket_release_doc,

@@ -1,0 +1,109 @@
+"""Regression tests for issue 14's defects in the CPython face (_zmtpmodule.c).
+
+* defect 1: a sequence argument (send_batch, send_buffered, send_multipart,
+  _poll) changed by another thread while the call waits with the GIL released;
+* defect 6: ``_zmtp._poll`` must own the sockets it waits on;
+* defect 7: ``_adopt_fd`` / ``_monitor_fd`` own their descriptor on every
+  failure;
+* endpoints with an embedded NUL, the same socket twice in one poll,
+  ``stats()`` as a snapshot, name resolution with the GIL released;
+* the one fast-call argument parser (a duplicated argument is a TypeError).
+
+A test whose failure used to be a crash runs its script in a child process
+(``run_script``), so that a segfault fails the test instead of ending pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from typing import List
+
+import pytest
+
+import zmtp
+from zmtp import _zmtp
+
+from helpers import TIMEOUT_MS, fd_count, raises_errno, wait_for, zsock
+
+# The directory the zmtp under test was imported from: the child imports
+# the same build.
+_ZMTP_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(zmtp.__file__)))
+
+
+def run_script(script: str, *args: str, timeout: float = 120, argv_prefix: List[str] = ()) -> str:
+    """Run `script` in a child interpreter that imports this zmtp; return
+    its stdout.  A crash (signal) or a non-zero exit fails the test with
+    the child's output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _ZMTP_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash prints the threads' stacks
+    proc = subprocess.run(
+        [*argv_prefix, sys.executable, "-c", script, *args],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"child exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+# ---------------------------------------------------------------------------
+# One fast-call parser: CPython's rules for every method that takes keywords
+# ---------------------------------------------------------------------------
+
+
+def test_duplicated_argument_is_a_type_error(ctx):
+    """An argument passed by position and again by keyword raises TypeError
+    (as CPython does), for every fast-call method; recv() used to take the
+    keyword and go on (here: Again)."""
+    s = zsock(ctx, zmtp.PULL)
+    with pytest.raises(TypeError, match="multiple values for argument 'flags'"):
+        s.recv(zmtp.DONTWAIT, flags=zmtp.DONTWAIT)
+    with pytest.raises(TypeError, match="multiple values for argument 'flags'"):
+        s.recv_multipart(zmtp.DONTWAIT, flags=zmtp.DONTWAIT)
+    with pytest.raises(TypeError, match="multiple values for argument 'copy'"):
+        s.recv(zmtp.DONTWAIT, True, copy=True)
+    p = zsock(ctx, zmtp.PUSH)
+    with pytest.raises(TypeError, match="multiple values for argument 'data'"):
+        p.send(b"x", data=b"y")
+    with pytest.raises(TypeError, match="multiple values for argument 'flags'"):
+        p.send_multipart([b"x"], zmtp.DONTWAIT, flags=zmtp.DONTWAIT)
+    with pytest.raises(TypeError, match="multiple values for argument 'linger'"):
+        p.close(0, linger=0)
+    assert not p.closed
+
+
+def test_fast_call_arguments(ctx):
+    """Names, counts and positional-only parameters follow the signatures."""
+    s = zsock(ctx, zmtp.PULL)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'flag'"):
+        s.recv(flag=0)
+    with pytest.raises(TypeError, match="at most 3 positional arguments"):
+        s.recv(0, True, False, 1)
+    with pytest.raises(TypeError, match="missing required argument 'data'"):
+        s.send()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'buffer'"):
+        s.recv_into(buffer=bytearray(4))  # recv_into(buffer, /, *, nbytes, flags)
+    with pytest.raises(TypeError, match="at most 1 positional argument"):
+        s.recv_into(bytearray(4), 4)
+    with pytest.raises(NotImplementedError):
+        s.recv(zmtp.DONTWAIT, track=True)
+    p = zsock(ctx, zmtp.PUSH)
+    p.bind("inproc://fast-call")
+    s.connect("inproc://fast-call")
+    p.send_multipart(msg_parts=[b"a", b"b"], flags=0, copy=False, track=False)
+    p.send(data=b"c", flags=0)
+    assert s.recv_multipart(flags=0, copy=True) == [b"a", b"b"]
+    buf = bytearray(8)
+    assert s.recv_into(buf, nbytes=1, flags=0) == 1 and buf[:1] == b"c"
+    p.close(linger=0)
+    assert p.closed
