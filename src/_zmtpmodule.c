@@ -2383,9 +2383,22 @@ static int frames_get(zmtp_state *st, PyObject *parts, const char *what,
         PyErr_NoMemory();
         goto fail;
     }
+    /* The views are the snapshot: each holds a reference to its object,
+     * and all are taken before the GIL is released to wait.  (Taking a
+     * view may run Python code, a __buffer__ method, which could change
+     * the list: the item is held and the length checked each time.) */
     for (; fr->got < fr->n; fr->got++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fr->seq, fr->got);
-        if (get_send_buffer(st, item, &fr->views[fr->got]) < 0) {
+        PyObject *item;
+        int rc;
+        if (fr->got >= PySequence_Fast_GET_SIZE(fr->seq)) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "the message changed size while being read");
+            goto fail;
+        }
+        item = PySequence_Fast_GET_ITEM(fr->seq, fr->got);
+        Py_INCREF(item);
+        rc = get_send_buffer(st, item, &fr->views[fr->got]);
+        if (rc < 0) {
             PyObject *t, *v, *tb;
             PyErr_Fetch(&t, &v, &tb);
             PyErr_Format(PyExc_TypeError,
@@ -2395,8 +2408,10 @@ static int frames_get(zmtp_state *st, PyObject *parts, const char *what,
             Py_XDECREF(t);
             Py_XDECREF(v);
             Py_XDECREF(tb);
-            goto fail;
         }
+        Py_DECREF(item);
+        if (rc < 0)
+            goto fail;
     }
     return 0;
 fail:
@@ -2485,6 +2500,48 @@ static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
     return rc;
 }
 
+/*
+ * The batch as it is now: a new tuple whose multipart messages (lists) are
+ * tuples too.  Each wait for room in Socket_send_many releases the GIL, and
+ * another thread may then change the caller's lists (shrink, clear: items
+ * read through them after a wait were out of bounds, or freed); the
+ * snapshot holds its own references and cannot change.  NULL with an
+ * exception.
+ */
+static PyObject *batch_snapshot(PyObject *msgs)
+{
+    PyObject *seq, *out;
+    Py_ssize_t n, i;
+
+    seq = PySequence_Fast(msgs, "send_batch() takes a sequence of messages");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    out = PyTuple_New(n);
+    for (i = 0; out != NULL && i < n; i++) {
+        PyObject *m;
+        /* An allocation may run a finaliser that changes the list. */
+        if (i >= PySequence_Fast_GET_SIZE(seq)) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "send_batch(): the batch changed size while being "
+                            "read");
+            Py_CLEAR(out);
+            break;
+        }
+        m = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyList_Check(m))
+            m = PyList_AsTuple(m);
+        else
+            Py_INCREF(m);
+        if (m == NULL)
+            Py_CLEAR(out);
+        else
+            PyTuple_SET_ITEM(out, i, m);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
 PyDoc_STRVAR(Socket_send_many_doc,
 "_send_many(messages, flags, hold, /)\n--\n\n"
 "Queue several messages as one burst; write them with one flush (hold=0)\n"
@@ -2506,10 +2563,9 @@ static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
                         "single bytes or str");
         return NULL;
     }
-    seq = PySequence_Fast(msgs, "send_batch() takes a sequence of messages");
-    if (seq == NULL)
+    if ((seq = batch_snapshot(msgs)) == NULL)
         return NULL;
-    n = PySequence_Fast_GET_SIZE(seq);
+    n = PyTuple_GET_SIZE(seq);
     if (sock_enter(self) < 0) {
         Py_DECREF(seq);
         return NULL;
@@ -2518,7 +2574,7 @@ static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
     self->s.coalesce = 1; /* one burst, whatever came before */
     self->s.hold = 1;
     for (i = 0; i < n && rc == 0; i++) {
-        rc = send_one_of_many(self, PySequence_Fast_GET_ITEM(seq, i),
+        rc = send_one_of_many(self, PyTuple_GET_ITEM(seq, i),
                               flags & Z_DONTWAIT, &dl);
         if (rc == 0)
             sent++;

@@ -107,3 +107,91 @@ def test_fast_call_arguments(ctx):
     assert s.recv_into(buf, nbytes=1, flags=0) == 1 and buf[:1] == b"c"
     p.close(linger=0)
     assert p.closed
+
+
+# ---------------------------------------------------------------------------
+# Defect 1: a sequence argument changed by another thread during a wait
+# ---------------------------------------------------------------------------
+
+# argv: backend, "frames" | "multipart".  PUSH -> PULL over inproc with both
+# HWMs 1, so send_batch waits (GIL released) after a message or two; the
+# other thread sees the call in progress (holding the GIL itself, so the
+# sender is inside that wait), clears the caller's lists, then drains.
+_BATCH_SCRIPT = r"""
+import sys, threading, time
+import zmtp
+from zmtp import _zmtp
+
+backend, kind = sys.argv[1], sys.argv[2]
+_zmtp._set_backend(backend)
+ctx = zmtp.Context()
+pull = ctx.socket(zmtp.PULL)
+pull.rcvhwm = 1
+pull.rcvtimeo = 10000
+push = ctx.socket(zmtp.PUSH)
+push.sndhwm = 1
+push.sndtimeo = 10000
+pull.bind("inproc://batch")
+push.connect("inproc://batch")
+N = 200
+if kind == "frames":
+    batch = [bytes([i % 256]) * 100 for i in range(N)]
+    want = [[m] for m in batch]
+else:
+    batch = [[b"head-%d" % i, bytes([i % 256]) * 100] for i in range(N)]
+    want = [list(m) for m in batch]
+got = []
+
+def clear_then_drain():
+    _zmtp._set_backend(backend)
+    deadline = time.monotonic() + 30
+    while not push._in_use():
+        assert time.monotonic() < deadline, "send_batch never waited"
+        time.sleep(0.001)
+    for m in batch:
+        if isinstance(m, list):
+            m.clear()
+    batch.clear()
+    while len(got) < N:
+        got.append(pull.recv_multipart())
+
+t = threading.Thread(target=clear_then_drain)
+t.start()
+sent = push.send_batch(batch)
+t.join(60)
+assert not t.is_alive()
+assert sent == N, sent
+assert got == want, (len(got), got[:2])
+push.close(linger=0)
+pull.close(linger=0)
+ctx.term()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("kind", ["frames", "multipart"])
+def test_send_batch_list_cleared_while_waiting(backend, kind):
+    """send_batch() sends the batch as it was at the call, though another
+    thread clears the caller's list (and its messages' lists) while the
+    call waits for room; it used to read the list after the wait: a
+    segfault (child killed by SIGSEGV), both backends."""
+    assert run_script(_BATCH_SCRIPT, backend, kind).strip() == "ok"
+
+
+def test_send_batch_snapshot_is_private(ctx):
+    """The batch is copied, not the caller's list (one that cannot change)
+    nor a fresh one a generator made."""
+    pull = zsock(ctx, zmtp.PULL)
+    push = zsock(ctx, zmtp.PUSH)
+    pull.bind("inproc://snapshot")
+    push.connect("inproc://snapshot")
+    assert push.send_batch(m for m in [b"a", [b"b", b"c"]]) == 2
+    assert push.send_batch((b"d", (b"e", b"f"))) == 2
+    push.send_buffered([b"g", bytearray(b"h")])
+    push.flush()
+    got = [pull.recv_multipart() for _ in range(5)]
+    assert got == [[b"a"], [b"b", b"c"], [b"d"], [b"e", b"f"], [b"g", b"h"]]
+    with pytest.raises(TypeError, match="sequence of messages"):
+        push.send_batch(5)
+    with pytest.raises(ValueError, match="at least one frame"):
+        push.send_batch([[]])
