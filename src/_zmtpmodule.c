@@ -1782,10 +1782,28 @@ static void Socket_dealloc(SocketObject *self)
     /* Not in a forked child: the socket is the parent's (leaked here). */
     if (self->initialized && self->fork_gen == zm_fork_gen()) {
         if (!self->closed) {
-            /* The progress thread may be inside this socket: wait for its
-             * step to end before taking the socket away (nobody else can
-             * be in a call: the object is being freed). */
-            (void)sock_claim(self); /* only the progress thread can hold it */
+            /* The progress thread may be inside this socket (one short
+             * step): sock_claim waits that out.  No call can be: every
+             * call holds a strong reference to the socket for its whole
+             * length (a method through its bound self, _poll through the
+             * references it takes), so an object being freed is in none.
+             * Should a call on another thread hold it all the same
+             * (ZM_BUSY_OWNER: a lost reference, a bug), that call is using
+             * this engine state and this very object: freeing either
+             * would pull them from under it.  Leak both instead: no
+             * destroy, no tp_free, the type, progress and progress list
+             * entry kept, so that the call finishes on valid memory; and
+             * say so (unraisable: a finaliser cannot raise). */
+            if (sock_claim(self) < 0) {
+                PyObject *t, *v, *tb;
+                PyErr_Fetch(&t, &v, &tb);
+                PyErr_SetString(PyExc_RuntimeError,
+                                "zmtp: a socket was freed while another "
+                                "thread was in a call on it; leaked");
+                PyErr_WriteUnraisable(NULL);
+                PyErr_Restore(t, v, tb);
+                return;
+            }
             /* Also after the thread was stopped: until its join returned
              * it may have been looking at the list. */
             if (self->progress != NULL)
@@ -3419,8 +3437,67 @@ static int sock_events_now(SocketObject *self)
 
 PyDoc_STRVAR(poll_doc,
 "_poll(items, timeout_ms, /)\n--\n\n"
-"items: list of (Socket or fd, events mask).  Wait up to timeout_ms (-1:\n"
-"forever) until one is ready; return a list of (index, revents).");
+"items: sequence of (Socket or fd, events mask).  Wait up to timeout_ms (-1:\n"
+"forever) until one is ready; return a list of (index, revents) in the\n"
+"items' order.  A socket or fd listed twice answers for each entry, as\n"
+"libzmq's zmq_poll does.");
+
+/* One entry of a poll: a socket (its index among the distinct sockets) or
+ * a plain fd, with the events asked for. */
+typedef struct {
+    int sock; /* index into socks[], or -1: a plain fd */
+    int fd;
+    unsigned mask;
+} poll_item;
+
+/* Index of `obj` in set[0..*n), added (with a reference of ours) when new:
+ * each socket is entered, watched and stepped once however often it is
+ * listed.  Linear: a poll lists a few sockets. */
+static int poll_sock_slot(SocketObject **set, int *n, PyObject *obj)
+{
+    for (int k = 0; k < *n; k++)
+        if ((PyObject *)set[k] == obj)
+            return k;
+    Py_INCREF(obj);
+    set[*n] = (SocketObject *)obj;
+    return (*n)++;
+}
+
+/* Likewise for plain fds, whose wanted events (ZM_IO_*) are merged. */
+static int poll_fd_slot(int *fds, unsigned *fd_ev, int *n, int fd,
+                        unsigned io)
+{
+    int k;
+
+    for (k = 0; k < *n && fds[k] != fd; k++)
+        ;
+    if (k == *n) {
+        fds[k] = fd;
+        fd_ev[k] = 0;
+        (*n)++;
+    }
+    fd_ev[k] |= io;
+    return k;
+}
+
+/* A plain fd's readiness for `mask` now (ZM_POLLIN | ZM_POLLOUT). */
+static int poll_fd_now(int fd, unsigned mask)
+{
+    struct pollfd p = {.fd = fd, .events = 0, .revents = 0};
+
+    if (mask & ZM_POLLIN)
+        p.events |= POLLIN;
+    if (mask & ZM_POLLOUT)
+        p.events |= POLLOUT;
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    return ((p.revents & (POLLIN | POLLHUP | POLLERR)) && (mask & ZM_POLLIN)
+                ? ZM_POLLIN
+                : 0) |
+           ((p.revents & (POLLOUT | POLLERR)) && (mask & ZM_POLLOUT)
+                ? ZM_POLLOUT
+                : 0);
+}
 
 static PyObject *module_poll(PyObject *module, PyObject *const *args,
                              Py_ssize_t nargs)
@@ -3428,10 +3505,11 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
     zmtp_state *st = get_state(module);
     PyObject *seq, *out = NULL;
     Py_ssize_t n, i;
-    SocketObject **socks = NULL;
-    int *sock_idx = NULL, *fds = NULL, *fd_idx = NULL;
-    unsigned *fd_ev = NULL, *masks = NULL;
-    int nsocks = 0, nfds = 0, entered = 0;
+    poll_item *items = NULL;
+    SocketObject **socks = NULL; /* distinct; a reference of ours each */
+    int *sock_ev = NULL, *fds = NULL;
+    unsigned *fd_ev = NULL;
+    int nsocks = 0, nfds = 0, entered = 0, k;
     long tmo;
     int64_t deadline;
 
@@ -3444,14 +3522,22 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
     seq = PySequence_Fast(args[0], "_poll() takes a list of (socket, events)");
     if (seq == NULL)
         return NULL;
+    /* Our own copy of the caller's list, and our own reference to each
+     * socket (poll_sock_slot): the wait below releases the GIL, and
+     * another thread may then clear the list, which freed the sockets
+     * this call had entered and was waiting on. */
+    if (seq == args[0] && PyList_CheckExact(seq)) {
+        Py_SETREF(seq, PyList_AsTuple(seq));
+        if (seq == NULL)
+            return NULL;
+    }
     n = PySequence_Fast_GET_SIZE(seq);
+    items = PyMem_New(poll_item, (size_t)n + 1);
     socks = PyMem_New(SocketObject *, (size_t)n + 1);
-    sock_idx = PyMem_New(int, (size_t)n + 1);
+    sock_ev = PyMem_New(int, (size_t)n + 1);
     fds = PyMem_New(int, (size_t)n + 1);
-    fd_idx = PyMem_New(int, (size_t)n + 1);
     fd_ev = PyMem_New(unsigned, (size_t)n + 1);
-    masks = PyMem_New(unsigned, (size_t)n + 1);
-    if (!socks || !sock_idx || !fds || !fd_idx || !fd_ev || !masks) {
+    if (!items || !socks || !sock_ev || !fds || !fd_ev) {
         PyErr_NoMemory();
         goto done;
     }
@@ -3466,58 +3552,44 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
         ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
         if (ev == -1 && PyErr_Occurred())
             goto done;
-        masks[i] = (unsigned)ev;
+        items[i].mask = (unsigned)ev;
         if (PyObject_TypeCheck(obj, st->Socket_Type)) {
-            socks[nsocks] = (SocketObject *)obj;
-            sock_idx[nsocks++] = (int)i;
+            items[i].sock = poll_sock_slot(socks, &nsocks, obj);
+            items[i].fd = -1;
         } else {
             int fd = PyObject_AsFileDescriptor(obj);
             if (fd < 0)
                 goto done;
-            fds[nfds] = fd;
-            fd_idx[nfds] = (int)i;
-            fd_ev[nfds++] = ((ev & ZM_POLLIN) ? 1u : 0u) | ((ev & ZM_POLLOUT) ? 2u : 0u);
+            items[i].sock = -1;
+            items[i].fd = fd;
+            poll_fd_slot(fds, fd_ev, &nfds, fd,
+                         ((ev & ZM_POLLIN) ? ZM_IO_IN : 0u) |
+                             ((ev & ZM_POLLOUT) ? ZM_IO_OUT : 0u));
         }
     }
-    for (i = 0; i < nsocks; i++) {
-        if (sock_enter(socks[i]) < 0)
+    for (k = 0; k < nsocks; k++) {
+        if (sock_enter(socks[k]) < 0)
             goto done;
         entered++;
     }
     for (;;) {
+        for (k = 0; k < nsocks; k++)
+            sock_ev[k] = sock_events_now(socks[k]);
         out = PyList_New(0);
         if (out == NULL)
             goto done;
-        for (i = 0; i < nsocks; i++) {
-            int ev = sock_events_now(socks[i]) & (int)masks[sock_idx[i]];
+        for (i = 0; i < n; i++) {
+            int ev = items[i].sock >= 0
+                         ? sock_ev[items[i].sock] & (int)items[i].mask
+                         : poll_fd_now(items[i].fd, items[i].mask);
             if (ev) {
-                PyObject *t = Py_BuildValue("(ii)", sock_idx[i], ev);
+                PyObject *t = Py_BuildValue("(ni)", i, ev);
                 if (t == NULL || PyList_Append(out, t) < 0) {
                     Py_XDECREF(t);
                     Py_CLEAR(out);
                     goto done;
                 }
                 Py_DECREF(t);
-            }
-        }
-        for (i = 0; i < nfds; i++) {
-            struct pollfd p = {.fd = fds[i], .events = 0, .revents = 0};
-            if (fd_ev[i] & 1u)
-                p.events |= POLLIN;
-            if (fd_ev[i] & 2u)
-                p.events |= POLLOUT;
-            if (poll(&p, 1, 0) > 0) {
-                int ev = ((p.revents & (POLLIN | POLLHUP | POLLERR)) && (fd_ev[i] & 1u) ? ZM_POLLIN : 0) |
-                         ((p.revents & (POLLOUT | POLLERR)) && (fd_ev[i] & 2u) ? ZM_POLLOUT : 0);
-                if (ev) {
-                    PyObject *t = Py_BuildValue("(ii)", fd_idx[i], ev);
-                    if (t == NULL || PyList_Append(out, t) < 0) {
-                        Py_XDECREF(t);
-                        Py_CLEAR(out);
-                        goto done;
-                    }
-                    Py_DECREF(t);
-                }
             }
         }
         if (PyList_GET_SIZE(out) > 0 || tmo == 0 ||
@@ -3528,14 +3600,15 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
             goto done;
     }
 done:
-    for (i = 0; i < entered; i++)
-        sock_leave(socks[i]);
+    for (k = 0; k < entered; k++)
+        sock_leave(socks[k]);
+    for (k = 0; k < nsocks; k++)
+        Py_DECREF(socks[k]);
+    PyMem_Free(items);
     PyMem_Free(socks);
-    PyMem_Free(sock_idx);
+    PyMem_Free(sock_ev);
     PyMem_Free(fds);
-    PyMem_Free(fd_idx);
     PyMem_Free(fd_ev);
-    PyMem_Free(masks);
     Py_DECREF(seq);
     return out;
 }

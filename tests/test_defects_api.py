@@ -195,3 +195,85 @@ def test_send_batch_snapshot_is_private(ctx):
         push.send_batch(5)
     with pytest.raises(ValueError, match="at least one frame"):
         push.send_batch([[]])
+
+
+# ---------------------------------------------------------------------------
+# Defect 6: _zmtp._poll owns the sockets it waits on
+# ---------------------------------------------------------------------------
+
+# argv: backend.  The only reference to the PULL socket is in the list given
+# to _poll; another thread waits until the poll is blocked (it holds the
+# GIL, so the poll is inside its wait), clears the list, checks the socket
+# is still alive (the poll's own reference), then wakes the poll with a
+# message.  _poll used to keep borrowed pointers: clearing the list freed
+# the socket it had entered (heap-use-after-free under ASan, in spin_learn).
+_POLL_SCRIPT = r"""
+import os, sys, tempfile, threading, time, weakref
+import zmtp
+from zmtp import _zmtp
+
+backend = sys.argv[1]
+_zmtp._set_backend(backend)
+path = "ipc://" + os.path.join(tempfile.mkdtemp(), "poll")
+pull = _zmtp.Socket(zmtp.PULL)
+pull.bind(path)
+push = _zmtp.Socket(zmtp.PUSH)
+push.connect(path)
+ref = weakref.ref(pull)
+items = [(pull, zmtp.POLLIN)]
+del pull
+seen = {}
+
+def mutate():
+    _zmtp._set_backend(backend)
+    deadline = time.monotonic() + 30
+    while not ref()._in_use():
+        assert time.monotonic() < deadline, "_poll never waited"
+        time.sleep(0.001)
+    items.clear()
+    seen["alive"] = ref() is not None
+    push.send(b"wake")
+
+t = threading.Thread(target=mutate)
+t.start()
+out = _zmtp._poll(items, 30000)
+t.join(60)
+assert not t.is_alive()
+assert seen == {"alive": True}, seen
+assert out == [(0, zmtp.POLLIN)], out
+assert ref() is None  # the poll's reference went with it
+push.close(0)
+print("ok")
+"""
+
+
+def test_poll_list_cleared_while_waiting(backend):
+    """_poll holds its own references: a socket whose only other reference
+    was the caller's list survives the list being cleared while the poll
+    waits, and the poll then returns normally (both backends)."""
+    assert run_script(_POLL_SCRIPT, backend).strip() == "ok"
+
+
+def test_same_socket_twice_in_one_poll(ctx):
+    """A socket (or fd) listed twice answers for each entry, in the items'
+    order, as pyzmq's zmq_poll does; it used to raise EBUSY (the socket was
+    entered twice).  select() reports it once, as pyzmq's does."""
+    pull = zsock(ctx, zmtp.PULL)
+    push = zsock(ctx, zmtp.PUSH)
+    pull.bind("inproc://twice")
+    push.connect("inproc://twice")
+    push.send(b"x")
+    assert _zmtp._poll([(pull, zmtp.POLLIN)], TIMEOUT_MS) == [(0, zmtp.POLLIN)]
+    r, w = os.pipe()
+    try:
+        os.write(w, b"x")
+        items = [(pull, zmtp.POLLIN), (r, zmtp.POLLIN), (pull, zmtp.POLLIN | zmtp.POLLOUT),
+                 (push, zmtp.POLLOUT), (r, zmtp.POLLIN | zmtp.POLLOUT), (push, zmtp.POLLIN)]
+        assert _zmtp._poll(items, TIMEOUT_MS) == [
+            (0, zmtp.POLLIN), (1, zmtp.POLLIN), (2, zmtp.POLLIN), (3, zmtp.POLLOUT), (4, zmtp.POLLIN)]
+    finally:
+        os.close(r)
+        os.close(w)
+    assert zmtp.select([pull, pull], [], [], TIMEOUT_MS / 1000) == ([pull], [], [])
+    assert pull.recv() == b"x"
+    assert _zmtp._poll([(pull, zmtp.POLLIN), (pull, zmtp.POLLIN)], 0) == []
