@@ -2916,22 +2916,38 @@ done:
 typedef int (*endpoint_fn)(zm_sock *, const char *, char *, size_t);
 
 /* An endpoint argument (str or bytes) as a C string; NULL with an
- * exception. */
-static const char *endpoint_str(PyObject *arg)
+ * exception.  An embedded NUL is refused (EINVAL, as libzmq, which takes a
+ * C string, can only see the part before it): it would cut the endpoint
+ * short, and bind "tcp://127.0.0.1:5555\0junk" as "tcp://127.0.0.1:5555". */
+static const char *endpoint_str(zmtp_state *st, PyObject *arg)
 {
-    if (PyBytes_Check(arg))
-        return PyBytes_AS_STRING(arg);
-    if (PyUnicode_Check(arg))
-        return PyUnicode_AsUTF8(arg);
-    PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
-                 Py_TYPE(arg)->tp_name);
-    return NULL;
+    const char *ep;
+    Py_ssize_t n;
+
+    if (PyBytes_Check(arg)) {
+        ep = PyBytes_AS_STRING(arg);
+        n = PyBytes_GET_SIZE(arg);
+    } else if (PyUnicode_Check(arg)) {
+        if ((ep = PyUnicode_AsUTF8AndSize(arg, &n)) == NULL)
+            return NULL;
+    } else {
+        PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    if ((size_t)n != strlen(ep)) {
+        raise_zmq(st, EINVAL,
+                  "Invalid argument: an endpoint cannot contain a NUL "
+                  "character");
+        return NULL;
+    }
+    return ep;
 }
 
 static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
                                     int which)
 {
-    const char *ep = endpoint_str(arg);
+    const char *ep = endpoint_str(self->st, arg);
     char err[256] = "";
     int rc;
 
@@ -2967,51 +2983,96 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
     Py_RETURN_NONE;
 }
 
+/*
+ * _monitor_fd and _adopt_fd take over a descriptor: they own it from the
+ * moment the argument is read as an int, and close it on every failure
+ * after that (arguments, closed socket, engine: zm_sock_monitor and
+ * zm_sock_adopt close it themselves), so that a caller, having passed it,
+ * forgets it whatever happens (Socket.get_monitor_socket, Socket.monitor,
+ * the inproc names).  -1 if the fd argument itself is not an int (nothing
+ * was handed over), else the fd.
+ */
+static int handed_fd(PyObject *const *args, Py_ssize_t nargs)
+{
+    long fd;
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "missing the fd argument");
+        return -1;
+    }
+    fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return -1;
+    if (fd < -1 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "bad file descriptor %ld", fd);
+        return -1;
+    }
+    return (int)fd;
+}
+
 PyDoc_STRVAR(Socket_monitor_fd_doc,
 "_monitor_fd(fd, events, /)\n--\n\n"
 "Send this socket's monitor events (a libzmq ZMQ_EVENT_* mask) as ZMTP\n"
 "messages to fd, a connected non-blocking stream socket the socket owns\n"
-"from now on; fd -1 stops.  Use Socket.get_monitor_socket().");
+"from now on, also when this raises; fd -1 stops.  Use\n"
+"Socket.get_monitor_socket().");
 
-static PyObject *Socket_monitor_fd(SocketObject *self, PyObject *args)
+static PyObject *Socket_monitor_fd(SocketObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs)
 {
-    int fd, rc;
-    unsigned int events;
+    int fd, rc = -1;
+    unsigned long events = 0;
 
-    if (!PyArg_ParseTuple(args, "iI:_monitor_fd", &fd, &events))
+    if ((fd = handed_fd(args, nargs)) == -1 && PyErr_Occurred())
         return NULL;
-    if (sock_enter(self) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    rc = zm_sock_monitor(&self->s, fd, events);
+    if (check_nargs("_monitor_fd", nargs, 2, 2) < 0 ||
+        ((events = PyLong_AsUnsignedLongMask(args[1])) == (unsigned long)-1 &&
+         PyErr_Occurred()))
+        goto out;
+    if (sock_enter(self) < 0)
+        goto out;
+    rc = zm_sock_monitor(&self->s, fd, (unsigned)events);
+    fd = -1; /* the engine's now, or closed by it */
     sock_leave(self);
     if (rc < 0)
-        return raise_zmq(self->st, -rc, NULL);
+        raise_zmq(self->st, -rc, NULL);
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(Socket_adopt_fd_doc,
 "_adopt_fd(fd, endpoint, /)\n--\n\n"
-"Take fd (a connected non-blocking stream socket; owned from now on) as\n"
-"a peer connection named endpoint: ZMTP handshake, then traffic.");
+"Take fd (a connected non-blocking stream socket; owned from now on, also\n"
+"when this raises) as a peer connection named endpoint: ZMTP handshake,\n"
+"then traffic.");
 
-static PyObject *Socket_adopt_fd(SocketObject *self, PyObject *args)
+static PyObject *Socket_adopt_fd(SocketObject *self, PyObject *const *args,
+                                 Py_ssize_t nargs)
 {
-    int fd, rc;
     const char *endpoint;
+    int fd, rc = -1;
 
-    if (!PyArg_ParseTuple(args, "is:_adopt_fd", &fd, &endpoint))
+    if ((fd = handed_fd(args, nargs)) == -1 && PyErr_Occurred())
         return NULL;
-    if (sock_enter(self) < 0) {
-        close(fd);
-        return NULL;
-    }
+    if (check_nargs("_adopt_fd", nargs, 2, 2) < 0 ||
+        (endpoint = endpoint_str(self->st, args[1])) == NULL)
+        goto out;
+    if (sock_enter(self) < 0)
+        goto out;
     rc = zm_sock_adopt(&self->s, fd, endpoint);
+    fd = -1; /* the engine's now, or closed by it */
     sock_leave(self);
     if (rc < 0)
-        return raise_zmq(self->st, -rc, NULL);
+        raise_zmq(self->st, -rc, NULL);
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -3044,7 +3105,7 @@ PyDoc_STRVAR(Socket_inproc_listen_doc,
 
 static PyObject *Socket_inproc_listen(SocketObject *self, PyObject *arg)
 {
-    const char *ep = endpoint_str(arg);
+    const char *ep = endpoint_str(self->st, arg);
     int rc;
 
     if (ep == NULL || sock_enter(self) < 0)
@@ -3066,7 +3127,7 @@ PyDoc_STRVAR(Socket_inproc_connect_doc,
 
 static PyObject *Socket_inproc_connect(SocketObject *self, PyObject *arg)
 {
-    const char *ep = endpoint_str(arg);
+    const char *ep = endpoint_str(self->st, arg);
     InprocPipeObject *po;
     zm_pipe *peer = NULL;
     int rc;
@@ -3110,7 +3171,7 @@ static PyObject *Socket_inproc_offer(SocketObject *self, PyObject *const *args,
         return NULL;
     }
     po = (InprocPipeObject *)args[0];
-    if ((ep = endpoint_str(args[1])) == NULL)
+    if ((ep = endpoint_str(self->st, args[1])) == NULL)
         return NULL;
     if (po->pipe == NULL)
         return raise_zmq(self->st, EINVAL, "inproc pipe already offered");
@@ -3869,9 +3930,9 @@ static PyMethodDef Socket_methods[] = {
      Socket_send_many_doc},
     {"flush", (PyCFunction)Socket_flush, METH_NOARGS, Socket_flush_doc},
     {"_buffers", (PyCFunction)Socket_buffers, METH_VARARGS, Socket_buffers_doc},
-    {"_monitor_fd", (PyCFunction)Socket_monitor_fd, METH_VARARGS,
-     Socket_monitor_fd_doc},
-    {"_adopt_fd", (PyCFunction)Socket_adopt_fd, METH_VARARGS,
+    {"_monitor_fd", (PyCFunction)(void (*)(void))Socket_monitor_fd,
+     METH_FASTCALL, Socket_monitor_fd_doc},
+    {"_adopt_fd", (PyCFunction)(void (*)(void))Socket_adopt_fd, METH_FASTCALL,
      Socket_adopt_fd_doc},
     {"stats", (PyCFunction)Socket_stats, METH_NOARGS,
      "stats()\n--\n\nCounters: accepted, connected, disconnected,\n"

@@ -277,3 +277,77 @@ def test_same_socket_twice_in_one_poll(ctx):
     assert zmtp.select([pull, pull], [], [], TIMEOUT_MS / 1000) == ([pull], [], [])
     assert pull.recv() == b"x"
     assert _zmtp._poll([(pull, zmtp.POLLIN), (pull, zmtp.POLLIN)], 0) == []
+
+
+# ---------------------------------------------------------------------------
+# Defect 7: _adopt_fd / _monitor_fd own the descriptor on every failure
+# ---------------------------------------------------------------------------
+
+
+def test_failed_monitor_socket_leaks_no_descriptor(ctx):
+    """100 get_monitor_socket() calls that fail on their address (an
+    embedded NUL) leak no descriptor: _adopt_fd owns its fd from the start
+    and closes it on every failure, which get_monitor_socket relies on (it
+    used to leak one per call: the argument parsing failed before)."""
+    s = zsock(ctx, zmtp.DEALER)
+    before = fd_count()
+    for _ in range(100):
+        with pytest.raises(zmtp.ZMQError) as info:
+            s.get_monitor_socket(addr="inproc://mon\0itor")
+        assert info.value.errno == zmtp.EINVAL
+    assert fd_count() == before
+
+
+@pytest.mark.parametrize("how", ["nul", "type", "count", "closed"])
+def test_handed_fd_is_closed_on_failure(ctx, how):
+    """The private fd takers close the fd whatever fails after it was read."""
+    import socket as stdsocket
+
+    s = zsock(ctx, zmtp.PAIR)
+    before = fd_count()
+    for call in ("_adopt_fd", "_monitor_fd"):
+        for _ in range(20):
+            a, b = stdsocket.socketpair()
+            a.setblocking(False)
+            fd = a.detach()
+            b.close()
+            args = {"nul": {"_adopt_fd": (fd, "inproc://a\0b"), "_monitor_fd": (fd, "x")},
+                    "type": {"_adopt_fd": (fd, 12), "_monitor_fd": (fd, None)},
+                    "count": {"_adopt_fd": (fd,), "_monitor_fd": (fd, 1, 2)},
+                    "closed": {"_adopt_fd": (fd, "inproc://a"), "_monitor_fd": (fd, 1)}}[how][call]
+            if how == "closed":
+                t = zsock(ctx, zmtp.PAIR)
+                t.close()
+                target = t
+            else:
+                target = s
+            with pytest.raises((zmtp.ZMQError, TypeError)):
+                getattr(target, call)(*args)
+            with pytest.raises(OSError):
+                os.fstat(fd)  # closed by the callee
+    assert fd_count() == before
+
+
+# ---------------------------------------------------------------------------
+# Endpoints with an embedded NUL
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc", "inproc"])
+def test_endpoint_with_nul_is_refused(ctx, transport, tmp_path):
+    """bind/connect/unbind/disconnect refuse an endpoint with an embedded NUL
+    (EINVAL) for every transport, as str and as bytes; it used to be cut at
+    the NUL (binding "tcp://127.0.0.1:port" for "tcp://127.0.0.1:port\\0x")."""
+    s = zsock(ctx, zmtp.PULL)
+    good = {"tcp": "tcp://127.0.0.1:*", "ipc": f"ipc://{tmp_path}/nul", "inproc": "inproc://nul"}[transport]
+    s.bind(good)
+    bound = s.last_endpoint.decode()
+    for ep in (bound + "\0junk", bound + "\0", (bound + "\0junk").encode()):
+        for method in ("bind", "connect", "unbind", "disconnect"):
+            raises_errno(zmtp.EINVAL, getattr(s, method), ep)
+    assert s.last_endpoint.decode() == bound
+    # the real endpoint is still bound, and still works
+    p = zsock(ctx, zmtp.PUSH)
+    p.connect(bound)
+    p.send(b"still there")
+    assert s.recv() == b"still there"
