@@ -3857,9 +3857,16 @@ static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
 static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
 {
     PyObject *d, *errs;
-    zm_sock_stats *s = &self->s.stats;
+    zm_sock_stats snap, *s = &snap;
 
     (void)unused;
+    /* Claimed like any call: the progress thread (or a call on another
+     * thread: EBUSY) updates the counters while it holds the socket; a
+     * copy taken under the claim is one consistent moment. */
+    if (sock_enter(self) < 0)
+        return NULL;
+    snap = self->s.stats;
+    sock_leave(self);
     errs = PyDict_New();
     if (errs == NULL)
         return NULL;

@@ -15,6 +15,7 @@ A test whose failure used to be a crash runs its script in a child process
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -351,3 +352,29 @@ def test_endpoint_with_nul_is_refused(ctx, transport, tmp_path):
     p.connect(bound)
     p.send(b"still there")
     assert s.recv() == b"still there"
+
+
+# ---------------------------------------------------------------------------
+# stats(): a snapshot taken under the socket's claim, like any call
+# ---------------------------------------------------------------------------
+
+
+def test_stats_claims_the_socket(ctx, spawn):
+    """stats() takes the socket like other calls (the progress thread updates
+    the counters while it holds it): while another thread is in a call it
+    raises EBUSY, as recv() would, and a closed socket raises ENOTSOCK;
+    it used to read the counters under whoever held the socket."""
+    pull = zsock(ctx, zmtp.PULL)
+    push = zsock(ctx, zmtp.PUSH)
+    pull.bind("inproc://stats")
+    push.connect("inproc://stats")
+    assert pull.stats()["dropped_messages"] == 0
+    task = spawn(pull.recv)
+    wait_for(pull._in_use, 10, "the recv() to be blocked")
+    raises_errno(errno.EBUSY, pull.stats)
+    raises_errno(errno.EBUSY, pull.recv, zmtp.DONTWAIT)
+    push.send(b"x")
+    assert task.result() == b"x"
+    assert set(pull.stats()) >= {"accepted", "connected", "protocol_errors"}
+    push.close(linger=0)
+    raises_errno(errno.ENOTSOCK, push.stats)
