@@ -2957,11 +2957,25 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
         return NULL;
     switch (which) {
     case 0:
-        rc = zm_sock_bind(&self->s, ep, err, sizeof(err));
+    case 1: {
+        zm_addr a;
+        int parsed;
+        if (zm_addr_resolves(ep)) {
+            /* getaddrinfo may take seconds (a slow DNS server): without
+             * the GIL, so that the other threads run meanwhile.  The
+             * socket stays claimed by this call (another thread's call on
+             * it: EBUSY), and ep stays valid: it points into the
+             * argument (an immutable str or bytes) our caller holds. */
+            Py_BEGIN_ALLOW_THREADS
+            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+            Py_END_ALLOW_THREADS
+        } else {
+            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+        }
+        rc = which == 0 ? zm_sock_bind(&self->s, ep, parsed, &a)
+                        : zm_sock_connect(&self->s, ep, parsed, &a);
         break;
-    case 1:
-        rc = zm_sock_connect(&self->s, ep, err, sizeof(err));
-        break;
+    }
     case 2:
         rc = zm_sock_unbind(&self->s, ep);
         break;

@@ -378,3 +378,79 @@ def test_stats_claims_the_socket(ctx, spawn):
     assert set(pull.stats()) >= {"accepted", "connected", "protocol_errors"}
     push.close(linger=0)
     raises_errno(errno.ENOTSOCK, push.stats)
+
+
+# ---------------------------------------------------------------------------
+# Name resolution runs without the GIL
+# ---------------------------------------------------------------------------
+
+
+def test_host_name_from_etc_hosts_resolves(ctx):
+    """tcp:// endpoints with a host name (resolved by getaddrinfo, now with
+    the GIL released) still bind and connect: "localhost" is in /etc/hosts."""
+    pull = zsock(ctx, zmtp.PULL)
+    pull.bind("tcp://127.0.0.1:*")
+    port = pull.last_endpoint.decode().rsplit(":", 1)[1]
+    push = zsock(ctx, zmtp.PUSH)
+    push.connect(f"tcp://localhost:{port}")
+    push.send(b"by name")
+    assert pull.recv() == b"by name"
+    other = zsock(ctx, zmtp.PULL)
+    other.bind("tcp://localhost:*")
+    assert other.last_endpoint.startswith(b"tcp://")
+    raises_errno(zmtp.EHOSTUNREACH, push.connect, "tcp://no-such-host.invalid:5555")
+
+
+# argv: backend, fifo.  /etc/hosts is a FIFO in this process's mount
+# namespace, so getaddrinfo blocks opening it until someone opens the FIFO
+# for writing.  The other thread does that only once it has seen the
+# connect() in progress (the socket claimed) while it holds the GIL itself:
+# with the GIL held through the resolution it never runs and the child
+# hangs (the test's timeout fails it).
+_SLOW_NAME_SCRIPT = r"""
+import errno, os, sys, threading, time
+import zmtp
+from zmtp import _zmtp
+
+backend, fifo = sys.argv[1], sys.argv[2]
+_zmtp._set_backend(backend)
+s = _zmtp.Socket(zmtp.PUSH)
+seen = []
+
+def other():
+    while not s._in_use():
+        time.sleep(0.001)
+    seen.append("connect in progress")
+    fd = os.open(fifo, os.O_WRONLY)  # lets the resolver's open() return
+    try:
+        os.write(fd, b"127.0.0.1 slowname\n")
+    except BrokenPipeError:  # the resolver read and closed already
+        pass
+    os.close(fd)
+
+t = threading.Thread(target=other, daemon=True)
+t.start()
+try:
+    s.connect("tcp://slowname:5555")
+except zmtp.ZMQError as exc:  # read before the line was written: not found
+    assert exc.errno == errno.EHOSTUNREACH, exc
+t.join(30)
+assert seen == ["connect in progress"], seen
+s.close(0)
+print("ok")
+"""
+
+
+def test_name_resolution_releases_the_gil(tmp_path):
+    """Another Python thread runs while connect() resolves a host name
+    (getaddrinfo blocked on /etc/hosts, made a FIFO in a private mount
+    namespace); it used to hold the GIL: every thread froze (here, a hang)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    fifo = str(tmp_path / "hosts")
+    os.mkfifo(fifo)
+    prefix = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', fifo]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=20)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot bind-mount over /etc/hosts here: {probe.stderr!r}")
+    assert run_script(_SLOW_NAME_SCRIPT, "epoll", fifo, timeout=30, argv_prefix=prefix).strip() == "ok"
