@@ -778,30 +778,18 @@ static int parse_fast(const fast_params *p, PyObject *const *args,
     return 0;
 }
 
-/* An optional int argument (NULL: keep *out); 0 or -1. */
-static int fast_int(PyObject *v, int *out)
+/* An optional argument as an int, or as its truth value (as_bool); NULL
+ * (not passed) keeps *out.  0 or -1. */
+static int fast_int(PyObject *v, int as_bool, int *out)
 {
     long l;
 
     if (v == NULL)
         return 0;
-    l = PyLong_AsLong(v);
+    l = as_bool ? PyObject_IsTrue(v) : PyLong_AsLong(v);
     if (l == -1 && PyErr_Occurred())
         return -1;
     *out = (int)l;
-    return 0;
-}
-
-/* An optional truth value (NULL: keep *out); 0 or -1. */
-static int fast_bool(PyObject *v, int *out)
-{
-    int t;
-
-    if (v == NULL)
-        return 0;
-    if ((t = PyObject_IsTrue(v)) < 0)
-        return -1;
-    *out = t;
     return 0;
 }
 
@@ -810,7 +798,7 @@ static int fast_no_track(PyObject *v)
 {
     int track = 0;
 
-    if (fast_bool(v, &track) < 0)
+    if (fast_int(v, 1, &track) < 0)
         return -1;
     if (track) {
         PyErr_SetString(PyExc_NotImplementedError,
@@ -2302,7 +2290,7 @@ static int parse_send_args(const fast_params *p, PyObject *const *args,
     *data = vals[0];
     *flags = 0;
     *copy = 1;
-    if (fast_int(vals[1], flags) < 0 || fast_bool(vals[2], copy) < 0 ||
+    if (fast_int(vals[1], 0, flags) < 0 || fast_int(vals[2], 1, copy) < 0 ||
         fast_no_track(vals[3]) < 0)
         return -1;
     return 0;
@@ -2691,7 +2679,7 @@ static int parse_recv_args(const fast_params *p, PyObject *const *args,
         return -1;
     *flags = 0;
     *copy = 1;
-    if (fast_int(vals[0], flags) < 0 || fast_bool(vals[1], copy) < 0 ||
+    if (fast_int(vals[0], 0, flags) < 0 || fast_int(vals[1], 1, copy) < 0 ||
         fast_no_track(vals[2]) < 0)
         return -1;
     return 0;
@@ -2837,7 +2825,7 @@ static PyObject *Socket_recv_into(SocketObject *self, PyObject *const *args,
     Py_buffer view;
 
     if (parse_fast(&params, args, nargs, kwnames, vals) < 0 ||
-        fast_int(vals[2], &flags) < 0)
+        fast_int(vals[2], 0, &flags) < 0)
         return NULL;
     if (vals[1] != NULL &&
         (nbytes = PyLong_AsSsize_t(vals[1])) == -1 && PyErr_Occurred())
@@ -2998,30 +2986,57 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
 }
 
 /*
- * _monitor_fd and _adopt_fd take over a descriptor: they own it from the
- * moment the argument is read as an int, and close it on every failure
- * after that (arguments, closed socket, engine: zm_sock_monitor and
- * zm_sock_adopt close it themselves), so that a caller, having passed it,
- * forgets it whatever happens (Socket.get_monitor_socket, Socket.monitor,
- * the inproc names).  -1 if the fd argument itself is not an int (nothing
- * was handed over), else the fd.
+ * _monitor_fd(fd, events) and _adopt_fd(fd, endpoint) take over a
+ * descriptor: they own it from the moment the argument is read as an int,
+ * and close it on every failure after that (arguments, closed socket,
+ * engine: zm_sock_monitor and zm_sock_adopt close it themselves), so that a
+ * caller, having passed it, forgets it whatever happens
+ * (Socket.get_monitor_socket, Socket.monitor, the inproc names).  Only an
+ * fd argument that is not an int hands nothing over.
  */
-static int handed_fd(PyObject *const *args, Py_ssize_t nargs)
+static PyObject *sock_take_fd(SocketObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, int adopt)
 {
+    const char *endpoint = NULL;
+    unsigned long events = 0;
     long fd;
+    int rc = -1;
 
     if (nargs < 1) {
         PyErr_SetString(PyExc_TypeError, "missing the fd argument");
-        return -1;
+        return NULL;
     }
     fd = PyLong_AsLong(args[0]);
     if (fd == -1 && PyErr_Occurred())
-        return -1;
+        return NULL;
     if (fd < -1 || fd > INT_MAX) {
         PyErr_Format(PyExc_ValueError, "bad file descriptor %ld", fd);
-        return -1;
+        return NULL;
     }
-    return (int)fd;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, adopt ? "_adopt_fd(fd, endpoint)"
+                                               : "_monitor_fd(fd, events)");
+        goto out;
+    }
+    if (adopt ? (endpoint = endpoint_str(self->st, args[1])) == NULL
+              : ((events = PyLong_AsUnsignedLongMask(args[1])) ==
+                     (unsigned long)-1 &&
+                 PyErr_Occurred()))
+        goto out;
+    if (sock_enter(self) < 0)
+        goto out;
+    rc = adopt ? zm_sock_adopt(&self->s, (int)fd, endpoint)
+               : zm_sock_monitor(&self->s, (int)fd, (unsigned)events);
+    fd = -1; /* the engine's now, or closed by it */
+    sock_leave(self);
+    if (rc < 0)
+        raise_zmq(self->st, -rc, NULL);
+out:
+    if (fd >= 0)
+        close((int)fd);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(Socket_monitor_fd_doc,
@@ -3031,63 +3046,22 @@ PyDoc_STRVAR(Socket_monitor_fd_doc,
 "from now on, also when this raises; fd -1 stops.  Use\n"
 "Socket.get_monitor_socket().");
 
-static PyObject *Socket_monitor_fd(SocketObject *self, PyObject *const *args,
-                                   Py_ssize_t nargs)
-{
-    int fd, rc = -1;
-    unsigned long events = 0;
-
-    if ((fd = handed_fd(args, nargs)) == -1 && PyErr_Occurred())
-        return NULL;
-    if (check_nargs("_monitor_fd", nargs, 2, 2) < 0 ||
-        ((events = PyLong_AsUnsignedLongMask(args[1])) == (unsigned long)-1 &&
-         PyErr_Occurred()))
-        goto out;
-    if (sock_enter(self) < 0)
-        goto out;
-    rc = zm_sock_monitor(&self->s, fd, (unsigned)events);
-    fd = -1; /* the engine's now, or closed by it */
-    sock_leave(self);
-    if (rc < 0)
-        raise_zmq(self->st, -rc, NULL);
-out:
-    if (fd >= 0)
-        close(fd);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 PyDoc_STRVAR(Socket_adopt_fd_doc,
 "_adopt_fd(fd, endpoint, /)\n--\n\n"
 "Take fd (a connected non-blocking stream socket; owned from now on, also\n"
 "when this raises) as a peer connection named endpoint: ZMTP handshake,\n"
 "then traffic.");
 
+static PyObject *Socket_monitor_fd(SocketObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs)
+{
+    return sock_take_fd(self, args, nargs, 0);
+}
+
 static PyObject *Socket_adopt_fd(SocketObject *self, PyObject *const *args,
                                  Py_ssize_t nargs)
 {
-    const char *endpoint;
-    int fd, rc = -1;
-
-    if ((fd = handed_fd(args, nargs)) == -1 && PyErr_Occurred())
-        return NULL;
-    if (check_nargs("_adopt_fd", nargs, 2, 2) < 0 ||
-        (endpoint = endpoint_str(self->st, args[1])) == NULL)
-        goto out;
-    if (sock_enter(self) < 0)
-        goto out;
-    rc = zm_sock_adopt(&self->s, fd, endpoint);
-    fd = -1; /* the engine's now, or closed by it */
-    sock_leave(self);
-    if (rc < 0)
-        raise_zmq(self->st, -rc, NULL);
-out:
-    if (fd >= 0)
-        close(fd);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return sock_take_fd(self, args, nargs, 1);
 }
 
 static PyObject *Socket_bind(SocketObject *self, PyObject *addr)
