@@ -715,6 +715,100 @@ static int check_nargs(const char *fname, Py_ssize_t nargs, Py_ssize_t lo,
     return 0;
 }
 
+/*
+ * The one fast-call (METH_FASTCALL | METH_KEYWORDS) parser, with CPython's
+ * rules: names[i] may be passed by position when i < npos, and by keyword
+ * unless i < nposonly (before a "/"); the first nreq are required; a
+ * parameter given twice (by position and keyword, or twice by keyword) is
+ * a TypeError.  vals[i] gets
+ * the argument (borrowed) or NULL when it was not passed.
+ */
+#define FAST_PARAMS_MAX 4
+
+typedef struct {
+    const char *fname;
+    int nparams, nposonly, npos, nreq;
+    const char *names[FAST_PARAMS_MAX];
+} fast_params;
+
+static int parse_fast(const fast_params *p, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames, PyObject **vals)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    int i;
+
+    for (i = 0; i < p->nparams; i++)
+        vals[i] = NULL;
+    if (nargs > p->npos) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %d positional argument%s "
+                     "(%zd given)",
+                     p->fname, p->npos, p->npos == 1 ? "" : "s", nargs);
+        return -1;
+    }
+    for (i = 0; i < nargs; i++)
+        vals[i] = args[i];
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
+        if (key == NULL)
+            return -1;
+        for (i = p->nposonly; i < p->nparams && strcmp(key, p->names[i]); i++)
+            ;
+        if (i == p->nparams) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%s'",
+                         p->fname, key);
+            return -1;
+        }
+        if (vals[i] != NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got multiple values for argument '%s'",
+                         p->fname, key);
+            return -1;
+        }
+        vals[i] = args[nargs + k];
+    }
+    for (i = 0; i < p->nreq; i++)
+        if (vals[i] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s' (pos %d)",
+                         p->fname, p->names[i], i + 1);
+            return -1;
+        }
+    return 0;
+}
+
+/* An optional argument as an int, or as its truth value (as_bool); NULL
+ * (not passed) keeps *out.  0 or -1. */
+static int fast_int(PyObject *v, int as_bool, int *out)
+{
+    long l;
+
+    if (v == NULL)
+        return 0;
+    l = as_bool ? PyObject_IsTrue(v) : PyLong_AsLong(v);
+    if (l == -1 && PyErr_Occurred())
+        return -1;
+    *out = (int)l;
+    return 0;
+}
+
+/* track=True is refused (messages are copied when sent); 0 or -1. */
+static int fast_no_track(PyObject *v)
+{
+    int track = 0;
+
+    if (fast_int(v, 1, &track) < 0)
+        return -1;
+    if (track) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "track=True: message tracking is not supported by "
+                        "zmtp (messages are copied when sent)");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *wbuf_to_bytes(zmtp_state *st, zm_wbuf *w, int rc)
 {
     PyObject *out = NULL;
@@ -1697,10 +1791,28 @@ static void Socket_dealloc(SocketObject *self)
     /* Not in a forked child: the socket is the parent's (leaked here). */
     if (self->initialized && self->fork_gen == zm_fork_gen()) {
         if (!self->closed) {
-            /* The progress thread may be inside this socket: wait for its
-             * step to end before taking the socket away (nobody else can
-             * be in a call: the object is being freed). */
-            (void)sock_claim(self); /* only the progress thread can hold it */
+            /* The progress thread may be inside this socket (one short
+             * step): sock_claim waits that out.  No call can be: every
+             * call holds a strong reference to the socket for its whole
+             * length (a method through its bound self, _poll through the
+             * references it takes), so an object being freed is in none.
+             * Should a call on another thread hold it all the same
+             * (ZM_BUSY_OWNER: a lost reference, a bug), that call is using
+             * this engine state and this very object: freeing either
+             * would pull them from under it.  Leak both instead: no
+             * destroy, no tp_free, the type, progress and progress list
+             * entry kept, so that the call finishes on valid memory; and
+             * say so (unraisable: a finaliser cannot raise). */
+            if (sock_claim(self) < 0) {
+                PyObject *t, *v, *tb;
+                PyErr_Fetch(&t, &v, &tb);
+                PyErr_SetString(PyExc_RuntimeError,
+                                "zmtp: a socket was freed while another "
+                                "thread was in a call on it; leaked");
+                PyErr_WriteUnraisable(NULL);
+                PyErr_Restore(t, v, tb);
+                return;
+            }
             /* Also after the thread was stopped: until its join returned
              * it may have been looking at the list. */
             if (self->progress != NULL)
@@ -2295,71 +2407,29 @@ static int sock_send_frame(SocketObject *self, const void *data, size_t n,
     return 0;
 }
 
-static int parse_send_args(PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames, const char *fname,
+/* send(data, flags=0, copy=True, track=False) and send_multipart(msg_parts,
+ * ...): pyzmq's parameter names. */
+static const fast_params send_params = {
+    .fname = "send", .nparams = 4, .npos = 4, .nreq = 1,
+    .names = {"data", "flags", "copy", "track"}};
+static const fast_params send_multipart_params = {
+    .fname = "send_multipart", .nparams = 4, .npos = 4, .nreq = 1,
+    .names = {"msg_parts", "flags", "copy", "track"}};
+
+static int parse_send_args(const fast_params *p, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames,
                            PyObject **data, int *flags, int *copy)
 {
-    static const char *names[] = {"data", "flags", "copy", "track"};
-    PyObject *vals[4] = {NULL, NULL, NULL, NULL};
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *vals[4];
 
-    if (nargs > 4) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most 4 arguments", fname);
+    if (parse_fast(p, args, nargs, kwnames, vals) < 0)
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        vals[i] = args[i];
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
-        int found = 0;
-        if (key == NULL)
-            return -1;
-        for (int j = 0; j < 4; j++)
-            if (strcmp(key, names[j]) == 0 ||
-                (j == 0 && (strcmp(key, "msg_parts") == 0 ||
-                            strcmp(key, "msg") == 0))) {
-                if (vals[j] != NULL) {
-                    PyErr_Format(PyExc_TypeError,
-                                 "%s() got multiple values for '%s'", fname,
-                                 key);
-                    return -1;
-                }
-                vals[j] = args[nargs + k];
-                found = 1;
-            }
-        if (!found) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%s'", fname,
-                         key);
-            return -1;
-        }
-    }
-    if (vals[0] == NULL) {
-        PyErr_Format(PyExc_TypeError, "%s() missing the data argument", fname);
-        return -1;
-    }
     *data = vals[0];
     *flags = 0;
-    if (vals[1] != NULL) {
-        long f = PyLong_AsLong(vals[1]);
-        if (f == -1 && PyErr_Occurred())
-            return -1;
-        *flags = (int)f;
-    }
     *copy = 1;
-    if (vals[2] != NULL && (*copy = PyObject_IsTrue(vals[2])) < 0)
+    if (fast_int(vals[1], 0, flags) < 0 || fast_int(vals[2], 1, copy) < 0 ||
+        fast_no_track(vals[3]) < 0)
         return -1;
-    if (vals[3] != NULL) {
-        int t = PyObject_IsTrue(vals[3]);
-        if (t < 0)
-            return -1;
-        if (t) {
-            PyErr_SetString(PyExc_NotImplementedError,
-                            "track=True: message tracking is not supported by "
-                            "zmtp (messages are copied when sent)");
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -2394,7 +2464,8 @@ static PyObject *Socket_send(SocketObject *self, PyObject *const *args,
     int flags, copy, rc;
     Py_buffer view;
 
-    if (parse_send_args(args, nargs, kwnames, "send", &data, &flags, &copy) < 0)
+    if (parse_send_args(&send_params, args, nargs, kwnames, &data, &flags,
+                        &copy) < 0)
         return NULL;
     if (get_send_buffer(self->st, data, &view) < 0)
         return NULL;
@@ -2455,9 +2526,22 @@ static int frames_get(zmtp_state *st, PyObject *parts, const char *what,
         PyErr_NoMemory();
         goto fail;
     }
+    /* The views are the snapshot: each holds a reference to its object,
+     * and all are taken before the GIL is released to wait.  (Taking a
+     * view may run Python code, a __buffer__ method, which could change
+     * the list: the item is held and the length checked each time.) */
     for (; fr->got < fr->n; fr->got++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fr->seq, fr->got);
-        if (get_send_buffer(st, item, &fr->views[fr->got]) < 0) {
+        PyObject *item;
+        int rc;
+        if (fr->got >= PySequence_Fast_GET_SIZE(fr->seq)) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "the message changed size while being read");
+            goto fail;
+        }
+        item = PySequence_Fast_GET_ITEM(fr->seq, fr->got);
+        Py_INCREF(item);
+        rc = get_send_buffer(st, item, &fr->views[fr->got]);
+        if (rc < 0) {
             PyObject *t, *v, *tb;
             PyErr_Fetch(&t, &v, &tb);
             PyErr_Format(PyExc_TypeError,
@@ -2467,8 +2551,10 @@ static int frames_get(zmtp_state *st, PyObject *parts, const char *what,
             Py_XDECREF(t);
             Py_XDECREF(v);
             Py_XDECREF(tb);
-            goto fail;
         }
+        Py_DECREF(item);
+        if (rc < 0)
+            goto fail;
     }
     return 0;
 fail:
@@ -2500,8 +2586,8 @@ static PyObject *Socket_send_multipart(SocketObject *self,
     msg_frames fr;
     int flags, copy, rc;
 
-    if (parse_send_args(args, nargs, kwnames, "send_multipart", &parts, &flags,
-                        &copy) < 0)
+    if (parse_send_args(&send_multipart_params, args, nargs, kwnames, &parts,
+                        &flags, &copy) < 0)
         return NULL;
     if (PyUnicode_Check(parts) || PyBytes_Check(parts)) {
         PyErr_SetString(PyExc_TypeError,
@@ -2557,6 +2643,48 @@ static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
     return rc;
 }
 
+/*
+ * The batch as it is now: a new tuple whose multipart messages (lists) are
+ * tuples too.  Each wait for room in Socket_send_many releases the GIL, and
+ * another thread may then change the caller's lists (shrink, clear: items
+ * read through them after a wait were out of bounds, or freed); the
+ * snapshot holds its own references and cannot change.  NULL with an
+ * exception.
+ */
+static PyObject *batch_snapshot(PyObject *msgs)
+{
+    PyObject *seq, *out;
+    Py_ssize_t n, i;
+
+    seq = PySequence_Fast(msgs, "send_batch() takes a sequence of messages");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    out = PyTuple_New(n);
+    for (i = 0; out != NULL && i < n; i++) {
+        PyObject *m;
+        /* An allocation may run a finaliser that changes the list. */
+        if (i >= PySequence_Fast_GET_SIZE(seq)) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "send_batch(): the batch changed size while being "
+                            "read");
+            Py_CLEAR(out);
+            break;
+        }
+        m = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyList_Check(m))
+            m = PyList_AsTuple(m);
+        else
+            Py_INCREF(m);
+        if (m == NULL)
+            Py_CLEAR(out);
+        else
+            PyTuple_SET_ITEM(out, i, m);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
 PyDoc_STRVAR(Socket_send_many_doc,
 "_send_many(messages, flags, hold, /)\n--\n\n"
 "Queue several messages as one burst; write them with one flush (hold=0)\n"
@@ -2578,10 +2706,9 @@ static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
                         "single bytes or str");
         return NULL;
     }
-    seq = PySequence_Fast(msgs, "send_batch() takes a sequence of messages");
-    if (seq == NULL)
+    if ((seq = batch_snapshot(msgs)) == NULL)
         return NULL;
-    n = PySequence_Fast_GET_SIZE(seq);
+    n = PyTuple_GET_SIZE(seq);
     if (sock_enter(self) < 0) {
         Py_DECREF(seq);
         return NULL;
@@ -2590,7 +2717,7 @@ static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
     self->s.coalesce = 1; /* one burst, whatever came before */
     self->s.hold = 1;
     for (i = 0; i < n && rc == 0; i++) {
-        rc = send_one_of_many(self, PySequence_Fast_GET_ITEM(seq, i),
+        rc = send_one_of_many(self, PyTuple_GET_ITEM(seq, i),
                               flags & Z_DONTWAIT, &dl);
         if (rc == 0)
             sent++;
@@ -2671,50 +2798,27 @@ static PyObject *Socket_buffers(SocketObject *self, PyObject *args)
 /* Receive                                                            */
 /* ------------------------------------------------------------------ */
 
-static int parse_recv_args(PyObject *const *args, Py_ssize_t nargs,
-                           PyObject *kwnames, const char *fname, int *flags,
+/* recv(flags=0, copy=True, track=False) and recv_multipart(...). */
+static const fast_params recv_params = {
+    .fname = "recv", .nparams = 3, .npos = 3,
+    .names = {"flags", "copy", "track"}};
+static const fast_params recv_multipart_params = {
+    .fname = "recv_multipart", .nparams = 3, .npos = 3,
+    .names = {"flags", "copy", "track"}};
+
+static int parse_recv_args(const fast_params *p, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames, int *flags,
                            int *copy)
 {
-    static const char *names[] = {"flags", "copy", "track"};
-    PyObject *vals[3] = {NULL, NULL, NULL};
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *vals[3];
 
-    if (nargs > 3) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most 3 arguments", fname);
+    if (parse_fast(p, args, nargs, kwnames, vals) < 0)
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < nargs; i++)
-        vals[i] = args[i];
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
-        int j;
-        if (key == NULL)
-            return -1;
-        for (j = 0; j < 3 && strcmp(key, names[j]) != 0; j++)
-            ;
-        if (j == 3) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%s'", fname,
-                         key);
-            return -1;
-        }
-        vals[j] = args[nargs + k];
-    }
     *flags = 0;
-    if (vals[0] != NULL) {
-        long f = PyLong_AsLong(vals[0]);
-        if (f == -1 && PyErr_Occurred())
-            return -1;
-        *flags = (int)f;
-    }
     *copy = 1;
-    if (vals[1] != NULL && (*copy = PyObject_IsTrue(vals[1])) < 0)
+    if (fast_int(vals[0], 0, flags) < 0 || fast_int(vals[1], 1, copy) < 0 ||
+        fast_no_track(vals[2]) < 0)
         return -1;
-    if (vals[2] != NULL && PyObject_IsTrue(vals[2]) == 1) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "track=True is not supported by zmtp");
-        return -1;
-    }
     return 0;
 }
 
@@ -2767,39 +2871,55 @@ static int sock_fill_current(SocketObject *self, int flags)
     return 0;
 }
 
-/* The next frame of self->cur as bytes or Frame; sets rcvmore. */
-static PyObject *sock_take_frame(SocketObject *self, int copy)
+/*
+ * Take the next frame of the message being received (sock_fill_current
+ * made sure there is one) and set rcvmore: the one place that steps
+ * through self->cur.  The frame is moved out (self->cur no longer holds
+ * its page reference: the caller releases it).  A ROUTER's routing-id
+ * prefix comes first; it has no page (it is never empty): its bytes are
+ * self->cur_prefix, valid until the next receive.
+ */
+static zm_frame sock_next_frame(SocketObject *self)
 {
-    PyObject *obj;
-    zm_frame *f;
+    zm_frame f;
 
     if (self->cur_has_prefix) {
         self->cur_has_prefix = 0;
+        f.page = NULL;
+        f.data = self->cur_prefix;
+        f.size = self->cur_prefix_len;
+        f.flags = ZM_FLAG_MORE;
         self->rcvmore = 1;
-        if (copy)
-            return PyBytes_FromStringAndSize((const char *)self->cur_prefix,
-                                             (Py_ssize_t)self->cur_prefix_len);
-        {
-            zm_frame pf;
-            if (frame_fill_copy(&pf, self->cur_prefix, self->cur_prefix_len,
-                                ZM_FLAG_MORE) < 0)
-                return NULL;
-            return frame_new_from(self->st->Frame_Type, &pf);
-        }
+        return f;
     }
-    f = &zm_msg_frames(&self->cur)[self->cur_idx++];
+    f = zm_msg_frames(&self->cur)[self->cur_idx];
+    zm_msg_frames(&self->cur)[self->cur_idx].page = NULL; /* moved out */
+    self->cur_idx++;
     self->rcvmore = self->cur_idx < self->cur.n;
     if (self->rcvmore)
-        f->flags |= ZM_FLAG_MORE;
+        f.flags |= ZM_FLAG_MORE;
     else
-        f->flags &= ~ZM_FLAG_MORE;
+        f.flags &= ~ZM_FLAG_MORE;
+    return f;
+}
+
+/* The next frame as bytes (copy) or as a zero-copy Frame; sets rcvmore. */
+static PyObject *sock_take_frame(SocketObject *self, int copy)
+{
+    zm_frame f = sock_next_frame(self);
+    PyObject *obj;
+
     if (copy) {
-        obj = PyBytes_FromStringAndSize((const char *)f->data,
-                                        (Py_ssize_t)f->size);
-        zm_frame_release(f); /* the page can be reused at once */
+        obj = PyBytes_FromStringAndSize((const char *)f.data,
+                                        (Py_ssize_t)f.size);
+        zm_frame_release(&f); /* the page can be reused at once */
         return obj;
     }
-    return frame_new_from(self->st->Frame_Type, f);
+    /* The prefix lives in the socket: a Frame needs a page of its own. */
+    if (f.page == NULL && f.size > 0 &&
+        frame_fill_copy(&f, f.data, f.size, f.flags) < 0)
+        return NULL;
+    return frame_new_from(self->st->Frame_Type, &f);
 }
 
 PyDoc_STRVAR(Socket_recv_doc,
@@ -2813,7 +2933,7 @@ static PyObject *Socket_recv(SocketObject *self, PyObject *const *args,
     int flags, copy;
     PyObject *out = NULL;
 
-    if (parse_recv_args(args, nargs, kwnames, "recv", &flags, &copy) < 0)
+    if (parse_recv_args(&recv_params, args, nargs, kwnames, &flags, &copy) < 0)
         return NULL;
     if (sock_enter(self) < 0)
         return NULL;
@@ -2833,43 +2953,26 @@ PyDoc_STRVAR(Socket_recv_into_doc,
 static PyObject *Socket_recv_into(SocketObject *self, PyObject *const *args,
                                   Py_ssize_t nargs, PyObject *kwnames)
 {
-    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    static const fast_params params = {
+        .fname = "recv_into", .nparams = 3, .nposonly = 1, .npos = 1,
+        .nreq = 1, .names = {"buffer", "nbytes", "flags"}};
+    PyObject *vals[3];
     Py_ssize_t nbytes = 0, size = -1;
-    long flags = 0;
+    int flags = 0;
     Py_buffer view;
 
-    if (nargs != 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "recv_into() takes exactly one positional argument "
-                     "(the buffer), %zd given", nargs);
+    if (parse_fast(&params, args, nargs, kwnames, vals) < 0 ||
+        fast_int(vals[2], 0, &flags) < 0)
         return NULL;
-    }
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        const char *key = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, k));
-        PyObject *v = args[nargs + k];
-        if (key == NULL)
-            return NULL;
-        if (strcmp(key, "nbytes") == 0) {
-            nbytes = PyLong_AsSsize_t(v);
-            if (nbytes == -1 && PyErr_Occurred())
-                return NULL;
-        } else if (strcmp(key, "flags") == 0) {
-            flags = PyLong_AsLong(v);
-            if (flags == -1 && PyErr_Occurred())
-                return NULL;
-        } else {
-            PyErr_Format(PyExc_TypeError,
-                         "recv_into() got an unexpected keyword argument '%s'",
-                         key);
-            return NULL;
-        }
-    }
+    if (vals[1] != NULL &&
+        (nbytes = PyLong_AsSsize_t(vals[1])) == -1 && PyErr_Occurred())
+        return NULL;
     if (nbytes < 0) {
         PyErr_Format(PyExc_ValueError, "nbytes=%zd must be non-negative",
                      nbytes);
         return NULL;
     }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0)
+    if (PyObject_GetBuffer(vals[0], &view, PyBUF_WRITABLE) < 0)
         return NULL;
     if (nbytes == 0)
         nbytes = view.len;
@@ -2884,22 +2987,12 @@ static PyObject *Socket_recv_into(SocketObject *self, PyObject *const *args,
         PyBuffer_Release(&view);
         return NULL;
     }
-    if (sock_fill_current(self, (int)flags) == 0) {
-        if (self->cur_has_prefix) {
-            self->cur_has_prefix = 0;
-            self->rcvmore = 1;
-            size = (Py_ssize_t)self->cur_prefix_len;
-            memcpy(view.buf, self->cur_prefix,
-                   (size_t)(size < nbytes ? size : nbytes));
-        } else {
-            zm_frame *f = &zm_msg_frames(&self->cur)[self->cur_idx++];
-            self->rcvmore = self->cur_idx < self->cur.n;
-            size = (Py_ssize_t)f->size;
-            if (size > 0)
-                memcpy(view.buf, f->data,
-                       (size_t)(size < nbytes ? size : nbytes));
-            zm_frame_release(f);
-        }
+    if (sock_fill_current(self, flags) == 0) {
+        zm_frame f = sock_next_frame(self);
+        size = (Py_ssize_t)f.size;
+        if (size > 0)
+            memcpy(view.buf, f.data, (size_t)(size < nbytes ? size : nbytes));
+        zm_frame_release(&f);
     }
     sock_leave(self);
     PyBuffer_Release(&view);
@@ -2917,7 +3010,7 @@ static PyObject *Socket_recv_multipart(SocketObject *self,
     int flags, copy;
     PyObject *list = NULL, *obj;
 
-    if (parse_recv_args(args, nargs, kwnames, "recv_multipart", &flags,
+    if (parse_recv_args(&recv_multipart_params, args, nargs, kwnames, &flags,
                         &copy) < 0)
         return NULL;
     if (sock_enter(self) < 0)
@@ -2948,22 +3041,38 @@ done:
 typedef int (*endpoint_fn)(zm_sock *, const char *, char *, size_t);
 
 /* An endpoint argument (str or bytes) as a C string; NULL with an
- * exception. */
-static const char *endpoint_str(PyObject *arg)
+ * exception.  An embedded NUL is refused (EINVAL, as libzmq, which takes a
+ * C string, can only see the part before it): it would cut the endpoint
+ * short, and bind "tcp://127.0.0.1:5555\0junk" as "tcp://127.0.0.1:5555". */
+static const char *endpoint_str(zmtp_state *st, PyObject *arg)
 {
-    if (PyBytes_Check(arg))
-        return PyBytes_AS_STRING(arg);
-    if (PyUnicode_Check(arg))
-        return PyUnicode_AsUTF8(arg);
-    PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
-                 Py_TYPE(arg)->tp_name);
-    return NULL;
+    const char *ep;
+    Py_ssize_t n;
+
+    if (PyBytes_Check(arg)) {
+        ep = PyBytes_AS_STRING(arg);
+        n = PyBytes_GET_SIZE(arg);
+    } else if (PyUnicode_Check(arg)) {
+        if ((ep = PyUnicode_AsUTF8AndSize(arg, &n)) == NULL)
+            return NULL;
+    } else {
+        PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    if ((size_t)n != strlen(ep)) {
+        raise_zmq(st, EINVAL,
+                  "Invalid argument: an endpoint cannot contain a NUL "
+                  "character");
+        return NULL;
+    }
+    return ep;
 }
 
 static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
                                     int which)
 {
-    const char *ep = endpoint_str(arg);
+    const char *ep = endpoint_str(self->st, arg);
     char err[256] = "";
     int rc;
 
@@ -2973,11 +3082,25 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
         return NULL;
     switch (which) {
     case 0:
-        rc = zm_sock_bind(&self->s, ep, err, sizeof(err));
+    case 1: {
+        zm_addr a;
+        int parsed;
+        if (zm_addr_resolves(ep)) {
+            /* getaddrinfo may take seconds (a slow DNS server): without
+             * the GIL, so that the other threads run meanwhile.  The
+             * socket stays claimed by this call (another thread's call on
+             * it: EBUSY), and ep stays valid: it points into the
+             * argument (an immutable str or bytes) our caller holds. */
+            Py_BEGIN_ALLOW_THREADS
+            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+            Py_END_ALLOW_THREADS
+        } else {
+            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+        }
+        rc = which == 0 ? zm_sock_bind(&self->s, ep, parsed, &a)
+                        : zm_sock_connect(&self->s, ep, parsed, &a);
         break;
-    case 1:
-        rc = zm_sock_connect(&self->s, ep, err, sizeof(err));
-        break;
+    }
     case 2:
         rc = zm_sock_unbind(&self->s, ep);
         break;
@@ -2999,52 +3122,83 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
     Py_RETURN_NONE;
 }
 
+/*
+ * _monitor_fd(fd, events) and _adopt_fd(fd, endpoint) take over a
+ * descriptor: they own it from the moment the argument is read as an int,
+ * and close it on every failure after that (arguments, closed socket,
+ * engine: zm_sock_monitor and zm_sock_adopt close it themselves), so that a
+ * caller, having passed it, forgets it whatever happens
+ * (Socket.get_monitor_socket, Socket.monitor, the inproc names).  Only an
+ * fd argument that is not an int hands nothing over.
+ */
+static PyObject *sock_take_fd(SocketObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, int adopt)
+{
+    const char *endpoint = NULL;
+    unsigned long events = 0;
+    long fd;
+    int rc = -1;
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "missing the fd argument");
+        return NULL;
+    }
+    fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < -1 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "bad file descriptor %ld", fd);
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, adopt ? "_adopt_fd(fd, endpoint)"
+                                               : "_monitor_fd(fd, events)");
+        goto out;
+    }
+    if (adopt ? (endpoint = endpoint_str(self->st, args[1])) == NULL
+              : ((events = PyLong_AsUnsignedLongMask(args[1])) ==
+                     (unsigned long)-1 &&
+                 PyErr_Occurred()))
+        goto out;
+    if (sock_enter(self) < 0)
+        goto out;
+    rc = adopt ? zm_sock_adopt(&self->s, (int)fd, endpoint)
+               : zm_sock_monitor(&self->s, (int)fd, (unsigned)events);
+    fd = -1; /* the engine's now, or closed by it */
+    sock_leave(self);
+    if (rc < 0)
+        raise_zmq(self->st, -rc, NULL);
+out:
+    if (fd >= 0)
+        close((int)fd);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(Socket_monitor_fd_doc,
 "_monitor_fd(fd, events, /)\n--\n\n"
 "Send this socket's monitor events (a libzmq ZMQ_EVENT_* mask) as ZMTP\n"
 "messages to fd, a connected non-blocking stream socket the socket owns\n"
-"from now on; fd -1 stops.  Use Socket.get_monitor_socket().");
-
-static PyObject *Socket_monitor_fd(SocketObject *self, PyObject *args)
-{
-    int fd, rc;
-    unsigned int events;
-
-    if (!PyArg_ParseTuple(args, "iI:_monitor_fd", &fd, &events))
-        return NULL;
-    if (sock_enter(self) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return NULL;
-    }
-    rc = zm_sock_monitor(&self->s, fd, events);
-    sock_leave(self);
-    if (rc < 0)
-        return raise_zmq(self->st, -rc, NULL);
-    Py_RETURN_NONE;
-}
+"from now on, also when this raises; fd -1 stops.  Use\n"
+"Socket.get_monitor_socket().");
 
 PyDoc_STRVAR(Socket_adopt_fd_doc,
 "_adopt_fd(fd, endpoint, /)\n--\n\n"
-"Take fd (a connected non-blocking stream socket; owned from now on) as\n"
-"a peer connection named endpoint: ZMTP handshake, then traffic.");
+"Take fd (a connected non-blocking stream socket; owned from now on, also\n"
+"when this raises) as a peer connection named endpoint: ZMTP handshake,\n"
+"then traffic.");
 
-static PyObject *Socket_adopt_fd(SocketObject *self, PyObject *args)
+static PyObject *Socket_monitor_fd(SocketObject *self, PyObject *const *args,
+                                   Py_ssize_t nargs)
 {
-    int fd, rc;
-    const char *endpoint;
+    return sock_take_fd(self, args, nargs, 0);
+}
 
-    if (!PyArg_ParseTuple(args, "is:_adopt_fd", &fd, &endpoint))
-        return NULL;
-    if (sock_enter(self) < 0) {
-        close(fd);
-        return NULL;
-    }
-    rc = zm_sock_adopt(&self->s, fd, endpoint);
-    sock_leave(self);
-    if (rc < 0)
-        return raise_zmq(self->st, -rc, NULL);
-    Py_RETURN_NONE;
+static PyObject *Socket_adopt_fd(SocketObject *self, PyObject *const *args,
+                                 Py_ssize_t nargs)
+{
+    return sock_take_fd(self, args, nargs, 1);
 }
 
 static PyObject *Socket_bind(SocketObject *self, PyObject *addr)
@@ -3076,7 +3230,7 @@ PyDoc_STRVAR(Socket_inproc_listen_doc,
 
 static PyObject *Socket_inproc_listen(SocketObject *self, PyObject *arg)
 {
-    const char *ep = endpoint_str(arg);
+    const char *ep = endpoint_str(self->st, arg);
     int rc;
 
     if (ep == NULL || sock_enter(self) < 0)
@@ -3098,7 +3252,7 @@ PyDoc_STRVAR(Socket_inproc_connect_doc,
 
 static PyObject *Socket_inproc_connect(SocketObject *self, PyObject *arg)
 {
-    const char *ep = endpoint_str(arg);
+    const char *ep = endpoint_str(self->st, arg);
     InprocPipeObject *po;
     zm_pipe *peer = NULL;
     int rc;
@@ -3142,7 +3296,7 @@ static PyObject *Socket_inproc_offer(SocketObject *self, PyObject *const *args,
         return NULL;
     }
     po = (InprocPipeObject *)args[0];
-    if ((ep = endpoint_str(args[1])) == NULL)
+    if ((ep = endpoint_str(self->st, args[1])) == NULL)
         return NULL;
     if (po->pipe == NULL)
         return raise_zmq(self->st, EINVAL, "inproc pipe already offered");
@@ -3469,8 +3623,67 @@ static int sock_events_now(SocketObject *self)
 
 PyDoc_STRVAR(poll_doc,
 "_poll(items, timeout_ms, /)\n--\n\n"
-"items: list of (Socket or fd, events mask).  Wait up to timeout_ms (-1:\n"
-"forever) until one is ready; return a list of (index, revents).");
+"items: sequence of (Socket or fd, events mask).  Wait up to timeout_ms (-1:\n"
+"forever) until one is ready; return a list of (index, revents) in the\n"
+"items' order.  A socket or fd listed twice answers for each entry, as\n"
+"libzmq's zmq_poll does.");
+
+/* One entry of a poll: a socket (its index among the distinct sockets) or
+ * a plain fd, with the events asked for. */
+typedef struct {
+    int sock; /* index into socks[], or -1: a plain fd */
+    int fd;
+    unsigned mask;
+} poll_item;
+
+/* Index of `obj` in set[0..*n), added (with a reference of ours) when new:
+ * each socket is entered, watched and stepped once however often it is
+ * listed.  Linear: a poll lists a few sockets. */
+static int poll_sock_slot(SocketObject **set, int *n, PyObject *obj)
+{
+    for (int k = 0; k < *n; k++)
+        if ((PyObject *)set[k] == obj)
+            return k;
+    Py_INCREF(obj);
+    set[*n] = (SocketObject *)obj;
+    return (*n)++;
+}
+
+/* Likewise for plain fds, whose wanted events (ZM_IO_*) are merged. */
+static int poll_fd_slot(int *fds, unsigned *fd_ev, int *n, int fd,
+                        unsigned io)
+{
+    int k;
+
+    for (k = 0; k < *n && fds[k] != fd; k++)
+        ;
+    if (k == *n) {
+        fds[k] = fd;
+        fd_ev[k] = 0;
+        (*n)++;
+    }
+    fd_ev[k] |= io;
+    return k;
+}
+
+/* A plain fd's readiness for `mask` now (ZM_POLLIN | ZM_POLLOUT). */
+static int poll_fd_now(int fd, unsigned mask)
+{
+    struct pollfd p = {.fd = fd, .events = 0, .revents = 0};
+
+    if (mask & ZM_POLLIN)
+        p.events |= POLLIN;
+    if (mask & ZM_POLLOUT)
+        p.events |= POLLOUT;
+    if (poll(&p, 1, 0) <= 0)
+        return 0;
+    return ((p.revents & (POLLIN | POLLHUP | POLLERR)) && (mask & ZM_POLLIN)
+                ? ZM_POLLIN
+                : 0) |
+           ((p.revents & (POLLOUT | POLLERR)) && (mask & ZM_POLLOUT)
+                ? ZM_POLLOUT
+                : 0);
+}
 
 static PyObject *module_poll(PyObject *module, PyObject *const *args,
                              Py_ssize_t nargs)
@@ -3478,10 +3691,11 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
     zmtp_state *st = get_state(module);
     PyObject *seq, *out = NULL;
     Py_ssize_t n, i;
-    SocketObject **socks = NULL;
-    int *sock_idx = NULL, *fds = NULL, *fd_idx = NULL;
-    unsigned *fd_ev = NULL, *masks = NULL;
-    int nsocks = 0, nfds = 0, entered = 0;
+    poll_item *items = NULL;
+    SocketObject **socks = NULL; /* distinct; a reference of ours each */
+    int *sock_ev = NULL, *fds = NULL;
+    unsigned *fd_ev = NULL;
+    int nsocks = 0, nfds = 0, entered = 0, k;
     long tmo;
     int64_t deadline;
 
@@ -3494,14 +3708,22 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
     seq = PySequence_Fast(args[0], "_poll() takes a list of (socket, events)");
     if (seq == NULL)
         return NULL;
+    /* Our own copy of the caller's list, and our own reference to each
+     * socket (poll_sock_slot): the wait below releases the GIL, and
+     * another thread may then clear the list, which freed the sockets
+     * this call had entered and was waiting on. */
+    if (seq == args[0] && PyList_CheckExact(seq)) {
+        Py_SETREF(seq, PyList_AsTuple(seq));
+        if (seq == NULL)
+            return NULL;
+    }
     n = PySequence_Fast_GET_SIZE(seq);
+    items = PyMem_New(poll_item, (size_t)n + 1);
     socks = PyMem_New(SocketObject *, (size_t)n + 1);
-    sock_idx = PyMem_New(int, (size_t)n + 1);
+    sock_ev = PyMem_New(int, (size_t)n + 1);
     fds = PyMem_New(int, (size_t)n + 1);
-    fd_idx = PyMem_New(int, (size_t)n + 1);
     fd_ev = PyMem_New(unsigned, (size_t)n + 1);
-    masks = PyMem_New(unsigned, (size_t)n + 1);
-    if (!socks || !sock_idx || !fds || !fd_idx || !fd_ev || !masks) {
+    if (!items || !socks || !sock_ev || !fds || !fd_ev) {
         PyErr_NoMemory();
         goto done;
     }
@@ -3516,58 +3738,44 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
         ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
         if (ev == -1 && PyErr_Occurred())
             goto done;
-        masks[i] = (unsigned)ev;
+        items[i].mask = (unsigned)ev;
         if (PyObject_TypeCheck(obj, st->Socket_Type)) {
-            socks[nsocks] = (SocketObject *)obj;
-            sock_idx[nsocks++] = (int)i;
+            items[i].sock = poll_sock_slot(socks, &nsocks, obj);
+            items[i].fd = -1;
         } else {
             int fd = PyObject_AsFileDescriptor(obj);
             if (fd < 0)
                 goto done;
-            fds[nfds] = fd;
-            fd_idx[nfds] = (int)i;
-            fd_ev[nfds++] = ((ev & ZM_POLLIN) ? 1u : 0u) | ((ev & ZM_POLLOUT) ? 2u : 0u);
+            items[i].sock = -1;
+            items[i].fd = fd;
+            poll_fd_slot(fds, fd_ev, &nfds, fd,
+                         ((ev & ZM_POLLIN) ? ZM_IO_IN : 0u) |
+                             ((ev & ZM_POLLOUT) ? ZM_IO_OUT : 0u));
         }
     }
-    for (i = 0; i < nsocks; i++) {
-        if (sock_enter(socks[i]) < 0)
+    for (k = 0; k < nsocks; k++) {
+        if (sock_enter(socks[k]) < 0)
             goto done;
         entered++;
     }
     for (;;) {
+        for (k = 0; k < nsocks; k++)
+            sock_ev[k] = sock_events_now(socks[k]);
         out = PyList_New(0);
         if (out == NULL)
             goto done;
-        for (i = 0; i < nsocks; i++) {
-            int ev = sock_events_now(socks[i]) & (int)masks[sock_idx[i]];
+        for (i = 0; i < n; i++) {
+            int ev = items[i].sock >= 0
+                         ? sock_ev[items[i].sock] & (int)items[i].mask
+                         : poll_fd_now(items[i].fd, items[i].mask);
             if (ev) {
-                PyObject *t = Py_BuildValue("(ii)", sock_idx[i], ev);
+                PyObject *t = Py_BuildValue("(ni)", i, ev);
                 if (t == NULL || PyList_Append(out, t) < 0) {
                     Py_XDECREF(t);
                     Py_CLEAR(out);
                     goto done;
                 }
                 Py_DECREF(t);
-            }
-        }
-        for (i = 0; i < nfds; i++) {
-            struct pollfd p = {.fd = fds[i], .events = 0, .revents = 0};
-            if (fd_ev[i] & 1u)
-                p.events |= POLLIN;
-            if (fd_ev[i] & 2u)
-                p.events |= POLLOUT;
-            if (poll(&p, 1, 0) > 0) {
-                int ev = ((p.revents & (POLLIN | POLLHUP | POLLERR)) && (fd_ev[i] & 1u) ? ZM_POLLIN : 0) |
-                         ((p.revents & (POLLOUT | POLLERR)) && (fd_ev[i] & 2u) ? ZM_POLLOUT : 0);
-                if (ev) {
-                    PyObject *t = Py_BuildValue("(ii)", fd_idx[i], ev);
-                    if (t == NULL || PyList_Append(out, t) < 0) {
-                        Py_XDECREF(t);
-                        Py_CLEAR(out);
-                        goto done;
-                    }
-                    Py_DECREF(t);
-                }
             }
         }
         if (PyList_GET_SIZE(out) > 0 || tmo == 0 ||
@@ -3578,14 +3786,15 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
             goto done;
     }
 done:
-    for (i = 0; i < entered; i++)
-        sock_leave(socks[i]);
+    for (k = 0; k < entered; k++)
+        sock_leave(socks[k]);
+    for (k = 0; k < nsocks; k++)
+        Py_DECREF(socks[k]);
+    PyMem_Free(items);
     PyMem_Free(socks);
-    PyMem_Free(sock_idx);
+    PyMem_Free(sock_ev);
     PyMem_Free(fds);
-    PyMem_Free(fd_idx);
     PyMem_Free(fd_ev);
-    PyMem_Free(masks);
     Py_DECREF(seq);
     return out;
 }
@@ -3708,23 +3917,13 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
 static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *lobj = Py_None;
+    static const fast_params params = {
+        .fname = "close", .nparams = 1, .npos = 1, .names = {"linger"}};
+    PyObject *lobj;
 
-    if (nargs > 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 1)) {
-        PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
+    if (parse_fast(&params, args, nargs, kwnames, &lobj) < 0)
         return NULL;
-    }
-    if (nargs == 1)
-        lobj = args[0];
-    else if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1) {
-        const char *k = PyUnicode_AsUTF8(PyTuple_GET_ITEM(kwnames, 0));
-        if (k == NULL || strcmp(k, "linger") != 0) {
-            PyErr_SetString(PyExc_TypeError, "close() takes one argument: linger");
-            return NULL;
-        }
-        lobj = args[0];
-    }
-    return sock_close(self, lobj, 0);
+    return sock_close(self, lobj != NULL ? lobj : Py_None, 0);
 }
 
 PyDoc_STRVAR(Socket_release_doc,
@@ -3783,9 +3982,16 @@ static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
 static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
 {
     PyObject *d, *errs;
-    zm_sock_stats *s = &self->s.stats;
+    zm_sock_stats snap, *s = &snap;
 
     (void)unused;
+    /* Claimed like any call: the progress thread (or a call on another
+     * thread: EBUSY) updates the counters while it holds the socket; a
+     * copy taken under the claim is one consistent moment. */
+    if (sock_enter(self) < 0)
+        return NULL;
+    snap = self->s.stats;
+    sock_leave(self);
     errs = PyDict_New();
     if (errs == NULL)
         return NULL;
@@ -3856,9 +4062,9 @@ static PyMethodDef Socket_methods[] = {
      Socket_send_many_doc},
     {"flush", (PyCFunction)Socket_flush, METH_NOARGS, Socket_flush_doc},
     {"_buffers", (PyCFunction)Socket_buffers, METH_VARARGS, Socket_buffers_doc},
-    {"_monitor_fd", (PyCFunction)Socket_monitor_fd, METH_VARARGS,
-     Socket_monitor_fd_doc},
-    {"_adopt_fd", (PyCFunction)Socket_adopt_fd, METH_VARARGS,
+    {"_monitor_fd", (PyCFunction)(void (*)(void))Socket_monitor_fd,
+     METH_FASTCALL, Socket_monitor_fd_doc},
+    {"_adopt_fd", (PyCFunction)(void (*)(void))Socket_adopt_fd, METH_FASTCALL,
      Socket_adopt_fd_doc},
     {"stats", (PyCFunction)Socket_stats, METH_NOARGS,
      "stats()\n--\n\nCounters: accepted, connected, disconnected,\n"

@@ -1422,18 +1422,19 @@ void zm_sock_destroy(zm_sock *s)
     s->mon_fd = -1;
 }
 
-int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len)
+int zm_sock_bind(zm_sock *s, const char *endpoint, int parsed,
+                 const zm_addr *addr)
 {
     zm_addr a;
     zm_listener *l;
-    int fd, rc;
+    int fd;
 
-    rc = zm_addr_parse(endpoint, 1, &a, err, err_len);
-    if (rc < 0) {
-        if (rc != -EPROTONOSUPPORT)
-            mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-rc, endpoint);
-        return rc;
+    if (parsed < 0) {
+        if (parsed != -EPROTONOSUPPORT)
+            mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-parsed, endpoint);
+        return parsed;
     }
+    a = *addr;
     fd = zm_listen(&a, 128);
     if (fd < 0) {
         mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-fd, endpoint);
@@ -1455,21 +1456,18 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len)
     return 0;
 }
 
-int zm_sock_connect(zm_sock *s, const char *endpoint, char *err,
-                    size_t err_len)
+int zm_sock_connect(zm_sock *s, const char *endpoint, int parsed,
+                    const zm_addr *addr)
 {
-    zm_addr a;
     zm_conn *c;
-    int rc;
 
-    rc = zm_addr_parse(endpoint, 0, &a, err, err_len);
-    if (rc < 0)
-        return rc;
+    if (parsed < 0)
+        return parsed;
     c = conn_new(s);
     if (c == NULL)
         return -ENOMEM;
     c->connecter = 1;
-    c->addr = a;
+    c->addr = *addr;
     snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
     snprintf(s->last_endpoint, sizeof(s->last_endpoint), "%s", endpoint);
     c->state = ZM_CS_RETRY;

@@ -291,10 +291,15 @@ int zm_sock_init(zm_sock *s, int type);
 /* Close every connection and listener (ipc paths are removed) and free. */
 void zm_sock_destroy(zm_sock *s);
 
-/* 0 or -errno; err gets a readable reason. */
-int zm_sock_bind(zm_sock *s, const char *endpoint, char *err, size_t err_len);
-int zm_sock_connect(zm_sock *s, const char *endpoint, char *err,
-                    size_t err_len);
+/* Bind or connect to `endpoint`, whose address the caller resolved first:
+ * `parsed` is what zm_addr_parse(endpoint, for_bind, addr, ...) returned
+ * (0, or -errno: then addr is not read and the failure is the result).
+ * Resolution is the caller's step because it may block (getaddrinfo): the
+ * binding runs it without the GIL.  0 or -errno. */
+int zm_sock_bind(zm_sock *s, const char *endpoint, int parsed,
+                 const zm_addr *addr);
+int zm_sock_connect(zm_sock *s, const char *endpoint, int parsed,
+                    const zm_addr *addr);
 int zm_sock_unbind(zm_sock *s, const char *endpoint);
 int zm_sock_disconnect(zm_sock *s, const char *endpoint);
 

@@ -113,6 +113,12 @@ static int parse_tcp(const char *rest, int for_bind, zm_addr *out, char *err,
     return 0;
 }
 
+int zm_addr_resolves(const char *endpoint)
+{
+    return strncmp(endpoint, "tcp://", 6) == 0 &&
+           strncmp(endpoint + 6, "*:", 2) != 0;
+}
+
 int zm_addr_parse(const char *endpoint, int for_bind, zm_addr *out, char *err,
                   size_t err_len)
 {

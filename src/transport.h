@@ -31,6 +31,10 @@ typedef struct zm_addr {
 int zm_addr_parse(const char *endpoint, int for_bind, zm_addr *out, char *err,
                   size_t err_len);
 
+/* 1 when zm_addr_parse(endpoint) may block resolving a host name (a
+ * tcp:// endpoint whose host is not "*"), else 0. */
+int zm_addr_resolves(const char *endpoint);
+
 /* The canonical endpoint of a bound or connected address
  * ("tcp://127.0.0.1:5555", "tcp://[::1]:5555", "ipc:///tmp/x"). */
 void zm_addr_format(const zm_addr *a, char *out, size_t out_len);
