@@ -3983,15 +3983,29 @@ static PyObject *Socket_stats(SocketObject *self, PyObject *unused)
 {
     PyObject *d, *errs;
     zm_sock_stats snap, *s = &snap;
+    int claimed;
 
     (void)unused;
-    /* Claimed like any call: the progress thread (or a call on another
-     * thread: EBUSY) updates the counters while it holds the socket; a
-     * copy taken under the claim is one consistent moment. */
-    if (sock_enter(self) < 0)
-        return NULL;
-    snap = self->s.stats;
-    sock_leave(self);
+    if (self->closed || !self->initialized) {
+        if (self->released)
+            return raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        return raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
+    }
+    if (self->fork_gen != zm_fork_gen())
+        return raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);
+    /* Not a call: a monitoring thread may read the counters while the
+     * owner is blocked in recv() on another thread (no EBUSY), and a loop
+     * polling stats() must not keep the progress thread away as an owner's
+     * calls do (it would then never accept or read).  The counters have one
+     * writer at a time, whoever holds the socket (ZM_STAT_ADD); when the
+     * claim is free we take it for the copy (a step of the progress thread
+     * is waited out: one consistent moment); when an owner's call on
+     * another thread holds it, each counter is read whole (relaxed) as it
+     * is at some moment during this copy. */
+    claimed = sock_claim(self) == 0;
+    zm_sock_stats_read(&self->s.stats, &snap);
+    if (claimed) /* Release: pairs with the next holder's acquire. */
+        __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
     errs = PyDict_New();
     if (errs == NULL)
         return NULL;

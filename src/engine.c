@@ -168,7 +168,7 @@ static void mon_event(zm_sock *s, unsigned kind, uint32_t value,
     if (s->mon_fd < 0 || !(s->mon_events & kind))
         return;
     if (s->mon_out.bytes > ZM_MONITOR_MAX_BYTES) {
-        s->stats.monitor_dropped++; /* nobody reads the monitor */
+        ZM_STAT_ADD(s->stats.monitor_dropped, 1); /* nobody reads the monitor */
         return;
     }
     /* libzmq's layout: the event and the value in host order. */
@@ -178,7 +178,7 @@ static void mon_event(zm_sock *s, unsigned kind, uint32_t value,
     if (zm_encode_frame(&w, head, sizeof(head), ZM_FLAG_MORE) < 0 ||
         zm_encode_frame(&w, endpoint, elen, 0) < 0 ||
         zm_outq_put(&s->mon_out, w.data, w.len) < 0)
-        s->stats.monitor_dropped++;
+        ZM_STAT_ADD(s->stats.monitor_dropped, 1);
     zm_wbuf_free(&w);
     mon_flush(s);
 }
@@ -310,7 +310,7 @@ static void conn_pop_written(zm_conn *c, uint64_t w)
 
 static void conn_drop_output(zm_sock *s, zm_conn *c)
 {
-    s->stats.dropped_msgs += c->ends_n;
+    ZM_STAT_ADD(s->stats.dropped_msgs, c->ends_n);
     zm_outq_clear(&c->out);
     c->hs_left = 0;
     c->ends_n = 0;
@@ -432,7 +432,7 @@ static void peer_subscription(zm_sock *s, zm_conn *c, int on,
         }
         rc = zm_subs_add(&c->subs, topic, n);
         if (rc < 0) {
-            s->stats.subs_refused++;
+            ZM_STAT_ADD(s->stats.subs_refused, 1);
             return;
         }
         rc = zm_subs_add(&s->subs, topic, n);
@@ -609,7 +609,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         c->fd = -1;
     }
     if (c->state == ZM_CS_ACTIVE || c->state == ZM_CS_HANDSHAKE)
-        s->stats.disconnected++;
+        ZM_STAT_ADD(s->stats.disconnected, 1);
     conn_drop_subscriptions(s, c);
     untarget(s, c);
     /* What we dialled keeps its queued messages for the next connection,
@@ -629,7 +629,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
                                                 ? c->out.bytes
                                                 : (size_t)(end - w));
                 conn_pop_written(c, end);
-                s->stats.dropped_msgs++;
+                ZM_STAT_ADD(s->stats.dropped_msgs, 1);
             }
             c->written_total = c->enc_total - c->out.bytes;
             c->msg_written = 0;
@@ -643,7 +643,7 @@ static void conn_lost(zm_sock *s, zm_conn *c, int64_t now)
             zm_outq_drop_back(&c->out, (size_t)partial);
             c->enc_total -= partial;
             s->out_drop = 1;
-            s->stats.dropped_msgs++;
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
         }
         c->in_msg = 0;
     } else {
@@ -702,7 +702,7 @@ static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
         (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
     zm_wbuf_free(&w);
-    s->stats.handshake_failed++;
+    ZM_STAT_ADD(s->stats.handshake_failed, 1);
     conn_lost(s, c, now);
 }
 
@@ -771,7 +771,7 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
                           ? zm_now_ns() + (int64_t)s->heartbeat_ivl_ms * 1000000
                           : 0;
     if (c->connecter)
-        s->stats.connected++;
+        ZM_STAT_ADD(s->stats.connected, 1);
     if (is_sub(s) && s->subs.topics > 0) {
         /* Our subscriptions go to every new (or reconnected) publisher,
          * ahead of anything else. */
@@ -789,7 +789,7 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
         c->got_greeting = 1;
         c->peer_minor = ev->greeting.major > 3 ? 1 : ev->greeting.minor;
         if (strcmp(ev->greeting.mechanism, "NULL") != 0) {
-            s->stats.protocol_errors[ZM_ERR_MECHANISM]++;
+            ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_MECHANISM], 1);
             conn_refuse(s, c, "unsupported security mechanism",
                         ZM_PROTO_MECHANISM_MISMATCH, now);
             return -1;
@@ -802,7 +802,7 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
             if (kind == ZM_CMD_READY) {
                 rc = conn_on_ready(s, c, &ev->cmd, now);
             } else if (kind == ZM_CMD_ERROR) {
-                s->stats.handshake_failed++;
+                ZM_STAT_ADD(s->stats.handshake_failed, 1);
                 c->hs_event_sent = 1; /* libzmq: DISCONNECTED only */
                 conn_lost(s, c, now);
                 rc = -1;
@@ -871,13 +871,13 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
         }
         if (zm_msgq_push(&c->inq, &ev->msg) < 0) {
             zm_msg_clear(&ev->msg);
-            s->stats.dropped_msgs++;
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
         }
         return 0;
     default:
-        s->stats.protocol_errors[ev->error]++;
+        ZM_STAT_ADD(s->stats.protocol_errors[ev->error], 1);
         if (!c->got_greeting)
-            s->stats.handshake_failed++;
+            ZM_STAT_ADD(s->stats.handshake_failed, 1);
         mon_handshake_failed(s, c,
                              ev->error == ZM_ERR_READY ? ZM_PROTO_MALFORMED_COMMAND_READY
                              : ev->error == ZM_ERR_ERROR_CMD ? ZM_PROTO_MALFORMED_COMMAND_ERROR
@@ -914,7 +914,7 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
         if (reads++ >= 16)
             return; /* fairness: let the other connections have a turn */
         if (zm_decoder_buffer(&c->dec, &buf, &room) < 0) {
-            s->stats.protocol_errors[ZM_ERR_NOMEM]++;
+            ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_NOMEM], 1);
             conn_lost(s, c, now);
             return;
         }
@@ -1027,7 +1027,7 @@ static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
         }
         c->fd = fd;
         memcpy(c->endpoint, l->endpoint, sizeof(c->endpoint));
-        s->stats.accepted++;
+        ZM_STAT_ADD(s->stats.accepted, 1);
         mon_event(s, ZM_EVENT_ACCEPTED, (uint32_t)fd, l->endpoint);
         if (conn_start_handshake(s, c) < 0) {
             c->state = ZM_CS_DEAD;
@@ -1049,22 +1049,22 @@ static void conn_timers(zm_sock *s, zm_conn *c, int64_t now)
 {
     if (c->state == ZM_CS_HANDSHAKE) {
         if (c->hs_deadline_ns > 0 && now >= c->hs_deadline_ns) {
-            s->stats.handshake_timeouts++;
-            s->stats.handshake_failed++;
+            ZM_STAT_ADD(s->stats.handshake_timeouts, 1);
+            ZM_STAT_ADD(s->stats.handshake_failed, 1);
             c->lost_errno = ETIMEDOUT;
             conn_lost(s, c, now);
         }
         return;
     }
     if (c->peer_ttl_ns > 0 && now - c->last_rx_ns > c->peer_ttl_ns) {
-        s->stats.heartbeat_timeouts++;
+        ZM_STAT_ADD(s->stats.heartbeat_timeouts, 1);
         conn_lost(s, c, now);
         return;
     }
     if (s->heartbeat_ivl_ms <= 0 || c->peer_minor < 1)
         return; /* ZMTP 3.0 has no PING */
     if (c->ping_sent_ns > 0 && now - c->ping_sent_ns > heartbeat_timeout_ns(s)) {
-        s->stats.heartbeat_timeouts++;
+        ZM_STAT_ADD(s->stats.heartbeat_timeouts, 1);
         conn_lost(s, c, now);
         return;
     }
@@ -1116,12 +1116,12 @@ static int64_t conn_next_timer(const zm_sock *s, const zm_conn *c)
 static void conn_pipe_end(zm_sock *s, zm_conn *c)
 {
     if (c->state == ZM_CS_ACTIVE)
-        s->stats.disconnected++;
+        ZM_STAT_ADD(s->stats.disconnected, 1);
     conn_drop_subscriptions(s, c);
     untarget(s, c);
     if (s->out_more && s->out_conn == c && !s->out_drop) {
         s->out_drop = 1; /* the rest of a message being sent to it */
-        s->stats.dropped_msgs++;
+        ZM_STAT_ADD(s->stats.dropped_msgs, 1);
     }
     zm_msg_clear(&c->pipe_out);
     if (c->pipe != NULL) {
@@ -1138,14 +1138,14 @@ static int pipe_activate(zm_sock *s, zm_conn *c)
 {
     c->peer_type = zm_pipe_peer_type(c->pipe, c->pipe_end);
     if (!zm_socktype_compatible(s->type, c->peer_type)) {
-        s->stats.handshake_failed++;
+        ZM_STAT_ADD(s->stats.handshake_failed, 1);
         conn_pipe_end(s, c);
         return -1;
     }
     if (s->type == ZM_PAIR) {
         for (zm_conn *o = s->conns; o != NULL; o = o->next)
             if (o != c && o->state == ZM_CS_ACTIVE) {
-                s->stats.handshake_failed++;
+                ZM_STAT_ADD(s->stats.handshake_failed, 1);
                 conn_pipe_end(s, c);
                 return -1;
             }
@@ -1162,9 +1162,9 @@ static int pipe_activate(zm_sock *s, zm_conn *c)
     }
     c->state = ZM_CS_ACTIVE;
     if (c->connecter)
-        s->stats.connected++;
+        ZM_STAT_ADD(s->stats.connected, 1);
     else
-        s->stats.accepted++;
+        ZM_STAT_ADD(s->stats.accepted, 1);
     if (is_sub(s) && s->subs.topics > 0) {
         replay_ctx rc = {c};
         zm_subs_apply(&s->subs, replay_cb, &rc);
@@ -1866,7 +1866,7 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
             continue;
         if (c->inproc) {
             if (!zm_pipe_writable(c->pipe, c->pipe_end)) {
-                s->stats.dropped_msgs++; /* at the pipe's HWM */
+                ZM_STAT_ADD(s->stats.dropped_msgs, 1); /* at the pipe's HWM */
                 continue;
             }
         } else if (s->sndhwm > 0 && c->ends_n >= (size_t)s->sndhwm) {
@@ -1875,7 +1875,7 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
             if (c->fd >= 0)
                 conn_write(s, c, now);
             if (c->state != ZM_CS_ACTIVE || c->ends_n >= (size_t)s->sndhwm) {
-                s->stats.dropped_msgs++; /* this subscriber is too slow */
+                ZM_STAT_ADD(s->stats.dropped_msgs, 1); /* this subscriber is too slow */
                 continue;
             }
         }
@@ -2139,7 +2139,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
                 zm_msg junk;
                 conn_pop(o, &junk);
                 zm_msg_clear(&junk);
-                s->stats.dropped_msgs++;
+                ZM_STAT_ADD(s->stats.dropped_msgs, 1);
             }
         c = pick_next(s, &s->rr, PICK_OUT);
         if (c == NULL)
@@ -2167,7 +2167,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
             rep_done(s);
             s->out_more = more;
             s->out_drop = 1;
-            s->stats.dropped_msgs++;
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
             return 0;
         }
         break;
@@ -2177,7 +2177,7 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
         if (c == NULL || !conn_can_queue(s, c)) {
             if (s->router_mandatory)
                 return c == NULL ? -EHOSTUNREACH : -EAGAIN;
-            s->stats.dropped_msgs++;
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
             s->out_more = more;
             s->out_drop = 1;
             return 0;
@@ -2228,7 +2228,7 @@ static zm_conn *req_source(zm_sock *s)
             zm_msg junk;
             conn_pop(o, &junk);
             zm_msg_clear(&junk);
-            s->stats.dropped_msgs++;
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
         }
     return NULL;
 }
@@ -2267,7 +2267,7 @@ static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
             zm_msg junk; /* no delimiter, or no body: not for us */
             conn_pop(c, &junk);
             zm_msg_clear(&junk);
-            s->stats.dropped_msgs++;
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
             continue;
         }
         if (zm_msg_split_front(m, i + 1, env) < 0)

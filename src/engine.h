@@ -200,6 +200,28 @@ typedef struct zm_sock_stats {
     uint64_t monitor_dropped;            /* events the monitor had no room for */
 } zm_sock_stats;
 
+/* Add n to a zm_sock_stats counter.  Written only by whoever holds the
+ * socket (its owner's call or the progress thread's step: one writer at a
+ * time), read by Socket.stats() from any thread without taking the socket
+ * (zm_sock_stats_read).  Relaxed atomics: a reader sees no torn value and
+ * needs no ordering (each counter only grows); the single writer needs no
+ * locked add. */
+#define ZM_STAT_ADD(field, n)                                              \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) \
+                     + (uint64_t)(n), __ATOMIC_RELAXED)
+
+/* Copy every counter (each with a relaxed load; see ZM_STAT_ADD). */
+ZM_INLINE void zm_sock_stats_read(const zm_sock_stats *src, zm_sock_stats *out)
+{
+    const uint64_t *from = (const uint64_t *)src;
+    uint64_t *to = (uint64_t *)out;
+
+    _Static_assert(sizeof(zm_sock_stats) % sizeof(uint64_t) == 0,
+                   "zm_sock_stats holds uint64_t counters only");
+    for (size_t i = 0; i < sizeof(zm_sock_stats) / sizeof(uint64_t); i++)
+        to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+}
+
 typedef struct zm_sock {
     int type;
     /* options */
