@@ -3,7 +3,7 @@ mode: conftest.py puts this folder on sys.path).
 
 * ``zsock`` / ``psock``: a zmtp / pyzmq socket with RCVTIMEO and SNDTIMEO of
   TIMEOUT_MS (a bug fails instead of hanging) and options given by name.
-* ``fd_count``, ``rss_bytes``, ``wait_for``: process figures and polling
+* ``fd_count``, ``rss_bytes``, ``heap_bytes``, ``wait_for``: process figures and polling
   (``LATE_S``, ``DEADLINE_S``: the headroom a loaded machine needs).
 * ``raises_errno``, ``settle``: a ZMQError's errno; driving zmtp sockets.
 * ``Peer``: a ``python -c`` script in a process of its own, read line by line.
@@ -11,6 +11,7 @@ mode: conftest.py puts this folder on sys.path).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import signal
@@ -67,6 +68,32 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+try:
+    _mallinfo2: Optional[Callable[[], _MallInfo2]] = ctypes.CDLL(None).mallinfo2  # glibc >= 2.33
+    _mallinfo2.restype = _MallInfo2  # type: ignore[union-attr]
+except (OSError, AttributeError):  # pragma: no cover - another libc
+    _mallinfo2 = None
+
+
+def heap_bytes() -> Optional[int]:
+    """Bytes malloc has handed out and not had back, over every thread's
+    arena (glibc ``mallinfo2``: uordblks + hblkhd); None without it.
+
+    Unlike RSS it does not count what malloc keeps after a free (per-thread
+    arenas, trim and mmap thresholds that move with use), which depends on
+    which thread happened to serve which connection, i.e. on the machine's
+    load.  A bound on it holds on a loaded machine as on a quiet one."""
+    if _mallinfo2 is None:
+        return None
+    info = _mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
 def raises_errno(num: int, fn: Callable[..., Any], *args: Any, exc: Any = None, **kwargs: Any) -> Any:
     """fn(*args, **kwargs) raises `exc` (default zmtp.ZMQError) with errno
     `num`; returns the exception."""
@@ -113,9 +140,16 @@ def connect_to(endpoint):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
     assert endpoint.startswith("ipc://"), endpoint
+    import struct
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
+    # A blocking connect, bounded by SO_SNDTIMEO: with a Python timeout the
+    # socket is non-blocking, and a unix connect to a full listen backlog
+    # (the listener lags on a loaded machine) fails with EAGAIN at once
+    # where tcp would wait for the listener.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 10, 0))
     s.connect(endpoint[len("ipc://"):])
+    s.settimeout(10)
     return s
 
 
