@@ -6,6 +6,7 @@ mode: conftest.py puts this folder on sys.path).
 * ``fd_count``, ``rss_bytes``, ``heap_bytes``, ``wait_for``: process figures and polling
   (``LATE_S``, ``DEADLINE_S``: the headroom a loaded machine needs).
 * ``raises_errno``, ``settle``: a ZMQError's errno; driving zmtp sockets.
+* ``wait_blocked``: until a thread is blocked in a zmtp call (not a sleep).
 * ``Peer``: a ``python -c`` script in a process of its own, read line by line.
 """
 
@@ -127,6 +128,48 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(step)
+
+
+#: the system calls in which a blocking zmtp call waits (io_uring_enter,
+#: epoll_pwait2, epoll_pwait, epoll_wait, ppoll, poll), by machine
+_WAIT_SYSCALLS = {
+    "x86_64": {426, 441, 281, 232, 271, 7},
+    "aarch64": {426, 441, 22, 73},
+}
+
+
+def wait_blocked(thread: Any, timeout: float = DEADLINE_S) -> None:
+    """Until `thread` (a threading.Thread, an object with a ``.thread``
+    such as conftest's Task, or a native thread id) waits in the kernel
+    for I/O, as a blocking zmtp call does (io_uring_enter, epoll_pwait2...):
+    the condition "the receiver is blocked by now" that a sleep only hopes
+    for on a loaded machine.  A thread waiting for the GIL (futex) or in
+    time.sleep (clock_nanosleep) does not count.  Where
+    /proc/self/task/<tid>/syscall cannot be read or the machine is not in
+    the table, sleeps 0.3 s instead."""
+    import platform
+
+    thread = getattr(thread, "thread", thread)
+    tid = thread if isinstance(thread, int) else thread.native_id
+    wanted = _WAIT_SYSCALLS.get(platform.machine())
+    path = f"/proc/self/task/{tid}/syscall"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                words = f.read().split()
+        except OSError:
+            words = None
+        if wanted is None or words is None:
+            if words is None and not isinstance(thread, int) and not thread.is_alive():
+                raise AssertionError(f"thread {tid} ended instead of blocking")
+            time.sleep(0.3)
+            return
+        if words and words[0].isdigit() and int(words[0]) in wanted:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"thread {tid} not blocked in a wait after {timeout} s (syscall: {words})")
+        time.sleep(0.002)
 
 
 def connect_to(endpoint):
