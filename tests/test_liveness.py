@@ -13,6 +13,7 @@ import time
 import zmq
 
 import zmtp
+from helpers import LATE_S  # the headroom of a loaded machine
 from zmtp import codec
 
 
@@ -44,8 +45,8 @@ def test_silent_peer_closed_after_handshake_ivl(backend, ctx):
     router.handshake_ivl = 150
     router.bind("tcp://127.0.0.1:*")
     with raw_peer(router.last_endpoint, handshake=False) as peer:
-        took = wait_eof(peer, 5)
-    assert 0.1 < took < 2.0
+        took = wait_eof(peer, 10)
+    assert 0.1 < took < 2.0 + LATE_S
     assert router.stats()["handshake_timeouts"] == 1
 
 
@@ -55,8 +56,8 @@ def test_heartbeat_closes_a_peer_that_goes_silent(backend, ctx):
     router.heartbeat_timeout = 150
     router.bind("tcp://127.0.0.1:*")
     with raw_peer(router.last_endpoint) as peer:
-        took = wait_eof(peer, 5)  # we read its PINGs but never answer
-    assert took < 2.0
+        took = wait_eof(peer, 10)  # we read its PINGs but never answer
+    assert took < 2.0 + LATE_S
     assert router.stats()["heartbeat_timeouts"] >= 1
 
 
@@ -84,8 +85,8 @@ def test_peer_ttl_is_honoured(backend, ctx):
     pull.bind("tcp://127.0.0.1:*")
     with raw_peer(pull.last_endpoint, "PUSH") as peer:
         peer.sendall(codec.encode_ping(2))  # TTL 0.2 s, then silence
-        took = wait_eof(peer, 5)
-    assert took < 2.0
+        took = wait_eof(peer, 10)
+    assert took < 2.0 + LATE_S
     assert pull.stats()["heartbeat_timeouts"] == 1
 
 

@@ -154,9 +154,14 @@ def test_large_message_does_not_wait_for_the_owner(backend, ctx, tmp_path):
     body = b"L" * (256 * 1024)
     push.send(body)
     assert pull.recv() == body
-    t0 = time.monotonic()
-    for _ in range(50):
-        push.send(body)
-        assert len(pull.recv(copy=False)) == len(body)
-    took = time.monotonic() - t0
-    assert took < 0.05, f"50 x 256 KiB took {took * 1000:.1f} ms"
+    # The fault costs the 2 ms grace 50 times (>= 100 ms) in every attempt;
+    # another process may take the CPU during one attempt, rarely during
+    # all five: the best of five is compared.
+    tries = []
+    for _ in range(5):
+        t0 = time.monotonic()
+        for _ in range(50):
+            push.send(body)
+            assert len(pull.recv(copy=False)) == len(body)
+        tries.append(time.monotonic() - t0)
+    assert min(tries) < 0.05, f"50 x 256 KiB took {[round(t * 1000, 1) for t in tries]} ms"

@@ -24,7 +24,15 @@ def test_fanout_shares_one_encoding(backend, ctx, zctx):
     while pub.stats()["accepted"] < 4 or time.monotonic() < deadline - 4.7:
         pub.poll(10, 0)  # accepts, handshakes, subscriptions
         assert time.monotonic() < deadline
-    time.sleep(0.2)
+    # until every subscription is in: a probe reaches all four (not a sleep:
+    # a publish before then is dropped, and "stalled" below would fail)
+    while not all(s.poll(0) for s in subs):
+        pub.send(b"probe")
+        pub.poll(10, 0)
+        assert time.monotonic() < deadline + 15, "the subscriptions never all arrived"
+    for s in subs:
+        while s.poll(50):
+            assert s.recv() == b"probe"
     pub.poll(50, 0)
     before = zmtp.memory_stats()["page_bytes_live"]
     payload = b"x" * 4096

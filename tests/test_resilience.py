@@ -362,19 +362,22 @@ def queue_messages(sock, n: int = 100) -> None:
 
 def test_close_linger_zero_returns_at_once(backend, ctx):
     push = ctx.socket(zmtp.PUSH)
+    push.linger = 30_000  # what close(linger=0) overrides: far above LATE_S
     push.connect(unreachable())
     queue_messages(push)
     t0 = time.monotonic()
     push.close(linger=0)
     took = time.monotonic() - t0
-    assert took < 0.05, took
+    assert took < helpers.LATE_S, took  # not the socket's LINGER (30 s)
 
 
-@pytest.mark.parametrize("linger", [500, None], ids=["linger500", "default"])
+@pytest.mark.parametrize("linger", [4000, None], ids=["linger4000", "default"])
 def test_term_waits_linger_for_unreachable_peer(backend, linger):
     """term() closes a socket that still has output for a peer that never
-    answers after its LINGER: 500 ms when set, DEFAULT_LINGER (1000 ms,
-    docs/decisions.md) otherwise."""
+    answers after its LINGER: 4000 ms when set, DEFAULT_LINGER (1000 ms,
+    docs/decisions.md) otherwise.  (4000, not 500: the upper bound has the
+    headroom of a loaded machine, LATE_S, and the two cases must still be
+    told apart.)"""
     expected = (linger if linger is not None else zmtp.DEFAULT_LINGER) / 1000
     assert zmtp.DEFAULT_LINGER == 1000
     c = zmtp.Context()
@@ -392,7 +395,7 @@ def test_term_waits_linger_for_unreachable_peer(backend, linger):
     raises_errno(zmtp.ETERM, push.send, b"x", exc=zmtp.ContextTerminated)  # freed; ETERM until closed
     push.close()
     assert push.closed
-    assert expected - 0.1 <= took <= expected + 0.1, f"term() took {took:.3f} s, LINGER {expected:.1f} s"
+    assert expected - 0.1 <= took <= expected + helpers.LATE_S, f"term() took {took:.3f} s, LINGER {expected:.1f} s"
 
 
 def test_term_flushes_to_a_slow_peer(backend, zctx):
@@ -433,7 +436,7 @@ def test_term_flushes_to_a_slow_peer(backend, zctx):
     assert not reader.is_alive()
     print(f"\nterm() flushing {n} x {size // 1024} KiB to a slow peer took {took * 1000:.0f} ms")
     assert got == list(range(n)), f"the peer got {len(got)} of {n} messages; term() took {took:.3f} s"
-    assert took <= zmtp.DEFAULT_LINGER / 1000 + 0.1
+    assert took <= zmtp.DEFAULT_LINGER / 1000 + helpers.LATE_S
 
 
 # -- 5. a flood of silent half-open connections -------------------------------------
@@ -516,7 +519,7 @@ def test_silent_connections_time_out_while_a_good_peer_is_served(backend, ctx, z
         f"(handshake_ivl 0.5 s); {len(rtts)} good round trips, max {max(rtts) * 1000:.0f} ms; {stats}"
     )
     assert len(closed_at) == n, f"{n - len(closed_at)} still open {deadline - max(made.values()):.1f} s after"
-    assert took[0] >= 0.45 and took[-1] <= 0.5 + 1.5
+    assert took[0] >= 0.45 and took[-1] <= 0.5 + 1.5 + helpers.LATE_S
     assert stats["handshake_timeouts"] == n
     assert stats["accepted"] == n + 1
     serve_one(len(rtts))
