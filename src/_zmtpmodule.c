@@ -1691,6 +1691,7 @@ typedef struct {
     int cur_has_prefix;
     int rcvmore;
     int64_t wait_avg_ns;     /* how long this socket's waits take (EWMA) */
+    int events_at_enter;     /* EVENTS as the call began (fileno() users) */
     PyObject *weakreflist;
 } SocketObject;
 
@@ -1900,6 +1901,9 @@ static int sock_enter(SocketObject *self)
         return -1;
     }
     self->owner = PyThread_get_thread_ident();
+    /* For fileno(): what an event loop could have known before this call
+     * (sock_leave signals what the call itself made appear). */
+    self->events_at_enter = self->s.notify_fd ? zm_sock_events(&self->s) : 0;
     self->s.coalesce = tls_last_send == (const void *)self;
     self->s.in_call = 1;
     self->s.now_ns = 0;
@@ -1932,8 +1936,20 @@ static void sock_leave(SocketObject *self)
                          __ATOMIC_RELAXED); /* held back implies wanted */
     }
     self->s.in_call = 0;
-    if (self->s.notify_fd && !self->closed)
+    if (self->s.notify_fd && !self->closed) {
         zm_mailbox_rearm(self->s.mb, self->s.mb_seen);
+        /* fileno() is edge-triggered: the progress thread signals what its
+         * steps make appear, and this what the call made appear (a
+         * getsockopt(FD), a connect() or an EVENTS read that stepped the
+         * socket and found input): otherwise a loop that waits on the fd
+         * before it reads EVENTS sleeps with messages queued, and the
+         * progress thread, seeing POLLIN already set, has no edge to
+         * signal.  Events that were there at the call's start are not
+         * signalled again, so a loop that leaves input queued is woken
+         * once, not spun. */
+        if (zm_sock_events(&self->s) & ~self->events_at_enter)
+            zm_mailbox_signal(self->s.mb);
+    }
     /* Release: pairs with the acquire in sock_claim (the next caller's or
      * the progress thread's): our engine writes are visible to it. */
     __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);

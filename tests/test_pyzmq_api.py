@@ -26,7 +26,7 @@ import zmq
 
 import zmtp
 import helpers
-from helpers import TIMEOUT_MS, psock, zsock
+from helpers import TIMEOUT_MS, psock, wait_for, zsock
 
 
 def exc_class(fn, *args, **kwargs):
@@ -391,6 +391,30 @@ def test_fileno_in_an_event_loop_tcp(backend, ctx, zctx, zmtp_binds):
         t.join()
     assert got[id(pull)] == [b"%d" % i for i in range(n)]
     assert wakes >= 1
+
+
+def test_fileno_taken_with_input_queued_is_readable(backend, ctx, zctx):
+    """A call that finds input (here: fileno() itself, after input was
+    read in) leaves the fd readable, so a loop that waits on the fd before
+    it reads EVENTS does not sleep on queued messages; the progress thread,
+    which signals only what its own steps make appear, saw POLLIN already
+    set and had no edge to signal (the loop slept forever)."""
+    import select as _select
+
+    pull = zsock(ctx, zmtp.PULL)
+    pull.bind("tcp://127.0.0.1:*")
+    push = psock(zctx, zmq.PUSH)
+    push.connect(pull.last_endpoint.decode())
+    push.send(b"queued")
+    wait_for(lambda: pull.poll(0), TIMEOUT_MS / 1000, "the message to be read in")
+    fd = pull.fileno()
+    r, _, _ = _select.select([fd], [], [], TIMEOUT_MS / 1000)
+    assert r == [fd]
+    assert pull.events & zmtp.POLLIN and pull.recv(zmtp.DONTWAIT) == b"queued"
+    # Nothing new since: quiet again (edge-triggered, not spun).
+    assert not pull.events & zmtp.POLLIN
+    r, _, _ = _select.select([fd], [], [], 0.05)
+    assert r == []
 
 
 def test_fileno_in_an_event_loop_inproc(backend, ctx):
