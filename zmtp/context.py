@@ -28,7 +28,7 @@ from zmtp.constants import (
     SocketOption,
 )
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQError
-from zmtp.socket import Socket, _is_attribute, _no_option
+from zmtp.socket import Socket, _OptionAttributes
 
 __all__ = ["Context"]
 
@@ -83,7 +83,7 @@ def _context_option(opt: int, name: str) -> property:
     return property(fget, fset, doc=f"Context option {name} (Context.get / Context.set).")
 
 
-class Context:
+class Context(_OptionAttributes):
     """Makes sockets and ends them together.
 
     zmtp has no I/O thread: ``io_threads`` is accepted for pyzmq
@@ -268,23 +268,6 @@ class Context:
     def hwm(self, value: int) -> None:
         self.sockopts[SNDHWM] = value
         self.sockopts[RCVHWM] = value
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        # Real attributes (the class's, or private ones) and the option
-        # properties are set normally; a libzmq option zmtp does not
-        # implement raises OptionNotImplemented; any other name raises
-        # AttributeError, as pyzmq's.
-        if key.startswith("_") or key in self.__dict__ or _is_attribute(type(self), key):
-            object.__setattr__(self, key, value)
-            return
-        raise _no_option(type(self).__name__, key)
-
-    def __getattr__(self, key: str) -> Any:
-        # Reached only for names that are no attribute: never an option
-        # zmtp implements (those are properties).
-        if key.startswith("_"):
-            raise AttributeError(key)
-        raise _no_option(type(self).__name__, key)
 
     def __del__(self) -> None:
         if getattr(self, "closed", True) or _exiting or os.getpid() != self._pid:

@@ -83,7 +83,30 @@ def _no_option(owner: str, key: str) -> AttributeError:
     return AttributeError(f"{owner} has no such option: {name}")
 
 
-class Socket(_zmtp.Socket):
+class _OptionAttributes:
+    """Attribute rules shared by Socket and Context: attributes the class
+    defines or annotates (the option properties among them) and private
+    names are set normally; a libzmq option zmtp does not implement raises
+    OptionNotImplemented on set and get; any other name AttributeError
+    (pyzmq: "Socket has no such option")."""
+
+    __slots__ = ()
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key.startswith("_") or key in self.__dict__ or _is_attribute(type(self), key):
+            object.__setattr__(self, key, value)
+            return
+        raise _no_option(type(self).__name__, key)
+
+    def __getattr__(self, key: str) -> Any:
+        # Reached only for names that are no attribute: never an option
+        # zmtp implements (those are properties).
+        if key.startswith("_"):
+            raise AttributeError(key)
+        raise _no_option(type(self).__name__, key)
+
+
+class Socket(_OptionAttributes, _zmtp.Socket):
     """A ZeroMQ socket.  Make it with ``ctx.socket(zmtp.REQ)`` (or
     ``zmtp.Socket(ctx, zmtp.REQ)``, a subclass too: either way the context
     knows it, and its term() ends it).
@@ -125,23 +148,6 @@ class Socket(_zmtp.Socket):
         except BaseException:
             self.close(linger=0)  # not left open (and warned about) by a bad option
             raise
-
-    def __setattr__(self, key: str, value: Any) -> None:
-        # Attributes the class defines or annotates (the option properties
-        # among them) and private names are set normally; a libzmq option
-        # zmtp does not implement raises OptionNotImplemented; any other
-        # name AttributeError (pyzmq: "Socket has no such option").
-        if key.startswith("_") or key in self.__dict__ or _is_attribute(type(self), key):
-            object.__setattr__(self, key, value)
-            return
-        raise _no_option(type(self).__name__, key)
-
-    def __getattr__(self, key: str) -> Any:
-        # Reached only for names that are no attribute: never an option
-        # zmtp implements (those are properties).
-        if key.startswith("_"):
-            raise AttributeError(key)
-        raise _no_option(type(self).__name__, key)
 
     def __del__(self) -> None:
         # As pyzmq: a socket collected unclosed warns, then closes (with its
