@@ -120,6 +120,25 @@ def sweep_bound(measured: int) -> range:
     return range(1, measured + 2)
 
 
+class Sweep:
+    """The points of a sweep: first n None, a run that counts the step's
+    allocations (``step`` or ``measured = allocations(...)``), then
+    n = 1 .. that count + 1, allocation n failing (the last fails nothing)."""
+
+    def __init__(self) -> None:
+        self.measured: Optional[int] = None
+
+    def points(self) -> Iterator[Optional[int]]:
+        yield None
+        assert self.measured is not None, "the measuring run counted no allocations"
+        yield from sweep_bound(self.measured)
+
+    def step(self, n: Optional[int], fn: Callable[[], Any]) -> None:
+        got = sweep_step(n, fn)
+        if n is None:
+            self.measured = got
+
+
 # ---------------------------------------------------------------------------
 # Defect 2: REQ and REP receive after a failed envelope split
 # ---------------------------------------------------------------------------
@@ -220,37 +239,32 @@ def test_sweep_dealer_router_multipart(backend, ctx, transport):
     call works."""
     for step in ("send", "recv", "reply"):
         base = pages_live()
-        measured = None
-        n = 1
-        while measured is None or n <= measured + 1:
+        sweep = Sweep()
+        for n in sweep.points():
             router = zsock(ctx, zmtp.ROUTER)
             dealer = zsock(ctx, zmtp.DEALER, routing_id=b"peer")
             dealer.connect(bind(router, transport))
             check_round(dealer, router, [b"hello"], router_prefix=True)
-            msg = [b"%d" % n] + MULTI
+            msg = [b"%d" % (n or 0)] + MULTI
             if step == "send":
-                got_n = sweep_step(None if measured is None else n, lambda: dealer.send_multipart(msg))
-                measured = got_n if measured is None else measured
+                sweep.step(n, lambda: dealer.send_multipart(msg))
                 got = recv_exact_or_nothing(router, [msg], strip=1)
                 assert got == [msg]
             elif step == "recv":
                 dealer.send_multipart(msg)
                 wait_readable(router)
-                if measured is None:
-                    measured = allocations(router.recv_multipart)
+                if n is None:
+                    sweep.measured = allocations(router.recv_multipart)
                 else:
                     ok, got = attempt(n, router.recv_multipart)
                     if not ok:
                         got = router.recv_multipart()
                     assert got == [b"peer"] + msg
             else:
-                got_n = sweep_step(None if measured is None else n, lambda: router.send_multipart([b"peer"] + msg))
-                measured = got_n if measured is None else measured
+                sweep.step(n, lambda: router.send_multipart([b"peer"] + msg))
                 assert recv_exact_or_nothing(dealer, [msg]) == [msg]
             check_round(dealer, router, [b"after"], router_prefix=True)
             close_all(dealer, router)
-            if measured is not None:
-                n += 1
         wait_for(lambda: pages_live() <= base, 5, "pages back to baseline")
 
 
@@ -261,24 +275,22 @@ def test_sweep_req_rep_send(backend, ctx, transport):
     message (never a second delimiter, never half a reply)."""
     for side in ("req", "rep"):
         base = pages_live()
-        measured = None
-        n = 1
-        while measured is None or n <= measured + 1:
+        sweep = Sweep()
+        for n in sweep.points():
             rep = zsock(ctx, zmtp.REP)
             req = zsock(ctx, zmtp.REQ)
             req.connect(bind(rep, transport))
             check_round(req, rep, [b"warm-up"])
             rep.send(b"ok")
             assert req.recv() == b"ok"
-            msg = [b"%d" % n] + MULTI
+            msg = [b"%d" % (n or 0)] + MULTI
             if side == "req":
                 fn = lambda: req.send_multipart(msg)  # noqa: E731
             else:
                 req.send(b"q")
                 assert rep.recv() == b"q"
                 fn = lambda: rep.send_multipart(msg)  # noqa: E731
-            got_n = sweep_step(None if measured is None else n, fn)
-            measured = got_n if measured is None else measured
+            sweep.step(n, fn)
             if side == "req":
                 assert rep.recv_multipart() == msg
                 rep.send(b"done")
@@ -289,8 +301,6 @@ def test_sweep_req_rep_send(backend, ctx, transport):
             rep.send(b"ok")
             assert req.recv() == b"ok"
             close_all(req, rep)
-            if measured is not None:
-                n += 1
         wait_for(lambda: pages_live() <= base, 5, "pages back to baseline")
 
 
@@ -301,17 +311,15 @@ def test_sweep_pub_sub(backend, ctx, transport):
     whole messages or nothing."""
     for step in ("subscribe", "publish"):
         base = pages_live()
-        measured = None
-        n = 1
-        while measured is None or n <= measured + 1:
+        sweep = Sweep()
+        for n in sweep.points():
             pub = zsock(ctx, zmtp.PUB)
             sub = zsock(ctx, zmtp.SUB)
             sub.connect(bind(pub, transport))
-            topic = b"topic-%d-" % n + b"t" * 40
+            topic = b"topic-%d-" % (n or 0) + b"t" * 40
             if step == "subscribe":
                 fn = lambda: sub.subscribe(topic)  # noqa: E731
-                got_n = sweep_step(None if measured is None else n, fn)
-                measured = got_n if measured is None else measured
+                sweep.step(n, fn)
             else:
                 sub.subscribe(topic)
             # The subscription reaches the publisher: a probe gets through.
@@ -327,16 +335,13 @@ def test_sweep_pub_sub(backend, ctx, transport):
             msg = [topic + b"data"] + MULTI
             if step == "publish":
                 fn = lambda: pub.send_multipart(msg)  # noqa: E731
-                got_n = sweep_step(None if measured is None else n, fn)
-                measured = got_n if measured is None else measured
+                sweep.step(n, fn)
                 got = recv_exact_or_nothing(sub, [msg])
                 assert got in ([msg], [msg, msg]) or not got, len(got)
             else:
                 pub.send_multipart(msg)
                 assert sub.recv_multipart() == msg
             close_all(sub, pub)
-            if measured is not None:
-                n += 1
         wait_for(lambda: pages_live() <= base, 5, "pages back to baseline")
 
 
@@ -348,9 +353,8 @@ def test_sweep_connect_bind_handshake(backend, ctx, transport, tmp_path):
     # inproc's connect: see test_inproc_connect_enomem_keeps_the_name.
     for step in ("bind", "first") if transport == "inproc" else ("bind", "connect", "first"):
         base = pages_live()
-        measured = None
-        n = 1
-        while measured is None or n <= measured + 1:
+        sweep = Sweep()
+        for n in sweep.points():
             pull = zsock(ctx, zmtp.PULL)
             push = zsock(ctx, zmtp.PUSH)
             if transport == "ipc":
@@ -362,18 +366,16 @@ def test_sweep_connect_bind_handshake(backend, ctx, transport, tmp_path):
                 pull.bind(ep)
 
             if step == "bind":
-                got_n = sweep_step(None if measured is None else n, do_bind)
-                measured = got_n if measured is None else measured
+                sweep.step(n, do_bind)
             else:
                 do_bind()
             target = pull.last_endpoint if isinstance(pull.last_endpoint, str) else pull.last_endpoint.decode()
             if step == "connect":
                 fn = lambda: push.connect(target)  # noqa: E731
-                got_n = sweep_step(None if measured is None else n, fn)
-                measured = got_n if measured is None else measured
+                sweep.step(n, fn)
             else:
                 push.connect(target)
-            msg = [b"%d" % n, b"first"]
+            msg = [b"%d" % (n or 0), b"first"]
             if step == "first":
                 # The first send and receive carry the handshake (greeting,
                 # READY, accept) on this thread.  A connection whose
@@ -390,8 +392,8 @@ def test_sweep_connect_bind_handshake(backend, ctx, transport, tmp_path):
                     except zmtp.Again:
                         pass
 
-                if measured is None:
-                    measured = allocations(first)
+                if n is None:
+                    sweep.measured = allocations(first)
                     assert got == [msg]
                 else:
                     ok, _ = attempt(n, first)
@@ -401,10 +403,8 @@ def test_sweep_connect_bind_handshake(backend, ctx, transport, tmp_path):
                         got.append(pull.recv_multipart())
                     assert all(g == msg for g in got), got
                 pull.rcvtimeo = TIMEOUT_MS
-            check_round(push, pull, [b"after", b"%d" % n])
+            check_round(push, pull, [b"after", b"%d" % (n or 0)])
             close_all(push, pull)
-            if measured is not None:
-                n += 1
         wait_for(lambda: pages_live() <= base, 5, "pages back to baseline")
 
 
