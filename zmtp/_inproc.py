@@ -7,6 +7,11 @@ other end (an ``InprocPipe``) goes to the bound socket's mailbox
 (``Socket._inproc_offer``), from any thread; the bound socket adopts it at
 its next step.  A name connected to before anyone binds it keeps its pipes
 here until the bind (libzmq 4.x does the same).
+
+Layering: this module sits below ``zmtp.socket`` (which imports it) and
+never imports it back.  The sockets it handles are typed as the C type
+``zmtp._zmtp.Socket``, which has every method used here (``_inproc_*``,
+``_adopt_fd``, ``disconnect``, ``closed``).
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import TYPE_CHECKING, Dict, List, Union
 from zmtp.error import ZMQError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zmtp._zmtp import InprocPipe
-    from zmtp.socket import Socket
+    # The C type, not zmtp.socket.Socket: that module imports this one.
+    from zmtp._zmtp import InprocPipe, Socket
 
 PREFIX = "inproc://"
 # The engine keeps endpoints in 300-byte buffers (ZM_ENDPOINT_MAX).
