@@ -1,0 +1,232 @@
+"""``zmtp.perf``'s command line: ``python -m zmtp.perf [options]`` (the
+table), ``lat|thr bind|connect ENDPOINT SIZE COUNT`` (the libzmq-style
+tools) and the internal ``_peer`` sub-command that the table's peer
+processes run; the argument parsers and the checks of the options against
+this machine (``make_plan``, ``pin_to``).
+
+Layering: the top of ``zmtp/perf/``: imports every other module of it
+except the package itself; imported by ``zmtp/perf/__init__.py`` (which
+re-exports ``main``) and ``__main__.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable, List, Optional, Sequence
+
+from zmtp.perf.config import (
+    DEFAULT_COUNT,
+    DEFAULT_SCENARIOS,
+    DEFAULT_SIZE,
+    DEFAULT_SUBSCRIBERS,
+    DEFAULT_TIMEOUT_S,
+    IMPL_NAMES,
+    PROG,
+    SCENARIOS,
+    impl_by_name,
+    unavailable_reason,
+)
+from zmtp.perf.peers import peer_main
+from zmtp.perf.scenarios import Case, classify
+from zmtp.perf.table import Plan, ProgressLine, build_rows, plan_json, render_table, run_plan
+from zmtp.perf.tools import lat_main, thr_main
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("the count must be at least 2 (a rate needs two messages)")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a size cannot be negative: {text}")
+    return value
+
+
+def _list(choices: Sequence[str]) -> Callable[[str], List[str]]:
+    def parse(text: str) -> List[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad) or 'empty list'}: choose from {', '.join(choices)}")
+        return items
+    return parse
+
+
+def _subscribers(text: str) -> List[int]:
+    return [_positive_int(t) for t in text.split(",") if t.strip()]
+
+
+def default_scenarios_text() -> str:
+    """What the table runs without --scenario, for --help."""
+    if DEFAULT_SCENARIOS == SCENARIOS:
+        return "all"
+    return "all but " + ", ".join(s for s in SCENARIOS if s not in DEFAULT_SCENARIOS)
+
+
+def table_parser() -> argparse.ArgumentParser:
+    """Options of the table run (no sub-command)."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="zmtp (io_uring, epoll) vs pyzmq vs raw Python sockets, side by side, peers in other processes "
+        "(inproc_* scenarios: in another thread). "
+        "Sub-commands: 'lat bind|connect ENDPOINT SIZE COUNT' and 'thr bind|connect ENDPOINT SIZE COUNT' "
+        "(libzmq's local/remote_lat and local/remote_thr; see '%(prog)s lat --help').",
+    )
+    p.add_argument("--scenario", action="append", type=_list(SCENARIOS), metavar="NAME",
+                   help=f"repeatable or comma list of {', '.join(SCENARIOS)} (default: {default_scenarios_text()}). "
+                   "inproc_reqrep and inproc_pushpull run over inproc:// between two threads of this process "
+                   "(one Context); their raw column is two threads and queue.SimpleQueue (one per direction, "
+                   "unbounded, no framing), no socket")
+    p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp",)), metavar="IMPL",
+                   help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw "
+                   "(zmtp = both zmtp columns; default: all)")
+    p.add_argument("--size", type=_size, help="message size in bytes for every scenario "
+                   "(default: 64, dealer_router 1024)")
+    p.add_argument("--count", type=_count, help="messages (round trips for reqrep) per run (default: "
+                   + ", ".join(f"{k} {v}" for k, v in DEFAULT_COUNT.items()) + ")")
+    p.add_argument("--runs", type=_positive_int, default=3, help="interleaved runs; medians shown (default 3)")
+    p.add_argument("--transport", choices=("tcp", "ipc"), default="tcp",
+                   help="default tcp on 127.0.0.1 (the inproc_* scenarios always use inproc://)")
+    p.add_argument("--subscribers", type=_subscribers, default=list(DEFAULT_SUBSCRIBERS), metavar="N,N",
+                   help="pubsub: subscriber counts, one row each (default 1,4)")
+    p.add_argument("--pin", type=int, metavar="CPU", help="pin this process and its peers to one CPU")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help=f"seconds before a run fails as 'timeout' (default {DEFAULT_TIMEOUT_S:.0f})")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    return p
+
+
+def tool_parser(name: str) -> argparse.ArgumentParser:
+    """``lat`` or ``thr``."""
+    what = {"lat": ("latency: bind = local_lat (echo), connect = remote_lat (measures, prints)"),
+            "thr": ("throughput: bind = local_thr (receives, prints), connect = remote_thr (sends)")}[name]
+    p = argparse.ArgumentParser(prog=f"{PROG} {name}", description=f"libzmq-style {what}.")
+    p.add_argument("role", choices=("bind", "connect"))
+    p.add_argument("endpoint", help="tcp://HOST:PORT (bind: tcp://*:PORT) or ipc://PATH")
+    p.add_argument("size", type=_size, help="message size in bytes")
+    p.add_argument("count", type=_count, help="round trips (lat) or messages (thr)")
+    p.add_argument("--impl", default="zmtp", choices=("zmtp",) + IMPL_NAMES,
+                   help="zmtp (default backend), zmtp-io_uring, zmtp-epoll, pyzmq or raw (default zmtp)")
+    p.add_argument("--timeout", type=float, default=0.0,
+                   help="seconds a receive or send may wait (default 0: forever)")
+    return p
+
+
+def peer_parser() -> argparse.ArgumentParser:
+    """The internal ``_peer`` sub-command."""
+    p = argparse.ArgumentParser(prog=f"{PROG} _peer", description="internal: the other process of a run")
+    p.add_argument("kind", choices=("echo", "pull", "router", "sub"))
+    p.add_argument("impl", choices=("zmtp",) + IMPL_NAMES)
+    p.add_argument("endpoint")
+    p.add_argument("size", type=_size)
+    p.add_argument("count", type=_count)
+    p.add_argument("--rounds", type=_positive_int, default=1)
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    return p
+
+
+def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
+    """Check the options against this machine; parser.error() exits on a bad one."""
+    wanted = [n for group in (args.impl or [list(IMPL_NAMES)]) for n in group]
+    wanted = [n for n in IMPL_NAMES if n in wanted or (n.startswith("zmtp-") and "zmtp" in wanted)]
+    impls, skipped = [], {}
+    for name in wanted:
+        why = unavailable_reason(impl_by_name(name))
+        if why is None:
+            impls.append(impl_by_name(name))
+        else:
+            skipped[name] = why
+    if not impls:
+        parser.error("no implementation can run here: " + "; ".join(skipped.values()))
+    names = {n for group in (args.scenario or [list(DEFAULT_SCENARIOS)]) for n in group}
+    cases = []
+    for scenario in (s for s in SCENARIOS if s in names):
+        size = DEFAULT_SIZE[scenario] if args.size is None else args.size
+        count = DEFAULT_COUNT[scenario] if args.count is None else args.count
+        subs = args.subscribers if scenario == "pubsub" else [0]
+        cases += [Case(scenario, size, count, n) for n in subs]
+    if args.timeout <= 0:
+        parser.error("--timeout must be > 0")
+    return Plan(impls, skipped, cases, args.runs, args.transport, args.timeout, args.pin)
+
+
+def pin_to(cpu: int, parser: argparse.ArgumentParser) -> None:
+    """Pin this thread (before any other starts, so all inherit it) and so the peers."""
+    allowed = os.sched_getaffinity(0)
+    if cpu not in allowed:
+        parser.error(f"--pin {cpu}: this process may run on CPUs {sorted(allowed)}")
+    os.sched_setaffinity(0, {cpu})
+
+
+def table_main(argv: List[str]) -> int:
+    """The side-by-side table (or JSON); exit code 1 when any run failed."""
+    parser = table_parser()
+    args = parser.parse_args(argv)
+    if args.pin is not None:
+        pin_to(args.pin, parser)
+    plan = make_plan(args, parser)
+    total = len(plan.cases) * plan.runs * len(plan.impls)
+    progress = ProgressLine(total, sys.stderr.isatty() and not args.quiet)
+    cells = run_plan(plan, progress)
+    rows = build_rows(plan, cells)
+    if args.json:
+        print(json.dumps(plan_json(plan, rows), indent=2))
+    else:
+        print(render_table(plan, rows, cells))
+    return 1 if any(c.errors for c in cells.values()) else 0
+
+
+def tool_main(name: str, argv: List[str]) -> int:
+    """``lat`` or ``thr``: a failure is one line on stderr and exit code 1."""
+    parser = tool_parser(name)
+    opts = parser.parse_args(argv)
+    impl = impl_by_name(opts.impl)
+    why = unavailable_reason(impl)
+    if why is not None:
+        parser.error(f"--impl {impl.name}: {why}")
+    run = lat_main if name == "lat" else thr_main
+    try:
+        return run(opts.role, impl, opts.endpoint, opts.size, opts.count, opts.timeout)
+    except Exception as exc:  # a timeout, a refused endpoint, a wrong size: say it plainly
+        what = "timeout" if classify(exc).kind == "timeout" else "error"
+        print(f"{PROG} {name} {opts.role}: {what}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m zmtp.perf [options]``, ``... lat|thr bind|connect ENDPOINT SIZE COUNT``."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if args[:1] in (["lat"], ["thr"]):
+            return tool_main(args[0], args[1:])
+        if args[:1] == ["_peer"]:
+            opts = peer_parser().parse_args(args[1:])
+            return peer_main(opts.kind, impl_by_name(opts.impl), opts.endpoint, opts.size, opts.count,
+                             opts.timeout, opts.rounds)
+        return table_main(args)
+    except KeyboardInterrupt:
+        return 130

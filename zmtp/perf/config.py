@@ -1,0 +1,106 @@
+"""``zmtp.perf``'s settings and columns: the constants (scenario names,
+default sizes and counts, time limits), ``Impl`` (one column of the table:
+a library and, for zmtp, its backend) and the helpers that tell whether a
+column can run here, what its peer processes' environment is and which
+backend a thread opens.
+
+Layering: the bottom of ``zmtp/perf/``; it imports only ``zmtp`` itself
+(``zmtp._zmtp`` and the package's version).  Every other module of
+``zmtp/perf/`` may import it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from zmtp import __version__, _zmtp
+
+PROG = "python -m zmtp.perf"
+IMPL_NAMES: Tuple[str, ...] = ("zmtp-io_uring", "zmtp-epoll", "pyzmq", "raw")
+SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub",
+                              "inproc_reqrep", "inproc_pushpull")
+#: scenarios whose peer is a thread of this process over inproc://
+INPROC_SCENARIOS: Tuple[str, ...] = ("inproc_reqrep", "inproc_pushpull")
+#: what runs without --scenario: all (the inproc ones add ~1.5-3 s to a ~20 s table, no peer processes)
+DEFAULT_SCENARIOS: Tuple[str, ...] = SCENARIOS
+DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64,
+                                "inproc_reqrep": 64, "inproc_pushpull": 64}
+DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
+                                 "dealer_router": 100_000, "pubsub": 50_000,
+                                 "inproc_reqrep": 10_000, "inproc_pushpull": 200_000}
+#: messages per send_batch() call in the pushpull_batch scenario
+BATCH = 1000
+DEFAULT_SUBSCRIBERS: Tuple[int, ...] = (1, 4)
+DEFAULT_TIMEOUT_S = 30.0
+PEER_LINGER_MS = 1000
+PROBE = b"\x00probe"
+PROBE_EVERY_S = 0.002
+GRACE_S = 5.0
+
+
+# ---------------------------------------------------------------- implementations
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One column: a library and, for zmtp, the backend its threads use."""
+
+    name: str
+    lib: str  # "zmtp", "pyzmq" or "raw"
+    backend: str = ""  # "io_uring" or "epoll" for zmtp; "" = the default choice
+
+
+def impl_by_name(name: str) -> Impl:
+    """``zmtp-io_uring`` -> Impl("zmtp-io_uring", "zmtp", "io_uring"); also ``zmtp``, ``pyzmq``, ``raw``."""
+    if name == "zmtp":
+        return Impl(name, "zmtp", "")
+    if name.startswith("zmtp-") and name[5:] in ("io_uring", "epoll"):
+        return Impl(name, "zmtp", name[5:])
+    if name in ("pyzmq", "raw"):
+        return Impl(name, name)
+    raise ValueError(f"unknown implementation {name!r} (use zmtp, zmtp-io_uring, zmtp-epoll, pyzmq or raw)")
+
+
+def unavailable_reason(impl: Impl) -> Optional[str]:
+    """None when `impl` can run here, else why not (pyzmq missing, io_uring refused)."""
+    if impl.lib == "pyzmq":
+        try:
+            importlib.import_module("zmq")
+        except ImportError as exc:
+            return f"pyzmq not importable ({exc})"
+        return None
+    if impl.lib == "zmtp" and impl.backend:
+        usable, reason = _zmtp._probe_backend(impl.backend)
+        return None if usable else f"{impl.backend} unavailable ({reason})"
+    return None
+
+
+def peer_env(impl: Impl) -> Dict[str, str]:
+    """The environment of a peer process: ``ZMTP_BACKEND`` set for a zmtp backend column."""
+    env = dict(os.environ)
+    if impl.lib == "zmtp" and impl.backend:
+        env["ZMTP_BACKEND"] = impl.backend
+    return env
+
+
+def lib_version(lib: str) -> str:
+    """A short version string for the header."""
+    if lib == "pyzmq":
+        zmq = importlib.import_module("zmq")
+        return f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})"
+    return f"zmtp {__version__}"
+
+
+def choose_backend(impl: Impl) -> None:
+    """Make this thread's first zmtp wait open `impl`'s backend.
+
+    ``_zmtp._set_backend`` sets the process-wide choice that a thread reads
+    once, when it first waits (then it keeps that backend until it exits):
+    call this in a fresh thread before its first zmtp call.  Threads started
+    later open the same backend unless the choice changes before their first
+    wait, so a thread of an inproc run calls it again itself."""
+    if impl.lib == "zmtp" and impl.backend:
+        _zmtp._set_backend(impl.backend)

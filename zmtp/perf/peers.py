@@ -1,0 +1,200 @@
+"""``zmtp.perf``'s peer processes, both ends: the driver's side
+(``Peers`` starts ``python -m zmtp.perf _peer ...`` processes, ``Peer``
+reads their stdout lines without blocking past a deadline, ``expect``
+waits for a line from each) and the peer's own body (``peer_main``: echo,
+pull, router or sub, one line to the driver at each step).  ``CellError``
+is how a run fails (timeout or error).
+
+Layering: imports ``zmtp.perf.config``, ``links`` and ``loops``; imported
+by the scenarios and the command line; never imports them.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from typing import Callable, Deque, Dict, List, Optional, Sequence
+
+from zmtp import backend_name
+from zmtp.perf.config import PEER_LINGER_MS, PROBE, PROBE_EVERY_S, Impl, peer_env
+from zmtp.perf.links import open_side
+from zmtp.perf.loops import echo, sink, sink_skipping_probes
+
+
+# ---------------------------------------------------------------- peer processes
+
+
+class CellError(Exception):
+    """A run that failed: ``kind`` is "timeout" or "error"."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class Peer:
+    """A peer process whose stdout is read line by line, never blocking past a deadline."""
+
+    def __init__(self, argv: List[str], env: Dict[str, str]) -> None:
+        self._err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self._err, env=env)
+        assert self.proc.stdout is not None
+        self._fd = self.proc.stdout.fileno()
+        self._partial = b""
+        self._lines: Deque[str] = deque()
+        self.eof = False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def pump(self) -> None:
+        """Read what the pipe has (call when select() says it is readable)."""
+        data = os.read(self._fd, 65536)
+        if not data:
+            self.eof = True
+            return
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        self._lines.extend(line.decode(errors="replace") for line in lines)
+
+    def take(self, prefix: str) -> Optional[str]:
+        """The first unread line starting with `prefix`, or None."""
+        for line in self._lines:
+            if line.startswith(prefix):
+                self._lines.remove(line)
+                return line
+        return None
+
+    def failure(self) -> str:
+        """Why the peer stopped: exit code and the end of its stderr."""
+        try:
+            code = self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._err.seek(0)
+        tail = self._err.read().decode(errors="replace").strip().splitlines()[-3:]
+        return f"peer exited ({code}): " + " | ".join(tail)
+
+    def stop(self) -> None:
+        """Kill (if still running) and reap; close the pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self._err.close()
+
+
+class Peers:
+    """The peer processes of one run; once stopped, new ones are killed at once."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._peers: List[Peer] = []
+        self._stopped = False
+
+    def start(self, impl: Impl, kind: str, endpoint: str, size: int, count: int, rounds: int = 1) -> Peer:
+        """Start ``_peer kind impl endpoint size count --rounds N`` with `impl`'s environment."""
+        argv = [sys.executable, "-m", "zmtp.perf", "_peer", kind, impl.name, endpoint, str(size),
+                str(count), "--rounds", str(rounds), "--timeout", str(self.timeout_s)]
+        peer = Peer(argv, peer_env(impl))
+        with self._lock:
+            self._peers.append(peer)
+            if self._stopped:
+                peer.stop()
+                raise CellError("timeout", "run abandoned")
+        return peer
+
+    def stop(self) -> None:
+        """Kill and reap every peer (idempotent)."""
+        with self._lock:
+            self._stopped = True
+            peers, self._peers = self._peers, []
+        for peer in peers:
+            peer.stop()
+
+
+def deadline_in(seconds: float) -> float:
+    """A time.monotonic() deadline `seconds` from now."""
+    return time.monotonic() + seconds
+
+
+def expect(peers: Sequence[Peer], prefix: str, deadline: float,
+           on_idle: Optional[Callable[[], None]] = None) -> List[str]:
+    """One line starting with `prefix` from each peer, in order; `on_idle` is
+    called every PROBE_EVERY_S meanwhile.  CellError on timeout or exit."""
+    got: Dict[int, str] = {}
+    while True:
+        for i, peer in enumerate(peers):
+            if i not in got:
+                line = peer.take(prefix)
+                if line is not None:
+                    got[i] = line
+        pending = [p for i, p in enumerate(peers) if i not in got]
+        if not pending:
+            return [got[i] for i in range(len(peers))]
+        for peer in pending:
+            if peer.eof:
+                raise CellError("error", peer.failure())
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CellError("timeout", f"no {prefix!r} line from {len(pending)} peer(s)")
+        wait = min(left, PROBE_EVERY_S) if on_idle is not None else left
+        for peer in select.select(pending, [], [], wait)[0]:
+            peer.pump()
+        if on_idle is not None:
+            on_idle()
+
+
+# ---------------------------------------------------------------- the peer process (``_peer``)
+
+
+def emit(line: str) -> None:
+    """A line to the driver."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeout_s: float,
+              rounds: int = 1) -> int:
+    """The other process of a run: echo (REP: count * rounds requests), or
+    pull, router or sub (a "result" line for each round of count messages)."""
+    if impl.lib == "zmtp" and impl.backend:
+        if backend_name() != impl.backend:
+            raise RuntimeError(f"peer runs on {backend_name()}, not {impl.backend}")
+    side = open_side(impl, timeout_s)
+    try:
+        if kind == "echo":
+            link = side.bind("rep", endpoint, lambda ep: emit(f"ready {ep}"), linger=PEER_LINGER_MS)
+            echo(link, count * rounds)
+            emit("done")
+        elif kind in ("pull", "router"):
+            link = side.bind(kind, endpoint, lambda ep: emit(f"ready {ep}"))
+            for _ in range(rounds):
+                first, last = sink(link, count)
+                emit(f"result {count} {first} {last}")
+        elif kind == "sub":
+            link = side.connect("sub", endpoint, hwm0=True)
+            if impl.lib != "raw":
+                while link.recv() != PROBE:  # the subscription has reached the publisher
+                    pass
+            emit("ready")
+            for _ in range(rounds):
+                first, last = sink_skipping_probes(link, count)
+                emit(f"result {count} {first} {last}")
+        else:
+            raise ValueError(f"unknown peer kind {kind!r}")
+    finally:
+        side.close()
+    return 0

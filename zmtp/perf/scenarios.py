@@ -1,0 +1,256 @@
+"""``zmtp.perf``'s scenarios, driver side: a ``Case`` (scenario, size,
+count, subscribers) and the ``Metric`` rows it fills, one driver per
+scenario (reqrep, the streams, pubsub with peer processes; the two inproc
+ones with a ``PeerThread`` of this process), and ``run_once``, which runs
+one case for one column in a fresh thread and turns any failure into a
+``CellError``.
+
+Layering: imports ``zmtp.perf.config``, ``links``, ``loops`` and ``peers``;
+imported by the table and the command line; never imports them.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Tuple
+
+from zmtp.perf.config import GRACE_S, PEER_LINGER_MS, PROBE, Impl, choose_backend
+from zmtp.perf.links import Side, open_side
+from zmtp.perf.loops import blast, blast_batched, echo, percentile, ping_pong, rate, result_rate, sink
+from zmtp.perf.peers import CellError, Peer, Peers, deadline_in, expect
+
+
+# ---------------------------------------------------------------- scenarios, driver side
+
+
+@dataclass(frozen=True)
+class Case:
+    """Something run and timed: a scenario (with its subscriber count for pubsub)."""
+
+    scenario: str
+    size: int
+    count: int
+    subscribers: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"pubsub {self.subscribers} sub" if self.scenario == "pubsub" else self.scenario
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One table row's figure."""
+
+    key: str
+    title: str
+    lower_is_better: bool
+
+
+LATENCY_METRICS = (Metric("p50_us", "RTT p50 [us]", True), Metric("p99_us", "RTT p99 [us]", True))
+THROUGHPUT = Metric("msg_s", "msg/s", False)
+PER_SUB = Metric("msg_s", "msg/s per sub", False)
+
+
+def metrics_of(case: Case) -> Tuple[Metric, ...]:
+    """The rows a case fills."""
+    if case.scenario in ("reqrep", "inproc_reqrep"):
+        return LATENCY_METRICS
+    return (PER_SUB,) if case.scenario == "pubsub" else (THROUGHPUT,)
+
+
+@dataclass
+class RunContext:
+    """What a driver needs for one run: where to bind, when to give up, its peers."""
+
+    impl: Impl
+    case: Case
+    bind_endpoint: str
+    deadline: float
+    peers: Peers
+
+
+def warmup_count(count: int) -> int:
+    """Round trips done before measuring."""
+    return min(1000, max(10, count // 10))
+
+
+def drive_reqrep(rc: RunContext, side: Side) -> Dict[str, float]:
+    """REQ here, REP echo in the peer: p50/p99 round trip."""
+    case, warm = rc.case, warmup_count(rc.case.count)
+    peer = rc.peers.start(rc.impl, "echo", rc.bind_endpoint, case.size, warm + case.count)
+    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    link = side.connect("req", endpoint)
+    payload = b"x" * case.size
+    ping_pong(link, payload, warm)
+    times = sorted(ping_pong(link, payload, case.count))
+    expect([peer], "done", rc.deadline)
+    return {"p50_us": percentile(times, 50) / 1000, "p99_us": percentile(times, 99) / 1000}
+
+
+def drive_stream(rc: RunContext, side: Side) -> Dict[str, float]:
+    """PUSH or DEALER here, PULL or ROUTER in the peer, which times what it receives."""
+    case = rc.case
+    sender, receiver = ("dealer", "router") if case.scenario == "dealer_router" else ("push", "pull")
+    peer = rc.peers.start(rc.impl, receiver, rc.bind_endpoint, case.size, case.count)
+    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    send_all = blast_batched if case.scenario == "pushpull_batch" else blast
+    send_all(side.connect(sender, endpoint), b"x" * case.size, case.count)
+    return {"msg_s": result_rate(expect([peer], "result ", rc.deadline)[0])}
+
+
+def drive_pubsub(rc: RunContext, side: Side) -> Dict[str, float]:
+    """PUB here, SUBs in peers; the slowest subscriber's rate."""
+    case = rc.case
+    started: List[Peer] = []
+
+    def spawn(endpoint: str) -> None:
+        for _ in range(case.subscribers):
+            started.append(rc.peers.start(rc.impl, "sub", endpoint, case.size, case.count))
+
+    pub = side.bind("pub", rc.bind_endpoint, spawn, accept=case.subscribers, hwm0=True)
+    probe = None if rc.impl.lib == "raw" else (lambda: pub.send(PROBE))
+    expect(started, "ready", rc.deadline, on_idle=probe)  # every SUB's subscription is in
+    blast(pub, b"x" * case.size, case.count)
+    return {"msg_s": min(result_rate(line) for line in expect(started, "result ", rc.deadline))}
+
+
+class PeerThread:
+    """The other end of an inproc run: ``fn(on_bound)`` in a thread of this
+    process, on the run's zmtp backend, making its socket from the driver's
+    Side (so from the same Context).  ``fn`` calls ``on_bound(endpoint)``
+    once its socket is bound."""
+
+    def __init__(self, impl: Impl, fn: Callable[[Callable[[str], None]], Any]) -> None:
+        self.box: Dict[str, Any] = {}
+        self.bound = threading.Event()
+
+        def target() -> None:
+            try:
+                choose_backend(impl)
+                self.box["value"] = fn(lambda endpoint: self.bound.set())
+            except BaseException as exc:  # reported by the driver
+                self.box["error"] = exc
+            finally:
+                self.bound.set()  # a failure before bind must not keep the driver waiting
+
+        self.thread = threading.Thread(target=target, name=f"perf-peer-{impl.name}", daemon=True)
+        self.thread.start()
+
+    def wait_bound(self, deadline: float) -> None:
+        """Return once the peer's socket is bound; CellError if it failed or timed out."""
+        if not self.bound.wait(max(0.0, deadline - time.monotonic())):
+            raise CellError("timeout", "the peer thread did not bind")
+        if "error" in self.box:
+            raise classify(self.box["error"])
+
+    def result(self, deadline: float) -> Any:
+        """fn's value, once the thread has ended (its sockets time out by themselves)."""
+        self.thread.join(max(0.0, deadline - time.monotonic()) + GRACE_S)
+        if self.thread.is_alive():
+            raise CellError("timeout", "the peer thread did not finish")
+        if "error" in self.box:
+            raise classify(self.box["error"])
+        return self.box.get("value")
+
+
+def drive_inproc_reqrep(rc: RunContext, side: Side) -> Dict[str, float]:
+    """REQ in this thread, REP echo in another thread, one Context: p50/p99 round trip."""
+    case, warm = rc.case, warmup_count(rc.case.count)
+
+    def peer(on_bound: Callable[[str], None]) -> None:
+        # linger as the tcp peer's: the last reply must not be dropped at close
+        link = side.bind("rep", rc.bind_endpoint, on_bound, linger=PEER_LINGER_MS)
+        try:
+            echo(link, warm + case.count)
+        finally:
+            link.close()
+
+    thread = PeerThread(rc.impl, peer)
+    thread.wait_bound(rc.deadline)
+    link = side.connect("req", rc.bind_endpoint)
+    payload = b"x" * case.size
+    try:
+        ping_pong(link, payload, warm)
+        times = sorted(ping_pong(link, payload, case.count))
+    finally:
+        link.close()  # a peer still waiting times out by itself
+    thread.result(rc.deadline)
+    return {"p50_us": percentile(times, 50) / 1000, "p99_us": percentile(times, 99) / 1000}
+
+
+def drive_inproc_pushpull(rc: RunContext, side: Side) -> Dict[str, float]:
+    """PUSH in this thread, PULL in another thread (one Context), which times what it receives."""
+    case = rc.case
+
+    def peer(on_bound: Callable[[str], None]) -> Tuple[int, int]:
+        link = side.bind("pull", rc.bind_endpoint, on_bound)
+        try:
+            return sink(link, case.count)
+        finally:
+            link.close()
+
+    thread = PeerThread(rc.impl, peer)
+    thread.wait_bound(rc.deadline)
+    link = side.connect("push", rc.bind_endpoint)
+    try:
+        blast(link, b"x" * case.size, case.count)
+        first, last = thread.result(rc.deadline)  # closed only once the PULL has every message
+    finally:
+        link.close()
+    return {"msg_s": rate(case.count, first, last)}
+
+
+DRIVERS: Dict[str, Callable[[RunContext, Side], Dict[str, float]]] = {
+    "reqrep": drive_reqrep,
+    "pushpull": drive_stream,
+    "pushpull_batch": drive_stream,
+    "dealer_router": drive_stream,
+    "pubsub": drive_pubsub,
+    "inproc_reqrep": drive_inproc_reqrep,
+    "inproc_pushpull": drive_inproc_pushpull,
+}
+
+
+def classify(exc: BaseException) -> CellError:
+    """A driver's exception as a failed cell."""
+    if isinstance(exc, CellError):
+        return exc
+    if isinstance(exc, (socket.timeout, TimeoutError)) or type(exc).__name__ == "Again":
+        return CellError("timeout", f"{type(exc).__name__}: {exc}")
+    return CellError("error", f"{type(exc).__name__}: {exc}")
+
+
+def run_once(impl: Impl, case: Case, bind_endpoint: str, timeout_s: float) -> Dict[str, float]:
+    """One run of `case` for `impl`: the driver in a fresh thread (its own zmtp
+    backend), the peers in processes; raises CellError."""
+    peers = Peers(timeout_s)
+    rc = RunContext(impl, case, bind_endpoint, deadline_in(timeout_s), peers)
+    box: Dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            choose_backend(impl)
+            side = open_side(impl, timeout_s)
+            try:
+                box["value"] = DRIVERS[case.scenario](rc, side)
+            finally:
+                side.close()
+        except BaseException as exc:  # reported by the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"perf-{impl.name}", daemon=True)
+    thread.start()
+    try:
+        thread.join(timeout_s + GRACE_S)
+    finally:
+        peers.stop()
+    if thread.is_alive():
+        thread.join(timeout_s + GRACE_S)  # without its peers, its sockets fail or time out
+        left = "; driver thread abandoned" if thread.is_alive() else ""
+        raise CellError("timeout", f"run not finished after {timeout_s + GRACE_S:.0f} s{left}")
+    if "error" in box:
+        raise classify(box["error"])
+    return box["value"]

@@ -1,0 +1,250 @@
+"""``zmtp.perf``'s side-by-side table: the ``Plan`` (columns, cases,
+runs), ``run_plan`` (every case, runs interleaved across the columns, one
+``Cell`` of results each), the rows with their medians and ratios, and
+their renderings: the text table with its header and footer lines, and
+the ``--json`` document.
+
+Layering: imports ``zmtp.perf.config`` and ``scenarios`` (and ``peers``
+for ``CellError``); imported by the command line only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from zmtp import __version__
+from zmtp.perf.config import INPROC_SCENARIOS, Impl, lib_version
+from zmtp.perf.peers import CellError
+from zmtp.perf.scenarios import Case, Metric, metrics_of, run_once
+
+
+# ---------------------------------------------------------------- the table run
+
+
+@dataclass
+class Plan:
+    """What the table run does."""
+
+    impls: List[Impl]
+    skipped: Dict[str, str]
+    cases: List[Case]
+    runs: int
+    transport: str
+    timeout_s: float
+    pin: Optional[int]
+
+
+@dataclass
+class Cell:
+    """Every run of one case for one implementation."""
+
+    values: List[Dict[str, float]] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+
+    def median(self, key: str) -> Optional[float]:
+        figures = [v[key] for v in self.values]
+        return statistics.median(figures) if figures else None
+
+    def status(self) -> str:
+        """"timeout" or "error" when no run succeeded (the first failure's kind)."""
+        return self.errors[0].split(":")[0] if self.errors else "-"
+
+
+class ProgressLine:
+    """``[ 7/24] pushpull zmtp-epoll run 2/3 ...`` on stderr, overwritten in place."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.done = 0
+
+    def show(self, text: str) -> None:
+        self.done += 1
+        if self.enabled:
+            width = len(str(self.total))
+            sys.stderr.write(f"\r[{self.done:>{width}}/{self.total}] {text} ...\x1b[K")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def endpoint_for(case: Case, transport: str, tmp: str, serial: int) -> str:
+    """Where a run's bound socket goes: tcp on 127.0.0.1 (any port), ipc in
+    `tmp`, or a fresh inproc name for the inproc scenarios."""
+    if case.scenario in INPROC_SCENARIOS:
+        return f"inproc://zmtp-perf-{os.getpid()}-{serial}"
+    return "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp}/{serial}"
+
+
+def run_plan(plan: Plan, progress: ProgressLine) -> Dict[Tuple[str, str], Cell]:
+    """Every case, run by run, every implementation within a run (order rotated each run)."""
+    cells: Dict[Tuple[str, str], Cell] = {(c.label, i.name): Cell() for c in plan.cases for i in plan.impls}
+    tmp = tempfile.mkdtemp(prefix="zmtp-perf-")
+    serial = 0
+    try:
+        for case in plan.cases:
+            for run in range(plan.runs):
+                shift = run % len(plan.impls)
+                for impl in plan.impls[shift:] + plan.impls[:shift]:
+                    progress.show(f"{case.label} {impl.name} run {run + 1}/{plan.runs}")
+                    serial += 1
+                    endpoint = endpoint_for(case, plan.transport, tmp, serial)
+                    cell = cells[(case.label, impl.name)]
+                    try:
+                        cell.values.append(run_once(impl, case, endpoint, plan.timeout_s))
+                    except CellError as exc:
+                        cell.errors.append(str(exc))
+    finally:
+        progress.clear()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cells
+
+
+def zmtp_column(plan: Plan) -> Optional[str]:
+    """The zmtp column the ratios use: io_uring when it ran, else epoll."""
+    names = [i.name for i in plan.impls]
+    for name in ("zmtp-io_uring", "zmtp-epoll", "zmtp"):
+        if name in names:
+            return name
+    return None
+
+
+RATIOS: Tuple[Tuple[str, str, str], ...] = (
+    ("zmtp/pyzmq", "zmtp", "pyzmq"),
+    ("uring/epoll", "zmtp-io_uring", "zmtp-epoll"),
+    ("zmtp/raw", "zmtp", "raw"),
+)
+
+
+def ratio(metric: Metric, better: Optional[float], other: Optional[float]) -> Optional[float]:
+    """> 1 when `better`'s column is better: a/b for throughput, b/a for latency."""
+    if not better or not other:
+        return None
+    return other / better if metric.lower_is_better else better / other
+
+
+def build_rows(plan: Plan, cells: Dict[Tuple[str, str], Cell]) -> List[Dict[str, Any]]:
+    """One dict per table row: medians, every run, failures and ratios."""
+    return [build_row(plan, cells, case, metric) for case in plan.cases for metric in metrics_of(case)]
+
+
+def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric: Metric) -> Dict[str, Any]:
+    """The row of `metric` for `case` (also one entry of the JSON's "rows")."""
+    names = [i.name for i in plan.impls]
+    row: Dict[str, Any] = {
+        "case": case.label, "scenario": case.scenario, "size": case.size, "count": case.count,
+        "transport": "inproc" if case.scenario in INPROC_SCENARIOS else plan.transport,
+        "subscribers": case.subscribers or None, "metric": metric.key, "title": metric.title,
+        "unit": "us" if metric.lower_is_better else "msg/s", "lower_is_better": metric.lower_is_better,
+        "values": {}, "runs": {}, "errors": {}, "ratios": {},
+    }
+    for name in names:
+        cell = cells[(case.label, name)]
+        row["values"][name] = cell.median(metric.key)
+        row["runs"][name] = [v[metric.key] for v in cell.values]
+        if cell.errors:
+            row["errors"][name] = cell.errors
+    zcol = zmtp_column(plan)
+    for title, a, b in RATIOS:
+        a = zcol if a == "zmtp" else a
+        if a in names and b in names:
+            value = ratio(metric, row["values"][a], row["values"][b])
+            row["ratios"][title] = None if value is None else round(value, 4)
+    return row
+
+
+def fmt_value(value: Optional[float], lower_is_better: bool, status: str) -> str:
+    """A figure for the table: us with one decimal, msg/s as an integer with separators."""
+    if value is None:
+        return status
+    return f"{value:,.1f}" if lower_is_better else f"{value:,.0f}"
+
+
+def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, str], Cell]) -> str:
+    """The table, with a header line saying what ran and footer lines saying how to read it."""
+    names = [i.name for i in plan.impls]
+    ratio_titles = [t for t, a, b in RATIOS if rows and t in rows[0]["ratios"]]
+    head = ["case", "size", "metric"] + names + ratio_titles
+    body = []
+    for row in rows:
+        line = [row["case"], _fmt_size(row["size"]), row["title"]]
+        for name in names:
+            status = cells[(row["case"], name)].status()
+            line.append(fmt_value(row["values"][name], row["lower_is_better"], status))
+        line += ["-" if row["ratios"][t] is None else f"{row['ratios'][t]:.2f}" for t in ratio_titles]
+        body.append(line)
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    left = 3  # case, size, metric are left-aligned; figures right-aligned
+
+    def fmt(r: List[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    out = [describe_plan(plan), fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in body]
+    out += footer(plan, rows)
+    return "\n".join(out)
+
+
+def _fmt_size(size: int) -> str:
+    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+
+
+def describe_plan(plan: Plan) -> str:
+    """The header line: versions, transport, runs, pinning."""
+    libs = [lib_version("zmtp")] + ([lib_version("pyzmq")] if any(i.lib == "pyzmq" for i in plan.impls) else [])
+    where = "tcp 127.0.0.1" if plan.transport == "tcp" else "ipc"
+    inproc = [c for c in plan.cases if c.scenario in INPROC_SCENARIOS]
+    if inproc and len(inproc) == len(plan.cases):
+        where = "inproc (two threads of this process)"
+    elif inproc:
+        where += " (inproc_* rows: inproc, two threads of this process)"
+    pin = f"pinned to CPU {plan.pin}" if plan.pin is not None else f"not pinned ({len(os.sched_getaffinity(0))} CPUs)"
+    return f"{' vs '.join(libs)}; {where}; median of {plan.runs} interleaved run(s); {pin}"
+
+
+def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
+    """How to read the table, what was skipped and what failed."""
+    zcol = zmtp_column(plan) or "zmtp"
+    titles = list(rows[0]["ratios"]) if rows else []
+    example = titles[0].split("/") if titles else ["a", "b"]
+    lines = [
+        f"ratios: > 1 means the first named is better (zmtp = {zcol}); msg/s rows: a/b; "
+        f"latency rows: b/a ({example[0]}/{example[1]} = {example[1]} RTT / {example[0]} RTT).",
+        "raw = plain Python sockets, 4-byte length prefix per message (ping-pong; one sendall per message).",
+        "msg/s is counted by the receiver from its first message to its last; pubsub: the slowest subscriber.",
+    ]
+    if any(c.scenario in INPROC_SCENARIOS for c in plan.cases):
+        lines.append("inproc_* rows: the peer is another thread of this process, both sockets of one Context; "
+                     "both threads run Python and share the GIL.")
+        if any(i.lib == "raw" for i in plan.impls):
+            lines.append("raw in inproc_* rows: no socket; two threads pass the bytes through queue.SimpleQueue "
+                         "(one per direction, unbounded, no framing): Python's own thread hand-off.")
+    lines += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
+    for row in rows:
+        if row["metric"] in ("p99_us",):
+            continue  # the p50 row already listed reqrep's failures
+        for name, errors in row["errors"].items():
+            lines += [f"{row['case']} {name}: {e}" for e in errors]
+    return lines
+
+
+def plan_json(plan: Plan, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The --json document."""
+    return {
+        "zmtp": __version__,
+        "pyzmq": lib_version("pyzmq") if any(i.lib == "pyzmq" for i in plan.impls) else None,
+        "transport": plan.transport,
+        "runs": plan.runs,
+        "pin": plan.pin,
+        "impls": [i.name for i in plan.impls],
+        "skipped": plan.skipped,
+        "rows": rows,
+    }
