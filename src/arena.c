@@ -1,5 +1,9 @@
 /*
- * arena.c - read pages: allocation, growth, release and their counters.
+ * arena.c - pages: allocation, growth, release, the cache of freed pages
+ * (with its fork handlers) and the memory counters (see arena.h).
+ *
+ * Layering: calls common.h and libc/pthread only; never calls msg, the
+ * codec or anything above them (see arena.h for its users).
  */
 #include "arena.h"
 

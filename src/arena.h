@@ -11,6 +11,16 @@
  * other than the one that fills the page (a Python thread drops a Frame while
  * the context's progress thread reads the next bytes).  Everything else in a
  * page belongs to the single owner that fills it.
+ *
+ * The same pages carry output too (a connection's tail page in outq.c, a
+ * socket's fan-out page), and freed pages of the common sizes are cached
+ * for reuse (arena.c).
+ *
+ * Layering: calls only common.h (allocation wrappers) and libc: no I/O, no
+ * Python, no knowledge of what the bytes mean.  Used by msg (a frame holds
+ * a page reference), the codec (read pages), outq (output pages), the
+ * engine and the Python face (Frame objects, memory_stats(), the page
+ * cache's fork handlers); it must never call any of them.
  */
 #ifndef ZMTP_ARENA_H
 #define ZMTP_ARENA_H

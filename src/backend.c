@@ -6,6 +6,11 @@
  * Like redis ae.c over ae_epoll.c, except that the backend is chosen at run
  * time: the kernel or a seccomp profile can refuse io_uring.  The
  * ZMTP_BACKEND environment variable is read by the Python layer, not here.
+ *
+ * Layering: calls ring.c and epoll.c through their ops tables (zm__ring_ops,
+ * zm__epoll_ops), common.h and the kernel; nothing above it (see backend.h
+ * for its callers).  ring.c and epoll.c call back only the zm__ helpers
+ * declared under ZM_BACKEND_IMPL.
  */
 #define ZM_BACKEND_IMPL
 #include "backend.h"

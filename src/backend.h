@@ -24,6 +24,14 @@
  * File descriptors.  Call zm_backend_unwatch(fd) before close(fd).  With
  * io_uring a request keeps the *file* alive, so close() alone neither
  * cancels a pending receive nor stops it from consuming data later.
+ *
+ * Layering: the backends call common.h and the kernel only.  Their callers
+ * are the waiting layers: the Python face's blocking wait and poll/select
+ * (each thread's own backend) and the progress thread (an epoll backend of
+ * its own).  The engine must never call a backend (it does not include this
+ * header): its entry points are non-blocking steps, and the caller waits
+ * between them.  ring.c and epoll.c are reached only through backend.c's
+ * ops table; the part under ZM_BACKEND_IMPL below is theirs alone.
  */
 #ifndef ZMTP_BACKEND_H
 #define ZMTP_BACKEND_H

@@ -1,7 +1,10 @@
 /*
  * codec.c - ZMTP 3.x greeting, frames and commands: decoder and encoder.
  *
- * See codec.h for the contract.  Nothing here does I/O or knows Python.
+ * See codec.h for the contract and its layering: this file calls msg,
+ * arena and common.h only; nothing here does I/O or knows Python.  It reads
+ * in sections: command parsing, the decoder (zm_decoder_next, the hot loop,
+ * then buffer/commit/feed), the output buffer and the encoders.
  */
 #include "codec.h"
 
@@ -194,6 +197,19 @@ static void parse_greeting(const unsigned char *in, zm_greeting *g)
     g->as_server = in[32];
 }
 
+/*
+ * The decoder's state machine: the loop every received frame goes through,
+ * kept as one function (about 185 lines) on purpose.  The states hand over
+ * to each other inside one loop (`continue`, `goto frame_done`), so a
+ * header, the slice of its body and a one-frame message event come out in
+ * one pass, with the page, the position and the frame in locals and no
+ * call on the way.  A function per state would pass them through memory on
+ * the path every message takes.  What is cold is already out of line:
+ * decoder_fail (every error, with its message formatting), parse_greeting
+ * and zm_command_parse; the greeting's checks of its octets as they arrive
+ * (once per connection) are the only cold lines left, and moving them out
+ * would shorten the function, not the hot path.
+ */
 int zm_decoder_next(zm_decoder *d, zm_event *ev)
 {
     zm_frame frame;

@@ -30,6 +30,13 @@
  * Commands are returned on their own (ZM_EV_COMMAND) even when they arrive
  * between the frames of a multipart message, as libzmq tolerates; messages
  * are returned whole (ZM_EV_MESSAGE), never a partial one.
+ *
+ * Layering: the codec calls msg, arena and common.h, nothing else: no
+ * syscall, no socket, no backend, no Python.  Its callers are the engine
+ * (a connection's decoder and encoders), the handshake mechanisms (commands
+ * in and out), the Python face (the Decoder type, encode_* and parse_*)
+ * and the fuzz harness (fuzz/decoder_fuzz.c links it alone).  It must never
+ * call any of them: it does not know what a connection or a socket is.
  */
 #ifndef ZMTP_CODEC_H
 #define ZMTP_CODEC_H

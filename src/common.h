@@ -1,10 +1,19 @@
 /*
- * common.h - small helpers shared by the C core (no Python here).
+ * common.h - small helpers shared by the whole C core: branch hints and
+ * ZM_INLINE, big-endian loads and stores, the one clock (zm_now_ns), the
+ * process-wide hot-path counters (ZM_COUNT), the allocation wrappers with
+ * their failure injector (both defined in counters.c) and zm_grow, the
+ * doubling of an array or ring (defined in msg.c, its first user).
  *
- * The C core (arena.c, msg.c, codec.c) is sans-IO and never includes
- * Python.h; only _zmtpmodule.c does.  Functions that can fail return 0 or a
- * positive count on success and a negative code on failure (-errno for
- * system errors, -ZM_ERR_* for protocol errors), never abort on input.
+ * Layering: the bottom of src/.  It calls libc only and includes no other
+ * zmtp header; every file may include it, and nothing in it may know of
+ * pages, messages, sockets or Python.
+ *
+ * Conventions for the whole C core: only the Python-facing files include
+ * Python.h; the codec, messages and pages do no I/O.  Functions that can
+ * fail return 0 or a positive count on success and a negative code on
+ * failure (-errno for system errors, -ZM_ERR_* for protocol errors), never
+ * abort on input.
  */
 #ifndef ZMTP_COMMON_H
 #define ZMTP_COMMON_H

@@ -1,5 +1,12 @@
 /*
- * counters.c - the process-wide hot-path counters declared in common.h.
+ * counters.c - the out-of-line part of common.h: the process-wide hot-path
+ * counters (zmtp.io_stats()) and the allocation failure injector that
+ * zm_malloc / zm_calloc / zm_realloc consult (tests only:
+ * _zmtp._alloc_fail).
+ *
+ * Layering: calls libc and pthread only.  Every C file may use it through
+ * common.h; it must never call back into any of them.  The C tests and the
+ * fuzz harness link it with whatever they test.
  */
 #include "common.h"
 

@@ -9,6 +9,10 @@
  * cancellation.  The wake eventfd sits in the set level-triggered.
  *
  * No shared memory with the kernel here, hence no barriers.
+ *
+ * Layering: calls the zm__ helpers of backend.c (ZM_BACKEND_IMPL), common.h
+ * and the kernel (epoll_*, recv).  Called only through zm__epoll_ops, by
+ * backend.c: no other file may call an ep_* function.
  */
 #define ZM_BACKEND_IMPL
 #include "backend.h"

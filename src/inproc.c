@@ -1,5 +1,6 @@
 /*
- * inproc.c - in-memory pipes and mailboxes (see inproc.h).
+ * inproc.c - in-memory pipes and mailboxes (see inproc.h, which also gives
+ * the layering: calls msg, common.h, pthread and eventfd only).
  *
  * Lock order: a pipe's lock is never held while a mailbox's lock is taken
  * or a mailbox is signalled; signals go after the unlock (the pipe keeps

@@ -18,6 +18,13 @@
  * HWM as libzmq's inproc: the writer of end k may have sndhwm(k) +
  * rcvhwm(peer) messages not yet taken by the peer's application (0 on
  * either side: no limit); `inflight` counts them.
+ *
+ * Layering: calls msg (message queues), common.h, pthread and eventfd;
+ * takes ZM_ENDPOINT_MAX from transport.h.  Used by the engine (a pipe is a
+ * connection's transport, the mailbox its wake-up), the progress thread
+ * (zm_mailbox_signal) and the Python face (InprocPipe handles, the blocking
+ * wait's arming).  It must never call any of them: a pipe moves messages
+ * and signals mailboxes, it does not route or wait.
  */
 #ifndef ZMTP_INPROC_H
 #define ZMTP_INPROC_H

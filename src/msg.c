@@ -1,5 +1,10 @@
 /*
- * msg.c - the out-of-line (cold) half of messages: spilling and clearing.
+ * msg.c - the out-of-line (cold) half of messages and message queues:
+ * spilling frames to the heap, splitting an envelope off, clearing, queue
+ * growth; and zm_grow (declared in common.h: the doubling that messages,
+ * queues, tries and output queues share).
+ *
+ * Layering: calls arena and common.h only (see msg.h for its users).
  */
 #include "msg.h"
 

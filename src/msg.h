@@ -7,7 +7,14 @@
  * of them inline and spills to one heap array only above that, so the common
  * 1..4-frame messages (plain, REQ/REP envelope, ROUTER id + body) never touch
  * the allocator.  A message is movable by plain assignment (no pointers into
- * itself); ownership of the frames moves with it.
+ * itself); ownership of the frames moves with it.  A zm_msgq is a FIFO of
+ * whole messages (a connection's input, an inproc pipe's direction).
+ *
+ * Layering: calls arena (page references) and common.h only: no I/O, no
+ * Python.  Used by the codec (it builds messages), the engine (queues,
+ * envelopes, routing), inproc (pipes carry messages) and the Python face
+ * (a Frame wraps a zm_frame); it must never call any of them.  The hot
+ * half (init, push, move, release) is inline here; msg.c has the cold half.
  */
 #ifndef ZMTP_MSG_H
 #define ZMTP_MSG_H

@@ -1,5 +1,8 @@
 /*
- * outq.c - a connection's output queue (see outq.h).
+ * outq.c - a connection's output queue (see outq.h): segments, the tail
+ * page, shared pages, dropping a cut message, and the one sendmsg().
+ *
+ * Layering: calls arena, common.h and sendmsg(2) only (see outq.h).
  */
 #include "outq.h"
 

@@ -8,6 +8,11 @@
  * segment on it is written).  A page shared by several queues (a large
  * frame published to many subscribers) is queued by reference: encoded
  * once, written N times.
+ *
+ * Layering: calls arena (pages), common.h and the kernel (sendmsg on the
+ * descriptor it is given); no Python, no backend: it never waits.  Used by
+ * the engine only (one per connection); it must never call the engine or
+ * the codec (the engine encodes, outq only queues and writes bytes).
  */
 #ifndef ZMTP_OUTQ_H
 #define ZMTP_OUTQ_H

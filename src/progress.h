@@ -16,6 +16,13 @@
  * The thread waits on an epoll backend of its own: the owner may close a
  * descriptor while the thread watches it, and epoll forgets a closed file
  * by itself, where an io_uring poll would stay pending.
+ *
+ * Layering: calls the engine's non-blocking steps (zm_sock_process, _flush,
+ * _push_output, _watch, _io_ready, _events), a backend (its wait), inproc
+ * (zm_mailbox_signal, for Socket.fileno()) and common.h.  Called by the
+ * Python face only (a Context starts it, each Socket registers, and counts
+ * its calls with zm_progress_call_done).  The engine must never call it: the
+ * engine does not know who drives it.
  */
 #ifndef ZMTP_PROGRESS_H
 #define ZMTP_PROGRESS_H

@@ -1,5 +1,8 @@
 /*
- * transport.c - endpoint parsing and kernel socket set-up for tcp and ipc.
+ * transport.c - endpoint parsing and kernel socket set-up for tcp and ipc
+ * (see transport.h).
+ *
+ * Layering: calls common.h and the kernel's socket calls only.
  */
 #include "transport.h"
 

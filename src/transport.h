@@ -1,6 +1,14 @@
 /*
  * transport.h - endpoints ("tcp://host:port", "ipc://path") and the
  * non-blocking kernel sockets behind them.  No Python; -errno returns.
+ *
+ * Layering: calls common.h and the kernel (socket, bind, listen, connect,
+ * accept, getaddrinfo) only; it knows no ZMTP and never waits (connect and
+ * accept are non-blocking steps).  Used by the engine (listen, connect,
+ * accept), the Python face (bind/connect parse the endpoint first, without
+ * the GIL when zm_addr_resolves says it may block) and inproc
+ * (ZM_ENDPOINT_MAX only).  It must never call any of them.  inproc://
+ * endpoints are not parsed here.
  */
 #ifndef ZMTP_TRANSPORT_H
 #define ZMTP_TRANSPORT_H

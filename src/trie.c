@@ -1,5 +1,8 @@
 /*
- * trie.c - the subscription trie (see trie.h).
+ * trie.c - the subscription trie (see trie.h): add, remove, count, match
+ * and apply, each without recursion.
+ *
+ * Layering: calls common.h only (see trie.h for its one user, the engine).
  */
 #include "trie.h"
 

@@ -6,6 +6,12 @@
  * longest matching prefix), whatever the number of subscriptions.  Every
  * node is counted against a budget, so a peer cannot make it grow without
  * bound: an add that would pass the budget fails with -ENOSPC.
+ *
+ * Layering: calls common.h (allocation, zm_grow) only; no I/O, no Python,
+ * no knowledge of sockets or messages (topics are bytes).  Used by the
+ * engine's publish-subscribe code only; it must never call the engine.
+ * Walks and frees are iterative (no recursion), so a topic as long as a
+ * frame cannot exhaust the stack.
  */
 #ifndef ZMTP_TRIE_H
 #define ZMTP_TRIE_H
