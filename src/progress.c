@@ -1,5 +1,10 @@
 /*
- * progress.c - the context's progress thread (see progress.h).
+ * progress.c - the context's progress thread (see progress.h): its loop
+ * (one look at every socket, then a wait), start and stop, and the calls
+ * the owners make (add, remove, wake, call_done, wanted).
+ *
+ * Layering: calls the engine, a backend, inproc's mailbox and common.h; no
+ * Python: the thread never takes the GIL (see progress.h).
  */
 #include "progress.h"
 
@@ -40,6 +45,122 @@ static int progress_claim(zm_psock *ps)
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
+/* One look at one socket, at `now`, with what the last wait saw
+ * (evs[0..nevs)): back off from a busy owner, send what its coalescing held
+ * back, or step the socket's engine and list what it waits for.  Returns
+ * when to look at it again (-1: only on an event).  p->mu is held. */
+static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
+                             int nevs, collect_ctx *ctx)
+{
+    int64_t t;
+    /* Every call counted before this load is seen by this look. */
+    uint64_t calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
+    int busy = calls != ps->seen_calls;
+    /* The owner called since our last look: it counts as calling
+     * now (its calls read no clock for us). */
+    if (busy)
+        ps->last_call_ns = now;
+    ps->seen_calls = calls;
+    if (busy && __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
+        /* It asked for us (output waiting) and has kept calling
+         * since: its own sends write what coalescing holds back,
+         * so leave `woken` set (no wake per call: each would cost
+         * it a syscall and us a look) and come back to see whether
+         * it went quiet, sooner at first, less often while it
+         * stays busy.  Relaxed: a hint; the seq_cst clear before a
+         * real look below is what orders the owner's next wake. */
+        ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_FLUSH_MIN_NS
+                             ? ZM_PROGRESS_FLUSH_MIN_NS
+                             : ps->backoff_ns * 2;
+        if (ps->backoff_ns > ZM_PROGRESS_BUSY_MAX_NS)
+            ps->backoff_ns = ZM_PROGRESS_BUSY_MAX_NS;
+        t = now + ps->backoff_ns;
+    } else if (!progress_claim(ps)) {
+        /* Held-back output of a busy owner: its own sends write it
+         * within ZM_COALESCE_NS; should it stop calling, come back
+         * for it (the owner's wake is spent: `woken` stays 1). */
+        int64_t due = __atomic_load_n(&ps->flush_due_ns, __ATOMIC_RELAXED);
+        /* The owner is inside a call and drives it; look again
+         * later, backing off to 100 ms while it stays busy. */
+        ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_GRACE_NS
+                             ? ZM_PROGRESS_GRACE_NS
+                             : ps->backoff_ns * 2;
+        if (ps->backoff_ns > 100000000)
+            ps->backoff_ns = 100000000;
+        t = now + ps->backoff_ns;
+        if (due > 0) {
+            if (due < now + ZM_PROGRESS_FLUSH_MIN_NS)
+                due = now + ZM_PROGRESS_FLUSH_MIN_NS;
+            if (due < t)
+                t = due;
+        }
+    } else {
+        /* seq_cst, holding the socket and before the look: a call that
+         * ends after this sees 0 and wakes us again. */
+        __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
+        ps->backoff_ns = 0;
+        if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
+            /* The owner may call again soon: leave its reads to
+             * it, but send what coalescing held back when due, and
+             * what the kernel had no room for (a large message
+             * must not wait for the owner's next call). */
+            int64_t f = zm_sock_flush(ps->sock, now);
+            (void)zm_sock_push_output(ps->sock, now, collect, ctx);
+            t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;
+            if (f >= 0 && f < t)
+                t = f;
+        } else {
+            /* What our last wait saw (a stale fd only costs one
+             * accept() that says EAGAIN). */
+            int before = ps->sock->notify_fd ? zm_sock_events(ps->sock) : 0;
+            for (int i = 0; i < nevs; i++)
+                zm_sock_io_ready(ps->sock, (int)evs[i].token);
+            zm_sock_process(ps->sock, now);
+            /* Socket.fileno(): an event loop waits on the mailbox's
+             * eventfd for EVENTS to change (POLLIN or POLLOUT
+             * appearing: edge-triggered, as libzmq's ZMQ_FD). */
+            if (ps->sock->notify_fd &&
+                (zm_sock_events(ps->sock) & ~before) != 0)
+                zm_mailbox_signal(ps->sock->mb);
+            t = zm_sock_watch(ps->sock, collect, ctx);
+        }
+        /* Release: pairs with the owner's acquire in sock_claim;
+         * what this step did to the engine is visible to it. */
+        __atomic_store_n(&ps->busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
+    }
+    return t;
+}
+
+/* How long the wait after a look may sleep (-1: until woken), given the
+ * earliest time a socket asked for (`next`, -1: none).  Before sleeping
+ * without a timeout it announces it, so that an owner's call ending now
+ * wakes it.  p->mu is held. */
+static int64_t progress_timeout(zm_progress *p, const collect_ctx *ctx,
+                                int64_t next)
+{
+    int64_t timeout;
+
+    timeout = next < 0 ? -1 : next - zm_now_ns();
+    if (next >= 0 && timeout < 0)
+        timeout = 0;
+    if (ctx->missed && (timeout < 0 || timeout > ZM_PROGRESS_MISSED_NS))
+        timeout = ZM_PROGRESS_MISSED_NS;
+    if (timeout < 0) {
+        /* About to sleep with no timeout: announce it, then look for a
+         * call that ended since our look.  The owner does the mirror in
+         * zm_progress_call_done (count the call, then read the flag);
+         * with seq_cst on both sides one of us sees the other. */
+        __atomic_store_n(&p->sleeping_forever, 1, __ATOMIC_SEQ_CST);
+        for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next)
+            if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) !=
+                ps->seen_calls)
+                timeout = 0; /* look again at once */
+    }
+    return timeout;
+}
+
+/* The thread's loop: look at every socket, wait, unwatch, again, until
+ * stopped.  p->mu is held while looking, released while waiting. */
 static void progress_main(zm_progress *p, collect_ctx *ctx)
 {
     zm_io_event evs[64];
@@ -53,102 +174,12 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
         next = -1;
         ctx->missed = 0;
         for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
-            int64_t t;
-            /* Every call counted before this load is seen by this look. */
-            uint64_t calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
-            int busy = calls != ps->seen_calls;
-            /* The owner called since our last look: it counts as calling
-             * now (its calls read no clock for us). */
-            if (busy)
-                ps->last_call_ns = now;
-            ps->seen_calls = calls;
-            if (busy && __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
-                /* It asked for us (output waiting) and has kept calling
-                 * since: its own sends write what coalescing holds back,
-                 * so leave `woken` set (no wake per call: each would cost
-                 * it a syscall and us a look) and come back to see whether
-                 * it went quiet, sooner at first, less often while it
-                 * stays busy.  Relaxed: a hint; the seq_cst clear before a
-                 * real look below is what orders the owner's next wake. */
-                ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_FLUSH_MIN_NS
-                                     ? ZM_PROGRESS_FLUSH_MIN_NS
-                                     : ps->backoff_ns * 2;
-                if (ps->backoff_ns > ZM_PROGRESS_BUSY_MAX_NS)
-                    ps->backoff_ns = ZM_PROGRESS_BUSY_MAX_NS;
-                t = now + ps->backoff_ns;
-            } else if (!progress_claim(ps)) {
-                /* Held-back output of a busy owner: its own sends write it
-                 * within ZM_COALESCE_NS; should it stop calling, come back
-                 * for it (the owner's wake is spent: `woken` stays 1). */
-                int64_t due = __atomic_load_n(&ps->flush_due_ns, __ATOMIC_RELAXED);
-                /* The owner is inside a call and drives it; look again
-                 * later, backing off to 100 ms while it stays busy. */
-                ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_GRACE_NS
-                                     ? ZM_PROGRESS_GRACE_NS
-                                     : ps->backoff_ns * 2;
-                if (ps->backoff_ns > 100000000)
-                    ps->backoff_ns = 100000000;
-                t = now + ps->backoff_ns;
-                if (due > 0) {
-                    if (due < now + ZM_PROGRESS_FLUSH_MIN_NS)
-                        due = now + ZM_PROGRESS_FLUSH_MIN_NS;
-                    if (due < t)
-                        t = due;
-                }
-            } else {
-                /* seq_cst, holding the socket and before the look: a call that
-                 * ends after this sees 0 and wakes us again. */
-                __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
-                ps->backoff_ns = 0;
-                if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
-                    /* The owner may call again soon: leave its reads to
-                     * it, but send what coalescing held back when due, and
-                     * what the kernel had no room for (a large message
-                     * must not wait for the owner's next call). */
-                    int64_t f = zm_sock_flush(ps->sock, now);
-                    (void)zm_sock_push_output(ps->sock, now, collect, ctx);
-                    t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;
-                    if (f >= 0 && f < t)
-                        t = f;
-                } else {
-                    /* What our last wait saw (a stale fd only costs one
-                     * accept() that says EAGAIN). */
-                    int before = ps->sock->notify_fd ? zm_sock_events(ps->sock) : 0;
-                    for (int i = 0; i < nevs; i++)
-                        zm_sock_io_ready(ps->sock, (int)evs[i].token);
-                    zm_sock_process(ps->sock, now);
-                    /* Socket.fileno(): an event loop waits on the mailbox's
-                     * eventfd for EVENTS to change (POLLIN or POLLOUT
-                     * appearing: edge-triggered, as libzmq's ZMQ_FD). */
-                    if (ps->sock->notify_fd &&
-                        (zm_sock_events(ps->sock) & ~before) != 0)
-                        zm_mailbox_signal(ps->sock->mb);
-                    t = zm_sock_watch(ps->sock, collect, ctx);
-                }
-                /* Release: pairs with the owner's acquire in sock_claim;
-                 * what this step did to the engine is visible to it. */
-                __atomic_store_n(&ps->busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
-            }
+            int64_t t = progress_look(ps, now, evs, nevs, ctx);
+
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
         }
-
-        timeout = next < 0 ? -1 : next - zm_now_ns();
-        if (next >= 0 && timeout < 0)
-            timeout = 0;
-        if (ctx->missed && (timeout < 0 || timeout > ZM_PROGRESS_MISSED_NS))
-            timeout = ZM_PROGRESS_MISSED_NS;
-        if (timeout < 0) {
-            /* About to sleep with no timeout: announce it, then look for a
-             * call that ended since our look.  The owner does the mirror in
-             * zm_progress_call_done (count the call, then read the flag);
-             * with seq_cst on both sides one of us sees the other. */
-            __atomic_store_n(&p->sleeping_forever, 1, __ATOMIC_SEQ_CST);
-            for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next)
-                if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) !=
-                    ps->seen_calls)
-                    timeout = 0; /* look again at once */
-        }
+        timeout = progress_timeout(p, ctx, next);
         pthread_mutex_unlock(&p->mu);
         nevs = zm_backend_wait(p->be, evs, 64, timeout);
         if (nevs < 0)
