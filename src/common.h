@@ -2,8 +2,8 @@
  * common.h - small helpers shared by the whole C core: branch hints and
  * ZM_INLINE, big-endian loads and stores, the one clock (zm_now_ns), the
  * process-wide hot-path counters (ZM_COUNT), the allocation wrappers with
- * their failure injector (both defined in counters.c) and zm_grow, the
- * doubling of an array or ring (defined in msg.c, its first user).
+ * their failure injector and zm_grow, the doubling of an array or ring
+ * (all three defined in counters.c).
  *
  * Layering: the bottom of src/.  It calls libc only and includes no other
  * zmtp header; every file may include it, and nothing in it may know of
@@ -175,7 +175,7 @@ ZM_INLINE void *zm_realloc(void *p, size_t n)
  * and *head becomes 0; a plain array (head == NULL) keeps its first n
  * items.  Returns the array (the old one when it had room), or NULL when
  * out of memory (then nothing changed: items, *cap and *head stay valid).
- * Defined in msg.c; the rings of messages, output segments and message
+ * Defined in counters.c; the rings of messages, output segments and message
  * spans, the fan-out targets and the trie's arrays all grow through it. */
 void *zm_grow(void *items, size_t *cap, size_t *head, size_t n, size_t need,
               size_t elt, size_t first);

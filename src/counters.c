@@ -2,13 +2,17 @@
  * counters.c - the out-of-line part of common.h: the process-wide hot-path
  * counters (zmtp.io_stats()) and the allocation failure injector that
  * zm_malloc / zm_calloc / zm_realloc consult (tests only:
- * _zmtp._alloc_fail).
+ * _zmtp._alloc_fail), and zm_grow, the doubling of an array or ring that
+ * messages, queues, tries and output queues share.
  *
  * Layering: calls libc and pthread only.  Every C file may use it through
  * common.h; it must never call back into any of them.  The C tests and the
  * fuzz harness link it with whatever they test.
  */
 #include "common.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 uint64_t zm_counters[ZM_CNT_COUNT_];
 
@@ -92,4 +96,44 @@ void zm_alloc_fail_counts(uint64_t *attempts, uint64_t *failures)
 {
     *attempts = __atomic_load_n(&g_fail.attempts, __ATOMIC_RELAXED);
     *failures = __atomic_load_n(&g_fail.failures, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------------ */
+/* Growing an array or a ring (see common.h)                          */
+/* ------------------------------------------------------------------ */
+
+void *zm_grow(void *items, size_t *cap, size_t *head, size_t n, size_t need,
+              size_t elt, size_t first)
+{
+    size_t ncap = *cap > 0 ? *cap : first;
+    unsigned char *grown, *old = items;
+
+    if (need <= *cap)
+        return items;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2)
+            return NULL;
+        ncap *= 2;
+    }
+    if (ncap > SIZE_MAX / elt)
+        return NULL;
+    if (head == NULL || *head == 0) {
+        /* In order from 0 already: realloc keeps them. */
+        grown = zm_realloc(old, ncap * elt);
+        if (grown == NULL)
+            return NULL;
+    } else {
+        /* A ring that wraps: the run from head to the end, then the rest
+         * from 0. */
+        size_t run = *cap - *head < n ? *cap - *head : n;
+        grown = zm_malloc(ncap * elt);
+        if (grown == NULL)
+            return NULL;
+        memcpy(grown, old + *head * elt, run * elt);
+        memcpy(grown + run * elt, old, (n - run) * elt);
+        free(old);
+        *head = 0;
+    }
+    *cap = ncap;
+    return grown;
 }

@@ -1,8 +1,7 @@
 /*
  * msg.c - the out-of-line (cold) half of messages and message queues:
  * spilling frames to the heap, splitting an envelope off, clearing, queue
- * growth; and zm_grow (declared in common.h: the doubling that messages,
- * queues, tries and output queues share).
+ * growth.
  *
  * Layering: calls arena and common.h only (see msg.h for its users).
  */
@@ -10,42 +9,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-void *zm_grow(void *items, size_t *cap, size_t *head, size_t n, size_t need,
-              size_t elt, size_t first)
-{
-    size_t ncap = *cap > 0 ? *cap : first;
-    unsigned char *grown, *old = items;
-
-    if (need <= *cap)
-        return items;
-    while (ncap < need) {
-        if (ncap > SIZE_MAX / 2)
-            return NULL;
-        ncap *= 2;
-    }
-    if (ncap > SIZE_MAX / elt)
-        return NULL;
-    if (head == NULL || *head == 0) {
-        /* In order from 0 already: realloc keeps them. */
-        grown = zm_realloc(old, ncap * elt);
-        if (grown == NULL)
-            return NULL;
-    } else {
-        /* A ring that wraps: the run from head to the end, then the rest
-         * from 0. */
-        size_t run = *cap - *head < n ? *cap - *head : n;
-        grown = zm_malloc(ncap * elt);
-        if (grown == NULL)
-            return NULL;
-        memcpy(grown, old + *head * elt, run * elt);
-        memcpy(grown + run * elt, old, (n - run) * elt);
-        free(old);
-        *head = 0;
-    }
-    *cap = ncap;
-    return grown;
-}
 
 ZM_NOINLINE int zm_msg_push_slow_(zm_msg *m, const zm_frame *f)
 {
