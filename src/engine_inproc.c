@@ -51,8 +51,7 @@ static int pipe_activate(zm_sock *s, zm_conn *c)
         zm_inproc_end(s, c);
         return -1;
     }
-    n = s->type == ZM_ROUTER ? zm_pipe_peer_rid(c->pipe, c->pipe_end, rid)
-                             : 0;
+    n = zm_pipe_peer_rid(c->pipe, c->pipe_end, rid); /* for a ROUTER */
     if (zm_route_admit(s, c, rid, n) != NULL) { /* ROUTER id, PAIR's one */
         ZM_STAT_ADD(s->stats.handshake_failed, 1);
         zm_inproc_end(s, c);

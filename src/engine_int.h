@@ -53,40 +53,116 @@ void zm_inproc_step(zm_sock *s, zm_conn *c);
 void zm_inproc_adopt(zm_sock *s);
 
 /* ------------------------------------------------------------------ */
-/* engine_route.c: routing per socket type                            */
+/* engine_route.c: routing per socket type, a table of strategies     */
 /* ------------------------------------------------------------------ */
 
+/* What a socket type does, one entry per type in zm_routes (its table is
+ * engine_route.c's; the pub-sub entries point into engine_pubsub.c).
+ * Every function is called with the socket held by the caller. */
+struct zm_route_ops {
+    const char *name;   /* Socket-Type in READY */
+    unsigned peers;     /* bit t: may talk to socket type t (RFC 28-31) */
+    unsigned flags;     /* ZM_RT_* */
+    /* The first frame of a message: pick its peer(s) and queue it.  0,
+     * -EAGAIN, -ZM_EFSM, -EHOSTUNREACH, -ENOTSUP (zm_sock_send). */
+    int (*send)(zm_sock *s, const void *data, size_t n, int more);
+    /* The next frames of a message (s->out_more): where the first went. */
+    int (*send_more)(zm_sock *s, const void *data, size_t n, int more);
+    /* The next whole message for the application (zm_sock_recv). */
+    int (*recv)(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                size_t *prefix_len);
+    /* ZM_POLLIN / ZM_POLLOUT now, no I/O (zm_sock_events). */
+    int (*events)(zm_sock *s);
+    /* A peer's handshake is done: NULL to admit it, else why it is
+     * refused; `id` is the routing id it announced (NULL, n == 0: none).
+     * NULL: every compatible peer is admitted. */
+    const char *(*admit)(zm_sock *s, zm_conn *c, const unsigned char *id,
+                         size_t n);
+    /* The peer is ACTIVE (NULL: nothing to do). */
+    void (*attached)(zm_sock *s, zm_conn *c);
+    /* A whole message from an ACTIVE peer: queued for the application
+     * (zm_route_queue_in), or taken or dropped here. */
+    void (*incoming)(zm_sock *s, zm_conn *c, zm_msg *msg);
+    /* The peer's transport ended (NULL: nothing to do). */
+    void (*detached)(zm_sock *s, zm_conn *c);
+};
+
+#define ZM_RT_SENDS_ID 1u /* our READY carries Identity (REQ, DEALER,
+                             ROUTER: what a ROUTER may address) */
+#define ZM_RT_PUB 2u      /* peers subscribe to us (PUB, XPUB) */
+#define ZM_RT_SUB 4u      /* we subscribe to peers (SUB, XSUB) */
+
+extern const struct zm_route_ops zm_routes[ZM_SOCKTYPE_COUNT_];
+
+static inline const struct zm_route_ops *zm_route_of(const zm_sock *s)
+{
+    return &zm_routes[s->type];
+}
+
 int zm_socktype_from_name(const unsigned char *name, size_t len);
-const char *zm_route_admit(zm_sock *s, zm_conn *c, const unsigned char *id,
-                           size_t n);
-void zm_route_attached(zm_sock *s, zm_conn *c);
-void zm_route_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);
-void zm_route_detached(zm_sock *s, zm_conn *c);
 void zm_route_forget(zm_sock *s, zm_conn *c);
 void zm_conn_abort_msg(zm_sock *s, zm_conn *c);
+int zm_send_failed(zm_sock *s, zm_conn *c, int rc);
 void zm_conn_send_soon(zm_sock *s, zm_conn *c, int64_t now);
 
-/* Our READY carries our Identity (the types a ROUTER may address). */
+/* What the connections call (engine_conn.c, engine_inproc.c). */
 static inline int zm_route_sends_id(const zm_sock *s)
 {
-    return s->type == ZM_REQ || s->type == ZM_DEALER ||
-           s->type == ZM_ROUTER;
+    return (zm_route_of(s)->flags & ZM_RT_SENDS_ID) != 0;
+}
+
+static inline const char *zm_route_admit(zm_sock *s, zm_conn *c,
+                                         const unsigned char *id, size_t n)
+{
+    const struct zm_route_ops *r = zm_route_of(s);
+
+    return r->admit != NULL ? r->admit(s, c, id, n) : NULL;
+}
+
+static inline void zm_route_attached(zm_sock *s, zm_conn *c)
+{
+    const struct zm_route_ops *r = zm_route_of(s);
+
+    if (r->attached != NULL)
+        r->attached(s, c);
+}
+
+static inline void zm_route_incoming(zm_sock *s, zm_conn *c, zm_msg *msg)
+{
+    zm_route_of(s)->incoming(s, c, msg);
+}
+
+static inline void zm_route_detached(zm_sock *s, zm_conn *c)
+{
+    const struct zm_route_ops *r = zm_route_of(s);
+
+    if (r->detached != NULL)
+        r->detached(s, c);
 }
 
 /* ------------------------------------------------------------------ */
-/* engine_pubsub.c: publish-subscribe                                 */
+/* engine_pubsub.c: publish-subscribe (strategies for zm_routes)      */
 /* ------------------------------------------------------------------ */
 
 void zm_pub_peer_subscription(zm_sock *s, zm_conn *c, int on,
                               const unsigned char *topic, size_t n);
-void zm_pub_drop_peer(zm_sock *s, zm_conn *c);
 void zm_pub_untarget(zm_sock *s, const zm_conn *c);
-int zm_pub_fanout_choose(zm_sock *s, const void *data, size_t n);
-int zm_pub_fanout_frame(zm_sock *s, const void *data, size_t n, int more);
-void zm_sub_replay(zm_sock *s, zm_conn *c);
-void zm_sub_send_all(zm_sock *s, const unsigned char *topic, size_t n,
-                     int on);
-void zm_sub_purge_unmatched(zm_sock *s);
+int zm_pub_send(zm_sock *s, const void *data, size_t n, int more);
+int zm_xsub_send(zm_sock *s, const void *data, size_t n, int more);
+int zm_fanout_more(zm_sock *s, const void *data, size_t n, int more);
+int zm_sub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                size_t *prefix_len);
+int zm_xpub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                 size_t *prefix_len);
+int zm_pub_events(zm_sock *s);
+int zm_xpub_events(zm_sock *s);
+int zm_xsub_events(zm_sock *s);
+void zm_sub_attached(zm_sock *s, zm_conn *c);
+void zm_pub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);
+void zm_xpub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);
+void zm_sub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);
+void zm_pub_detached(zm_sock *s, zm_conn *c);
+void zm_xsub_detached(zm_sock *s, zm_conn *c);
 
 /* ------------------------------------------------------------------ */
 /* engine_monitor.c: monitor events                                   */
@@ -162,14 +238,75 @@ static inline void conn_pop_written(zm_conn *c, uint64_t w)
     }
 }
 
+/* PUB, XPUB: peers subscribe to us. */
 static inline int is_pub(const zm_sock *s)
 {
-    return s->type == ZM_PUB || s->type == ZM_XPUB;
+    return (zm_route_of(s)->flags & ZM_RT_PUB) != 0;
 }
 
+/* SUB, XSUB: we subscribe to peers. */
 static inline int is_sub(const zm_sock *s)
 {
-    return s->type == ZM_SUB || s->type == ZM_XSUB;
+    return (zm_route_of(s)->flags & ZM_RT_SUB) != 0;
+}
+
+/* May this connection take another outgoing message now? */
+static inline int conn_can_queue(const zm_sock *s, const zm_conn *c)
+{
+    if (c->state == ZM_CS_DEAD)
+        return 0;
+    if (c->inproc)
+        return c->pipe != NULL &&
+               !(s->immediate && c->state != ZM_CS_ACTIVE) &&
+               zm_pipe_writable(c->pipe, c->pipe_end);
+    if (!c->connecter && c->state != ZM_CS_ACTIVE)
+        return 0; /* accepted: only once the handshake is done */
+    if (s->immediate && c->state != ZM_CS_ACTIVE)
+        return 0;
+    if (c->state == ZM_CS_RETRY && s->reconnect_ivl_ms < 0)
+        return 0;
+    return s->sndhwm <= 0 || c->ends_n < (size_t)s->sndhwm;
+}
+
+enum { PICK_OUT, PICK_IN };
+
+/* The next connection from *cursor on (round the list) that can take a
+ * message (PICK_OUT: round-robin of sends) or has one queued (PICK_IN:
+ * fair queueing of receives); the cursor moves past it. */
+static inline zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
+{
+    zm_conn *start = *cursor != NULL ? *cursor : s->conns;
+    zm_conn *c = start;
+
+    if (c == NULL)
+        return NULL;
+    do {
+        if (dir == PICK_IN ? c->inq.n > 0 : conn_can_queue(s, c)) {
+            *cursor = c->next != NULL ? c->next : s->conns;
+            return c;
+        }
+        c = c->next != NULL ? c->next : s->conns;
+    } while (c != start);
+    return NULL;
+}
+
+/* ZM_POLLIN when some peer has a message queued for the application. */
+static inline int zm_route_any_in(const zm_sock *s)
+{
+    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->inq.n > 0)
+            return ZM_POLLIN;
+    return 0;
+}
+
+/* A message from a peer joins its input queue (dropped and counted when
+ * out of memory): what most types do with what arrives. */
+static inline void zm_route_queue_in(zm_sock *s, zm_conn *c, zm_msg *msg)
+{
+    if (zm_msgq_push(&c->inq, msg) < 0) {
+        zm_msg_clear(msg);
+        ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+    }
 }
 
 /* XPUB: the application has RCVHWM subscription messages to read; stop

@@ -1,15 +1,21 @@
 /*
  * engine_pubsub.c - publish-subscribe: a PUB/XPUB's peers' subscriptions
- * (per peer trie, XPUB's subscription messages), the fan-out of a
+ * (a trie per peer, XPUB's subscription messages), the fan-out of a
  * published message (targets chosen at its first frame, each frame
  * encoded once into a shared page), a SUB/XSUB's own subscriptions (sent
- * upstream, replayed to each new publisher, queued input purged).
+ * upstream, replayed to each new publisher, queued input purged), and the
+ * strategies of the PUB, SUB, XPUB and XSUB entries of zm_routes (send,
+ * receive, readiness, a peer attached or detached, a message arriving).
  *
- * May call: engine_conn.c (write), engine_route.c (abort a message,
- * write soon), the socket's step (zm_sock_process: a publishing loop),
- * and the layers below (codec, outq, inproc pipes, trie, msg).
- * Must never call it: the layers below; the Python face and progress.c
- * (zm_sock_subscribe through engine.h only).
+ * May call: engine_conn.c (write, queue a command), engine_route.c (abort
+ * a message, a failed send, write soon), the socket's step
+ * (zm_sock_process: a publishing loop), and the layers below (codec,
+ * outq, inproc pipes, trie, msg).
+ * Must never call it: the layers below.  The Python face and progress.c
+ * use zm_sock_subscribe and zm_sock_send/recv/events (engine.h); the
+ * engine's other files reach it through zm_routes, except a connection
+ * passing on a peer's SUBSCRIBE/CANCEL command
+ * (zm_pub_peer_subscription).
  */
 #include "engine_int.h"
 
@@ -92,9 +98,9 @@ static void drop_peer_sub_cb(void *ctx, const unsigned char *topic, size_t n,
         xpub_notify(s, 0, topic, n);
 }
 
-void zm_pub_drop_peer(zm_sock *s, zm_conn *c)
+static void conn_drop_subscriptions(zm_sock *s, zm_conn *c)
 {
-    if (!is_pub(s) || c->subs.topics == 0)
+    if (c->subs.topics == 0)
         return;
     zm_subs_apply(&c->subs, drop_peer_sub_cb, s);
     zm_subs_clear(&c->subs);
@@ -130,12 +136,14 @@ static void replay_cb(void *ctx, const unsigned char *topic, size_t n,
     conn_send_subscription(((replay_ctx *)ctx)->c, topic, n, 1);
 }
 
-/* Our subscriptions go to every new (or reconnected) publisher, ahead of
- * anything else. */
-void zm_sub_replay(zm_sock *s, zm_conn *c)
+/* SUB, XSUB: our subscriptions go to every new (or reconnected)
+ * publisher, ahead of anything else. */
+void zm_sub_attached(zm_sock *s, zm_conn *c)
 {
-    replay_ctx rc = {c};
-    zm_subs_apply(&s->subs, replay_cb, &rc);
+    if (s->subs.topics > 0) {
+        replay_ctx rc = {c};
+        zm_subs_apply(&s->subs, replay_cb, &rc);
+    }
 }
 
 /* A fan-out target that goes loses the rest of the message being sent. */
@@ -148,7 +156,7 @@ void zm_pub_untarget(zm_sock *s, const zm_conn *c)
 
 /* Fan-out (PUB, XPUB, XSUB data): the message goes to every target chosen
  * at its first frame; a peer at SNDHWM loses it, the sender never blocks. */
-int zm_pub_fanout_choose(zm_sock *s, const void *data, size_t n)
+static int fanout_choose(zm_sock *s, const void *data, size_t n)
 {
     /* send() never waits here, so a publishing loop would never accept,
      * handshake or read subscriptions (and the progress thread leaves a
@@ -193,7 +201,7 @@ int zm_pub_fanout_choose(zm_sock *s, const void *data, size_t n)
     return 0;
 }
 
-int zm_pub_fanout_frame(zm_sock *s, const void *data, size_t n, int more)
+static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
 {
     unsigned char *at;
     size_t h = 0, off = 0;
@@ -263,7 +271,7 @@ int zm_pub_fanout_frame(zm_sock *s, const void *data, size_t n, int more)
     return 0;
 }
 
-void zm_sub_send_all(zm_sock *s, const unsigned char *topic,
+static void send_subscription_to_all(zm_sock *s, const unsigned char *topic,
                                      size_t n, int on)
 {
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
@@ -277,7 +285,7 @@ void zm_sub_send_all(zm_sock *s, const unsigned char *topic,
 
 /* SUB/XSUB: a topic's count reached zero; queued messages that no longer
  * match go now, so POLLIN stays exact (libzmq's SUB reads ahead). */
-void zm_sub_purge_unmatched(zm_sock *s)
+static void purge_unmatched(zm_sock *s)
 {
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
         size_t n = c->inq.n;
@@ -297,25 +305,195 @@ void zm_sub_purge_unmatched(zm_sock *s)
     }
 }
 
-int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on)
+/* SUB, XSUB: subscribe or unsubscribe (zm_sock_subscribe, or an XSUB's
+ * subscription message): 0, or -ENOMEM. */
+static int subscribe(zm_sock *s, const void *topic, size_t n, int on)
 {
     int64_t rc;
 
-    if (!is_sub(s))
-        return -ENOTSUP;
     if (on) {
         rc = zm_subs_add(&s->subs, topic, n);
         if (rc < 0)
             return (int)rc;
         /* Every subscribe goes upstream (libzmq 4.3 does the same: an XPUB
          * proxy upstream may want the duplicates). */
-        zm_sub_send_all(s, topic, n, 1);
+        send_subscription_to_all(s, topic, n, 1);
     } else {
         rc = zm_subs_rm(&s->subs, topic, n);
         if (rc == 0) { /* the last one: cancel upstream */
-            zm_sub_send_all(s, topic, n, 0);
-            zm_sub_purge_unmatched(s);
+            send_subscription_to_all(s, topic, n, 0);
+            purge_unmatched(s);
         }
     }
     return 0;
+}
+
+int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on)
+{
+    if (!is_sub(s))
+        return -ENOTSUP;
+    return subscribe(s, topic, n, on);
+}
+
+/* ================================================================== */
+/* Strategies of the pub-sub types (zm_routes, engine_route.c)        */
+/* ================================================================== */
+
+/* PUB, XPUB (and XSUB's data): to every subscriber, chosen at the first
+ * frame; never blocks. */
+int zm_pub_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    int rc = fanout_choose(s, data, n);
+
+    if (rc == 0)
+        rc = fanout_frame(s, data, n, more);
+    if (rc < 0)
+        return zm_send_failed(s, NULL, rc);
+    s->out_more = more;
+    s->out_drop = 0;
+    return 0;
+}
+
+/* XSUB: a subscription message (0x01/0x00 + topic) subscribes; other
+ * data goes to every publisher. */
+int zm_xsub_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    int on;
+    const unsigned char *topic;
+    size_t tn;
+
+    if (!more && zm_parse_subscription_message(data, n, &on, &topic, &tn))
+        return subscribe(s, topic, tn, on);
+    return zm_pub_send(s, data, n, more);
+}
+
+/* The next frames of a fanned-out message go to the same targets. */
+int zm_fanout_more(zm_sock *s, const void *data, size_t n, int more)
+{
+    int rc = fanout_frame(s, data, n, more);
+
+    if (rc < 0)
+        return zm_send_failed(s, NULL, rc);
+    if (!more)
+        s->out_more = 0;
+    return 0;
+}
+
+/* SUB, XSUB: fair queueing of what still matches (subscriptions may have
+ * changed since these were queued). */
+int zm_sub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                size_t *prefix_len)
+{
+    (void)prefix;
+    (void)prefix_len;
+    for (;;) {
+        zm_frame *f;
+        zm_conn *c = pick_next(s, &s->fq, PICK_IN);
+        if (c == NULL)
+            return -EAGAIN;
+        conn_pop(c, out);
+        f = zm_msg_frames(out);
+        if (zm_subs_match(&s->subs, f[0].data, f[0].size))
+            return 0;
+        zm_msg_clear(out);
+    }
+}
+
+/* XPUB: subscription messages first, then what peers sent (fair
+ * queueing). */
+int zm_xpub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                 size_t *prefix_len)
+{
+    zm_conn *c;
+
+    (void)prefix;
+    (void)prefix_len;
+    if (s->xpub_q.n > 0) {
+        zm_msgq_pop(&s->xpub_q, out);
+        return 0;
+    }
+    c = pick_next(s, &s->fq, PICK_IN);
+    if (c == NULL)
+        return -EAGAIN;
+    conn_pop(c, out);
+    return 0;
+}
+
+/* PUB: always writable (never blocks on send), never readable. */
+int zm_pub_events(zm_sock *s)
+{
+    (void)s;
+    return ZM_POLLOUT;
+}
+
+/* XPUB: always writable; readable with a subscription or a message. */
+int zm_xpub_events(zm_sock *s)
+{
+    return ZM_POLLOUT | (s->xpub_q.n > 0 ? ZM_POLLIN : 0) |
+           zm_route_any_in(s);
+}
+
+/* XSUB: always writable; readable with a message. */
+int zm_xsub_events(zm_sock *s)
+{
+    return ZM_POLLOUT | zm_route_any_in(s);
+}
+
+/* A message from a PUB/XPUB's peer: a subscription in the ZMTP 3.0
+ * message form, or data (0 when taken as a subscription). */
+static int pub_take_subscription(zm_sock *s, zm_conn *c, zm_msg *msg)
+{
+    zm_frame *f = zm_msg_frames(msg);
+    int on;
+    const unsigned char *topic;
+    size_t tn;
+
+    if (msg->n == 1 &&
+        zm_parse_subscription_message(f[0].data, f[0].size, &on, &topic,
+                                      &tn)) {
+        zm_pub_peer_subscription(s, c, on, topic, tn);
+        zm_msg_clear(msg);
+        return 0;
+    }
+    return -1;
+}
+
+/* PUB: subscriptions are taken, other data ignored. */
+void zm_pub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg)
+{
+    if (pub_take_subscription(s, c, msg) < 0)
+        zm_msg_clear(msg);
+}
+
+/* XPUB: subscriptions are taken, other data passed up. */
+void zm_xpub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg)
+{
+    if (pub_take_subscription(s, c, msg) < 0)
+        zm_route_queue_in(s, c, msg);
+}
+
+/* SUB, XSUB: what we are not subscribed to is dropped at once. */
+void zm_sub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg)
+{
+    zm_frame *f = zm_msg_frames(msg);
+
+    if (!zm_subs_match(&s->subs, f[0].data, f[0].size)) {
+        zm_msg_clear(msg); /* not subscribed */
+        return;
+    }
+    zm_route_queue_in(s, c, msg);
+}
+
+/* PUB, XPUB: a peer's subscriptions go with it, and it loses the rest of
+ * a message being fanned out. */
+void zm_pub_detached(zm_sock *s, zm_conn *c)
+{
+    conn_drop_subscriptions(s, c);
+    zm_pub_untarget(s, c);
+}
+
+/* XSUB: a publisher loses the rest of a message being fanned out. */
+void zm_xsub_detached(zm_sock *s, zm_conn *c)
+{
+    zm_pub_untarget(s, c);
 }

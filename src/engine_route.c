@@ -1,230 +1,30 @@
 /*
- * engine_route.c - routing per socket type: which peer an outgoing
- * message goes to (round-robin, ROUTER by id, REQ's envelope and its one
- * peer, PAIR's single peer; fan-out is engine_pubsub.c's), which peer the
- * next incoming message comes from (fair queueing, REQ/REP envelopes),
- * what a socket may do now (POLLIN/POLLOUT), the socket types' names and
- * compatible peers, and the queueing of a frame on a connection.
+ * engine_route.c - routing per socket type, as a table of strategies
+ * (zm_routes, at the end): for each type its name and the types it may
+ * talk to, and how it picks the peer of an outgoing message (round-robin,
+ * ROUTER by id, REQ's envelope and its one peer, REP's reply to its
+ * requester, PAIR's single peer; fan-out is engine_pubsub.c's), takes the
+ * next incoming message (fair queueing, REQ/REP envelopes), reports
+ * POLLIN/POLLOUT, admits a peer (ROUTER's id, PAIR's one peer) and
+ * disposes of a message arriving from one.  Also the queueing of one
+ * frame on a connection, shared by every strategy.
  *
- * May call: engine_conn.c (write, step, lost), engine_pubsub.c (fan-out,
- * subscriptions, SUB filtering), and the layers below (codec, outq,
- * inproc pipes, trie, msg).
- * Must never call it: the layers below; the Python face and progress.c
- * call zm_sock_send/recv/events through engine.h only.
+ * May call: engine_conn.c (write, step, lost), engine_pubsub.c (its
+ * strategies, in the table), and the layers below (codec, outq, inproc
+ * pipes, trie, msg).
+ * Must never call it: the layers below.  The Python face and progress.c
+ * call zm_sock_send/recv/events and the socket-type functions through
+ * engine.h only; the engine's other files reach the strategies through
+ * the zm_route_* wrappers in engine_int.h.
  */
 #include "engine_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const socktype_names[ZM_SOCKTYPE_COUNT_] = {
-    "PAIR", "PUB", "SUB", "REQ", "REP", "DEALER",
-    "ROUTER", "PULL", "PUSH", "XPUB", "XSUB",
-};
-
-const char *zm_socktype_name(int type)
-{
-    if (type < 0 || type >= ZM_SOCKTYPE_COUNT_)
-        return NULL;
-    return socktype_names[type];
-}
-
-int zm_socktype_from_name(const unsigned char *name, size_t len)
-{
-    for (int t = 0; t < ZM_SOCKTYPE_COUNT_; t++) {
-        size_t n = strlen(socktype_names[t]);
-        if (n == len && memcmp(name, socktype_names[t], n) == 0)
-            return t;
-    }
-    return -1;
-}
-
-int zm_socktype_compatible(int a, int b)
-{
-    switch (a) {
-    case ZM_PAIR:
-        return b == ZM_PAIR;
-    case ZM_REQ:
-        return b == ZM_REP || b == ZM_ROUTER;
-    case ZM_REP:
-        return b == ZM_REQ || b == ZM_DEALER;
-    case ZM_DEALER:
-        return b == ZM_REP || b == ZM_DEALER || b == ZM_ROUTER;
-    case ZM_ROUTER:
-        return b == ZM_REQ || b == ZM_DEALER || b == ZM_ROUTER;
-    case ZM_PULL:
-        return b == ZM_PUSH;
-    case ZM_PUSH:
-        return b == ZM_PULL;
-    case ZM_PUB:
-    case ZM_XPUB:
-        return b == ZM_SUB || b == ZM_XSUB;
-    case ZM_SUB:
-    case ZM_XSUB:
-        return b == ZM_PUB || b == ZM_XPUB;
-    default:
-        return 0;
-    }
-}
-
-/* A connection is about to be freed: no cursor or pending exchange may
- * point at it. */
-void zm_route_forget(zm_sock *s, zm_conn *c)
-{
-    zm_pub_untarget(s, c);
-    if (s->rr == c)
-        s->rr = c->next;
-    if (s->fq == c)
-        s->fq = c->next;
-    if (s->req_peer == c)
-        s->req_peer = NULL; /* the reply can no longer come */
-    if (s->rep_peer == c)
-        s->rep_peer = NULL; /* the reply will be dropped */
-    if (s->out_conn == c) {
-        s->out_conn = NULL;
-        if (s->out_more)
-            s->out_drop = 1;
-    }
-}
-
-/* A generated routing id: 0x00 then a 32-bit counter (libzmq's form). */
-static void conn_generate_rid(zm_sock *s, zm_conn *c)
-{
-    c->rid[0] = 0;
-    zm_put_u32(c->rid + 1, s->next_rid++);
-    c->rid_len = 5;
-}
-
-static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
-{
-    for (zm_conn *c = s->conns; c != NULL; c = c->next)
-        if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
-            memcmp(c->rid, id, n) == 0)
-            return c;
-    return NULL;
-}
-
-/* A peer's handshake is done (its READY came, or its inproc pipe was
- * attached): may it join?  A ROUTER takes the id the peer announced (`id`,
- * n bytes; NULL or n == 0: none) when it can, else generates one; a PAIR
- * takes one peer only.  NULL when admitted, else why it is refused. */
-const char *zm_route_admit(zm_sock *s, zm_conn *c, const unsigned char *id,
-                           size_t n)
-{
-    if (s->type == ZM_ROUTER) {
-        if (id != NULL && n > 0 && n <= sizeof(c->rid) && id[0] != 0 &&
-            find_rid(s, id, n) == NULL) {
-            memcpy(c->rid, id, n);
-            c->rid_len = n;
-        } else {
-            /* No id, a reserved one (leading 0x00) or one in use: generate
-             * (libzmq drops the newcomer with a duplicate id unless
-             * ROUTER_HANDOVER; a fresh id keeps both reachable). */
-            conn_generate_rid(s, c);
-        }
-    }
-    if (s->type == ZM_PAIR) {
-        for (zm_conn *o = s->conns; o != NULL; o = o->next)
-            if (o != c && o->state == ZM_CS_ACTIVE)
-                return "PAIR socket already has a peer";
-    }
-    return NULL;
-}
-
-/* The peer is ACTIVE: a SUB's subscriptions go to it. */
-void zm_route_attached(zm_sock *s, zm_conn *c)
-{
-    if (is_sub(s) && s->subs.topics > 0)
-        zm_sub_replay(s, c);
-}
-
-/* A whole message from an ACTIVE peer: into the connection's input queue
- * (the owner takes it with zm_sock_recv), or taken or dropped here. */
-void zm_route_incoming(zm_sock *s, zm_conn *c, zm_msg *msg)
-{
-    if (is_pub(s)) {
-        /* Subscriptions in the ZMTP 3.0 message form; other data is
-         * ignored by PUB and passed up by XPUB. */
-        zm_frame *f = zm_msg_frames(msg);
-        int on;
-        const unsigned char *topic;
-        size_t tn;
-        if (msg->n == 1 &&
-            zm_parse_subscription_message(f[0].data, f[0].size, &on,
-                                          &topic, &tn)) {
-            zm_pub_peer_subscription(s, c, on, topic, tn);
-            zm_msg_clear(msg);
-            return;
-        }
-        if (s->type == ZM_PUB) {
-            zm_msg_clear(msg);
-            return;
-        }
-    }
-    if (s->type == ZM_PUSH) {
-        zm_msg_clear(msg); /* send-only sockets ignore input */
-        return;
-    }
-    if (is_sub(s)) {
-        zm_frame *f = zm_msg_frames(msg);
-        if (!zm_subs_match(&s->subs, f[0].data, f[0].size)) {
-            zm_msg_clear(msg); /* not subscribed */
-            return;
-        }
-    }
-    if (zm_msgq_push(&c->inq, msg) < 0) {
-        zm_msg_clear(msg);
-        ZM_STAT_ADD(s->stats.dropped_msgs, 1);
-    }
-}
-
-/* The peer's transport ended: its subscriptions go, and it loses the rest
- * of a message being fanned out to it. */
-void zm_route_detached(zm_sock *s, zm_conn *c)
-{
-    zm_pub_drop_peer(s, c);
-    zm_pub_untarget(s, c);
-}
-
-/* May this connection take another outgoing message now? */
-static int conn_can_queue(const zm_sock *s, const zm_conn *c)
-{
-    if (c->state == ZM_CS_DEAD)
-        return 0;
-    if (c->inproc)
-        return c->pipe != NULL &&
-               !(s->immediate && c->state != ZM_CS_ACTIVE) &&
-               zm_pipe_writable(c->pipe, c->pipe_end);
-    if (!c->connecter && c->state != ZM_CS_ACTIVE)
-        return 0; /* accepted: only once the handshake is done */
-    if (s->immediate && c->state != ZM_CS_ACTIVE)
-        return 0;
-    if (c->state == ZM_CS_RETRY && s->reconnect_ivl_ms < 0)
-        return 0;
-    return s->sndhwm <= 0 || c->ends_n < (size_t)s->sndhwm;
-}
-
-enum { PICK_OUT, PICK_IN };
-
-/* The next connection from *cursor on (round the list) that can take a
- * message (PICK_OUT: round-robin of sends) or has one queued (PICK_IN:
- * fair queueing of receives); the cursor moves past it. */
-static zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
-{
-    zm_conn *start = *cursor != NULL ? *cursor : s->conns;
-    zm_conn *c = start;
-
-    if (c == NULL)
-        return NULL;
-    do {
-        if (dir == PICK_IN ? c->inq.n > 0 : conn_can_queue(s, c)) {
-            *cursor = c->next != NULL ? c->next : s->conns;
-            return c;
-        }
-        c = c->next != NULL ? c->next : s->conns;
-    } while (c != start);
-    return NULL;
-}
+/* ================================================================== */
+/* Queueing a frame on a connection                                   */
+/* ================================================================== */
 
 /* inproc: a frame joins the message being sent; the last one sends it
  * whole (a peer never sees part of a message).  The bytes are copied
@@ -315,7 +115,7 @@ void zm_conn_abort_msg(zm_sock *s, zm_conn *c)
  * dropped whole, and the socket is at a message boundary, so the next send
  * starts a new message.  A REQ may send its request again; a REP still
  * owes its reply (rep_replying is cleared only once a reply is whole). */
-static int send_failed(zm_sock *s, zm_conn *c, int rc)
+int zm_send_failed(zm_sock *s, zm_conn *c, int rc)
 {
     if (c != NULL)
         zm_conn_abort_msg(s, c);
@@ -387,6 +187,52 @@ static void finish_message(zm_sock *s, zm_conn *c)
         zm_conn_step(s, c, zm_now_ns());
 }
 
+/* The frame went: a multipart message goes on to the same peer, a last
+ * frame ends it. */
+static int frame_queued(zm_sock *s, zm_conn *c, int more)
+{
+    if (more) {
+        s->out_more = 1;
+        s->out_drop = 0;
+        s->out_conn = c;
+        return 0;
+    }
+    finish_message(s, c);
+    return 0;
+}
+
+/* The first frame of a message to the peer c its strategy chose. */
+static int send_to(zm_sock *s, zm_conn *c, const void *data, size_t n,
+                   int more)
+{
+    int rc = encode_into(s, c, data, n, more);
+
+    if (rc < 0)
+        return zm_send_failed(s, c, rc);
+    return frame_queued(s, c, more);
+}
+
+/* ================================================================== */
+/* Peers                                                              */
+/* ================================================================== */
+
+/* A generated routing id: 0x00 then a 32-bit counter (libzmq's form). */
+static void conn_generate_rid(zm_sock *s, zm_conn *c)
+{
+    c->rid[0] = 0;
+    zm_put_u32(c->rid + 1, s->next_rid++);
+    c->rid_len = 5;
+}
+
+static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
+            memcmp(c->rid, id, n) == 0)
+            return c;
+    return NULL;
+}
+
 /* PAIR's one peer: the connection whose handshake is done, else one we
  * dialled (messages wait for it, as in libzmq's pipe).  An accepted
  * connection still in its handshake is not the peer yet: a client that
@@ -405,155 +251,209 @@ static zm_conn *pair_peer(zm_sock *s)
     return dialled;
 }
 
-int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
+/* A connection is about to be freed: no cursor or pending exchange may
+ * point at it. */
+void zm_route_forget(zm_sock *s, zm_conn *c)
+{
+    zm_pub_untarget(s, c);
+    if (s->rr == c)
+        s->rr = c->next;
+    if (s->fq == c)
+        s->fq = c->next;
+    if (s->req_peer == c)
+        s->req_peer = NULL; /* the reply can no longer come */
+    if (s->rep_peer == c)
+        s->rep_peer = NULL; /* the reply will be dropped */
+    if (s->out_conn == c) {
+        s->out_conn = NULL;
+        if (s->out_more)
+            s->out_drop = 1;
+    }
+}
+
+/* ================================================================== */
+/* Strategies: sending                                                */
+/* ================================================================== */
+
+/* PULL, SUB: nothing to send. */
+static int no_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    (void)s;
+    (void)data;
+    (void)n;
+    (void)more;
+    return -ENOTSUP;
+}
+
+/* The next frames of a message go where its first went (out_conn), or
+ * nowhere when it is dropped. */
+static int unicast_more(zm_sock *s, const void *data, size_t n, int more)
 {
     zm_conn *c;
     int rc;
 
-    if (s->out_more && (is_pub(s) || s->type == ZM_XSUB)) {
-        rc = zm_pub_fanout_frame(s, data, n, more);
-        if (rc < 0)
-            return send_failed(s, NULL, rc);
-        if (!more)
+    if (s->out_drop || s->out_conn == NULL) {
+        if (!more) {
             s->out_more = 0;
+            s->out_drop = 0;
+            rep_done(s); /* its requester went during the reply */
+        }
         return 0;
     }
-    if (s->out_more) { /* continuing a multipart message */
-        if (s->out_drop || s->out_conn == NULL) {
-            if (!more) {
-                s->out_more = 0;
-                s->out_drop = 0;
-                rep_done(s); /* its requester went during the reply */
-            }
-            return 0;
-        }
-        c = s->out_conn;
-        rc = encode_into(s, c, data, n, more);
-        if (rc < 0)
-            return send_failed(s, c, rc);
-        if (!more)
-            finish_message(s, c);
-        return 0;
-    }
-
-    switch (s->type) {
-    case ZM_PULL:
-    case ZM_SUB:
-        return -ENOTSUP;
-    case ZM_XSUB: {
-        int on;
-        const unsigned char *topic;
-        size_t tn;
-        if (!more && zm_parse_subscription_message(data, n, &on, &topic,
-                                                   &tn)) {
-            int64_t r;
-            if (on) {
-                r = zm_subs_add(&s->subs, topic, tn);
-                if (r < 0)
-                    return (int)r;
-                zm_sub_send_all(s, topic, tn, 1);
-            } else if (zm_subs_rm(&s->subs, topic, tn) == 0) {
-                zm_sub_send_all(s, topic, tn, 0);
-                zm_sub_purge_unmatched(s);
-            }
-            return 0;
-        }
-        __attribute__((fallthrough)); /* data goes to every publisher */
-    }
-    case ZM_PUB:
-    case ZM_XPUB:
-        rc = zm_pub_fanout_choose(s, data, n);
-        if (rc == 0)
-            rc = zm_pub_fanout_frame(s, data, n, more);
-        if (rc < 0)
-            return send_failed(s, NULL, rc);
-        s->out_more = more;
-        s->out_drop = 0;
-        return 0;
-    case ZM_REQ:
-        if (s->req_waiting)
-            return -ZM_EFSM;
-        /* As libzmq's req.cpp: drop whatever is still queued before a new
-         * request, so a late reply to an earlier one is never taken for
-         * the answer to this one. */
-        for (zm_conn *o = s->conns; o != NULL; o = o->next)
-            while (o->inq.n > 0) {
-                zm_msg junk;
-                conn_pop(o, &junk);
-                zm_msg_clear(&junk);
-                ZM_STAT_ADD(s->stats.dropped_msgs, 1);
-            }
-        c = pick_next(s, &s->rr, PICK_OUT);
-        if (c == NULL)
-            return -EAGAIN;
-        rc = encode_into(s, c, NULL, 0, 1); /* the empty delimiter */
-        if (rc < 0)
-            return send_failed(s, c, rc);
-        s->req_peer = c;
-        break;
-    case ZM_REP:
-        if (!s->rep_replying)
-            return -ZM_EFSM;
-        c = s->rep_peer;
-        if (c != NULL && c->state == ZM_CS_ACTIVE) {
-            zm_frame *env = zm_msg_frames(&s->rep_envelope);
-            for (size_t i = 0; i < s->rep_envelope.n; i++) {
-                rc = encode_into(s, c, env[i].data, env[i].size, 1);
-                if (rc < 0)
-                    return send_failed(s, c, rc);
-            }
-            /* The envelope stays until the reply is whole (finish_message):
-             * a reply that fails part-way may be sent again. */
-        } else {
-            /* The requester is gone: drop the reply. */
-            rep_done(s);
-            s->out_more = more;
-            s->out_drop = 1;
-            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
-            return 0;
-        }
-        break;
-    case ZM_ROUTER:
-        /* This frame is the routing id; it is not sent. */
-        c = find_rid(s, data, n);
-        if (c == NULL || !conn_can_queue(s, c)) {
-            if (s->router_mandatory)
-                return c == NULL ? -EHOSTUNREACH : -EAGAIN;
-            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
-            s->out_more = more;
-            s->out_drop = 1;
-            return 0;
-        }
-        if (!more)
-            return 0; /* an id alone is not a message */
-        s->out_more = 1;
-        s->out_drop = 0;
-        s->out_conn = c;
-        return 0;
-    case ZM_PAIR:
-        c = pair_peer(s);
-        if (c == NULL || !conn_can_queue(s, c))
-            return -EAGAIN;
-        break;
-    default: /* DEALER, PUSH */
-        c = pick_next(s, &s->rr, PICK_OUT);
-        if (c == NULL)
-            return -EAGAIN;
-        break;
-    }
-
+    c = s->out_conn;
     rc = encode_into(s, c, data, n, more);
     if (rc < 0)
-        return send_failed(s, c, rc);
-    if (s->type == ZM_REQ)
-        s->req_waiting = 1; /* from the first frame on */
-    if (more) {
-        s->out_more = 1;
-        s->out_drop = 0;
-        s->out_conn = c;
+        return zm_send_failed(s, c, rc);
+    if (!more)
+        finish_message(s, c);
+    return 0;
+}
+
+/* DEALER, PUSH: round-robin over the peers that can take it. */
+static int lb_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c = pick_next(s, &s->rr, PICK_OUT);
+
+    if (c == NULL)
+        return -EAGAIN;
+    return send_to(s, c, data, n, more);
+}
+
+/* PAIR: its one peer. */
+static int pair_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c = pair_peer(s);
+
+    if (c == NULL || !conn_can_queue(s, c))
+        return -EAGAIN;
+    return send_to(s, c, data, n, more);
+}
+
+/* REQ: one request at a time, round-robin, after an empty delimiter; the
+ * reply must come from that peer. */
+static int req_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c;
+    int rc;
+
+    if (s->req_waiting)
+        return -ZM_EFSM;
+    /* As libzmq's req.cpp: drop whatever is still queued before a new
+     * request, so a late reply to an earlier one is never taken for
+     * the answer to this one. */
+    for (zm_conn *o = s->conns; o != NULL; o = o->next)
+        while (o->inq.n > 0) {
+            zm_msg junk;
+            conn_pop(o, &junk);
+            zm_msg_clear(&junk);
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+        }
+    c = pick_next(s, &s->rr, PICK_OUT);
+    if (c == NULL)
+        return -EAGAIN;
+    rc = encode_into(s, c, NULL, 0, 1); /* the empty delimiter */
+    if (rc < 0)
+        return zm_send_failed(s, c, rc);
+    s->req_peer = c;
+    rc = encode_into(s, c, data, n, more);
+    if (rc < 0)
+        return zm_send_failed(s, c, rc);
+    s->req_waiting = 1; /* from the first frame on */
+    return frame_queued(s, c, more);
+}
+
+/* REP: the reply goes to the requester, behind the envelope it came
+ * with; dropped when the requester is gone. */
+static int rep_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c;
+    zm_frame *env;
+    int rc;
+
+    if (!s->rep_replying)
+        return -ZM_EFSM;
+    c = s->rep_peer;
+    if (c == NULL || c->state != ZM_CS_ACTIVE) {
+        /* The requester is gone: drop the reply. */
+        rep_done(s);
+        s->out_more = more;
+        s->out_drop = 1;
+        ZM_STAT_ADD(s->stats.dropped_msgs, 1);
         return 0;
     }
-    finish_message(s, c);
+    env = zm_msg_frames(&s->rep_envelope);
+    for (size_t i = 0; i < s->rep_envelope.n; i++) {
+        rc = encode_into(s, c, env[i].data, env[i].size, 1);
+        if (rc < 0)
+            return zm_send_failed(s, c, rc);
+    }
+    /* The envelope stays until the reply is whole (finish_message):
+     * a reply that fails part-way may be sent again. */
+    return send_to(s, c, data, n, more);
+}
+
+/* ROUTER: the first frame is the routing id of the peer (not sent);
+ * unroutable messages are dropped, or refused with ROUTER_MANDATORY. */
+static int router_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c = find_rid(s, data, n);
+
+    if (c == NULL || !conn_can_queue(s, c)) {
+        if (s->router_mandatory)
+            return c == NULL ? -EHOSTUNREACH : -EAGAIN;
+        ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+        s->out_more = more;
+        s->out_drop = 1;
+        return 0;
+    }
+    if (!more)
+        return 0; /* an id alone is not a message */
+    s->out_more = 1;
+    s->out_drop = 0;
+    s->out_conn = c;
+    return 0;
+}
+
+/* ================================================================== */
+/* Strategies: receiving                                              */
+/* ================================================================== */
+
+/* PUB, PUSH: nothing to receive. */
+static int no_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                   size_t *prefix_len)
+{
+    (void)s;
+    (void)out;
+    (void)prefix;
+    (void)prefix_len;
+    return -ENOTSUP;
+}
+
+/* PAIR, DEALER, PULL: fair queueing over the peers. */
+static int fq_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                   size_t *prefix_len)
+{
+    zm_conn *c = pick_next(s, &s->fq, PICK_IN);
+
+    (void)prefix;
+    (void)prefix_len;
+    if (c == NULL)
+        return -EAGAIN;
+    conn_pop(c, out);
+    return 0;
+}
+
+/* ROUTER: fair queueing; the peer's routing id goes first. */
+static int router_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                       size_t *prefix_len)
+{
+    zm_conn *c = pick_next(s, &s->fq, PICK_IN);
+
+    if (c == NULL)
+        return -EAGAIN;
+    conn_pop(c, out);
+    *prefix = c->rid;
+    *prefix_len = c->rid_len;
     return 0;
 }
 
@@ -592,9 +492,10 @@ static zm_conn *req_source(zm_sock *s)
 static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
                           zm_conn **from)
 {
+    int req = env == NULL;
+
     for (;;) {
-        zm_conn *c = s->type == ZM_REQ ? req_source(s)
-                                       : pick_next(s, &s->fq, PICK_IN);
+        zm_conn *c = req ? req_source(s) : pick_next(s, &s->fq, PICK_IN);
         zm_msg *m;
         zm_frame *f;
         size_t i;
@@ -605,7 +506,7 @@ static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
         f = zm_msg_frames(m);
         for (i = 0; i < m->n && f[i].size != 0; i++)
             ;
-        if (i + 1 >= m->n || (s->type == ZM_REQ && i != 0)) {
+        if (i + 1 >= m->n || (req && i != 0)) {
             zm_msg junk; /* no delimiter, or no body: not for us */
             conn_pop(c, &junk);
             zm_msg_clear(&junk);
@@ -620,135 +521,262 @@ static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
     }
 }
 
+/* REQ: the reply, once a request went. */
+static int req_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                    size_t *prefix_len)
+{
+    zm_conn *c;
+    int rc;
+
+    (void)prefix;
+    (void)prefix_len;
+    if (!s->req_waiting)
+        return -ZM_EFSM;
+    rc = recv_enveloped(s, out, NULL, &c);
+    if (rc == 0) {
+        s->req_waiting = 0;
+        s->req_peer = NULL;
+    }
+    return rc;
+}
+
+/* REP: the next request, once the last one is answered; its envelope is
+ * kept for the reply. */
+static int rep_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
+                    size_t *prefix_len)
+{
+    zm_conn *c;
+    zm_msg env;
+    int rc;
+
+    (void)prefix;
+    (void)prefix_len;
+    if (s->rep_replying)
+        return -ZM_EFSM;
+    rc = recv_enveloped(s, out, &env, &c);
+    if (rc == 0) {
+        zm_msg_clear(&s->rep_envelope);
+        zm_msg_move(&s->rep_envelope, &env);
+        s->rep_replying = 1;
+        s->rep_peer = c;
+    }
+    return rc;
+}
+
+/* ================================================================== */
+/* Strategies: readiness (POLLIN / POLLOUT, no I/O)                   */
+/* ================================================================== */
+
+/* Some peer can take a message now. */
+static int any_out(const zm_sock *s)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (conn_can_queue(s, c))
+            return ZM_POLLOUT;
+    return 0;
+}
+
+/* PULL, SUB */
+static int in_events(zm_sock *s)
+{
+    return zm_route_any_in(s);
+}
+
+/* PUSH */
+static int out_events(zm_sock *s)
+{
+    return any_out(s);
+}
+
+/* DEALER */
+static int dealer_events(zm_sock *s)
+{
+    return zm_route_any_in(s) | any_out(s);
+}
+
+/* PAIR: writable when its one peer can take a message. */
+static int pair_events(zm_sock *s)
+{
+    zm_conn *c = pair_peer(s);
+
+    return zm_route_any_in(s) |
+           (c != NULL && conn_can_queue(s, c) ? ZM_POLLOUT : 0);
+}
+
+/* REQ: a request may go, or its reply is in. */
+static int req_events(zm_sock *s)
+{
+    if (s->req_waiting)
+        return s->req_peer != NULL && s->req_peer->inq.n > 0 ? ZM_POLLIN : 0;
+    return any_out(s);
+}
+
+/* REP: a reply is owed, or a request is in. */
+static int rep_events(zm_sock *s)
+{
+    if (s->rep_replying)
+        return ZM_POLLOUT;
+    return zm_route_any_in(s);
+}
+
+/* ROUTER: never blocks on send (drops when full), unless ROUTER_MANDATORY:
+ * then writable while some peer is under SNDHWM (libzmq). */
+static int router_events(zm_sock *s)
+{
+    int ev = ZM_POLLOUT;
+
+    if (s->router_mandatory) {
+        ev = 0;
+        for (zm_conn *c = s->conns; c != NULL; c = c->next)
+            if (c->state == ZM_CS_ACTIVE && conn_can_queue(s, c)) {
+                ev = ZM_POLLOUT;
+                break;
+            }
+    }
+    return ev | zm_route_any_in(s);
+}
+
+/* ================================================================== */
+/* Strategies: peers joining, messages arriving                       */
+/* ================================================================== */
+
+/* ROUTER: the id the peer announced (`id`, n bytes; NULL or n == 0: none)
+ * when it can, else a generated one. */
+static const char *router_admit(zm_sock *s, zm_conn *c,
+                                const unsigned char *id, size_t n)
+{
+    if (id != NULL && n > 0 && n <= sizeof(c->rid) && id[0] != 0 &&
+        find_rid(s, id, n) == NULL) {
+        memcpy(c->rid, id, n);
+        c->rid_len = n;
+    } else {
+        /* No id, a reserved one (leading 0x00) or one in use: generate
+         * (libzmq drops the newcomer with a duplicate id unless
+         * ROUTER_HANDOVER; a fresh id keeps both reachable). */
+        conn_generate_rid(s, c);
+    }
+    return NULL;
+}
+
+/* PAIR: one peer only. */
+static const char *pair_admit(zm_sock *s, zm_conn *c,
+                              const unsigned char *id, size_t n)
+{
+    (void)id;
+    (void)n;
+    for (zm_conn *o = s->conns; o != NULL; o = o->next)
+        if (o != c && o->state == ZM_CS_ACTIVE)
+            return "PAIR socket already has a peer";
+    return NULL;
+}
+
+/* PUSH: a send-only socket ignores input. */
+static void drop_in(zm_sock *s, zm_conn *c, zm_msg *msg)
+{
+    (void)s;
+    (void)c;
+    zm_msg_clear(msg);
+}
+
+/* ================================================================== */
+/* The table                                                          */
+/* ================================================================== */
+
+#define T(t) (1u << (t))
+
+/* One entry per socket type, in libzmq's numbering.  Columns: the name
+ * (READY's Socket-Type), the types it may talk to (RFC 28-31), flags;
+ * send the first frame, send the next ones, receive, readiness; admit a
+ * peer, a peer attached, a message arrived, a peer detached (NULL:
+ * nothing to do).  The pub-sub strategies are in engine_pubsub.c. */
+const struct zm_route_ops zm_routes[ZM_SOCKTYPE_COUNT_] = {
+    [ZM_PAIR] = {"PAIR", T(ZM_PAIR), 0,
+                 pair_send, unicast_more, fq_recv, pair_events,
+                 pair_admit, NULL, zm_route_queue_in, NULL},
+    [ZM_PUB] = {"PUB", T(ZM_SUB) | T(ZM_XSUB), ZM_RT_PUB,
+                zm_pub_send, zm_fanout_more, no_recv, zm_pub_events,
+                NULL, NULL, zm_pub_incoming, zm_pub_detached},
+    [ZM_SUB] = {"SUB", T(ZM_PUB) | T(ZM_XPUB), ZM_RT_SUB,
+                no_send, unicast_more, zm_sub_recv, in_events,
+                NULL, zm_sub_attached, zm_sub_incoming, NULL},
+    [ZM_REQ] = {"REQ", T(ZM_REP) | T(ZM_ROUTER), ZM_RT_SENDS_ID,
+                req_send, unicast_more, req_recv, req_events,
+                NULL, NULL, zm_route_queue_in, NULL},
+    [ZM_REP] = {"REP", T(ZM_REQ) | T(ZM_DEALER), 0,
+                rep_send, unicast_more, rep_recv, rep_events,
+                NULL, NULL, zm_route_queue_in, NULL},
+    [ZM_DEALER] = {"DEALER", T(ZM_REP) | T(ZM_DEALER) | T(ZM_ROUTER),
+                   ZM_RT_SENDS_ID,
+                   lb_send, unicast_more, fq_recv, dealer_events,
+                   NULL, NULL, zm_route_queue_in, NULL},
+    [ZM_ROUTER] = {"ROUTER", T(ZM_REQ) | T(ZM_DEALER) | T(ZM_ROUTER),
+                   ZM_RT_SENDS_ID,
+                   router_send, unicast_more, router_recv, router_events,
+                   router_admit, NULL, zm_route_queue_in, NULL},
+    [ZM_PULL] = {"PULL", T(ZM_PUSH), 0,
+                 no_send, unicast_more, fq_recv, in_events,
+                 NULL, NULL, zm_route_queue_in, NULL},
+    [ZM_PUSH] = {"PUSH", T(ZM_PULL), 0,
+                 lb_send, unicast_more, no_recv, out_events,
+                 NULL, NULL, drop_in, NULL},
+    [ZM_XPUB] = {"XPUB", T(ZM_SUB) | T(ZM_XSUB), ZM_RT_PUB,
+                 zm_pub_send, zm_fanout_more, zm_xpub_recv, zm_xpub_events,
+                 NULL, NULL, zm_xpub_incoming, zm_pub_detached},
+    [ZM_XSUB] = {"XSUB", T(ZM_PUB) | T(ZM_XPUB), ZM_RT_SUB,
+                 zm_xsub_send, zm_fanout_more, zm_sub_recv, zm_xsub_events,
+                 NULL, zm_sub_attached, zm_sub_incoming, zm_xsub_detached},
+};
+
+#undef T
+
+/* ================================================================== */
+/* The public operations (engine.h)                                   */
+/* ================================================================== */
+
+const char *zm_socktype_name(int type)
+{
+    if (type < 0 || type >= ZM_SOCKTYPE_COUNT_)
+        return NULL;
+    return zm_routes[type].name;
+}
+
+int zm_socktype_from_name(const unsigned char *name, size_t len)
+{
+    for (int t = 0; t < ZM_SOCKTYPE_COUNT_; t++) {
+        size_t n = strlen(zm_routes[t].name);
+        if (n == len && memcmp(name, zm_routes[t].name, n) == 0)
+            return t;
+    }
+    return -1;
+}
+
+int zm_socktype_compatible(int a, int b)
+{
+    if (a < 0 || a >= ZM_SOCKTYPE_COUNT_ || b < 0 || b >= ZM_SOCKTYPE_COUNT_)
+        return 0;
+    return (zm_routes[a].peers & (1u << b)) != 0;
+}
+
+/* The first frame of a message goes where the type's strategy sends it;
+ * the next frames follow it (send_more). */
+int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    const struct zm_route_ops *r = zm_route_of(s);
+
+    if (s->out_more)
+        return r->send_more(s, data, n, more);
+    return r->send(s, data, n, more);
+}
+
 int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
                  size_t *prefix_len)
 {
-    zm_conn *c;
-
     *prefix = NULL;
     *prefix_len = 0;
-    switch (s->type) {
-    case ZM_PUSH:
-    case ZM_PUB:
-        return -ENOTSUP;
-    case ZM_XPUB:
-        if (s->xpub_q.n > 0) {
-            zm_msgq_pop(&s->xpub_q, out);
-            return 0;
-        }
-        break;
-    case ZM_SUB:
-    case ZM_XSUB:
-        /* Subscriptions may have changed since these were queued. */
-        for (;;) {
-            zm_frame *f;
-            c = pick_next(s, &s->fq, PICK_IN);
-            if (c == NULL)
-                return -EAGAIN;
-            conn_pop(c, out);
-            f = zm_msg_frames(out);
-            if (zm_subs_match(&s->subs, f[0].data, f[0].size))
-                return 0;
-            zm_msg_clear(out);
-        }
-    case ZM_REQ: {
-        int rc;
-        if (!s->req_waiting)
-            return -ZM_EFSM;
-        rc = recv_enveloped(s, out, NULL, &c);
-        if (rc == 0) {
-            s->req_waiting = 0;
-            s->req_peer = NULL;
-        }
-        return rc;
-    }
-    case ZM_REP: {
-        zm_msg env;
-        int rc;
-        if (s->rep_replying)
-            return -ZM_EFSM;
-        rc = recv_enveloped(s, out, &env, &c);
-        if (rc == 0) {
-            zm_msg_clear(&s->rep_envelope);
-            zm_msg_move(&s->rep_envelope, &env);
-            s->rep_replying = 1;
-            s->rep_peer = c;
-        }
-        return rc;
-    }
-    default:
-        break;
-    }
-    {
-        c = pick_next(s, &s->fq, PICK_IN);
-        if (c == NULL)
-            return -EAGAIN;
-        conn_pop(c, out);
-        if (s->type == ZM_ROUTER) {
-            *prefix = c->rid;
-            *prefix_len = c->rid_len;
-        }
-        return 0;
-    }
+    return zm_route_of(s)->recv(s, out, prefix, prefix_len);
 }
 
 int zm_sock_events(zm_sock *s)
 {
-    int ev = 0;
-
-    switch (s->type) {
-    case ZM_REQ:
-        if (s->req_waiting) {
-            if (s->req_peer != NULL && s->req_peer->inq.n > 0)
-                ev |= ZM_POLLIN;
-        } else {
-            for (zm_conn *c = s->conns; c != NULL; c = c->next)
-                if (conn_can_queue(s, c)) {
-                    ev |= ZM_POLLOUT;
-                    break;
-                }
-        }
-        return ev;
-    case ZM_REP:
-        if (s->rep_replying)
-            return ZM_POLLOUT;
-        for (zm_conn *c = s->conns; c != NULL; c = c->next)
-            if (c->inq.n > 0)
-                return ZM_POLLIN;
-        return 0;
-    case ZM_ROUTER:
-        if (s->router_mandatory) {
-            /* libzmq: writable while some peer is under SNDHWM */
-            for (zm_conn *c = s->conns; c != NULL; c = c->next)
-                if (c->state == ZM_CS_ACTIVE && conn_can_queue(s, c)) {
-                    ev |= ZM_POLLOUT;
-                    break;
-                }
-            break;
-        }
-        ev |= ZM_POLLOUT; /* drops when full: never blocks */
-        break;
-    case ZM_PUB:
-    case ZM_XPUB:
-    case ZM_XSUB:
-        ev |= ZM_POLLOUT; /* these never block on send */
-        if (s->type == ZM_XPUB && s->xpub_q.n > 0)
-            ev |= ZM_POLLIN;
-        break;
-    default:
-        break;
-    }
-    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
-        if (c->inq.n > 0 && s->type != ZM_PUSH && s->type != ZM_PUB)
-            ev |= ZM_POLLIN;
-        if ((s->type == ZM_PUSH || s->type == ZM_DEALER || s->type == ZM_PAIR) &&
-            conn_can_queue(s, c))
-            ev |= ZM_POLLOUT;
-    }
-    if (s->type == ZM_PAIR && (ev & ZM_POLLOUT)) {
-        zm_conn *c = pair_peer(s);
-        if (c == NULL || !conn_can_queue(s, c))
-            ev &= ~ZM_POLLOUT;
-    }
-    return ev;
+    return zm_route_of(s)->events(s);
 }
