@@ -55,6 +55,10 @@ static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
     return zm_pipe_write(c->pipe, c->pipe_end, &c->pipe_out);
 }
 
+/* One frame of a message to c: its header and bytes join c's output
+ * queue (the message's span reserved at its first frame), or the message
+ * being built for c's pipe.  0, or -ENOMEM (the caller aborts the whole
+ * message: zm_send_failed). */
 static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
                        int more)
 {
