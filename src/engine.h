@@ -1,14 +1,25 @@
 /*
- * engine.h - the socket engine: connections, handshakes and routing for
- * PAIR, REQ, REP, DEALER, ROUTER, PUSH and PULL (RFC 28, 30, 31).
+ * engine.h - the socket engine's public interface: sockets of the eleven
+ * types (PAIR, PUB, SUB, REQ, REP, DEALER, ROUTER, PULL, PUSH, XPUB,
+ * XSUB: RFC 28-31), their connections, handshakes and routing.
  *
  * No Python and no waiting here.  Every function is a non-blocking step
  * that does what can be done now (accept, finish connects, read, decode,
  * route, write) and says what it would need to go on.  The caller (the
- * Python binding today, the context's progress thread later) waits on a
- * backend (backend.h) between steps, with the GIL released, and calls
- * again.  A socket is driven by one thread at a time: the binding checks
- * that and the progress thread will take the socket's lock with trylock.
+ * Python binding, or the context's progress thread) waits on a backend
+ * (backend.h) between steps, with the GIL released, and calls again.  A
+ * socket is driven by one thread at a time: the binding checks that and
+ * the progress thread only steps a socket it could claim.
+ *
+ * Implemented by: engine.c (the socket: set-up, bind/connect, the step,
+ * watch, flush), engine_conn.c (a tcp/ipc connection), engine_inproc.c
+ * (an inproc connection), engine_route.c (routing per socket type: send,
+ * recv, events, the socket types), engine_pubsub.c (publish-subscribe),
+ * engine_monitor.c (monitor events); what they share is engine_int.h.
+ * May call: codec, inproc pipes and mailboxes, outq, transport, trie, msg,
+ * arena.  Called by: the Python face and progress.c.  Must never be called
+ * by the layers below it (codec, outq, transport, trie, msg, arena,
+ * backends, inproc.c).
  */
 #ifndef ZMTP_ENGINE_H
 #define ZMTP_ENGINE_H
