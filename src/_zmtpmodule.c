@@ -5,7 +5,7 @@
  * Types:   Frame    a zero-copy slice of a read page (buffer protocol)
  *          Decoder  the incremental ZMTP decoder (codec.h), sans-IO
  * Funcs:   encode_* ZMTP encoders returning bytes; zm_py_parse_command;
- *          zm_py_parse_subscription_message; memory_stats; strerror
+ *          zm_py_parse_subscription_message; zm_py_memory_stats; strerror
  */
 #include "py_module.h"
 
@@ -166,281 +166,10 @@ static PyObject *set_option_names(PyObject *module, PyObject *names)
 }
 
 /* ================================================================== */
-/* Per-thread backends                                                */
-/* ================================================================== */
-
-/* Each thread that waits has its own backend (an io_uring ring is bound to
- * the thread that submits on it) and the list of what its waits watch.
- * Created on first wait, closed when the thread exits; after fork() the
- * child makes new ones. */
-typedef struct {
-    zm_backend *be;
-    zm_watchset ws;  /* what this thread's waits watch now: a stack, a
-                        signal handler's wait pushes above the outer one */
-    unsigned waits;  /* wait_sockets entered on this thread (a change across
-                        a signal handler: it waited on `be` too) */
-} thread_waiter;
-
-static pthread_key_t tls_backend_key;
-static pthread_once_t tls_backend_once = PTHREAD_ONCE_INIT;
-static int g_fork_register_err; /* -errno from tls_backend_init */
-static char g_backend_name[16] = "";     /* "", "io_uring" or "epoll" */
-
-static void tls_backend_destroy(void *arg)
-{
-    thread_waiter *tw = arg;
-
-    if (tw == NULL)
-        return;
-    zm_backend_close(tw->be);
-    zm_watchset_free(&tw->ws);
-    free(tw);
-}
-
-/*
- * fork() (docs/architecture.md, "Fork").  The page cache is the one lock
- * the child needs intact and that any thread may hold: taken around the
- * fork (as glibc's malloc does its own), so the child inherits it free and
- * consistent.  Everything else the parent's threads may hold (a progress
- * thread's mutex, inproc pipe and mailbox locks, a socket's lock word)
- * belongs to an object of the parent, which the child never touches:
- * each remembers its fork generation (zm_fork_gen(), bumped in the child
- * by backend.c's handler) and refuses use or is leaked in the child.
- */
-static void before_fork(void)
-{
-    zm_page_cache_fork_prepare();
-}
-
-static void after_fork_parent(void)
-{
-    zm_page_cache_fork_parent();
-}
-
-static void after_fork_child(void)
-{
-    zm_page_cache_fork_child();
-    /* The parent's backends are not ours; forget without touching them
-     * (the other threads' ones: their destructors never run here). */
-    pthread_setspecific(tls_backend_key, NULL);
-}
-
-static void tls_backend_init(void)
-{
-    pthread_key_create(&tls_backend_key, tls_backend_destroy);
-    /* The generation first: a socket made before any wait must still know
-     * in a forked child that it is the parent's. */
-    g_fork_register_err = zm_fork_register();
-    if (g_fork_register_err == 0)
-        g_fork_register_err = -pthread_atfork(before_fork, after_fork_parent,
-                                              after_fork_child);
-}
-
-/* The calling thread's waiter, opening its backend if needed (GIL held). */
-static thread_waiter *thread_waiter_get(zmtp_state *st)
-{
-    thread_waiter *tw;
-    char reason[256] = "";
-    int rc;
-
-    pthread_once(&tls_backend_once, tls_backend_init);
-    tw = pthread_getspecific(tls_backend_key);
-    if (tw != NULL)
-        return tw;
-    tw = zm_calloc(1, sizeof(*tw));
-    if (tw == NULL || zm_watchset_reserve(&tw->ws, 64) < 0) {
-        free(tw);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    rc = zm_backend_open(&tw->be, g_backend_name[0] ? g_backend_name : NULL,
-                         reason, sizeof(reason));
-    if (rc < 0) {
-        free(tw);
-        zm_py_raise_zmq(st, -rc, reason[0] ? reason : "cannot open an I/O backend");
-        return NULL;
-    }
-    pthread_setspecific(tls_backend_key, tw);
-    return tw;
-}
-
-PyDoc_STRVAR(set_backend_doc,
-"_set_backend(name, /)\n--\n\n"
-"Choose the backend for threads that open one from now on: 'io_uring',\n"
-"'epoll' or '' (best available).  Returns (name, reason) of a probe.");
-
-static PyObject *set_backend(PyObject *module, PyObject *arg)
-{
-    const char *name;
-    char reason[256] = "";
-    zm_backend *be = NULL;
-    int rc;
-
-    name = PyUnicode_AsUTF8(arg);
-    if (name == NULL)
-        return NULL;
-    if (name[0] != '\0' && strcmp(name, "io_uring") != 0 &&
-        strcmp(name, "epoll") != 0) {
-        PyErr_Format(PyExc_ValueError,
-                     "unknown backend %R (use 'io_uring' or 'epoll')", arg);
-        return NULL;
-    }
-    rc = zm_backend_open(&be, name[0] ? name : NULL, reason, sizeof(reason));
-    if (rc < 0)
-        return zm_py_raise_zmq(get_state(module), -rc,
-                         reason[0] ? reason : "backend unavailable");
-    snprintf(g_backend_name, sizeof(g_backend_name), "%s",
-             zm_backend_name(be));
-    zm_backend_close(be);
-    return Py_BuildValue("(ss)", g_backend_name, reason);
-}
-
-PyDoc_STRVAR(probe_backend_doc,
-"_probe_backend(name, /)\n--\n\n"
-"(usable, reason) for 'io_uring' or 'epoll', without changing the choice.");
-
-static PyObject *probe_backend(PyObject *module, PyObject *arg)
-{
-    const char *name = PyUnicode_AsUTF8(arg);
-    char reason[256] = "";
-    int rc;
-
-    (void)module;
-    if (name == NULL)
-        return NULL;
-    rc = zm_backend_probe(name, reason, sizeof(reason));
-    return Py_BuildValue("(Ns)", PyBool_FromLong(rc == 0), reason);
-}
-
-/* ================================================================== */
-/* Progress                                                           */
-/* ================================================================== */
-
-/* The context's progress thread, as a Python object owned by a Context. */
-typedef struct {
-    PyObject_HEAD
-    zm_progress p;
-    int running;
-} ProgressObject;
-
-
-static PyObject *Progress_tp_new(PyTypeObject *tp, PyObject *args,
-                                 PyObject *kw)
-{
-    ProgressObject *self;
-    int rc;
-
-    if (PyTuple_GET_SIZE(args) != 0 || (kw != NULL && PyDict_GET_SIZE(kw) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "Progress() takes no arguments");
-        return NULL;
-    }
-    self = (ProgressObject *)tp->tp_alloc(tp, 0);
-    if (self == NULL)
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    rc = zm_progress_start(&self->p);
-    Py_END_ALLOW_THREADS
-    if (rc < 0) {
-        PyErr_Format(PyExc_OSError, "cannot start the progress thread: %s",
-                     self->p.reason[0] ? self->p.reason : strerror(-rc));
-        Py_DECREF(self);
-        return NULL;
-    }
-    self->running = 1;
-    return (PyObject *)self;
-}
-
-static PyObject *Progress_stop(ProgressObject *self, PyObject *unused)
-{
-    (void)unused;
-    if (self->running) {
-        self->running = 0;
-        Py_BEGIN_ALLOW_THREADS
-        zm_progress_stop(&self->p);
-        Py_END_ALLOW_THREADS
-    }
-    Py_RETURN_NONE;
-}
-
-static void Progress_dealloc(ProgressObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-
-    if (self->running) {
-        self->running = 0;
-        zm_progress_stop(&self->p);
-    }
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
-}
-
-static PyMethodDef Progress_methods[] = {
-    {"stop", (PyCFunction)Progress_stop, METH_NOARGS,
-     "stop()\n--\n\nStop and join the thread (sockets stay usable, driven "
-     "only by their owners)."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyType_Slot Progress_slots[] = {
-    {Py_tp_new, Progress_tp_new},
-    {Py_tp_dealloc, Progress_dealloc},
-    {Py_tp_methods, Progress_methods},
-    {Py_tp_doc, (void *)"Progress(): a context's progress thread (C, no GIL)."},
-    {0, NULL},
-};
-
-static PyType_Spec Progress_spec = {
-    .name = "zmtp._zmtp.Progress",
-    .basicsize = sizeof(ProgressObject),
-    .flags = Py_TPFLAGS_DEFAULT,
-    .slots = Progress_slots,
-};
-
-/* ================================================================== */
-/* InprocPipe                                                         */
-/* ================================================================== */
-
-/* The binder's end of an inproc pipe while it waits for a bind (the
- * context keeps it) or is handed over (Socket._inproc_offer).  Dropped
- * unused, it detaches the end: the connecting socket's connection ends. */
-typedef struct {
-    PyObject_HEAD
-    zm_pipe *pipe; /* end 1's reference; NULL once offered */
-    unsigned fork_gen;
-} InprocPipeObject;
-
-static void InprocPipe_dealloc(InprocPipeObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-
-    /* Not in a forked child: the pipe's lock may be held by a thread of
-     * the parent, its peer is the parent's socket (leaked here). */
-    if (self->pipe != NULL && self->fork_gen == zm_fork_gen())
-        zm_pipe_detach(self->pipe, 1);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
-}
-
-static PyType_Slot InprocPipe_slots[] = {
-    {Py_tp_dealloc, InprocPipe_dealloc},
-    {Py_tp_doc, (void *)"The binder's end of an inproc pipe (internal)."},
-    {0, NULL},
-};
-
-static PyType_Spec InprocPipe_spec = {
-    .name = "zmtp._zmtp.InprocPipe",
-    .basicsize = sizeof(InprocPipeObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = InprocPipe_slots,
-};
-
-/* ================================================================== */
 /* Socket                                                             */
 /* ================================================================== */
 
-/* zmq flags and options (libzmq numbers) used by the C layer. */
-#define Z_DONTWAIT 1
-#define Z_SNDMORE 2
+/* Socket options (libzmq numbers) used by the C layer. */
 #define ZO_ROUTING_ID 5
 #define ZO_SUBSCRIBE 6
 #define ZO_UNSUBSCRIBE 7
@@ -465,49 +194,7 @@ static PyType_Spec InprocPipe_spec = {
 #define ZO_HEARTBEAT_TTL 76
 #define ZO_HEARTBEAT_TIMEOUT 77
 
-typedef struct {
-    PyObject_HEAD
-    zm_sock s;
-    zm_psock ps;             /* registration with the progress thread */
-    ProgressObject *progress; /* strong reference, or NULL */
-    zmtp_state *st;
-    int initialized;
-    int closed;
-    int terminated;          /* context terminated: calls raise ETERM */
-    int released;            /* closed by its context's term(), not yet by
-                              * the user: calls raise ETERM, `closed` reads
-                              * False until close() (libzmq's ETERM state) */
-    int rcvtimeo, sndtimeo;  /* ms, -1 = forever */
-    int linger;              /* ms, -1 = forever */
-    unsigned fork_gen;       /* zm_fork_gen() at init: the parent's in a
-                                forked child, never used there */
-    unsigned long owner;     /* thread ident of the call in progress */
-    zm_backend *waiting_on;  /* atomic: backend of a blocked call */
-    /* the rest of a message being received frame by frame */
-    zm_msg cur;
-    size_t cur_idx;
-    unsigned char cur_prefix[255];
-    size_t cur_prefix_len;
-    int cur_has_prefix;
-    int rcvmore;
-    int64_t wait_avg_ns;     /* how long this socket's waits take (EWMA) */
-    int events_at_enter;     /* EVENTS as the call began (fileno() users) */
-    PyObject *weakreflist;
-} SocketObject;
-
-#define DEFAULT_LINGER_MS 1000
-
-/* ENOTSUP in a forked child, for what the parent made (one text each, so
- * that users and tests see the same words everywhere). */
-#define FORK_ERROR_SOCKET                                                     \
-    "this socket was created before fork(); it cannot be used in the child " \
-    "(make a new Context there)"
-#define FORK_ERROR_CONTEXT                                                    \
-    "this Context was created before fork(); it cannot be used in the child " \
-    "(make a new Context there)"
-
 static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw);
-static int sock_claim(SocketObject *self);
 
 /* Module state from a Socket (sub)class: walk up to the spec-made base. */
 static zmtp_state *socket_type_state(PyTypeObject *tp)
@@ -636,45 +323,8 @@ static int Socket_traverse(SocketObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-/* The flag term() sets from another thread (seq_cst: see wait_sockets). */
-static int sock_terminated(SocketObject *self)
-{
-    return __atomic_load_n(&self->terminated, __ATOMIC_SEQ_CST);
-}
-
 /* Every public method starts with enter() and ends with leave(). */
-/* The socket this thread last sent on, when its last zmtp call was that
- * send (compared, never dereferenced).  Back-to-back sends on one socket
- * may share a write (engine.h, ZM_COALESCE_NS); any other call in between
- * (a recv, a poll, a send elsewhere) means the thread is not in a burst,
- * and its next send goes out at once. */
-static _Thread_local const void *tls_last_send;
-
-/*
- * Take the socket for a call: ps.busy FREE -> OWNER (progress.h).  Acquire
- * (pairs with the release in sock_leave and in the progress thread's
- * step): the engine state written by the previous holder, maybe on another
- * thread, is visible to this one.  While the progress thread holds it (one
- * short non-blocking step) we yield and try again; 0, or -1 when another
- * thread is inside a call, or when the socket is a parent's in a forked
- * child (callers check that first; its holder may not exist here, so we
- * must not wait for it).
- */
-static int sock_claim(SocketObject *self)
-{
-    if (self->fork_gen != zm_fork_gen())
-        return -1;
-    for (;;) {
-        int expected = ZM_BUSY_FREE;
-        if (__atomic_compare_exchange_n(&self->ps.busy, &expected,
-                                        ZM_BUSY_OWNER, 0, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED))
-            return 0;
-        if (expected == ZM_BUSY_OWNER)
-            return -1;
-        sched_yield();
-    }
-}
+_Thread_local const void *zm_py_last_send; /* py_module.h */
 
 static int sock_enter(SocketObject *self)
 {
@@ -704,10 +354,10 @@ static int sock_enter(SocketObject *self)
     /* For fileno(): what an event loop could have known before this call
      * (sock_leave signals what the call itself made appear). */
     self->events_at_enter = self->s.notify_fd ? zm_sock_events(&self->s) : 0;
-    self->s.coalesce = tls_last_send == (const void *)self;
+    self->s.coalesce = zm_py_last_send == (const void *)self;
     self->s.in_call = 1;
     self->s.now_ns = 0;
-    tls_last_send = NULL;
+    zm_py_last_send = NULL;
     /* seq_cst: the flag is set by term() on another thread (see
      * Socket_terminate). */
     if (sock_terminated(self)) {
@@ -792,380 +442,9 @@ static int64_t lazy_deadline_at(lazy_deadline *d)
     return d->at;
 }
 
-/* Busy-poll before blocking: up to g_spin_ns (ZMTP_SPIN_US, default 50;
- * 0 turns it off), and only for sockets whose waits have lately been short
- * (an EWMA under 4x the budget: a blocked wait includes the wake-up the
- * spin saves), so a socket whose peer is slow, or idle, never spins. */
-static int64_t g_spin_ns = 50000;
-
-/* See wait_sockets: how long a thread that saw an inproc peer's signal
- * during its spin waits before taking the GIL back (with it, inproc
- * REQ/REP in benchmarks/inproc_echo.py went 19.4 -> 2.9 us on io_uring;
- * docs/performance.md, levers). */
-#define ZM_INPROC_GIL_GRACE_NS 400
-
-/* Spinning on the only CPU we may use would keep the peer we wait for from
- * running: look at the affinity mask now and then (it may change). */
-static _Thread_local int tls_cpus_checked, tls_cpus;
-
-static int spin_cpus(void)
-{
-    if (tls_cpus_checked-- <= 0) {
-        cpu_set_t set;
-        tls_cpus = sched_getaffinity(0, sizeof(set), &set) == 0
-                       ? CPU_COUNT(&set)
-                       : 1;
-        tls_cpus_checked = 256; /* waits until the next look */
-    }
-    return tls_cpus;
-}
-
-static int64_t spin_budget(SocketObject **socks, int nsocks, int64_t timeout)
-{
-    if (g_spin_ns <= 0 || nsocks == 0 || timeout == 0 || spin_cpus() < 2)
-        return 0;
-    for (int i = 0; i < nsocks; i++)
-        if (socks[i]->wait_avg_ns > 4 * g_spin_ns)
-            return 0;
-    return timeout > 0 && timeout < g_spin_ns ? timeout : g_spin_ns;
-}
-
-static void spin_learn(SocketObject **socks, int nsocks, int64_t took)
-{
-    for (int i = 0; i < nsocks; i++)
-        socks[i]->wait_avg_ns = (socks[i]->wait_avg_ns * 3 + took) / 4;
-}
-
-/* Has an inproc peer signalled one of these sockets since its last step?
- * (Memory only: the owner spins on it without a syscall.) */
-static int inproc_moved(SocketObject **socks, int nsocks)
-{
-    for (int i = 0; i < nsocks; i++) {
-        zm_mailbox *mb = socks[i]->s.mb;
-        if (mb != NULL && zm_mailbox_seq(mb) != socks[i]->s.mb_seen)
-            return 1;
-    }
-    return 0;
-}
-
-/* One blocking wait (wait_sockets), carried through its steps. */
-typedef struct {
-    zmtp_state *st;
-    SocketObject **socks;
-    int nsocks;
-    int lingering;        /* close()'s linger: term() does not end it */
-    thread_waiter *tw;    /* this thread's backend and watch list */
-    int base;             /* tw->ws.fds[base..) are this wait's */
-    int err;              /* a watch failed: -errno */
-    int64_t next;         /* the caller's deadline or the first timer */
-    int64_t timeout;      /* of the sleep, ns; -1 forever */
-    int64_t started;      /* when the spin (or the sleep) began */
-    int inproc_ready;     /* an inproc peer signalled: do not sleep */
-    int sig_raised;       /* a signal handler raised */
-    int restep;           /* a signal handler waited on this thread's
-                             backend: what we watched may be spent */
-    int rc;               /* events in evs, or -errno of the wait */
-    zm_io_event evs[32];
-} wait_step;
-
-#define WAIT_MAX_EVENTS ((int)(sizeof(((wait_step *)0)->evs) / sizeof(zm_io_event)))
-
-/* zm_sock_watch's callback: watch fd on this thread's backend and list it
- * for the unwatch (no cap: the list grows, and is kept for the thread). */
-static int watch_cb(void *ctx_, int fd, unsigned events)
-{
-    wait_step *w = ctx_;
-    int rc;
-
-    if (w->err < 0)
-        return w->err;
-    rc = zm_watchset_add(&w->tw->ws, w->tw->be, fd, events);
-    if (rc < 0)
-        w->err = rc;
-    return rc;
-}
-
-/* The time left until w->next: -1 for none, never negative. */
-static int64_t wait_left(const wait_step *w)
-{
-    int64_t t;
-
-    if (w->next < 0)
-        return -1;
-    t = w->next - zm_now_ns();
-    return t < 0 ? 0 : t;
-}
-
-/* Step: this thread's backend and watch list (GIL held). */
-static int wait_begin(wait_step *w, zmtp_state *st, SocketObject **socks,
-                      int nsocks, int lingering)
-{
-    w->tw = thread_waiter_get(st);
-    if (w->tw == NULL)
-        return -1;
-    w->tw->waits++;
-    w->st = st;
-    w->socks = socks;
-    w->nsocks = nsocks;
-    w->lingering = lingering;
-    w->base = w->tw->ws.n;
-    w->err = 0;
-    w->inproc_ready = 0;
-    w->sig_raised = 0;
-    w->restep = 0;
-    w->rc = 0;
-    return 0;
-}
-
-/* Step: watch every descriptor of the sockets and the plain fds; w->next
- * becomes the deadline or the first timer, whichever comes first. */
-static void wait_watch(wait_step *w, const int *fds, const unsigned *fd_events,
-                       int nfds, int64_t deadline)
-{
-    w->next = deadline;
-    for (int i = 0; i < w->nsocks; i++) {
-        int64_t t = zm_sock_watch(&w->socks[i]->s, watch_cb, w);
-        if (t >= 0 && (w->next < 0 || t < w->next))
-            w->next = t;
-    }
-    for (int i = 0; i < nfds; i++)
-        watch_cb(w, fds[i], fd_events[i]);
-}
-
-/* Step: how long we may sleep, and tell term() which backend to wake. */
-static void wait_publish(wait_step *w)
-{
-    SocketObject **socks = w->socks;
-    int i;
-
-    /* An inproc peer did something since the sockets' last steps: go back
-     * and look instead of waiting.  (The mailboxes are armed only just
-     * before the real wait: while we spin, peers signal without a
-     * syscall and the spin sees their sequence numbers move.) */
-    w->inproc_ready = inproc_moved(socks, w->nsocks);
-    w->timeout = w->inproc_ready ? 0 : wait_left(w);
-    /* Publish the backend we wait on, then look at `terminated`; term()
-     * does the mirror (sets `terminated`, then reads `waiting_on`).  Both
-     * sides are seq_cst so that at least one sees the other's store: either
-     * term() wakes this backend or we do not block. */
-    for (i = 0; i < w->nsocks; i++)
-        __atomic_store_n(&socks[i]->waiting_on, w->tw->be, __ATOMIC_SEQ_CST);
-    /* Relaxed: a hint for the progress thread's timer only.  This wait
-     * covers the held-back output itself (zm_sock_watch's time includes
-     * the flush), so the progress thread, which cannot take the socket while
-     * we block, must not come back for it every 100 us meanwhile; the next
-     * sock_leave sets the hint again. */
-    for (i = 0; i < w->nsocks; i++)
-        __atomic_store_n(&socks[i]->ps.flush_due_ns, 0, __ATOMIC_RELAXED);
-    for (i = 0; i < w->nsocks; i++)
-        if (!w->lingering &&
-            __atomic_load_n(&socks[i]->terminated, __ATOMIC_SEQ_CST))
-            w->timeout = 0;
-}
-
-/* Step (GIL released): poll without sleeping for up to `spin` ns; a CPU
- * that goes idle takes tens of us to wake up, longer than a whole round
- * trip on loopback (docs/performance.md, "busy-poll").  Sets w->rc and
- * w->inproc_ready. */
-static void wait_spin(wait_step *w, int64_t spin)
-{
-    zm_backend *be = w->tw->be;
-    int64_t end = w->started + spin;
-    /* io_uring's zero-timeout wait looks at the rings in memory and
-     * enters the kernel only when completions are pending; an epoll
-     * check is a syscall each, so those are spaced 2 us apart. */
-    int gap = strcmp(zm_backend_name(be), "epoll") == 0;
-
-    for (;;) {
-        w->rc = zm_backend_wait(be, w->evs, WAIT_MAX_EVENTS, 0);
-        if (w->rc != 0 ||
-            (w->inproc_ready = inproc_moved(w->socks, w->nsocks)) ||
-            zm_now_ns() >= end)
-            return;
-        /* Let any task waiting for this CPU (maybe our peer) run. */
-        sched_yield();
-        if (gap) {
-            int64_t until = zm_now_ns() + 2000;
-            while (zm_now_ns() < until)
-                if ((w->inproc_ready = inproc_moved(w->socks, w->nsocks)))
-                    return;
-        }
-    }
-}
-
-/* Step (GIL released): an inproc peer is another thread of this process,
- * and it still holds the GIL: it signalled from inside its send() and
- * releases the GIL only when its next call waits.  Asking for the GIL now
- * would put this thread to sleep on the GIL's condition variable (a
- * context switch each way); a moment's patience lets the peer reach its
- * wait first.  ZM_INPROC_GIL_GRACE_NS. */
-static void wait_inproc_grace(void)
-{
-    int64_t until = zm_now_ns() + ZM_INPROC_GIL_GRACE_NS;
-
-    while (zm_now_ns() < until)
-        ;
-}
-
-/* Step (GIL held): a signal that came during the spin interrupted no
- * syscall: run Python's handlers now, or a Ctrl-C would wait for the whole
- * timeout (only the main thread runs them; elsewhere this returns at once).
- * A handler may do anything, also block on another zmtp socket: that wait
- * runs on this thread's backend, where ours are still watched, and may
- * take their one-shot readiness (or term()'s wake).  Then this wait ends
- * here (w->restep): the caller steps its sockets again, which finds what
- * came, and waits anew with the time left to its deadline.  Otherwise the
- * sleep is what is left of the time: the handlers may have run long. */
-static void wait_run_handlers(wait_step *w)
-{
-    unsigned waits = w->tw->waits;
-
-    if (PyErr_CheckSignals() < 0)
-        w->sig_raised = 1;
-    else if (w->tw->waits != waits)
-        w->restep = 1;
-    else
-        w->timeout = wait_left(w);
-}
-
-/* Step (GIL released): about to sleep: arm the mailboxes, so that inproc
- * peers write their eventfds, and watch those; a mailbox whose sequence
- * moved meanwhile says so (no sleep). */
-static void wait_arm(wait_step *w)
-{
-    for (int i = 0; i < w->nsocks; i++) {
-        int a = zm_sock_inproc_arm(&w->socks[i]->s);
-        if (a == 1)
-            w->timeout = 0;
-        else if (a == 0)
-            watch_cb(w, w->socks[i]->s.mb->efd, ZM_IO_IN);
-    }
-}
-
-/* Step: spin, run signal handlers, arm, sleep; the GIL released around
- * all but the handlers.  Leaves the events (or -errno) in w->rc. */
-static void wait_block(wait_step *w)
-{
-    int64_t spin = spin_budget(w->socks, w->nsocks, w->timeout);
-
-    w->started = zm_now_ns();
-    Py_BEGIN_ALLOW_THREADS
-    w->rc = 0;
-    if (spin > 0) {
-        wait_spin(w, spin);
-        if (w->inproc_ready) {
-            wait_inproc_grace();
-            w->timeout = 0;
-        }
-        if (w->rc == 0 && w->timeout != 0) {
-            Py_BLOCK_THREADS
-            wait_run_handlers(w);
-            Py_UNBLOCK_THREADS
-        }
-    }
-    if (w->rc == 0 && !w->sig_raised && !w->restep) {
-        if (w->timeout != 0)
-            wait_arm(w);
-        w->rc = w->err < 0 ? w->err
-                           : zm_backend_wait(w->tw->be, w->evs,
-                                             WAIT_MAX_EVENTS, w->timeout);
-    }
-    Py_END_ALLOW_THREADS
-}
-
-/* Step: the wait is over; tell each engine what fired. */
-static void wait_unpublish(wait_step *w)
-{
-    SocketObject **socks = w->socks;
-    int i;
-
-    spin_learn(socks, w->nsocks, zm_now_ns() - w->started);
-    /* Release: after this a term() sees no backend to wake (the wait is
-     * over; the next call checks `terminated` in sock_enter). */
-    for (i = 0; i < w->nsocks; i++)
-        __atomic_store_n(&socks[i]->waiting_on, NULL, __ATOMIC_RELEASE);
-    for (i = 0; i < w->nsocks; i++)
-        socks[i]->s.now_ns = 0; /* time has passed */
-    /* We hold every socket's lock. */
-    for (int j = 0; j < w->rc; j++)
-        for (i = 0; i < w->nsocks; i++)
-            zm_sock_io_ready(&socks[i]->s, (int)w->evs[j].token);
-}
-
-/* Step: disarm the mailboxes and unwatch all that this wait watched (no
- * request is left on the backend when a call returns). */
-static void wait_unwatch(wait_step *w)
-{
-    for (int i = 0; i < w->nsocks; i++) {
-        zm_mailbox *mb = w->socks[i]->s.mb;
-        int fired = 0;
-        if (mb == NULL)
-            continue;
-        for (int j = 0; j < w->rc && !fired; j++)
-            fired = (int)w->evs[j].token == mb->efd;
-        zm_mailbox_disarm(mb, fired);
-    }
-    zm_watchset_unwatch(&w->tw->ws, w->tw->be, w->base);
-}
-
-/* Step: the outcome, once nothing is watched: handlers interrupted by a
- * signal run now (they may wait on this thread's backend freely), errors,
- * termination.  0 or -1 with an exception. */
-static int wait_finish(wait_step *w)
-{
-    if (w->sig_raised)
-        return -1; /* the handler's exception (KeyboardInterrupt, ...) */
-    if (w->rc == -EINTR)
-        return PyErr_CheckSignals() < 0 ? -1 : 0;
-    if (w->rc == -ENOMEM) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    if (w->rc < 0) {
-        zm_py_raise_zmq(w->st, -w->rc,
-                  w->rc == w->err ? "I/O backend watch failed"
-                                  : "I/O backend wait failed");
-        return -1;
-    }
-    for (int i = 0; i < w->nsocks && !w->lingering; i++)
-        if (sock_terminated(w->socks[i])) {
-            zm_py_raise_zmq(w->st, ZM_ETERM, "Context was terminated");
-            return -1;
-        }
-    return 0;
-}
-
-/*
- * Wait until one of the sockets' descriptors (or extra plain fds) may have
- * progress, a timer is due, or deadline (-1: none).  The GIL is released
- * around the wait only.  0 (the caller steps its sockets and calls again
- * with the same deadline while it has nothing), or -1 with an exception
- * (signal handler raised, context terminated, backend error).
- */
-static int wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
-                        const int *fds, const unsigned *fd_events, int nfds,
-                        int64_t deadline, int lingering)
-{
-    wait_step w;
-
-    tls_last_send = NULL; /* a thread that waits is not in a burst */
-    if (wait_begin(&w, st, socks, nsocks, lingering) < 0)
-        return -1;
-    wait_watch(&w, fds, fd_events, nfds, deadline);
-    if (w.err < 0) {
-        w.rc = w.err;
-    } else {
-        wait_publish(&w);
-        wait_block(&w);
-        wait_unpublish(&w);
-    }
-    wait_unwatch(&w);
-    return wait_finish(&w);
-}
-
 static int sock_wait(SocketObject *self, int64_t deadline)
 {
-    return wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline, 0);
+    return zm_py_wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1292,7 +571,7 @@ static PyObject *Socket_send(SocketObject *self, PyObject *const *args,
     lazy_deadline dl = lazy_deadline_in(self->sndtimeo);
     rc = sock_send_frame(self, view.buf, (size_t)view.len, flags, &dl);
     if (rc == 0)
-        tls_last_send = self;
+        zm_py_last_send = self;
     sock_leave(self);
     PyBuffer_Release(&view);
     if (rc < 0)
@@ -1421,7 +700,7 @@ static PyObject *Socket_send_multipart(SocketObject *self,
     lazy_deadline dl = lazy_deadline_in(self->sndtimeo);
     rc = frames_send(self, &fr, flags, &dl);
     if (rc == 0)
-        tls_last_send = self;
+        zm_py_last_send = self;
     sock_leave(self);
     frames_release(&fr);
     if (rc < 0)
@@ -1542,7 +821,7 @@ static PyObject *Socket_send_many(SocketObject *self, PyObject *args)
     if (!hold)
         zm_sock_flush(&self->s, -1);
     if (sent > 0)
-        tls_last_send = self;
+        zm_py_last_send = self;
     sock_leave(self);
     Py_DECREF(seq);
     if (rc < 0) {
@@ -2430,13 +1709,6 @@ static PyObject *Socket_getsockopt(SocketObject *self, PyObject *arg)
 /* Poll, close, stats                                                 */
 /* ------------------------------------------------------------------ */
 
-static int sock_events_now(SocketObject *self)
-{
-    zm_sock_process(&self->s, zm_now_ns());
-    return zm_sock_events(&self->s) |
-           ((self->cur_idx < self->cur.n || self->cur_has_prefix) ? ZM_POLLIN : 0);
-}
-
 PyDoc_STRVAR(poll_doc,
 "_poll(items, timeout_ms, /)\n--\n\n"
 "items: sequence of (Socket or fd, events mask).  Wait up to timeout_ms (-1:\n"
@@ -2598,7 +1870,7 @@ static PyObject *module_poll(PyObject *module, PyObject *const *args,
             (deadline >= 0 && zm_now_ns() >= deadline))
             break;
         Py_CLEAR(out);
-        if (wait_sockets(st, socks, nsocks, fds, fd_ev, nfds, deadline, 0) < 0)
+        if (zm_py_wait_sockets(st, socks, nsocks, fds, fd_ev, nfds, deadline, 0) < 0)
             goto done;
     }
 done:
@@ -2703,7 +1975,7 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
             break;
         if (deadline >= 0 && zm_now_ns() >= deadline)
             break;
-        if (wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline, 1) < 0) {
+        if (zm_py_wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline, 1) < 0) {
             PyObject *t, *v, *tb;
             PyErr_Fetch(&t, &v, &tb);
             if (t != NULL && PyErr_GivenExceptionMatches(t, PyExc_KeyboardInterrupt)) {
@@ -2777,7 +2049,7 @@ static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
     zm_backend *be;
 
     (void)unused;
-    /* seq_cst store then load, the mirror of wait_sockets (see there): a
+    /* seq_cst store then load, the mirror of zm_py_wait_sockets (see there): a
      * thread about to block either sees the flag or is woken here. */
     __atomic_store_n(&self->terminated, 1, __ATOMIC_SEQ_CST);
     be = __atomic_load_n(&self->waiting_on, __ATOMIC_SEQ_CST);
@@ -2936,231 +2208,6 @@ static PyType_Spec Socket_spec = {
     .slots = Socket_slots,
 };
 
-/* ================================================================== */
-/* Introspection                                                      */
-/* ================================================================== */
-
-PyDoc_STRVAR(memory_stats_doc,
-"memory_stats()\n--\n\n"
-"Process-wide read-page counters: pages_live, page_bytes_live, pages_total,\n"
-"page_grows.");
-
-static PyObject *memory_stats(PyObject *module, PyObject *unused)
-{
-    zm_mem_stats s;
-
-    (void)module;
-    (void)unused;
-    zm_mem_get_stats(&s);
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n}", "pages_live",
-                         (Py_ssize_t)s.pages_live, "page_bytes_live",
-                         (Py_ssize_t)s.page_bytes_live, "pages_total",
-                         (Py_ssize_t)s.pages_total, "page_grows",
-                         (Py_ssize_t)s.page_grows, "pages_cached",
-                         (Py_ssize_t)s.pages_cached);
-}
-
-PyDoc_STRVAR(io_stats_doc,
-"io_stats()\n--\n\n"
-"Process-wide counts since import: heap allocations made by the C core\n"
-"('allocations') and its syscalls by kind ('sendmsg', 'recv', 'epoll_ctl',\n"
-"'epoll_wait', 'io_uring_enter', 'eventfd', 'other').  Take two and\n"
-"subtract to see what a piece of work cost.");
-
-static PyObject *io_stats(PyObject *module, PyObject *unused)
-{
-    uint64_t c[ZM_CNT_COUNT_];
-
-    (void)module;
-    (void)unused;
-    for (int i = 0; i < ZM_CNT_COUNT_; i++)
-        c[i] = __atomic_load_n(&zm_counters[i], __ATOMIC_RELAXED); /* see common.h */
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
-                         "allocations", c[ZM_CNT_ALLOC],
-                         "sendmsg", c[ZM_CNT_SENDMSG],
-                         "recv", c[ZM_CNT_RECV],
-                         "epoll_ctl", c[ZM_CNT_EPOLL_CTL],
-                         "epoll_wait", c[ZM_CNT_EPOLL_WAIT],
-                         "io_uring_enter", c[ZM_CNT_URING_ENTER],
-                         "eventfd", c[ZM_CNT_EVENTFD],
-                         "other", c[ZM_CNT_OTHER]);
-}
-
-PyDoc_STRVAR(alloc_fail_doc,
-"_alloc_fail(nth=None, /, *, count=1, p=0.0, seed=0, thread=True)\n--\n\n"
-"Tests only: make the C core's allocations fail as if out of memory.\n"
-"nth: the first allocation to fail, 1 being the next one (0: none by\n"
-"position, only count them); count: how many in a row from there (0: all\n"
-"the rest); p: each allocation also fails with this probability, from a\n"
-"PRNG seeded with seed; thread: count only this thread's allocations.\n"
-"nth=None (no argument) disarms.  Resets _alloc_fail_count().");
-
-static PyObject *alloc_fail(PyObject *module, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"nth", "count", "p", "seed", "thread", NULL};
-    PyObject *nth_obj = Py_None;
-    unsigned long long nth = 0, count = 1, seed = 0;
-    double p = 0.0;
-    int thread = 1;
-
-    (void)module;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O$KdKp:_alloc_fail", kwlist,
-                                     &nth_obj, &count, &p, &seed, &thread))
-        return NULL;
-    if (nth_obj == Py_None) {
-        zm_alloc_fail_arm(0, 0, 0, 0, 0, 0);
-        Py_RETURN_NONE;
-    }
-    nth = PyLong_AsUnsignedLongLong(nth_obj);
-    if (nth == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    if (!(p >= 0.0 && p <= 1.0)) {
-        PyErr_SetString(PyExc_ValueError, "p must be in 0..1");
-        return NULL;
-    }
-    zm_alloc_fail_arm(1, nth, count,
-                      p >= 1.0 ? UINT32_MAX : (uint32_t)(p * 4294967296.0),
-                      seed, thread);
-    Py_RETURN_NONE;
-}
-
-PyDoc_STRVAR(alloc_fail_count_doc,
-"_alloc_fail_count()\n--\n\n"
-"Tests only: (allocations seen, failures injected) since _alloc_fail().");
-
-static PyObject *alloc_fail_count(PyObject *module, PyObject *unused)
-{
-    uint64_t attempts, failures;
-
-    (void)module;
-    (void)unused;
-    zm_alloc_fail_counts(&attempts, &failures);
-    return Py_BuildValue("(KK)", (unsigned long long)attempts,
-                         (unsigned long long)failures);
-}
-
-/* ================================================================== */
-/* Module setup                                                       */
-/* ================================================================== */
-
-PyDoc_STRVAR(spin_us_doc,
-"_spin_us([us], /)\n--\n\n"
-"The busy-poll budget of a blocking wait in us (ZMTP_SPIN_US at import,\n"
-"default 50; 0: never spin).  With an argument, set it (process-wide) and\n"
-"return the old value.");
-
-static PyObject *spin_us(PyObject *module, PyObject *args)
-{
-    long us = -1;
-    int64_t old = g_spin_ns / 1000;
-
-    (void)module;
-    if (!PyArg_ParseTuple(args, "|l:_spin_us", &us))
-        return NULL;
-    if (us > 1000000) {
-        PyErr_SetString(PyExc_ValueError, "spin budget must be 0..1000000 us");
-        return NULL;
-    }
-    if (us >= 0)
-        g_spin_ns = (int64_t)us * 1000;
-    return PyLong_FromLongLong((long long)old);
-}
-
-/* ================================================================== */
-/* Test hook: a lock held at fork()                                   */
-/* ================================================================== */
-
-typedef struct {
-    pthread_mutex_t *mu;
-    long ms;
-    int held; /* atomic: the holder has the lock */
-} hold_job;
-
-static void *hold_main(void *arg)
-{
-    hold_job *job = arg;
-    struct timespec ts = {job->ms / 1000, (job->ms % 1000) * 1000000};
-
-    pthread_mutex_lock(job->mu);
-    /* Release: pairs with the caller's acquire; it forks only once the
-     * lock is ours. */
-    __atomic_store_n(&job->held, 1, __ATOMIC_RELEASE);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-    pthread_mutex_unlock(job->mu);
-    /* Acquire: the caller stopped reading `held` (it saw 1) before we
-     * free; it only reads, so this is about not freeing under it. */
-    while (__atomic_load_n(&job->held, __ATOMIC_ACQUIRE) != 2)
-        sched_yield();
-    free(job);
-    return NULL;
-}
-
-PyDoc_STRVAR(hold_lock_doc,
-"_hold_lock_for_fork_test(name, obj, ms, /)\n--\n\n"
-"Tests only: a C thread takes a lock and holds it for ms milliseconds;\n"
-"returns once the lock is held (so a fork() made now happens with it held).\n"
-"name: 'progress' (obj: a Progress), 'page_cache' (obj: None), 'pipe'\n"
-"(obj: an InprocPipe), 'mailbox' (obj: a Socket with inproc).  The caller\n"
-"keeps obj alive for ms.");
-
-static PyObject *hold_lock_for_fork_test(PyObject *module, PyObject *args)
-{
-    zmtp_state *st = get_state(module);
-    const char *name;
-    PyObject *obj;
-    long ms;
-    pthread_mutex_t *mu = NULL;
-    hold_job *job;
-    pthread_t th;
-    sigset_t all, old;
-    int rc;
-
-    if (!PyArg_ParseTuple(args, "sOl:_hold_lock_for_fork_test", &name, &obj,
-                          &ms))
-        return NULL;
-    if (strcmp(name, "progress") == 0 &&
-        PyObject_TypeCheck(obj, st->Progress_Type))
-        mu = &((ProgressObject *)obj)->p.mu;
-    else if (strcmp(name, "page_cache") == 0)
-        mu = zm__page_cache_mutex();
-    else if (strcmp(name, "pipe") == 0 &&
-             Py_IS_TYPE(obj, st->InprocPipe_Type) &&
-             ((InprocPipeObject *)obj)->pipe != NULL)
-        mu = zm__pipe_mutex(((InprocPipeObject *)obj)->pipe);
-    else if (strcmp(name, "mailbox") == 0 &&
-             PyObject_TypeCheck(obj, st->Socket_Type) &&
-             ((SocketObject *)obj)->s.mb != NULL)
-        mu = &((SocketObject *)obj)->s.mb->lock;
-    if (mu == NULL || ms < 0 || ms > 60000) {
-        PyErr_Format(PyExc_ValueError, "no such lock: %s (%R)", name, obj);
-        return NULL;
-    }
-    job = zm_calloc(1, sizeof(*job));
-    if (job == NULL)
-        return PyErr_NoMemory();
-    job->mu = mu;
-    job->ms = ms;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&th, NULL, hold_main, job);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        free(job);
-        errno = rc;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    pthread_detach(th);
-    Py_BEGIN_ALLOW_THREADS
-    /* Acquire: pairs with the holder's release. */
-    while (__atomic_load_n(&job->held, __ATOMIC_ACQUIRE) == 0)
-        sched_yield();
-    /* Release: our last read of job is done; the holder may free it. */
-    __atomic_store_n(&job->held, 2, __ATOMIC_RELEASE);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef module_methods[] = {
     {"encode_greeting", (PyCFunction)(void (*)(void))zm_py_encode_greeting,
      METH_VARARGS | METH_KEYWORDS, zm_py_encode_greeting_doc},
@@ -3181,25 +2228,25 @@ static PyMethodDef module_methods[] = {
     {"parse_command", (PyCFunction)zm_py_parse_command, METH_O, zm_py_parse_command_doc},
     {"parse_subscription_message", (PyCFunction)zm_py_parse_subscription_message,
      METH_O, zm_py_parse_subscription_message_doc},
-    {"memory_stats", (PyCFunction)memory_stats, METH_NOARGS,
-     memory_stats_doc},
+    {"memory_stats", (PyCFunction)zm_py_memory_stats, METH_NOARGS,
+     zm_py_memory_stats_doc},
     {"strerror", (PyCFunction)zm_py_strerror, METH_O, zm_py_strerror_doc},
-    {"io_stats", (PyCFunction)io_stats, METH_NOARGS, io_stats_doc},
-    {"_alloc_fail", (PyCFunction)(void (*)(void))alloc_fail,
-     METH_VARARGS | METH_KEYWORDS, alloc_fail_doc},
-    {"_alloc_fail_count", (PyCFunction)alloc_fail_count, METH_NOARGS,
-     alloc_fail_count_doc},
+    {"io_stats", (PyCFunction)zm_py_io_stats, METH_NOARGS, zm_py_io_stats_doc},
+    {"_alloc_fail", (PyCFunction)(void (*)(void))zm_py_alloc_fail,
+     METH_VARARGS | METH_KEYWORDS, zm_py_alloc_fail_doc},
+    {"_alloc_fail_count", (PyCFunction)zm_py_alloc_fail_count, METH_NOARGS,
+     zm_py_alloc_fail_count_doc},
     {"_set_errors", (PyCFunction)(void (*)(void))zm_py_set_errors, METH_FASTCALL,
      zm_py_set_errors_doc},
     {"_set_option_names", (PyCFunction)set_option_names, METH_O,
      set_option_names_doc},
-    {"_set_backend", (PyCFunction)set_backend, METH_O, set_backend_doc},
-    {"_probe_backend", (PyCFunction)probe_backend, METH_O, probe_backend_doc},
+    {"_set_backend", (PyCFunction)zm_py_set_backend, METH_O, zm_py_set_backend_doc},
+    {"_probe_backend", (PyCFunction)zm_py_probe_backend, METH_O, zm_py_probe_backend_doc},
     {"_poll", (PyCFunction)(void (*)(void))module_poll, METH_FASTCALL,
      poll_doc},
-    {"_spin_us", (PyCFunction)spin_us, METH_VARARGS, spin_us_doc},
-    {"_hold_lock_for_fork_test", (PyCFunction)hold_lock_for_fork_test,
-     METH_VARARGS, hold_lock_doc},
+    {"_spin_us", (PyCFunction)zm_py_spin_us, METH_VARARGS, zm_py_spin_us_doc},
+    {"_hold_lock_for_fork_test", (PyCFunction)zm_py_hold_lock_for_fork_test,
+     METH_VARARGS, zm_py_hold_lock_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -3212,28 +2259,8 @@ static int zmtp_exec(PyObject *m)
 {
     zmtp_state *st = get_state(m);
 
-    /* Register the fork handlers now: a socket made before any wait must
-     * still know in a forked child that it is the parent's. */
-    pthread_once(&tls_backend_once, tls_backend_init);
-    if (g_fork_register_err < 0) {
-        errno = -g_fork_register_err;
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (zm_py_wait_init() < 0)
         return -1;
-    }
-    {
-        const char *spin = getenv("ZMTP_SPIN_US");
-        if (spin != NULL && *spin != '\0') {
-            char *end;
-            long us = strtol(spin, &end, 10);
-            if (*end != '\0' || us < 0 || us > 1000000) {
-                PyErr_Format(PyExc_ValueError,
-                             "ZMTP_SPIN_US must be 0..1000000 (us), not %.40s",
-                             spin);
-                return -1;
-            }
-            g_spin_ns = (int64_t)us * 1000;
-        }
-    }
     st->Frame_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &zm_py_frame_spec,
                                                               NULL);
     if (st->Frame_Type == NULL || PyModule_AddType(m, st->Frame_Type) < 0)
@@ -3243,12 +2270,12 @@ static int zmtp_exec(PyObject *m)
     if (st->Decoder_Type == NULL || PyModule_AddType(m, st->Decoder_Type) < 0)
         return -1;
     st->Progress_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        m, &Progress_spec, NULL);
+        m, &zm_py_progress_spec, NULL);
     if (st->Progress_Type == NULL ||
         PyModule_AddType(m, st->Progress_Type) < 0)
         return -1;
     st->InprocPipe_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        m, &InprocPipe_spec, NULL);
+        m, &zm_py_inproc_pipe_spec, NULL);
     if (st->InprocPipe_Type == NULL ||
         PyModule_AddType(m, st->InprocPipe_Type) < 0)
         return -1;

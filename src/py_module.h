@@ -20,6 +20,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <sched.h>
 #include <string.h>
 
 #include "backend.h"
@@ -162,5 +163,163 @@ extern const char zm_py_parse_subscription_message_doc[];
 PyObject *zm_py_parse_subscription_message(PyObject *module, PyObject *data);
 extern const char zm_py_strerror_doc[];
 PyObject *zm_py_strerror(PyObject *module, PyObject *code);
+
+/* ================================================================== */
+/* py_handles.c: the Progress and InprocPipe types                    */
+/* ================================================================== */
+
+extern PyType_Spec zm_py_progress_spec;
+extern PyType_Spec zm_py_inproc_pipe_spec;
+
+/* The context's progress thread, as a Python object owned by a Context. */
+typedef struct {
+    PyObject_HEAD
+    zm_progress p;
+    int running;
+} ProgressObject;
+
+/* The binder's end of an inproc pipe while it waits for a bind (the
+ * context keeps it) or is handed over (Socket._inproc_offer).  Dropped
+ * unused, it detaches the end: the connecting socket's connection ends. */
+typedef struct {
+    PyObject_HEAD
+    zm_pipe *pipe; /* end 1's reference; NULL once offered */
+    unsigned fork_gen;
+} InprocPipeObject;
+
+/* ================================================================== */
+/* The Socket object (py_socket.c, py_sockopt.c)                      */
+/* ================================================================== */
+
+/* send/recv flags (libzmq numbers). */
+#define Z_DONTWAIT 1
+#define Z_SNDMORE 2
+
+typedef struct {
+    PyObject_HEAD
+    zm_sock s;
+    zm_psock ps;             /* registration with the progress thread */
+    ProgressObject *progress; /* strong reference, or NULL */
+    zmtp_state *st;
+    int initialized;
+    int closed;
+    int terminated;          /* context terminated: calls raise ETERM */
+    int released;            /* closed by its context's term(), not yet by
+                              * the user: calls raise ETERM, `closed` reads
+                              * False until close() (libzmq's ETERM state) */
+    int rcvtimeo, sndtimeo;  /* ms, -1 = forever */
+    int linger;              /* ms, -1 = forever */
+    unsigned fork_gen;       /* zm_fork_gen() at init: the parent's in a
+                                forked child, never used there */
+    unsigned long owner;     /* thread ident of the call in progress */
+    zm_backend *waiting_on;  /* atomic: backend of a blocked call */
+    /* the rest of a message being received frame by frame */
+    zm_msg cur;
+    size_t cur_idx;
+    unsigned char cur_prefix[255];
+    size_t cur_prefix_len;
+    int cur_has_prefix;
+    int rcvmore;
+    int64_t wait_avg_ns;     /* how long this socket's waits take (EWMA) */
+    int events_at_enter;     /* EVENTS as the call began (fileno() users) */
+    PyObject *weakreflist;
+} SocketObject;
+
+#define DEFAULT_LINGER_MS 1000
+
+/* ENOTSUP in a forked child, for what the parent made (one text each, so
+ * that users and tests see the same words everywhere). */
+#define FORK_ERROR_SOCKET                                                     \
+    "this socket was created before fork(); it cannot be used in the child " \
+    "(make a new Context there)"
+#define FORK_ERROR_CONTEXT                                                    \
+    "this Context was created before fork(); it cannot be used in the child " \
+    "(make a new Context there)"
+
+/* The flag term() sets from another thread (seq_cst: see wait_sockets). */
+static inline int sock_terminated(SocketObject *self)
+{
+    return __atomic_load_n(&self->terminated, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Take the socket for a call: ps.busy FREE -> OWNER (progress.h).  Acquire
+ * (pairs with the release in sock_leave and in the progress thread's
+ * step): the engine state written by the previous holder, maybe on another
+ * thread, is visible to this one.  While the progress thread holds it (one
+ * short non-blocking step) we yield and try again; 0, or -1 when another
+ * thread is inside a call, or when the socket is a parent's in a forked
+ * child (callers check that first; its holder may not exist here, so we
+ * must not wait for it).
+ */
+static inline int sock_claim(SocketObject *self)
+{
+    if (self->fork_gen != zm_fork_gen())
+        return -1;
+    for (;;) {
+        int expected = ZM_BUSY_FREE;
+        if (__atomic_compare_exchange_n(&self->ps.busy, &expected,
+                                        ZM_BUSY_OWNER, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED))
+            return 0;
+        if (expected == ZM_BUSY_OWNER)
+            return -1;
+        sched_yield();
+    }
+}
+
+/* The socket this thread last sent on, when its last zmtp call was that
+ * send (compared, never dereferenced).  Back-to-back sends on one socket
+ * may share a write (engine.h, ZM_COALESCE_NS); any other call in between
+ * (a recv, a poll, a send elsewhere) means the thread is not in a burst,
+ * and its next send goes out at once.  Defined in py_socket.c; the wait
+ * clears it.  Hidden, so that every file reaches it as a static one
+ * (the same TLS access model). */
+extern _Thread_local const void *zm_py_last_send
+    __attribute__((visibility("hidden")));
+
+/* EVENTS now (poll, getsockopt(EVENTS)): one step, then what the engine
+ * has, and POLLIN while a message is half received. */
+static inline int sock_events_now(SocketObject *self)
+{
+    zm_sock_process(&self->s, zm_now_ns());
+    return zm_sock_events(&self->s) |
+           ((self->cur_idx < self->cur.n || self->cur_has_prefix) ? ZM_POLLIN : 0);
+}
+
+/* ================================================================== */
+/* py_wait.c: the blocking wait                                       */
+/* ================================================================== */
+
+/* Wait until one of the sockets (entered by the caller) or plain fds may
+ * have progress, a timer is due, or deadline (-1: none); the GIL released
+ * around the wait only.  0 (step the sockets and call again), or -1 with an
+ * exception.  `lingering`: close()'s linger, which term() does not end. */
+int zm_py_wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
+                       const int *fds, const unsigned *fd_events, int nfds,
+                       int64_t deadline, int lingering);
+/* At exec: fork handlers, ZMTP_SPIN_US.  0, or -1 with an exception. */
+int zm_py_wait_init(void);
+extern const char zm_py_set_backend_doc[];
+PyObject *zm_py_set_backend(PyObject *module, PyObject *arg);
+extern const char zm_py_probe_backend_doc[];
+PyObject *zm_py_probe_backend(PyObject *module, PyObject *arg);
+extern const char zm_py_spin_us_doc[];
+PyObject *zm_py_spin_us(PyObject *module, PyObject *args);
+
+/* ================================================================== */
+/* py_introspect.c: introspection and test hooks                      */
+/* ================================================================== */
+
+extern const char zm_py_memory_stats_doc[];
+PyObject *zm_py_memory_stats(PyObject *module, PyObject *unused);
+extern const char zm_py_io_stats_doc[];
+PyObject *zm_py_io_stats(PyObject *module, PyObject *unused);
+extern const char zm_py_alloc_fail_doc[];
+PyObject *zm_py_alloc_fail(PyObject *module, PyObject *args, PyObject *kw);
+extern const char zm_py_alloc_fail_count_doc[];
+PyObject *zm_py_alloc_fail_count(PyObject *module, PyObject *unused);
+extern const char zm_py_hold_lock_doc[];
+PyObject *zm_py_hold_lock_for_fork_test(PyObject *module, PyObject *args);
 
 #endif /* ZMTP_PY_MODULE_H */
