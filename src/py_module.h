@@ -188,7 +188,7 @@ typedef struct {
 } InprocPipeObject;
 
 /* ================================================================== */
-/* The Socket object (py_socket.c, py_sockopt.c)                      */
+/* SocketObject, shared by the Socket files, the wait and poll        */
 /* ================================================================== */
 
 /* send/recv flags (libzmq numbers). */
@@ -288,6 +288,178 @@ static inline int sock_events_now(SocketObject *self)
 }
 
 /* ================================================================== */
+/* A call on a socket: its arguments, enter and leave                 */
+/* ================================================================== */
+
+/*
+ * The one fast-call (METH_FASTCALL | METH_KEYWORDS) parser, with CPython's
+ * rules: names[i] may be passed by position when i < npos, and by keyword
+ * unless i < nposonly (before a "/"); the first nreq are required; a
+ * parameter given twice (by position and keyword, or twice by keyword) is
+ * a TypeError.  vals[i] gets the argument (borrowed) or NULL when it was
+ * not passed.  Defined in py_sockio.c (its hot callers).
+ */
+#define FAST_PARAMS_MAX 4
+
+typedef struct {
+    const char *fname;
+    int nparams, nposonly, npos, nreq;
+    const char *names[FAST_PARAMS_MAX];
+} fast_params;
+
+int zm_py_parse_fast(const fast_params *p, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames, PyObject **vals);
+
+/* A timeout in ms (-1: none) as a deadline on zm_now_ns() (-1: none). */
+static inline int64_t deadline_from_ms(int ms)
+{
+    return ms < 0 ? -1 : zm_now_ns() + (int64_t)ms * 1000000;
+}
+
+/* Every public method starts with enter() and ends with leave(). */
+static inline int sock_enter(SocketObject *self)
+{
+    if (self->closed || !self->initialized) {
+        if (self->released)
+            zm_py_raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        else
+            zm_py_raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
+        return -1;
+    }
+    if (self->fork_gen != zm_fork_gen()) {
+        zm_py_raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);
+        return -1;
+    }
+    if (sock_claim(self) < 0) {
+        /* Held by a call woken by term(), or by term() freeing it: ETERM,
+         * the answer of every call after term(). */
+        if (sock_terminated(self))
+            zm_py_raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        else
+            zm_py_raise_zmq(self->st, EBUSY,
+                            "socket used from two threads at once (zmtp sockets, "
+                            "like libzmq's, are not thread-safe)");
+        return -1;
+    }
+    self->owner = PyThread_get_thread_ident();
+    /* For fileno(): what an event loop could have known before this call
+     * (sock_leave signals what the call itself made appear). */
+    self->events_at_enter = self->s.notify_fd ? zm_sock_events(&self->s) : 0;
+    self->s.coalesce = zm_py_last_send == (const void *)self;
+    self->s.in_call = 1;
+    self->s.now_ns = 0;
+    zm_py_last_send = NULL;
+    /* seq_cst: the flag is set by term() on another thread (see
+     * Socket_terminate). */
+    if (sock_terminated(self)) {
+        self->s.in_call = 0;
+        /* Release, as sock_leave. */
+        __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
+        zm_py_raise_zmq(self->st, ZM_ETERM, "Context was terminated");
+        return -1;
+    }
+    return 0;
+}
+
+static inline void sock_leave(SocketObject *self)
+{
+    int wanted = 0;
+    /* Read before the release; the GIL, held throughout, keeps any other
+     * caller (and close()) out until we return. */
+    int notify = self->progress != NULL && !self->closed;
+
+    if (self->progress != NULL) {
+        wanted = !self->closed && zm_progress_wanted(&self->s);
+        /* Relaxed: a hint read by the progress thread's timer only; the
+         * wake below (or the release) orders everything that matters. */
+        __atomic_store_n(&self->ps.flush_due_ns,
+                         wanted ? zm_sock_flush_due(&self->s) : 0,
+                         __ATOMIC_RELAXED); /* held back implies wanted */
+    }
+    self->s.in_call = 0;
+    if (self->s.notify_fd && !self->closed) {
+        zm_mailbox_rearm(self->s.mb, self->s.mb_seen);
+        /* fileno() is edge-triggered: the progress thread signals what its
+         * steps make appear, and this what the call made appear (a
+         * getsockopt(FD), a connect() or an EVENTS read that stepped the
+         * socket and found input): otherwise a loop that waits on the fd
+         * before it reads EVENTS sleeps with messages queued, and the
+         * progress thread, seeing POLLIN already set, has no edge to
+         * signal.  Events that were there at the call's start are not
+         * signalled again, so a loop that leaves input queued is woken
+         * once, not spun. */
+        if (zm_sock_events(&self->s) & ~self->events_at_enter)
+            zm_mailbox_signal(self->s.mb);
+    }
+    /* Release: pairs with the acquire in sock_claim (the next caller's or
+     * the progress thread's): our engine writes are visible to it. */
+    __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
+    /* After the release, so that the thread we may wake finds the socket
+     * free; only atomics and the Progress object (we hold a reference) are
+     * touched from here on. */
+    if (notify)
+        zm_progress_call_done(&self->progress->p, &self->ps, wanted);
+}
+
+/* ================================================================== */
+/* py_socket.c, py_sockio.c, py_sockopt.c: the Socket type            */
+/* ================================================================== */
+
+extern PyType_Spec zm_py_socket_spec;
+
+/* py_sockio.c: messages in and out. */
+extern const char zm_py_sock_send_doc[];
+PyObject *zm_py_sock_send(SocketObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames);
+extern const char zm_py_sock_send_multipart_doc[];
+PyObject *zm_py_sock_send_multipart(SocketObject *self,
+                                    PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames);
+extern const char zm_py_sock_send_many_doc[];
+PyObject *zm_py_sock_send_many(SocketObject *self, PyObject *args);
+extern const char zm_py_sock_flush_doc[];
+PyObject *zm_py_sock_flush(SocketObject *self, PyObject *unused);
+extern const char zm_py_sock_buffers_doc[];
+PyObject *zm_py_sock_buffers(SocketObject *self, PyObject *args);
+extern const char zm_py_sock_recv_doc[];
+PyObject *zm_py_sock_recv(SocketObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames);
+extern const char zm_py_sock_recv_into_doc[];
+PyObject *zm_py_sock_recv_into(SocketObject *self, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames);
+extern const char zm_py_sock_recv_multipart_doc[];
+PyObject *zm_py_sock_recv_multipart(SocketObject *self,
+                                    PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames);
+
+/* py_sockopt.c: options, endpoints, stats. */
+extern const char zm_py_set_option_names_doc[];
+PyObject *zm_py_set_option_names(PyObject *module, PyObject *names);
+extern const char zm_py_sock_setsockopt_doc[];
+PyObject *zm_py_sock_setsockopt(SocketObject *self, PyObject *const *args,
+                                Py_ssize_t nargs);
+extern const char zm_py_sock_getsockopt_doc[];
+PyObject *zm_py_sock_getsockopt(SocketObject *self, PyObject *arg);
+extern const char zm_py_sock_monitor_fd_doc[];
+extern const char zm_py_sock_adopt_fd_doc[];
+PyObject *zm_py_sock_monitor_fd(SocketObject *self, PyObject *const *args,
+                                Py_ssize_t nargs);
+PyObject *zm_py_sock_adopt_fd(SocketObject *self, PyObject *const *args,
+                              Py_ssize_t nargs);
+PyObject *zm_py_sock_bind(SocketObject *self, PyObject *addr);
+PyObject *zm_py_sock_connect(SocketObject *self, PyObject *addr);
+PyObject *zm_py_sock_unbind(SocketObject *self, PyObject *addr);
+PyObject *zm_py_sock_disconnect(SocketObject *self, PyObject *addr);
+extern const char zm_py_sock_inproc_listen_doc[];
+PyObject *zm_py_sock_inproc_listen(SocketObject *self, PyObject *arg);
+extern const char zm_py_sock_inproc_connect_doc[];
+PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg);
+extern const char zm_py_sock_inproc_offer_doc[];
+PyObject *zm_py_sock_inproc_offer(SocketObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs);
+PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused);
+
+/* ================================================================== */
 /* py_wait.c: the blocking wait                                       */
 /* ================================================================== */
 
@@ -306,6 +478,14 @@ extern const char zm_py_probe_backend_doc[];
 PyObject *zm_py_probe_backend(PyObject *module, PyObject *arg);
 extern const char zm_py_spin_us_doc[];
 PyObject *zm_py_spin_us(PyObject *module, PyObject *args);
+
+/* ================================================================== */
+/* py_poll.c: _poll                                                   */
+/* ================================================================== */
+
+extern const char zm_py_poll_doc[];
+PyObject *zm_py_poll(PyObject *module, PyObject *const *args,
+                     Py_ssize_t nargs);
 
 /* ================================================================== */
 /* py_introspect.c: introspection and test hooks                      */

@@ -150,7 +150,7 @@ PyObject *zm_py_set_backend(PyObject *module, PyObject *arg)
     rc = zm_backend_open(&be, name[0] ? name : NULL, reason, sizeof(reason));
     if (rc < 0)
         return zm_py_raise_zmq(get_state(module), -rc,
-                         reason[0] ? reason : "backend unavailable");
+                               reason[0] ? reason : "backend unavailable");
     snprintf(g_backend_name, sizeof(g_backend_name), "%s",
              zm_backend_name(be));
     zm_backend_close(be);
@@ -536,8 +536,8 @@ static int wait_finish(wait_step *w)
     }
     if (w->rc < 0) {
         zm_py_raise_zmq(w->st, -w->rc,
-                  w->rc == w->err ? "I/O backend watch failed"
-                                  : "I/O backend wait failed");
+                        w->rc == w->err ? "I/O backend watch failed"
+                                        : "I/O backend wait failed");
         return -1;
     }
     for (int i = 0; i < w->nsocks && !w->lingering; i++)
