@@ -20,6 +20,7 @@
 #include "py_module.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -97,9 +98,11 @@ PyObject *zm_py_set_option_names(PyObject *module, PyObject *names)
 }
 
 /* ------------------------------------------------------------------ */
-/* Options                                                            */
+/* Options: one table                                                 */
 /* ------------------------------------------------------------------ */
 
+/* An int option's value: an int (not a bool) within lo..hi, else TypeError
+ * or EINVAL naming the option; *out is written only when it is good. */
 static int int_option(zmtp_state *st, PyObject *value, const char *name,
                       long lo, long hi, int *out)
 {
@@ -115,13 +118,250 @@ static int int_option(zmtp_state *st, PyObject *value, const char *name,
         return -1;
     if (v < lo || v > hi) {
         char msg[160];
-        snprintf(msg, sizeof(msg), "Invalid argument: %s must be %ld..%ld, not %ld",
-                 name, lo, hi, v);
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: %s must be %ld..%ld, not %ld", name, lo,
+                 hi, v);
         zm_py_raise_zmq(st, EINVAL, msg);
         return -1;
     }
     *out = (int)v;
     return 0;
+}
+
+typedef struct sockopt sockopt;
+
+/*
+ * One socket option, a row of the table below (indexed by its libzmq
+ * number): how setsockopt stores a value and how getsockopt reads it, with
+ * the socket entered.  `set` returns 0, or -1 with an exception; `get` a
+ * new reference, or NULL with an exception.  A NULL `set` or `get` is
+ * refused as an unknown option is (EINVAL); read-only options set with
+ * set_read_only.  Int options name an int field of SocketObject (`off`)
+ * and the range `set` accepts.
+ */
+struct sockopt {
+    const char *name; /* in error messages */
+    int (*set)(SocketObject *self, const sockopt *o, PyObject *value);
+    PyObject *(*get)(SocketObject *self, const sockopt *o);
+    long lo, hi;
+    size_t off; /* offsetof(SocketObject, the int) */
+};
+
+static int *int_field(SocketObject *self, const sockopt *o)
+{
+    return (int *)((char *)self + o->off);
+}
+
+static int set_int(SocketObject *self, const sockopt *o, PyObject *value)
+{
+    return int_option(self->st, value, o->name, o->lo, o->hi,
+                      int_field(self, o));
+}
+
+static PyObject *get_int(SocketObject *self, const sockopt *o)
+{
+    return PyLong_FromLong(*int_field(self, o));
+}
+
+static int set_read_only(SocketObject *self, const sockopt *o,
+                         PyObject *value)
+{
+    (void)o;
+    (void)value;
+    zm_py_raise_zmq(self->st, EINVAL,
+                    "Invalid argument: option is read-only");
+    return -1;
+}
+
+static int set_maxmsgsize(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    long long m;
+
+    (void)o;
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError,
+                     "option MAXMSGSIZE takes an int, not %.100s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    m = PyLong_AsLongLong(value);
+    if (m == -1 && PyErr_Occurred())
+        return -1;
+    if (m < -1) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: MAXMSGSIZE must be -1 or >= 0");
+        return -1;
+    }
+    self->s.maxmsgsize = m;
+    return 0;
+}
+
+static PyObject *get_maxmsgsize(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLongLong(self->s.maxmsgsize);
+}
+
+static int set_routing_id(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    Py_buffer view;
+    int rc = 0;
+
+    (void)o;
+    if (PyUnicode_Check(value) ||
+        PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError,
+                        "ROUTING_ID takes bytes (use setsockopt_string for "
+                        "str)");
+        return -1;
+    }
+    if (view.len < 1 || view.len > 255 ||
+        ((const unsigned char *)view.buf)[0] == 0) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: ROUTING_ID must be 1..255 bytes "
+                        "not starting with a zero byte");
+        rc = -1;
+    } else {
+        memcpy(self->s.routing_id, view.buf, (size_t)view.len);
+        self->s.routing_id_len = (size_t)view.len;
+    }
+    PyBuffer_Release(&view);
+    return rc;
+}
+
+static PyObject *get_routing_id(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyBytes_FromStringAndSize((const char *)self->s.routing_id,
+                                     (Py_ssize_t)self->s.routing_id_len);
+}
+
+/* SUBSCRIBE (subscribe 1) and UNSUBSCRIBE (0). */
+static int set_subscription(SocketObject *self, PyObject *value,
+                            int subscribe)
+{
+    Py_buffer view;
+    int r;
+
+    if (PyUnicode_Check(value) ||
+        PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError,
+                        "SUBSCRIBE/UNSUBSCRIBE take bytes (subscribe() "
+                        "also takes str)");
+        return -1;
+    }
+    r = zm_sock_subscribe(&self->s, view.buf, (size_t)view.len, subscribe);
+    PyBuffer_Release(&view);
+    if (r == -ENOTSUP) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: SUBSCRIBE/UNSUBSCRIBE are for SUB "
+                        "and XSUB sockets");
+        return -1;
+    }
+    if (r < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Move the subscription out now if the peer is idle. */
+    zm_sock_process(&self->s, zm_now_ns());
+    return 0;
+}
+
+static int set_subscribe(SocketObject *self, const sockopt *o,
+                         PyObject *value)
+{
+    (void)o;
+    return set_subscription(self, value, 1);
+}
+
+static int set_unsubscribe(SocketObject *self, const sockopt *o,
+                           PyObject *value)
+{
+    (void)o;
+    return set_subscription(self, value, 0);
+}
+
+static PyObject *get_last_endpoint(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyBytes_FromString(self->s.last_endpoint);
+}
+
+/* Socket.fileno(): readable when EVENTS may have changed since the last
+ * call (edge-triggered). */
+static PyObject *get_fd(SocketObject *self, const sockopt *o)
+{
+    int rc = zm_sock_inproc_enable(&self->s);
+
+    (void)o;
+    if (rc < 0)
+        return zm_py_raise_zmq(self->st, -rc, NULL);
+    self->s.notify_fd = 1; /* sock_leave arms the mailbox */
+    return PyLong_FromLong(self->s.mb->efd);
+}
+
+static PyObject *get_events(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLong(sock_events_now(self));
+}
+
+/* An int option: its field in SocketObject and the range set accepts. */
+#define INT_OPT(field, lo, hi)                                                \
+    set_int, get_int, (lo), (hi), offsetof(SocketObject, field)
+/* A read-only int. */
+#define INT_RO(field) set_read_only, get_int, 0, 0, offsetof(SocketObject, field)
+
+/* Every option zmtp implements.  A new one: a ZO_ number, a row here. */
+static const sockopt sockopts[] = {
+    [ZO_ROUTING_ID] = {"ROUTING_ID", set_routing_id, get_routing_id, 0, 0, 0},
+    [ZO_SUBSCRIBE] = {"SUBSCRIBE", set_subscribe, NULL, 0, 0, 0},
+    [ZO_UNSUBSCRIBE] = {"UNSUBSCRIBE", set_unsubscribe, NULL, 0, 0, 0},
+    [ZO_RCVMORE] = {"RCVMORE", INT_RO(rcvmore)},
+    [ZO_FD] = {"FD", NULL, get_fd, 0, 0, 0},
+    [ZO_EVENTS] = {"EVENTS", set_read_only, get_events, 0, 0, 0},
+    [ZO_TYPE] = {"TYPE", INT_RO(s.type)},
+    [ZO_LINGER] = {"LINGER", INT_OPT(linger, -1, INT32_MAX)},
+    [ZO_RECONNECT_IVL] = {"RECONNECT_IVL",
+                          INT_OPT(s.reconnect_ivl_ms, -1, INT32_MAX)},
+    [ZO_RECONNECT_IVL_MAX] = {"RECONNECT_IVL_MAX",
+                              INT_OPT(s.reconnect_ivl_max_ms, 0, INT32_MAX)},
+    [ZO_MAXMSGSIZE] = {"MAXMSGSIZE", set_maxmsgsize, get_maxmsgsize, 0, 0, 0},
+    [ZO_SNDHWM] = {"SNDHWM", INT_OPT(s.sndhwm, 0, INT32_MAX)},
+    [ZO_RCVHWM] = {"RCVHWM", INT_OPT(s.rcvhwm, 0, INT32_MAX)},
+    [ZO_RCVTIMEO] = {"RCVTIMEO", INT_OPT(rcvtimeo, -1, INT32_MAX)},
+    [ZO_SNDTIMEO] = {"SNDTIMEO", INT_OPT(sndtimeo, -1, INT32_MAX)},
+    [ZO_LAST_ENDPOINT] = {"LAST_ENDPOINT", set_read_only, get_last_endpoint,
+                          0, 0, 0},
+    [ZO_ROUTER_MANDATORY] = {"ROUTER_MANDATORY",
+                             INT_OPT(s.router_mandatory, 0, 1)},
+    [ZO_IMMEDIATE] = {"IMMEDIATE", INT_OPT(s.immediate, 0, 1)},
+    [ZO_XPUB_VERBOSE] = {"XPUB_VERBOSE", INT_OPT(s.xpub_verbose, 0, 1)},
+    [ZO_HANDSHAKE_IVL] = {"HANDSHAKE_IVL",
+                          INT_OPT(s.handshake_ivl_ms, 0, INT32_MAX)},
+    [ZO_HEARTBEAT_IVL] = {"HEARTBEAT_IVL",
+                          INT_OPT(s.heartbeat_ivl_ms, 0, INT32_MAX)},
+    /* Sent in tenths of a second on 16 bits, as libzmq. */
+    [ZO_HEARTBEAT_TTL] = {"HEARTBEAT_TTL",
+                          INT_OPT(s.heartbeat_ttl_ms, 0, 6553599)},
+    [ZO_HEARTBEAT_TIMEOUT] = {"HEARTBEAT_TIMEOUT",
+                              INT_OPT(s.heartbeat_timeout_ms, -1, INT32_MAX)},
+};
+
+#undef INT_OPT
+#undef INT_RO
+
+/* The row of option number opt, or NULL when zmtp has none. */
+static const sockopt *sockopt_find(long opt)
+{
+    if (opt < 0 || (size_t)opt >= sizeof(sockopts) / sizeof(sockopts[0]) ||
+        sockopts[opt].name == NULL)
+        return NULL;
+    return &sockopts[opt];
 }
 
 ZM_PY_DOC(zm_py_sock_setsockopt_doc,
@@ -130,160 +370,24 @@ ZM_PY_DOC(zm_py_sock_setsockopt_doc,
 PyObject *zm_py_sock_setsockopt(SocketObject *self, PyObject *const *args,
                                 Py_ssize_t nargs)
 {
-    int opt, v, rc = 0;
+    const sockopt *o;
+    int opt, rc;
     long optl;
-    PyObject *value;
 
     if (zm_py_check_nargs("setsockopt", nargs, 2, 2) < 0)
         return NULL;
     optl = PyLong_AsLong(args[0]);
     if (optl == -1 && PyErr_Occurred())
         return NULL;
-    opt = (int)optl;
-    value = args[1];
+    opt = (int)optl; /* as libzmq's int option numbers */
     if (sock_enter(self) < 0)
         return NULL;
-    switch (opt) {
-    case ZO_LINGER:
-        rc = int_option(self->st, value, "LINGER", -1, INT32_MAX, &self->linger);
-        break;
-    case ZO_RCVTIMEO:
-        rc = int_option(self->st, value, "RCVTIMEO", -1, INT32_MAX, &self->rcvtimeo);
-        break;
-    case ZO_SNDTIMEO:
-        rc = int_option(self->st, value, "SNDTIMEO", -1, INT32_MAX, &self->sndtimeo);
-        break;
-    case ZO_SNDHWM:
-        rc = int_option(self->st, value, "SNDHWM", 0, INT32_MAX, &self->s.sndhwm);
-        break;
-    case ZO_RCVHWM:
-        rc = int_option(self->st, value, "RCVHWM", 0, INT32_MAX, &self->s.rcvhwm);
-        break;
-    case ZO_RECONNECT_IVL:
-        rc = int_option(self->st, value, "RECONNECT_IVL", -1, INT32_MAX,
-                        &self->s.reconnect_ivl_ms);
-        break;
-    case ZO_ROUTER_MANDATORY:
-        rc = int_option(self->st, value, "ROUTER_MANDATORY", 0, 1, &v);
-        if (rc == 0)
-            self->s.router_mandatory = v;
-        break;
-    case ZO_IMMEDIATE:
-        rc = int_option(self->st, value, "IMMEDIATE", 0, 1, &v);
-        if (rc == 0)
-            self->s.immediate = v;
-        break;
-    case ZO_MAXMSGSIZE: {
-        long long m;
-        if (!PyLong_Check(value) || PyBool_Check(value)) {
-            PyErr_Format(PyExc_TypeError,
-                         "option MAXMSGSIZE takes an int, not %.100s",
-                         Py_TYPE(value)->tp_name);
-            rc = -1;
-            break;
-        }
-        m = PyLong_AsLongLong(value);
-        if (m == -1 && PyErr_Occurred()) {
-            rc = -1;
-        } else if (m < -1) {
-            zm_py_raise_zmq(self->st, EINVAL, "Invalid argument: MAXMSGSIZE must be -1 or >= 0");
-            rc = -1;
-        } else {
-            self->s.maxmsgsize = m;
-        }
-        break;
-    }
-    case ZO_ROUTING_ID: {
-        Py_buffer view;
-        if (PyUnicode_Check(value) ||
-            PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError,
-                            "ROUTING_ID takes bytes (use setsockopt_string for "
-                            "str)");
-            rc = -1;
-            break;
-        }
-        if (view.len < 1 || view.len > 255 ||
-            ((const unsigned char *)view.buf)[0] == 0) {
-            zm_py_raise_zmq(self->st, EINVAL,
-                            "Invalid argument: ROUTING_ID must be 1..255 bytes not "
-                            "starting with a zero byte");
-            rc = -1;
-        } else {
-            memcpy(self->s.routing_id, view.buf, (size_t)view.len);
-            self->s.routing_id_len = (size_t)view.len;
-        }
-        PyBuffer_Release(&view);
-        break;
-    }
-    case ZO_SUBSCRIBE:
-    case ZO_UNSUBSCRIBE: {
-        Py_buffer view;
-        int r;
-        if (PyUnicode_Check(value) ||
-            PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError,
-                            "SUBSCRIBE/UNSUBSCRIBE take bytes (subscribe() "
-                            "also takes str)");
-            rc = -1;
-            break;
-        }
-        r = zm_sock_subscribe(&self->s, view.buf, (size_t)view.len,
-                              opt == ZO_SUBSCRIBE);
-        PyBuffer_Release(&view);
-        if (r == -ENOTSUP) {
-            zm_py_raise_zmq(self->st, EINVAL,
-                            "Invalid argument: SUBSCRIBE/UNSUBSCRIBE are for SUB "
-                            "and XSUB sockets");
-            rc = -1;
-        } else if (r < 0) {
-            PyErr_NoMemory();
-            rc = -1;
-        } else {
-            /* Move the subscription out now if the peer is idle. */
-            zm_sock_process(&self->s, zm_now_ns());
-        }
-        break;
-    }
-    case ZO_XPUB_VERBOSE:
-        rc = int_option(self->st, value, "XPUB_VERBOSE", 0, 1, &v);
-        if (rc == 0)
-            self->s.xpub_verbose = v;
-        break;
-    case ZO_RECONNECT_IVL_MAX:
-        rc = int_option(self->st, value, "RECONNECT_IVL_MAX", 0, INT32_MAX,
-                        &self->s.reconnect_ivl_max_ms);
-        break;
-    case ZO_HANDSHAKE_IVL:
-        rc = int_option(self->st, value, "HANDSHAKE_IVL", 0, INT32_MAX,
-                        &self->s.handshake_ivl_ms);
-        break;
-    case ZO_HEARTBEAT_IVL:
-        rc = int_option(self->st, value, "HEARTBEAT_IVL", 0, INT32_MAX,
-                        &self->s.heartbeat_ivl_ms);
-        break;
-    case ZO_HEARTBEAT_TTL:
-        /* Sent in tenths of a second on 16 bits, as libzmq. */
-        rc = int_option(self->st, value, "HEARTBEAT_TTL", 0, 6553599,
-                        &self->s.heartbeat_ttl_ms);
-        break;
-    case ZO_HEARTBEAT_TIMEOUT:
-        rc = int_option(self->st, value, "HEARTBEAT_TIMEOUT", -1, INT32_MAX,
-                        &self->s.heartbeat_timeout_ms);
-        break;
-    case ZO_RCVMORE:
-    case ZO_TYPE:
-    case ZO_EVENTS:
-    case ZO_LAST_ENDPOINT:
-        zm_py_raise_zmq(self->st, EINVAL, "Invalid argument: option is read-only");
-        rc = -1;
-        break;
-    default:
+    o = sockopt_find(opt);
+    if (o == NULL || o->set == NULL) {
         raise_bad_option(self->st, opt);
         rc = -1;
-        break;
+    } else {
+        rc = o->set(self, o, args[1]);
     }
     sock_leave(self);
     if (rc < 0)
@@ -297,92 +401,18 @@ ZM_PY_DOC(zm_py_sock_getsockopt_doc,
 PyObject *zm_py_sock_getsockopt(SocketObject *self, PyObject *arg)
 {
     long opt = PyLong_AsLong(arg);
-    PyObject *out = NULL;
+    const sockopt *o;
+    PyObject *out;
 
     if (opt == -1 && PyErr_Occurred())
         return NULL;
     if (sock_enter(self) < 0)
         return NULL;
-    switch (opt) {
-    case ZO_LINGER:
-        out = PyLong_FromLong(self->linger);
-        break;
-    case ZO_RCVTIMEO:
-        out = PyLong_FromLong(self->rcvtimeo);
-        break;
-    case ZO_SNDTIMEO:
-        out = PyLong_FromLong(self->sndtimeo);
-        break;
-    case ZO_SNDHWM:
-        out = PyLong_FromLong(self->s.sndhwm);
-        break;
-    case ZO_RCVHWM:
-        out = PyLong_FromLong(self->s.rcvhwm);
-        break;
-    case ZO_RECONNECT_IVL:
-        out = PyLong_FromLong(self->s.reconnect_ivl_ms);
-        break;
-    case ZO_ROUTER_MANDATORY:
-        out = PyLong_FromLong(self->s.router_mandatory);
-        break;
-    case ZO_IMMEDIATE:
-        out = PyLong_FromLong(self->s.immediate);
-        break;
-    case ZO_XPUB_VERBOSE:
-        out = PyLong_FromLong(self->s.xpub_verbose);
-        break;
-    case ZO_RECONNECT_IVL_MAX:
-        out = PyLong_FromLong(self->s.reconnect_ivl_max_ms);
-        break;
-    case ZO_HANDSHAKE_IVL:
-        out = PyLong_FromLong(self->s.handshake_ivl_ms);
-        break;
-    case ZO_HEARTBEAT_IVL:
-        out = PyLong_FromLong(self->s.heartbeat_ivl_ms);
-        break;
-    case ZO_HEARTBEAT_TTL:
-        out = PyLong_FromLong(self->s.heartbeat_ttl_ms);
-        break;
-    case ZO_HEARTBEAT_TIMEOUT:
-        out = PyLong_FromLong(self->s.heartbeat_timeout_ms);
-        break;
-    case ZO_MAXMSGSIZE:
-        out = PyLong_FromLongLong(self->s.maxmsgsize);
-        break;
-    case ZO_ROUTING_ID:
-        out = PyBytes_FromStringAndSize((const char *)self->s.routing_id,
-                                        (Py_ssize_t)self->s.routing_id_len);
-        break;
-    case ZO_RCVMORE:
-        out = PyLong_FromLong(self->rcvmore);
-        break;
-    case ZO_TYPE:
-        out = PyLong_FromLong(self->s.type);
-        break;
-    case ZO_LAST_ENDPOINT:
-        out = PyBytes_FromString(self->s.last_endpoint);
-        break;
-    case ZO_FD: { /* Socket.fileno(): readable when EVENTS may have
-                     changed since the last call (edge-triggered) */
-        int rc = zm_sock_inproc_enable(&self->s);
-        if (rc < 0) {
-            zm_py_raise_zmq(self->st, -rc, NULL);
-            break;
-        }
-        self->s.notify_fd = 1; /* sock_leave arms the mailbox */
-        out = PyLong_FromLong(self->s.mb->efd);
-        break;
-    }
-    case ZO_EVENTS:
-        zm_sock_process(&self->s, zm_now_ns());
-        out = PyLong_FromLong(zm_sock_events(&self->s) |
-                              ((self->cur_idx < self->cur.n ||
-                                self->cur_has_prefix) ? ZM_POLLIN : 0));
-        break;
-    default:
-        raise_bad_option(self->st, opt);
-        break;
-    }
+    o = sockopt_find(opt);
+    if (o == NULL || o->get == NULL)
+        out = raise_bad_option(self->st, opt);
+    else
+        out = o->get(self, o);
     sock_leave(self);
     return out;
 }
