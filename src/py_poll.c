@@ -78,17 +78,121 @@ static int poll_fd_now(int fd, unsigned mask)
                 : 0);
 }
 
+/* One _poll call: its entries and the distinct sockets and fds they name. */
+typedef struct {
+    Py_ssize_t n;          /* entries */
+    poll_item *items;
+    SocketObject **socks;  /* distinct; a reference of ours each */
+    int *sock_ev;          /* their events, this round */
+    int *fds;              /* distinct plain fds */
+    unsigned *fd_ev;       /* the ZM_IO_* events wanted of each */
+    int nsocks, nfds;
+    int entered;           /* socks[0..entered) are entered */
+} poll_set;
+
+/* Step: room for n entries; 0, or -1 with an exception. */
+static int poll_alloc(poll_set *ps, Py_ssize_t n)
+{
+    ps->n = n;
+    ps->items = PyMem_New(poll_item, (size_t)n + 1);
+    ps->socks = PyMem_New(SocketObject *, (size_t)n + 1);
+    ps->sock_ev = PyMem_New(int, (size_t)n + 1);
+    ps->fds = PyMem_New(int, (size_t)n + 1);
+    ps->fd_ev = PyMem_New(unsigned, (size_t)n + 1);
+    if (!ps->items || !ps->socks || !ps->sock_ev || !ps->fds || !ps->fd_ev) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Step: read the entries (socket or fd, events); 0, or -1 with an
+ * exception. */
+static int poll_read_items(poll_set *ps, zmtp_state *st, PyObject *seq)
+{
+    poll_item *items = ps->items;
+
+    for (Py_ssize_t i = 0; i < ps->n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *obj;
+        long ev;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "poll items are (socket, events)");
+            return -1;
+        }
+        obj = PyTuple_GET_ITEM(item, 0);
+        ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+        if (ev == -1 && PyErr_Occurred())
+            return -1;
+        items[i].mask = (unsigned)ev;
+        if (PyObject_TypeCheck(obj, st->Socket_Type)) {
+            items[i].sock = poll_sock_slot(ps->socks, &ps->nsocks, obj);
+            items[i].fd = -1;
+        } else {
+            int fd = PyObject_AsFileDescriptor(obj);
+            if (fd < 0)
+                return -1;
+            items[i].sock = -1;
+            items[i].fd = fd;
+            poll_fd_slot(ps->fds, ps->fd_ev, &ps->nfds, fd,
+                         ((ev & ZM_POLLIN) ? ZM_IO_IN : 0u) |
+                             ((ev & ZM_POLLOUT) ? ZM_IO_OUT : 0u));
+        }
+    }
+    return 0;
+}
+
+/* Step: the entries ready now (each socket stepped once), as a list of
+ * (index, revents); NULL with an exception. */
+static PyObject *poll_ready(poll_set *ps)
+{
+    poll_item *items = ps->items;
+    PyObject *out;
+    int k;
+
+    for (k = 0; k < ps->nsocks; k++)
+        ps->sock_ev[k] = sock_events_now(ps->socks[k]);
+    out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < ps->n; i++) {
+        int ev = items[i].sock >= 0
+                     ? ps->sock_ev[items[i].sock] & (int)items[i].mask
+                     : poll_fd_now(items[i].fd, items[i].mask);
+        if (ev) {
+            PyObject *t = Py_BuildValue("(ni)", i, ev);
+            if (t == NULL || PyList_Append(out, t) < 0) {
+                Py_XDECREF(t);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(t);
+        }
+    }
+    return out;
+}
+
+/* Step: leave the sockets entered, drop our references, free. */
+static void poll_release(poll_set *ps)
+{
+    int k;
+
+    for (k = 0; k < ps->entered; k++)
+        sock_leave(ps->socks[k]);
+    for (k = 0; k < ps->nsocks; k++)
+        Py_DECREF(ps->socks[k]);
+    PyMem_Free(ps->items);
+    PyMem_Free(ps->socks);
+    PyMem_Free(ps->sock_ev);
+    PyMem_Free(ps->fds);
+    PyMem_Free(ps->fd_ev);
+}
+
 PyObject *zm_py_poll(PyObject *module, PyObject *const *args,
                      Py_ssize_t nargs)
 {
     zmtp_state *st = get_state(module);
     PyObject *seq, *out = NULL;
-    Py_ssize_t n, i;
-    poll_item *items = NULL;
-    SocketObject **socks = NULL; /* distinct; a reference of ours each */
-    int *sock_ev = NULL, *fds = NULL;
-    unsigned *fd_ev = NULL;
-    int nsocks = 0, nfds = 0, entered = 0, k;
+    poll_set ps = {0};
     long tmo;
     int64_t deadline;
 
@@ -110,84 +214,24 @@ PyObject *zm_py_poll(PyObject *module, PyObject *const *args,
         if (seq == NULL)
             return NULL;
     }
-    n = PySequence_Fast_GET_SIZE(seq);
-    items = PyMem_New(poll_item, (size_t)n + 1);
-    socks = PyMem_New(SocketObject *, (size_t)n + 1);
-    sock_ev = PyMem_New(int, (size_t)n + 1);
-    fds = PyMem_New(int, (size_t)n + 1);
-    fd_ev = PyMem_New(unsigned, (size_t)n + 1);
-    if (!items || !socks || !sock_ev || !fds || !fd_ev) {
-        PyErr_NoMemory();
+    if (poll_alloc(&ps, PySequence_Fast_GET_SIZE(seq)) < 0 ||
+        poll_read_items(&ps, st, seq) < 0)
         goto done;
-    }
-    for (i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *obj;
-        long ev;
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-            PyErr_SetString(PyExc_TypeError, "poll items are (socket, events)");
+    for (; ps.entered < ps.nsocks; ps.entered++)
+        if (sock_enter(ps.socks[ps.entered]) < 0)
             goto done;
-        }
-        obj = PyTuple_GET_ITEM(item, 0);
-        ev = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
-        if (ev == -1 && PyErr_Occurred())
-            goto done;
-        items[i].mask = (unsigned)ev;
-        if (PyObject_TypeCheck(obj, st->Socket_Type)) {
-            items[i].sock = poll_sock_slot(socks, &nsocks, obj);
-            items[i].fd = -1;
-        } else {
-            int fd = PyObject_AsFileDescriptor(obj);
-            if (fd < 0)
-                goto done;
-            items[i].sock = -1;
-            items[i].fd = fd;
-            poll_fd_slot(fds, fd_ev, &nfds, fd,
-                         ((ev & ZM_POLLIN) ? ZM_IO_IN : 0u) |
-                             ((ev & ZM_POLLOUT) ? ZM_IO_OUT : 0u));
-        }
-    }
-    for (k = 0; k < nsocks; k++) {
-        if (sock_enter(socks[k]) < 0)
-            goto done;
-        entered++;
-    }
     for (;;) {
-        for (k = 0; k < nsocks; k++)
-            sock_ev[k] = sock_events_now(socks[k]);
-        out = PyList_New(0);
-        if (out == NULL)
-            goto done;
-        for (i = 0; i < n; i++) {
-            int ev = items[i].sock >= 0
-                         ? sock_ev[items[i].sock] & (int)items[i].mask
-                         : poll_fd_now(items[i].fd, items[i].mask);
-            if (ev) {
-                PyObject *t = Py_BuildValue("(ni)", i, ev);
-                if (t == NULL || PyList_Append(out, t) < 0) {
-                    Py_XDECREF(t);
-                    Py_CLEAR(out);
-                    goto done;
-                }
-                Py_DECREF(t);
-            }
-        }
-        if (PyList_GET_SIZE(out) > 0 || tmo == 0 ||
+        out = poll_ready(&ps);
+        if (out == NULL || PyList_GET_SIZE(out) > 0 || tmo == 0 ||
             (deadline >= 0 && zm_now_ns() >= deadline))
             break;
         Py_CLEAR(out);
-        if (zm_py_wait_sockets(st, socks, nsocks, fds, fd_ev, nfds, deadline, 0) < 0)
+        if (zm_py_wait_sockets(st, ps.socks, ps.nsocks, ps.fds, ps.fd_ev,
+                               ps.nfds, deadline, 0) < 0)
             goto done;
     }
 done:
-    for (k = 0; k < entered; k++)
-        sock_leave(socks[k]);
-    for (k = 0; k < nsocks; k++)
-        Py_DECREF(socks[k]);
-    PyMem_Free(items);
-    PyMem_Free(socks);
-    PyMem_Free(sock_ev);
-    PyMem_Free(fds);
-    PyMem_Free(fd_ev);
+    poll_release(&ps);
     Py_DECREF(seq);
     return out;
 }
