@@ -8,7 +8,8 @@
  *            _zmtpmodule.c's function table).
  * May call:  Python.h, codec.h (zm_encode_*, zm_command_parse, zm_wbuf),
  *            py_errors.c.
- * Called by: _zmtpmodule.c's function table only.
+ * Called by: _zmtpmodule.c's function table only.  Never by the core (the
+ *            engine encodes and decodes with codec.h directly).
  */
 #include "py_module.h"
 

@@ -3,8 +3,8 @@
  * fed from Python, its events as tuples (frames as zero-copy Frames).
  *
  * Owns:      DecoderObject, its methods and type spec (zm_py_decoder_spec).
- * May call:  Python.h, codec.h (zm_decoder_*), py_frame (frame_new_from,
- *            inline), py_errors.c (ProtocolError).
+ * May call:  Python.h, codec.h (zm_decoder_*), py_module.h's
+ *            frame_new_from (inline), py_errors.c (ProtocolError).
  * Called by: _zmtpmodule.c (the type, at exec) and Python code only; the
  *            socket engine runs its own decoders and never comes here.
  */
@@ -131,7 +131,8 @@ static int decoder_drain(DecoderObject *self, PyObject *events)
 
     while ((kind = zm_decoder_next(&self->dec, &ev)) != ZM_EV_NEED_DATA) {
         if (kind == ZM_EV_ERROR) {
-            zm_py_raise_protocol_error(self->st, ev.error, self->dec.reason, events);
+            zm_py_raise_protocol_error(self->st, ev.error, self->dec.reason,
+                                       events);
             return -1;
         }
         obj = event_to_py(self->st, &ev);

@@ -7,8 +7,9 @@
  * Owns:      zm_py_raise_protocol_error, zm_py_raise_codec_error,
  *            zm_py_raise_zmq, zm_py_check_nargs, _set_errors.
  * May call:  Python.h, codec.h (zm_strerror), engine.h (ZM_ETERM).
- * Called by: every py_*.c file.  It calls none of them: no object, no
- *            engine state here.
+ * Called by: every py_*.c file.  It calls none of them (no object, no
+ *            engine state here); never by the core, which returns -errno
+ *            and leaves raising to the face.
  */
 #include "py_module.h"
 

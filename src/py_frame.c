@@ -6,7 +6,8 @@
  *            made elsewhere through frame_new_from() / frame_fill_copy()
  *            (py_module.h: static inline, on the receive path).
  * May call:  Python.h, msg.h / arena.h (zm_frame, pages), py_errors.c.
- * Called by: _zmtpmodule.c (the type, at exec) and Python code only.
+ * Called by: _zmtpmodule.c (the type, at exec) and Python code only;
+ *            never by the core, which knows frames as zm_frame only.
  */
 #include "py_module.h"
 

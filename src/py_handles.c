@@ -8,7 +8,8 @@
  *            (the Socket type and the fork test hook look inside).
  * May call:  Python.h, progress.h (start, stop), inproc.h (detach),
  *            backend.h (zm_fork_gen).
- * Called by: _zmtpmodule.c (the types, at exec) and Python code only.
+ * Called by: _zmtpmodule.c (the types, at exec) and Python code only;
+ *            never by the progress thread or the inproc pipes below.
  */
 #include "py_module.h"
 

@@ -10,8 +10,8 @@
  * May call:  Python.h, arena.h (page counters, page cache lock), common.h
  *            (zm_counters, zm_alloc_fail_*), inproc.h (pipe lock); it looks
  *            inside Progress, InprocPipe and Socket objects for their locks.
- * Called by: _zmtpmodule.c's function table only.  Nothing in the core
- *            calls it: it only reads counters and takes locks.
+ * Called by: _zmtpmodule.c's function table only (tests and tools);
+ *            never by the core, nor by the rest of the face.
  */
 #include "py_module.h"
 

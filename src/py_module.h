@@ -1,15 +1,18 @@
 /*
- * py_module.h - private header of the CPython face (zmtp._zmtp): the
- * module state, the objects the face's files share, their cross-file
- * declarations, and the static inline helpers of the per-message path.
+ * py_module.h - the private header of the CPython face (zmtp._zmtp),
+ * shared by _zmtpmodule.c and the py_*.c files: the module state, the
+ * objects more than one file looks inside (Frame, Progress, InprocPipe,
+ * Socket), one group of declarations per file, and the static inline
+ * helpers of the per-message path (frame_new_from, frame_fill_copy,
+ * sock_claim, sock_enter, sock_leave, sock_events_now), which stay inline
+ * in each file that uses them.
  *
- * Owns:      zmtp_state and get_state(); the shared declarations (one group
- *            per py_*.c file).
- * May call:  Python.h, and the C core's public headers (engine.h,
- *            progress.h, backend.h, codec.h; inproc.h through engine.h).
- * Included by: _zmtpmodule.c and the py_*.c files only.  Nothing below the
- *            face (engine, backends, codec...) may include it: they never
- *            see Python.
+ * May include: Python.h and the C core's public headers (engine.h,
+ *            progress.h, backend.h, codec.h; inproc.h, msg.h, arena.h
+ *            through them).
+ * Included by: _zmtpmodule.c and the py_*.c files only.  Never by the core
+ *            below them (engine, backends, codec...): only the face sees
+ *            Python.
  *
  * Non-static names of the face carry the zm_py_ prefix (internal: the
  * module is built with -fvisibility=hidden).
@@ -20,6 +23,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <sched.h>
 #include <string.h>
 
@@ -236,7 +240,8 @@ typedef struct {
     "this Context was created before fork(); it cannot be used in the child " \
     "(make a new Context there)"
 
-/* The flag term() sets from another thread (seq_cst: see wait_sockets). */
+/* The flag term() sets from another thread (seq_cst: see py_wait.c,
+ * wait_publish). */
 static inline int sock_terminated(SocketObject *self)
 {
     return __atomic_load_n(&self->terminated, __ATOMIC_SEQ_CST);
@@ -272,9 +277,9 @@ static inline int sock_claim(SocketObject *self)
  * send (compared, never dereferenced).  Back-to-back sends on one socket
  * may share a write (engine.h, ZM_COALESCE_NS); any other call in between
  * (a recv, a poll, a send elsewhere) means the thread is not in a burst,
- * and its next send goes out at once.  Defined in py_socket.c; the wait
- * clears it.  Hidden, so that every file reaches it as a static one
- * (the same TLS access model). */
+ * and its next send goes out at once.  Defined in py_sockio.c; the wait
+ * clears it.  Hidden: bound inside the module as a static is (no
+ * interposition, one __tls_get_addr per function as before). */
 extern _Thread_local const void *zm_py_last_send
     __attribute__((visibility("hidden")));
 
@@ -323,7 +328,8 @@ static inline int sock_enter(SocketObject *self)
         if (self->released)
             zm_py_raise_zmq(self->st, ZM_ETERM, "Context was terminated");
         else
-            zm_py_raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
+            zm_py_raise_zmq(self->st, ENOTSOCK,
+                            "Socket operation on closed socket");
         return -1;
     }
     if (self->fork_gen != zm_fork_gen()) {
@@ -337,8 +343,8 @@ static inline int sock_enter(SocketObject *self)
             zm_py_raise_zmq(self->st, ZM_ETERM, "Context was terminated");
         else
             zm_py_raise_zmq(self->st, EBUSY,
-                            "socket used from two threads at once (zmtp sockets, "
-                            "like libzmq's, are not thread-safe)");
+                            "socket used from two threads at once (zmtp "
+                            "sockets, like libzmq's, are not thread-safe)");
         return -1;
     }
     self->owner = PyThread_get_thread_ident();

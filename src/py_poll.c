@@ -8,7 +8,7 @@
  *            function table).
  * May call:  Python.h, poll(2) (a plain fd's readiness now), engine.h
  *            (through sock_events_now), py_wait.c, py_errors.c.
- * Called by: _zmtpmodule.c's function table only.
+ * Called by: _zmtpmodule.c's function table only; never by the core.
  */
 #include "py_module.h"
 

@@ -12,7 +12,9 @@
  *            remove), backend.h (zm_backend_wake, zm_fork_gen), py_wait.c
  *            (close's linger), py_sockio.c / py_sockopt.c (the methods it
  *            lists), py_errors.c.
- * Called by: _zmtpmodule.c (the type, at exec) and Python code only.
+ * Called by: _zmtpmodule.c (the type, at exec) and Python code only;
+ *            never by the engine or the progress thread (they see the
+ *            zm_sock inside, never the object).
  */
 #include "py_module.h"
 
@@ -21,9 +23,9 @@
 #include <errno.h>
 #include <time.h>
 
-/* ================================================================== */
-/* Socket                                                             */
-/* ================================================================== */
+/* ------------------------------------------------------------------ */
+/* Life: new, init, dealloc                                           */
+/* ------------------------------------------------------------------ */
 
 static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw);
 
@@ -246,7 +248,8 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
             break;
         if (deadline >= 0 && zm_now_ns() >= deadline)
             break;
-        if (zm_py_wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline, 1) < 0) {
+        if (zm_py_wait_sockets(self->st, &self, 1, NULL, NULL, 0, deadline,
+                               1) < 0) {
             PyObject *t, *v, *tb;
             PyErr_Fetch(&t, &v, &tb);
             if (t != NULL && PyErr_GivenExceptionMatches(t, PyExc_KeyboardInterrupt)) {
@@ -320,8 +323,9 @@ static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
     zm_backend *be;
 
     (void)unused;
-    /* seq_cst store then load, the mirror of zm_py_wait_sockets (see there): a
-     * thread about to block either sees the flag or is woken here. */
+    /* seq_cst store then load, the mirror of the wait's (py_wait.c,
+     * wait_publish): a thread about to block either sees the flag or is
+     * woken here. */
     __atomic_store_n(&self->terminated, 1, __ATOMIC_SEQ_CST);
     be = __atomic_load_n(&self->waiting_on, __ATOMIC_SEQ_CST);
     if (be != NULL)
@@ -342,17 +346,40 @@ static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
 /* The type                                                           */
 /* ------------------------------------------------------------------ */
 
+/* CFUNC: a method whose signature is not PyCFunction's (fast-call,
+ * keywords). */
+#define CFUNC(f) (PyCFunction)(void (*)(void))(f)
 static PyMethodDef Socket_methods[] = {
-    {"send", (PyCFunction)(void (*)(void))zm_py_sock_send,
-     METH_FASTCALL | METH_KEYWORDS, zm_py_sock_send_doc},
-    {"recv", (PyCFunction)(void (*)(void))zm_py_sock_recv,
-     METH_FASTCALL | METH_KEYWORDS, zm_py_sock_recv_doc},
-    {"send_multipart", (PyCFunction)(void (*)(void))zm_py_sock_send_multipart,
+    /* py_sockio.c */
+    {"send", CFUNC(zm_py_sock_send), METH_FASTCALL | METH_KEYWORDS,
+     zm_py_sock_send_doc},
+    {"recv", CFUNC(zm_py_sock_recv), METH_FASTCALL | METH_KEYWORDS,
+     zm_py_sock_recv_doc},
+    {"send_multipart", CFUNC(zm_py_sock_send_multipart),
      METH_FASTCALL | METH_KEYWORDS, zm_py_sock_send_multipart_doc},
-    {"recv_multipart", (PyCFunction)(void (*)(void))zm_py_sock_recv_multipart,
+    {"recv_multipart", CFUNC(zm_py_sock_recv_multipart),
      METH_FASTCALL | METH_KEYWORDS, zm_py_sock_recv_multipart_doc},
-    {"recv_into", (PyCFunction)(void (*)(void))zm_py_sock_recv_into,
-     METH_FASTCALL | METH_KEYWORDS, zm_py_sock_recv_into_doc},
+    {"recv_into", CFUNC(zm_py_sock_recv_into), METH_FASTCALL | METH_KEYWORDS,
+     zm_py_sock_recv_into_doc},
+    {"_send_many", (PyCFunction)zm_py_sock_send_many, METH_VARARGS,
+     zm_py_sock_send_many_doc},
+    {"flush", (PyCFunction)zm_py_sock_flush, METH_NOARGS,
+     zm_py_sock_flush_doc},
+    {"_buffers", (PyCFunction)zm_py_sock_buffers, METH_VARARGS,
+     zm_py_sock_buffers_doc},
+    /* py_socket.c (this file) */
+    {"close", CFUNC(Socket_close), METH_FASTCALL | METH_KEYWORDS,
+     Socket_close_doc},
+    {"_terminate", (PyCFunction)Socket_terminate, METH_NOARGS,
+     "Mark the context terminated and wake a blocked call."},
+    {"_release", (PyCFunction)Socket_release, METH_O, Socket_release_doc},
+    {"_in_use", (PyCFunction)Socket_in_use, METH_NOARGS,
+     "True while a call on this socket is in progress."},
+    /* py_sockopt.c */
+    {"setsockopt", CFUNC(zm_py_sock_setsockopt), METH_FASTCALL,
+     zm_py_sock_setsockopt_doc},
+    {"getsockopt", (PyCFunction)zm_py_sock_getsockopt, METH_O,
+     zm_py_sock_getsockopt_doc},
     {"bind", (PyCFunction)zm_py_sock_bind, METH_O,
      "bind(addr)\n--\n\nBind to tcp://host:port (port * for any) or ipc://path."},
     {"connect", (PyCFunction)zm_py_sock_connect, METH_O,
@@ -366,32 +393,18 @@ static PyMethodDef Socket_methods[] = {
      zm_py_sock_inproc_listen_doc},
     {"_inproc_connect", (PyCFunction)zm_py_sock_inproc_connect, METH_O,
      zm_py_sock_inproc_connect_doc},
-    {"_inproc_offer", (PyCFunction)(void (*)(void))zm_py_sock_inproc_offer,
-     METH_FASTCALL, zm_py_sock_inproc_offer_doc},
-    {"setsockopt", (PyCFunction)(void (*)(void))zm_py_sock_setsockopt,
-     METH_FASTCALL, zm_py_sock_setsockopt_doc},
-    {"getsockopt", (PyCFunction)zm_py_sock_getsockopt, METH_O,
-     zm_py_sock_getsockopt_doc},
-    {"close", (PyCFunction)(void (*)(void))Socket_close,
-     METH_FASTCALL | METH_KEYWORDS, Socket_close_doc},
-    {"_terminate", (PyCFunction)Socket_terminate, METH_NOARGS,
-     "Mark the context terminated and wake a blocked call."},
-    {"_release", (PyCFunction)Socket_release, METH_O, Socket_release_doc},
-    {"_in_use", (PyCFunction)Socket_in_use, METH_NOARGS,
-     "True while a call on this socket is in progress."},
-    {"_send_many", (PyCFunction)zm_py_sock_send_many, METH_VARARGS,
-     zm_py_sock_send_many_doc},
-    {"flush", (PyCFunction)zm_py_sock_flush, METH_NOARGS, zm_py_sock_flush_doc},
-    {"_buffers", (PyCFunction)zm_py_sock_buffers, METH_VARARGS, zm_py_sock_buffers_doc},
-    {"_monitor_fd", (PyCFunction)(void (*)(void))zm_py_sock_monitor_fd,
-     METH_FASTCALL, zm_py_sock_monitor_fd_doc},
-    {"_adopt_fd", (PyCFunction)(void (*)(void))zm_py_sock_adopt_fd, METH_FASTCALL,
+    {"_inproc_offer", CFUNC(zm_py_sock_inproc_offer), METH_FASTCALL,
+     zm_py_sock_inproc_offer_doc},
+    {"_monitor_fd", CFUNC(zm_py_sock_monitor_fd), METH_FASTCALL,
+     zm_py_sock_monitor_fd_doc},
+    {"_adopt_fd", CFUNC(zm_py_sock_adopt_fd), METH_FASTCALL,
      zm_py_sock_adopt_fd_doc},
     {"stats", (PyCFunction)zm_py_sock_stats, METH_NOARGS,
      "stats()\n--\n\nCounters: accepted, connected, disconnected,\n"
      "handshake_failed, dropped_messages, protocol_errors {code: n}."},
     {NULL, NULL, 0, NULL},
 };
+#undef CFUNC
 
 static PyGetSetDef Socket_getset[] = {
     {"closed", (getter)Socket_get_closed, NULL,

@@ -16,17 +16,19 @@
  *            way is here or inline: no per-message call leaves this file
  *            but into the engine, or into the wait when it must block.
  * Called by: Python code through py_socket.c's method table; py_socket.c
- *            (zm_py_parse_fast for close()).  The engine never calls it.
+ *            (zm_py_parse_fast for close()).  Never by the engine or the
+ *            progress thread.
  */
 #include "py_module.h"
 
 #include <errno.h>
 #include <string.h>
 
-/* ================================================================== */
+/* ------------------------------------------------------------------ */
 /* Fast-call argument parsing                                         */
-/* ================================================================== */
+/* ------------------------------------------------------------------ */
 
+/* The parser: see py_module.h. */
 int zm_py_parse_fast(const fast_params *p, PyObject *const *args,
                      Py_ssize_t nargs, PyObject *kwnames, PyObject **vals)
 {
@@ -105,7 +107,7 @@ static int fast_no_track(PyObject *v)
     return 0;
 }
 
-/* See py_module.h. */
+/* The last-send marker: see py_module.h. */
 _Thread_local const void *zm_py_last_send;
 
 /* ------------------------------------------------------------------ */
@@ -433,7 +435,7 @@ static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
 
 /*
  * The batch as it is now: a new tuple whose multipart messages (lists) are
- * tuples too.  Each wait for room in zm_py_sock_send_many releases the GIL, and
+ * tuples too.  Each wait for room in _send_many releases the GIL, and
  * another thread may then change the caller's lists (shrink, clear: items
  * read through them after a wait were out of bounds, or freed); the
  * snapshot holds its own references and cannot change.  NULL with an

@@ -15,7 +15,7 @@
  *            py_errors.c.
  * Called by: Python code through py_socket.c's method table, and
  *            _zmtpmodule.c's function table (_set_option_names).  Not on
- *            the per-message path.
+ *            the per-message path; never by the engine.
  */
 #include "py_module.h"
 
@@ -101,6 +101,32 @@ PyObject *zm_py_set_option_names(PyObject *module, PyObject *names)
 /* Options: one table                                                 */
 /* ------------------------------------------------------------------ */
 
+/* An int option's value must be an int, not a bool: 0, or -1 with a
+ * TypeError naming the option. */
+static int check_int(PyObject *value, const char *name)
+{
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "option %s takes an int, not %.100s",
+                     name, Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A bytes option's value: a buffer, not a str; 0, or -1 with a TypeError
+ * saying `what`. */
+static int get_bytes_option(PyObject *value, Py_buffer *view,
+                            const char *what)
+{
+    if (PyUnicode_Check(value) ||
+        PyObject_GetBuffer(value, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, what);
+        return -1;
+    }
+    return 0;
+}
+
 /* An int option's value: an int (not a bool) within lo..hi, else TypeError
  * or EINVAL naming the option; *out is written only when it is good. */
 static int int_option(zmtp_state *st, PyObject *value, const char *name,
@@ -108,11 +134,8 @@ static int int_option(zmtp_state *st, PyObject *value, const char *name,
 {
     long v;
 
-    if (!PyLong_Check(value) || PyBool_Check(value)) {
-        PyErr_Format(PyExc_TypeError, "option %s takes an int, not %.100s",
-                     name, Py_TYPE(value)->tp_name);
+    if (check_int(value, name) < 0)
         return -1;
-    }
     v = PyLong_AsLong(value);
     if (v == -1 && PyErr_Occurred())
         return -1;
@@ -178,13 +201,8 @@ static int set_maxmsgsize(SocketObject *self, const sockopt *o,
 {
     long long m;
 
-    (void)o;
-    if (!PyLong_Check(value) || PyBool_Check(value)) {
-        PyErr_Format(PyExc_TypeError,
-                     "option MAXMSGSIZE takes an int, not %.100s",
-                     Py_TYPE(value)->tp_name);
+    if (check_int(value, o->name) < 0)
         return -1;
-    }
     m = PyLong_AsLongLong(value);
     if (m == -1 && PyErr_Occurred())
         return -1;
@@ -210,14 +228,10 @@ static int set_routing_id(SocketObject *self, const sockopt *o,
     int rc = 0;
 
     (void)o;
-    if (PyUnicode_Check(value) ||
-        PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError,
-                        "ROUTING_ID takes bytes (use setsockopt_string for "
-                        "str)");
+    if (get_bytes_option(value, &view,
+                         "ROUTING_ID takes bytes (use setsockopt_string for "
+                         "str)") < 0)
         return -1;
-    }
     if (view.len < 1 || view.len > 255 ||
         ((const unsigned char *)view.buf)[0] == 0) {
         zm_py_raise_zmq(self->st, EINVAL,
@@ -246,14 +260,10 @@ static int set_subscription(SocketObject *self, PyObject *value,
     Py_buffer view;
     int r;
 
-    if (PyUnicode_Check(value) ||
-        PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError,
-                        "SUBSCRIBE/UNSUBSCRIBE take bytes (subscribe() "
-                        "also takes str)");
+    if (get_bytes_option(value, &view,
+                         "SUBSCRIBE/UNSUBSCRIBE take bytes (subscribe() "
+                         "also takes str)") < 0)
         return -1;
-    }
     r = zm_sock_subscribe(&self->s, view.buf, (size_t)view.len, subscribe);
     PyBuffer_Release(&view);
     if (r == -ENOTSUP) {
@@ -314,7 +324,8 @@ static PyObject *get_events(SocketObject *self, const sockopt *o)
 #define INT_OPT(field, lo, hi)                                                \
     set_int, get_int, (lo), (hi), offsetof(SocketObject, field)
 /* A read-only int. */
-#define INT_RO(field) set_read_only, get_int, 0, 0, offsetof(SocketObject, field)
+#define INT_RO(field)                                                         \
+    set_read_only, get_int, 0, 0, offsetof(SocketObject, field)
 
 /* Every option zmtp implements.  A new one: a ZO_ number, a row here. */
 static const sockopt sockopts[] = {
@@ -682,7 +693,8 @@ PyObject *zm_py_sock_inproc_offer(SocketObject *self, PyObject *const *args,
     if ((ep = endpoint_str(self->st, args[1])) == NULL)
         return NULL;
     if (po->pipe == NULL)
-        return zm_py_raise_zmq(self->st, EINVAL, "inproc pipe already offered");
+        return zm_py_raise_zmq(self->st, EINVAL,
+                               "inproc pipe already offered");
     /* A forked child never locks a parent's mailbox or pipe. */
     if (self->fork_gen != zm_fork_gen() || po->fork_gen != zm_fork_gen())
         return zm_py_raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);
@@ -690,7 +702,8 @@ PyObject *zm_py_sock_inproc_offer(SocketObject *self, PyObject *const *args,
      * only the mailbox (its own lock) is touched.  s.mb was made by the
      * owner's bind under the GIL, which we hold. */
     if (self->closed || self->s.mb == NULL)
-        return zm_py_raise_zmq(self->st, ECONNREFUSED, "inproc binder is closed");
+        return zm_py_raise_zmq(self->st, ECONNREFUSED,
+                               "inproc binder is closed");
     /* The binder's HWMs now (options are set under the GIL, which we
      * hold): the connector's limit is SNDHWM + RCVHWM before the binder's
      * next step adopts the pipe. */
@@ -715,8 +728,10 @@ PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused)
     (void)unused;
     if (self->closed || !self->initialized) {
         if (self->released)
-            return zm_py_raise_zmq(self->st, ZM_ETERM, "Context was terminated");
-        return zm_py_raise_zmq(self->st, ENOTSOCK, "Socket operation on closed socket");
+            return zm_py_raise_zmq(self->st, ZM_ETERM,
+                                   "Context was terminated");
+        return zm_py_raise_zmq(self->st, ENOTSOCK,
+                               "Socket operation on closed socket");
     }
     if (self->fork_gen != zm_fork_gen())
         return zm_py_raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);

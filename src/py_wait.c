@@ -14,10 +14,10 @@
  *            mailbox arm/disarm), arena.h (page cache fork hooks),
  *            py_errors.c.  It reads and writes SocketObject fields (the
  *            wait's publication: waiting_on, flush_due_ns, wait_avg_ns).
- * Called by: py_socket.c (a blocking send, recv or close's linger),
- *            py_poll.c, _zmtpmodule.c (zm_py_wait_init at exec, the
- *            function table).  The engine and the backends never call up
- *            into it.
+ * Called by: py_sockio.c (a send or recv that blocks), py_socket.c
+ *            (close's linger), py_poll.c, _zmtpmodule.c (zm_py_wait_init
+ *            at exec, the function table).  Never by the engine or the
+ *            backends: they do not wait, and know no Python.
  */
 #include "py_module.h"
 
@@ -119,7 +119,8 @@ static thread_waiter *thread_waiter_get(zmtp_state *st)
                          reason, sizeof(reason));
     if (rc < 0) {
         free(tw);
-        zm_py_raise_zmq(st, -rc, reason[0] ? reason : "cannot open an I/O backend");
+        zm_py_raise_zmq(st, -rc,
+                        reason[0] ? reason : "cannot open an I/O backend");
         return NULL;
     }
     pthread_setspecific(tls_backend_key, tw);
@@ -207,8 +208,8 @@ PyObject *zm_py_spin_us(PyObject *module, PyObject *args)
     return PyLong_FromLongLong((long long)old);
 }
 
-/* See zm_py_wait_sockets: how long a thread that saw an inproc peer's signal
- * during its spin waits before taking the GIL back (with it, inproc
+/* See wait_inproc_grace: how long a thread that saw an inproc peer's
+ * signal during its spin waits before taking the GIL back (with it, inproc
  * REQ/REP in benchmarks/inproc_echo.py went 19.4 -> 2.9 us on io_uring;
  * docs/performance.md, levers). */
 #define ZM_INPROC_GIL_GRACE_NS 400
