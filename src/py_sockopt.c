@@ -432,8 +432,6 @@ PyObject *zm_py_sock_getsockopt(SocketObject *self, PyObject *arg)
 /* Endpoints                                                          */
 /* ------------------------------------------------------------------ */
 
-typedef int (*endpoint_fn)(zm_sock *, const char *, char *, size_t);
-
 /* An endpoint argument (str or bytes) as a C string; NULL with an
  * exception.  An embedded NUL is refused (EINVAL, as libzmq, which takes a
  * C string, can only see the part before it): it would cut the endpoint
