@@ -1,0 +1,260 @@
+/*
+ * py_frame.c - the zmtp.Frame type: one frame, a zero-copy slice of a read
+ * page (buffer protocol, .bytes cached, .more, .command, get()).
+ *
+ * Owns:      Frame's methods and type spec (zm_py_frame_spec).  Frames are
+ *            made elsewhere through frame_new_from() / frame_fill_copy()
+ *            (py_module.h: static inline, on the receive path).
+ * May call:  Python.h, msg.h / arena.h (zm_frame, pages), py_errors.c.
+ * Called by: _zmtpmodule.c (the type, at exec) and Python code only;
+ *            never by the core, which knows frames as zm_frame only.
+ */
+#include "py_module.h"
+
+#include <errno.h>
+#include <string.h>
+
+static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"data", "track", "copy", "copy_threshold", NULL};
+    PyObject *data = NULL, *copy = Py_None, *threshold = Py_None;
+    int track = 0;
+    Py_buffer view;
+    FrameObject *self;
+    int rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OpOO:Frame", kwlist, &data,
+                                     &track, &copy, &threshold))
+        return NULL;
+    if (track) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "zmtp.Frame(track=True): message tracking is not "
+                        "supported by zmtp");
+        return NULL;
+    }
+    if (data != NULL && PyUnicode_Check(data)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Frame data must be bytes-like, not str "
+                        "(encode it first, e.g. s.encode())");
+        return NULL;
+    }
+    self = (FrameObject *)tp->tp_alloc(tp, 0);
+    if (self == NULL)
+        return NULL;
+    self->bytes = NULL;
+    memset(&self->f, 0, sizeof(self->f));
+    if (data == NULL || data == Py_None)
+        return (PyObject *)self;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    rc = frame_fill_copy(&self->f, view.buf, (size_t)view.len, 0);
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void Frame_dealloc(FrameObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    zm_frame_release(&self->f);
+    Py_CLEAR(self->bytes);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int Frame_getbuffer(FrameObject *self, Py_buffer *view, int flags)
+{
+    /* Read-only and zero-copy: the view keeps this Frame, and so the page,
+     * alive. */
+    static const char empty[1] = {0};
+    void *buf = self->f.size ? (void *)self->f.data : (void *)empty;
+
+    return PyBuffer_FillInfo(view, (PyObject *)self, buf,
+                             (Py_ssize_t)self->f.size, 1, flags);
+}
+
+static Py_ssize_t Frame_len(FrameObject *self)
+{
+    return (Py_ssize_t)self->f.size;
+}
+
+static PyObject *Frame_get_bytes(FrameObject *self, void *closure)
+{
+    (void)closure;
+    if (self->bytes == NULL) {
+        self->bytes = PyBytes_FromStringAndSize((const char *)self->f.data,
+                                                (Py_ssize_t)self->f.size);
+        if (self->bytes == NULL)
+            return NULL;
+    }
+    Py_INCREF(self->bytes);
+    return self->bytes;
+}
+
+static PyObject *Frame_get_buffer(FrameObject *self, void *closure)
+{
+    (void)closure;
+    return PyMemoryView_FromObject((PyObject *)self);
+}
+
+static PyObject *Frame_get_more(FrameObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong((self->f.flags & ZM_FLAG_MORE) != 0);
+}
+
+static PyObject *Frame_get_command(FrameObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong((self->f.flags & ZM_FLAG_COMMAND) != 0);
+}
+
+static PyObject *Frame_bytes_method(FrameObject *self, PyObject *unused)
+{
+    (void)unused;
+    return Frame_get_bytes(self, NULL);
+}
+
+static PyObject *Frame_repr(FrameObject *self)
+{
+    PyObject *head, *r;
+    size_t n = self->f.size < 32 ? self->f.size : 32;
+
+    head = PyBytes_FromStringAndSize((const char *)self->f.data,
+                                     (Py_ssize_t)n);
+    if (head == NULL)
+        return NULL;
+    r = PyUnicode_FromFormat("<zmtp.Frame(%R%s) %zu bytes%s>", head,
+                             self->f.size > n ? "..." : "", self->f.size,
+                             (self->f.flags & ZM_FLAG_MORE) ? " more" : "");
+    Py_DECREF(head);
+    return r;
+}
+
+/* Frames compare equal to frames and bytes-like objects with equal bytes. */
+static PyObject *Frame_richcompare(FrameObject *self, PyObject *other, int op)
+{
+    Py_buffer view;
+    int eq;
+
+    if (op != Py_EQ && op != Py_NE)
+        Py_RETURN_NOTIMPLEMENTED;
+    if (PyUnicode_Check(other) || !PyObject_CheckBuffer(other))
+        Py_RETURN_NOTIMPLEMENTED;
+    if (PyObject_GetBuffer(other, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    eq = (size_t)view.len == self->f.size &&
+         (self->f.size == 0 || memcmp(view.buf, self->f.data, self->f.size) == 0);
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(op == Py_EQ ? eq : !eq);
+}
+
+static PyGetSetDef Frame_getset[] = {
+    {"bytes", (getter)Frame_get_bytes, NULL,
+     "The frame's content as bytes (copied once, then cached).", NULL},
+    {"buffer", (getter)Frame_get_buffer, NULL,
+     "A read-only memoryview of the content (zero copy).", NULL},
+    {"more", (getter)Frame_get_more, NULL,
+     "True when more frames of the same message follow.", NULL},
+    {"command", (getter)Frame_get_command, NULL,
+     "True for a ZMTP command frame (only the codec API returns these).",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Frame_get_doc,
+"get(option)\n--\n\n"
+"A frame property, as pyzmq's Frame.get: get(zmtp.MORE) is 1 when more\n"
+"frames of the message follow, else 0.  Other numbers raise ZMQError\n"
+"(EINVAL), as libzmq.  zmtp keeps no per-frame connection metadata, so\n"
+"SHARED, SRCFD and the string properties ('Socket-Type', 'Routing-Id',\n"
+"'Peer-Address', 'User-Id', ...) raise NotImplementedError.");
+
+static PyObject *Frame_get(FrameObject *self, PyObject *option)
+{
+    long opt;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject *module = NULL;
+
+    if (PyUnicode_Check(option) || PyBytes_Check(option)) {
+        PyErr_Format(PyExc_NotImplementedError,
+                     "Frame.get(%R): zmtp frames carry no connection metadata "
+                     "(libzmq's zmq_msg_gets properties)", option);
+        return NULL;
+    }
+    if (!PyLong_Check(option)) {
+        PyErr_Format(PyExc_TypeError, "expected int or str, got: %R", option);
+        return NULL;
+    }
+    opt = PyLong_AsLong(option);
+    if (opt == -1 && PyErr_Occurred())
+        return NULL;
+    if (opt == 1) /* ZMQ_MORE */
+        return PyLong_FromLong((self->f.flags & ZM_FLAG_MORE) != 0);
+    if (opt == 2 || opt == 3) { /* ZMQ_SRCFD, ZMQ_SHARED */
+        PyErr_Format(PyExc_NotImplementedError,
+                     "Frame.get(%s) is not implemented by zmtp (its frames "
+                     "do not record %s)", opt == 2 ? "SRCFD" : "SHARED",
+                     opt == 2 ? "the connection they came from"
+                              : "whether their page is shared");
+        return NULL;
+    }
+    /* EINVAL as libzmq's zmq_msg_get; the module (for ZMQError) is found
+     * from the Frame type, also for a subclass. */
+    for (; tp != NULL && module == NULL; tp = tp->tp_base) {
+        if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        module = PyType_GetModule(tp);
+        if (module == NULL)
+            PyErr_Clear();
+    }
+    if (module == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Invalid argument");
+        return NULL;
+    }
+    return zm_py_raise_zmq(get_state(module), EINVAL, "Invalid argument");
+}
+
+static PyMethodDef Frame_methods[] = {
+    {"__bytes__", (PyCFunction)Frame_bytes_method, METH_NOARGS,
+     "bytes(frame): the content as bytes."},
+    {"get", (PyCFunction)Frame_get, METH_O, Frame_get_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(Frame_doc,
+"Frame(data=b'')\n--\n\n"
+"One message frame.  Frames received from the network are zero-copy slices\n"
+"of a read page: the buffer protocol (memoryview(frame), frame.buffer) gives\n"
+"the bytes without copying and keeps the page alive.  Frame(data) copies\n"
+"data into a frame of its own.");
+
+static PyType_Slot Frame_slots[] = {
+    {Py_tp_new, Frame_tp_new},
+    {Py_tp_dealloc, Frame_dealloc},
+    {Py_tp_repr, Frame_repr},
+    {Py_tp_richcompare, Frame_richcompare},
+    {Py_tp_getset, Frame_getset},
+    {Py_tp_methods, Frame_methods},
+    {Py_tp_doc, (void *)Frame_doc},
+    {Py_sq_length, Frame_len},
+    {Py_mp_length, Frame_len},
+    {Py_bf_getbuffer, Frame_getbuffer},
+    {0, NULL},
+};
+
+PyType_Spec zm_py_frame_spec = {
+    .name = "zmtp._zmtp.Frame",
+    .basicsize = sizeof(FrameObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = Frame_slots,
+};
+

@@ -1,0 +1,776 @@
+/*
+ * py_sockopt.c - a Socket's configuration and plumbing: setsockopt /
+ * getsockopt (one table of options), bind / connect / unbind /
+ * disconnect, the inproc hooks the Context drives (_inproc_listen,
+ * _inproc_connect, _inproc_offer), descriptors handed over (_monitor_fd,
+ * _adopt_fd), stats(); and _set_option_names, the names of the libzmq
+ * options zmtp does not implement, for their errors.
+ *
+ * Owns:      the methods above (named in py_socket.c's method table) and
+ *            the socket option table.
+ * May call:  Python.h, engine.h (zm_sock_bind, _connect, _unbind,
+ *            _disconnect, _subscribe, _monitor, _adopt, _inproc_*,
+ *            zm_sock_stats_read, the zm_sock option fields), transport.h
+ *            (zm_addr_*), inproc.h (zm_mailbox_offer, zm_pipe_preset_hwm),
+ *            py_errors.c.
+ * Called by: Python code through py_socket.c's method table, and
+ *            _zmtpmodule.c's function table (_set_option_names).  Not on
+ *            the per-message path; never by the engine.
+ */
+#include "py_module.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Socket options (libzmq numbers) used by the C layer. */
+#define ZO_ROUTING_ID 5
+#define ZO_SUBSCRIBE 6
+#define ZO_UNSUBSCRIBE 7
+#define ZO_RCVMORE 13
+#define ZO_FD 14
+#define ZO_EVENTS 15
+#define ZO_TYPE 16
+#define ZO_LINGER 17
+#define ZO_RECONNECT_IVL 18
+#define ZO_MAXMSGSIZE 22
+#define ZO_SNDHWM 23
+#define ZO_RCVHWM 24
+#define ZO_RCVTIMEO 27
+#define ZO_SNDTIMEO 28
+#define ZO_LAST_ENDPOINT 32
+#define ZO_ROUTER_MANDATORY 33
+#define ZO_IMMEDIATE 39
+#define ZO_XPUB_VERBOSE 40
+#define ZO_RECONNECT_IVL_MAX 21
+#define ZO_HANDSHAKE_IVL 66
+#define ZO_HEARTBEAT_IVL 75
+#define ZO_HEARTBEAT_TTL 76
+#define ZO_HEARTBEAT_TIMEOUT 77
+
+/* ------------------------------------------------------------------ */
+/* Errors naming an option                                            */
+/* ------------------------------------------------------------------ */
+
+/* EINVAL for a socket option setsockopt/getsockopt do not know: named
+ * when it is a libzmq option zmtp does not implement. */
+static PyObject *raise_bad_option(zmtp_state *st, long opt)
+{
+    char msg[160];
+    PyObject *key, *name = NULL;
+
+    key = PyLong_FromLong(opt);
+    if (key == NULL)
+        return NULL;
+    if (st->option_names != NULL)
+        name = PyDict_GetItemWithError(st->option_names, key); /* borrowed */
+    Py_DECREF(key);
+    if (name == NULL && PyErr_Occurred())
+        return NULL;
+    if (name != NULL && PyUnicode_Check(name))
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: zmtp does not implement socket option "
+                 "%.60s (%ld) yet",
+                 PyUnicode_AsUTF8(name), opt);
+    else
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: socket option %ld is not supported by zmtp",
+                 opt);
+    return zm_py_raise_zmq(st, EINVAL, msg);
+}
+
+ZM_PY_DOC(zm_py_set_option_names_doc,
+"_set_option_names(names, /)\n--\n\n"
+"Called once by zmtp.constants: {number: name} of the libzmq socket\n"
+"options zmtp does not implement (their errors name them).");
+
+PyObject *zm_py_set_option_names(PyObject *module, PyObject *names)
+{
+    if (!PyDict_Check(names)) {
+        PyErr_SetString(PyExc_TypeError, "a dict {number: name} expected");
+        return NULL;
+    }
+    Py_INCREF(names);
+    Py_XSETREF(get_state(module)->option_names, names);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Options: one table                                                 */
+/* ------------------------------------------------------------------ */
+
+/* An int option's value must be an int, not a bool: 0, or -1 with a
+ * TypeError naming the option. */
+static int check_int(PyObject *value, const char *name)
+{
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "option %s takes an int, not %.100s",
+                     name, Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A bytes option's value: a buffer, not a str; 0, or -1 with a TypeError
+ * saying `what`. */
+static int get_bytes_option(PyObject *value, Py_buffer *view,
+                            const char *what)
+{
+    if (PyUnicode_Check(value) ||
+        PyObject_GetBuffer(value, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, what);
+        return -1;
+    }
+    return 0;
+}
+
+/* An int option's value: an int (not a bool) within lo..hi, else TypeError
+ * or EINVAL naming the option; *out is written only when it is good. */
+static int int_option(zmtp_state *st, PyObject *value, const char *name,
+                      long lo, long hi, int *out)
+{
+    long v;
+
+    if (check_int(value, name) < 0)
+        return -1;
+    v = PyLong_AsLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < lo || v > hi) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: %s must be %ld..%ld, not %ld", name, lo,
+                 hi, v);
+        zm_py_raise_zmq(st, EINVAL, msg);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+typedef struct sockopt sockopt;
+
+/*
+ * One socket option, a row of the table below (indexed by its libzmq
+ * number): how setsockopt stores a value and how getsockopt reads it, with
+ * the socket entered.  `set` returns 0, or -1 with an exception; `get` a
+ * new reference, or NULL with an exception.  A NULL `set` or `get` is
+ * refused as an unknown option is (EINVAL); read-only options set with
+ * set_read_only.  Int options name an int field of SocketObject (`off`)
+ * and the range `set` accepts.
+ */
+struct sockopt {
+    const char *name; /* in error messages */
+    int (*set)(SocketObject *self, const sockopt *o, PyObject *value);
+    PyObject *(*get)(SocketObject *self, const sockopt *o);
+    long lo, hi;
+    size_t off; /* offsetof(SocketObject, the int) */
+};
+
+static int *int_field(SocketObject *self, const sockopt *o)
+{
+    return (int *)((char *)self + o->off);
+}
+
+static int set_int(SocketObject *self, const sockopt *o, PyObject *value)
+{
+    return int_option(self->st, value, o->name, o->lo, o->hi,
+                      int_field(self, o));
+}
+
+static PyObject *get_int(SocketObject *self, const sockopt *o)
+{
+    return PyLong_FromLong(*int_field(self, o));
+}
+
+static int set_read_only(SocketObject *self, const sockopt *o,
+                         PyObject *value)
+{
+    (void)o;
+    (void)value;
+    zm_py_raise_zmq(self->st, EINVAL,
+                    "Invalid argument: option is read-only");
+    return -1;
+}
+
+static int set_maxmsgsize(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    long long m;
+
+    if (check_int(value, o->name) < 0)
+        return -1;
+    m = PyLong_AsLongLong(value);
+    if (m == -1 && PyErr_Occurred())
+        return -1;
+    if (m < -1) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: MAXMSGSIZE must be -1 or >= 0");
+        return -1;
+    }
+    self->s.maxmsgsize = m;
+    return 0;
+}
+
+static PyObject *get_maxmsgsize(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLongLong(self->s.maxmsgsize);
+}
+
+static int set_routing_id(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    Py_buffer view;
+    int rc = 0;
+
+    (void)o;
+    if (get_bytes_option(value, &view,
+                         "ROUTING_ID takes bytes (use setsockopt_string for "
+                         "str)") < 0)
+        return -1;
+    if (view.len < 1 || view.len > 255 ||
+        ((const unsigned char *)view.buf)[0] == 0) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: ROUTING_ID must be 1..255 bytes "
+                        "not starting with a zero byte");
+        rc = -1;
+    } else {
+        memcpy(self->s.routing_id, view.buf, (size_t)view.len);
+        self->s.routing_id_len = (size_t)view.len;
+    }
+    PyBuffer_Release(&view);
+    return rc;
+}
+
+static PyObject *get_routing_id(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyBytes_FromStringAndSize((const char *)self->s.routing_id,
+                                     (Py_ssize_t)self->s.routing_id_len);
+}
+
+/* SUBSCRIBE (subscribe 1) and UNSUBSCRIBE (0). */
+static int set_subscription(SocketObject *self, PyObject *value,
+                            int subscribe)
+{
+    Py_buffer view;
+    int r;
+
+    if (get_bytes_option(value, &view,
+                         "SUBSCRIBE/UNSUBSCRIBE take bytes (subscribe() "
+                         "also takes str)") < 0)
+        return -1;
+    r = zm_sock_subscribe(&self->s, view.buf, (size_t)view.len, subscribe);
+    PyBuffer_Release(&view);
+    if (r == -ENOTSUP) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: SUBSCRIBE/UNSUBSCRIBE are for SUB "
+                        "and XSUB sockets");
+        return -1;
+    }
+    if (r < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Move the subscription out now if the peer is idle. */
+    zm_sock_process(&self->s, zm_now_ns());
+    return 0;
+}
+
+static int set_subscribe(SocketObject *self, const sockopt *o,
+                         PyObject *value)
+{
+    (void)o;
+    return set_subscription(self, value, 1);
+}
+
+static int set_unsubscribe(SocketObject *self, const sockopt *o,
+                           PyObject *value)
+{
+    (void)o;
+    return set_subscription(self, value, 0);
+}
+
+static PyObject *get_last_endpoint(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyBytes_FromString(self->s.last_endpoint);
+}
+
+/* Socket.fileno(): readable when EVENTS may have changed since the last
+ * call (edge-triggered). */
+static PyObject *get_fd(SocketObject *self, const sockopt *o)
+{
+    int rc = zm_sock_inproc_enable(&self->s);
+
+    (void)o;
+    if (rc < 0)
+        return zm_py_raise_zmq(self->st, -rc, NULL);
+    self->s.notify_fd = 1; /* sock_leave arms the mailbox */
+    return PyLong_FromLong(self->s.mb->efd);
+}
+
+static PyObject *get_events(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLong(sock_events_now(self));
+}
+
+/* An int option: its field in SocketObject and the range set accepts. */
+#define INT_OPT(field, lo, hi)                                                \
+    set_int, get_int, (lo), (hi), offsetof(SocketObject, field)
+/* A read-only int. */
+#define INT_RO(field)                                                         \
+    set_read_only, get_int, 0, 0, offsetof(SocketObject, field)
+
+/* Every option zmtp implements.  A new one: a ZO_ number, a row here. */
+static const sockopt sockopts[] = {
+    [ZO_ROUTING_ID] = {"ROUTING_ID", set_routing_id, get_routing_id, 0, 0, 0},
+    [ZO_SUBSCRIBE] = {"SUBSCRIBE", set_subscribe, NULL, 0, 0, 0},
+    [ZO_UNSUBSCRIBE] = {"UNSUBSCRIBE", set_unsubscribe, NULL, 0, 0, 0},
+    [ZO_RCVMORE] = {"RCVMORE", INT_RO(rcvmore)},
+    [ZO_FD] = {"FD", NULL, get_fd, 0, 0, 0},
+    [ZO_EVENTS] = {"EVENTS", set_read_only, get_events, 0, 0, 0},
+    [ZO_TYPE] = {"TYPE", INT_RO(s.type)},
+    [ZO_LINGER] = {"LINGER", INT_OPT(linger, -1, INT32_MAX)},
+    [ZO_RECONNECT_IVL] = {"RECONNECT_IVL",
+                          INT_OPT(s.reconnect_ivl_ms, -1, INT32_MAX)},
+    [ZO_RECONNECT_IVL_MAX] = {"RECONNECT_IVL_MAX",
+                              INT_OPT(s.reconnect_ivl_max_ms, 0, INT32_MAX)},
+    [ZO_MAXMSGSIZE] = {"MAXMSGSIZE", set_maxmsgsize, get_maxmsgsize, 0, 0, 0},
+    [ZO_SNDHWM] = {"SNDHWM", INT_OPT(s.sndhwm, 0, INT32_MAX)},
+    [ZO_RCVHWM] = {"RCVHWM", INT_OPT(s.rcvhwm, 0, INT32_MAX)},
+    [ZO_RCVTIMEO] = {"RCVTIMEO", INT_OPT(rcvtimeo, -1, INT32_MAX)},
+    [ZO_SNDTIMEO] = {"SNDTIMEO", INT_OPT(sndtimeo, -1, INT32_MAX)},
+    [ZO_LAST_ENDPOINT] = {"LAST_ENDPOINT", set_read_only, get_last_endpoint,
+                          0, 0, 0},
+    [ZO_ROUTER_MANDATORY] = {"ROUTER_MANDATORY",
+                             INT_OPT(s.router_mandatory, 0, 1)},
+    [ZO_IMMEDIATE] = {"IMMEDIATE", INT_OPT(s.immediate, 0, 1)},
+    [ZO_XPUB_VERBOSE] = {"XPUB_VERBOSE", INT_OPT(s.xpub_verbose, 0, 1)},
+    [ZO_HANDSHAKE_IVL] = {"HANDSHAKE_IVL",
+                          INT_OPT(s.handshake_ivl_ms, 0, INT32_MAX)},
+    [ZO_HEARTBEAT_IVL] = {"HEARTBEAT_IVL",
+                          INT_OPT(s.heartbeat_ivl_ms, 0, INT32_MAX)},
+    /* Sent in tenths of a second on 16 bits, as libzmq. */
+    [ZO_HEARTBEAT_TTL] = {"HEARTBEAT_TTL",
+                          INT_OPT(s.heartbeat_ttl_ms, 0, 6553599)},
+    [ZO_HEARTBEAT_TIMEOUT] = {"HEARTBEAT_TIMEOUT",
+                              INT_OPT(s.heartbeat_timeout_ms, -1, INT32_MAX)},
+};
+
+#undef INT_OPT
+#undef INT_RO
+
+/* The row of option number opt, or NULL when zmtp has none. */
+static const sockopt *sockopt_find(long opt)
+{
+    if (opt < 0 || (size_t)opt >= sizeof(sockopts) / sizeof(sockopts[0]) ||
+        sockopts[opt].name == NULL)
+        return NULL;
+    return &sockopts[opt];
+}
+
+ZM_PY_DOC(zm_py_sock_setsockopt_doc,
+"setsockopt(option, value, /)\n--\n\nSet a socket option (libzmq numbers).");
+
+PyObject *zm_py_sock_setsockopt(SocketObject *self, PyObject *const *args,
+                                Py_ssize_t nargs)
+{
+    const sockopt *o;
+    int opt, rc;
+    long optl;
+
+    if (zm_py_check_nargs("setsockopt", nargs, 2, 2) < 0)
+        return NULL;
+    optl = PyLong_AsLong(args[0]);
+    if (optl == -1 && PyErr_Occurred())
+        return NULL;
+    opt = (int)optl; /* as libzmq's int option numbers */
+    if (sock_enter(self) < 0)
+        return NULL;
+    o = sockopt_find(opt);
+    if (o == NULL || o->set == NULL) {
+        raise_bad_option(self->st, opt);
+        rc = -1;
+    } else {
+        rc = o->set(self, o, args[1]);
+    }
+    sock_leave(self);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+ZM_PY_DOC(zm_py_sock_getsockopt_doc,
+"getsockopt(option, /)\n--\n\nGet a socket option (libzmq numbers).");
+
+PyObject *zm_py_sock_getsockopt(SocketObject *self, PyObject *arg)
+{
+    long opt = PyLong_AsLong(arg);
+    const sockopt *o;
+    PyObject *out;
+
+    if (opt == -1 && PyErr_Occurred())
+        return NULL;
+    if (sock_enter(self) < 0)
+        return NULL;
+    o = sockopt_find(opt);
+    if (o == NULL || o->get == NULL)
+        out = raise_bad_option(self->st, opt);
+    else
+        out = o->get(self, o);
+    sock_leave(self);
+    return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* Endpoints                                                          */
+/* ------------------------------------------------------------------ */
+
+/* An endpoint argument (str or bytes) as a C string; NULL with an
+ * exception.  An embedded NUL is refused (EINVAL, as libzmq, which takes a
+ * C string, can only see the part before it): it would cut the endpoint
+ * short, and bind "tcp://127.0.0.1:5555\0junk" as "tcp://127.0.0.1:5555". */
+static const char *endpoint_str(zmtp_state *st, PyObject *arg)
+{
+    const char *ep;
+    Py_ssize_t n;
+
+    if (PyBytes_Check(arg)) {
+        ep = PyBytes_AS_STRING(arg);
+        n = PyBytes_GET_SIZE(arg);
+    } else if (PyUnicode_Check(arg)) {
+        if ((ep = PyUnicode_AsUTF8AndSize(arg, &n)) == NULL)
+            return NULL;
+    } else {
+        PyErr_Format(PyExc_TypeError, "endpoint must be str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    if ((size_t)n != strlen(ep)) {
+        zm_py_raise_zmq(st, EINVAL,
+                        "Invalid argument: an endpoint cannot contain a NUL "
+                        "character");
+        return NULL;
+    }
+    return ep;
+}
+
+static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
+                                    int which)
+{
+    const char *ep = endpoint_str(self->st, arg);
+    char err[256] = "";
+    int rc;
+
+    if (ep == NULL)
+        return NULL;
+    if (sock_enter(self) < 0)
+        return NULL;
+    switch (which) {
+    case 0:
+    case 1: {
+        zm_addr a;
+        int parsed;
+        if (zm_addr_resolves(ep)) {
+            /* getaddrinfo may take seconds (a slow DNS server): without
+             * the GIL, so that the other threads run meanwhile.  The
+             * socket stays claimed by this call (another thread's call on
+             * it: EBUSY), and ep stays valid: it points into the
+             * argument (an immutable str or bytes) our caller holds. */
+            Py_BEGIN_ALLOW_THREADS
+            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+            Py_END_ALLOW_THREADS
+        } else {
+            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+        }
+        rc = which == 0 ? zm_sock_bind(&self->s, ep, parsed, &a)
+                        : zm_sock_connect(&self->s, ep, parsed, &a);
+        break;
+    }
+    case 2:
+        rc = zm_sock_unbind(&self->s, ep);
+        break;
+    default:
+        rc = zm_sock_disconnect(&self->s, ep);
+        break;
+    }
+    sock_leave(self);
+    if (rc < 0) {
+        char msg[400];
+        if (err[0] == '\0')
+            snprintf(err, sizeof(err), "%s", strerror(-rc));
+        if (strstr(err, ep) != NULL) /* the reason names it already */
+            snprintf(msg, sizeof(msg), "%s", err);
+        else
+            snprintf(msg, sizeof(msg), "%s (endpoint %s)", err, ep);
+        return zm_py_raise_zmq(self->st, -rc, msg);
+    }
+    Py_RETURN_NONE;
+}
+
+/*
+ * _monitor_fd(fd, events) and _adopt_fd(fd, endpoint) take over a
+ * descriptor: they own it from the moment the argument is read as an int,
+ * and close it on every failure after that (arguments, closed socket,
+ * engine: zm_sock_monitor and zm_sock_adopt close it themselves), so that a
+ * caller, having passed it, forgets it whatever happens
+ * (Socket.get_monitor_socket, Socket.monitor, the inproc names).  Only an
+ * fd argument that is not an int hands nothing over.
+ */
+static PyObject *sock_take_fd(SocketObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, int adopt)
+{
+    const char *endpoint = NULL;
+    unsigned long events = 0;
+    long fd;
+    int rc = -1;
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "missing the fd argument");
+        return NULL;
+    }
+    fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < -1 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "bad file descriptor %ld", fd);
+        return NULL;
+    }
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, adopt ? "_adopt_fd(fd, endpoint)"
+                                               : "_monitor_fd(fd, events)");
+        goto out;
+    }
+    if (adopt ? (endpoint = endpoint_str(self->st, args[1])) == NULL
+              : ((events = PyLong_AsUnsignedLongMask(args[1])) ==
+                     (unsigned long)-1 &&
+                 PyErr_Occurred()))
+        goto out;
+    if (sock_enter(self) < 0)
+        goto out;
+    rc = adopt ? zm_sock_adopt(&self->s, (int)fd, endpoint)
+               : zm_sock_monitor(&self->s, (int)fd, (unsigned)events);
+    fd = -1; /* the engine's now, or closed by it */
+    sock_leave(self);
+    if (rc < 0)
+        zm_py_raise_zmq(self->st, -rc, NULL);
+out:
+    if (fd >= 0)
+        close((int)fd);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+ZM_PY_DOC(zm_py_sock_monitor_fd_doc,
+"_monitor_fd(fd, events, /)\n--\n\n"
+"Send this socket's monitor events (a libzmq ZMQ_EVENT_* mask) as ZMTP\n"
+"messages to fd, a connected non-blocking stream socket the socket owns\n"
+"from now on, also when this raises; fd -1 stops.  Use\n"
+"Socket.get_monitor_socket().");
+
+ZM_PY_DOC(zm_py_sock_adopt_fd_doc,
+"_adopt_fd(fd, endpoint, /)\n--\n\n"
+"Take fd (a connected non-blocking stream socket; owned from now on, also\n"
+"when this raises) as a peer connection named endpoint: ZMTP handshake,\n"
+"then traffic.");
+
+PyObject *zm_py_sock_monitor_fd(SocketObject *self, PyObject *const *args,
+                                Py_ssize_t nargs)
+{
+    return sock_take_fd(self, args, nargs, 0);
+}
+
+PyObject *zm_py_sock_adopt_fd(SocketObject *self, PyObject *const *args,
+                              Py_ssize_t nargs)
+{
+    return sock_take_fd(self, args, nargs, 1);
+}
+
+PyObject *zm_py_sock_bind(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 0);
+}
+
+PyObject *zm_py_sock_connect(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 1);
+}
+
+PyObject *zm_py_sock_unbind(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 2);
+}
+
+PyObject *zm_py_sock_disconnect(SocketObject *self, PyObject *addr)
+{
+    return sock_endpoint_call(self, addr, 3);
+}
+
+/* inproc://: the names live in the Context (zmtp/_inproc.py), which calls
+ * these with the GIL held, so a name's binder cannot close meanwhile. */
+
+ZM_PY_DOC(zm_py_sock_inproc_listen_doc,
+"_inproc_listen(endpoint, /)\n--\n\n"
+"Ready this socket to adopt inproc pipes (its bind to endpoint).");
+
+PyObject *zm_py_sock_inproc_listen(SocketObject *self, PyObject *arg)
+{
+    const char *ep = endpoint_str(self->st, arg);
+    int rc;
+
+    if (ep == NULL || sock_enter(self) < 0)
+        return NULL;
+    rc = zm_sock_inproc_enable(&self->s);
+    if (rc == 0)
+        snprintf(self->s.last_endpoint, sizeof(self->s.last_endpoint), "%s",
+                 ep);
+    sock_leave(self);
+    if (rc < 0)
+        return zm_py_raise_zmq(self->st, -rc, NULL);
+    Py_RETURN_NONE;
+}
+
+ZM_PY_DOC(zm_py_sock_inproc_connect_doc,
+"_inproc_connect(endpoint, /)\n--\n\n"
+"A new pipe from this socket to endpoint; returns the binder's end\n"
+"(an InprocPipe) for the context to offer to the bound socket.");
+
+PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg)
+{
+    const char *ep = endpoint_str(self->st, arg);
+    InprocPipeObject *po;
+    zm_pipe *peer = NULL;
+    int rc;
+
+    if (ep == NULL)
+        return NULL;
+    po = PyObject_New(InprocPipeObject, self->st->InprocPipe_Type);
+    if (po == NULL)
+        return NULL;
+    po->pipe = NULL;
+    if (sock_enter(self) < 0) {
+        Py_DECREF(po);
+        return NULL;
+    }
+    rc = zm_sock_inproc_connect(&self->s, ep, &peer);
+    sock_leave(self);
+    if (rc < 0) {
+        Py_DECREF(po);
+        return zm_py_raise_zmq(self->st, -rc, NULL);
+    }
+    po->pipe = peer;
+    po->fork_gen = zm_fork_gen();
+    return (PyObject *)po;
+}
+
+ZM_PY_DOC(zm_py_sock_inproc_offer_doc,
+"_inproc_offer(pipe, endpoint, /)\n--\n\n"
+"Hand pipe to this bound socket (from any thread: the socket adopts it at\n"
+"its next step).  The pipe is used up.");
+
+PyObject *zm_py_sock_inproc_offer(SocketObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    InprocPipeObject *po;
+    const char *ep;
+    int rc;
+
+    if (nargs != 2 || !Py_IS_TYPE(args[0], self->st->InprocPipe_Type)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_inproc_offer(pipe, endpoint): an InprocPipe and a str");
+        return NULL;
+    }
+    po = (InprocPipeObject *)args[0];
+    if ((ep = endpoint_str(self->st, args[1])) == NULL)
+        return NULL;
+    if (po->pipe == NULL)
+        return zm_py_raise_zmq(self->st, EINVAL,
+                               "inproc pipe already offered");
+    /* A forked child never locks a parent's mailbox or pipe. */
+    if (self->fork_gen != zm_fork_gen() || po->fork_gen != zm_fork_gen())
+        return zm_py_raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);
+    /* No sock_enter: the owner may be blocked in a call on another thread;
+     * only the mailbox (its own lock) is touched.  s.mb was made by the
+     * owner's bind under the GIL, which we hold. */
+    if (self->closed || self->s.mb == NULL)
+        return zm_py_raise_zmq(self->st, ECONNREFUSED,
+                               "inproc binder is closed");
+    /* The binder's HWMs now (options are set under the GIL, which we
+     * hold): the connector's limit is SNDHWM + RCVHWM before the binder's
+     * next step adopts the pipe. */
+    zm_pipe_preset_hwm(po->pipe, 1, self->s.sndhwm, self->s.rcvhwm);
+    rc = zm_mailbox_offer(self->s.mb, po->pipe, ep);
+    if (rc < 0)
+        return zm_py_raise_zmq(self->st, -rc, NULL);
+    po->pipe = NULL;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* Statistics                                                         */
+/* ------------------------------------------------------------------ */
+
+PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused)
+{
+    PyObject *d, *errs;
+    zm_sock_stats snap, *s = &snap;
+    int claimed;
+
+    (void)unused;
+    if (self->closed || !self->initialized) {
+        if (self->released)
+            return zm_py_raise_zmq(self->st, ZM_ETERM,
+                                   "Context was terminated");
+        return zm_py_raise_zmq(self->st, ENOTSOCK,
+                               "Socket operation on closed socket");
+    }
+    if (self->fork_gen != zm_fork_gen())
+        return zm_py_raise_zmq(self->st, ENOTSUP, FORK_ERROR_SOCKET);
+    /* Not a call: a monitoring thread may read the counters while the
+     * owner is blocked in recv() on another thread (no EBUSY), and a loop
+     * polling stats() must not keep the progress thread away as an owner's
+     * calls do (it would then never accept or read).  The counters have one
+     * writer at a time, whoever holds the socket (ZM_STAT_ADD); when the
+     * claim is free we take it for the copy (a step of the progress thread
+     * is waited out: one consistent moment); when an owner's call on
+     * another thread holds it, each counter is read whole (relaxed) as it
+     * is at some moment during this copy. */
+    claimed = sock_claim(self) == 0;
+    zm_sock_stats_read(&self->s.stats, &snap);
+    if (claimed) /* Release: pairs with the next holder's acquire. */
+        __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
+    errs = PyDict_New();
+    if (errs == NULL)
+        return NULL;
+    for (int i = 1; i < ZM_ERR_COUNT_; i++) {
+        if (s->protocol_errors[i] == 0)
+            continue;
+        PyObject *k = PyLong_FromLong(i);
+        PyObject *v = PyLong_FromUnsignedLongLong(s->protocol_errors[i]);
+        if (k == NULL || v == NULL || PyDict_SetItem(errs, k, v) < 0) {
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_DECREF(errs);
+            return NULL;
+        }
+        Py_DECREF(k);
+        Py_DECREF(v);
+    }
+    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
+                      s->accepted, "connected", s->connected, "disconnected",
+                      s->disconnected, "handshake_failed", s->handshake_failed,
+                      "handshake_timeouts", s->handshake_timeouts,
+                      "heartbeat_timeouts", s->heartbeat_timeouts,
+                      "dropped_messages", s->dropped_msgs,
+                      "subscriptions_refused", s->subs_refused,
+                      "monitor_dropped", s->monitor_dropped,
+                      "protocol_errors", errs);
+    return d;
+}
