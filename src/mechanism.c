@@ -32,6 +32,11 @@ int zm_mech_start(zm_mech *m, const zm_mech_ops *ops,
     m->ops = ops;
     m->cfg = *cfg;
     m->status = ZM_MECH_HANDSHAKING;
+    if (zm_wbuf_reserve(out, ZM_GREETING_SIZE) < 0)
+        return zm_mech_nomem(m);
+    zm_encode_greeting(out->data + out->len, 1, ops->name, strlen(ops->name),
+                       cfg->as_server);
+    out->len += ZM_GREETING_SIZE;
     return ops->start(m, out);
 }
 

@@ -20,8 +20,9 @@
  *
  * The conversation, as the connection drives it:
  *
- *     our greeting (ops->name, as_server)    the connection writes it
- *     zm_mech_start(m, ops, cfg, out)        the first commands (NULL: READY)
+ *     zm_mech_start(m, ops, cfg, out)        our greeting (ZMTP 3.1,
+ *                                            ops->name, as_server), then
+ *                                            the first commands (NULL: READY)
  *     peer's greeting: the name must equal ops->name (the connection
  *                      checks and refuses otherwise), then
  *     zm_mech_greeting(m, peer, out)         (optional per mechanism)
@@ -138,7 +139,8 @@ typedef struct zm_mech zm_mech;
  * to ZM_MECH_ERROR and m->fail filled (-EPROTO: refused, -ENOMEM). */
 typedef struct zm_mech_ops {
     const char *name; /* the greeting's mechanism field, 1..20 octets */
-    /* The first commands, before anything is received (may be none). */
+    /* The first commands, after our greeting, before anything is
+     * received (may be none). */
     int (*start)(zm_mech *m, zm_wbuf *out);
     /* The peer's greeting arrived (its name already matched).  NULL: the
      * mechanism needs nothing from it. */
@@ -177,9 +179,10 @@ const zm_mech_ops *zm_mech_find(const char *name);
 /* The mechanisms in the registry. */
 extern const zm_mech_ops zm_mech_null;
 
-/* Start a handshake: m takes ops and a copy of cfg, then ops->start
- * appends the first commands to out.  0 or -errno (m is then ERROR and
- * zm_mech_end must still be called). */
+/* Start a handshake: m takes ops and a copy of cfg; our greeting (ZMTP
+ * 3.1 with ops->name and cfg->as_server) and ops->start's first commands
+ * are appended to out.  0 or -errno (m is then ERROR; zm_mech_end must
+ * still be called, as after every start). */
 int zm_mech_start(zm_mech *m, const zm_mech_ops *ops,
                   const zm_mech_config *cfg, zm_wbuf *out);
 
