@@ -1,0 +1,626 @@
+/*
+ * engine_conn.c - one tcp/ipc connection (zm_conn, engine.h): its state
+ * machine (CONNECTING, RETRY, HANDSHAKE, ACTIVE, DEAD), dialling and
+ * redialling with backoff, the handshake (greeting, READY, ERROR),
+ * reading and decoding, writing, a lost transport (what output survives
+ * a redial), timers (handshake deadline, heartbeats).
+ *
+ * May call: engine_route.c (admitting a peer, a message's routing on
+ * arrival, a peer detached), engine_pubsub.c (a peer's subscription
+ * commands), engine_inproc.c (the step of an inproc connection),
+ * engine_monitor.c (events), and the layers below (codec, outq,
+ * transport, trie, msg).
+ * Must never call it: the layers below, the Python face and progress.c
+ * (they drive connections through the socket, engine.h).
+ */
+#include "engine_int.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Our greeting (ZMTP 3.1, NULL) and READY with Socket-Type `type`, plus
+ * Identity when `id` is not NULL: 0, or -ENOMEM. */
+int zm_encode_handshake(zm_wbuf *w, const char *type,
+                            const unsigned char *id, size_t id_len)
+{
+    zm_prop props[2];
+    size_t np = 0;
+
+    props[np].name = (const unsigned char *)"Socket-Type";
+    props[np].name_len = 11;
+    props[np].value = (const unsigned char *)type;
+    props[np].value_len = strlen(type);
+    np++;
+    if (id != NULL) {
+        props[np].name = (const unsigned char *)"Identity";
+        props[np].name_len = 8;
+        props[np].value = id;
+        props[np].value_len = id_len;
+        np++;
+    }
+    if (zm_wbuf_reserve(w, ZM_GREETING_SIZE) < 0)
+        return -ENOMEM;
+    zm_encode_greeting(w->data + w->len, 1, "NULL", 4, 0);
+    w->len += ZM_GREETING_SIZE;
+    return zm_encode_ready(w, props, np) < 0 ? -ENOMEM : 0;
+}
+
+static int conn_decoder_reset(zm_sock *s, zm_conn *c)
+{
+    zm_decoder_config cfg;
+
+    zm_decoder_free(&c->dec);
+    zm_decoder_config_default(&cfg);
+    cfg.page_size = s->read_buf_size;
+    cfg.maxmsgsize = s->maxmsgsize;
+    cfg.max_frames = s->max_frames;
+    return zm_decoder_init(&c->dec, &cfg) < 0 ? -EINVAL : 0;
+}
+
+zm_conn *zm_conn_new(zm_sock *s)
+{
+    zm_conn *c = zm_calloc(1, sizeof(zm_conn));
+
+    if (c == NULL)
+        return NULL;
+    c->fd = -1;
+    zm_subs_init(&c->subs, s->peer_max_sub_nodes);
+    if (conn_decoder_reset(s, c) < 0) {
+        free(c);
+        return NULL;
+    }
+    /* Append, so round-robin follows connection order (as libzmq). */
+    zm_conn **pp = &s->conns;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    *pp = c;
+    return c;
+}
+
+static void conn_drop_output(zm_sock *s, zm_conn *c)
+{
+    ZM_STAT_ADD(s->stats.dropped_msgs, c->ends_n);
+    zm_outq_clear(&c->out);
+    c->hs_left = 0;
+    c->ends_n = 0;
+    c->ends_head = 0;
+    c->written_total = c->enc_total;
+    c->in_msg = 0;
+    if (s->out_conn == c && s->out_more)
+        s->out_drop = 1;
+}
+
+/* Put our greeting and READY in front of whatever is queued. */
+int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
+{
+    zm_wbuf hs;
+    int with_id = zm_route_sends_id(s);
+
+    zm_wbuf_init(&hs);
+    if (zm_encode_handshake(&hs, zm_socktype_name(s->type),
+                         with_id ? s->routing_id : NULL,
+                         s->routing_id_len) < 0)
+        goto nomem;
+    /* Queued message bytes (from before the connection) go after it. */
+    if (zm_outq_put_front(&c->out, hs.data, hs.len) < 0)
+        goto nomem;
+    c->hs_left = hs.len;
+    c->msg_written = 0;
+    {
+        int64_t now = zm_now_ns();
+        c->hs_deadline_ns = s->handshake_ivl_ms > 0
+                                ? now + (int64_t)s->handshake_ivl_ms * 1000000
+                                : 0;
+        c->last_rx_ns = now;
+        c->ping_sent_ns = 0;
+        c->peer_ttl_ns = 0;
+    }
+    zm_wbuf_free(&hs);
+    c->got_greeting = 0;
+    c->hs_event_sent = 0;
+    c->lost_errno = 0;
+    c->state = ZM_CS_HANDSHAKE;
+    return conn_decoder_reset(s, c);
+nomem:
+    zm_wbuf_free(&hs);
+    return -ENOMEM;
+}
+
+/* Queue an encoded command.  Inside a message (frames sent one by one) a
+ * command must wait for the last frame: ZMTP has no commands between the
+ * frames of a message. */
+void zm_conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc)
+{
+    if (rc == 0 && c->in_msg) {
+        if (zm_wbuf_reserve(&c->deferred, w->len) == 0) {
+            memcpy(c->deferred.data + c->deferred.len, w->data, w->len);
+            c->deferred.len += w->len;
+        }
+    } else if (rc == 0 && zm_outq_put(&c->out, w->data, w->len) == 0) {
+        c->enc_total += w->len;
+    }
+    zm_wbuf_free(w);
+}
+
+/* The interval before the next redial: RECONNECT_IVL, doubling after each
+ * failure up to RECONNECT_IVL_MAX (when that is larger), so a peer that
+ * refuses us is not hammered. */
+static int conn_next_retry_ivl(zm_sock *s, zm_conn *c)
+{
+    int ivl = c->retry_ivl_ms > 0 ? c->retry_ivl_ms : s->reconnect_ivl_ms;
+
+    if (ivl <= 0)
+        ivl = 1;
+    if (s->reconnect_ivl_max_ms > s->reconnect_ivl_ms) {
+        long next = (long)ivl * 2;
+        c->retry_ivl_ms = next > s->reconnect_ivl_max_ms
+                              ? s->reconnect_ivl_max_ms
+                              : (int)next;
+    } else {
+        c->retry_ivl_ms = s->reconnect_ivl_ms;
+    }
+    return ivl;
+}
+
+/* After a failed dial or a lost connection: redial after the (backed-off)
+ * interval, announced to the monitor, or give up when it is not ours to
+ * redial or RECONNECT_IVL is -1. */
+static void conn_retry_later(zm_sock *s, zm_conn *c, int64_t now)
+{
+    int ivl;
+
+    if (!c->connecter || s->reconnect_ivl_ms < 0) {
+        c->state = ZM_CS_DEAD;
+        return;
+    }
+    ivl = conn_next_retry_ivl(s, c);
+    c->state = ZM_CS_RETRY;
+    c->retry_at_ns = now + (int64_t)ivl * 1000000;
+    zm_mon_event(s, ZM_EVENT_CONNECT_RETRIED, (uint32_t)ivl, c->endpoint);
+}
+
+/* The connection's transport is gone (EOF, error, protocol violation). */
+void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (c->inproc) {
+        zm_inproc_end(s, c); /* inproc is never redialled */
+        return;
+    }
+    if (c->fd >= 0) {
+        /* libzmq's order: a dial that failed is CLOSED; a connection that
+         * was up (or handshaking) is DISCONNECTED, after
+         * HANDSHAKE_FAILED_NO_DETAIL when the handshake ended without a
+         * protocol reason; the redial is announced last. */
+        if (c->state == ZM_CS_CONNECTING) {
+            zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)c->fd, c->endpoint);
+        } else if (c->state == ZM_CS_HANDSHAKE || c->state == ZM_CS_ACTIVE) {
+            if (c->state == ZM_CS_HANDSHAKE && !c->hs_event_sent)
+                zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                          (uint32_t)c->lost_errno, c->endpoint);
+            zm_mon_event(s, ZM_EVENT_DISCONNECTED, (uint32_t)c->fd, c->endpoint);
+        }
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->state == ZM_CS_ACTIVE || c->state == ZM_CS_HANDSHAKE)
+        ZM_STAT_ADD(s->stats.disconnected, 1);
+    zm_route_detached(s, c);
+    /* What we dialled keeps its queued messages for the next connection,
+     * as libzmq keeps its pipe: only a message the peer may have seen part
+     * of is lost (the rest of it is cut: a peer never gets half a message),
+     * and so is one being sent frame by frame.  Frames of a half-received
+     * message die with the decoder. */
+    if (c->connecter && s->reconnect_ivl_ms >= 0) {
+        zm_outq_drop_front(&c->out, c->hs_left); /* the old handshake */
+        c->hs_left = 0;
+        if (c->msg_written > 0) {
+            uint64_t w = conn_sent_offset(c); /* next byte to go */
+            conn_pop_written(c, w);
+            if (c->ends_n > 0 && c->ends[c->ends_head].start < w) {
+                uint64_t end = c->ends[c->ends_head].end;
+                zm_outq_drop_front(&c->out, end - w > c->out.bytes
+                                                ? c->out.bytes
+                                                : (size_t)(end - w));
+                conn_pop_written(c, end);
+                ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+            }
+            c->written_total = c->enc_total - c->out.bytes;
+            c->msg_written = 0;
+        }
+        if (s->out_more && s->out_conn == c) {
+            /* A message being sent frame by frame is dropped whole: cut
+             * its frames from the kept bytes. */
+            uint64_t partial = c->enc_total - c->msg_start;
+            if (partial > c->out.bytes)
+                partial = c->out.bytes;
+            zm_outq_drop_back(&c->out, (size_t)partial);
+            c->enc_total -= partial;
+            s->out_drop = 1;
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+        }
+        c->in_msg = 0;
+    } else {
+        conn_drop_output(s, c);
+    }
+    c->deferred.len = 0; /* PONGs and PINGs for a transport that is gone */
+    conn_decoder_reset(s, c);
+    conn_retry_later(s, c, now);
+    /* A REQ waiting on this peer keeps waiting, as libzmq's does: the
+     * caller's RCVTIMEO decides how long. */
+}
+
+void zm_conn_free(zm_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    zm_msg_clear(&c->pipe_out);
+    if (c->pipe != NULL)
+        zm_pipe_detach(c->pipe, c->pipe_end);
+    zm_decoder_free(&c->dec);
+    zm_outq_free(&c->out);
+    zm_wbuf_free(&c->deferred);
+    free(c->ends);
+    zm_msgq_free(&c->inq);
+    zm_subs_clear(&c->subs);
+    free(c);
+}
+
+/* Refuse the peer: ERROR command (best effort), count, close. */
+static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
+                        uint32_t code, int64_t now)
+{
+    zm_wbuf w;
+
+    zm_mon_handshake_failed(s, c, code);
+    zm_wbuf_init(&w);
+    if (c->fd >= 0 && zm_encode_error(&w, reason, strlen(reason)) == 0) {
+        ZM_COUNT(ZM_CNT_OTHER);
+        (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    zm_wbuf_free(&w);
+    ZM_STAT_ADD(s->stats.handshake_failed, 1);
+    zm_conn_lost(s, c, now);
+}
+
+/* READY from the peer: socket type check and identity. */
+static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
+                         int64_t now)
+{
+    zm_prop prop;
+    char reason[96];
+    const unsigned char *id = NULL;
+    size_t id_len = 0;
+    const char *refused;
+
+    if (!zm_props_find(cmd->arg, cmd->arg_len, "Socket-Type", &prop)) {
+        conn_refuse(s, c, "missing Socket-Type",
+                    ZM_PROTO_INVALID_METADATA, now);
+        return -1;
+    }
+    c->peer_type = zm_socktype_from_name(prop.value, prop.value_len);
+    if (c->peer_type < 0 || !zm_socktype_compatible(s->type, c->peer_type)) {
+        snprintf(reason, sizeof(reason), "invalid socket type %.*s for %s",
+                 (int)(prop.value_len < 20 ? prop.value_len : 20),
+                 (const char *)prop.value, zm_socktype_name(s->type));
+        conn_refuse(s, c, reason, ZM_PROTO_INVALID_METADATA, now);
+        return -1;
+    }
+    if (zm_props_find(cmd->arg, cmd->arg_len, "Identity", &prop)) {
+        id = prop.value;
+        id_len = prop.value_len;
+    }
+    refused = zm_route_admit(s, c, id, id_len); /* ROUTER id, PAIR's one */
+    if (refused != NULL) {
+        conn_refuse(s, c, refused, ZM_PROTO_UNSPECIFIED, now);
+        return -1;
+    }
+    c->state = ZM_CS_ACTIVE;
+    c->retry_ivl_ms = 0; /* connected: the backoff starts over */
+    zm_mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
+    c->next_ping_ns = s->heartbeat_ivl_ms > 0
+                          ? zm_now_ns() + (int64_t)s->heartbeat_ivl_ms * 1000000
+                          : 0;
+    if (c->connecter)
+        ZM_STAT_ADD(s->stats.connected, 1);
+    zm_route_attached(s, c); /* a SUB's subscriptions go to it first */
+    return 0;
+}
+
+/* Handle one decoder event; -1 when the connection was closed. */
+static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
+{
+    switch (ev->kind) {
+    case ZM_EV_GREETING:
+        c->got_greeting = 1;
+        c->peer_minor = ev->greeting.major > 3 ? 1 : ev->greeting.minor;
+        if (strcmp(ev->greeting.mechanism, "NULL") != 0) {
+            ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_MECHANISM], 1);
+            conn_refuse(s, c, "unsupported security mechanism",
+                        ZM_PROTO_MECHANISM_MISMATCH, now);
+            return -1;
+        }
+        return 0;
+    case ZM_EV_COMMAND: {
+        int kind = ev->cmd.kind;
+        int rc = 0;
+        if (c->state == ZM_CS_HANDSHAKE) {
+            if (kind == ZM_CMD_READY) {
+                rc = conn_on_ready(s, c, &ev->cmd, now);
+            } else if (kind == ZM_CMD_ERROR) {
+                ZM_STAT_ADD(s->stats.handshake_failed, 1);
+                c->hs_event_sent = 1; /* libzmq: DISCONNECTED only */
+                zm_conn_lost(s, c, now);
+                rc = -1;
+            } else {
+                conn_refuse(s, c, "expected READY",
+                            ZM_PROTO_UNEXPECTED_COMMAND, now);
+                rc = -1;
+            }
+        } else if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
+            /* The peer's TTL: how long it may stay silent (tenths of s). */
+            c->peer_ttl_ns = (int64_t)ev->cmd.ttl * 100000000;
+            /* Answer at once; the reply rides with the next write. */
+            zm_wbuf w;
+            zm_wbuf_init(&w);
+            zm_conn_put_encoded(c, &w, zm_encode_pong(&w, ev->cmd.arg,
+                                                   ev->cmd.arg_len));
+        } else if (kind == ZM_CMD_ERROR) {
+            zm_conn_lost(s, c, now);
+            rc = -1;
+        } else if ((kind == ZM_CMD_SUBSCRIBE || kind == ZM_CMD_CANCEL) &&
+                   is_pub(s)) {
+            zm_pub_peer_subscription(s, c, kind == ZM_CMD_SUBSCRIBE, ev->cmd.arg,
+                              ev->cmd.arg_len);
+        }
+        /* PONG, SUBSCRIBE, CANCEL and unknown commands: nothing to do for
+         * these socket types. */
+        zm_frame_release(&ev->command);
+        return rc;
+    }
+    case ZM_EV_MESSAGE:
+        if (c->state != ZM_CS_ACTIVE) {
+            zm_msg_clear(&ev->msg);
+            conn_refuse(s, c, "message before READY",
+                        ZM_PROTO_UNEXPECTED_COMMAND, now);
+            return -1;
+        }
+        zm_route_incoming(s, c, &ev->msg);
+        return 0;
+    default:
+        ZM_STAT_ADD(s->stats.protocol_errors[ev->error], 1);
+        if (!c->got_greeting)
+            ZM_STAT_ADD(s->stats.handshake_failed, 1);
+        zm_mon_handshake_failed(s, c,
+                             ev->error == ZM_ERR_READY ? ZM_PROTO_MALFORMED_COMMAND_READY
+                             : ev->error == ZM_ERR_ERROR_CMD ? ZM_PROTO_MALFORMED_COMMAND_ERROR
+                             : ev->error == ZM_ERR_COMMAND ? ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED
+                             : ev->error == ZM_ERR_MECHANISM ? ZM_PROTO_MECHANISM_MISMATCH
+                             : ZM_PROTO_UNSPECIFIED);
+        zm_conn_lost(s, c, now);
+        return -1;
+    }
+}
+
+/* Read and decode what the kernel has, up to RCVHWM queued messages. */
+static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
+{
+    zm_event ev;
+    unsigned char *buf;
+    size_t room;
+    ssize_t n;
+    int reads = 0, drained = 0;
+
+    for (;;) {
+        while (!xpub_full(s) && zm_decoder_next(&c->dec, &ev) != ZM_EV_NEED_DATA)
+            if (conn_on_event(s, c, &ev, now) < 0)
+                return;
+        if (drained)
+            break;
+        if (xpub_full(s))
+            return; /* resumed once the application reads */
+        if (s->rcvhwm > 0 && c->inq.n >= (size_t)s->rcvhwm)
+            return; /* the peer waits in the kernel buffer */
+        if (s->in_call && c->inq.n >= ZM_READ_AHEAD)
+            return; /* the owner is here to take them: decode no further
+                     * ahead than the cache holds (see ZM_READ_AHEAD) */
+        if (reads++ >= 16)
+            return; /* fairness: let the other connections have a turn */
+        if (zm_decoder_buffer(&c->dec, &buf, &room) < 0) {
+            ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_NOMEM], 1);
+            zm_conn_lost(s, c, now);
+            return;
+        }
+        ZM_COUNT(ZM_CNT_RECV);
+        n = recv(c->fd, buf, room, MSG_DONTWAIT);
+        if (n > 0) {
+            zm_decoder_commit(&c->dec, (size_t)n);
+            c->last_rx_ns = now; /* any traffic counts as liveness */
+            c->ping_sent_ns = 0;
+            /* Less than asked for: the kernel's buffer was empty, so skip
+             * the recv that would only say EAGAIN (the next watch fires
+             * when more comes, EOF included). */
+            drained = (size_t)n < room;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        c->lost_errno = n < 0 ? errno : 0;
+        zm_conn_lost(s, c, now); /* EOF or reset */
+        return;
+    }
+    if (c->dec.state == ZM_DS_HEADER || c->dec.state == ZM_DS_GREETING)
+        zm_decoder_release_idle(&c->dec); /* idle: hold no read page */
+}
+
+/* Write what may be written: the handshake bytes until READY is in, then
+ * everything. */
+void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now)
+{
+    for (;;) {
+        size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
+        size_t hs;
+        ssize_t n;
+        if (limit == 0)
+            break;
+        ZM_COUNT(ZM_CNT_SENDMSG);
+        n = zm_outq_send(&c->out, c->fd, limit);
+        if (n == -EAGAIN || n == -EINTR)
+            break;
+        if (n < 0) {
+            c->lost_errno = (int)-n;
+            zm_conn_lost(s, c, now);
+            return;
+        }
+        hs = (size_t)n < c->hs_left ? (size_t)n : c->hs_left;
+        c->hs_left -= hs;
+        c->msg_written += (size_t)n - hs;
+        if ((size_t)n < limit)
+            break; /* the kernel's buffer is full */
+    }
+    if (c->state != ZM_CS_ACTIVE)
+        return;
+    c->flush_at_ns = 0; /* nothing is held back any more */
+    /* Message bytes written so far, for SNDHWM accounting. */
+    c->written_total = conn_sent_offset(c);
+    conn_pop_written(c, c->written_total);
+}
+
+void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now)
+{
+    int in_progress;
+    int fd = zm_connect_start(&c->addr, &in_progress);
+
+    if (fd < 0) {
+        /* Refused at once (ipc, unreachable): libzmq closes its descriptor
+         * (CLOSED; ours is gone already: value -1) and retries later. */
+        zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
+        conn_retry_later(s, c, now);
+        return;
+    }
+    c->fd = fd;
+    if (in_progress) {
+        c->state = ZM_CS_CONNECTING;
+        zm_mon_event(s, ZM_EVENT_CONNECT_DELAYED, EINPROGRESS, c->endpoint);
+        return;
+    }
+    zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)fd, c->endpoint);
+    if (zm_conn_start_handshake(s, c) < 0)
+        zm_conn_lost(s, c, now);
+    else
+        zm_conn_write(s, c, now); /* our greeting goes out at once */
+}
+
+static int64_t heartbeat_timeout_ns(const zm_sock *s)
+{
+    int ms = s->heartbeat_timeout_ms >= 0 ? s->heartbeat_timeout_ms
+                                          : s->heartbeat_ivl_ms;
+    return (int64_t)ms * 1000000;
+}
+
+/* Handshake deadline, PINGs due, dead peers. */
+static void conn_timers(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (c->state == ZM_CS_HANDSHAKE) {
+        if (c->hs_deadline_ns > 0 && now >= c->hs_deadline_ns) {
+            ZM_STAT_ADD(s->stats.handshake_timeouts, 1);
+            ZM_STAT_ADD(s->stats.handshake_failed, 1);
+            c->lost_errno = ETIMEDOUT;
+            zm_conn_lost(s, c, now);
+        }
+        return;
+    }
+    if (c->peer_ttl_ns > 0 && now - c->last_rx_ns > c->peer_ttl_ns) {
+        ZM_STAT_ADD(s->stats.heartbeat_timeouts, 1);
+        zm_conn_lost(s, c, now);
+        return;
+    }
+    if (s->heartbeat_ivl_ms <= 0 || c->peer_minor < 1)
+        return; /* ZMTP 3.0 has no PING */
+    if (c->ping_sent_ns > 0 && now - c->ping_sent_ns > heartbeat_timeout_ns(s)) {
+        ZM_STAT_ADD(s->stats.heartbeat_timeouts, 1);
+        zm_conn_lost(s, c, now);
+        return;
+    }
+    if (now >= c->next_ping_ns && c->in_msg) {
+        /* No command between the frames of a message: this PING is skipped
+         * (the frames themselves are traffic for the peer). */
+        c->next_ping_ns = now + (int64_t)s->heartbeat_ivl_ms * 1000000;
+    } else if (now >= c->next_ping_ns) {
+        zm_wbuf w;
+        int ttl = s->heartbeat_ttl_ms / 100;
+        zm_wbuf_init(&w);
+        zm_conn_put_encoded(c, &w, zm_encode_ping(&w, (uint16_t)(ttl > 65535 ? 65535 : ttl),
+                                               NULL, 0));
+        if (c->ping_sent_ns == 0)
+            c->ping_sent_ns = now;
+        c->next_ping_ns = now + (int64_t)s->heartbeat_ivl_ms * 1000000;
+    }
+}
+
+/* The next time conn_timers() has something to do, or -1. */
+int64_t zm_conn_next_timer(const zm_sock *s, const zm_conn *c)
+{
+    int64_t t = -1;
+#define EARLIER(x) do { int64_t v_ = (x); if (t < 0 || v_ < t) t = v_; } while (0)
+    if (c->state == ZM_CS_HANDSHAKE) {
+        if (c->hs_deadline_ns > 0)
+            EARLIER(c->hs_deadline_ns);
+        return t;
+    }
+    if (c->state != ZM_CS_ACTIVE)
+        return -1;
+    if (c->peer_ttl_ns > 0)
+        EARLIER(c->last_rx_ns + c->peer_ttl_ns + 1);
+    if (s->heartbeat_ivl_ms > 0 && c->peer_minor >= 1) {
+        EARLIER(c->next_ping_ns);
+        if (c->ping_sent_ns > 0)
+            EARLIER(c->ping_sent_ns + heartbeat_timeout_ns(s) + 1);
+    }
+#undef EARLIER
+    return t;
+}
+
+/* Everything that can be done on one connection now. */
+void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (c->inproc) {
+        zm_inproc_step(s, c);
+        return;
+    }
+    switch (c->state) {
+    case ZM_CS_RETRY:
+        if (now >= c->retry_at_ns)
+            zm_conn_dial(s, c, now);
+        break;
+    case ZM_CS_CONNECTING: {
+        /* Done when writable (or failed); SO_ERROR says which. */
+        struct pollfd p = {.fd = c->fd, .events = POLLOUT, .revents = 0};
+        ZM_COUNT(ZM_CNT_OTHER);
+        if (poll(&p, 1, 0) <= 0)
+            break; /* still in progress */
+        if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
+            zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)c->fd, c->endpoint);
+            if (zm_conn_start_handshake(s, c) < 0)
+                zm_conn_lost(s, c, now);
+        } else {
+            zm_conn_lost(s, c, now);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (c->state == ZM_CS_HANDSHAKE || c->state == ZM_CS_ACTIVE) {
+        zm_conn_write(s, c, now);
+        if (c->fd >= 0)
+            conn_read(s, c, now);
+        if (c->fd >= 0)
+            conn_timers(s, c, now);
+        if (c->fd >= 0 && c->out.bytes > 0)
+            zm_conn_write(s, c, now); /* PONGs, PINGs, bytes freed by READY */
+    }
+}

@@ -1,0 +1,243 @@
+/*
+ * engine_int.h - what the engine's files share with each other and with
+ * nobody else.
+ *
+ * Owns: the declarations that pass between the engine's files (engine.c:
+ * the socket; engine_conn.c: a tcp/ipc connection; engine_inproc.c: an
+ * inproc connection; engine_route.c: routing per socket type;
+ * engine_pubsub.c: publish-subscribe; engine_monitor.c: monitor events),
+ * and the small helpers of the per-message path (the input FIFO, the
+ * output accounting of a connection, the send clock, the fan-out page),
+ * kept static inline here so that they still inline in every file that
+ * uses them.
+ * May call: engine.h and what it includes (codec, inproc pipes, outq,
+ * transport, trie, msg, arena).
+ * Must never be included by: the Python face (_zmtpmodule.c and its
+ * files), progress.c, inproc.c: their interface is engine.h alone.
+ */
+#ifndef ZMTP_ENGINE_INT_H
+#define ZMTP_ENGINE_INT_H
+
+#include "engine.h"
+
+#include <errno.h>
+
+/* Watch masks, the same bits as backend.h's ZM_IO_IN / ZM_IO_OUT. */
+#define WATCH_IN 1u
+#define WATCH_OUT 2u
+
+/* ------------------------------------------------------------------ */
+/* engine_conn.c: a tcp/ipc connection                                */
+/* ------------------------------------------------------------------ */
+
+/* Our greeting (ZMTP 3.1, NULL) and READY: 0, or -ENOMEM. */
+int zm_encode_handshake(zm_wbuf *w, const char *type,
+                        const unsigned char *id, size_t id_len);
+/* A new connection, appended to s->conns (NULL: out of memory). */
+zm_conn *zm_conn_new(zm_sock *s);
+void zm_conn_free(zm_conn *c);
+int zm_conn_start_handshake(zm_sock *s, zm_conn *c);
+void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now);
+void zm_conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc);
+void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now);
+void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now);
+int64_t zm_conn_next_timer(const zm_sock *s, const zm_conn *c);
+void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now);
+
+/* ------------------------------------------------------------------ */
+/* engine_inproc.c: an inproc connection                              */
+/* ------------------------------------------------------------------ */
+
+void zm_inproc_end(zm_sock *s, zm_conn *c);
+void zm_inproc_step(zm_sock *s, zm_conn *c);
+void zm_inproc_adopt(zm_sock *s);
+
+/* ------------------------------------------------------------------ */
+/* engine_route.c: routing per socket type                            */
+/* ------------------------------------------------------------------ */
+
+int zm_socktype_from_name(const unsigned char *name, size_t len);
+const char *zm_route_admit(zm_sock *s, zm_conn *c, const unsigned char *id,
+                           size_t n);
+void zm_route_attached(zm_sock *s, zm_conn *c);
+void zm_route_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);
+void zm_route_detached(zm_sock *s, zm_conn *c);
+void zm_route_forget(zm_sock *s, zm_conn *c);
+void zm_conn_abort_msg(zm_sock *s, zm_conn *c);
+void zm_conn_send_soon(zm_sock *s, zm_conn *c, int64_t now);
+
+/* Our READY carries our Identity (the types a ROUTER may address). */
+static inline int zm_route_sends_id(const zm_sock *s)
+{
+    return s->type == ZM_REQ || s->type == ZM_DEALER ||
+           s->type == ZM_ROUTER;
+}
+
+/* ------------------------------------------------------------------ */
+/* engine_pubsub.c: publish-subscribe                                 */
+/* ------------------------------------------------------------------ */
+
+void zm_pub_peer_subscription(zm_sock *s, zm_conn *c, int on,
+                              const unsigned char *topic, size_t n);
+void zm_pub_drop_peer(zm_sock *s, zm_conn *c);
+void zm_pub_untarget(zm_sock *s, const zm_conn *c);
+int zm_pub_fanout_choose(zm_sock *s, const void *data, size_t n);
+int zm_pub_fanout_frame(zm_sock *s, const void *data, size_t n, int more);
+void zm_sub_replay(zm_sock *s, zm_conn *c);
+void zm_sub_send_all(zm_sock *s, const unsigned char *topic, size_t n,
+                     int on);
+void zm_sub_purge_unmatched(zm_sock *s);
+
+/* ------------------------------------------------------------------ */
+/* engine_monitor.c: monitor events                                   */
+/* ------------------------------------------------------------------ */
+
+void zm_mon_event(zm_sock *s, unsigned kind, uint32_t value,
+                  const char *endpoint);
+void zm_mon_handshake_failed(zm_sock *s, zm_conn *c, uint32_t code);
+void zm_mon_flush(zm_sock *s);
+void zm_mon_drain(zm_sock *s);
+
+/* ------------------------------------------------------------------ */
+/* Per-message helpers (static inline: see above)                     */
+/* ------------------------------------------------------------------ */
+
+/* A message leaves a connection's input queue for the application (or is
+ * dropped): an inproc writer's HWM counts it no longer. */
+static inline void conn_pop(zm_conn *c, zm_msg *out)
+{
+    zm_msgq_pop(&c->inq, out);
+    if (c->pipe != NULL)
+        zm_pipe_consumed(c->pipe, c->pipe_end, 1);
+}
+
+/* Output accounting (the invariant is stated at zm_conn in engine.h): a
+ * message is queued from its first byte encoded until its last byte is
+ * written; the number queued is what SNDHWM limits. */
+
+/* Message and command bytes written so far (enc_total offset of the next
+ * byte to go): what is queued, less the handshake at its front. */
+static inline uint64_t conn_sent_offset(const zm_conn *c)
+{
+    return c->enc_total - (c->out.bytes - c->hs_left);
+}
+
+/* The first frame of a message is about to be queued: its span gets its
+ * slot in the ring now, so that ending the message cannot fail.  0, or
+ * -ENOMEM with nothing changed.  Later frames: nothing to do. */
+static inline int conn_begin_msg(zm_conn *c)
+{
+    if (c->in_msg)
+        return 0;
+    if (c->ends_n == c->ends_cap) {
+        struct zm_span *e = zm_grow(c->ends, &c->ends_cap, &c->ends_head,
+                                    c->ends_n, c->ends_n + 1, sizeof(*e),
+                                    ZM_CONN_ENDS_FIRST);
+        if (e == NULL)
+            return -ENOMEM;
+        c->ends = e;
+    }
+    c->msg_start = c->enc_total;
+    c->in_msg = 1;
+    return 0;
+}
+
+/* The last frame is queued (in_msg is already 0): record the message's
+ * span in the slot conn_begin_msg reserved. */
+static inline void conn_end_msg(zm_conn *c)
+{
+    struct zm_span *e = &c->ends[(c->ends_head + c->ends_n) % c->ends_cap];
+
+    e->start = c->msg_start;
+    e->end = c->enc_total;
+    c->ends_n++;
+}
+
+/* Forget the messages whose last byte is before `w` (enc_total offset). */
+static inline void conn_pop_written(zm_conn *c, uint64_t w)
+{
+    while (c->ends_n > 0 && c->ends[c->ends_head].end <= w) {
+        c->ends_head = (c->ends_head + 1) % c->ends_cap;
+        c->ends_n--;
+    }
+}
+
+static inline int is_pub(const zm_sock *s)
+{
+    return s->type == ZM_PUB || s->type == ZM_XPUB;
+}
+
+static inline int is_sub(const zm_sock *s)
+{
+    return s->type == ZM_SUB || s->type == ZM_XSUB;
+}
+
+/* XPUB: the application has RCVHWM subscription messages to read; stop
+ * decoding (the peer waits in our decoder and the kernel) rather than
+ * losing one. */
+static inline int xpub_full(const zm_sock *s)
+{
+    return s->type == ZM_XPUB && s->rcvhwm > 0 &&
+           s->xpub_q.n >= (size_t)s->rcvhwm;
+}
+
+/* A message's last frame is queued: the commands held back go after it. */
+static inline void conn_put_deferred(zm_conn *c)
+{
+    if (c->deferred.len > 0 &&
+        zm_outq_put(&c->out, c->deferred.data, c->deferred.len) == 0)
+        c->enc_total += c->deferred.len;
+    c->deferred.len = 0;
+}
+
+/* A frame over n bytes at `data` in page p, holding a new reference (none
+ * for an empty frame). */
+static inline zm_frame page_slice(zm_page *p, const unsigned char *data,
+                                  size_t n, int more)
+{
+    zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
+
+    if (n > 0) {
+        zm_page_incref(p);
+        f.page = p;
+        f.data = data;
+        f.size = n;
+    }
+    return f;
+}
+
+/* The clock for the send path: read once per call (a send costs a few
+ * hundred ns; a clock read is tens). */
+static inline int64_t sock_now(zm_sock *s)
+{
+    if (s->now_ns == 0)
+        s->now_ns = zm_now_ns();
+    return s->now_ns;
+}
+
+/* Fan-out pages: published frames are appended to one socket-owned page;
+ * each target's output queue references its slice (consecutive frames to
+ * the same target merge into one segment).  The page is rewound once every
+ * target has written it, so the steady state allocates nothing. */
+#define PUBPAGE_SIZE ((size_t)65536)
+
+static inline unsigned char *pubpage_room(zm_sock *s, size_t need)
+{
+    zm_page *p = s->pubpage;
+
+    if (p != NULL && p->cap - p->len >= need)
+        return p->data + p->len;
+    if (p != NULL && zm_page_is_exclusive(p) && p->cap >= need) {
+        p->len = 0; /* every queue has written it */
+        return p->data;
+    }
+    p = zm_page_new(need > PUBPAGE_SIZE ? need : PUBPAGE_SIZE);
+    if (p == NULL)
+        return NULL;
+    if (s->pubpage != NULL)
+        zm_page_decref(s->pubpage); /* the queues keep it alive */
+    s->pubpage = p;
+    return p->data;
+}
+
+#endif /* ZMTP_ENGINE_INT_H */
