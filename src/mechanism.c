@@ -85,30 +85,34 @@ void zm_mech_take_metadata(zm_mech *m, const unsigned char *data, size_t len)
     m->peer.props_len = len;
 }
 
-int zm_mech_refuse(zm_mech *m, uint32_t code, const char *reason)
+/* The handshake failed: how, and what to tell the peer. */
+static int mech_fail(zm_mech *m, int kind, uint32_t code, const char *reason,
+                     int rc)
 {
     m->status = ZM_MECH_ERROR;
-    m->fail.kind = ZM_MECH_FAIL_PROTOCOL;
+    m->fail.kind = kind;
     m->fail.code = code;
     m->fail.reason = reason;
-    return -EPROTO;
+    return rc;
+}
+
+int zm_mech_refuse(zm_mech *m, uint32_t code, const char *reason)
+{
+    return mech_fail(m, ZM_MECH_FAIL_PROTOCOL, code, reason, -EPROTO);
+}
+
+int zm_mech_auth_failed(zm_mech *m, uint32_t status, const char *reason)
+{
+    return mech_fail(m, ZM_MECH_FAIL_AUTH, status, reason, -EPROTO);
 }
 
 int zm_mech_peer_error(zm_mech *m, const zm_command *cmd)
 {
     (void)cmd; /* its reason is the peer's; libzmq only logs it */
-    m->status = ZM_MECH_ERROR;
-    m->fail.kind = ZM_MECH_FAIL_PEER;
-    m->fail.code = 0;
-    m->fail.reason = NULL;
-    return -EPROTO;
+    return mech_fail(m, ZM_MECH_FAIL_PEER, 0, NULL, -EPROTO);
 }
 
 int zm_mech_nomem(zm_mech *m)
 {
-    m->status = ZM_MECH_ERROR;
-    m->fail.kind = ZM_MECH_FAIL_NOMEM;
-    m->fail.code = 0;
-    m->fail.reason = NULL;
-    return -ENOMEM;
+    return mech_fail(m, ZM_MECH_FAIL_NOMEM, 0, NULL, -ENOMEM);
 }

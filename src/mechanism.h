@@ -15,8 +15,9 @@
  * means to the socket (its type compatible with ours, its identity, a
  * PAIR's one peer) is the connection's to judge, once the mechanism says
  * READY and before anything it produced in that call is sent.
- * Called by: the connection (engine_conn.c) and tests/c/test_mech.c;
- * never by routing, the socket or the Python face.
+ * Called by: the connection (engine_conn.c; the monitor's one-way
+ * handshake goes through its zm_encode_handshake) and tests/c/test_mech.c,
+ * test_mech_conn.c; never by routing, the socket or the Python face.
  *
  * The conversation, as the connection drives it:
  *
@@ -41,9 +42,13 @@
  * Encrypting mechanisms (CURVE) also seal each frame after the handshake:
  * ops->encode turns one frame into the command that carries it (CURVE's
  * MESSAGE) and ops->decode opens one.  For NULL and PLAIN both are NULL:
- * frames travel as they are, and the connection decides once, at the end
- * of the handshake, that the per-message paths never look at the
- * mechanism (zm_mech_seals).
+ * frames travel as they are, and the per-message paths never look at the
+ * mechanism.  That is decided once, at the end of the handshake: today
+ * the connection refuses a peer whose mechanism seals (zm_mech_seals), so
+ * CURVE comes with the two calls the data paths lack: encode where a
+ * frame is encoded for a peer (engine_route.c, and fan-out's pages shared
+ * between peers, engine_pubsub.c, become per peer) and decode where a
+ * MESSAGE command arrives (engine_conn.c).
  *
  * How to add a mechanism (PLAIN, RFC 24; CURVE, RFC 26):
  *   1. a new file mech_NAME.c defining `const zm_mech_ops zm_mech_NAME`:
@@ -59,9 +64,12 @@
  *      (a server's READY produced in that same call is dropped if the
  *      connection refuses the peer: ERROR goes instead);
  *   3. one line in the registry (mechanism.c) and its declaration below;
- *   4. its options (username, password, keys, as_server) in
- *      zm_mech_config, set from the socket's options.
- *   The connection code does not change.  ZAP (RFC 27) will hook in as a
+ *   4. its options (username, password, keys) in zm_mech_config: the
+ *      socket's option setters fill zm_sock.mech_ops (zm_mech_find) and
+ *      zm_sock.mech_cfg (as_server too); each connection's handshake
+ *      starts from a copy, with Socket-Type and Identity filled in.
+ *   The connection code does not change (tests/c/test_mech_conn.c plugs
+ *   in X-TEST, PLAIN's shape, that way).  ZAP (RFC 27) will hook in as a
  *   handle() that leaves the mechanism HANDSHAKING with nothing to send
  *   while the request is out, and an op to deliver the reply; failures it
  *   reports use ZM_MECH_FAIL_AUTH.
@@ -239,6 +247,11 @@ void zm_mech_take_metadata(zm_mech *m, const unsigned char *data, size_t len);
 
 /* Refuse the peer (ZM_MECH_FAIL_PROTOCOL): returns -EPROTO. */
 int zm_mech_refuse(zm_mech *m, uint32_t code, const char *reason);
+
+/* Authentication refused (ZM_MECH_FAIL_AUTH), with a ZAP status code
+ * (300, 400, 500) and the ERROR reason to send (or NULL: close without
+ * one, as CURVE's server may): returns -EPROTO. */
+int zm_mech_auth_failed(zm_mech *m, uint32_t status, const char *reason);
 
 /* The peer sent ERROR (ZM_MECH_FAIL_PEER): returns -EPROTO. */
 int zm_mech_peer_error(zm_mech *m, const zm_command *cmd);

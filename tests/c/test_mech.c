@@ -16,18 +16,7 @@
 #include <string.h>
 
 #include "mechanism.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                      \
-            printf(__VA_ARGS__);                                             \
-            printf("\n");                                                    \
-            failures++;                                                      \
-        }                                                                    \
-    } while (0)
+#include "check.h"
 
 /* One side of a handshake: its mechanism, what it sent, and its decoder
  * (fed what the other side sent). */
