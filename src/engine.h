@@ -103,7 +103,6 @@ typedef struct zm_conn {
     int64_t peer_ttl_ns;  /* the peer's PING TTL: silence allowed (0: none) */
     zm_decoder dec;
     int got_greeting;
-    zm_mech mech;         /* the handshake after the greeting (tcp/ipc) */
     int peer_minor;
     int peer_type;
     /*
@@ -170,6 +169,9 @@ typedef struct zm_conn {
     zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
     int pipe_end;           /* 0: we connected, 1: we bound */
     zm_msg pipe_out;        /* the message being sent frame by frame */
+    /* the handshake after the greeting (tcp/ipc); last, with the other
+     * cold fields, so that it moves none of the per-message ones */
+    zm_mech mech;
 } zm_conn;
 
 typedef struct zm_listener {
@@ -251,11 +253,6 @@ typedef struct zm_sock {
     size_t max_frames;
     unsigned char routing_id[255];
     size_t routing_id_len;
-    /* Security: the mechanism of every tcp/ipc handshake (NULL: the NULL
-     * mechanism) and its options; each connection starts from a copy with
-     * Socket-Type and Identity filled in (mechanism.h). */
-    const zm_mech_ops *mech_ops;
-    zm_mech_config mech_cfg;
     char last_endpoint[ZM_ENDPOINT_MAX];
 
     zm_listener *listeners;
@@ -307,6 +304,13 @@ typedef struct zm_sock {
                                     the progress thread signals it */
 
     zm_sock_stats stats;
+
+    /* Security: the mechanism of every tcp/ipc handshake (NULL: the NULL
+     * mechanism) and its options; each connection starts from a copy with
+     * Socket-Type and Identity filled in (mechanism.h).  Last: read once
+     * per handshake, it moves none of the fields above. */
+    const zm_mech_ops *mech_ops;
+    zm_mech_config mech_cfg;
 } zm_sock;
 
 /* 0, or -EINVAL for a type this engine does not build yet. */
