@@ -26,6 +26,7 @@
 
 #include "codec.h"
 #include "inproc.h"
+#include "mechanism.h"
 #include "outq.h"
 #include "transport.h"
 #include "trie.h"
@@ -70,18 +71,12 @@ enum zm_monitor_event {
     ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL = 0x0800, /* value: errno */
     ZM_EVENT_HANDSHAKE_SUCCEEDED = 0x1000,        /* value: 0 */
     ZM_EVENT_HANDSHAKE_FAILED_PROTOCOL = 0x2000,  /* value: ZM_PROTO_* */
-    ZM_EVENT_HANDSHAKE_FAILED_AUTH = 0x4000,      /* never sent (NULL only) */
+    ZM_EVENT_HANDSHAKE_FAILED_AUTH = 0x4000,      /* value: ZAP status (not
+                                                     sent yet: NULL only) */
     ZM_EVENT_ALL = 0xFFFF
 };
 
-/* HANDSHAKE_FAILED_PROTOCOL values (libzmq's ZMQ_PROTOCOL_ERROR_ZMTP_*). */
-#define ZM_PROTO_UNSPECIFIED 0x10000000u
-#define ZM_PROTO_UNEXPECTED_COMMAND 0x10000001u
-#define ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED 0x10000011u
-#define ZM_PROTO_MALFORMED_COMMAND_ERROR 0x10000015u
-#define ZM_PROTO_MALFORMED_COMMAND_READY 0x10000016u
-#define ZM_PROTO_INVALID_METADATA 0x10000018u
-#define ZM_PROTO_MECHANISM_MISMATCH 0x11000002u
+/* HANDSHAKE_FAILED_PROTOCOL values (ZM_PROTO_*): in mechanism.h. */
 
 /* Bytes of events a monitor may leave unread before newer events are
  * dropped (counted in stats.monitor_dropped). */
@@ -185,6 +180,9 @@ typedef struct zm_conn {
     zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
     int pipe_end;           /* 0: we connected, 1: we bound */
     zm_msg pipe_out;        /* the message being sent frame by frame */
+    /* the handshake after the greeting (tcp/ipc); last, with the other
+     * cold fields, so that it moves none of the per-message ones */
+    zm_mech mech;
 } zm_conn;
 
 typedef struct zm_listener {
@@ -317,6 +315,13 @@ typedef struct zm_sock {
                                     the progress thread signals it */
 
     zm_sock_stats stats;
+
+    /* Security: the mechanism of every tcp/ipc handshake (NULL: the NULL
+     * mechanism) and its options; each connection starts from a copy with
+     * Socket-Type and Identity filled in (mechanism.h).  Last: read once
+     * per handshake, it moves none of the fields above. */
+    const zm_mech_ops *mech_ops;
+    zm_mech_config mech_cfg;
 } zm_sock;
 
 /* 0, or -EINVAL for a type this engine does not build yet. */

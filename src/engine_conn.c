@@ -1,11 +1,14 @@
 /*
  * engine_conn.c - one tcp/ipc connection (zm_conn, engine.h): its state
  * machine (CONNECTING, RETRY, HANDSHAKE, ACTIVE, DEAD), dialling and
- * redialling with backoff, the handshake (greeting, READY, ERROR),
- * reading and decoding, writing, a lost transport (what output survives
- * a redial), timers (handshake deadline, heartbeats).
+ * redialling with backoff, the handshake (the greeting, then the socket's
+ * mechanism through mechanism.h: the connection never knows which one it
+ * speaks; admitting the peer it describes), reading and decoding,
+ * writing, a lost transport (what output survives a redial), timers
+ * (handshake deadline, heartbeats).
  *
- * May call: engine_route.c (admitting a peer, a message's routing on
+ * May call: mechanism.h (start, handle, status, the peer's metadata,
+ * end), engine_route.c (admitting a peer, a message's routing on
  * arrival, a peer detached), engine_pubsub.c (a peer's subscription
  * commands), engine_inproc.c (the step of an inproc connection),
  * engine_monitor.c (events), and the layers below (codec, outq,
@@ -23,30 +26,18 @@
 #include <unistd.h>
 
 /* Our greeting (ZMTP 3.1, NULL) and READY with Socket-Type `type`, plus
- * Identity when `id` is not NULL: 0, or -ENOMEM. */
+ * Identity when `id` is not NULL: 0, or -ENOMEM.  The NULL mechanism's
+ * first bytes, for a handshake nobody answers (the monitor's PAIR). */
 int zm_encode_handshake(zm_wbuf *w, const char *type,
-                            const unsigned char *id, size_t id_len)
+                        const unsigned char *id, size_t id_len)
 {
-    zm_prop props[2];
-    size_t np = 0;
+    zm_mech m;
+    zm_mech_config cfg = {.socktype = type, .identity = id,
+                          .identity_len = id_len, .as_server = 0};
+    int rc = zm_mech_start(&m, &zm_mech_null, &cfg, w);
 
-    props[np].name = (const unsigned char *)"Socket-Type";
-    props[np].name_len = 11;
-    props[np].value = (const unsigned char *)type;
-    props[np].value_len = strlen(type);
-    np++;
-    if (id != NULL) {
-        props[np].name = (const unsigned char *)"Identity";
-        props[np].name_len = 8;
-        props[np].value = id;
-        props[np].value_len = id_len;
-        np++;
-    }
-    if (zm_wbuf_reserve(w, ZM_GREETING_SIZE) < 0)
-        return -ENOMEM;
-    zm_encode_greeting(w->data + w->len, 1, "NULL", 4, 0);
-    w->len += ZM_GREETING_SIZE;
-    return zm_encode_ready(w, props, np) < 0 ? -ENOMEM : 0;
+    zm_mech_end(&m);
+    return rc < 0 ? -ENOMEM : 0;
 }
 
 static int conn_decoder_reset(zm_sock *s, zm_conn *c)
@@ -94,21 +85,66 @@ static void conn_drop_output(zm_sock *s, zm_conn *c)
         s->out_drop = 1;
 }
 
-/* Put our greeting and READY in front of whatever is queued. */
+/* Handshake bytes of ours go out before any message: after those still
+ * unwritten at the front of the output (hs_left), ahead of the rest.
+ * 0, or -ENOMEM (then the unwritten handshake may be gone: the caller
+ * closes the connection). */
+static int conn_put_handshake(zm_conn *c, const unsigned char *data,
+                              size_t n)
+{
+    struct iovec iov[ZM_OUTQ_IOV];
+    zm_wbuf all;
+    int k, rc = -ENOMEM;
+
+    if (c->hs_left == 0) {
+        if (zm_outq_put_front(&c->out, data, n) < 0)
+            return -ENOMEM;
+        c->hs_left = n;
+        return 0;
+    }
+    /* A mechanism answered while our earlier bytes wait for the kernel:
+     * they and the answer become one front segment, in that order. */
+    zm_wbuf_init(&all);
+    k = zm_outq_iov(&c->out, iov, ZM_OUTQ_IOV, c->hs_left);
+    for (int i = 0; i < k; i++) {
+        if (zm_wbuf_reserve(&all, iov[i].iov_len) < 0)
+            goto out;
+        memcpy(all.data + all.len, iov[i].iov_base, iov[i].iov_len);
+        all.len += iov[i].iov_len;
+    }
+    if (all.len != c->hs_left || zm_wbuf_reserve(&all, n) < 0)
+        goto out;
+    memcpy(all.data + all.len, data, n);
+    all.len += n;
+    zm_outq_drop_front(&c->out, c->hs_left);
+    c->hs_left = 0;
+    if (zm_outq_put_front(&c->out, all.data, all.len) == 0) {
+        c->hs_left = all.len;
+        rc = 0;
+    }
+out:
+    zm_wbuf_free(&all);
+    return rc;
+}
+
+/* Start the socket's mechanism: our greeting and its first commands go
+ * in front of whatever is queued. */
 int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
 {
     zm_wbuf hs;
-    int with_id = zm_route_sends_id(s);
+    const zm_mech_ops *ops = s->mech_ops != NULL ? s->mech_ops : &zm_mech_null;
+    zm_mech_config cfg = s->mech_cfg;
 
+    cfg.socktype = zm_socktype_name(s->type);
+    cfg.identity = zm_route_sends_id(s) ? s->routing_id : NULL;
+    cfg.identity_len = s->routing_id_len;
+    zm_mech_end(&c->mech); /* a previous transport's, if any */
     zm_wbuf_init(&hs);
-    if (zm_encode_handshake(&hs, zm_socktype_name(s->type),
-                         with_id ? s->routing_id : NULL,
-                         s->routing_id_len) < 0)
+    if (zm_mech_start(&c->mech, ops, &cfg, &hs) < 0)
         goto nomem;
     /* Queued message bytes (from before the connection) go after it. */
-    if (zm_outq_put_front(&c->out, hs.data, hs.len) < 0)
+    if (conn_put_handshake(c, hs.data, hs.len) < 0)
         goto nomem;
-    c->hs_left = hs.len;
     c->msg_written = 0;
     {
         int64_t now = zm_now_ns();
@@ -247,6 +283,7 @@ void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         conn_drop_output(s, c);
     }
     c->deferred.len = 0; /* PONGs and PINGs for a transport that is gone */
+    zm_mech_end(&c->mech);
     conn_decoder_reset(s, c);
     conn_retry_later(s, c, now);
     /* A REQ waiting on this peer keeps waiting, as libzmq's does: the
@@ -260,6 +297,7 @@ void zm_conn_free(zm_conn *c)
     zm_msg_clear(&c->pipe_out);
     if (c->pipe != NULL)
         zm_pipe_detach(c->pipe, c->pipe_end);
+    zm_mech_end(&c->mech);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
     zm_wbuf_free(&c->deferred);
@@ -269,15 +307,16 @@ void zm_conn_free(zm_conn *c)
     free(c);
 }
 
-/* Refuse the peer: ERROR command (best effort), count, close. */
-static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
-                        uint32_t code, int64_t now)
+/* Refuse the peer: ERROR command (best effort, when there is a reason),
+ * count, close.  The monitor has heard why (HANDSHAKE_FAILED_*). */
+static void conn_close_refused(zm_sock *s, zm_conn *c, const char *reason,
+                               int64_t now)
 {
     zm_wbuf w;
 
-    zm_mon_handshake_failed(s, c, code);
     zm_wbuf_init(&w);
-    if (c->fd >= 0 && zm_encode_error(&w, reason, strlen(reason)) == 0) {
+    if (c->fd >= 0 && reason != NULL &&
+        zm_encode_error(&w, reason, strlen(reason)) == 0) {
         ZM_COUNT(ZM_CNT_OTHER);
         (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
@@ -286,38 +325,85 @@ static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
     zm_conn_lost(s, c, now);
 }
 
-/* READY from the peer: socket type check and identity. */
-static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
-                         int64_t now)
+/* Refuse the peer for a protocol reason (HANDSHAKE_FAILED_PROTOCOL). */
+static void conn_refuse(zm_sock *s, zm_conn *c, const char *reason,
+                        uint32_t code, int64_t now)
 {
-    zm_prop prop;
+    zm_mon_handshake_failed(s, c, code);
+    conn_close_refused(s, c, reason, now);
+}
+
+/* The mechanism failed: close the way its failure says (mechanism.h). */
+static void conn_mech_failed(zm_sock *s, zm_conn *c, int64_t now)
+{
+    const zm_mech_fail *f = &c->mech.fail;
+
+    switch (f->kind) {
+    case ZM_MECH_FAIL_PEER:
+        ZM_STAT_ADD(s->stats.handshake_failed, 1);
+        c->hs_event_sent = 1; /* libzmq: DISCONNECTED only */
+        zm_conn_lost(s, c, now);
+        break;
+    case ZM_MECH_FAIL_AUTH:
+        if (!c->hs_event_sent) {
+            c->hs_event_sent = 1;
+            zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_AUTH, f->code,
+                         c->endpoint);
+        }
+        conn_close_refused(s, c, f->reason, now);
+        break;
+    case ZM_MECH_FAIL_PROTOCOL:
+        conn_refuse(s, c, f->reason, f->code, now);
+        break;
+    default: /* out of memory */
+        c->lost_errno = ENOMEM;
+        zm_conn_lost(s, c, now);
+        break;
+    }
+}
+
+/* The mechanism is done: is the peer it describes one we talk to?  Its
+ * socket type (RFC 28-31 pairs), then routing's say (ROUTER's ids, PAIR's
+ * one peer).  0, or -1 when refused (closed). */
+static int conn_admit(zm_sock *s, zm_conn *c, int64_t now)
+{
+    const zm_mech_peer *p = zm_mech_peer_info(&c->mech);
     char reason[96];
-    const unsigned char *id = NULL;
-    size_t id_len = 0;
     const char *refused;
 
-    if (!zm_props_find(cmd->arg, cmd->arg_len, "Socket-Type", &prop)) {
+    if (!p->has_socktype) {
         conn_refuse(s, c, "missing Socket-Type",
                     ZM_PROTO_INVALID_METADATA, now);
         return -1;
     }
-    c->peer_type = zm_socktype_from_name(prop.value, prop.value_len);
+    c->peer_type = zm_socktype_from_name(p->socktype, p->socktype_len);
     if (c->peer_type < 0 || !zm_socktype_compatible(s->type, c->peer_type)) {
         snprintf(reason, sizeof(reason), "invalid socket type %.*s for %s",
-                 (int)(prop.value_len < 20 ? prop.value_len : 20),
-                 (const char *)prop.value, zm_socktype_name(s->type));
+                 (int)(p->socktype_len < 20 ? p->socktype_len : 20),
+                 (const char *)p->socktype, zm_socktype_name(s->type));
         conn_refuse(s, c, reason, ZM_PROTO_INVALID_METADATA, now);
         return -1;
     }
-    if (zm_props_find(cmd->arg, cmd->arg_len, "Identity", &prop)) {
-        id = prop.value;
-        id_len = prop.value_len;
-    }
-    refused = zm_route_admit(s, c, id, id_len); /* ROUTER id, PAIR's one */
+    /* ROUTER id, PAIR's one */
+    refused = zm_route_admit(s, c, p->has_identity ? p->identity : NULL,
+                             p->identity_len);
     if (refused != NULL) {
         conn_refuse(s, c, refused, ZM_PROTO_UNSPECIFIED, now);
         return -1;
     }
+    if (zm_mech_seals(&c->mech)) {
+        /* Decided once, here: no per-message path looks at the mechanism,
+         * so one that seals frames (CURVE) needs those paths first. */
+        conn_refuse(s, c, "sealed frames not supported",
+                    ZM_PROTO_UNSPECIFIED, now);
+        return -1;
+    }
+    return 0;
+}
+
+/* The peer is admitted: traffic may flow. */
+static void conn_activate(zm_sock *s, zm_conn *c)
+{
     c->state = ZM_CS_ACTIVE;
     c->retry_ivl_ms = 0; /* connected: the backoff starts over */
     zm_mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
@@ -327,60 +413,121 @@ static int conn_on_ready(zm_sock *s, zm_conn *c, const zm_command *cmd,
     if (c->connecter)
         ZM_STAT_ADD(s->stats.connected, 1);
     zm_route_attached(s, c); /* a SUB's subscriptions go to it first */
+}
+
+/* What a mechanism call (rc) left: a failure closes; its answer in `out`
+ * is queued; once READY the peer is admitted (or refused, and the answer
+ * dropped: ERROR goes instead) and the connection becomes ACTIVE.  0, or
+ * -1 when the connection was closed. */
+static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
+                            const zm_wbuf *out, int64_t now)
+{
+    int ready = zm_mech_status(&c->mech) == ZM_MECH_READY;
+
+    if (rc < 0) {
+        conn_mech_failed(s, c, now);
+        return -1;
+    }
+    if (ready && conn_admit(s, c, now) < 0)
+        return -1;
+    if (out->len > 0 && conn_put_handshake(c, out->data, out->len) < 0) {
+        c->lost_errno = ENOMEM;
+        zm_conn_lost(s, c, now);
+        return -1;
+    }
+    if (ready)
+        conn_activate(s, c);
     return 0;
+}
+
+/* The peer's greeting: its version, and its mechanism must be ours. */
+static int conn_on_greeting(zm_sock *s, zm_conn *c, const zm_greeting *g,
+                            int64_t now)
+{
+    zm_wbuf out;
+    int rc;
+
+    c->got_greeting = 1;
+    c->peer_minor = g->major > 3 ? 1 : g->minor;
+    if (strcmp(g->mechanism, c->mech.ops->name) != 0) {
+        ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_MECHANISM], 1);
+        conn_refuse(s, c, "unsupported security mechanism",
+                    ZM_PROTO_MECHANISM_MISMATCH, now);
+        return -1;
+    }
+    zm_wbuf_init(&out);
+    rc = zm_mech_greeting(&c->mech, g, &out);
+    rc = conn_mech_answer(s, c, rc, &out, now);
+    zm_wbuf_free(&out);
+    return rc;
+}
+
+/* A command while the connection is ACTIVE: PING (answered with PONG),
+ * ERROR (the peer closes), a peer's (un)subscription to a PUB/XPUB.
+ * -1 when the connection was closed. */
+static int conn_on_command(zm_sock *s, zm_conn *c, const zm_command *cmd,
+                           int64_t now)
+{
+    int kind = cmd->kind;
+
+    if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
+        /* The peer's TTL: how long it may stay silent (tenths of s). */
+        c->peer_ttl_ns = (int64_t)cmd->ttl * 100000000;
+        /* Answer at once; the reply rides with the next write. */
+        zm_wbuf w;
+        zm_wbuf_init(&w);
+        zm_conn_put_encoded(c, &w, zm_encode_pong(&w, cmd->arg,
+                                                  cmd->arg_len));
+    } else if (kind == ZM_CMD_ERROR) {
+        zm_conn_lost(s, c, now);
+        return -1;
+    } else if ((kind == ZM_CMD_SUBSCRIBE || kind == ZM_CMD_CANCEL) &&
+               is_pub(s)) {
+        zm_pub_peer_subscription(s, c, kind == ZM_CMD_SUBSCRIBE, cmd->arg,
+                                 cmd->arg_len);
+    }
+    /* PONG, SUBSCRIBE, CANCEL and unknown commands: nothing to do for
+     * these socket types. */
+    return 0;
+}
+
+/* The decoder failed: count, tell the monitor, close. */
+static void conn_on_decode_error(zm_sock *s, zm_conn *c, int error,
+                                 int64_t now)
+{
+    ZM_STAT_ADD(s->stats.protocol_errors[error], 1);
+    if (!c->got_greeting)
+        ZM_STAT_ADD(s->stats.handshake_failed, 1);
+    zm_mon_handshake_failed(s, c,
+                            error == ZM_ERR_READY ? ZM_PROTO_MALFORMED_COMMAND_READY
+                            : error == ZM_ERR_ERROR_CMD ? ZM_PROTO_MALFORMED_COMMAND_ERROR
+                            : error == ZM_ERR_COMMAND ? ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED
+                            : error == ZM_ERR_MECHANISM ? ZM_PROTO_MECHANISM_MISMATCH
+                            : ZM_PROTO_UNSPECIFIED);
+    zm_conn_lost(s, c, now);
 }
 
 /* Handle one decoder event; -1 when the connection was closed. */
 static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
 {
+    int rc;
+
     switch (ev->kind) {
     case ZM_EV_GREETING:
-        c->got_greeting = 1;
-        c->peer_minor = ev->greeting.major > 3 ? 1 : ev->greeting.minor;
-        if (strcmp(ev->greeting.mechanism, "NULL") != 0) {
-            ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_MECHANISM], 1);
-            conn_refuse(s, c, "unsupported security mechanism",
-                        ZM_PROTO_MECHANISM_MISMATCH, now);
-            return -1;
-        }
-        return 0;
-    case ZM_EV_COMMAND: {
-        int kind = ev->cmd.kind;
-        int rc = 0;
+        return conn_on_greeting(s, c, &ev->greeting, now);
+    case ZM_EV_COMMAND:
         if (c->state == ZM_CS_HANDSHAKE) {
-            if (kind == ZM_CMD_READY) {
-                rc = conn_on_ready(s, c, &ev->cmd, now);
-            } else if (kind == ZM_CMD_ERROR) {
-                ZM_STAT_ADD(s->stats.handshake_failed, 1);
-                c->hs_event_sent = 1; /* libzmq: DISCONNECTED only */
-                zm_conn_lost(s, c, now);
-                rc = -1;
-            } else {
-                conn_refuse(s, c, "expected READY",
-                            ZM_PROTO_UNEXPECTED_COMMAND, now);
-                rc = -1;
-            }
-        } else if (kind == ZM_CMD_PING && c->peer_minor >= 1) {
-            /* The peer's TTL: how long it may stay silent (tenths of s). */
-            c->peer_ttl_ns = (int64_t)ev->cmd.ttl * 100000000;
-            /* Answer at once; the reply rides with the next write. */
-            zm_wbuf w;
-            zm_wbuf_init(&w);
-            zm_conn_put_encoded(c, &w, zm_encode_pong(&w, ev->cmd.arg,
-                                                   ev->cmd.arg_len));
-        } else if (kind == ZM_CMD_ERROR) {
-            zm_conn_lost(s, c, now);
-            rc = -1;
-        } else if ((kind == ZM_CMD_SUBSCRIBE || kind == ZM_CMD_CANCEL) &&
-                   is_pub(s)) {
-            zm_pub_peer_subscription(s, c, kind == ZM_CMD_SUBSCRIBE, ev->cmd.arg,
-                              ev->cmd.arg_len);
+            zm_wbuf out;
+            zm_wbuf_init(&out);
+            rc = zm_mech_handle(&c->mech, &ev->cmd, &out);
+            rc = conn_mech_answer(s, c, rc, &out, now);
+            zm_wbuf_free(&out);
+        } else {
+            rc = conn_on_command(s, c, &ev->cmd, now);
         }
-        /* PONG, SUBSCRIBE, CANCEL and unknown commands: nothing to do for
-         * these socket types. */
+        /* The peer's metadata pointed into it: released only now. */
         zm_frame_release(&ev->command);
         return rc;
-    }
     case ZM_EV_MESSAGE:
         if (c->state != ZM_CS_ACTIVE) {
             zm_msg_clear(&ev->msg);
@@ -391,16 +538,7 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
         zm_route_incoming(s, c, &ev->msg);
         return 0;
     default:
-        ZM_STAT_ADD(s->stats.protocol_errors[ev->error], 1);
-        if (!c->got_greeting)
-            ZM_STAT_ADD(s->stats.handshake_failed, 1);
-        zm_mon_handshake_failed(s, c,
-                             ev->error == ZM_ERR_READY ? ZM_PROTO_MALFORMED_COMMAND_READY
-                             : ev->error == ZM_ERR_ERROR_CMD ? ZM_PROTO_MALFORMED_COMMAND_ERROR
-                             : ev->error == ZM_ERR_COMMAND ? ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED
-                             : ev->error == ZM_ERR_MECHANISM ? ZM_PROTO_MECHANISM_MISMATCH
-                             : ZM_PROTO_UNSPECIFIED);
-        zm_conn_lost(s, c, now);
+        conn_on_decode_error(s, c, ev->error, now);
         return -1;
     }
 }

@@ -1,0 +1,118 @@
+/*
+ * mechanism.c - the mechanism registry and what every mechanism shares
+ * (see mechanism.h): starting and ending a handshake, the metadata we
+ * announce, the peer's metadata, failures.
+ *
+ * May call: the codec.  Called by: the connection and the mechanisms
+ * (mech_*.c); nothing else.
+ */
+#include "mechanism.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Every mechanism we speak, by greeting name.  A new mechanism is one
+ * line here (and its file). */
+static const zm_mech_ops *const registry[] = {
+    &zm_mech_null,
+};
+
+const zm_mech_ops *zm_mech_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(registry) / sizeof(registry[0]); i++)
+        if (strcmp(registry[i]->name, name) == 0)
+            return registry[i];
+    return NULL;
+}
+
+int zm_mech_start(zm_mech *m, const zm_mech_ops *ops,
+                  const zm_mech_config *cfg, zm_wbuf *out)
+{
+    memset(m, 0, sizeof(*m));
+    m->ops = ops;
+    m->cfg = *cfg;
+    m->status = ZM_MECH_HANDSHAKING;
+    if (zm_wbuf_reserve(out, ZM_GREETING_SIZE) < 0)
+        return zm_mech_nomem(m);
+    zm_encode_greeting(out->data + out->len, 1, ops->name, strlen(ops->name),
+                       cfg->as_server);
+    out->len += ZM_GREETING_SIZE;
+    return ops->start(m, out);
+}
+
+void zm_mech_end(zm_mech *m)
+{
+    if (m->ops != NULL && m->ops->release != NULL)
+        m->ops->release(m);
+    m->ops = NULL;
+    m->state = NULL;
+}
+
+size_t zm_mech_basic_props(const zm_mech *m, zm_prop props[ZM_MECH_BASIC_PROPS])
+{
+    size_t np = 0;
+
+    props[np].name = (const unsigned char *)"Socket-Type";
+    props[np].name_len = 11;
+    props[np].value = (const unsigned char *)m->cfg.socktype;
+    props[np].value_len = strlen(m->cfg.socktype);
+    np++;
+    if (m->cfg.identity != NULL) {
+        props[np].name = (const unsigned char *)"Identity";
+        props[np].name_len = 8;
+        props[np].value = m->cfg.identity;
+        props[np].value_len = m->cfg.identity_len;
+        np++;
+    }
+    return np;
+}
+
+void zm_mech_take_metadata(zm_mech *m, const unsigned char *data, size_t len)
+{
+    zm_prop prop;
+
+    m->peer.has_socktype = zm_props_find(data, len, "Socket-Type", &prop);
+    if (m->peer.has_socktype) {
+        m->peer.socktype = prop.value;
+        m->peer.socktype_len = prop.value_len;
+    }
+    m->peer.has_identity = zm_props_find(data, len, "Identity", &prop);
+    if (m->peer.has_identity) {
+        m->peer.identity = prop.value;
+        m->peer.identity_len = prop.value_len;
+    }
+    m->peer.props = data;
+    m->peer.props_len = len;
+}
+
+/* The handshake failed: how, and what to tell the peer. */
+static int mech_fail(zm_mech *m, int kind, uint32_t code, const char *reason,
+                     int rc)
+{
+    m->status = ZM_MECH_ERROR;
+    m->fail.kind = kind;
+    m->fail.code = code;
+    m->fail.reason = reason;
+    return rc;
+}
+
+int zm_mech_refuse(zm_mech *m, uint32_t code, const char *reason)
+{
+    return mech_fail(m, ZM_MECH_FAIL_PROTOCOL, code, reason, -EPROTO);
+}
+
+int zm_mech_auth_failed(zm_mech *m, uint32_t status, const char *reason)
+{
+    return mech_fail(m, ZM_MECH_FAIL_AUTH, status, reason, -EPROTO);
+}
+
+int zm_mech_peer_error(zm_mech *m, const zm_command *cmd)
+{
+    (void)cmd; /* its reason is the peer's; libzmq only logs it */
+    return mech_fail(m, ZM_MECH_FAIL_PEER, 0, NULL, -EPROTO);
+}
+
+int zm_mech_nomem(zm_mech *m)
+{
+    return mech_fail(m, ZM_MECH_FAIL_NOMEM, 0, NULL, -ENOMEM);
+}
