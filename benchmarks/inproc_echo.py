@@ -6,7 +6,7 @@ Run:  ZMTP_BACKEND=io_uring python benchmarks/inproc_echo.py [--count 3000]
 
 (The perf table's inproc_reqrep row times the same exchange with its own
 driver; the two differ in when each thread gives the GIL back, which is
-what ZM_INPROC_GIL_GRACE_NS in src/_zmtpmodule.c is about.)
+what ZM_INPROC_GIL_GRACE_NS in src/py_wait.c is about.)
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def _endpoint(addr: Union[str, bytes]) -> str:
     text = addr.decode("utf-8") if isinstance(addr, bytes) else addr
     if len(text) == len(PREFIX):
         raise ZMQError(errno.EINVAL, f"inproc endpoint needs a name: {text!r}")
-    if "\0" in text:  # as for tcp:// and ipc:// (_zmtpmodule.c, endpoint_str)
+    if "\0" in text:  # as for tcp:// and ipc:// (src/py_sockopt.c, endpoint_str)
         raise ZMQError(errno.EINVAL, f"Invalid argument: an endpoint cannot contain a NUL character: {text!r}")
     if len(text.encode("utf-8")) > _MAX_ENDPOINT:
         raise ZMQError(errno.EINVAL, f"inproc endpoint longer than {_MAX_ENDPOINT} bytes")
