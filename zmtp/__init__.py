@@ -10,6 +10,10 @@
 
 The C core does the I/O in the calling thread over io_uring or epoll
 (:func:`backend_name`); :mod:`zmtp.codec` is the protocol codec without I/O.
+
+Layering: the package's face; imports every public module below it (context,
+socket, poll, proxy, error, constants, codec, buffers, version, _backend) and
+the C module.  Nothing in ``zmtp`` imports it back except ``demo``.
 """
 
 from zmtp._zmtp import Frame, io_stats, memory_stats

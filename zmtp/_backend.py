@@ -2,6 +2,9 @@
 
 ``ZMTP_BACKEND=io_uring|epoll`` forces one; a forced backend that cannot start
 is an error at import, not a silent fallback.
+
+Layering: imports the C module only; imported by ``zmtp/__init__`` at import
+time, before any socket exists.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Buffer sizes per socket: ``ctx.socket(zmtp.PUSH, config=zmtp.BufferConfig.large())``."""
+"""Buffer sizes per socket: ``ctx.socket(zmtp.PUSH, config=zmtp.BufferConfig.large())``.
+
+Layering: imports nothing of zmtp (plain data); used by ``context`` and the
+package face.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,10 @@ than a page gets its own buffer that grows with the bytes that actually
 arrive, never with the size the peer claims.  A protocol violation raises
 :class:`ProtocolError` with a specific :class:`ErrorCode`, and the decoder
 stays failed (as a connection would be closed).
+
+Layering: imports the C module only (its Decoder and encoders); used by
+``error`` (ProtocolError's codes), ``demo`` and the package face.  Never
+imports sockets or contexts: the codec does no I/O.
 """
 
 from __future__ import annotations

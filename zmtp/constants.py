@@ -1,4 +1,8 @@
-"""Constants with libzmq's names and numbers (as pyzmq exposes them)."""
+"""Constants with libzmq's names and numbers (as pyzmq exposes them).
+
+Layering: imports the C module only; imported by everything that names an
+option or a socket type.  Must never import sockets or contexts.
+"""
 
 from __future__ import annotations
 

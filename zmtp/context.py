@@ -1,4 +1,9 @@
-"""Context: a factory and owner of sockets, as in pyzmq."""
+"""Context: a factory and owner of sockets, as in pyzmq.
+
+Layering: the top of the socket stack: imports ``socket``, ``_inproc``,
+``buffers``, ``constants``, ``error`` and the C module.  Only the package
+face imports it; ``socket`` and ``_inproc`` must never import it back.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@
 2. The codec without sockets: a greeting, READY and multipart messages fed to
    a decoder in uneven chunks, with the zero-copy and memory facts of the C
    core.
+
+Layering: a program on top of the package (``zmtp`` and ``zmtp.codec``);
+nothing imports it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Exceptions, as pyzmq names them."""
+"""Exceptions, as pyzmq names them.
+
+Layering: imports ``codec`` (ProtocolError's codes) and the C module; imported
+by every module that raises.  Must never import sockets or contexts.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Poller: wait on several zmtp sockets and plain file descriptors at once."""
+"""Poller: wait on several zmtp sockets and plain file descriptors at once.
+
+Layering: imports ``constants`` and the C module (``_poll``); used by
+``proxy`` and the package face.  Must never import ``context``.
+"""
 
 from __future__ import annotations
 

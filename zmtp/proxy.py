@@ -1,4 +1,8 @@
-"""zmtp.proxy: the classic forwarder between two sockets (XSUB/XPUB, ROUTER/DEALER)."""
+"""zmtp.proxy: the classic forwarder between two sockets (XSUB/XPUB, ROUTER/DEALER).
+
+Layering: imports ``socket``, ``poll``, ``constants`` and ``error``; only the
+package face imports it.
+"""
 
 from __future__ import annotations
 

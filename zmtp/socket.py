@@ -3,6 +3,10 @@
 The C type (``zmtp._zmtp.Socket``) does the work: send, recv, the multipart
 calls, bind/connect and options are C methods.  This subclass adds only the
 conveniences (strings, JSON, pickles, properties, context manager).
+
+Layering: imports ``_inproc``, ``constants``, ``error`` and the C module;
+imported by ``context``, ``proxy`` and the package face.  Must never import
+``context`` (a Socket reaches its context through the object it was given).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ zmtp has no libzmq: :func:`zmq_version` names the libzmq release whose wire
 behaviour (ZMTP 3.1, option defaults, error numbers) zmtp matches and is
 tested against, and :func:`pyzmq_version` the pyzmq release whose blocking
 API it follows.
+
+Layering: imports nothing of zmtp; the package face re-exports it.
 """
 
 from __future__ import annotations

@@ -1,1 +1,4 @@
-"""Helpers with pyzmq's ``zmq.utils`` names."""
+"""Helpers with pyzmq's ``zmq.utils`` names.
+
+Layering: imports nothing; its modules import ``zmtp.constants`` only.
+"""

@@ -3,6 +3,8 @@
 A monitor socket (:meth:`zmtp.Socket.get_monitor_socket`) receives each
 event as two frames: 6 octets (the uint16 event and the uint32 value, in
 host byte order, as libzmq writes them) and the endpoint.
+
+Layering: imports ``zmtp.constants`` only; nothing in ``zmtp`` imports it.
 """
 
 from __future__ import annotations
