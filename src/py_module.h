@@ -199,8 +199,15 @@ typedef struct {
 #define Z_DONTWAIT 1
 #define Z_SNDMORE 2
 
-typedef struct {
+typedef struct SocketObject {
     PyObject_HEAD
+    /* A shadow (Socket.shadow()): the socket whose engine socket this
+     * object drives, a strong reference; NULL for a socket of its own.
+     * Every method starts from sock_target(self), so both objects make
+     * their calls on one zm_sock with one claim (ps.busy): two threads,
+     * one on each, still get EBUSY.  A shadow's own fields below stay
+     * unused (never initialised: closed). */
+    struct SocketObject *shadow_of;
     zm_sock s;
     zm_psock ps;             /* registration with the progress thread */
     ProgressObject *progress; /* strong reference, or NULL */
@@ -230,6 +237,13 @@ typedef struct {
 } SocketObject;
 
 #define DEFAULT_LINGER_MS 1000
+
+/* The object whose engine socket a call uses: self, or what a shadow
+ * shadows (never itself a shadow: py_socket.c's _shadow resolves chains). */
+static inline SocketObject *sock_target(SocketObject *self)
+{
+    return self->shadow_of != NULL ? self->shadow_of : self;
+}
 
 /* ENOTSUP in a forked child, for what the parent made (one text each, so
  * that users and tests see the same words everywhere). */

@@ -34,6 +34,7 @@ typedef struct {
  * listed.  Linear: a poll lists a few sockets. */
 static int poll_sock_slot(SocketObject **set, int *n, PyObject *obj)
 {
+    obj = (PyObject *)sock_target((SocketObject *)obj); /* a shadow's */
     for (int k = 0; k < *n; k++)
         if ((PyObject *)set[k] == obj)
             return k;

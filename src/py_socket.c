@@ -144,6 +144,7 @@ static void Socket_dealloc(SocketObject *self)
         }
     }
     Py_CLEAR(self->progress);
+    Py_CLEAR(self->shadow_of); /* a shadow never closes what it shadows */
     zm_msg_clear(&self->cur);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -153,6 +154,7 @@ static int Socket_traverse(SocketObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->progress);
+    Py_VISIT(self->shadow_of);
     return 0;
 }
 
@@ -285,7 +287,7 @@ static PyObject *Socket_close(SocketObject *self, PyObject *const *args,
 
     if (zm_py_parse_fast(&params, args, nargs, kwnames, &lobj) < 0)
         return NULL;
-    return sock_close(self, lobj != NULL ? lobj : Py_None, 0);
+    return sock_close(sock_target(self), lobj != NULL ? lobj : Py_None, 0);
 }
 
 PyDoc_STRVAR(Socket_release_doc,
@@ -297,6 +299,7 @@ PyDoc_STRVAR(Socket_release_doc,
 
 static PyObject *Socket_release(SocketObject *self, PyObject *lobj)
 {
+    self = sock_target(self);
     if (!sock_terminated(self)) {
         PyErr_SetString(PyExc_RuntimeError, "_release() before _terminate()");
         return NULL;
@@ -307,6 +310,7 @@ static PyObject *Socket_release(SocketObject *self, PyObject *lobj)
 static PyObject *Socket_get_closed(SocketObject *self, void *closure)
 {
     (void)closure;
+    self = sock_target(self);
     /* Closed by term() is not closed yet for the user (libzmq: the socket
      * exists, in ETERM, until zmq_close). */
     return PyBool_FromLong(self->closed && !self->released);
@@ -315,6 +319,7 @@ static PyObject *Socket_get_closed(SocketObject *self, void *closure)
 static PyObject *Socket_get_terminated(SocketObject *self, void *closure)
 {
     (void)closure;
+    self = sock_target(self);
     return PyBool_FromLong(sock_terminated(self));
 }
 
@@ -323,6 +328,7 @@ static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
     zm_backend *be;
 
     (void)unused;
+    self = sock_target(self);
     /* seq_cst store then load, the mirror of the wait's (py_wait.c,
      * wait_publish): a thread about to block either sees the flag or is
      * woken here. */
@@ -336,10 +342,92 @@ static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
 static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
 {
     (void)unused;
+    self = sock_target(self);
     /* Acquire: pairs with the release in sock_leave (a caller that sees the
      * call over also sees its effects, e.g. `closed`). */
     return PyBool_FromLong(__atomic_load_n(&self->ps.busy, __ATOMIC_ACQUIRE) ==
                            ZM_BUSY_OWNER);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shadows                                                            */
+/* ------------------------------------------------------------------ */
+
+/* The methods of other files, through sock_target(): a shadow's call is
+ * its original's (one predicted branch and a tail call on the way). */
+#define TARGET_FASTKW(fn)                                                     \
+    static PyObject *fn##_t(SocketObject *self, PyObject *const *args,        \
+                            Py_ssize_t nargs, PyObject *kwnames)              \
+    {                                                                         \
+        return fn(sock_target(self), args, nargs, kwnames);                   \
+    }
+#define TARGET_FAST(fn)                                                       \
+    static PyObject *fn##_t(SocketObject *self, PyObject *const *args,        \
+                            Py_ssize_t nargs)                                 \
+    {                                                                         \
+        return fn(sock_target(self), args, nargs);                            \
+    }
+#define TARGET_O(fn)                                                          \
+    static PyObject *fn##_t(SocketObject *self, PyObject *arg)                \
+    {                                                                         \
+        return fn(sock_target(self), arg);                                    \
+    }
+TARGET_FASTKW(zm_py_sock_send)
+TARGET_FASTKW(zm_py_sock_recv)
+TARGET_FASTKW(zm_py_sock_send_multipart)
+TARGET_FASTKW(zm_py_sock_recv_multipart)
+TARGET_FASTKW(zm_py_sock_recv_into)
+TARGET_O(zm_py_sock_send_many)
+TARGET_O(zm_py_sock_flush)
+TARGET_O(zm_py_sock_buffers)
+TARGET_FAST(zm_py_sock_setsockopt)
+TARGET_O(zm_py_sock_getsockopt)
+TARGET_O(zm_py_sock_bind)
+TARGET_O(zm_py_sock_connect)
+TARGET_O(zm_py_sock_unbind)
+TARGET_O(zm_py_sock_disconnect)
+TARGET_O(zm_py_sock_inproc_listen)
+TARGET_O(zm_py_sock_inproc_connect)
+TARGET_FAST(zm_py_sock_inproc_offer)
+TARGET_FAST(zm_py_sock_monitor_fd)
+TARGET_FAST(zm_py_sock_adopt_fd)
+TARGET_O(zm_py_sock_stats)
+#undef TARGET_FASTKW
+#undef TARGET_FAST
+#undef TARGET_O
+
+PyDoc_STRVAR(Socket_shadow_doc,
+"_shadow_attach(socket, /)\n--\n\n"
+"Make this new, uninitialised object a shadow of `socket`: its calls use\n"
+"that socket's engine socket (a shadow of a shadow shadows the original).\n"
+"It keeps the original object alive and never closes it when collected;\n"
+"its close() closes the shared socket, as pyzmq's shadows do.  zmtp.Socket's\n"
+"shadow= argument calls it.");
+
+static PyObject *Socket_shadow(SocketObject *self, PyObject *arg)
+{
+    SocketObject *orig;
+
+    if (!PyObject_TypeCheck(arg, self->st->Socket_Type)) {
+        PyErr_Format(PyExc_TypeError, "_shadow_attach() takes a zmtp Socket, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    if (self->initialized || self->shadow_of != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Socket already initialised");
+        return NULL;
+    }
+    orig = sock_target((SocketObject *)arg);
+    if (orig == self) {
+        PyErr_SetString(PyExc_ValueError, "a socket cannot shadow itself");
+        return NULL;
+    }
+    if (!orig->initialized || (orig->closed && !orig->released))
+        return zm_py_raise_zmq(self->st, ENOTSOCK,
+                               "cannot shadow a closed socket");
+    Py_INCREF(orig);
+    self->shadow_of = orig;
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -351,21 +439,21 @@ static PyObject *Socket_in_use(SocketObject *self, PyObject *unused)
 #define CFUNC(f) (PyCFunction)(void (*)(void))(f)
 static PyMethodDef Socket_methods[] = {
     /* py_sockio.c */
-    {"send", CFUNC(zm_py_sock_send), METH_FASTCALL | METH_KEYWORDS,
+    {"send", CFUNC(zm_py_sock_send_t), METH_FASTCALL | METH_KEYWORDS,
      zm_py_sock_send_doc},
-    {"recv", CFUNC(zm_py_sock_recv), METH_FASTCALL | METH_KEYWORDS,
+    {"recv", CFUNC(zm_py_sock_recv_t), METH_FASTCALL | METH_KEYWORDS,
      zm_py_sock_recv_doc},
-    {"send_multipart", CFUNC(zm_py_sock_send_multipart),
+    {"send_multipart", CFUNC(zm_py_sock_send_multipart_t),
      METH_FASTCALL | METH_KEYWORDS, zm_py_sock_send_multipart_doc},
-    {"recv_multipart", CFUNC(zm_py_sock_recv_multipart),
+    {"recv_multipart", CFUNC(zm_py_sock_recv_multipart_t),
      METH_FASTCALL | METH_KEYWORDS, zm_py_sock_recv_multipart_doc},
-    {"recv_into", CFUNC(zm_py_sock_recv_into), METH_FASTCALL | METH_KEYWORDS,
+    {"recv_into", CFUNC(zm_py_sock_recv_into_t), METH_FASTCALL | METH_KEYWORDS,
      zm_py_sock_recv_into_doc},
-    {"_send_many", (PyCFunction)zm_py_sock_send_many, METH_VARARGS,
+    {"_send_many", (PyCFunction)zm_py_sock_send_many_t, METH_VARARGS,
      zm_py_sock_send_many_doc},
-    {"flush", (PyCFunction)zm_py_sock_flush, METH_NOARGS,
+    {"flush", (PyCFunction)zm_py_sock_flush_t, METH_NOARGS,
      zm_py_sock_flush_doc},
-    {"_buffers", (PyCFunction)zm_py_sock_buffers, METH_VARARGS,
+    {"_buffers", (PyCFunction)zm_py_sock_buffers_t, METH_VARARGS,
      zm_py_sock_buffers_doc},
     /* py_socket.c (this file) */
     {"close", CFUNC(Socket_close), METH_FASTCALL | METH_KEYWORDS,
@@ -373,33 +461,34 @@ static PyMethodDef Socket_methods[] = {
     {"_terminate", (PyCFunction)Socket_terminate, METH_NOARGS,
      "Mark the context terminated and wake a blocked call."},
     {"_release", (PyCFunction)Socket_release, METH_O, Socket_release_doc},
+    {"_shadow_attach", (PyCFunction)Socket_shadow, METH_O, Socket_shadow_doc},
     {"_in_use", (PyCFunction)Socket_in_use, METH_NOARGS,
      "True while a call on this socket is in progress."},
     /* py_sockopt.c */
-    {"setsockopt", CFUNC(zm_py_sock_setsockopt), METH_FASTCALL,
+    {"setsockopt", CFUNC(zm_py_sock_setsockopt_t), METH_FASTCALL,
      zm_py_sock_setsockopt_doc},
-    {"getsockopt", (PyCFunction)zm_py_sock_getsockopt, METH_O,
+    {"getsockopt", (PyCFunction)zm_py_sock_getsockopt_t, METH_O,
      zm_py_sock_getsockopt_doc},
-    {"bind", (PyCFunction)zm_py_sock_bind, METH_O,
+    {"bind", (PyCFunction)zm_py_sock_bind_t, METH_O,
      "bind(addr)\n--\n\nBind to tcp://host:port (port * for any) or ipc://path."},
-    {"connect", (PyCFunction)zm_py_sock_connect, METH_O,
+    {"connect", (PyCFunction)zm_py_sock_connect_t, METH_O,
      "connect(addr)\n--\n\nConnect to tcp://host:port or ipc://path (in the "
      "background; reconnects)."},
-    {"unbind", (PyCFunction)zm_py_sock_unbind, METH_O,
+    {"unbind", (PyCFunction)zm_py_sock_unbind_t, METH_O,
      "unbind(addr)\n--\n\nStop listening on a bound endpoint."},
-    {"disconnect", (PyCFunction)zm_py_sock_disconnect, METH_O,
+    {"disconnect", (PyCFunction)zm_py_sock_disconnect_t, METH_O,
      "disconnect(addr)\n--\n\nDrop a connected endpoint."},
-    {"_inproc_listen", (PyCFunction)zm_py_sock_inproc_listen, METH_O,
+    {"_inproc_listen", (PyCFunction)zm_py_sock_inproc_listen_t, METH_O,
      zm_py_sock_inproc_listen_doc},
-    {"_inproc_connect", (PyCFunction)zm_py_sock_inproc_connect, METH_O,
+    {"_inproc_connect", (PyCFunction)zm_py_sock_inproc_connect_t, METH_O,
      zm_py_sock_inproc_connect_doc},
-    {"_inproc_offer", CFUNC(zm_py_sock_inproc_offer), METH_FASTCALL,
+    {"_inproc_offer", CFUNC(zm_py_sock_inproc_offer_t), METH_FASTCALL,
      zm_py_sock_inproc_offer_doc},
-    {"_monitor_fd", CFUNC(zm_py_sock_monitor_fd), METH_FASTCALL,
+    {"_monitor_fd", CFUNC(zm_py_sock_monitor_fd_t), METH_FASTCALL,
      zm_py_sock_monitor_fd_doc},
-    {"_adopt_fd", CFUNC(zm_py_sock_adopt_fd), METH_FASTCALL,
+    {"_adopt_fd", CFUNC(zm_py_sock_adopt_fd_t), METH_FASTCALL,
      zm_py_sock_adopt_fd_doc},
-    {"stats", (PyCFunction)zm_py_sock_stats, METH_NOARGS,
+    {"stats", (PyCFunction)zm_py_sock_stats_t, METH_NOARGS,
      "stats()\n--\n\nCounters: accepted, connected, disconnected,\n"
      "handshake_failed, dropped_messages, protocol_errors {code: n}."},
     {NULL, NULL, 0, NULL},

@@ -33,7 +33,7 @@ from zmtp.constants import (
     SocketOption,
 )
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQError
-from zmtp.socket import Socket, _OptionAttributes
+from zmtp.socket import HandleRegistry, Socket, _OptionAttributes
 
 __all__ = ["Context"]
 
@@ -45,6 +45,8 @@ _UNIMPLEMENTED_CTX_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_CONTEXT
 _UNIMPLEMENTED_SOCK_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_SOCKET_OPTIONS.items()}
 
 _exiting = False
+
+_CONTEXT_HANDLES = HandleRegistry("context", 0x7A6D74700008)
 
 
 @atexit.register
@@ -114,6 +116,11 @@ class Context(_OptionAttributes):
     in pyzmq.
     """
 
+    # A shadow shares its original's __dict__ (all of the context's state:
+    # sockets, lock, inproc names, options), so what it knows of being a
+    # shadow lives in a slot, outside that dict.
+    __slots__ = ("__dict__", "__weakref__", "_shadow_obj")
+
     _instance: Optional["Context"] = None
     _instance_pid: Optional[int] = None
     _instance_lock = threading.Lock()
@@ -123,7 +130,16 @@ class Context(_OptionAttributes):
     closed: bool
     sockopts: Dict[int, Any]
 
-    def __init__(self, io_threads: int = 1, **kwargs: Any) -> None:
+    def __init__(self, io_threads: Any = 1, *, shadow: Any = 0, **kwargs: Any) -> None:
+        if isinstance(io_threads, Context):  # Context(other_context): a shadow, as pyzmq
+            io_threads, shadow = 1, io_threads
+        if shadow is not None and shadow is not False and not (isinstance(shadow, int) and shadow == 0):
+            orig = shadow if isinstance(shadow, Context) else _CONTEXT_HANDLES.lookup(getattr(shadow, "underlying", shadow))
+            root = orig._shadow_obj or orig
+            self._shadow_obj = root
+            self.__dict__ = root.__dict__  # one context, two objects
+            return
+        self._shadow_obj = None
         self._ctxopts: Dict[int, int] = {IO_THREADS: int(io_threads)}
         self._sockets: "weakref.WeakSet[Socket]" = weakref.WeakSet()
         # Guards _sockets, _terminating and _progress: a socket is
@@ -147,6 +163,36 @@ class Context(_OptionAttributes):
                 cls._instance = inst
                 cls._instance_pid = os.getpid()
             return inst  # type: ignore[return-value]
+
+    @classmethod
+    def shadow(cls: Type[_T], address: Any) -> _T:
+        """A new ``cls`` object for the same context as ``address`` (a zmtp
+        Context, or its ``underlying`` handle), as pyzmq's: e.g. an asyncio
+        Context over a blocking one.  Both objects are one context (its
+        sockets, options, inproc names, term()); the shadow is never
+        destroyed when collected.  A handle that names no live context
+        raises ZMQError(EFAULT), libzmq's errno for a bad context."""
+        if isinstance(address, bool) or (isinstance(address, int) and address == 0) or address is None:
+            raise ZMQError(errno.EFAULT, f"{address!r} is not a context handle")
+        return cls(shadow=address)
+
+    @property
+    def underlying(self) -> int:
+        """An integer naming this context for :meth:`shadow` (a
+        process-local handle, valid while the original object is alive;
+        pyzmq's is the libzmq pointer).  Shadows give the original's."""
+        return _CONTEXT_HANDLES.handle(self._shadow_obj or self)
+
+    @property
+    def _shadow(self) -> bool:
+        """True for a shadow (pyzmq's attribute)."""
+        return self._shadow_obj is not None
+
+    def __copy__(self: _T, memo: Any = None) -> _T:
+        """A shadow of this context (pyzmq: copying a Context shadows it)."""
+        return self.__class__.shadow(self)
+
+    __deepcopy__ = __copy__
 
     def __enter__(self: _T) -> _T:
         return self
@@ -275,6 +321,8 @@ class Context(_OptionAttributes):
         self.sockopts[RCVHWM] = value
 
     def __del__(self) -> None:
+        if getattr(self, "_shadow_obj", True) is not None:  # a shadow (or half made): owns nothing
+            return
         if getattr(self, "closed", True) or _exiting or os.getpid() != self._pid:
             return
         warnings.warn(f"Unclosed context {self}", ResourceWarning, stacklevel=2, source=self)

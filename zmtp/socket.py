@@ -12,12 +12,14 @@ imported by ``context``, ``proxy`` and the package face.  Must never import
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import pickle
 import random
 import socket as _stdsocket
 import warnings
+import weakref
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 from zmtp import _zmtp
@@ -58,6 +60,45 @@ from zmtp.constants import (
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQBindError, ZMQError
 
 __all__ = ["Socket"]
+
+
+class HandleRegistry:
+    """The integer handles of ``underlying`` (Socket and Context): handed
+    out once per original object, from a counter (never an address, so a
+    stale or made-up number can never name memory), and looked up
+    through weak references: a handle names its object only while that
+    object is alive.  Process-local, like libzmq's pointers."""
+
+    def __init__(self, kind: str, base: int) -> None:
+        self._kind = kind
+        self._next = itertools.count(base, 16)
+        self._live: "dict[int, weakref.ref[Any]]" = {}
+
+    def handle(self, obj: Any) -> int:
+        """``obj``'s handle (given on first use; ``obj`` is an original)."""
+        h = obj.__dict__.get("_handle")
+        if h is None:
+            h = next(self._next)
+            live = self._live
+            self._live[h] = weakref.ref(obj, lambda _ref, h=h: live.pop(h, None))
+            obj.__dict__["_handle"] = h
+        return h
+
+    def lookup(self, handle: Any) -> Any:
+        """The live object with this handle, or ZMQError(ENOTSOCK) (EFAULT
+        for a context, as libzmq's invalid-context errno) saying why."""
+        code = errno.ENOTSOCK if self._kind == "socket" else errno.EFAULT
+        if isinstance(handle, bool) or not isinstance(handle, int):
+            raise TypeError(f"a {self._kind} handle is an int (its .underlying), not {type(handle).__name__}")
+        ref = self._live.get(handle)
+        obj = ref() if ref is not None else None
+        if obj is None:
+            raise ZMQError(code, f"{handle:#x} is not the handle of a live zmtp {self._kind} "
+                           f"(use the .underlying of one that is open, in this process)")
+        return obj
+
+
+_SOCKET_HANDLES = HandleRegistry("socket", 0x7A6D74700010)
 
 
 def _int_option(opt: int, doc: str) -> property:
@@ -129,8 +170,17 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     _monitor_name: Optional[str]
     _pid: int
     _socket_type: SocketType
+    _shadow: bool
+    _shadow_obj: Any
 
-    def __init__(self, context: Any = None, socket_type: int = -1, **kwargs: Any) -> None:
+    def __init__(self, context: Any = None, socket_type: int = -1, *, shadow: Any = 0, **kwargs: Any) -> None:
+        if isinstance(context, _zmtp.Socket):  # Socket(other_socket): a shadow, as pyzmq
+            context, shadow = None, context
+        if shadow is not None and shadow is not False and not (isinstance(shadow, int) and shadow == 0):
+            self._init_shadow(shadow, kwargs)
+            return
+        self._shadow = False
+        self._shadow_obj = None
         if isinstance(context, int) and socket_type == -1:  # Socket(REQ)
             context, socket_type = None, context
         if socket_type == -1:
@@ -153,10 +203,58 @@ class Socket(_OptionAttributes, _zmtp.Socket):
             self.close(linger=0)  # not left open (and warned about) by a bad option
             raise
 
+    def _init_shadow(self, shadow: Any, kwargs: Any) -> None:
+        """Become a shadow of ``shadow`` (a zmtp Socket or the handle of one)."""
+        if isinstance(shadow, _zmtp.Socket):
+            orig = shadow
+        else:
+            orig = _SOCKET_HANDLES.lookup(getattr(shadow, "underlying", shadow))
+        root = getattr(orig, "_shadow_obj", None) or orig  # a shadow of a shadow shadows the original
+        self._shadow_attach(root)  # the C object: every call is made on root's engine socket
+        self._shadow = True
+        self._shadow_obj = root  # as pyzmq: keeps the original alive
+        self.context = root.context
+        self._socket_type = root._socket_type
+        self._monitor_name = None
+        self._pid = root._pid
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def shadow(cls, address: Any) -> "Socket":  # type: ignore[override]
+        """A new ``cls`` object driving the same socket as ``address`` (a
+        zmtp Socket, or its ``underlying`` handle): a blocking and an asyncio
+        object can share one socket this way, as in pyzmq.  Both objects'
+        calls go to one socket (two threads, one on each, get EBUSY as on
+        one object); the shadow keeps the original object alive, never
+        closes the socket when collected, and its ``close()`` closes the
+        shared socket.  A handle that names no live socket raises
+        ZMQError(ENOTSOCK)."""
+        if isinstance(address, bool) or (isinstance(address, int) and address == 0) or address is None:
+            raise ZMQError(errno.ENOTSOCK, f"{address!r} is not a socket handle")
+        return cls(shadow=address)
+
+    @property
+    def underlying(self) -> int:
+        """An integer naming this socket for :meth:`shadow` (pyzmq's is the
+        libzmq pointer; zmtp's is a process-local handle, valid while the
+        original object is alive and open).  Shadows give the original's."""
+        root = self._shadow_obj or self
+        return _SOCKET_HANDLES.handle(root)
+
+    def __copy__(self, memo: Any = None) -> "Socket":
+        """A shadow of this socket (pyzmq: copying a Socket shadows it)."""
+        return self.__class__.shadow(self)
+
+    __deepcopy__ = __copy__
+
     def __del__(self) -> None:
         # As pyzmq: a socket collected unclosed warns, then closes (with its
         # LINGER).  Not in a forked child: the socket is the parent's; not
-        # after its context's term(), which freed it.
+        # after its context's term(), which freed it; never for a shadow,
+        # which does not own its socket.
+        if getattr(self, "_shadow", True):
+            return
         if self.closed or getattr(self, "_pid", None) != os.getpid() or self._terminated:
             return
         warnings.warn(f"Unclosed socket {self}", ResourceWarning, stacklevel=2, source=self)
@@ -302,7 +400,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         ``inproc://``: a name for sockets of this Context)."""
         if is_inproc(addr):
             self._check_open()
-            self._inproc_names().bind(self, addr)
+            self._inproc_names().bind(self._shadow_obj or self, addr)
         else:
             super().bind(addr)
 
@@ -311,7 +409,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         (messages queue until then, as in libzmq)."""
         if is_inproc(addr):
             self._check_open()
-            self._inproc_names().connect(self, addr)
+            self._inproc_names().connect(self._shadow_obj or self, addr)
         else:
             super().connect(addr)
 
@@ -320,7 +418,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         and the connections already made through it stay, as in libzmq."""
         if is_inproc(addr):
             self._check_open()
-            self._inproc_names().unbind(self, addr)
+            self._inproc_names().unbind(self._shadow_obj or self, addr)
         else:
             super().unbind(addr)
 
@@ -460,7 +558,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         except BaseException:
             mon.close(linger=0)
             raise
-        self._monitor_name = None  # an earlier monitor(addr) is replaced
+        (self._shadow_obj or self)._monitor_name = None  # an earlier monitor(addr) is replaced
         return mon
 
     def monitor(self, addr: Optional[Union[str, bytes]], events: int = EVENT_ALL) -> None:
@@ -486,12 +584,13 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         except BaseException:
             _stdsocket.close(theirs_fd)
             raise
-        self._monitor_name = self._inproc_names().monitor(self, addr, theirs_fd)  # owns theirs_fd
+        root = self._shadow_obj or self  # the name belongs to the original, shadows or not
+        root._monitor_name = self._inproc_names().monitor(root, addr, theirs_fd)  # owns theirs_fd
 
     def disable_monitor(self) -> None:
         """Stop sending events; the monitor socket gets EVENT_MONITOR_STOPPED."""
         self._check_open()
-        self._monitor_name = None  # frees the inproc name of monitor(addr)
+        (self._shadow_obj or self)._monitor_name = None  # frees the inproc name of monitor(addr)
         self._monitor_fd(-1, 0)
 
     # DONTWAIT / SNDMORE re-exported for subclass users
