@@ -12,13 +12,13 @@ The C core does the I/O in the calling thread over io_uring or epoll
 (:func:`backend_name`); :mod:`zmtp.codec` is the protocol codec without I/O.
 
 Layering: the package's face; imports every public module below it (context,
-socket, poll, proxy, error, constants, codec, buffers, version, _backend) and
-the C module.  Nothing in ``zmtp`` imports it back except ``demo``.
+socket, poll, proxy, error, constants, codec, buffers, version, _backend,
+curve, sugar.tracker, sugar.frame) and the C module.  Nothing in ``zmtp`` imports it back except ``demo``.
 """
 
 from zmtp._zmtp import Frame, io_stats, memory_stats
 from zmtp.codec import ProtocolError
-from zmtp.error import Again, ContextTerminated, ZMQBindError, ZMQError, strerror
+from zmtp.error import Again, ContextTerminated, NotDone, ZMQBindError, ZMQError, strerror
 from zmtp.version import __version__, has, pyzmq_version, pyzmq_version_info, zmq_version, zmq_version_info
 from zmtp._backend import backend_info, backend_name
 from zmtp.constants import (
@@ -110,7 +110,10 @@ from zmtp.socket import Socket
 from zmtp.buffers import BufferConfig
 from zmtp.context import Context
 from zmtp.poll import Poller, select
-from zmtp.proxy import proxy
+from zmtp.proxy import FORWARDER, QUEUE, STREAMER, DeviceType, device, proxy
+from zmtp.sugar.frame import Message
+from zmtp.sugar.tracker import MessageTracker
+from zmtp.curve import curve_keypair, curve_public
 
 __all__ = [
     "Again", "BufferConfig", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
@@ -120,6 +123,8 @@ __all__ = [
     "RECONNECT_IVL", "RECONNECT_IVL_MAX", "REP", "REQ", "ROUTER", "ROUTER_MANDATORY", "ROUTING_ID", "SNDHWM", "SNDMORE",
     "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
     "ZMQError", "__version__", "backend_info", "backend_name", "io_stats", "memory_stats", "proxy", "strerror",
+    "Message", "MessageTracker", "NotDone", "device", "DeviceType", "QUEUE", "FORWARDER", "STREAMER",
+    "curve_keypair", "curve_public",
     "ContextOption", "IO_THREADS", "IPC_PATH_MAX_LEN", "MAX_MSGSZ", "MAX_SOCKETS", "MORE", "MessageOption", "POLLPRI",
     "SHARED", "SOCKET_LIMIT", "SRCFD", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
     "zmq_version_info",

@@ -15,6 +15,7 @@ from zmtp.codec import ProtocolError
 
 __all__ = [
     "ZMQError", "Again", "ContextTerminated", "ZMQBindError", "OptionNotImplemented", "ProtocolError", "strerror",
+    "NotDone",
 ]
 
 _ZMQ_TEXT = {
@@ -71,6 +72,11 @@ class OptionNotImplemented(ZMQError, AttributeError):
 
 class ZMQBindError(ZMQError):
     """bind_to_random_port() found no free port."""
+
+
+class NotDone(Exception):
+    """MessageTracker.wait() timed out before the tracked messages were
+    done (pyzmq's name; not a ZMQError, as in pyzmq)."""
 
 
 _zmtp._set_errors(ZMQError, Again, ContextTerminated)

@@ -1,4 +1,6 @@
-"""zmtp.proxy: the classic forwarder between two sockets (XSUB/XPUB, ROUTER/DEALER).
+"""zmtp.proxy: the classic forwarder between two sockets (XSUB/XPUB, ROUTER/DEALER),
+and ``device`` with its ``DeviceType`` (QUEUE, FORWARDER, STREAMER), pyzmq's
+older name for the same loop.
 
 Layering: imports ``socket``, ``poll``, ``constants`` and ``error``; only the
 package face imports it.
@@ -6,6 +8,7 @@ package face imports it.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Optional
 
 from zmtp.constants import DONTWAIT, POLLIN
@@ -13,7 +16,22 @@ from zmtp.error import Again
 from zmtp.poll import Poller
 from zmtp.socket import Socket
 
-__all__ = ["proxy"]
+__all__ = ["proxy", "device", "DeviceType", "QUEUE", "FORWARDER", "STREAMER"]
+
+
+class DeviceType(IntEnum):
+    """libzmq's device kinds (pyzmq's numbers).  zmq_device ignores the
+    kind since libzmq 3.2 (every device is a proxy), and so does
+    :func:`device`."""
+
+    STREAMER = 1
+    FORWARDER = 2
+    QUEUE = 3
+
+
+STREAMER = DeviceType.STREAMER
+FORWARDER = DeviceType.FORWARDER
+QUEUE = DeviceType.QUEUE
 
 
 def proxy(frontend: Socket, backend: Socket, capture: Optional[Socket] = None) -> None:
@@ -38,3 +56,12 @@ def proxy(frontend: Socket, backend: Socket, capture: Optional[Socket] = None) -
             if capture is not None:
                 capture.send_multipart(msg)
             other.send_multipart(msg)
+
+
+def device(device_type: int, frontend: Socket, backend: Socket) -> None:
+    """pyzmq's deprecated ``zmq.device``: ``proxy(frontend, backend)``,
+    whatever ``device_type`` (QUEUE for ROUTER/DEALER, FORWARDER for
+    SUB/PUB, STREAMER for PULL/PUSH: the loop is the same).  ``frontend``
+    and ``backend`` may be one socket: ipykernel's heartbeat echoes every
+    message back to its sender with ``device(QUEUE, router, router)``."""
+    proxy(frontend, backend)
