@@ -133,7 +133,7 @@ class Context(_OptionAttributes):
     def __init__(self, io_threads: Any = 1, *, shadow: Any = 0, **kwargs: Any) -> None:
         if isinstance(io_threads, Context):  # Context(other_context): a shadow, as pyzmq
             io_threads, shadow = 1, io_threads
-        if shadow is not None and shadow is not False and not (isinstance(shadow, int) and shadow == 0):
+        if _CONTEXT_HANDLES.given(shadow):
             orig = shadow if isinstance(shadow, Context) else _CONTEXT_HANDLES.lookup(getattr(shadow, "underlying", shadow))
             root = orig._shadow_obj or orig
             self._shadow_obj = root
@@ -172,8 +172,7 @@ class Context(_OptionAttributes):
         sockets, options, inproc names, term()); the shadow is never
         destroyed when collected.  A handle that names no live context
         raises ZMQError(EFAULT), libzmq's errno for a bad context."""
-        if isinstance(address, bool) or (isinstance(address, int) and address == 0) or address is None:
-            raise ZMQError(errno.EFAULT, f"{address!r} is not a context handle")
+        _CONTEXT_HANDLES.refuse_null(address)
         return cls(shadow=address)
 
     @property

@@ -84,6 +84,19 @@ class HandleRegistry:
             obj.__dict__["_handle"] = h
         return h
 
+    @staticmethod
+    def given(shadow: Any) -> bool:
+        """True when a constructor's ``shadow=`` asks for a shadow (pyzmq:
+        anything but 0 / None / False)."""
+        return shadow is not None and shadow is not False and not (isinstance(shadow, int) and shadow == 0)
+
+    def refuse_null(self, address: Any) -> None:
+        """``shadow(0)`` / ``shadow(None)``: the error of a handle naming
+        nothing (pyzmq's constructor would make a new object instead)."""
+        if not self.given(address) or isinstance(address, bool):
+            code = errno.ENOTSOCK if self._kind == "socket" else errno.EFAULT
+            raise ZMQError(code, f"{address!r} is not a {self._kind} handle")
+
     def lookup(self, handle: Any) -> Any:
         """The live object with this handle, or ZMQError(ENOTSOCK) (EFAULT
         for a context, as libzmq's invalid-context errno) saying why."""
@@ -176,7 +189,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     def __init__(self, context: Any = None, socket_type: int = -1, *, shadow: Any = 0, **kwargs: Any) -> None:
         if isinstance(context, _zmtp.Socket):  # Socket(other_socket): a shadow, as pyzmq
             context, shadow = None, context
-        if shadow is not None and shadow is not False and not (isinstance(shadow, int) and shadow == 0):
+        if _SOCKET_HANDLES.given(shadow):
             self._init_shadow(shadow, kwargs)
             return
         self._shadow = False
@@ -230,8 +243,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         closes the socket when collected, and its ``close()`` closes the
         shared socket.  A handle that names no live socket raises
         ZMQError(ENOTSOCK)."""
-        if isinstance(address, bool) or (isinstance(address, int) and address == 0) or address is None:
-            raise ZMQError(errno.ENOTSOCK, f"{address!r} is not a socket handle")
+        _SOCKET_HANDLES.refuse_null(address)
         return cls(shadow=address)
 
     @property
