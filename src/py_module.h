@@ -4,7 +4,7 @@
  * objects more than one file looks inside (Frame, Progress, InprocPipe,
  * Socket), one group of declarations per file, and the static inline
  * helpers of the per-message path (frame_new_from, frame_fill_copy,
- * sock_claim, sock_enter, sock_leave, sock_events_now), which stay inline
+ * sock_target, sock_claim, sock_enter, sock_leave, sock_events_now), which stay inline
  * in each file that uses them.
  *
  * May include: Python.h and the C core's public headers (engine.h,

@@ -6,7 +6,9 @@
  * and py_sockopt.c (options, endpoints, stats).
  *
  * Owns:      Socket's lifecycle, close's linger, the Socket type spec
- *            (zm_py_socket_spec) and method table.
+ *            (zm_py_socket_spec) and method table, shadows (a second
+ *            object on the same engine socket: _shadow_attach, and the
+ *            table's entries, which all go through sock_target()).
  * May call:  Python.h, engine.h (zm_sock_init, zm_sock_destroy,
  *            zm_sock_process, zm_sock_pending_out), progress.h (add,
  *            remove), backend.h (zm_backend_wake, zm_fork_gen), py_wait.c
