@@ -291,6 +291,52 @@ def test_on_send_stream_and_stop_on_send(backend, ctx, loop):
     stream.close(linger=0)
 
 
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_send_queue_waits_for_a_peer(backend, ctx, zctx, loop, tmp_path, transport):
+    """With no peer (PUSH: no POLLOUT) the queue waits, nothing is sent or
+    dropped; once a pyzmq PULL connects, the edge of POLLOUT sends it all."""
+    push = zsock(ctx, zmtp.PUSH)
+    addr = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp_path}/q-{next(_names)}.ipc"
+    push.bind(addr)
+    stream = ZMQStream(push, io_loop=loop)
+    sent: List[Any] = []
+    stream.on_send(lambda msg, status: sent.append(msg))
+    for i in range(20):
+        stream.send_multipart([b"%d" % i, b"x" * i])
+    spin(loop, 200)
+    assert sent == [] and stream.sending()
+    pull = psock(zctx, zmq.PULL)
+    pull.connect(push.last_endpoint.decode())
+    run_until(loop, lambda: len(sent) == 20, "the queue to be sent")
+    assert [pull.recv_multipart() for _ in range(20)] == [[b"%d" % i, b"x" * i] for i in range(20)]
+    stream.close(linger=0)
+
+
+def test_default_loop_socket_and_deprecated_on_err(backend, ctx, loop, caplog):
+    """Made inside a running loop with no io_loop, a stream uses
+    IOLoop.current(); stream.socket is the socket; on_err/stop_on_err only
+    log, as pyzmq's."""
+    a, b = inproc_pair(ctx, zmtp.PAIR, zmtp.PAIR)
+    made: List[ZMQStream] = []
+    got: List[Any] = []
+
+    def make() -> None:
+        stream = ZMQStream(a)
+        stream.on_recv(got.append)
+        made.append(stream)
+
+    loop.add_callback(make)
+    b.send(b"hi")
+    run_until(loop, lambda: got, "a message")
+    stream = made[0]
+    assert stream.io_loop is loop and stream.socket is a and got == [[b"hi"]]
+    assert stream.bind == a.bind and stream.getsockopt(zmtp.TYPE) == zmtp.PAIR
+    stream.stop_on_err()
+    stream.on_err(lambda *args: None)
+    assert caplog.text.count("on_err does nothing") == 2
+    stream.close(linger=0)
+
+
 # -- flush
 
 
