@@ -209,18 +209,12 @@ class ZMQStream:
             if not want:
                 break
             events = self._events()
-            if events is None or not events & want:
+            done = self._step(events & want) if events is not None else 0
+            if not done:
                 break
-            if events & want & POLLIN:
-                self._handle_recv()
-                count += 1
-                if self.socket is None:
-                    break
-            if events & want & POLLOUT and self.sending():
-                self._handle_send()
-                count += 1
-                if self.socket is None:
-                    break
+            count += done
+            if self.socket is None:
+                break
         if count:
             self._flushed = True
             if not already_flushed:
@@ -335,25 +329,29 @@ class ZMQStream:
                 zevents = self._events()
                 if zevents is None or handled >= DRAIN_LIMIT or self._flushed:
                     break
-                progressed = False
-                if zevents & POLLIN and self.receiving():
-                    self._handle_recv()
-                    handled += 1
-                    progressed = True
-                    if self.socket is None:
-                        return
-                if zevents & POLLOUT and self.sending():
-                    self._handle_send()
-                    handled += 1
-                    progressed = True
-                    if self.socket is None:
-                        return
-                if not progressed:
+                want = (POLLIN if self.receiving() else 0) | (POLLOUT if self.sending() else 0)
+                done = self._step(zevents & want)
+                if not done or self.socket is None:
                     break
+                handled += done
         finally:
             # whatever happened (a callback raising included): work left is
             # scheduled, not left to an edge that will not come
             self._rebuild_io_state()
+
+    def _step(self, events: int) -> int:
+        """One receive (POLLIN in `events`) and one send (POLLOUT in
+        `events` and a message queued); how many were handled."""
+        done = 0
+        if events & POLLIN:
+            self._handle_recv()
+            done += 1
+            if self.socket is None:
+                return done
+        if events & POLLOUT and self.sending():
+            self._handle_send()
+            done += 1
+        return done
 
     def _handle_recv(self) -> None:
         if self._flushed:
