@@ -556,6 +556,86 @@ def test_future_module_needs_zmtp_asyncio():
     assert {"Context", "Socket", "Poller"} <= set(dir(future))
 
 
+@pytest.mark.parametrize("where", PEERS)
+def test_future_sockets_in_tornado_coroutines(backend, zctx, loop, tmp_path, where):
+    """zmtp.eventloop.future against a pyzmq DEALER: awaited send/recv,
+    a Poller, a @gen.coroutine yielding a recv future, its own Context
+    (io_loop= warns as pyzmq's) and instance()."""
+    try:
+        future = importlib.import_module("zmtp.eventloop.future")
+    except ImportError as exc:
+        pytest.skip(f"zmtp.eventloop.future unavailable: {exc}")
+    from tornado import gen
+
+    with pytest.warns(DeprecationWarning, match="io_loop"):
+        fctx = future.Context(io_loop=loop)
+    out: List[Any] = []
+
+    @gen.coroutine
+    def yielded(sock: Any) -> Any:
+        msg = yield sock.recv_multipart()
+        return msg
+
+    async def main() -> None:
+        z, p = connected(zmtp.DEALER, zmq.DEALER, fctx, zctx, where, tmp_path)
+        assert isinstance(z, future.Socket)
+        pending = z.recv_multipart()
+        p.send_multipart([b"a", b"b"])
+        out.append(await pending)
+        await z.send_multipart([b"c", b"d"])
+        out.append(p.recv_multipart())
+        poller = future.Poller()
+        poller.register(z, zmtp.POLLIN)
+        p.send(b"e")
+        out.append(await poller.poll(TIMEOUT_MS))
+        out.append(await z.recv())
+        p.send(b"f")
+        out.append(await yielded(z))
+        z.close(linger=0)
+
+    try:
+        loop.run_sync(main, timeout=DEADLINE_S)
+        assert out[:2] == [[b"a", b"b"], [b"c", b"d"]]
+        assert [ev for _, ev in out[2]] == [zmtp.POLLIN]
+        assert out[3:] == [b"e", [b"f"]]
+        assert future.Context.instance() is future.Context.instance()
+        assert type(future.Context.instance()) is future.Context
+    finally:
+        fctx.term()
+        future.Context.instance().term()
+
+
+def test_asyncio_socket_is_shadowed_as_blocking(backend, loop):
+    """A zmtp.asyncio socket given to a stream warns RuntimeWarning as
+    pyzmq's; with Socket.shadow() the stream uses a blocking socket on the
+    same C socket (callbacks get bytes), without it TypeError says why."""
+    try:
+        aio = importlib.import_module("zmtp.asyncio")
+    except ImportError as exc:
+        pytest.skip(f"zmtp.asyncio unavailable: {exc}")
+    actx = aio.Context()
+    a, b = actx.socket(zmtp.PAIR), actx.socket(zmtp.PAIR)
+    name = f"inproc://shadowed-{next(_names)}"
+    a.bind(name)
+    b.connect(name)
+    try:
+        if not hasattr(zmtp.Socket, "shadow"):
+            with pytest.warns(RuntimeWarning), pytest.raises(TypeError, match="shadow"):
+                ZMQStream(a, io_loop=loop)
+            return
+        with pytest.warns(RuntimeWarning, match="base zmtp.Socket"):
+            stream = ZMQStream(a, io_loop=loop)
+        assert type(stream.socket) is zmtp.Socket
+        got: List[Any] = []
+        stream.on_recv(got.append)
+        loop.run_sync(lambda: b.send(b"x"), timeout=DEADLINE_S)
+        run_until(loop, lambda: got, "a message")
+        assert got == [[b"x"]]
+        loop.remove_handler(stream._fd)
+    finally:
+        actx.destroy(linger=0)
+
+
 _NO_TORNADO = """
 import sys
 sys.modules["tornado"] = None  # as if tornado were not installed

@@ -34,18 +34,24 @@ __all__ = ["Context", "Socket", "Poller"]
 
 
 class Poller(_aio.Poller):  # type: ignore[misc,name-defined]
-    """An asyncio Poller whose ``poll()`` a tornado coroutine awaits."""
+    """``await poller.poll(timeout_ms)`` from a tornado coroutine (the
+    loop under tornado's IOLoop is the running asyncio loop)."""
 
 
 class Socket(_aio.Socket):  # type: ignore[misc,name-defined]
-    """An asyncio Socket whose futures a tornado coroutine awaits."""
+    """A socket whose send/recv methods and poll() return futures a
+    tornado coroutine awaits (tornado's Future is asyncio's)."""
+
+    _poller_class = Poller
 
 
 class Context(_aio.Context):  # type: ignore[misc,name-defined]
     """A Context making :class:`Socket`; ``io_loop=`` is accepted and
     ignored with pyzmq's DeprecationWarning (the running loop is used)."""
 
-    _instance = None
+    _socket_class = Socket
+    _instance = None  # not zmtp.asyncio's nor the blocking Context's
+    _instance_pid = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         io_loop = kwargs.pop("io_loop", None)

@@ -22,6 +22,7 @@ import asyncio
 import inspect
 import json
 import pickle
+import sys
 import warnings
 from collections import deque
 from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
@@ -72,6 +73,7 @@ class ZMQStream:
     io_loop: IOLoop
 
     def __init__(self, socket: Socket, io_loop: Optional[IOLoop] = None) -> None:
+        socket = _blocking(socket)
         self.socket = socket
         self.io_loop = io_loop or IOLoop.current()
         self._fd = socket.fileno()
@@ -412,6 +414,26 @@ class ZMQStream:
         if events is not None and state & events:
             self._scheduled = True
             self.io_loop.add_callback(self._drain)
+
+
+def _blocking(socket: Socket) -> Socket:
+    """`socket`, or for an asyncio socket (``zmtp.asyncio``) a blocking one
+    on the same C socket, with pyzmq's RuntimeWarning: callbacks get what
+    the blocking ``recv_multipart`` returns, never futures."""
+    future_mod = sys.modules.get("zmtp._future")  # not imported: no asyncio socket exists
+    if future_mod is None or not isinstance(socket, getattr(future_mod, "_AsyncSocket", ())):
+        return socket
+    warnings.warn(
+        "ZMQStream only supports the base zmtp.Socket class: use zmtp.Socket.shadow(other_socket.underlying)"
+        " or ctx.socket(kind, socket_class=zmtp.Socket) to make one; the socket is shadowed as a zmtp.Socket",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    shadow = getattr(Socket, "shadow", None)
+    if shadow is None:
+        raise TypeError("ZMQStream needs a blocking zmtp.Socket; Socket.shadow() (to wrap an asyncio socket) "
+                        "is not in this build of zmtp yet")
+    return shadow(socket.underlying)  # type: ignore[no-any-return]
 
 
 def _ignore(*args: Any) -> None:
