@@ -314,8 +314,8 @@ def test_send_queue_waits_for_a_peer(backend, ctx, zctx, loop, tmp_path, transpo
 
 def test_default_loop_socket_and_deprecated_on_err(backend, ctx, loop, caplog):
     """Made inside a running loop with no io_loop, a stream uses
-    IOLoop.current(); stream.socket is the socket; on_err/stop_on_err only
-    log, as pyzmq's."""
+    IOLoop.current(); stream.socket is the socket; a callback that is not
+    callable fails an assert; on_err/stop_on_err only log, as pyzmq's."""
     a, b = inproc_pair(ctx, zmtp.PAIR, zmtp.PAIR)
     made: List[ZMQStream] = []
     got: List[Any] = []
@@ -331,6 +331,10 @@ def test_default_loop_socket_and_deprecated_on_err(backend, ctx, loop, caplog):
     stream = made[0]
     assert stream.io_loop is loop and stream.socket is a and got == [[b"hi"]]
     assert stream.bind == a.bind and stream.getsockopt(zmtp.TYPE) == zmtp.PAIR
+    with pytest.raises(AssertionError):
+        stream.on_recv(1)  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):
+        stream.on_send(zmtp)  # type: ignore[arg-type]
     stream.stop_on_err()
     stream.on_err(lambda *args: None)
     assert caplog.text.count("on_err does nothing") == 2
