@@ -432,6 +432,23 @@ def test_socket_closed_behind_the_stream(backend, ctx, loop):
     spin(loop)
 
 
+def test_context_terminated_closes_the_stream(backend, loop, caplog):
+    """After its context's term() the stream's next look at the socket
+    (here: on_recv) finds ContextTerminated, closes the socket and runs the
+    close callback, as pyzmq's stream does on ETERM."""
+    c = zmtp.Context()
+    a = c.socket(zmtp.PULL)
+    a.bind(f"inproc://term-{next(_names)}")
+    stream = ZMQStream(a, io_loop=loop)
+    closed: List[bool] = []
+    stream.set_close_callback(lambda: closed.append(True))
+    c.term()
+    stream.on_recv(lambda msg: None)
+    assert closed == [True] and stream.closed() and a.closed
+    assert "after terminating context" in caplog.text
+    spin(loop)
+
+
 # -- bursts, many streams
 
 

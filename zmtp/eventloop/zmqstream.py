@@ -298,7 +298,9 @@ class ZMQStream:
             return int(self.socket.getsockopt(EVENTS))
         except ContextTerminated:
             gen_log.warning("Got events for stream %s after terminating context", self)
-            self.closed()
+            # zmtp's term() leaves the socket open (calls raise ETERM until
+            # close()), where libzmq's waits for it to be closed: close it
+            self.close(linger=0)
             return None
         except ZMQError as e:
             if self.closed():
