@@ -483,6 +483,37 @@ def test_burst_of_10000_no_missed_callback(backend, ctx, zctx, loop, tmp_path, w
     stream.close(linger=0)
 
 
+def test_many_streams_on_one_loop(backend, ctx, zctx, loop, tmp_path):
+    """16 PULL streams (tcp and ipc, half zmtp-bound, half pyzmq-bound) on
+    one loop, each fed 500 messages by its pyzmq PUSH from one thread:
+    every stream gets its own, in order."""
+    wheres = [("tcp", True), ("tcp", False), ("ipc", True), ("ipc", False)] * 4
+    pairs = [connected(zmtp.PULL, zmq.PUSH, ctx, zctx, w, tmp_path) for w in wheres]
+    got: List[List[bytes]] = [[] for _ in pairs]
+    streams = []
+    for k, (pull, _) in enumerate(pairs):
+        stream = ZMQStream(pull, io_loop=loop)
+        stream.on_recv(lambda msg, k=k: got[k].append(msg[0]))
+        streams.append(stream)
+    n = 500
+
+    def feed() -> None:
+        for i in range(n):
+            for k, (_, push) in enumerate(pairs):
+                push.send(b"%d:%d" % (k, i))
+
+    t = threading.Thread(target=feed)
+    t.start()
+    try:
+        run_until(loop, lambda: all(len(g) == n for g in got), "every stream's messages", timeout=2 * DEADLINE_S)
+    finally:
+        t.join()
+    for k, g in enumerate(got):
+        assert g == [b"%d:%d" % (k, i) for i in range(n)]
+    for stream in streams:
+        stream.close(linger=0)
+
+
 def test_a_drain_is_bounded_per_callback(backend, ctx, loop):
     """Queued input is taken at most DRAIN_LIMIT messages per loop callback
     (the loop's other work runs between), and all of it is delivered."""
