@@ -120,6 +120,7 @@ int zm_sock_init(zm_sock *s, int type)
     s->reconnect_ivl_ms = 100;
     s->handshake_ivl_ms = 30000; /* libzmq's default */
     s->heartbeat_timeout_ms = -1;
+    s->stream_notify = 1; /* libzmq: ZMQ_STREAM_NOTIFY defaults to 1 */
     s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
     s->write_buf_size = ZM_WRITE_BUF_DEFAULT;
     s->max_frames = ZM_MAX_FRAMES_DEFAULT;

@@ -96,6 +96,8 @@ from zmtp.constants import (
     XPUB_VERBOSE,
     XPUB,
     XSUB,
+    STREAM,
+    STREAM_NOTIFY,
     ContextOption,
     Errno,
     Event,
@@ -121,6 +123,6 @@ __all__ = [
     "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
     "ZMQError", "__version__", "backend_info", "backend_name", "io_stats", "memory_stats", "proxy", "strerror",
     "ContextOption", "IO_THREADS", "IPC_PATH_MAX_LEN", "MAX_MSGSZ", "MAX_SOCKETS", "MORE", "MessageOption", "POLLPRI",
-    "SHARED", "SOCKET_LIMIT", "SRCFD", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
+    "SHARED", "SOCKET_LIMIT", "SRCFD", "STREAM", "STREAM_NOTIFY", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
     "zmq_version_info",
 ]
