@@ -118,14 +118,6 @@ typedef struct zm_conn {
     int got_greeting;
     int peer_minor;
     int peer_type;
-    /* STREAM (zm_route_raw): no greeting and no framing; ACTIVE from the
-     * connect or accept on, reads become [bytes] messages (raw_page holds
-     * them), writes are the data as sent.  raw_closing: the application
-     * closed it (an empty frame): the output goes, then the descriptor,
-     * with no disconnect notification and no redial. */
-    int raw;
-    int raw_closing;
-    zm_page *raw_page;
     /*
      * Output and its byte accounting.  `out` is the queue of encoded bytes
      * not yet written: first the hs_left bytes of our greeting and READY
@@ -190,6 +182,15 @@ typedef struct zm_conn {
     zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
     int pipe_end;           /* 0: we connected, 1: we bound */
     zm_msg pipe_out;        /* the message being sent frame by frame */
+    /* STREAM (zm_route_raw): no greeting and no framing; ACTIVE from the
+     * connect or accept on, reads become [bytes] messages (raw_page holds
+     * them), writes are the data as sent.  raw_closing: the application
+     * closed it (an empty frame): the output goes, then the descriptor,
+     * with no disconnect notification and no redial.  After the per-
+     * message fields: read once per step, they move none of them. */
+    int raw;
+    int raw_closing;
+    zm_page *raw_page;
     /* the handshake after the greeting (tcp/ipc); last, with the other
      * cold fields, so that it moves none of the per-message ones */
     zm_mech mech;

@@ -147,7 +147,7 @@ static int conn_start_raw(zm_sock *s, zm_conn *c)
     c->peer_ttl_ns = 0;
     c->peer_minor = 0; /* no PINGs: conn_timers has nothing to do */
     c->got_greeting = 1;
-    c->hs_event_sent = 1;
+    c->hs_event_sent = 0; /* libzmq: HANDSHAKE_FAILED_NO_DETAIL at the end */
     c->lost_errno = 0;
     conn_activate(s, c);
     return 0;
@@ -262,7 +262,9 @@ void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         if (c->state == ZM_CS_CONNECTING) {
             zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)c->fd, c->endpoint);
         } else if (c->state == ZM_CS_HANDSHAKE || c->state == ZM_CS_ACTIVE) {
-            if (c->state == ZM_CS_HANDSHAKE && !c->hs_event_sent)
+            /* A raw (STREAM) connection never finishes a handshake in
+             * libzmq's eyes: its end says NO_DETAIL too. */
+            if ((c->state == ZM_CS_HANDSHAKE || c->raw) && !c->hs_event_sent)
                 zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
                           (uint32_t)c->lost_errno, c->endpoint);
             zm_mon_event(s, ZM_EVENT_DISCONNECTED, (uint32_t)c->fd, c->endpoint);
@@ -436,7 +438,8 @@ static void conn_activate(zm_sock *s, zm_conn *c)
 {
     c->state = ZM_CS_ACTIVE;
     c->retry_ivl_ms = 0; /* connected: the backoff starts over */
-    zm_mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
+    if (!c->raw) /* libzmq's raw engine has no handshake to announce */
+        zm_mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
     c->next_ping_ns = s->heartbeat_ivl_ms > 0
                           ? zm_now_ns() + (int64_t)s->heartbeat_ivl_ms * 1000000
                           : 0;
@@ -695,6 +698,7 @@ static void conn_read_raw(zm_sock *s, zm_conn *c, int64_t now)
 void zm_conn_raw_close(zm_sock *s, zm_conn *c, int64_t now)
 {
     c->raw_closing = 1;
+    c->hs_event_sent = 1; /* ours: no HANDSHAKE_FAILED_NO_DETAIL */
     c->connecter = 0; /* no redial */
     if (c->state == ZM_CS_ACTIVE && c->fd >= 0 && c->out.bytes > 0)
         zm_conn_write(s, c, now);

@@ -474,3 +474,56 @@ def test_peer_vanishing_mid_data(backend, ctx):
     s.send_multipart([rid, b"ok"])
     assert _recv_exact(last, 2) == b"ok"
     last.close()
+
+
+def test_monitor_events_as_libzmq(backend, ctx, zctx):
+    """A raw connection's monitor events are libzmq's: ACCEPTED, no
+    HANDSHAKE_SUCCEEDED (there is no handshake), and at its end
+    HANDSHAKE_FAILED_NO_DETAIL then DISCONNECTED (pyzmq's sequence,
+    checked in the same run)."""
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message as precv
+
+    from zmtp.utils.monitor import recv_monitor_message as zrecv
+
+    def sequence(sock: Any, mon: Any, recv: Any, again: Any) -> List[int]:
+        sock.bind("tcp://127.0.0.1:*")
+        client = connect_to(sock.last_endpoint.decode())
+        rid = sock.recv_multipart()[0]
+        client.close()
+        assert sock.recv_multipart() == [rid, b""]
+        events: List[int] = []
+        while not events or events[-1] != zmtp.EVENT_DISCONNECTED:
+            events.append(int(recv(mon)["event"]))
+        mon.rcvtimeo = 200
+        with pytest.raises(again):
+            recv(mon)
+        return events
+
+    z = zsock(ctx, zmtp.STREAM)
+    zmon = z.get_monitor_socket()
+    zmon.rcvtimeo = 5000
+    p = psock(zctx, zmq.STREAM)
+    pmon = p.get_monitor_socket()
+    pmon.rcvtimeo = 5000
+    expected = sequence(p, pmon, precv, zmq.Again)
+    assert expected == [zmtp.EVENT_LISTENING, zmtp.EVENT_ACCEPTED, zmtp.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                        zmtp.EVENT_DISCONNECTED]
+    assert sequence(z, zmon, zrecv, zmtp.Again) == expected
+    z.disable_monitor()
+    p.disable_monitor()
+
+
+def test_inproc_peers_are_refused(backend, ctx):
+    """inproc carries no raw bytes: a STREAM's inproc peers (STREAM or
+    ZMTP) are refused and counted, nothing is delivered, nothing breaks."""
+    s = zsock(ctx, zmtp.STREAM)
+    s.bind("inproc://stream-refuses")
+    d = zsock(ctx, zmtp.DEALER, linger=0)
+    d.connect("inproc://stream-refuses")
+    other = zsock(ctx, zmtp.STREAM)
+    other.connect("inproc://stream-refuses")
+    wait_for(lambda: s.poll(10) is not None and s.stats()["handshake_failed"] >= 2, DEADLINE_S,
+             "both inproc peers refused")
+    _nothing_more(s)
+    _nothing_more(other)
