@@ -227,6 +227,8 @@ int zm_sock_connect(zm_sock *s, const char *endpoint, int parsed,
     if (c == NULL)
         return -ENOMEM;
     c->connecter = 1;
+    if (zm_route_raw(s))
+        zm_stream_identify(s, c); /* known (and reachable) at once */
     c->addr = *addr;
     snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
     snprintf(s->last_endpoint, sizeof(s->last_endpoint), "%s", endpoint);

@@ -139,7 +139,6 @@ static int conn_start_raw(zm_sock *s, zm_conn *c)
     zm_outq_drop_front(&c->out, c->hs_left); /* none: no greeting */
     c->hs_left = 0;
     c->raw = 1;
-    c->raw_closing = 0;
     c->msg_written = 0;
     c->hs_deadline_ns = 0;
     c->last_rx_ns = zm_now_ns();
@@ -147,7 +146,9 @@ static int conn_start_raw(zm_sock *s, zm_conn *c)
     c->peer_ttl_ns = 0;
     c->peer_minor = 0; /* no PINGs: conn_timers has nothing to do */
     c->got_greeting = 1;
-    c->hs_event_sent = 0; /* libzmq: HANDSHAKE_FAILED_NO_DETAIL at the end */
+    /* libzmq: HANDSHAKE_FAILED_NO_DETAIL at the end, unless we close it
+     * (a close asked for before the connection came up) */
+    c->hs_event_sent = c->raw_closing;
     c->lost_errno = 0;
     conn_activate(s, c);
     return 0;

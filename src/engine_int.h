@@ -105,6 +105,11 @@ static inline const struct zm_route_ops *zm_route_of(const zm_sock *s)
 }
 
 int zm_socktype_from_name(const unsigned char *name, size_t len);
+/* STREAM: give c its routing id, generated as ROUTER's (once: a redial
+ * keeps it), at connect() for a dialled peer and when an accepted one is
+ * up; ROUTING_ID then reads it back (libzmq's STREAM: ipykernel takes
+ * the id of the debugger's connection from there). */
+void zm_stream_identify(zm_sock *s, zm_conn *c);
 void zm_route_forget(zm_sock *s, zm_conn *c);
 void zm_conn_abort_msg(zm_sock *s, zm_conn *c);
 int zm_send_failed(zm_sock *s, zm_conn *c, int rc);

@@ -419,6 +419,19 @@ static int router_send(zm_sock *s, const void *data, size_t n, int more)
     return 0;
 }
 
+/* STREAM: the connection with routing id `id`: an ACTIVE one, or one we
+ * dialled that is not up yet (its id is known from connect() on, and
+ * what is sent to it waits for the connection, as in libzmq's pipe). */
+static zm_conn *stream_find(zm_sock *s, const void *id, size_t n)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->state != ZM_CS_DEAD && !c->raw_closing && c->rid_len == n &&
+            (c->state == ZM_CS_ACTIVE || c->connecter) &&
+            memcmp(c->rid, id, n) == 0)
+            return c;
+    return NULL;
+}
+
 /* STREAM: the first frame names the peer.  Unlike ROUTER it is always
  * mandatory (libzmq's stream.cpp): an unknown id is EHOSTUNREACH, a peer
  * at SNDHWM EAGAIN.  An id sent without MORE is ignored and the frame
@@ -433,8 +446,8 @@ static int stream_send(zm_sock *s, const void *data, size_t n, int more)
         s->out_conn = NULL;
         return 0;
     }
-    c = find_rid(s, data, n);
-    if (c == NULL || c->raw_closing)
+    c = stream_find(s, data, n);
+    if (c == NULL)
         return -EHOSTUNREACH;
     if (!conn_can_queue(s, c))
         return -EAGAIN;
@@ -717,14 +730,21 @@ static void stream_notify(zm_sock *s, zm_conn *c)
     zm_route_queue_in(s, c, &m);
 }
 
-/* STREAM: a raw peer is up: its routing id is generated once (kept
- * across redials, as libzmq's pipe keeps it), and the application is
- * told with [id, empty] when STREAM_NOTIFY is on. */
+void zm_stream_identify(zm_sock *s, zm_conn *c)
+{
+    if (c->rid_len != 0)
+        return;
+    conn_generate_rid(s, c);
+    memcpy(s->routing_id, c->rid, c->rid_len);
+    s->routing_id_len = c->rid_len;
+}
+
+/* STREAM: a raw peer is up (an accepted one gets its id now), and the
+ * application is told with [id, empty] when STREAM_NOTIFY is on. */
 static void stream_attached(zm_sock *s, zm_conn *c)
 {
-    if (c->rid_len == 0)
-        conn_generate_rid(s, c);
-    if (s->stream_notify)
+    zm_stream_identify(s, c);
+    if (s->stream_notify && !c->raw_closing)
         stream_notify(s, c);
 }
 

@@ -527,3 +527,66 @@ def test_inproc_peers_are_refused(backend, ctx):
              "both inproc peers refused")
     _nothing_more(s)
     _nothing_more(other)
+
+
+@pytest.mark.parametrize("impl", ["zmtp", "pyzmq"])
+def test_routing_id_known_at_connect(backend, ctx, zctx, tmp_path, impl):
+    """As libzmq: connect() gives the peer its id at once and ROUTING_ID
+    reads it back (ipykernel's debugger takes debugpy's id from there);
+    what is sent to it before the connection is up waits and goes first;
+    an accepted peer's id is ROUTING_ID too.  Run on pyzmq as the
+    reference and on zmtp."""
+    if impl == "pyzmq":
+        import zmq
+
+        s, lib = psock(zctx, zmq.STREAM), zmq
+    else:
+        s, lib = zsock(ctx, zmtp.STREAM), zmtp
+    assert s.getsockopt(lib.ROUTING_ID) == b""
+    srv, endpoint = _raw_listener("tcp", tmp_path)
+    try:
+        s.connect(endpoint)
+        rid = s.getsockopt(lib.ROUTING_ID)
+        assert len(rid) == 5 and rid[0] == 0
+        s.send_multipart([rid, b"early"])  # before the connection is up
+        conn, _ = srv.accept()
+        conn.settimeout(DEADLINE_S)
+        assert _recv_exact(conn, 5) == b"early"
+        assert s.recv_multipart() == [rid, b""]
+        s.bind("tcp://127.0.0.1:*")
+        client = connect_to(s.getsockopt(lib.LAST_ENDPOINT).decode())
+        accepted, empty = s.recv_multipart()
+        assert empty == b"" and accepted != rid
+        assert s.getsockopt(lib.ROUTING_ID) == accepted
+        client.close()
+        conn.close()
+    finally:
+        srv.close()
+
+
+def test_close_before_the_connection_is_up(backend, ctx, tmp_path):
+    """[id, data] then [id, b""] to a peer still being dialled: the data
+    goes once connected, then the connection closes; no disconnect
+    notification for a connection the application closed."""
+    srv, endpoint = _raw_listener("tcp", tmp_path)
+    s = zsock(ctx, zmtp.STREAM)
+    try:
+        s.connect(endpoint)
+        rid = s.getsockopt(zmtp.ROUTING_ID)
+        s.send_multipart([rid, b"last words"])
+        s.send_multipart([rid, b""])
+        raises_errno(zmtp.EHOSTUNREACH, s.send_multipart, [rid, b"more"])
+        conn, _ = srv.accept()
+        conn.settimeout(DEADLINE_S)
+        s.poll(50)  # the socket's step finishes the dial, writes, closes
+        assert _recv_until_eof(conn) == b"last words"
+        conn.close()
+        # At most the connect notification (when the dial completed inside
+        # connect(), the connection was up before the close); never a
+        # disconnect one.
+        heard = []
+        while s.poll(300, zmtp.POLLIN):
+            heard.append(s.recv_multipart())
+        assert heard in ([], [[rid, b""]]), heard
+    finally:
+        srv.close()
