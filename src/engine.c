@@ -258,6 +258,8 @@ int zm_sock_disconnect(zm_sock *s, const char *endpoint)
         if (c->connecter && c->state != ZM_CS_DEAD &&
             strcmp(c->endpoint, endpoint) == 0) {
             c->connecter = 0; /* no redial */
+            if (zm_route_raw(s))
+                c->raw_closing = 1; /* ours: no notification (libzmq) */
             zm_conn_lost(s, c, zm_now_ns());
             return 0;
         }

@@ -338,8 +338,8 @@ def test_many_peers(backend, ctx):
 @pytest.mark.parametrize("binder", ["zmtp", "pyzmq"])
 def test_pyzmq_stream_interop(backend, ctx, zctx, tmp_path, transport, binder):
     """A zmtp STREAM and a pyzmq STREAM, either one binding: each sees the
-    other connect, bytes go both ways raw, and the end of the connection
-    (our [id, b""], pyzmq's close) is the other's [id, b""]."""
+    other connect, bytes go both ways raw, and a close by either ([id,
+    b""]) is the other's [id, b""]."""
     import zmq
 
     z = zsock(ctx, zmtp.STREAM)
@@ -366,9 +366,10 @@ def test_pyzmq_stream_interop(backend, ctx, zctx, tmp_path, transport, binder):
         z.send_multipart([zid, b""])  # we close it: pyzmq hears [id, b""]
         assert p.recv_multipart() == [pid, b""]
     else:
-        # libzmq 4.3.5 keeps the descriptor open after its own [id, b""]
-        # (see docs/architecture.md, STREAM): closing the socket ends it.
-        p.close(linger=0)
+        # pyzmq closes it: libzmq does so when its socket next processes
+        # commands (inside a call on it), so keep calling.
+        p.send_multipart([pid, b""])
+        wait_for(lambda: p.poll(5) is not None and z.poll(20, zmtp.POLLIN), DEADLINE_S, "pyzmq's close")
         assert z.recv_multipart() == [zid, b""]
 
 
@@ -588,5 +589,43 @@ def test_close_before_the_connection_is_up(backend, ctx, tmp_path):
         while s.poll(300, zmtp.POLLIN):
             heard.append(s.recv_multipart())
         assert heard in ([], [[rid, b""]]), heard
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("impl", ["zmtp", "pyzmq"])
+def test_disconnect_is_silent(backend, ctx, zctx, tmp_path, impl):
+    """disconnect(endpoint) closes that connection (the peer reads EOF)
+    with no notification, its id is gone, and connecting again makes a
+    new id (ipykernel's debugger detaches and re-attaches this way).
+    pyzmq as the reference, then zmtp."""
+    if impl == "pyzmq":
+        import zmq
+
+        s, lib = psock(zctx, zmq.STREAM), zmq
+    else:
+        s, lib = zsock(ctx, zmtp.STREAM), zmtp
+    srv, endpoint = _raw_listener("tcp", tmp_path)
+    try:
+        s.connect(endpoint)
+        rid = s.getsockopt(lib.ROUTING_ID)
+        conn, _ = srv.accept()
+        conn.settimeout(DEADLINE_S)
+        assert s.recv_multipart() == [rid, b""]
+        s.send_multipart([rid, b"x"])
+        assert _recv_exact(conn, 1) == b"x"
+        s.disconnect(endpoint)
+        # libzmq ends the connection when the socket next processes
+        # commands (inside a call on it): this poll.
+        assert s.poll(300, lib.POLLIN) == 0
+        assert _recv_until_eof(conn) == b""
+        conn.close()
+        with pytest.raises(lib.ZMQError) as info:
+            s.send_multipart([rid, b"y"])
+        assert info.value.errno == zmtp.EHOSTUNREACH
+        s.connect(endpoint)
+        assert s.getsockopt(lib.ROUTING_ID) != rid
+        conn, _ = srv.accept()
+        conn.close()
     finally:
         srv.close()
