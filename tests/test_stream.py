@@ -629,3 +629,32 @@ def test_disconnect_is_silent(backend, ctx, zctx, tmp_path, impl):
         conn.close()
     finally:
         srv.close()
+
+
+def test_sndhwm_with_a_peer_that_does_not_read(backend, ctx):
+    """A raw peer that reads nothing: sends queue up to SNDHWM messages
+    beyond what the kernel took, then say Again at the id frame (libzmq's
+    STREAM); once the peer reads, sending goes on, every byte in order."""
+    s = zsock(ctx, zmtp.STREAM, sndhwm=4, sndtimeo=100)
+    s.bind("tcp://127.0.0.1:*")
+    client = connect_to(s.last_endpoint.decode())
+    try:
+        rid = _notification(s)
+        block = 256 << 10
+        sent = 0
+        with pytest.raises(zmtp.Again):
+            for i in range(1000):  # 256 MiB: far beyond any kernel buffer
+                s.send_multipart([rid, bytes([i % 251]) * block])
+                sent += 1
+        assert 4 <= sent < 1000
+        reader_out: List[bytes] = []
+        reader = threading.Thread(target=lambda: reader_out.append(_recv_exact(client, (sent + 1) * block)))
+        reader.start()
+        s.sndtimeo = 5000
+        s.send_multipart([rid, bytes([sent % 251]) * block])
+        reader.join(DEADLINE_S)
+        got = reader_out[0]
+        for i in range(sent + 1):
+            assert got[i * block:(i + 1) * block] == bytes([i % 251]) * block, i
+    finally:
+        client.close()
