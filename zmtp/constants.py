@@ -70,10 +70,10 @@ class SocketOption(enum.IntEnum):
     IMMEDIATE = 39
     XPUB_VERBOSE = 40
     HANDSHAKE_IVL = 66
+    STREAM_NOTIFY = 73
     HEARTBEAT_IVL = 75
     HEARTBEAT_TTL = 76
     HEARTBEAT_TIMEOUT = 77
-    STREAM_NOTIFY = 73
 
 
 class Event(enum.IntFlag):
