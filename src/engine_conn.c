@@ -632,11 +632,35 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
  * referenced by queued frames is left to them and a fresh one taken. */
 #define RAW_MIN_ROOM ((size_t)4096)
 
+/* A raw read of n bytes at the end of page p as a frame: sliced from p
+ * (no copy) when it is a large part of the page, else copied into a page
+ * of its own size, so that a peer's few bytes waiting to be received
+ * never pin a whole read page (1 000 idle peers that sent one byte each
+ * hold 1 000 small pages, not 64 MiB); p stays free for the next read. */
+static zm_frame raw_frame(zm_page *p, size_t n)
+{
+    zm_frame f;
+    zm_page *q;
+
+    if (n * 4 < p->cap && (q = zm_page_new(n)) != NULL) {
+        memcpy(q->data, p->data + p->len, n);
+        q->len = n;
+        f = page_slice(q, q->data, n, 0);
+        zm_page_decref(q); /* the frame's reference keeps it */
+        return f;
+    }
+    f = page_slice(p, p->data + p->len, n, 0);
+    p->len += n;
+    return f;
+}
+
 /* STREAM: each read is one message of one frame, the bytes as they came
- * (any chunking), sliced from the connection's read page without a copy.
- * A page is allocated only when the last one is full and still held by
- * frames, so what the peer sends costs what arrived plus one page; the
- * input queue stops at RCVHWM, as for ZMTP peers. */
+ * (any chunking): a large read sliced from the connection's read page
+ * without a copy, a small one copied to its own page (raw_frame).  A read
+ * page is allocated only when the last one is nearly full and still held
+ * by frames, and let go when idle, so what a peer sends costs at most
+ * about four times what arrived plus one page; the input queue stops at
+ * RCVHWM, as for ZMTP peers. */
 static void conn_read_raw(zm_sock *s, zm_conn *c, int64_t now)
 {
     for (int reads = 0; reads < 16; reads++) {
@@ -677,8 +701,7 @@ static void conn_read_raw(zm_sock *s, zm_conn *c, int64_t now)
             zm_conn_lost(s, c, now); /* EOF or reset */
             return;
         }
-        f = page_slice(p, p->data + p->len, (size_t)n, 0);
-        p->len += (size_t)n;
+        f = raw_frame(p, (size_t)n);
         c->last_rx_ns = now;
         zm_msg_init(&m);
         if (zm_msg_push(&m, &f) < 0) {

@@ -658,3 +658,32 @@ def test_sndhwm_with_a_peer_that_does_not_read(backend, ctx):
             assert got[i * block:(i + 1) * block] == bytes([i % 251]) * block, i
     finally:
         client.close()
+
+
+def test_idle_peers_pin_no_read_pages(backend, ctx):
+    """200 peers that each sent a few bytes nobody has received yet hold
+    pages of about that size, not a 64 KiB read page each (a small read
+    is copied out of the read page, which is then let go)."""
+    s = zsock(ctx, zmtp.STREAM, stream_notify=0)
+    s.bind("tcp://127.0.0.1:*")
+    endpoint = s.last_endpoint.decode()
+    mem = zmtp.memory_stats
+    before = mem()
+    clients = [connect_to(endpoint) for _ in range(200)]
+    try:
+        for i, c in enumerate(clients):
+            c.sendall(b"%03d" % i)
+        # Every peer's bytes read: one page each (at least) is live.
+        wait_for(lambda: s.poll(20) is not None and mem()["pages_live"] - before["pages_live"] >= 200,
+                 DEADLINE_S, "every peer's bytes read")
+        held = mem()["page_bytes_live"] - before["page_bytes_live"]
+        assert held < 200 * 1024, held  # 200 x 64 KiB if each pinned its read page
+        got = {}
+        for _ in range(200):
+            rid, data = s.recv_multipart()
+            got[rid] = data
+        assert sorted(got.values()) == [b"%03d" % i for i in range(200)]
+    finally:
+        for c in clients:
+            c.close()
+
