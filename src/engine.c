@@ -120,6 +120,7 @@ int zm_sock_init(zm_sock *s, int type)
     s->reconnect_ivl_ms = 100;
     s->handshake_ivl_ms = 30000; /* libzmq's default */
     s->heartbeat_timeout_ms = -1;
+    s->stream_notify = 1; /* libzmq: ZMQ_STREAM_NOTIFY defaults to 1 */
     s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
     s->write_buf_size = ZM_WRITE_BUF_DEFAULT;
     s->max_frames = ZM_MAX_FRAMES_DEFAULT;
@@ -226,6 +227,8 @@ int zm_sock_connect(zm_sock *s, const char *endpoint, int parsed,
     if (c == NULL)
         return -ENOMEM;
     c->connecter = 1;
+    if (zm_route_raw(s))
+        zm_stream_identify(s, c); /* known (and reachable) at once */
     c->addr = *addr;
     snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
     snprintf(s->last_endpoint, sizeof(s->last_endpoint), "%s", endpoint);
@@ -255,6 +258,8 @@ int zm_sock_disconnect(zm_sock *s, const char *endpoint)
         if (c->connecter && c->state != ZM_CS_DEAD &&
             strcmp(c->endpoint, endpoint) == 0) {
             c->connecter = 0; /* no redial */
+            if (zm_route_raw(s))
+                c->raw_closing = 1; /* ours: no notification (libzmq) */
             zm_conn_lost(s, c, zm_now_ns());
             return 0;
         }

@@ -1,7 +1,8 @@
 /*
- * engine.h - the socket engine's public interface: sockets of the eleven
+ * engine.h - the socket engine's public interface: sockets of the twelve
  * types (PAIR, PUB, SUB, REQ, REP, DEALER, ROUTER, PULL, PUSH, XPUB,
- * XSUB: RFC 28-31), their connections, handshakes and routing.
+ * XSUB: RFC 28-31; STREAM: raw bytes, libzmq's ZMQ_STREAM), their
+ * connections, handshakes and routing.
  *
  * No Python and no waiting here.  Every function is a non-blocking step
  * that does what can be done now (accept, finish connects, read, decode,
@@ -44,6 +45,7 @@ enum zm_socktype {
     ZM_PUSH = 8,
     ZM_XPUB = 9,
     ZM_XSUB = 10,
+    ZM_STREAM = 11, /* raw tcp/ipc: no greeting, no framing */
     ZM_SOCKTYPE_COUNT_
 };
 
@@ -180,6 +182,15 @@ typedef struct zm_conn {
     zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
     int pipe_end;           /* 0: we connected, 1: we bound */
     zm_msg pipe_out;        /* the message being sent frame by frame */
+    /* STREAM (zm_route_raw): no greeting and no framing; ACTIVE from the
+     * connect or accept on, reads become [bytes] messages (raw_page holds
+     * them), writes are the data as sent.  raw_closing: the application
+     * closed it (an empty frame): the output goes, then the descriptor,
+     * with no disconnect notification and no redial.  After the per-
+     * message fields: read once per step, they move none of them. */
+    int raw;
+    int raw_closing;
+    zm_page *raw_page;
     /* the handshake after the greeting (tcp/ipc); last, with the other
      * cold fields, so that it moves none of the per-message ones */
     zm_mech mech;
@@ -237,6 +248,8 @@ typedef struct zm_sock {
     int sndhwm, rcvhwm;          /* messages per peer, 0 = no limit */
     int64_t maxmsgsize;          /* per frame, -1 = no limit */
     int router_mandatory;
+    int stream_notify;           /* STREAM: [id, empty] at connect and at
+                                    disconnect (libzmq's default 1) */
     int reconnect_ivl_ms;        /* -1: never redial */
     int reconnect_ivl_max_ms;    /* backoff cap; 0: no backoff */
     int handshake_ivl_ms;        /* 0: no handshake time limit */

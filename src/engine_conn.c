@@ -5,7 +5,9 @@
  * mechanism through mechanism.h: the connection never knows which one it
  * speaks; admitting the peer it describes), reading and decoding,
  * writing, a lost transport (what output survives a redial), timers
- * (handshake deadline, heartbeats).
+ * (handshake deadline, heartbeats).  A STREAM socket's connections are
+ * raw (zm_route_raw): no greeting, no mechanism, no decoder; ACTIVE at
+ * once, each read a one-frame message, each send the bytes as given.
  *
  * May call: mechanism.h (start, handle, status, the peer's metadata,
  * end), engine_route.c (admitting a peer, a message's routing on
@@ -127,6 +129,31 @@ out:
     return rc;
 }
 
+static void conn_activate(zm_sock *s, zm_conn *c);
+
+/* STREAM: a raw connection has no handshake; it is ACTIVE (and announced
+ * to the socket type, which notifies the application) as soon as its
+ * transport is up, as libzmq's raw engine. */
+static int conn_start_raw(zm_sock *s, zm_conn *c)
+{
+    zm_outq_drop_front(&c->out, c->hs_left); /* none: no greeting */
+    c->hs_left = 0;
+    c->raw = 1;
+    c->msg_written = 0;
+    c->hs_deadline_ns = 0;
+    c->last_rx_ns = zm_now_ns();
+    c->ping_sent_ns = 0;
+    c->peer_ttl_ns = 0;
+    c->peer_minor = 0; /* no PINGs: conn_timers has nothing to do */
+    c->got_greeting = 1;
+    /* libzmq: HANDSHAKE_FAILED_NO_DETAIL at the end, unless we close it
+     * (a close asked for before the connection came up) */
+    c->hs_event_sent = c->raw_closing;
+    c->lost_errno = 0;
+    conn_activate(s, c);
+    return 0;
+}
+
 /* Start the socket's mechanism: our greeting and its first commands go
  * in front of whatever is queued. */
 int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
@@ -135,6 +162,8 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     const zm_mech_ops *ops = s->mech_ops != NULL ? s->mech_ops : &zm_mech_null;
     zm_mech_config cfg = s->mech_cfg;
 
+    if (ZM_UNLIKELY(zm_route_raw(s)))
+        return conn_start_raw(s, c);
     cfg.socktype = zm_socktype_name(s->type);
     cfg.identity = zm_route_sends_id(s) ? s->routing_id : NULL;
     cfg.identity_len = s->routing_id_len;
@@ -234,7 +263,9 @@ void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         if (c->state == ZM_CS_CONNECTING) {
             zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)c->fd, c->endpoint);
         } else if (c->state == ZM_CS_HANDSHAKE || c->state == ZM_CS_ACTIVE) {
-            if (c->state == ZM_CS_HANDSHAKE && !c->hs_event_sent)
+            /* A raw (STREAM) connection never finishes a handshake in
+             * libzmq's eyes: its end says NO_DETAIL too. */
+            if ((c->state == ZM_CS_HANDSHAKE || c->raw) && !c->hs_event_sent)
                 zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
                           (uint32_t)c->lost_errno, c->endpoint);
             zm_mon_event(s, ZM_EVENT_DISCONNECTED, (uint32_t)c->fd, c->endpoint);
@@ -294,6 +325,8 @@ void zm_conn_free(zm_conn *c)
 {
     if (c->fd >= 0)
         close(c->fd);
+    if (c->raw_page != NULL)
+        zm_page_decref(c->raw_page);
     zm_msg_clear(&c->pipe_out);
     if (c->pipe != NULL)
         zm_pipe_detach(c->pipe, c->pipe_end);
@@ -406,7 +439,8 @@ static void conn_activate(zm_sock *s, zm_conn *c)
 {
     c->state = ZM_CS_ACTIVE;
     c->retry_ivl_ms = 0; /* connected: the backoff starts over */
-    zm_mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
+    if (!c->raw) /* libzmq's raw engine has no handshake to announce */
+        zm_mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
     c->next_ping_ns = s->heartbeat_ivl_ms > 0
                           ? zm_now_ns() + (int64_t)s->heartbeat_ivl_ms * 1000000
                           : 0;
@@ -594,6 +628,122 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
         zm_decoder_release_idle(&c->dec); /* idle: hold no read page */
 }
 
+/* The smallest room a raw read is made into: below it, a page still
+ * referenced by queued frames is left to them and a fresh one taken. */
+#define RAW_MIN_ROOM ((size_t)4096)
+
+/* A raw read of n bytes at the end of page p as a frame: sliced from p
+ * (no copy) when it is a large part of the page, else copied into a page
+ * of its own size, so that a peer's few bytes waiting to be received
+ * never pin a whole read page (1 000 idle peers that sent one byte each
+ * hold 1 000 small pages, not 64 MiB); p stays free for the next read. */
+static zm_frame raw_frame(zm_page *p, size_t n)
+{
+    zm_frame f;
+    zm_page *q;
+
+    if (n * 4 < p->cap && (q = zm_page_new(n)) != NULL) {
+        memcpy(q->data, p->data + p->len, n);
+        q->len = n;
+        f = page_slice(q, q->data, n, 0);
+        zm_page_decref(q); /* the frame's reference keeps it */
+        return f;
+    }
+    f = page_slice(p, p->data + p->len, n, 0);
+    p->len += n;
+    return f;
+}
+
+/* STREAM: each read is one message of one frame, the bytes as they came
+ * (any chunking): a large read sliced from the connection's read page
+ * without a copy, a small one copied to its own page (raw_frame).  A read
+ * page is allocated only when the last one is nearly full and still held
+ * by frames, and let go when idle, so what a peer sends costs at most
+ * about four times what arrived plus one page; the input queue stops at
+ * RCVHWM, as for ZMTP peers. */
+static void conn_read_raw(zm_sock *s, zm_conn *c, int64_t now)
+{
+    for (int reads = 0; reads < 16; reads++) {
+        zm_page *p = c->raw_page;
+        zm_frame f;
+        zm_msg m;
+        size_t room;
+        ssize_t n;
+
+        if (s->rcvhwm > 0 && c->inq.n >= (size_t)s->rcvhwm)
+            break; /* the peer waits in the kernel buffer */
+        if (s->in_call && c->inq.n >= ZM_READ_AHEAD)
+            break;
+        if (p != NULL && zm_page_is_exclusive(p)) {
+            p->len = 0; /* every frame sliced from it is gone */
+        } else if (p != NULL && zm_page_free_space(p) < RAW_MIN_ROOM) {
+            zm_page_decref(p); /* its frames keep it */
+            p = NULL;
+        }
+        if (p == NULL) {
+            p = zm_page_new(s->read_buf_size);
+            if (p == NULL) {
+                ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_NOMEM], 1);
+                c->raw_page = NULL;
+                c->lost_errno = ENOMEM;
+                zm_conn_lost(s, c, now);
+                return;
+            }
+        }
+        c->raw_page = p;
+        room = zm_page_free_space(p);
+        ZM_COUNT(ZM_CNT_RECV);
+        n = recv(c->fd, p->data + p->len, room, MSG_DONTWAIT);
+        if (n <= 0) {
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                break;
+            c->lost_errno = n < 0 ? errno : 0;
+            zm_conn_lost(s, c, now); /* EOF or reset */
+            return;
+        }
+        f = raw_frame(p, (size_t)n);
+        c->last_rx_ns = now;
+        zm_msg_init(&m);
+        if (zm_msg_push(&m, &f) < 0) {
+            zm_frame_release(&f);
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+        } else {
+            zm_route_incoming(s, c, &m);
+        }
+        if ((size_t)n < room)
+            break; /* the kernel's buffer is empty */
+    }
+    if (c->raw_page != NULL && zm_page_is_exclusive(c->raw_page)) {
+        zm_page_decref(c->raw_page); /* idle: hold no read page */
+        c->raw_page = NULL;
+    }
+}
+
+void zm_conn_raw_close(zm_sock *s, zm_conn *c, int64_t now)
+{
+    c->raw_closing = 1;
+    c->hs_event_sent = 1; /* ours: no HANDSHAKE_FAILED_NO_DETAIL */
+    c->connecter = 0; /* no redial */
+    if (c->state == ZM_CS_ACTIVE && c->fd >= 0 && c->out.bytes > 0)
+        zm_conn_write(s, c, now);
+    if (c->out.bytes == 0 && c->state != ZM_CS_DEAD)
+        zm_conn_lost(s, c, now); /* else once written (conn_step_raw) */
+}
+
+/* STREAM: a raw connection's step after its write: read, or finish a
+ * close the application asked for. */
+static void conn_step_raw(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (c->raw_closing) {
+        if (c->out.bytes == 0)
+            zm_conn_lost(s, c, now);
+        return;
+    }
+    conn_read_raw(s, c, now);
+    if (c->fd >= 0 && c->out.bytes > 0)
+        zm_conn_write(s, c, now);
+}
+
 /* Write what may be written: the handshake bytes until READY is in, then
  * everything. */
 void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now)
@@ -754,6 +904,11 @@ void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now)
     }
     if (c->state == ZM_CS_HANDSHAKE || c->state == ZM_CS_ACTIVE) {
         zm_conn_write(s, c, now);
+        if (ZM_UNLIKELY(c->raw)) {
+            if (c->fd >= 0)
+                conn_step_raw(s, c, now);
+            return;
+        }
         if (c->fd >= 0)
             conn_read(s, c, now);
         if (c->fd >= 0)

@@ -43,6 +43,10 @@ void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now);
 void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now);
 int64_t zm_conn_next_timer(const zm_sock *s, const zm_conn *c);
 void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now);
+/* STREAM: the application closes c (an empty data frame): what is queued
+ * is written, then the descriptor closed, with no notification and no
+ * redial. */
+void zm_conn_raw_close(zm_sock *s, zm_conn *c, int64_t now);
 
 /* ------------------------------------------------------------------ */
 /* engine_inproc.c: an inproc connection                              */
@@ -91,6 +95,7 @@ struct zm_route_ops {
                              ROUTER: what a ROUTER may address) */
 #define ZM_RT_PUB 2u      /* peers subscribe to us (PUB, XPUB) */
 #define ZM_RT_SUB 4u      /* we subscribe to peers (SUB, XSUB) */
+#define ZM_RT_RAW 8u      /* no ZMTP: raw bytes both ways (STREAM) */
 
 extern const struct zm_route_ops zm_routes[ZM_SOCKTYPE_COUNT_];
 
@@ -100,6 +105,11 @@ static inline const struct zm_route_ops *zm_route_of(const zm_sock *s)
 }
 
 int zm_socktype_from_name(const unsigned char *name, size_t len);
+/* STREAM: give c its routing id, generated as ROUTER's (once: a redial
+ * keeps it), at connect() for a dialled peer and when an accepted one is
+ * up; ROUTING_ID then reads it back (libzmq's STREAM: ipykernel takes
+ * the id of the debugger's connection from there). */
+void zm_stream_identify(zm_sock *s, zm_conn *c);
 void zm_route_forget(zm_sock *s, zm_conn *c);
 void zm_conn_abort_msg(zm_sock *s, zm_conn *c);
 int zm_send_failed(zm_sock *s, zm_conn *c, int rc);
@@ -109,6 +119,12 @@ void zm_conn_send_soon(zm_sock *s, zm_conn *c, int64_t now);
 static inline int zm_route_sends_id(const zm_sock *s)
 {
     return (zm_route_of(s)->flags & ZM_RT_SENDS_ID) != 0;
+}
+
+/* STREAM: connections skip the greeting and the framing. */
+static inline int zm_route_raw(const zm_sock *s)
+{
+    return (zm_route_of(s)->flags & ZM_RT_RAW) != 0;
 }
 
 static inline const char *zm_route_admit(zm_sock *s, zm_conn *c,

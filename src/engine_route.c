@@ -3,7 +3,8 @@
  * (zm_routes, at the end): for each type its name and the types it may
  * talk to, and how it picks the peer of an outgoing message (round-robin,
  * ROUTER by id, REQ's envelope and its one peer, REP's reply to its
- * requester, PAIR's single peer; fan-out is engine_pubsub.c's), takes the
+ * requester, PAIR's single peer, STREAM's raw peer by id; fan-out is
+ * engine_pubsub.c's), takes the
  * next incoming message (fair queueing, REQ/REP envelopes), reports
  * POLLIN/POLLOUT, admits a peer (ROUTER's id, PAIR's one peer) and
  * disposes of a message arriving from one.  Also the queueing of one
@@ -418,6 +419,69 @@ static int router_send(zm_sock *s, const void *data, size_t n, int more)
     return 0;
 }
 
+/* STREAM: the connection with routing id `id`: an ACTIVE one, or one we
+ * dialled that is not up yet (its id is known from connect() on, and
+ * what is sent to it waits for the connection, as in libzmq's pipe). */
+static zm_conn *stream_find(zm_sock *s, const void *id, size_t n)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->state != ZM_CS_DEAD && !c->raw_closing && c->rid_len == n &&
+            (c->state == ZM_CS_ACTIVE || c->connecter) &&
+            memcmp(c->rid, id, n) == 0)
+            return c;
+    return NULL;
+}
+
+/* STREAM: the first frame names the peer.  Unlike ROUTER it is always
+ * mandatory (libzmq's stream.cpp): an unknown id is EHOSTUNREACH, a peer
+ * at SNDHWM EAGAIN.  An id sent without MORE is ignored and the frame
+ * after it dropped, as libzmq does. */
+static int stream_send(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c;
+
+    if (!more) {
+        s->out_more = 1;
+        s->out_drop = 1;
+        s->out_conn = NULL;
+        return 0;
+    }
+    c = stream_find(s, data, n);
+    if (c == NULL)
+        return -EHOSTUNREACH;
+    if (!conn_can_queue(s, c))
+        return -EAGAIN;
+    s->out_more = 1;
+    s->out_drop = 0;
+    s->out_conn = c;
+    return 0;
+}
+
+/* STREAM: the data frame after the id, written as it is (no header); its
+ * MORE flag is ignored (the next frame names a peer again), and an empty
+ * one closes the connection once what is queued is written. */
+static int stream_more(zm_sock *s, const void *data, size_t n, int more)
+{
+    zm_conn *c = s->out_drop ? NULL : s->out_conn;
+
+    (void)more;
+    s->out_more = 0;
+    s->out_drop = 0;
+    s->out_conn = NULL;
+    if (c == NULL)
+        return 0; /* dropped, or the peer left since the id frame */
+    if (n == 0) {
+        zm_conn_raw_close(s, c, sock_now(s));
+        return 0;
+    }
+    if (conn_begin_msg(c) < 0 || zm_outq_put(&c->out, data, n) < 0)
+        return zm_send_failed(s, c, -ENOMEM);
+    c->enc_total += n;
+    c->in_msg = 0;
+    finish_message(s, c);
+    return 0;
+}
+
 /* ================================================================== */
 /* Strategies: receiving                                              */
 /* ================================================================== */
@@ -640,9 +704,58 @@ static int router_events(zm_sock *s)
     return ev | zm_route_any_in(s);
 }
 
+/* STREAM: always writable (libzmq's stream.cpp: a send to a full peer
+ * says EAGAIN at its id frame). */
+static int stream_events(zm_sock *s)
+{
+    return ZM_POLLOUT | zm_route_any_in(s);
+}
+
 /* ================================================================== */
 /* Strategies: peers joining, messages arriving                       */
 /* ================================================================== */
+
+/* STREAM: an empty message from a raw peer, queued for the application
+ * behind its routing id (STREAM_NOTIFY's connect and disconnect). */
+static void stream_notify(zm_sock *s, zm_conn *c)
+{
+    zm_frame f = {NULL, NULL, 0, 0u};
+    zm_msg m;
+
+    zm_msg_init(&m);
+    if (zm_msg_push(&m, &f) < 0) {
+        ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+        return;
+    }
+    zm_route_queue_in(s, c, &m);
+}
+
+void zm_stream_identify(zm_sock *s, zm_conn *c)
+{
+    if (c->rid_len != 0)
+        return;
+    conn_generate_rid(s, c);
+    memcpy(s->routing_id, c->rid, c->rid_len);
+    s->routing_id_len = c->rid_len;
+}
+
+/* STREAM: a raw peer is up (an accepted one gets its id now), and the
+ * application is told with [id, empty] when STREAM_NOTIFY is on. */
+static void stream_attached(zm_sock *s, zm_conn *c)
+{
+    zm_stream_identify(s, c);
+    if (s->stream_notify && !c->raw_closing)
+        stream_notify(s, c);
+}
+
+/* STREAM: the peer's transport ended: [id, empty] when STREAM_NOTIFY is
+ * on, unless the application closed it itself (libzmq: no notification
+ * then) or it never came up. */
+static void stream_detached(zm_sock *s, zm_conn *c)
+{
+    if (s->stream_notify && !c->raw_closing && c->state == ZM_CS_ACTIVE)
+        stream_notify(s, c);
+}
 
 /* ROUTER: the id the peer announced (`id`, n bytes; NULL or n == 0: none)
  * when it can, else a generated one. */
@@ -729,6 +842,11 @@ const struct zm_route_ops zm_routes[ZM_SOCKTYPE_COUNT_] = {
     [ZM_XSUB] = {"XSUB", T(ZM_PUB) | T(ZM_XPUB), ZM_RT_SUB,
                  zm_xsub_send, zm_fanout_more, zm_sub_recv, zm_xsub_events,
                  NULL, zm_sub_attached, zm_sub_incoming, zm_xsub_detached},
+    /* no ZMTP peer: raw tcp/ipc only */
+    [ZM_STREAM] = {"STREAM", 0, ZM_RT_RAW,
+                   stream_send, stream_more, router_recv, stream_events,
+                   NULL, stream_attached, zm_route_queue_in,
+                   stream_detached},
 };
 
 #undef T

@@ -49,6 +49,7 @@
 #define ZO_HEARTBEAT_IVL 75
 #define ZO_HEARTBEAT_TTL 76
 #define ZO_HEARTBEAT_TIMEOUT 77
+#define ZO_STREAM_NOTIFY 73
 
 /* ------------------------------------------------------------------ */
 /* Errors naming an option                                            */
@@ -194,6 +195,20 @@ static int set_read_only(SocketObject *self, const sockopt *o,
     zm_py_raise_zmq(self->st, EINVAL,
                     "Invalid argument: option is read-only");
     return -1;
+}
+
+/* STREAM_NOTIFY: 0 or 1, on STREAM sockets only (libzmq's stream.cpp
+ * takes it, other types say EINVAL). */
+static int set_stream_notify(SocketObject *self, const sockopt *o,
+                             PyObject *value)
+{
+    if (self->s.type != ZM_STREAM) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: STREAM_NOTIFY is for STREAM "
+                        "sockets");
+        return -1;
+    }
+    return set_int(self, o, value);
 }
 
 static int set_maxmsgsize(SocketObject *self, const sockopt *o,
@@ -361,6 +376,8 @@ static const sockopt sockopts[] = {
                           INT_OPT(s.heartbeat_ttl_ms, 0, 6553599)},
     [ZO_HEARTBEAT_TIMEOUT] = {"HEARTBEAT_TIMEOUT",
                               INT_OPT(s.heartbeat_timeout_ms, -1, INT32_MAX)},
+    [ZO_STREAM_NOTIFY] = {"STREAM_NOTIFY", set_stream_notify, get_int, 0, 1,
+                          offsetof(SocketObject, s.stream_notify)},
 };
 
 #undef INT_OPT

@@ -96,6 +96,8 @@ from zmtp.constants import (
     XPUB_VERBOSE,
     XPUB,
     XSUB,
+    STREAM,
+    STREAM_NOTIFY,
     ContextOption,
     Errno,
     Event,
@@ -126,6 +128,6 @@ __all__ = [
     "Message", "MessageTracker", "NotDone", "device", "DeviceType", "QUEUE", "FORWARDER", "STREAMER",
     "curve_keypair", "curve_public",
     "ContextOption", "IO_THREADS", "IPC_PATH_MAX_LEN", "MAX_MSGSZ", "MAX_SOCKETS", "MORE", "MessageOption", "POLLPRI",
-    "SHARED", "SOCKET_LIMIT", "SRCFD", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
+    "SHARED", "SOCKET_LIMIT", "SRCFD", "STREAM", "STREAM_NOTIFY", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
     "zmq_version_info",
 ]

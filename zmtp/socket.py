@@ -55,6 +55,7 @@ from zmtp.constants import (
     UNIMPLEMENTED_SOCKET_OPTIONS,
     UNSUBSCRIBE,
     XPUB_VERBOSE,
+    STREAM_NOTIFY,
     SocketType,
 )
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQBindError, ZMQError
@@ -318,6 +319,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     heartbeat_ttl = _int_option(HEARTBEAT_TTL, "HEARTBEAT_TTL in ms: how long the peer may wait for our traffic (sent in PINGs).")
     heartbeat_timeout = _int_option(HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT in ms: close when nothing comes back after a PING (-1: HEARTBEAT_IVL).")
     xpub_verbose = _int_option(XPUB_VERBOSE, "XPUB_VERBOSE: pass every subscription message up, duplicates too.")
+    stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:
         """SUB/XSUB: receive messages whose first frame starts with ``topic``
