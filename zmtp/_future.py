@@ -102,12 +102,17 @@ class _AsyncSocket(Socket):
 
     @classmethod
     def from_socket(cls, socket: Any, io_loop: Any = None) -> "_AsyncSocket":
-        """An async socket sharing ``socket``'s C socket (pyzmq's
-        from_socket).  Needs ``Socket.shadow()``, not in zmtp yet."""
-        raise NotImplementedError(
-            "zmtp.asyncio.Socket.from_socket() needs Socket.shadow()/underlying, which zmtp does not have yet "
-            "(issue 16 item 3); make the socket with zmtp.asyncio.Context().socket() instead"
-        )
+        """An async object driving the same socket as ``socket`` (a zmtp
+        Socket or its ``underlying`` handle), pyzmq's from_socket: a
+        blocking and an async object can share one socket.  Needs
+        ``Socket.shadow()`` (issue 16 item 3): NotImplementedError until
+        zmtp has it."""
+        if not hasattr(Socket, "shadow"):
+            raise NotImplementedError(
+                "zmtp.asyncio.Socket.from_socket() needs Socket.shadow()/underlying, which this zmtp does not "
+                "have yet (issue 16 item 3); make the socket with zmtp.asyncio.Context().socket() instead"
+            )
+        return cls(shadow=socket)
 
     # -- the loop
 
