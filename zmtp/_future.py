@@ -25,6 +25,7 @@ package face.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
@@ -82,13 +83,19 @@ class _AsyncSocket(Socket):
 
     _recv_futures: Deque[_Event]
     _send_futures: Deque[_Event]
-    _watchers: List[Callable[[int], None]]
+    _watchers: List[Tuple[int, Callable[[int], None]]]  # (flags, callback): poll()s waiting
     _loop: Any
     _fd: int
     _reading: bool
     _check_due: bool
 
-    def __init__(self, context: Any = None, socket_type: int = -1, **kwargs: Any) -> None:
+    def __init__(self, context: Any = None, socket_type: int = -1, io_loop: Any = None, **kwargs: Any) -> None:
+        if io_loop is not None:
+            warnings.warn(
+                f"{type(self).__name__}(io_loop) is ignored, as in pyzmq since 22.2: the running loop is used",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self._recv_futures = deque()
         self._send_futures = deque()
         self._watchers = []
@@ -112,7 +119,7 @@ class _AsyncSocket(Socket):
                 "zmtp.asyncio.Socket.from_socket() needs Socket.shadow()/underlying, which this zmtp does not "
                 "have yet (issue 16 item 3); make the socket with zmtp.asyncio.Context().socket() instead"
             )
-        return cls(shadow=socket)
+        return cls(shadow=socket, io_loop=io_loop)
 
     # -- the loop
 
@@ -140,17 +147,31 @@ class _AsyncSocket(Socket):
             if loop is not None and not loop.is_closed():
                 loop.remove_reader(self._fd)
 
-    def _pending(self) -> bool:
-        return bool(self._recv_futures or self._send_futures or self._watchers)
+    def _wanted(self) -> int:
+        """The events something waits for."""
+        wanted = (POLLIN if self._recv_futures else 0) | (POLLOUT if self._send_futures else 0)
+        for flags, _cb in self._watchers:
+            wanted |= flags
+        return wanted
 
     def _touched(self) -> None:
         """After a call on the socket made outside the reader callback: the
-        call consumed the fd's edge, so look again on the loop's next turn
-        if anything waits."""
-        if self._check_due or not self._pending() or self._loop is None:
+        call consumed the fd's edge (events present at its start are not
+        signalled again), so if EVENTS already shows what a future waits
+        for, serve it on the loop's next turn; any later change signals the
+        fd."""
+        if self._check_due or self._loop is None or self.closed:
             return
-        self._check_due = True
-        self._loop.call_soon(self._handle_events)
+        wanted = self._wanted()
+        if not wanted:
+            return
+        try:
+            ready = _c_getsockopt(self, EVENTS) & wanted
+        except ZMQError:
+            ready = wanted  # the reader says why (term(), ...)
+        if ready:
+            self._check_due = True
+            self._loop.call_soon(self._handle_events)
 
     def _handle_events(self) -> None:
         """The reader: serve every waiting future while EVENTS allows."""
@@ -172,8 +193,9 @@ class _AsyncSocket(Socket):
             if events & POLLOUT and self._send_futures:
                 served = self._serve(self._send_futures) or served
             if self._watchers and events:
-                for watcher in list(self._watchers):
-                    watcher(events)
+                for flags, watcher in list(self._watchers):
+                    if events & flags:
+                        watcher(events)
             if not served:
                 return  # EVENTS read last: the next change signals the fd
 
@@ -266,7 +288,7 @@ class _AsyncSocket(Socket):
                 self._cancel_timer(ev)
                 if not ev.future.done():
                     ev.future.set_exception(exc)
-        for watcher in list(self._watchers):
+        for _flags, watcher in list(self._watchers):
             watcher(-1)
 
     def _cancel_all(self) -> None:
@@ -278,7 +300,7 @@ class _AsyncSocket(Socket):
                 self._cancel_timer(ev)
                 if not ev.future.done():
                     ev.future.cancel()
-        for watcher in list(self._watchers):
+        for _flags, watcher in list(self._watchers):
             watcher(-2)
 
     # -- the API
@@ -296,6 +318,21 @@ class _AsyncSocket(Socket):
         value = super().getsockopt(option)
         self._touched()
         return value
+
+    def setsockopt(self, option: int, value: Any) -> None:
+        """As zmtp.Socket's (a call on the socket: see getsockopt)."""
+        super().setsockopt(option, value)
+        self._touched()
+
+    def bind(self, addr: Any) -> None:
+        """As zmtp.Socket's (a call on the socket: see getsockopt)."""
+        super().bind(addr)
+        self._touched()
+
+    def connect(self, addr: Any) -> None:
+        """As zmtp.Socket's (a call on the socket: see getsockopt)."""
+        super().connect(addr)
+        self._touched()
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:  # type: ignore[override]
         """A future of one frame (bytes, or a Frame with copy=False)."""
@@ -420,12 +457,12 @@ class _AsyncSocket(Socket):
         def done(_f: Any) -> None:
             if timer is not None:
                 timer.cancel()
-            if watch in self._watchers:
-                self._watchers.remove(watch)
+            if (flags, watch) in self._watchers:
+                self._watchers.remove((flags, watch))
 
         if timeout is not None and timeout > 0:
             timer = loop.call_later(timeout / 1000.0, lambda: future.done() or future.set_result(0))
-        self._watchers.append(watch)
+        self._watchers.append((flags, watch))
         future.add_done_callback(done)
         self._start_reading()
         self._touched()
@@ -497,9 +534,10 @@ class _AsyncPoller(Poller):
         for obj, flags in items:
             if isinstance(obj, _AsyncSocket):
                 obj._get_loop()
-                obj._watchers.append(watch)
+                entry = (flags, watch)
+                obj._watchers.append(entry)
                 obj._start_reading()
-                undo.append(lambda s=obj: watch in s._watchers and s._watchers.remove(watch))
+                undo.append(lambda s=obj, e=entry: e in s._watchers and s._watchers.remove(e))
             elif isinstance(obj, _zmtp.Socket):
                 fds[obj.fileno()] = fds.get(obj.fileno(), 0) | POLLIN  # its mailbox: readable on any change
             else:

@@ -20,7 +20,6 @@ imported by nobody in ``zmtp`` (``import zmtp.asyncio`` is the user's).
 from __future__ import annotations
 
 import asyncio as _asyncio
-import threading
 import warnings
 from typing import Any, List, Optional, Type
 
@@ -89,18 +88,18 @@ class Context(_BlockingContext):
 
     def term(self) -> None:
         """End the context, as zmtp.Context.term(); futures waiting on its
-        sockets raise ContextTerminated."""
+        sockets raise ContextTerminated (at once on the loop's thread, on
+        the loop's next turn from another thread)."""
         socks = self._async_sockets()
-        here = threading.get_ident()
         for s in socks:
-            if s._loop is not None and _loop_thread(s._loop) == here:
+            if _on_loop_thread(s._loop):
                 s._stop_reading()  # while its fd is still open
         super().term()
         for s in socks:
             loop = s._loop
             if loop is None or loop.is_closed():
                 continue
-            if _loop_thread(loop) == here:
+            if _on_loop_thread(loop):
                 s._fail_all(ContextTerminated())
             else:
                 loop.call_soon_threadsafe(s._handle_events)  # fails them there
@@ -109,14 +108,20 @@ class Context(_BlockingContext):
         """Close every socket (their waiting futures are cancelled) and end
         the context."""
         for s in self._async_sockets():
-            if s._loop is not None and _loop_thread(s._loop) == threading.get_ident():
+            if _on_loop_thread(s._loop):
                 s._stop_reading()
                 s._cancel_all()
         super().destroy(linger)
 
 
-def _loop_thread(loop: Any) -> Optional[int]:
-    """The id of the thread running ``loop`` now (None if not running);
-    a loop not running counts as this thread's."""
-    thread = getattr(loop, "_thread_id", None)
-    return threading.get_ident() if thread is None else thread
+def _on_loop_thread(loop: Any) -> bool:
+    """True when ``loop`` may be touched from here: it runs in this thread,
+    or runs nowhere."""
+    if loop is None:
+        return False
+    try:
+        if _asyncio.get_running_loop() is loop:
+            return True
+    except RuntimeError:
+        pass
+    return not loop.is_running()
