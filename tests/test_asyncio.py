@@ -61,11 +61,14 @@ class Peers:
         self.pctx: Any = self.zctx if transport == "inproc" else zmq.asyncio.Context()
         self.socks: List[Any] = []
 
-    def pair(self, zkind: int, pkind: int, zmtp_binds: bool = True) -> Tuple[Any, Any]:
-        """(zmtp socket, peer socket), connected over the transport."""
+    def pair(self, zkind: int, pkind: int, zmtp_binds: bool = True, hwm: Optional[int] = None) -> Tuple[Any, Any]:
+        """(zmtp socket, peer socket), connected over the transport (with
+        SNDHWM and RCVHWM ``hwm`` on both, if given)."""
         zs = self.zctx.socket(zkind)
         ps = self.pctx.socket(pkind)
         ps.linger = 0
+        if hwm is not None:
+            zs.hwm = ps.hwm = hwm
         self.socks += [zs, ps]
         binder, connecter = (zs, ps) if zmtp_binds else (ps, zs)
         binder.bind(endpoint(self.transport))
@@ -252,6 +255,72 @@ def test_queued_message_completes_without_a_loop_round_trip(backend: str) -> Non
             assert f.done() and f.result() == [b"a", b"b"]
             f = pull.recv_string()
             assert f.done() and f.result() == "c"
+
+    run(main)
+
+
+@peers_test
+async def test_sends_that_wait_for_room_complete_in_order(peers: Peers, zmtp_binds: bool) -> None:
+    """Sends beyond SNDHWM wait (POLLOUT through the fd) and complete, in
+    order, as the peer reads; none is lost or sent twice."""
+    kinds = zmq if peers.transport != "inproc" else zmtp
+    push, pull = peers.pair(zmtp.PUSH, kinds.PULL, zmtp_binds, hwm=5)
+    assert await push.poll(DEADLINE_S * 1000, zmtp.POLLOUT) == zmtp.POLLOUT  # connected
+    pad = b"." * 100_000  # more than the kernel's socket buffers hold
+    n = 400
+    futures = [push.send(b"%d:" % i + pad) for i in range(n)]
+    await asyncio.sleep(0.05)
+    assert not futures[-1].done()  # the queue is full: the last ones wait
+    got = [await pull.recv() for _ in range(n)]
+    await asyncio.gather(*futures)
+    assert [g.split(b":")[0] for g in got] == [b"%d" % i for i in range(n)]
+    assert not push._send_futures
+
+
+@pytest.mark.parametrize("transport", ["tcp", "inproc"])
+def test_cancel_racing_rcvtimeo(backend: str, transport: str) -> None:
+    """Receives with a 1 ms RCVTIMEO, some cancelled, while messages trickle
+    in: each message is received exactly once."""
+    N = 2000
+
+    async def main() -> None:
+        peers = Peers(transport)
+        try:
+            zs, ps = peers.pair(zmtp.PULL, zmq.PUSH if transport != "inproc" else zmtp.PUSH)
+            zs.rcvtimeo = 1
+            got: List[bytes] = []
+            timeouts = 0
+            sent = 0
+            i = 0
+            while len(got) < N:
+                if sent < N and i % 2 == 0:
+                    await ps.send(b"%d" % sent)
+                    sent += 1
+                f = zs.recv()
+                if i % 5 == 0:
+                    await asyncio.sleep(0)
+                    if f.cancel():
+                        i += 1
+                        continue
+                try:
+                    got.append(await f)
+                except zmtp.Again:
+                    timeouts += 1
+                i += 1
+            assert got == [b"%d" % k for k in range(N)]
+            assert isinstance(zs.recv(zmtp.DONTWAIT).exception(), zmtp.Again)
+        finally:
+            peers.close()
+
+    run(main)
+
+
+def test_track_is_not_implemented(backend: str) -> None:
+    async def main() -> None:
+        with zmtp.asyncio.Context() as ctx:
+            push = ctx.socket(zmtp.PUSH)
+            with pytest.raises(NotImplementedError):
+                await push.send(b"x", track=True)
 
     run(main)
 
