@@ -75,7 +75,14 @@ class Peers:
         connecter.connect(binder.last_endpoint.decode())
         return zs, ps
 
+    def __enter__(self) -> "Peers":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Close the sockets, destroy the contexts."""
         for s in self.socks:
             s.close(linger=0)
         if self.pctx is not self.zctx:
@@ -89,11 +96,8 @@ def peers_test(body: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
 
     def test(backend: str, transport: str, zmtp_binds: bool) -> None:
         async def main() -> None:
-            peers = Peers(transport)
-            try:
+            with Peers(transport) as peers:
                 await body(peers, zmtp_binds)
-            finally:
-                peers.close()
 
         run(main)
 
@@ -284,8 +288,7 @@ def test_cancel_racing_rcvtimeo(backend: str, transport: str) -> None:
     N = 2000
 
     async def main() -> None:
-        peers = Peers(transport)
-        try:
+        with Peers(transport) as peers:
             zs, ps = peers.pair(zmtp.PULL, zmq.PUSH if transport != "inproc" else zmtp.PUSH)
             zs.rcvtimeo = 1
             got: List[bytes] = []
@@ -309,8 +312,6 @@ def test_cancel_racing_rcvtimeo(backend: str, transport: str) -> None:
                 i += 1
             assert got == [b"%d" % k for k in range(N)]
             assert isinstance(zs.recv(zmtp.DONTWAIT).exception(), zmtp.Again)
-        finally:
-            peers.close()
 
     run(main)
 
@@ -403,8 +404,7 @@ def test_poller(backend: str, transport: str) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_cancel_before_a_message_arrives(backend: str, transport: str) -> None:
     async def main() -> None:
-        peers = Peers(transport)
-        try:
+        with Peers(transport) as peers:
             zs, ps = peers.pair(zmtp.PULL, zmq.PUSH if transport != "inproc" else zmtp.PUSH)
             for make in (zs.recv, zs.recv_multipart, zs.recv_string, zs.recv_json, lambda: zs.poll()):
                 f = make()
@@ -415,8 +415,6 @@ def test_cancel_before_a_message_arrives(backend: str, transport: str) -> None:
                 assert not zs._recv_futures and not zs._watchers
             await ps.send_multipart([b"kept", b"whole"])
             assert await zs.recv_multipart() == [b"kept", b"whole"]
-        finally:
-            peers.close()
 
     run(main)
 
@@ -472,8 +470,7 @@ def test_10000_cancelled_receives_lose_and_duplicate_nothing(backend: str, trans
     N = 10_000
 
     async def main() -> None:
-        peers = Peers(transport)
-        try:
+        with Peers(transport) as peers:
             zs, ps = peers.pair(zmtp.PULL, zmq.PUSH if transport != "inproc" else zmtp.PUSH)
             got: List[bytes] = []
             cancelled = 0
@@ -492,8 +489,6 @@ def test_10000_cancelled_receives_lose_and_duplicate_nothing(backend: str, trans
             assert cancelled > 0
             assert isinstance(zs.recv(zmtp.DONTWAIT).exception(), zmtp.Again)
             assert not zs._recv_futures
-        finally:
-            peers.close()
 
     run(main)
 
@@ -623,8 +618,7 @@ def test_burst_of_100000_with_no_missed_wakeup(backend: str, transport: str, zmt
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_many_sockets_on_one_loop(backend: str, transport: str) -> None:
     async def main() -> None:
-        peers = Peers(transport)
-        try:
+        with Peers(transport) as peers:
             pairs = [
                 peers.pair(zmtp.PULL, zmq.PUSH if transport != "inproc" else zmtp.PUSH, zmtp_binds=bool(i % 2))
                 for i in range(50)
@@ -639,8 +633,6 @@ def test_many_sockets_on_one_loop(backend: str, transport: str) -> None:
                     await ps.send(b"%d:%d" % (i, j))
             results = await asyncio.gather(*tasks)
             assert results == [[b"%d:%d" % (i, j) for j in range(20)] for i in range(50)]
-        finally:
-            peers.close()
 
     run(main)
 
