@@ -33,6 +33,8 @@ import zmq.asyncio  # noqa: E402
 
 TRANSPORTS = ["tcp", "ipc", "inproc"]
 _names = iter(range(1 << 30))
+#: the ipc:// files' folder, removed when the module's run ends
+_IPC_DIR = tempfile.TemporaryDirectory(prefix="zmtp-aio-")
 
 
 def run(fn: Callable[[], Awaitable[Any]], timeout: float = DEADLINE_S * 2) -> Any:
@@ -46,7 +48,7 @@ def endpoint(transport: str) -> str:
     if transport == "tcp":
         return "tcp://127.0.0.1:*"
     if transport == "ipc":
-        return f"ipc://{tempfile.mkdtemp(prefix='zmtp-aio-')}/s{n}.ipc"
+        return f"ipc://{_IPC_DIR.name}/s{n}.ipc"
     return f"inproc://aio-{n}"
 
 
