@@ -231,8 +231,7 @@ class _AsyncSocket(Socket):
         while queue:
             ev = queue[0]
             if ev.future.done():  # cancelled or timed out: takes nothing
-                queue.popleft()
-                ev.finished = True
+                self._drop_head(queue)
                 continue
             try:
                 result = ev.call(self, *ev.args)
@@ -251,6 +250,12 @@ class _AsyncSocket(Socket):
             served = True
         return served
 
+    def _drop_head(self, queue: Deque[_Event]) -> None:
+        """Take a future that ended by itself off the head of ``queue``."""
+        ev = queue.popleft()
+        ev.finished = True
+        self._cancel_timer(ev)
+
     @staticmethod
     def _cancel_timer(ev: _Event) -> None:
         if ev.timer is not None:
@@ -265,6 +270,8 @@ class _AsyncSocket(Socket):
         for, else queued behind the earlier ones."""
         loop = self._get_loop()
         future = loop.create_future()
+        while queue and queue[0].future.done():  # cancelled: its callback has not run yet
+            self._drop_head(queue)
         if flags & DONTWAIT or not queue:
             try:
                 result = call(self, *args[:-3], flags | DONTWAIT, *args[-2:])
