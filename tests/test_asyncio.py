@@ -774,7 +774,14 @@ def test_socket_used_under_successive_loops(backend: str) -> None:
                 await asyncio.sleep(0)
                 await push.send(b"%d" % i)
                 assert await f == b"%d" % i
+                pull.recv()  # left waiting when the loop ends: takes nothing
 
             run(main)
+        zmtp.Socket.send(push, b"last")  # blocking: no loop here
+
+        async def last() -> None:
+            assert await pull.recv() == b"last"
+
+        run(last)
     finally:
         ctx.destroy(linger=0)

@@ -136,6 +136,16 @@ class _AsyncSocket(Socket):
         loop = self._default_loop()
         if loop is not self._loop:
             self._stop_reading()
+            if self._send_timer is not None:
+                self._send_timer.cancel()
+                self._send_timer = None
+            # Futures of the old loop are left to it (completing one of a
+            # closed loop would raise here): they take nothing more.
+            for queue in (self._recv_futures, self._send_futures):
+                while queue:
+                    self._drop_head(queue)
+            self._watchers.clear()
+            self._check_due = False
             self._loop = loop
         return loop
 
@@ -315,27 +325,29 @@ class _AsyncSocket(Socket):
 
     def _fail_all(self, exc: BaseException) -> None:
         """Fail every waiting future with ``exc`` (term())."""
-        for queue in (self._recv_futures, self._send_futures):
-            while queue:
-                ev = queue.popleft()
-                ev.finished = True
-                self._cancel_timer(ev)
-                if not ev.future.done():
-                    ev.future.set_exception(exc)
-        for _flags, watcher in list(self._watchers):
-            watcher(-1)
+        self._end_all(lambda f: f.set_exception(exc), -1)
 
     def _cancel_all(self) -> None:
         """Cancel every waiting future (close())."""
+        self._end_all(lambda f: f.cancel(), -2)
+
+    def _end_all(self, end: Callable[[Any], Any], code: int) -> None:
+        """End every waiting future with ``end(future)``, and the poll()s
+        with ``code`` (-1: term(), -2: close()); futures of a loop that
+        is closed are only dropped (ending one would raise)."""
+        alive = self._loop is not None and not self._loop.is_closed()
         for queue in (self._recv_futures, self._send_futures):
             while queue:
                 ev = queue.popleft()
                 ev.finished = True
                 self._cancel_timer(ev)
-                if not ev.future.done():
-                    ev.future.cancel()
+                if alive and not ev.future.done():
+                    end(ev.future)
         for _flags, watcher in list(self._watchers):
-            watcher(-2)
+            if alive:
+                watcher(code)
+        if not alive:
+            self._watchers.clear()
 
     # -- the API
 
