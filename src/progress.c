@@ -49,6 +49,18 @@ static int progress_claim(zm_psock *ps)
  * (evs[0..nevs)): back off from a busy owner, send what its coalescing held
  * back, or step the socket's engine and list what it waits for.  Returns
  * when to look at it again (-1: only on an event).  p->mu is held. */
+/* progress_claim, and for an owner on Socket.fileno() (an event loop) a
+ * wake when a call that holds the socket now ends: its `woken` is cleared
+ * first (seq_cst), so that call's zm_progress_call_done sees 0 and wakes
+ * us; such an owner calls again only once we signal its eventfd, so a
+ * look put off by its call must not wait for a backoff. */
+static int progress_claim_or_ask(zm_psock *ps)
+{
+    if (ps->sock->notify_fd)
+        __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
+    return progress_claim(ps);
+}
+
 static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
                              int nevs, collect_ctx *ctx)
 {
@@ -61,7 +73,8 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
     if (busy)
         ps->last_call_ns = now;
     ps->seen_calls = calls;
-    if (busy && __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
+    if (busy && !ps->sock->notify_fd &&
+        __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
         /* It asked for us (output waiting) and has kept calling
          * since: its own sends write what coalescing holds back,
          * so leave `woken` set (no wake per call: each would cost
@@ -75,13 +88,15 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
         if (ps->backoff_ns > ZM_PROGRESS_BUSY_MAX_NS)
             ps->backoff_ns = ZM_PROGRESS_BUSY_MAX_NS;
         t = now + ps->backoff_ns;
-    } else if (!progress_claim(ps)) {
+    } else if (!progress_claim_or_ask(ps)) {
         /* Held-back output of a busy owner: its own sends write it
          * within ZM_COALESCE_NS; should it stop calling, come back
          * for it (the owner's wake is spent: `woken` stays 1). */
         int64_t due = __atomic_load_n(&ps->flush_due_ns, __ATOMIC_RELAXED);
         /* The owner is inside a call and drives it; look again
-         * later, backing off to 100 ms while it stays busy. */
+         * later, backing off to 100 ms while it stays busy.  (An
+         * owner on fileno() wakes us as its call ends: `woken` is
+         * clear until our next claim.) */
         ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_GRACE_NS
                              ? ZM_PROGRESS_GRACE_NS
                              : ps->backoff_ns * 2;
@@ -99,11 +114,15 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
          * ends after this sees 0 and wakes us again. */
         __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
         ps->backoff_ns = 0;
-        if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
+        if (!ps->sock->notify_fd &&
+            now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
             /* The owner may call again soon: leave its reads to
              * it, but send what coalescing held back when due, and
              * what the kernel had no room for (a large message
-             * must not wait for the owner's next call). */
+             * must not wait for the owner's next call).  Not for an
+             * owner that waits on Socket.fileno() (an event loop):
+             * it calls again only once the eventfd says EVENTS
+             * changed, which only a full step below can tell it. */
             int64_t f = zm_sock_flush(ps->sock, now);
             (void)zm_sock_push_output(ps->sock, now, collect, ctx);
             t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;

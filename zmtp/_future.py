@@ -38,8 +38,6 @@ from zmtp.socket import Socket
 __all__ = ["_AsyncPoller", "_AsyncSocket"]
 
 _Base = Socket
-#: how often waiting sends look at EVENTS themselves (see _arm_send_timer)
-_SEND_RECHECK_S = 0.005
 _c_getsockopt = _zmtp.Socket.getsockopt
 
 
@@ -90,7 +88,6 @@ class _AsyncSocket(Socket):
     _fd: int
     _reading: bool
     _check_due: bool
-    _send_timer: Any
 
     def __init__(self, context: Any = None, socket_type: int = -1, io_loop: Any = None, **kwargs: Any) -> None:
         if io_loop is not None:
@@ -105,7 +102,6 @@ class _AsyncSocket(Socket):
         self._loop = None
         self._reading = False
         self._check_due = False
-        self._send_timer = None
         super().__init__(context, socket_type, **kwargs)
         # Asked for now: from here on every call re-arms the mailbox, so a
         # DONTWAIT call that says Again is followed by a signal.
@@ -136,9 +132,6 @@ class _AsyncSocket(Socket):
         loop = self._default_loop()
         if loop is not self._loop:
             self._stop_reading()
-            if self._send_timer is not None:
-                self._send_timer.cancel()
-                self._send_timer = None
             # Futures of the old loop are left to it (completing one of a
             # closed loop would raise here): they take nothing more.
             for queue in (self._recv_futures, self._send_futures):
@@ -212,27 +205,7 @@ class _AsyncSocket(Socket):
                         watcher(events)
             if not served:
                 # EVENTS read last: the next change signals the fd
-                self._arm_send_timer()
                 return
-
-    def _arm_send_timer(self) -> None:
-        """Stopgap while sends wait for room: look again every
-        _SEND_RECHECK_S.  The progress thread can make POLLOUT appear
-        without signalling the fd (it writes the output the kernel had no
-        room for within its 2 ms grace after the owner's last call, and
-        signals only from its other branch: docs/asyncio.md, "Measured").
-        Remove once src/progress.c signals from there too."""
-        if not self._send_futures:
-            if self._send_timer is not None:
-                self._send_timer.cancel()
-                self._send_timer = None
-            return
-        if self._send_timer is None and self._loop is not None:
-            self._send_timer = self._loop.call_later(_SEND_RECHECK_S, self._send_recheck)
-
-    def _send_recheck(self) -> None:
-        self._send_timer = None
-        self._handle_events()
 
     def _serve(self, queue: Deque[_Event]) -> bool:
         """Complete the futures at the head of ``queue`` with DONTWAIT
@@ -305,8 +278,6 @@ class _AsyncSocket(Socket):
         queue.append(ev)
         future.add_done_callback(lambda _f: self._forget(queue, ev))
         self._start_reading()
-        if queue is self._send_futures:
-            self._arm_send_timer()
         self._touched()  # the calls above consumed the edge
         return future
 
@@ -356,7 +327,6 @@ class _AsyncSocket(Socket):
         if not self.closed:
             self._stop_reading()
             self._cancel_all()
-            self._arm_send_timer()  # cancels it
         super().close(linger)
 
     def getsockopt(self, option: int) -> Any:
