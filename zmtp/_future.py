@@ -41,6 +41,21 @@ _Base = Socket
 _c_getsockopt = _zmtp.Socket.getsockopt
 
 
+
+def _ended_by(future: Any, events: int) -> bool:
+    """Whether a poll watcher's `events` ended `future` (or it was done
+    already): -1 is the context's term() (ContextTerminated), -2 the
+    socket's close() (cancelled)."""
+    if future.done():
+        return True
+    if events == -1:
+        future.set_exception(ContextTerminated())
+        return True
+    if events == -2:
+        future.cancel()
+        return True
+    return False
+
 class _Event:
     """A waiting send or receive: its future, the call and its timer."""
 
@@ -462,13 +477,7 @@ class _AsyncSocket(Socket):
         timer = None
 
         def watch(events: int) -> None:
-            if future.done():
-                return
-            if events == -1:
-                future.set_exception(ContextTerminated())
-            elif events == -2:
-                future.cancel()
-            elif events & flags:
+            if not _ended_by(future, events) and events & flags:
                 future.set_result(events & flags)
 
         def done(_f: Any) -> None:
@@ -538,13 +547,7 @@ class _AsyncPoller(Poller):
                 check()
 
         def watch(events: int) -> None:
-            if future.done():
-                return
-            if events == -1:
-                future.set_exception(ContextTerminated())
-            elif events == -2:
-                future.cancel()
-            else:
+            if not _ended_by(future, events):
                 check()
 
         fds: Dict[int, int] = {}
