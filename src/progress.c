@@ -45,10 +45,6 @@ static int progress_claim(zm_psock *ps)
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
-/* One look at one socket, at `now`, with what the last wait saw
- * (evs[0..nevs)): back off from a busy owner, send what its coalescing held
- * back, or step the socket's engine and list what it waits for.  Returns
- * when to look at it again (-1: only on an event).  p->mu is held. */
 /* progress_claim, and for an owner on Socket.fileno() (an event loop) a
  * wake when a call that holds the socket now ends: its `woken` is cleared
  * first (seq_cst), so that call's zm_progress_call_done sees 0 and wakes
@@ -61,6 +57,10 @@ static int progress_claim_or_ask(zm_psock *ps)
     return progress_claim(ps);
 }
 
+/* One look at one socket, at `now`, with what the last wait saw
+ * (evs[0..nevs)): back off from a busy owner, send what its coalescing held
+ * back, or step the socket's engine and list what it waits for.  Returns
+ * when to look at it again (-1: only on an event).  p->mu is held. */
 static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
                              int nevs, collect_ctx *ctx)
 {
@@ -68,12 +68,16 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
     /* Every call counted before this load is seen by this look. */
     uint64_t calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
     int busy = calls != ps->seen_calls;
+    /* An owner on Socket.fileno() (an event loop) calls again only once a
+     * step of ours signals its eventfd: no grace, no busy backoff for it
+     * (and progress_claim_or_ask asks for a wake when its call ends). */
+    int loop_owner = ps->sock->notify_fd;
     /* The owner called since our last look: it counts as calling
      * now (its calls read no clock for us). */
     if (busy)
         ps->last_call_ns = now;
     ps->seen_calls = calls;
-    if (busy && !ps->sock->notify_fd &&
+    if (busy && !loop_owner &&
         __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
         /* It asked for us (output waiting) and has kept calling
          * since: its own sends write what coalescing holds back,
@@ -114,15 +118,11 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
          * ends after this sees 0 and wakes us again. */
         __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
         ps->backoff_ns = 0;
-        if (!ps->sock->notify_fd &&
-            now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
+        if (!loop_owner && now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
             /* The owner may call again soon: leave its reads to
              * it, but send what coalescing held back when due, and
              * what the kernel had no room for (a large message
-             * must not wait for the owner's next call).  Not for an
-             * owner that waits on Socket.fileno() (an event loop):
-             * it calls again only once the eventfd says EVENTS
-             * changed, which only a full step below can tell it. */
+             * must not wait for the owner's next call). */
             int64_t f = zm_sock_flush(ps->sock, now);
             (void)zm_sock_push_output(ps->sock, now, collect, ctx);
             t = ps->last_call_ns + ZM_PROGRESS_GRACE_NS;

@@ -416,11 +416,11 @@ static inline void sock_leave(SocketObject *self)
     __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
     /* After the release, so that the thread we may wake finds the socket
      * free; only atomics and the Progress object (we hold a reference) are
-     * touched from here on. */
-    /* An owner that waits on fileno() (an event loop) calls again only
-     * when the eventfd says EVENTS changed, and only a step of the progress
-     * thread can tell it so (reads, accepts, handshakes): ask for that step
-     * after every call, at most one wake per look of the thread. */
+     * touched from here on.  An owner that waits on fileno() (an event
+     * loop) calls again only when the eventfd says EVENTS changed, and only
+     * a step of the progress thread can tell it so (reads, accepts,
+     * handshakes): it asks for that step after every call (at most one wake
+     * per look of the thread). */
     if (notify)
         zm_progress_call_done(&self->progress->p, &self->ps,
                               wanted || self->s.notify_fd);
