@@ -18,20 +18,24 @@ import sys
 from typing import Callable, List, Optional, Sequence
 
 from zmtp.perf.config import (
+    ASYNC_SCENARIOS,
+    BLOCKING_TWIN,
     DEFAULT_COUNT,
     DEFAULT_SCENARIOS,
     DEFAULT_SIZE,
     DEFAULT_SUBSCRIBERS,
     DEFAULT_TIMEOUT_S,
     IMPL_NAMES,
+    LOOPS,
     PROG,
     SCENARIOS,
     impl_by_name,
+    loop_unavailable_reason,
     unavailable_reason,
 )
-from zmtp.perf.peers import peer_main
+from zmtp.perf.peers import PEER_KINDS, peer_main
 from zmtp.perf.scenarios import Case, classify
-from zmtp.perf.table import Plan, ProgressLine, build_rows, plan_json, render_table, run_plan
+from zmtp.perf.table import Plan, ProgressLine, build_rows, plan_json, render_table, run_count, run_plan
 from zmtp.perf.tools import lat_main, thr_main
 
 
@@ -100,7 +104,10 @@ def table_parser() -> argparse.ArgumentParser:
                    help=f"repeatable or comma list of {', '.join(SCENARIOS)} (default: {default_scenarios_text()}). "
                    "inproc_reqrep and inproc_pushpull run over inproc:// between two threads of this process "
                    "(one Context); their raw column is two threads and queue.SimpleQueue (one per direction, "
-                   "unbounded, no framing), no socket")
+                   "unbounded, no framing), no socket. async_reqrep, async_pushpull and async_dealer_router: "
+                   "zmtp.asyncio vs zmq.asyncio, each side a coroutine in its own process (one zmtp column and "
+                   "pyzmq); each brings its blocking row of the same shape (reqrep, pushpull, dealer_router) "
+                   "for the async/blocking ratio")
     p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp",)), metavar="IMPL",
                    help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw "
                    "(zmtp = both zmtp columns; default: all)")
@@ -113,6 +120,9 @@ def table_parser() -> argparse.ArgumentParser:
                    help="default tcp on 127.0.0.1 (the inproc_* scenarios always use inproc://)")
     p.add_argument("--subscribers", type=_subscribers, default=list(DEFAULT_SUBSCRIBERS), metavar="N,N",
                    help="pubsub: subscriber counts, one row each (default 1,4)")
+    p.add_argument("--loop", choices=LOOPS, default="asyncio",
+                   help="the event loop of the async_* scenarios: asyncio (its default loop) or uvloop "
+                   "(must be installed)")
     p.add_argument("--pin", type=int, metavar="CPU", help="pin this process and its peers to one CPU")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds before a run fails as 'timeout' (default {DEFAULT_TIMEOUT_S:.0f})")
@@ -140,13 +150,14 @@ def tool_parser(name: str) -> argparse.ArgumentParser:
 def peer_parser() -> argparse.ArgumentParser:
     """The internal ``_peer`` sub-command."""
     p = argparse.ArgumentParser(prog=f"{PROG} _peer", description="internal: the other process of a run")
-    p.add_argument("kind", choices=("echo", "pull", "router", "sub"))
+    p.add_argument("kind", choices=PEER_KINDS)
     p.add_argument("impl", choices=("zmtp",) + IMPL_NAMES)
     p.add_argument("endpoint")
     p.add_argument("size", type=_size)
     p.add_argument("count", type=_count)
     p.add_argument("--rounds", type=_positive_int, default=1)
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    p.add_argument("--loop", choices=LOOPS, default="asyncio")
     return p
 
 
@@ -164,6 +175,11 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
     if not impls:
         parser.error("no implementation can run here: " + "; ".join(skipped.values()))
     names = {n for group in (args.scenario or [list(DEFAULT_SCENARIOS)]) for n in group}
+    names |= {BLOCKING_TWIN[n] for n in names if n in ASYNC_SCENARIOS}  # for the async/blocking ratio
+    if args.loop != "asyncio":
+        why = loop_unavailable_reason(args.loop)
+        if why is not None:
+            parser.error(f"--loop {args.loop}: {why}")
     cases = []
     for scenario in (s for s in SCENARIOS if s in names):
         size = DEFAULT_SIZE[scenario] if args.size is None else args.size
@@ -172,7 +188,7 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
         cases += [Case(scenario, size, count, n) for n in subs]
     if args.timeout <= 0:
         parser.error("--timeout must be > 0")
-    return Plan(impls, skipped, cases, args.runs, args.transport, args.timeout, args.pin)
+    return Plan(impls, skipped, cases, args.runs, args.transport, args.timeout, args.pin, args.loop)
 
 
 def pin_to(cpu: int, parser: argparse.ArgumentParser) -> None:
@@ -190,8 +206,7 @@ def table_main(argv: List[str]) -> int:
     if args.pin is not None:
         pin_to(args.pin, parser)
     plan = make_plan(args, parser)
-    total = len(plan.cases) * plan.runs * len(plan.impls)
-    progress = ProgressLine(total, sys.stderr.isatty() and not args.quiet)
+    progress = ProgressLine(run_count(plan), sys.stderr.isatty() and not args.quiet)
     cells = run_plan(plan, progress)
     rows = build_rows(plan, cells)
     if args.json:
@@ -227,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args[:1] == ["_peer"]:
             opts = peer_parser().parse_args(args[1:])
             return peer_main(opts.kind, impl_by_name(opts.impl), opts.endpoint, opts.size, opts.count,
-                             opts.timeout, opts.rounds)
+                             opts.timeout, opts.rounds, opts.loop)
         return table_main(args)
     except KeyboardInterrupt:
         return 130

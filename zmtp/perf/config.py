@@ -21,16 +21,28 @@ from zmtp import __version__, _zmtp
 PROG = "python -m zmtp.perf"
 IMPL_NAMES: Tuple[str, ...] = ("zmtp-io_uring", "zmtp-epoll", "pyzmq", "raw")
 SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub",
-                              "inproc_reqrep", "inproc_pushpull")
+                              "inproc_reqrep", "inproc_pushpull",
+                              "async_reqrep", "async_pushpull", "async_dealer_router")
 #: scenarios whose peer is a thread of this process over inproc://
 INPROC_SCENARIOS: Tuple[str, ...] = ("inproc_reqrep", "inproc_pushpull")
-#: what runs without --scenario: all (the inproc ones add ~1.5-3 s to a ~20 s table, no peer processes)
+#: scenarios whose two sides are coroutines (zmtp.asyncio / zmq.asyncio), each in its own process
+ASYNC_SCENARIOS: Tuple[str, ...] = ("async_reqrep", "async_pushpull", "async_dealer_router")
+#: an async scenario's blocking row of the same shape (the async/blocking ratio); selecting the
+#: async one runs this one too
+BLOCKING_TWIN: Dict[str, str] = {"async_reqrep": "reqrep", "async_pushpull": "pushpull",
+                                 "async_dealer_router": "dealer_router"}
+#: what runs without --scenario: all (the inproc ones add ~1.5-3 s to a ~20 s table, no peer processes;
+#: the async ones a few seconds: fewer messages, and only one zmtp column and pyzmq run them)
 DEFAULT_SCENARIOS: Tuple[str, ...] = SCENARIOS
 DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64,
-                                "inproc_reqrep": 64, "inproc_pushpull": 64}
+                                "inproc_reqrep": 64, "inproc_pushpull": 64,
+                                "async_reqrep": 64, "async_pushpull": 64, "async_dealer_router": 1024}
 DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
                                  "dealer_router": 100_000, "pubsub": 50_000,
-                                 "inproc_reqrep": 10_000, "inproc_pushpull": 200_000}
+                                 "inproc_reqrep": 10_000, "inproc_pushpull": 200_000,
+                                 "async_reqrep": 2_000, "async_pushpull": 20_000, "async_dealer_router": 10_000}
+#: the event loops an async run can use (--loop): asyncio's default (a selector loop) or uvloop
+LOOPS: Tuple[str, ...] = ("asyncio", "uvloop")
 #: messages per send_batch() call in the pushpull_batch scenario
 BATCH = 1000
 DEFAULT_SUBSCRIBERS: Tuple[int, ...] = (1, 4)
@@ -76,6 +88,23 @@ def unavailable_reason(impl: Impl) -> Optional[str]:
         usable, reason = _zmtp._probe_backend(impl.backend)
         return None if usable else f"{impl.backend} unavailable ({reason})"
     return None
+
+
+def loop_unavailable_reason(loop: str) -> Optional[str]:
+    """None when the event loop `loop` ("asyncio" or "uvloop") can run here, else why not."""
+    if loop not in LOOPS:
+        return f"unknown event loop {loop!r} (use {' or '.join(LOOPS)})"
+    if loop == "uvloop":
+        try:
+            importlib.import_module("uvloop")
+        except ImportError as exc:
+            return f"uvloop is not installed ({exc}; pip install uvloop)"
+    return None
+
+
+def warmup_count(count: int) -> int:
+    """Round trips (or messages) done before measuring."""
+    return min(1000, max(10, count // 10))
 
 
 def peer_env(impl: Impl) -> Dict[str, str]:

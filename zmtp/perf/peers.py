@@ -3,9 +3,10 @@
 reads their stdout lines without blocking past a deadline, ``expect``
 waits for a line from each) and the peer's own body (``peer_main``: echo,
 pull, router or sub, one line to the driver at each step).  ``CellError``
-is how a run fails (timeout or error).
+is how a run fails (timeout or error).  The ``async_*`` kinds
+(``async_peer_main``) are the same bodies as coroutines on an event loop.
 
-Layering: imports ``zmtp.perf.config``, ``links`` and ``loops``; imported
+Layering: imports ``zmtp.perf.config``, ``links``, ``loops`` and ``aio``; imported
 by the scenarios and the command line; never imports them.
 """
 
@@ -22,7 +23,18 @@ from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 from zmtp import backend_name
-from zmtp.perf.config import PEER_LINGER_MS, PROBE, PROBE_EVERY_S, Impl, peer_env
+from zmtp.perf.aio import (
+    AsyncSide,
+    LoopRunner,
+    Tally,
+    async_drain,
+    async_echo,
+    async_sink,
+    by_deadline,
+    close_async_side,
+    open_async_side,
+)
+from zmtp.perf.config import PEER_LINGER_MS, PROBE, PROBE_EVERY_S, Impl, peer_env, warmup_count
 from zmtp.perf.links import open_side
 from zmtp.perf.loops import echo, sink, sink_skipping_probes
 
@@ -98,16 +110,20 @@ class Peer:
 class Peers:
     """The peer processes of one run; once stopped, new ones are killed at once."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, loop: str = "asyncio") -> None:
         self.timeout_s = timeout_s
+        self.loop = loop  # the event loop of the async_* peers
         self._lock = threading.Lock()
         self._peers: List[Peer] = []
         self._stopped = False
 
     def start(self, impl: Impl, kind: str, endpoint: str, size: int, count: int, rounds: int = 1) -> Peer:
-        """Start ``_peer kind impl endpoint size count --rounds N`` with `impl`'s environment."""
+        """Start ``_peer kind impl endpoint size count --rounds N`` with `impl`'s environment
+        (and ``--loop`` for an ``async_*`` kind)."""
         argv = [sys.executable, "-m", "zmtp.perf", "_peer", kind, impl.name, endpoint, str(size),
                 str(count), "--rounds", str(rounds), "--timeout", str(self.timeout_s)]
+        if kind.startswith("async_"):
+            argv += ["--loop", self.loop]
         peer = Peer(argv, peer_env(impl))
         with self._lock:
             self._peers.append(peer)
@@ -166,13 +182,20 @@ def emit(line: str) -> None:
     sys.stdout.flush()
 
 
+#: the kinds of ``_peer`` (``async_*``: coroutines on the ``--loop`` event loop)
+PEER_KINDS = ("echo", "pull", "router", "sub", "async_echo", "async_pull", "async_router")
+
+
 def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeout_s: float,
-              rounds: int = 1) -> int:
+              rounds: int = 1, loop: str = "asyncio") -> int:
     """The other process of a run: echo (REP: count * rounds requests), or
-    pull, router or sub (a "result" line for each round of count messages)."""
+    pull, router or sub (a "result" line for each round of count messages);
+    their ``async_*`` forms on the event loop `loop`."""
     if impl.lib == "zmtp" and impl.backend:
         if backend_name() != impl.backend:
             raise RuntimeError(f"peer runs on {backend_name()}, not {impl.backend}")
+    if kind.startswith("async_"):
+        return async_peer_main(kind, impl, endpoint, count, timeout_s, rounds, loop)
     side = open_side(impl, timeout_s)
     try:
         if kind == "echo":
@@ -197,4 +220,42 @@ def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeo
             raise ValueError(f"unknown peer kind {kind!r}")
     finally:
         side.close()
+    return 0
+
+
+def async_peer_main(kind: str, impl: Impl, endpoint: str, count: int, timeout_s: float, rounds: int,
+                    loop: str) -> int:
+    """``async_echo`` (REP: count * rounds requests, then "done") or
+    ``async_pull`` / ``async_router`` (the warm-up, ``warmup_count(count)``
+    messages untimed, then a "result" line for each round of count
+    messages), as a coroutine on `loop`; the whole body has `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    tally = Tally(f"{kind} peer")
+    runner = LoopRunner(loop)
+    side: Optional[AsyncSide] = None
+    try:
+        side = runner.run(open_async_side(impl))
+        if kind == "async_echo":
+            sock, bound = side.bind("rep", endpoint, linger=PEER_LINGER_MS)
+            emit(f"ready {bound}")
+            runner.run(by_deadline(async_echo(sock, count * rounds, tally), deadline, tally))
+            emit("done")
+        elif kind in ("async_pull", "async_router"):
+            sock, bound = side.bind(kind[len("async_"):], endpoint)
+            emit(f"ready {bound}")
+            recv = sock.recv_multipart if kind == "async_router" else sock.recv
+            runner.run(by_deadline(async_drain(recv, warmup_count(count), tally), deadline, tally))
+            for _ in range(rounds):
+                first, last = runner.run(by_deadline(async_sink(recv, count, tally), deadline, tally))
+                emit(f"result {count} {first} {last}")
+        else:
+            raise ValueError(f"unknown peer kind {kind!r}")
+    except TimeoutError as exc:  # one line for the driver's report (Peer.failure)
+        print(f"TimeoutError: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            runner.run(close_async_side(side))
+        finally:
+            runner.close()
     return 0

@@ -1,11 +1,12 @@
 """``zmtp.perf``'s scenarios, driver side: a ``Case`` (scenario, size,
 count, subscribers) and the ``Metric`` rows it fills, one driver per
 scenario (reqrep, the streams, pubsub with peer processes; the two inproc
-ones with a ``PeerThread`` of this process), and ``run_once``, which runs
-one case for one column in a fresh thread and turns any failure into a
-``CellError``.
+ones with a ``PeerThread`` of this process; the ``async_*`` ones with a
+coroutine on an event loop of the driver's thread and a peer process), and
+``run_once``, which runs one case for one column in a fresh thread and
+turns any failure into a ``CellError``.
 
-Layering: imports ``zmtp.perf.config``, ``links``, ``loops`` and ``peers``;
+Layering: imports ``zmtp.perf.config``, ``links``, ``loops``, ``aio`` and ``peers``;
 imported by the table and the command line; never imports them.
 """
 
@@ -15,9 +16,27 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from zmtp.perf.config import GRACE_S, PEER_LINGER_MS, PROBE, Impl, choose_backend
+from zmtp.perf.aio import (
+    AsyncSide,
+    LoopRunner,
+    Tally,
+    async_blast,
+    async_ping_pong,
+    by_deadline,
+    close_async_side,
+    open_async_side,
+)
+from zmtp.perf.config import (
+    ASYNC_SCENARIOS,
+    GRACE_S,
+    PEER_LINGER_MS,
+    PROBE,
+    Impl,
+    choose_backend,
+    warmup_count,
+)
 from zmtp.perf.links import Side, open_side
 from zmtp.perf.loops import blast, blast_batched, echo, percentile, ping_pong, rate, result_rate, sink
 from zmtp.perf.peers import CellError, Peer, Peers, deadline_in, expect
@@ -50,6 +69,7 @@ class Metric:
 
 
 LATENCY_METRICS = (Metric("p50_us", "RTT p50 [us]", True), Metric("p99_us", "RTT p99 [us]", True))
+ASYNC_LATENCY = (LATENCY_METRICS[0],)  # async_reqrep: the p50 row (the run also measures p99: JSON "runs")
 THROUGHPUT = Metric("msg_s", "msg/s", False)
 PER_SUB = Metric("msg_s", "msg/s per sub", False)
 
@@ -58,6 +78,8 @@ def metrics_of(case: Case) -> Tuple[Metric, ...]:
     """The rows a case fills."""
     if case.scenario in ("reqrep", "inproc_reqrep"):
         return LATENCY_METRICS
+    if case.scenario == "async_reqrep":
+        return ASYNC_LATENCY
     return (PER_SUB,) if case.scenario == "pubsub" else (THROUGHPUT,)
 
 
@@ -70,11 +92,7 @@ class RunContext:
     bind_endpoint: str
     deadline: float
     peers: Peers
-
-
-def warmup_count(count: int) -> int:
-    """Round trips done before measuring."""
-    return min(1000, max(10, count // 10))
+    loop: str = "asyncio"  # the event loop of the async_* scenarios
 
 
 def drive_reqrep(rc: RunContext, side: Side) -> Dict[str, float]:
@@ -203,6 +221,80 @@ def drive_inproc_pushpull(rc: RunContext, side: Side) -> Dict[str, float]:
     return {"msg_s": rate(case.count, first, last)}
 
 
+def drive_async_reqrep(rc: RunContext) -> Dict[str, float]:
+    """An async REQ here (a coroutine on this thread's loop), an async REP
+    echo in the peer process: p50/p99 round trip, after a warm-up."""
+    case, warm = rc.case, warmup_count(rc.case.count)
+    peer = rc.peers.start(rc.impl, "async_echo", rc.bind_endpoint, case.size, warm + case.count)
+    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    payload, tally = b"x" * case.size, Tally("async REQ")
+
+    async def measure(side: AsyncSide) -> List[int]:
+        req = side.connect("req", endpoint)
+        await async_ping_pong(req, payload, warm, tally, "warm-up round trips")
+        return await async_ping_pong(req, payload, case.count, tally)
+
+    times = sorted(in_loop(rc, measure, tally))
+    expect_or_explain(peer, "done", rc.deadline)
+    return {"p50_us": percentile(times, 50) / 1000, "p99_us": percentile(times, 99) / 1000}
+
+
+def drive_async_stream(rc: RunContext) -> Dict[str, float]:
+    """An async PUSH or DEALER here sends the warm-up and then the counted
+    messages, awaiting each send; the peer's async PULL or ROUTER times the
+    counted ones."""
+    case = rc.case
+    sender, receiver = ("dealer", "router") if case.scenario == "async_dealer_router" else ("push", "pull")
+    peer = rc.peers.start(rc.impl, f"async_{receiver}", rc.bind_endpoint, case.size, case.count)
+    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    payload, tally = b"x" * case.size, Tally(f"async {sender.upper()}")
+
+    async def send_all(side: AsyncSide) -> None:
+        await async_blast(side.connect(sender, endpoint), payload, warmup_count(case.count) + case.count, tally)
+
+    # the peer's line is awaited with the sockets still open: the last messages are still on their way
+    return in_loop(rc, send_all, tally,
+                   lambda: {"msg_s": result_rate(expect_or_explain(peer, "result ", rc.deadline))})
+
+
+def expect_or_explain(peer: Peer, prefix: str, deadline: float) -> str:
+    """expect() of one peer's line; on a timeout, the peer's own reason too
+    (an async peer's deadline is a moment after the driver's: it then exits
+    saying what it had received)."""
+    try:
+        return expect([peer], prefix, deadline)[0]
+    except CellError as exc:
+        if exc.kind != "timeout":
+            raise
+        raise CellError("timeout", f"{exc.detail}; {peer.failure()}") from None
+
+
+def in_loop(rc: RunContext, body: Callable[[AsyncSide], Any], tally: Tally,
+            then: Optional[Callable[[], Any]] = None) -> Any:
+    """``body(side)`` as a coroutine on a new event loop of this thread
+    (``rc.loop``), within the run's deadline; then ``then()`` (outside the
+    loop, its sockets still open), whose value is returned if given; the
+    sockets are closed and the loop ended in any case."""
+    runner = LoopRunner(rc.loop)
+    side: Optional[AsyncSide] = None
+    try:
+        side = runner.run(open_async_side(rc.impl))
+        value = runner.run(by_deadline(body(side), rc.deadline, tally))
+        return value if then is None else then()
+    finally:
+        try:
+            runner.run(close_async_side(side))
+        finally:
+            runner.close()
+
+
+ASYNC_DRIVERS: Dict[str, Callable[[RunContext], Dict[str, float]]] = {
+    "async_reqrep": drive_async_reqrep,
+    "async_pushpull": drive_async_stream,
+    "async_dealer_router": drive_async_stream,
+}
+
+
 DRIVERS: Dict[str, Callable[[RunContext, Side], Dict[str, float]]] = {
     "reqrep": drive_reqrep,
     "pushpull": drive_stream,
@@ -223,16 +315,21 @@ def classify(exc: BaseException) -> CellError:
     return CellError("error", f"{type(exc).__name__}: {exc}")
 
 
-def run_once(impl: Impl, case: Case, bind_endpoint: str, timeout_s: float) -> Dict[str, float]:
+def run_once(impl: Impl, case: Case, bind_endpoint: str, timeout_s: float,
+             loop: str = "asyncio") -> Dict[str, float]:
     """One run of `case` for `impl`: the driver in a fresh thread (its own zmtp
-    backend), the peers in processes; raises CellError."""
-    peers = Peers(timeout_s)
-    rc = RunContext(impl, case, bind_endpoint, deadline_in(timeout_s), peers)
+    backend; for an async_* case, its own event loop `loop`), the peers in
+    processes; raises CellError."""
+    peers = Peers(timeout_s, loop)
+    rc = RunContext(impl, case, bind_endpoint, deadline_in(timeout_s), peers, loop)
     box: Dict[str, Any] = {}
 
     def target() -> None:
         try:
             choose_backend(impl)
+            if case.scenario in ASYNC_SCENARIOS:
+                box["value"] = ASYNC_DRIVERS[case.scenario](rc)
+                return
             side = open_side(impl, timeout_s)
             try:
                 box["value"] = DRIVERS[case.scenario](rc, side)

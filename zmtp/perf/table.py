@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from zmtp import __version__
-from zmtp.perf.config import INPROC_SCENARIOS, Impl, lib_version
+from zmtp.perf.config import ASYNC_SCENARIOS, BLOCKING_TWIN, INPROC_SCENARIOS, Impl, lib_version
 from zmtp.perf.peers import CellError
 from zmtp.perf.scenarios import Case, Metric, metrics_of, run_once
 
@@ -38,6 +38,7 @@ class Plan:
     transport: str
     timeout_s: float
     pin: Optional[int]
+    loop: str = "asyncio"  # the event loop of the async_* scenarios (both sides)
 
 
 @dataclass
@@ -85,6 +86,22 @@ def endpoint_for(case: Case, transport: str, tmp: str, serial: int) -> str:
     return "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp}/{serial}"
 
 
+def case_impls(plan: Plan, case: Case) -> List[Impl]:
+    """The columns that run `case`: all, but an async_* case runs in the
+    ratio's zmtp column (zmtp.asyncio: the owner never waits in C, so the
+    two backends would measure the same code) and pyzmq (zmq.asyncio) only;
+    raw has no asyncio column."""
+    if case.scenario not in ASYNC_SCENARIOS:
+        return list(plan.impls)
+    zcol = zmtp_column(plan)
+    return [i for i in plan.impls if i.lib == "pyzmq" or i.name == zcol]
+
+
+def run_count(plan: Plan) -> int:
+    """How many runs the plan makes (the progress line's total)."""
+    return sum(len(case_impls(plan, case)) for case in plan.cases) * plan.runs
+
+
 def run_plan(plan: Plan, progress: ProgressLine) -> Dict[Tuple[str, str], Cell]:
     """Every case, run by run, every implementation within a run (order rotated each run)."""
     cells: Dict[Tuple[str, str], Cell] = {(c.label, i.name): Cell() for c in plan.cases for i in plan.impls}
@@ -92,15 +109,16 @@ def run_plan(plan: Plan, progress: ProgressLine) -> Dict[Tuple[str, str], Cell]:
     serial = 0
     try:
         for case in plan.cases:
+            impls = case_impls(plan, case)
             for run in range(plan.runs):
-                shift = run % len(plan.impls)
-                for impl in plan.impls[shift:] + plan.impls[:shift]:
+                shift = run % max(1, len(impls))
+                for impl in impls[shift:] + impls[:shift]:
                     progress.show(f"{case.label} {impl.name} run {run + 1}/{plan.runs}")
                     serial += 1
                     endpoint = endpoint_for(case, plan.transport, tmp, serial)
                     cell = cells[(case.label, impl.name)]
                     try:
-                        cell.values.append(run_once(impl, case, endpoint, plan.timeout_s))
+                        cell.values.append(run_once(impl, case, endpoint, plan.timeout_s, plan.loop))
                     except CellError as exc:
                         cell.errors.append(str(exc))
     finally:
@@ -123,6 +141,8 @@ RATIOS: Tuple[Tuple[str, str, str], ...] = (
     ("uring/epoll", "zmtp-io_uring", "zmtp-epoll"),
     ("zmtp/raw", "zmtp", "raw"),
 )
+#: an async row's zmtp figure against zmtp's blocking row of the same shape (BLOCKING_TWIN)
+ASYNC_RATIO = "async/blocking"
 
 
 def ratio(metric: Metric, better: Optional[float], other: Optional[float]) -> Optional[float]:
@@ -157,9 +177,20 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
     for title, a, b in RATIOS:
         a = zcol if a == "zmtp" else a
         if a in names and b in names:
-            value = ratio(metric, row["values"][a], row["values"][b])
-            row["ratios"][title] = None if value is None else round(value, 4)
+            row["ratios"][title] = rounded(ratio(metric, row["values"][a], row["values"][b]))
+    if case.scenario in ASYNC_SCENARIOS:
+        row["api"] = "asyncio"
+        row["loop"] = plan.loop
+        row["blocking_twin"] = BLOCKING_TWIN[case.scenario]
+        twin = cells.get((BLOCKING_TWIN[case.scenario], zcol or ""))
+        row["ratios"][ASYNC_RATIO] = rounded(ratio(metric, row["values"].get(zcol or ""),
+                                                   twin.median(metric.key) if twin else None))
     return row
+
+
+def rounded(value: Optional[float]) -> Optional[float]:
+    """A ratio as the JSON keeps it (4 decimals), None as is."""
+    return None if value is None else round(value, 4)
 
 
 def fmt_value(value: Optional[float], lower_is_better: bool, status: str) -> str:
@@ -172,7 +203,7 @@ def fmt_value(value: Optional[float], lower_is_better: bool, status: str) -> str
 def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, str], Cell]) -> str:
     """The table, with a header line saying what ran and footer lines saying how to read it."""
     names = [i.name for i in plan.impls]
-    ratio_titles = [t for t, a, b in RATIOS if rows and t in rows[0]["ratios"]]
+    ratio_titles = [t for t in [t for t, a, b in RATIOS] + [ASYNC_RATIO] if any(t in r["ratios"] for r in rows)]
     head = ["case", "size", "metric"] + names + ratio_titles
     body = []
     for row in rows:
@@ -180,7 +211,7 @@ def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, 
         for name in names:
             status = cells[(row["case"], name)].status()
             line.append(fmt_value(row["values"][name], row["lower_is_better"], status))
-        line += ["-" if row["ratios"][t] is None else f"{row['ratios'][t]:.2f}" for t in ratio_titles]
+        line += ["-" if row["ratios"].get(t) is None else f"{row['ratios'][t]:.2f}" for t in ratio_titles]
         body.append(line)
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     left = 3  # case, size, metric are left-aligned; figures right-aligned
@@ -206,6 +237,8 @@ def describe_plan(plan: Plan) -> str:
         where = "inproc (two threads of this process)"
     elif inproc:
         where += " (inproc_* rows: inproc, two threads of this process)"
+    if any(c.scenario in ASYNC_SCENARIOS for c in plan.cases):
+        where += f"; async_* rows on the {plan.loop} loop"
     pin = f"pinned to CPU {plan.pin}" if plan.pin is not None else f"not pinned ({len(os.sched_getaffinity(0))} CPUs)"
     return f"{' vs '.join(libs)}; {where}; median of {plan.runs} interleaved run(s); {pin}"
 
@@ -227,6 +260,15 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
         if any(i.lib == "raw" for i in plan.impls):
             lines.append("raw in inproc_* rows: no socket; two threads pass the bytes through queue.SimpleQueue "
                          "(one per direction, unbounded, no framing): Python's own thread hand-off.")
+    if any(c.scenario in ASYNC_SCENARIOS for c in plan.cases):
+        lines += [
+            f"async_* rows: zmtp.asyncio (in the {zcol} column only) vs pyzmq's zmq.asyncio, each side a coroutine "
+            f"in its own process on the {plan.loop} loop, every send and recv awaited; the receiver times the "
+            "messages after a warm-up.",
+            f"{ASYNC_RATIO}: the async row's {zcol} figure against the same column's blocking row of the same shape "
+            "(reqrep, pushpull, dealer_router). Targets (issue 16): zmtp/pyzmq >= 3.33 on async_reqrep "
+            "(RTT <= 0.3x pyzmq asyncio), >= 3 on the async msg/s rows; async/blocking >= 0.5 (within 2x).",
+        ]
     lines += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
     for row in rows:
         if row["metric"] in ("p99_us",):
@@ -244,6 +286,7 @@ def plan_json(plan: Plan, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         "transport": plan.transport,
         "runs": plan.runs,
         "pin": plan.pin,
+        "loop": plan.loop,
         "impls": [i.name for i in plan.impls],
         "skipped": plan.skipped,
         "rows": rows,
