@@ -140,9 +140,9 @@ def test_thr_pair(impl, tmp_path):
 
 
 INPROC = "inproc_reqrep,inproc_pushpull"
-#: the table without --scenario: every scenario, the inproc ones last
+#: the table without --scenario: every scenario, the inproc ones, then the async ones last
 DEFAULT_CASES = ["reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub 1 sub", "pubsub 4 sub",
-                 "inproc_reqrep", "inproc_pushpull"]
+                 "inproc_reqrep", "inproc_pushpull", "async_reqrep", "async_pushpull", "async_dealer_router"]
 DEFAULT_HELP = "(default: all)"
 INPROC_ROWS = [("inproc_reqrep", "p50_us"), ("inproc_reqrep", "p99_us"), ("inproc_pushpull", "msg_s")]
 
@@ -263,6 +263,7 @@ def test_default_scenarios_and_help():
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
     assert "inproc_reqrep, inproc_pushpull" in text and "queue.SimpleQueue" in text
+    assert "async_reqrep, async_pushpull, async_dealer_router" in text and "--loop {asyncio,uvloop}" in text
     assert DEFAULT_HELP in text
 
 
@@ -270,6 +271,7 @@ def test_default_scenarios_and_help():
     (["--scenario", "nope"], "argument --scenario: unknown nope"),
     (["--impl", "zmtp-kqueue"], "argument --impl: unknown zmtp-kqueue"),
     (["--count", "1"], "argument --count: the count must be at least 2"),
+    (["--loop", "trio"], "argument --loop: invalid choice: 'trio' (choose from 'asyncio', 'uvloop')"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["lat", "bind", "tcp://127.0.0.1:1"], "the following arguments are required: size, count"),
     (["thr", "listen", "ipc:///x", "1", "2"], "argument role: invalid choice: 'listen'"),
@@ -286,3 +288,96 @@ def test_tool_failure_is_one_line():
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "python -m zmtp.perf lat connect: timeout: Again: Resource temporarily unavailable"]
+
+
+# ---------------------------------------------------------------- the async_* rows (zmtp.asyncio vs zmq.asyncio)
+
+ASYNC = "async_reqrep,async_pushpull,async_dealer_router"
+#: the rows of --scenario ASYNC: each async scenario brings its blocking twin (the async/blocking ratio)
+ASYNC_ROWS = [("reqrep", "p50_us"), ("reqrep", "p99_us"), ("pushpull", "msg_s"), ("dealer_router", "msg_s"),
+              ("async_reqrep", "p50_us"), ("async_pushpull", "msg_s"), ("async_dealer_router", "msg_s")]
+needs_pyzmq = pytest.mark.skipif(pyzmq_missing(), reason="pyzmq is the async rows' other column")
+
+
+def uvloop_missing() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+@needs_pyzmq
+def test_async_rows_json():
+    """Every async row has its zmtp.asyncio and zmq.asyncio figures (one run each, tiny counts), the ratio
+    to pyzmq and to zmtp's blocking row; epoll and raw do not run them."""
+    r = perf("--count", "300", "--runs", "1", "--scenario", ASYNC, "--impl", "zmtp-epoll,pyzmq,raw", "--json",
+             "--timeout", "15")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["loop"] == "asyncio" and doc["impls"] == ["zmtp-epoll", "pyzmq", "raw"]
+    assert [(row["case"], row["metric"]) for row in doc["rows"]] == ASYNC_ROWS
+    for row in doc["rows"]:
+        assert row["errors"] == {}, row
+        if not row["case"].startswith("async_"):
+            assert "async/blocking" not in row["ratios"] and "api" not in row, row
+            continue
+        assert (row["api"], row["loop"], row["transport"]) == ("asyncio", "asyncio", "tcp"), row
+        assert row["blocking_twin"] == row["case"][len("async_"):], row
+        for impl in ("zmtp-epoll", "pyzmq"):
+            assert row["values"][impl] > 0 and len(row["runs"][impl]) == 1, (row["case"], impl)
+        assert row["values"]["raw"] is None and row["runs"]["raw"] == [], row  # no asyncio raw column
+        assert row["ratios"]["zmtp/pyzmq"] > 0 and row["ratios"]["async/blocking"] > 0, row["ratios"]
+        assert row["ratios"]["zmtp/raw"] is None
+
+
+@needs_pyzmq
+@pytest.mark.skipif(uvloop_missing(), reason="uvloop is not installed")
+def test_async_rows_text_on_uvloop():
+    """--loop uvloop runs both sides on uvloop; the text table has the async/blocking column, and the ratio
+    column of io_uring is the one that runs the async rows (io_uring's column when it can run)."""
+    r = perf("--count", "300", "--runs", "1", "--scenario", "async_pushpull", "--loop", "uvloop",
+             "--quiet", "--timeout", "15")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert "; async_* rows on the uvloop loop; " in lines[0]
+    head = lines[1].split()
+    assert head[-1] == "async/blocking"
+    rows = {ln.split()[0]: ln.split() for ln in lines[3:5]}
+    assert set(rows) == {"pushpull", "async_pushpull"}, lines
+    zcol = zmtp_backends()[0]
+    cells = dict(zip(head[3:], rows["async_pushpull"][4:]))  # "64 B" is two words
+    assert cells[zcol] != "-" and cells["pyzmq"] != "-" and cells["raw"] == "-", cells
+    assert all(cells[name] == "-" for name in zmtp_backends()[1:]), cells
+    assert cells["async/blocking"] != "-" and rows["pushpull"][-1] == "-", rows
+    assert any(ln.startswith("async_* rows: zmtp.asyncio (in the ") for ln in lines), lines
+    assert "timeout" not in r.stdout and "error" not in r.stdout
+
+
+def test_loop_uvloop_missing_is_a_clear_error(monkeypatch, capsys):
+    from zmtp import perf as perf_module
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
+    parser = perf_module.table_parser()
+    with pytest.raises(SystemExit) as exc:
+        perf_module.make_plan(parser.parse_args(["--loop", "uvloop", "--scenario", "async_reqrep"]), parser)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: --loop uvloop: uvloop is not installed (" in err and "pip install uvloop" in err, err
+
+
+@pytest.mark.parametrize("scenario", ["async_pushpull", "async_dealer_router"])
+def test_async_lost_messages_fail_the_run_with_a_reason(monkeypatch, scenario):
+    """The sender skips the warm-up the receiver waits for: the receiver stops short of its count, and the
+    run fails at the deadline saying how far the peer got, instead of hanging."""
+    from zmtp import perf as perf_module
+    from zmtp.perf import scenarios
+
+    monkeypatch.setattr(scenarios, "warmup_count", lambda count: 0)
+    impl = perf_module.impl_by_name(zmtp_backends()[-1])
+    with pytest.raises(perf_module.CellError) as exc:
+        perf_module.run_once(impl, perf_module.Case(scenario, 64, 200), "tcp://127.0.0.1:*", 2.0)
+    assert exc.value.kind == "timeout"
+    receiver = "router" if scenario == "async_dealer_router" else "pull"
+    assert (f"TimeoutError: async_{receiver} peer: deadline passed (timed messages received: 180 of 200 done)"
+            in exc.value.detail), exc.value.detail
