@@ -10,87 +10,87 @@ Two figures per implementation, each run in a fresh subprocess, alternating:
   async PULL over tcp; messages per second after the first one.
 
 Prints the median of the rounds for each.  A measurement, never a test.
+The coroutines and sockets are ``zmtp.perf``'s (``zmtp/perf/aio.py``), whose
+``async_*`` rows measure the same API with each side in its own process
+(``python -m zmtp.perf --scenario async_reqrep,async_pushpull``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from typing import Dict, List
 
-CHILD = r"""
-import asyncio, sys, threading, time
-import zmq
-impl, what = sys.argv[1], sys.argv[2]
-if impl == "zmtp":
-    import zmtp as Z
-    import zmtp.asyncio as ZA
-else:
-    Z = zmq
-    import zmq.asyncio as ZA
+from zmtp.perf.aio import AsyncSide, Tally, async_echo, async_ping_pong, async_sink, by_deadline
+from zmtp.perf.config import impl_by_name
+from zmtp.perf.loops import percentile, rate
 
-async def round_trip(n=2000):
-    ctx = ZA.Context()
-    rep = ctx.socket(Z.REP)
-    port = rep.bind_to_random_port("tcp://127.0.0.1")
-    req = ctx.socket(Z.REQ)
-    req.connect(f"tcp://127.0.0.1:{port}")
+TIMEOUT_S = 300.0
 
-    async def server():
-        for _ in range(n):
-            await rep.send(await rep.recv())
 
-    task = asyncio.ensure_future(server())
-    lat = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        await req.send(b"x" * 64)
-        await req.recv()
-        lat.append(time.perf_counter_ns() - t0)
-    await task
-    lat.sort()
-    print(lat[n // 2] / 1000, lat[int(n * 0.99)] / 1000)
-    req.close(0); rep.close(0); ctx.term()
+async def round_trip(impl: str, n: int = 2000) -> List[float]:
+    """p50 and p99 in us of `n` round trips between a REQ and a REP echo task on this loop."""
+    side = AsyncSide(impl_by_name(impl))
+    try:
+        rep, endpoint = side.bind("rep", "tcp://127.0.0.1:*")
+        req = side.connect("req", endpoint)
+        deadline, tally = time.monotonic() + TIMEOUT_S, Tally(f"{impl} REQ/REP")
+        server = asyncio.ensure_future(async_echo(rep, n, tally))
+        times = sorted(await by_deadline(async_ping_pong(req, b"x" * 64, n, tally), deadline, tally))
+        await by_deadline(server, deadline, tally)
+    finally:
+        side.close()
+    return [percentile(times, 50) / 1000, percentile(times, 99) / 1000]
 
-async def throughput(n=100000):
-    ctx = ZA.Context()
-    pull = ctx.socket(Z.PULL)
-    port = pull.bind_to_random_port("tcp://127.0.0.1")
 
-    def pusher():
-        c = zmq.Context()
-        p = c.socket(zmq.PUSH)
-        p.connect(f"tcp://127.0.0.1:{port}")
-        for _ in range(n):
-            p.send(b"x" * 64)
-        p.close(); c.term()
+async def throughput(impl: str, n: int = 100_000) -> List[float]:
+    """msg/s of an async PULL receiving `n` x 64 B from a blocking pyzmq PUSH in a thread."""
+    import zmq
 
-    th = threading.Thread(target=pusher)
-    th.start()
-    await pull.recv()
-    t0 = time.perf_counter()
-    for _ in range(n - 1):
-        await pull.recv()
-    print((n - 1) / (time.perf_counter() - t0))
-    th.join()
-    pull.close(0); ctx.term()
+    side = AsyncSide(impl_by_name(impl))
+    try:
+        pull, endpoint = side.bind("pull", "tcp://127.0.0.1:*")
 
-asyncio.run(round_trip() if what == "rtt" else throughput())
-"""
+        def pusher() -> None:
+            ctx = zmq.Context()
+            push = ctx.socket(zmq.PUSH)
+            push.connect(endpoint)
+            for _ in range(n):
+                push.send(b"x" * 64)
+            push.close()
+            ctx.term()
+
+        thread = threading.Thread(target=pusher)
+        thread.start()
+        tally = Tally(f"{impl} PULL")
+        first, last = await by_deadline(async_sink(pull.recv, n, tally), time.monotonic() + TIMEOUT_S, tally)
+        thread.join()
+    finally:
+        side.close()
+    return [rate(n, first, last)]
 
 
 def run(impl: str, what: str) -> List[float]:
-    out = subprocess.run([sys.executable, "-c", CHILD, impl, what], check=True, capture_output=True,
-                         text=True, timeout=300).stdout
+    """One figure, measured in a fresh process."""
+    out = subprocess.run([sys.executable, __file__, "--child", impl, what], check=True, capture_output=True,
+                         text=True, timeout=TIMEOUT_S + 60).stdout
     return [float(x) for x in out.split()]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--child", nargs=2, metavar=("IMPL", "WHAT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        impl, what = args.child
+        print(*asyncio.run(round_trip(impl) if what == "rtt" else throughput(impl)))
+        return
     got: Dict[str, List[List[float]]] = {}
     for _ in range(args.rounds):
         for impl in ("zmtp", "pyzmq"):

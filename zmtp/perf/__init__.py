@@ -23,6 +23,17 @@ Scenarios (``--scenario``):
   p50 and p99 round trip in us.
 * ``inproc_pushpull``: PUSH -> PULL, 64 B, over ``inproc://`` between two
   threads of this process (one Context); msg/s counted by the receiving thread.
+* ``async_reqrep``, ``async_pushpull``, ``async_dealer_router``: the shapes
+  of ``reqrep`` (the p50 row), ``pushpull`` and ``dealer_router`` with
+  ``zmtp.asyncio`` against pyzmq's ``zmq.asyncio``: each side a coroutine in
+  its own process (the driver's in a thread of this one), every send and
+  recv awaited, on asyncio's default loop or uvloop (``--loop``); fewer
+  messages, counted after a warm-up; a deadline over each whole run.  Only
+  the ratio's zmtp column (io_uring where it runs) and pyzmq run them: an
+  asyncio owner never waits in zmtp's C core, so the two backends would
+  measure the same code; raw has no asyncio column.  Each brings its
+  blocking row of the same shape, and the ``async/blocking`` ratio column
+  sets the zmtp figures side by side.
 
 The two inproc scenarios measure the transport with the GIL in the way: both
 threads run Python, so every message is also a hand-off between two threads
@@ -53,6 +64,8 @@ never ``zmtp.perf`` itself):
 * ``links``: ``Link`` and ``Side`` over zmtp/pyzmq sockets, raw sockets and
   queues;
 * ``loops``: the timed loops (ping-pong, echo, blast, sinks) and figures;
+* ``aio``: the event loop of an async run, ``AsyncSide`` (zmtp.asyncio or
+  zmq.asyncio sockets) and the timed coroutines, under a deadline;
 * ``peers``: the peer processes, both the driver's end and ``_peer``'s body;
 * ``scenarios``: ``Case``, the drivers of each scenario and ``run_once``;
 * ``tools``: ``lat`` and ``thr``;
@@ -61,7 +74,8 @@ never ``zmtp.perf`` itself):
 
 This module re-exports ``main`` and the names that ``benchmarks/`` and the
 tests use (the loops, columns, sides, peers, ``Case`` and ``run_once``, the
-table's parser and plan); everything else is imported from its module.
+table's parser and plan); everything else is imported from its module
+(``benchmarks/asyncio_pingpong.py`` imports ``zmtp.perf.aio``).
 """
 
 from __future__ import annotations
