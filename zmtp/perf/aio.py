@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from typing import Any, Awaitable, Callable, List, Optional, Tuple, TypeVar
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator, List, Tuple, TypeVar
 
 from zmtp.perf.config import Impl
 
@@ -100,15 +101,27 @@ class AsyncSide:
         self.ctx.term()
 
 
-async def open_async_side(impl: Impl) -> AsyncSide:
-    """An AsyncSide made on the running loop."""
+async def _open(impl: Impl) -> AsyncSide:
     return AsyncSide(impl)
 
 
-async def close_async_side(side: Optional[AsyncSide]) -> None:
-    """side.close() on the running loop (None: nothing to close)."""
-    if side is not None:
-        side.close()
+async def _close(side: AsyncSide) -> None:
+    side.close()
+
+
+@contextmanager
+def async_run(loop: str, impl: Impl) -> Iterator[Tuple[LoopRunner, AsyncSide]]:
+    """A new event loop `loop` for this thread and an AsyncSide made on it;
+    at the end, the sockets are closed on the loop and the loop is ended."""
+    runner = LoopRunner(loop)
+    try:
+        side = runner.run(_open(impl))
+        try:
+            yield runner, side
+        finally:
+            runner.run(_close(side))
+    finally:
+        runner.close()
 
 
 # ---------------------------------------------------------------- deadlines

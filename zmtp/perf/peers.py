@@ -23,17 +23,7 @@ from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 from zmtp import backend_name
-from zmtp.perf.aio import (
-    AsyncSide,
-    LoopRunner,
-    Tally,
-    async_drain,
-    async_echo,
-    async_sink,
-    by_deadline,
-    close_async_side,
-    open_async_side,
-)
+from zmtp.perf.aio import AsyncSide, LoopRunner, Tally, async_drain, async_echo, async_run, async_sink, by_deadline
 from zmtp.perf.config import PEER_LINGER_MS, PROBE, PROBE_EVERY_S, Impl, peer_env, warmup_count
 from zmtp.perf.links import open_side
 from zmtp.perf.loops import echo, sink, sink_skipping_probes
@@ -231,31 +221,30 @@ def async_peer_main(kind: str, impl: Impl, endpoint: str, count: int, timeout_s:
     messages), as a coroutine on `loop`; the whole body has `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     tally = Tally(f"{kind} peer")
-    runner = LoopRunner(loop)
-    side: Optional[AsyncSide] = None
     try:
-        side = runner.run(open_async_side(impl))
-        if kind == "async_echo":
-            sock, bound = side.bind("rep", endpoint, linger=PEER_LINGER_MS)
-            emit(f"ready {bound}")
-            runner.run(by_deadline(async_echo(sock, count * rounds, tally), deadline, tally))
-            emit("done")
-        elif kind in ("async_pull", "async_router"):
-            sock, bound = side.bind(kind[len("async_"):], endpoint)
-            emit(f"ready {bound}")
-            recv = sock.recv_multipart if kind == "async_router" else sock.recv
-            runner.run(by_deadline(async_drain(recv, warmup_count(count), tally), deadline, tally))
-            for _ in range(rounds):
-                first, last = runner.run(by_deadline(async_sink(recv, count, tally), deadline, tally))
-                emit(f"result {count} {first} {last}")
-        else:
-            raise ValueError(f"unknown peer kind {kind!r}")
+        with async_run(loop, impl) as (runner, side):
+            _async_peer_body(kind, runner, side, endpoint, count, rounds, deadline, tally)
     except TimeoutError as exc:  # one line for the driver's report (Peer.failure)
         print(f"TimeoutError: {exc}", file=sys.stderr)
         return 1
-    finally:
-        try:
-            runner.run(close_async_side(side))
-        finally:
-            runner.close()
     return 0
+
+
+def _async_peer_body(kind: str, runner: LoopRunner, side: AsyncSide, endpoint: str, count: int, rounds: int,
+                     deadline: float, tally: Tally) -> None:
+    """async_peer_main's work, on `runner`'s loop with `side`'s sockets."""
+    if kind == "async_echo":
+        sock, bound = side.bind("rep", endpoint, linger=PEER_LINGER_MS)
+        emit(f"ready {bound}")
+        runner.run(by_deadline(async_echo(sock, count * rounds, tally), deadline, tally))
+        emit("done")
+    elif kind in ("async_pull", "async_router"):
+        sock, bound = side.bind(kind[len("async_"):], endpoint)
+        emit(f"ready {bound}")
+        recv = sock.recv_multipart if kind == "async_router" else sock.recv
+        runner.run(by_deadline(async_drain(recv, warmup_count(count), tally), deadline, tally))
+        for _ in range(rounds):
+            first, last = runner.run(by_deadline(async_sink(recv, count, tally), deadline, tally))
+            emit(f"result {count} {first} {last}")
+    else:
+        raise ValueError(f"unknown peer kind {kind!r}")

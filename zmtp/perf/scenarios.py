@@ -18,16 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from zmtp.perf.aio import (
-    AsyncSide,
-    LoopRunner,
-    Tally,
-    async_blast,
-    async_ping_pong,
-    by_deadline,
-    close_async_side,
-    open_async_side,
-)
+from zmtp.perf.aio import AsyncSide, Tally, async_blast, async_ping_pong, async_run, by_deadline
 from zmtp.perf.config import (
     ASYNC_SCENARIOS,
     GRACE_S,
@@ -69,7 +60,7 @@ class Metric:
 
 
 LATENCY_METRICS = (Metric("p50_us", "RTT p50 [us]", True), Metric("p99_us", "RTT p99 [us]", True))
-ASYNC_LATENCY = (LATENCY_METRICS[0],)  # async_reqrep: the p50 row (the run also measures p99: JSON "runs")
+ASYNC_LATENCY = (LATENCY_METRICS[0],)  # async_reqrep: the p50 row only (the issue's figure)
 THROUGHPUT = Metric("msg_s", "msg/s", False)
 PER_SUB = Metric("msg_s", "msg/s per sub", False)
 
@@ -275,17 +266,9 @@ def in_loop(rc: RunContext, body: Callable[[AsyncSide], Any], tally: Tally,
     (``rc.loop``), within the run's deadline; then ``then()`` (outside the
     loop, its sockets still open), whose value is returned if given; the
     sockets are closed and the loop ended in any case."""
-    runner = LoopRunner(rc.loop)
-    side: Optional[AsyncSide] = None
-    try:
-        side = runner.run(open_async_side(rc.impl))
+    with async_run(rc.loop, rc.impl) as (runner, side):
         value = runner.run(by_deadline(body(side), rc.deadline, tally))
         return value if then is None else then()
-    finally:
-        try:
-            runner.run(close_async_side(side))
-        finally:
-            runner.close()
 
 
 ASYNC_DRIVERS: Dict[str, Callable[[RunContext], Dict[str, float]]] = {
