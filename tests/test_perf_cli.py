@@ -381,3 +381,34 @@ def test_async_lost_messages_fail_the_run_with_a_reason(monkeypatch, scenario):
     receiver = "router" if scenario == "async_dealer_router" else "pull"
     assert (f"TimeoutError: async_{receiver} peer: deadline passed (timed messages received: 180 of 200 done)"
             in exc.value.detail), exc.value.detail
+
+
+@pytest.mark.skipif(uvloop_missing(), reason="uvloop is not installed")
+def test_async_run_checks_the_peer_loop(monkeypatch):
+    """Each async peer names its loop's class in its "ready" line and the driver checks it: a peer started
+    without --loop uvloop fails a uvloop run (so the passing uvloop runs above had uvloop on both sides)."""
+    from zmtp import perf as perf_module
+    from zmtp.perf import scenarios
+
+    class AsyncioPeers(perf_module.Peers):
+        def __init__(self, timeout_s: float, loop: str = "asyncio") -> None:
+            super().__init__(timeout_s, "asyncio")
+
+    monkeypatch.setattr(scenarios, "Peers", AsyncioPeers)
+    impl = perf_module.impl_by_name(zmtp_backends()[-1])
+    with pytest.raises(perf_module.CellError) as exc:
+        perf_module.run_once(impl, perf_module.Case("async_pushpull", 64, 200), "tcp://127.0.0.1:*", 10.0,
+                             "uvloop")
+    assert exc.value.kind == "error"
+    assert exc.value.detail == "the peer runs on asyncio.unix_events._UnixSelectorEventLoop, not on the uvloop loop"
+
+
+def test_async_rows_over_ipc():
+    """--transport applies to the async rows."""
+    r = perf("--count", "300", "--runs", "1", "--scenario", "async_reqrep", "--transport", "ipc",
+             "--impl", zmtp_backends()[-1], "--json", "--timeout", "15")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert [(row["case"], row["transport"]) for row in rows] == [("reqrep", "ipc"), ("reqrep", "ipc"),
+                                                                 ("async_reqrep", "ipc")]
+    assert rows[-1]["values"][zmtp_backends()[-1]] > 0 and rows[-1]["errors"] == {}, rows[-1]

@@ -51,6 +51,11 @@ class LoopRunner:
     def run(self, coro: Awaitable[T]) -> T:
         return self.loop.run_until_complete(coro)
 
+    def kind(self) -> str:
+        """The loop's class, ``module.Name`` (``asyncio.unix_events._UnixSelectorEventLoop``, ``uvloop.Loop``)."""
+        cls = type(self.loop)
+        return f"{cls.__module__}.{cls.__qualname__}"
+
     def close(self) -> None:
         try:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())

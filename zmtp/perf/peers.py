@@ -232,15 +232,16 @@ def async_peer_main(kind: str, impl: Impl, endpoint: str, count: int, timeout_s:
 
 def _async_peer_body(kind: str, runner: LoopRunner, side: AsyncSide, endpoint: str, count: int, rounds: int,
                      deadline: float, tally: Tally) -> None:
-    """async_peer_main's work, on `runner`'s loop with `side`'s sockets."""
+    """async_peer_main's work, on `runner`'s loop with `side`'s sockets; the
+    "ready" line also names the loop's class (the driver checks it)."""
     if kind == "async_echo":
         sock, bound = side.bind("rep", endpoint, linger=PEER_LINGER_MS)
-        emit(f"ready {bound}")
+        emit(f"ready {bound} {runner.kind()}")
         runner.run(by_deadline(async_echo(sock, count * rounds, tally), deadline, tally))
         emit("done")
     elif kind in ("async_pull", "async_router"):
         sock, bound = side.bind(kind[len("async_"):], endpoint)
-        emit(f"ready {bound}")
+        emit(f"ready {bound} {runner.kind()}")
         recv = sock.recv_multipart if kind == "async_router" else sock.recv
         runner.run(by_deadline(async_drain(recv, warmup_count(count), tally), deadline, tally))
         for _ in range(rounds):

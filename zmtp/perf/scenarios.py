@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from zmtp.perf.aio import AsyncSide, Tally, async_blast, async_ping_pong, async_run, by_deadline
+from zmtp.perf.aio import AsyncSide, LoopRunner, Tally, async_blast, async_ping_pong, async_run, by_deadline
 from zmtp.perf.config import (
     ASYNC_SCENARIOS,
     GRACE_S,
@@ -217,10 +217,11 @@ def drive_async_reqrep(rc: RunContext) -> Dict[str, float]:
     echo in the peer process: p50/p99 round trip, after a warm-up."""
     case, warm = rc.case, warmup_count(rc.case.count)
     peer = rc.peers.start(rc.impl, "async_echo", rc.bind_endpoint, case.size, warm + case.count)
-    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    endpoint = async_peer_ready(rc, peer)
     payload, tally = b"x" * case.size, Tally("async REQ")
 
-    async def measure(side: AsyncSide) -> List[int]:
+    async def measure(side: AsyncSide, runner: LoopRunner) -> List[int]:
+        check_loop(rc, "this side", runner.kind())
         req = side.connect("req", endpoint)
         await async_ping_pong(req, payload, warm, tally, "warm-up round trips")
         return await async_ping_pong(req, payload, case.count, tally)
@@ -237,15 +238,29 @@ def drive_async_stream(rc: RunContext) -> Dict[str, float]:
     case = rc.case
     sender, receiver = ("dealer", "router") if case.scenario == "async_dealer_router" else ("push", "pull")
     peer = rc.peers.start(rc.impl, f"async_{receiver}", rc.bind_endpoint, case.size, case.count)
-    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    endpoint = async_peer_ready(rc, peer)
     payload, tally = b"x" * case.size, Tally(f"async {sender.upper()}")
 
-    async def send_all(side: AsyncSide) -> None:
+    async def send_all(side: AsyncSide, runner: LoopRunner) -> None:
+        check_loop(rc, "this side", runner.kind())
         await async_blast(side.connect(sender, endpoint), payload, warmup_count(case.count) + case.count, tally)
 
     # the peer's line is awaited with the sockets still open: the last messages are still on their way
     return in_loop(rc, send_all, tally,
                    lambda: {"msg_s": result_rate(expect_or_explain(peer, "result ", rc.deadline))})
+
+
+def async_peer_ready(rc: RunContext, peer: Peer) -> str:
+    """The endpoint from an async peer's ``ready ENDPOINT LOOP`` line, once its loop is checked."""
+    _, endpoint, loop_kind = expect([peer], "ready ", rc.deadline)[0].split()
+    check_loop(rc, "the peer", loop_kind)
+    return endpoint
+
+
+def check_loop(rc: RunContext, who: str, loop_kind: str) -> None:
+    """CellError unless `loop_kind` (LoopRunner.kind()) is the run's loop: uvloop's, or asyncio's own."""
+    if loop_kind.split(".")[0] != rc.loop:
+        raise CellError("error", f"{who} runs on {loop_kind}, not on the {rc.loop} loop")
 
 
 def expect_or_explain(peer: Peer, prefix: str, deadline: float) -> str:
@@ -260,14 +275,14 @@ def expect_or_explain(peer: Peer, prefix: str, deadline: float) -> str:
         raise CellError("timeout", f"{exc.detail}; {peer.failure()}") from None
 
 
-def in_loop(rc: RunContext, body: Callable[[AsyncSide], Any], tally: Tally,
+def in_loop(rc: RunContext, body: Callable[[AsyncSide, LoopRunner], Any], tally: Tally,
             then: Optional[Callable[[], Any]] = None) -> Any:
-    """``body(side)`` as a coroutine on a new event loop of this thread
+    """``body(side, runner)`` as a coroutine on a new event loop of this thread
     (``rc.loop``), within the run's deadline; then ``then()`` (outside the
     loop, its sockets still open), whose value is returned if given; the
     sockets are closed and the loop ended in any case."""
     with async_run(rc.loop, rc.impl) as (runner, side):
-        value = runner.run(by_deadline(body(side), rc.deadline, tally))
+        value = runner.run(by_deadline(body(side, runner), rc.deadline, tally))
         return value if then is None else then()
 
 
