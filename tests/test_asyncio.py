@@ -2,8 +2,9 @@
 same loop, or blocking pyzmq sockets in a thread) over tcp, ipc and inproc
 (zmtp peers only), zmtp binding and pyzmq binding, on both backends.
 
-Plain pytest functions: each runs its coroutine with ``asyncio.run`` (no
-pytest-asyncio), bounded by ``DEADLINE_S``.  The event-loop contract
+Plain pytest functions: each runs its coroutine on a fresh loop (no
+pytest-asyncio), bounded by ``DEADLINE_S``, once on asyncio's default loop
+and once on uvloop (skipped, saying so, where uvloop is not installed).  The event-loop contract
 (docs/asyncio.md) is checked directly: an already-queued message completes
 without a loop round trip, a burst is served by one reader callback, no
 wake-up is missed over 100 000 messages, and cancelled receives never take
@@ -37,9 +38,44 @@ _names = iter(range(1 << 30))
 _IPC_DIR = tempfile.TemporaryDirectory(prefix="zmtp-aio-")
 
 
+#: the loop factory of the running test (set by the ``event_loop_kind``
+#: fixture): asyncio's default loop, or uvloop's
+_loop_factory: List[Callable[[], asyncio.AbstractEventLoop]] = [asyncio.new_event_loop]
+
+
+@pytest.fixture(autouse=True, params=["asyncio", "uvloop"])
+def event_loop_kind(request: Any) -> Any:
+    """Every test runs on asyncio's default (selector) loop and on uvloop;
+    the uvloop run skips, saying so, where uvloop is not installed."""
+    if request.param == "uvloop":
+        uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (pip install uvloop)")
+        _loop_factory[0] = uvloop.new_event_loop
+    else:
+        _loop_factory[0] = asyncio.new_event_loop
+    yield request.param
+    _loop_factory[0] = asyncio.new_event_loop
+
+
 def run(fn: Callable[[], Awaitable[Any]], timeout: float = DEADLINE_S * 2) -> Any:
-    """asyncio.run(fn()) with a deadline: a bug fails instead of hanging."""
-    return asyncio.run(asyncio.wait_for(fn(), timeout))
+    """asyncio.run(fn()) on the test's loop kind, with a deadline: a bug
+    fails instead of hanging.  (``asyncio.run`` takes a loop factory only
+    from Python 3.12 on; this does what it does: cancel what is left, finish
+    async generators, close the loop.)"""
+    loop = _loop_factory[0]()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(asyncio.wait_for(fn(), timeout))
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def endpoint(transport: str) -> str:

@@ -44,8 +44,7 @@ def _default_loop() -> Any:
 class Poller(_AsyncPoller):
     """pyzmq's ``zmq.asyncio.Poller``: ``await poller.poll(timeout_ms)``."""
 
-    def _default_loop(self) -> Any:
-        return _default_loop()
+    _default_loop = staticmethod(_default_loop)  # one frame less per call
 
 
 class Socket(_AsyncSocket):
@@ -55,8 +54,7 @@ class Socket(_AsyncSocket):
 
     _poller_class = Poller
 
-    def _default_loop(self) -> Any:
-        return _default_loop()
+    _default_loop = staticmethod(_default_loop)  # one frame less per call
 
 
 class Context(_BlockingContext):
