@@ -278,7 +278,9 @@ class _AsyncSocket(Socket):
         track; its flags already carry DONTWAIT): done at once if it can
         complete now or the caller's ``flags`` asked for DONTWAIT, else
         queued behind the earlier ones."""
-        loop = self._get_loop()
+        loop = self._default_loop()
+        if loop is not self._loop:
+            loop = self._get_loop()
         future = loop.create_future()
         while queue and queue[0].future.done():  # cancelled: its callback has not run yet
             self._drop_head(queue)
@@ -296,7 +298,8 @@ class _AsyncSocket(Socket):
                 return future
             else:
                 future.set_result(result)
-                self._touched()
+                if self._recv_futures or self._send_futures or self._watchers:
+                    self._touched()  # (nothing waits: nothing to look at)
                 return future
         ev = _Event(future, call, args)
         timeout = _c_getsockopt(self, timeo_opt)
