@@ -183,8 +183,8 @@ def test_an_event_loop_owner_reads_without_the_progress_thread(backend: str) -> 
 
 
 def test_the_progress_thread_takes_over_when_the_loop_stops_calling(backend: str) -> None:
-    """The loop blocks (a synchronous sleep in a coroutine) for 1 s: a pyzmq
-    peer that sends PINGs with a 300 ms timeout keeps its connection (the
+    """The loop blocks (a synchronous sleep in a coroutine) for 2.5 s: a
+    pyzmq peer that sends PINGs with a 1 s timeout keeps its connection (the
     progress thread answers), and a new pyzmq peer is accepted."""
 
     async def main() -> None:
@@ -195,8 +195,8 @@ def test_the_progress_thread_takes_over_when_the_loop_stops_calling(backend: str
         ep = r.last_endpoint.decode()
         first = pctx.socket(zmq.DEALER)
         first.linger = 0
-        first.setsockopt(zmq.HEARTBEAT_IVL, 50)
-        first.setsockopt(zmq.HEARTBEAT_TIMEOUT, 300)
+        first.setsockopt(zmq.HEARTBEAT_IVL, 100)
+        first.setsockopt(zmq.HEARTBEAT_TIMEOUT, 1000)
         mon = first.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         try:
             first.connect(ep)
@@ -208,8 +208,9 @@ def test_the_progress_thread_takes_over_when_the_loop_stops_calling(backend: str
             second = pctx.socket(zmq.DEALER)
             second.linger = 0
             second.connect(ep)
-            time.sleep(1.0)  # the loop is held: no call on r
-            assert r.stats()["accepted"] == 2  # stats() is no call
+            # the loop is held from here on: no call on r (stats() is none)
+            wait_for(lambda: r.stats()["accepted"] == 2, DEADLINE_S, "the second peer accepted")
+            time.sleep(2.5)
             assert r.stats()["progress_steps"] > 0
             assert mon.poll(0) == 0, "the heartbeat peer dropped us"
             second.send(b"second")
