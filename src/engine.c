@@ -49,6 +49,7 @@ static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
             return;
         }
         c->fd = fd;
+        s->fd_gen++;
         memcpy(c->endpoint, l->endpoint, sizeof(c->endpoint));
         ZM_STAT_ADD(s->stats.accepted, 1);
         zm_mon_event(s, ZM_EVENT_ACCEPTED, (uint32_t)fd, l->endpoint);
@@ -206,6 +207,7 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, int parsed,
         return -ENOMEM;
     }
     l->fd = fd;
+    s->fd_gen++;
     l->pending = 1;
     l->addr = a;
     zm_addr_format(&a, l->endpoint, sizeof(l->endpoint));
@@ -276,6 +278,7 @@ int zm_sock_adopt(zm_sock *s, int fd, const char *endpoint)
         return -ENOMEM;
     }
     c->fd = fd;
+    s->fd_gen++;
     snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
     if (zm_conn_start_handshake(s, c) < 0) {
         c->state = ZM_CS_DEAD;
@@ -342,6 +345,36 @@ size_t zm_sock_pending_out(const zm_sock *s)
     return n;
 }
 
+/* What a connection in the handshake or in traffic waits for. */
+static unsigned conn_interest(const zm_sock *s, const zm_conn *c)
+{
+    size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
+    unsigned ev = 0;
+
+    /* As conn_read: it stops at RCVHWM, and for an owner in a call at
+     * ZM_READ_AHEAD; interest beyond would only wake a level-triggered
+     * watcher (the loop set) for nothing. */
+    if ((s->rcvhwm <= 0 || c->inq.n < (size_t)s->rcvhwm) &&
+        !(s->in_call && c->inq.n >= ZM_READ_AHEAD) && !xpub_full(s))
+        ev |= WATCH_IN;
+    if (limit > 0)
+        ev |= WATCH_OUT;
+    return ev;
+}
+
+void zm_sock_watch_traffic(zm_sock *s, zm_watch_fn watch, void *ctx)
+{
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        unsigned ev;
+
+        if (c->inproc || c->state != ZM_CS_ACTIVE || c->fd < 0)
+            continue;
+        ev = conn_interest(s, c);
+        if (ev != 0)
+            watch(ctx, c->fd, ev);
+    }
+}
+
 int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
 {
     int64_t next = -1;
@@ -364,15 +397,10 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
             break;
         case ZM_CS_HANDSHAKE:
         case ZM_CS_ACTIVE: {
-            size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
             int64_t t = zm_conn_next_timer(s, c);
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
-            if ((s->rcvhwm <= 0 || c->inq.n < (size_t)s->rcvhwm) &&
-                !xpub_full(s))
-                ev |= WATCH_IN;
-            if (limit > 0)
-                ev |= WATCH_OUT;
+            ev = conn_interest(s, c);
             break;
         }
         default:

@@ -218,6 +218,9 @@ typedef struct zm_sock_stats {
     uint64_t heartbeat_timeouts;         /* closed: no traffic after a PING
                                             or past the peer's TTL */
     uint64_t monitor_dropped;            /* events the monitor had no room for */
+    uint64_t progress_steps;             /* full steps (reads, accepts,
+                                            timers) taken by the progress
+                                            thread for an owner away */
 } zm_sock_stats;
 
 /* Add n to a zm_sock_stats counter.  Written only by whoever holds the
@@ -326,6 +329,10 @@ typedef struct zm_sock {
     int notify_fd;               /* Socket.fileno() was asked for: mb's
                                     eventfd stays armed between calls and
                                     the progress thread signals it */
+    unsigned fd_gen;             /* bumped whenever the engine opens a
+                                    descriptor (accept, dial, bind, adopt,
+                                    monitor): a number watched before may
+                                    now name another file (loopset.c) */
 
     zm_sock_stats stats;
 
@@ -437,6 +444,11 @@ size_t zm_sock_pending_out(const zm_sock *s);
  * (CLOCK_MONOTONIC ns) or -1 when none. */
 typedef int (*zm_watch_fn)(void *ctx, int fd, unsigned events);
 int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx);
+/* The part of zm_sock_watch for connections in traffic (ZM_CS_ACTIVE,
+ * tcp/ipc) only, with the same interest: what an event loop's loop set
+ * watches (loopset.h); listeners, dials, handshakes, the monitor and
+ * timers are left to the progress thread. */
+void zm_sock_watch_traffic(zm_sock *s, zm_watch_fn watch, void *ctx);
 
 /* Write output the kernel could not take before (not what coalescing
  * holds back) and watch for room for the rest: the step the progress

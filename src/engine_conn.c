@@ -790,6 +790,7 @@ void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now)
         return;
     }
     c->fd = fd;
+    s->fd_gen++;
     if (in_progress) {
         c->state = ZM_CS_CONNECTING;
         zm_mon_event(s, ZM_EVENT_CONNECT_DELAYED, EINPROGRESS, c->endpoint);

@@ -103,6 +103,7 @@ int zm_sock_monitor(zm_sock *s, int fd, unsigned events)
         goto out;
     }
     s->mon_fd = fd;
+    s->fd_gen++;
     s->mon_events = events;
     zm_mon_flush(s);
 out:

@@ -45,18 +45,6 @@ static int progress_claim(zm_psock *ps)
                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
-/* progress_claim, and for an owner on Socket.fileno() (an event loop) a
- * wake when a call that holds the socket now ends: its `woken` is cleared
- * first (seq_cst), so that call's zm_progress_call_done sees 0 and wakes
- * us; such an owner calls again only once we signal its eventfd, so a
- * look put off by its call must not wait for a backoff. */
-static int progress_claim_or_ask(zm_psock *ps)
-{
-    if (ps->sock->notify_fd)
-        __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
-    return progress_claim(ps);
-}
-
 /* One look at one socket, at `now`, with what the last wait saw
  * (evs[0..nevs)): back off from a busy owner, send what its coalescing held
  * back, or step the socket's engine and list what it waits for.  Returns
@@ -68,17 +56,12 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
     /* Every call counted before this load is seen by this look. */
     uint64_t calls = __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST);
     int busy = calls != ps->seen_calls;
-    /* An owner on Socket.fileno() (an event loop) calls again only once a
-     * step of ours signals its eventfd: no grace, no busy backoff for it
-     * (and progress_claim_or_ask asks for a wake when its call ends). */
-    int loop_owner = ps->sock->notify_fd;
     /* The owner called since our last look: it counts as calling
      * now (its calls read no clock for us). */
     if (busy)
         ps->last_call_ns = now;
     ps->seen_calls = calls;
-    if (busy && !loop_owner &&
-        __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
+    if (busy && __atomic_load_n(&ps->woken, __ATOMIC_RELAXED)) {
         /* It asked for us (output waiting) and has kept calling
          * since: its own sends write what coalescing holds back,
          * so leave `woken` set (no wake per call: each would cost
@@ -92,15 +75,13 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
         if (ps->backoff_ns > ZM_PROGRESS_BUSY_MAX_NS)
             ps->backoff_ns = ZM_PROGRESS_BUSY_MAX_NS;
         t = now + ps->backoff_ns;
-    } else if (!progress_claim_or_ask(ps)) {
+    } else if (!progress_claim(ps)) {
         /* Held-back output of a busy owner: its own sends write it
          * within ZM_COALESCE_NS; should it stop calling, come back
          * for it (the owner's wake is spent: `woken` stays 1). */
         int64_t due = __atomic_load_n(&ps->flush_due_ns, __ATOMIC_RELAXED);
         /* The owner is inside a call and drives it; look again
-         * later, backing off to 100 ms while it stays busy.  (An
-         * owner on fileno() wakes us as its call ends: `woken` is
-         * clear until our next claim.) */
+         * later, backing off to 100 ms while it stays busy. */
         ps->backoff_ns = ps->backoff_ns < ZM_PROGRESS_GRACE_NS
                              ? ZM_PROGRESS_GRACE_NS
                              : ps->backoff_ns * 2;
@@ -114,11 +95,15 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
                 t = due;
         }
     } else {
+        /* Socket.fileno() (an event loop): EVENTS before the step, so
+         * that what the step makes appear is signalled below. */
+        int before = ps->sock->notify_fd ? zm_sock_events(ps->sock) : 0;
+
         /* seq_cst, holding the socket and before the look: a call that
          * ends after this sees 0 and wakes us again. */
         __atomic_store_n(&ps->woken, 0, __ATOMIC_SEQ_CST);
         ps->backoff_ns = 0;
-        if (!loop_owner && now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
+        if (now - ps->last_call_ns < ZM_PROGRESS_GRACE_NS) {
             /* The owner may call again soon: leave its reads to
              * it, but send what coalescing held back when due, and
              * what the kernel had no room for (a large message
@@ -131,18 +116,18 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
         } else {
             /* What our last wait saw (a stale fd only costs one
              * accept() that says EAGAIN). */
-            int before = ps->sock->notify_fd ? zm_sock_events(ps->sock) : 0;
             for (int i = 0; i < nevs; i++)
                 zm_sock_io_ready(ps->sock, (int)evs[i].token);
             zm_sock_process(ps->sock, now);
-            /* Socket.fileno(): an event loop waits on the mailbox's
-             * eventfd for EVENTS to change (POLLIN or POLLOUT
-             * appearing: edge-triggered, as libzmq's ZMQ_FD). */
-            if (ps->sock->notify_fd &&
-                (zm_sock_events(ps->sock) & ~before) != 0)
-                zm_mailbox_signal(ps->sock->mb);
+            ZM_STAT_ADD(ps->sock->stats.progress_steps, 1);
             t = zm_sock_watch(ps->sock, collect, ctx);
         }
+        /* Socket.fileno(): an event loop waits on the mailbox's eventfd
+         * (in its loop set) for EVENTS to change: POLLIN or POLLOUT
+         * appearing, edge-triggered as libzmq's ZMQ_FD; also from the
+         * grace branch, whose writes may make room below SNDHWM. */
+        if (ps->sock->notify_fd && (zm_sock_events(ps->sock) & ~before) != 0)
+            zm_mailbox_signal(ps->sock->mb);
         /* Release: pairs with the owner's acquire in sock_claim;
          * what this step did to the engine is visible to it. */
         __atomic_store_n(&ps->busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);

@@ -8,8 +8,8 @@
  * in each file that uses them.
  *
  * May include: Python.h and the C core's public headers (engine.h,
- *            progress.h, backend.h, codec.h; inproc.h, msg.h, arena.h
- *            through them).
+ *            progress.h, loopset.h, backend.h, codec.h; inproc.h, msg.h,
+ *            arena.h through them).
  * Included by: _zmtpmodule.c and the py_*.c files only.  Never by the core
  *            below them (engine, backends, codec...): only the face sees
  *            Python.
@@ -30,6 +30,7 @@
 #include "backend.h"
 #include "codec.h"
 #include "engine.h"
+#include "loopset.h"
 #include "progress.h"
 
 /* ================================================================== */
@@ -233,6 +234,10 @@ typedef struct SocketObject {
     int rcvmore;
     int64_t wait_avg_ns;     /* how long this socket's waits take (EWMA) */
     int events_at_enter;     /* EVENTS as the call began (fileno() users) */
+    zm_loopset loop;         /* Socket.fileno(): the loop set (loopset.h),
+                                open from the first fileno() until close()
+                                (also after term(), which makes it
+                                readable for good) */
     PyObject *weakreflist;
 } SocketObject;
 
@@ -388,6 +393,8 @@ static inline void sock_leave(SocketObject *self)
      * caller (and close()) out until we return. */
     int notify = self->progress != NULL && !self->closed;
 
+    if (self->loop.epfd >= 0 && !self->closed)
+        zm_loopset_sync(&self->loop, &self->s); /* in_call still set */
     if (self->progress != NULL) {
         wanted = !self->closed && zm_progress_wanted(&self->s);
         /* Relaxed: a hint read by the progress thread's timer only; the
@@ -417,13 +424,10 @@ static inline void sock_leave(SocketObject *self)
     /* After the release, so that the thread we may wake finds the socket
      * free; only atomics and the Progress object (we hold a reference) are
      * touched from here on.  An owner that waits on fileno() (an event
-     * loop) calls again only when the eventfd says EVENTS changed, and only
-     * a step of the progress thread can tell it so (reads, accepts,
-     * handshakes): it asks for that step after every call (at most one wake
-     * per look of the thread). */
+     * loop) needs no step of the thread for its reads: its loop set wakes
+     * it on its own descriptors (loopset.h). */
     if (notify)
-        zm_progress_call_done(&self->progress->p, &self->ps,
-                              wanted || self->s.notify_fd);
+        zm_progress_call_done(&self->progress->p, &self->ps, wanted);
 }
 
 /* ================================================================== */

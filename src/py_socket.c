@@ -50,6 +50,7 @@ static PyObject *Socket_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     self->st = socket_type_state(tp);
     self->closed = 1; /* until __init__ */
     zm_msg_init(&self->cur);
+    zm_loopset_init(&self->loop);
     return (PyObject *)self;
 }
 
@@ -144,6 +145,7 @@ static void Socket_dealloc(SocketObject *self)
             /* Release, as sock_leave. */
             __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
         }
+        zm_loopset_close(&self->loop); /* also kept since term() */
     }
     Py_CLEAR(self->progress);
     Py_CLEAR(self->shadow_of); /* a shadow never closes what it shadows */
@@ -209,8 +211,13 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
     if (!self->initialized)
         Py_RETURN_NONE;
     if (self->closed) {
-        if (!by_term)
+        if (!by_term) {
             self->released = 0; /* the user's close() after term() */
+            /* Kept readable since term() (zm_loopset_terminate); an
+             * event loop was told first (remove_reader). */
+            if (self->fork_gen == zm_fork_gen())
+                zm_loopset_close(&self->loop);
+        }
         Py_RETURN_NONE;
     }
     if (self->fork_gen != zm_fork_gen()) {
@@ -227,8 +234,10 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
         if (sock_claim_terminated(self) < 0)
             return NULL;
         if (self->closed) { /* closed by the holder meanwhile */
-            if (!by_term)
+            if (!by_term) {
                 self->released = 0;
+                zm_loopset_close(&self->loop);
+            }
             /* Release, as sock_leave. */
             __atomic_store_n(&self->ps.busy, 0, __ATOMIC_RELEASE);
             Py_RETURN_NONE;
@@ -270,6 +279,13 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
     if (self->progress != NULL) /* also once stopped: see Socket_dealloc */
         zm_progress_remove(&self->progress->p, &self->ps);
     zm_sock_destroy(&self->s);
+    /* fileno(): the user's close() closes it (the loop was told first:
+     * a closed fd under a selector is a bug); term() keeps it, readable
+     * for good, until the user's close(). */
+    if (by_term)
+        zm_loopset_terminate(&self->loop);
+    else
+        zm_loopset_close(&self->loop);
     zm_msg_clear(&self->cur);
     self->cur_idx = 0;
     self->cur_has_prefix = 0;
@@ -335,6 +351,10 @@ static PyObject *Socket_terminate(SocketObject *self, PyObject *unused)
      * wait_publish): a thread about to block either sees the flag or is
      * woken here. */
     __atomic_store_n(&self->terminated, 1, __ATOMIC_SEQ_CST);
+    /* A loop waiting on fileno() wakes, and its next call raises ETERM
+     * (_release signals it again after a call that drained it). */
+    if (self->fork_gen == zm_fork_gen())
+        zm_loopset_terminate(&self->loop);
     be = __atomic_load_n(&self->waiting_on, __ATOMIC_SEQ_CST);
     if (be != NULL)
         zm_backend_wake(be);

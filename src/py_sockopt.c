@@ -316,8 +316,10 @@ static PyObject *get_last_endpoint(SocketObject *self, const sockopt *o)
     return PyBytes_FromString(self->s.last_endpoint);
 }
 
-/* Socket.fileno(): readable when EVENTS may have changed since the last
- * call (edge-triggered). */
+/* Socket.fileno(): the loop set (loopset.h), readable when EVENTS may
+ * have changed since the last call (the mailbox eventfd, edge-triggered)
+ * or when one of the socket's descriptors is ready for what the engine
+ * wants (level-triggered: the next call reads it). */
 static PyObject *get_fd(SocketObject *self, const sockopt *o)
 {
     int rc = zm_sock_inproc_enable(&self->s);
@@ -325,8 +327,11 @@ static PyObject *get_fd(SocketObject *self, const sockopt *o)
     (void)o;
     if (rc < 0)
         return zm_py_raise_zmq(self->st, -rc, NULL);
+    rc = zm_loopset_open(&self->loop, &self->s);
+    if (rc < 0)
+        return zm_py_raise_zmq(self->st, -rc, NULL);
     self->s.notify_fd = 1; /* sock_leave arms the mailbox */
-    return PyLong_FromLong(self->s.mb->efd);
+    return PyLong_FromLong(self->loop.epfd);
 }
 
 static PyObject *get_events(SocketObject *self, const sockopt *o)
@@ -780,7 +785,7 @@ PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused)
         Py_DECREF(k);
         Py_DECREF(v);
     }
-    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
+    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
                       s->accepted, "connected", s->connected, "disconnected",
                       s->disconnected, "handshake_failed", s->handshake_failed,
                       "handshake_timeouts", s->handshake_timeouts,
@@ -788,6 +793,7 @@ PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused)
                       "dropped_messages", s->dropped_msgs,
                       "subscriptions_refused", s->subs_refused,
                       "monitor_dropped", s->monitor_dropped,
+                      "progress_steps", s->progress_steps,
                       "protocol_errors", errs);
     return d;
 }

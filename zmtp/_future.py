@@ -50,6 +50,10 @@ __all__ = ["_AsyncPoller", "_AsyncSocket"]
 
 _Base = Socket
 _c_getsockopt = _zmtp.Socket.getsockopt
+# Plain ints, as pyzmq's results are: with an IntFlag operand every `&` and
+# `|` on the per-message path is a Python-level enum call (a quarter of an
+# async round trip's CPU time, docs/asyncio.md "Measured").
+DONTWAIT, POLLIN, POLLOUT = int(DONTWAIT), int(POLLIN), int(POLLOUT)
 
 
 
