@@ -38,7 +38,8 @@ from zmtp.socket import Socket
 # Plain ints rather than the IntFlag/IntEnum members of zmtp.constants: on
 # the per-call path (``flags | DONTWAIT``, ``EVENTS & wanted``) enum
 # arithmetic costs about 0.7 us an operation against 0.06 us for an int,
-# about half of an awaited call (docs/performance.md, asyncio rows).
+# about half of an awaited call (docs/performance.md, asyncio rows; pyzmq's
+# results are plain ints too).
 DONTWAIT = int(constants.DONTWAIT)
 EVENTS = int(constants.EVENTS)
 POLLIN = int(constants.POLLIN)
@@ -50,11 +51,6 @@ __all__ = ["_AsyncPoller", "_AsyncSocket"]
 
 _Base = Socket
 _c_getsockopt = _zmtp.Socket.getsockopt
-# Plain ints, as pyzmq's results are: with an IntFlag operand every `&` and
-# `|` on the per-message path is a Python-level enum call (a quarter of an
-# async round trip's CPU time, docs/asyncio.md "Measured").
-DONTWAIT, POLLIN, POLLOUT = int(DONTWAIT), int(POLLIN), int(POLLOUT)
-
 
 
 def _ended_by(future: Any, events: int) -> bool:
