@@ -281,9 +281,11 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         (or call ``recv(DONTWAIT)`` until ``Again``) and act on everything
         it shows; it fires again only for what happens after your last
         call on the socket.  Never read from it yourself.  Spurious wakes
-        are possible.  Once asked for, every inproc peer's first message
-        after a quiet spell and the progress thread's reads signal it (a
-        few syscalls more per burst).
+        are possible.  It is the socket's "loop set", an epoll descriptor
+        holding the socket's wake-up eventfd (inproc peers, the progress
+        thread, term()) and its connections in traffic, so that the loop's
+        next call reads the kernel itself (docs/asyncio.md).  After
+        ``ctx.term()`` it is readable and stays open until ``close()``.
         """
         return int(self.getsockopt(FD))
 

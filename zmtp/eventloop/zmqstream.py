@@ -1,8 +1,8 @@
 """``ZMQStream``: callbacks for a zmtp socket on tornado's IOLoop, with
 pyzmq's API (``zmq.eventloop.zmqstream``).
 
-How readiness reaches the loop: the socket's ``fileno()`` (its mailbox
-eventfd, edge-triggered as libzmq's ZMQ_FD) is given to
+How readiness reaches the loop: the socket's ``fileno()`` (its loop set,
+an epoll descriptor, edge-triggered as libzmq's ZMQ_FD) is given to
 ``IOLoop.add_handler``.  Each time it fires, the stream reads ``EVENTS`` and
 receives / sends while EVENTS shows work it wants, up to
 :data:`DRAIN_LIMIT` messages; what is left is handed to the next loop
