@@ -336,8 +336,16 @@ static PyObject *get_fd(SocketObject *self, const sockopt *o)
 
 static PyObject *get_events(SocketObject *self, const sockopt *o)
 {
+    int ev = sock_events_now(self);
+
     (void)o;
-    return PyLong_FromLong(sock_events_now(self));
+    /* The caller learns these events from the result, so sock_leave need
+     * not signal fileno() for them: an event loop's reader reads EVENTS
+     * and acts on what it shows, and a signal would only wake it once more
+     * to find nothing new (libzmq's rule too: reading ZMQ_EVENTS may
+     * consume ZMQ_FD's edge). */
+    self->events_at_enter |= ev;
+    return PyLong_FromLong(ev);
 }
 
 /* An int option: its field in SocketObject and the range set accepts. */

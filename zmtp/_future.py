@@ -284,6 +284,8 @@ class _AsyncSocket(Socket):
         future = loop.create_future()
         while queue and queue[0].future.done():  # cancelled: its callback has not run yet
             self._drop_head(queue)
+        # Something already waits: a call of ours may consume its edge.
+        others = bool(self._recv_futures or self._send_futures or self._watchers)
         if flags & DONTWAIT or not queue:
             try:
                 result = call(self, *args)
@@ -298,7 +300,7 @@ class _AsyncSocket(Socket):
                 return future
             else:
                 future.set_result(result)
-                if self._recv_futures or self._send_futures or self._watchers:
+                if others:
                     self._touched()  # (nothing waits: nothing to look at)
                 return future
         ev = _Event(future, call, args)
@@ -308,7 +310,11 @@ class _AsyncSocket(Socket):
         queue.append(ev)
         future.add_done_callback(lambda _f: self._forget(queue, ev))
         self._start_reading()
-        self._touched()  # the calls above consumed the edge
+        if others:
+            # The calls above may have consumed an edge another future
+            # waits for.  (Alone, after our own call said Again, there is
+            # none: what appears after that call is signalled.)
+            self._touched()
         return future
 
     @staticmethod
