@@ -16,40 +16,29 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-/* Grow an int array to hold n entries; 0 or -ENOMEM (the old kept). */
-static int grow_ints(int **v, int *cap, int n)
+/* Make v hold n ints (zm_grow: doubling); 0 or -ENOMEM (the old kept). */
+static int grow_ints(int **v, size_t *cap, size_t n)
 {
-    int ncap = *cap ? *cap : 8;
-    int *p;
+    int *p = zm_grow(*v, cap, NULL, 0, n, sizeof(int), 8);
 
-    if (n <= *cap)
-        return 0;
-    while (ncap < n)
-        ncap *= 2;
-    p = zm_realloc(*v, (size_t)ncap * sizeof(int));
     if (p == NULL)
         return -ENOMEM;
     *v = p;
-    *cap = ncap;
     return 0;
 }
 
 /* Make tab[fd] exist (new entries zeroed); 0 or -ENOMEM. */
 static int grow_tab(zm_loopset *ls, int fd)
 {
-    int ncap = ls->ntab ? ls->ntab : 64;
+    size_t had = ls->ntab;
     zm_loopset_ent *p;
 
-    if (fd < ls->ntab)
-        return 0;
-    while (ncap <= fd)
-        ncap *= 2;
-    p = zm_realloc(ls->tab, (size_t)ncap * sizeof(*p));
+    p = zm_grow(ls->tab, &ls->ntab, NULL, 0, (size_t)fd + 1, sizeof(*p), 64);
     if (p == NULL)
         return -ENOMEM;
-    memset(p + ls->ntab, 0, (size_t)(ncap - ls->ntab) * sizeof(*p));
+    if (ls->ntab > had)
+        memset(p + had, 0, (ls->ntab - had) * sizeof(*p));
     ls->tab = p;
-    ls->ntab = ncap;
     return 0;
 }
 
@@ -98,7 +87,7 @@ static int want(void *ctx, int fd, unsigned events)
     zm_loopset *ls = ctx;
 
     if (fd < 0 || grow_tab(ls, fd) < 0 ||
-        grow_ints(&ls->nxt, &ls->capnxt, ls->nnxt + 1) < 0) {
+        grow_ints(&ls->nxt, &ls->capnxt, (size_t)ls->nnxt + 1) < 0) {
         ls->failed = 1;
         return 0;
     }
@@ -113,7 +102,8 @@ static int want(void *ctx, int fd, unsigned events)
 
 void zm_loopset_sync(zm_loopset *ls, zm_sock *s)
 {
-    int *swap, capswap, full;
+    int *swap, full;
+    size_t capswap;
 
     if (ls->epfd < 0)
         return;

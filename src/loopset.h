@@ -52,9 +52,11 @@ typedef struct zm_loopset {
     zm_mailbox *mb;        /* a reference, so that its eventfd outlives
                               the socket until the set is closed (term) */
     zm_loopset_ent *tab;   /* indexed by fd */
-    int ntab;
-    int *cur, ncur, capcur; /* fds in the set (besides the eventfd) */
-    int *nxt, nnxt, capnxt; /* scratch: what a sync wants */
+    size_t ntab;
+    int *cur, ncur;        /* fds in the set (besides the eventfd) */
+    size_t capcur;
+    int *nxt, nnxt;        /* scratch: what a sync wants */
+    size_t capnxt;
     uint32_t stamp;
     unsigned fd_gen;       /* the socket's fd_gen at the last sync */
     int failed;            /* a sync could not list or register an fd:
