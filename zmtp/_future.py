@@ -535,6 +535,16 @@ class _AsyncPoller(Poller):
         future = loop.create_future()
         items = list(self._items.items())
         asyncs = [s for s, _ in items if isinstance(s, _AsyncSocket)]
+        # A blocking socket is watched through its fileno(), asked for here,
+        # before check(): fileno() is a call on the socket, and a call
+        # consumes the fd's edge (events present at its start are not
+        # signalled again), so asked after check() it could swallow the
+        # signal of a message that arrived in between and leave the loop
+        # waiting with it queued (seen with jupyter_client's
+        # execute_interactive: its iopub socket in this poller).  The last
+        # call before the wait must be check()'s poll.
+        blocking_fds = {id(obj): obj.fileno() for obj, _ in items
+                        if isinstance(obj, _zmtp.Socket) and not isinstance(obj, _AsyncSocket)}
 
         def check() -> bool:
             try:
@@ -574,7 +584,8 @@ class _AsyncPoller(Poller):
                 obj._start_reading()
                 undo.append(lambda s=obj, e=entry: e in s._watchers and s._watchers.remove(e))
             elif isinstance(obj, _zmtp.Socket):
-                fds[obj.fileno()] = fds.get(obj.fileno(), 0) | POLLIN  # its mailbox: readable on any change
+                fd = blocking_fds[id(obj)]
+                fds[fd] = fds.get(fd, 0) | POLLIN  # its mailbox: readable on any change
             else:
                 fd = obj if isinstance(obj, int) else obj.fileno()
                 fds[fd] = fds.get(fd, 0) | flags
