@@ -21,9 +21,12 @@ over ipc too:
 
 What the client checks: which ``zmq`` each side runs, kernel_info_reply,
 stdout stream output and an execute_result, an error (ename, traceback), a
-1 MiB stream output arriving whole and in order, the heartbeat channel
-seeing the kernel beat (ping/pong rounds counted, no heart failure), and a
-clean shutdown (shutdown_reply, the kernel process exits 0).
+1 MiB stream output arriving whole and in order, ``input()`` answered over
+the stdin channel, an interrupted cell, ipykernel's debugger (debugpy behind
+the kernel's STREAM socket: initialize, attach, configurationDone,
+dumpCell; where debugpy is installed), the heartbeat channel seeing the
+kernel beat (ping/pong rounds counted, no heart failure), and a clean
+shutdown (shutdown_reply, the kernel process exits 0).
 """
 
 from __future__ import annotations
@@ -117,6 +120,59 @@ def _execute(kc: Any, code: str) -> Dict[str, Any]:
     return {"reply": reply["content"], "outputs": outputs}
 
 
+def _stdin_round(kc: Any) -> Dict[str, Any]:
+    """``input()`` in the kernel: an input_request on the stdin channel, answered."""
+    prompts: List[str] = []
+
+    def stdin_hook(msg: Dict[str, Any]) -> None:
+        prompts.append(msg["content"]["prompt"])
+        kc.input("zmtp-user")
+
+    outputs: List[str] = []
+    reply = kc.execute_interactive(
+        "print('got', input('name? '))", timeout=STEP_DEADLINE_S, allow_stdin=True, stdin_hook=stdin_hook,
+        output_hook=lambda m: m["msg_type"] == "stream" and outputs.append(m["content"]["text"]))
+    return {"status": reply["content"]["status"], "prompts": prompts, "text": "".join(outputs)}
+
+
+def _interrupt_round(km: Any, kc: Any) -> Dict[str, Any]:
+    """A cell that sleeps, interrupted once it has started (its first output seen)."""
+    msg_id = kc.execute("print('sleeping', flush=True); import time; time.sleep(600)")
+    deadline = time.monotonic() + STEP_DEADLINE_S
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            break
+    km.interrupt_kernel()
+    while True:
+        reply = kc.get_shell_msg(timeout=STEP_DEADLINE_S)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return {"status": reply["content"]["status"], "ename": reply["content"].get("ename")}
+
+
+def _debugger_round(kc: Any) -> Dict[str, Any]:
+    """ipykernel's debugger (debug_request on the control channel): the
+    kernel starts debugpy and talks to it through a STREAM socket."""
+    results: Dict[str, Any] = {}
+    for seq, (command, arguments) in enumerate([
+            ("initialize", {"clientID": "zmtp-test", "adapterID": "python", "pathFormat": "path",
+                            "linesStartAt1": True, "columnsStartAt1": True}),
+            ("attach", {}),
+            ("configurationDone", {}),
+            ("dumpCell", {"code": "a = 1\n"})], start=1):
+        msg = kc.session.msg("debug_request", {"type": "request", "seq": seq, "command": command,
+                                               "arguments": arguments})
+        kc.control_channel.send(msg)
+        while True:
+            rep = kc.control_channel.get_msg(timeout=STEP_DEADLINE_S)
+            if rep["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                break
+        results[command] = bool(rep["content"].get("success"))
+        if command == "dumpCell":
+            results["sourcePath"] = bool(rep["content"].get("body", {}).get("sourcePath"))
+    return results
+
+
 def drive(kernel_name: str) -> Dict[str, Any]:
     """Start kernel `kernel_name`, run the checks, shut it down; what was seen."""
     from jupyter_client.manager import KernelManager
@@ -133,6 +189,9 @@ def drive(kernel_name: str) -> Dict[str, Any]:
         seen["start_s"] = time.monotonic() - t0
         info = kc.kernel_info(reply=True, timeout=STEP_DEADLINE_S)
         seen["kernel_info"] = {k: info["content"].get(k) for k in ("status", "implementation", "protocol_version")}
+        # heartbeat rounds are counted from here, while the steps below run
+        hb = kc.hb_channel
+        beats, failures = hb.beats, len(hb.failures)
         seen["kernel"] = _execute(kc, WHICH_ZMQ)
         seen["print"] = _execute(kc, "print('hello from the kernel'); 6 * 7")
         seen["error"] = _execute(kc, "1 / 0")
@@ -142,8 +201,9 @@ def drive(kernel_name: str) -> Dict[str, Any]:
         text = "".join(o["content"]["text"] for o in big["outputs"] if o["msg_type"] == "stream")
         seen["big"] = {"status": big["reply"]["status"], "whole": text == BIG_TEXT, "length": len(text),
                        "messages": sum(o["msg_type"] == "stream" for o in big["outputs"])}
-        hb = kc.hb_channel
-        beats, failures = hb.beats, len(hb.failures)
+        seen["stdin"] = _stdin_round(kc)
+        seen["interrupt"] = _interrupt_round(km, kc)
+        seen["debugger"] = _debugger_round(kc) if importlib.util.find_spec("debugpy") else None
         deadline = time.monotonic() + STEP_DEADLINE_S
         while hb.beats < beats + BEATS and len(hb.failures) == failures and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -258,6 +318,12 @@ def check(seen: Dict[str, Any], backend: str, kernel_zmtp: bool, client_zmtp: bo
 
     hb = seen["heartbeat"]
     assert hb["beats"] >= BEATS and hb["failures"] == [] and hb["is_alive"], (hb, why)
+
+    assert seen["stdin"] == {"status": "ok", "prompts": ["name? "], "text": "got zmtp-user\n"}, (seen["stdin"], why)
+    assert seen["interrupt"] == {"status": "error", "ename": "KeyboardInterrupt"}, (seen["interrupt"], why)
+    if importlib.util.find_spec("debugpy") is not None:
+        assert seen["debugger"] == {"initialize": True, "attach": True, "configurationDone": True, "dumpCell": True,
+                                    "sourcePath": True}, (seen["debugger"], why)
 
     assert seen["shutdown"] == {"msg_type": "shutdown_reply", "status": "ok", "exit": 0}, (seen["shutdown"], why)
 
