@@ -291,7 +291,7 @@ def run_case(tmp_path: Any, backend: str, kernel_zmtp: bool, client_zmtp: bool, 
 def check(seen: Dict[str, Any], backend: str, kernel_zmtp: bool, client_zmtp: bool) -> None:
     """Everything a working kernel and client show."""
     why = f"\nclient and kernel stderr:\n{seen['stderr'][-8000:]}"
-    expect = lambda on: ["zmtp", backend] if on else ["zmq", "pyzmq"]  # noqa: E731
+    expect = lambda on: ["zmtp", backend] if on else ["zmq", "pyzmq"]
     assert seen["client"] == expect(client_zmtp), why
     kernel_out = [o for o in seen["kernel"]["outputs"] if o["msg_type"] == "stream"]
     assert [o["content"]["text"].split() for o in kernel_out] == [expect(kernel_zmtp)], (seen["kernel"], why)
