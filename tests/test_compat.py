@@ -262,9 +262,10 @@ def test_poller_sockets_as_pyzmqs(ctx, zctx):
 
 class _EdgeStealingSocket(zmtp.Socket):
     """A blocking socket whose next fileno() call, once armed, first has the
-    peer send and waits until the message made the fd readable, then makes
-    the call (which consumes that edge): the worst moment for a message to
-    arrive while an async poll is being set up."""
+    peer send, waits until the message made the fd readable and consumes
+    that edge with calls on the socket (as libzmq's ZMQ_FD contract allows
+    any call to): the worst moment for a message to arrive while an async
+    poll is being set up."""
 
     _arm: typing.Any = None
 
@@ -306,6 +307,12 @@ def test_blocking_socket_in_async_poller_sees_a_message_arriving_during_setup(ba
     def arrive() -> None:
         pub.send(b"late")
         assert select.select([fd], [], [], DEADLINE_S)[0], "the message never made the fd readable"
+        # The progress thread read it and signalled the fd.  A call that
+        # steps the socket now (this EVENTS read; in the wild, the progress
+        # thread's next step between two calls) brings the socket's view up
+        # to date, and the call's end consumes the edge: from here only a
+        # look at EVENTS after the last call finds the message.
+        assert sub.getsockopt(zmtp.EVENTS) & zmtp.POLLIN
 
     async def main() -> typing.Any:
         poller = zmtp.asyncio.Poller()

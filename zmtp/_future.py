@@ -536,13 +536,14 @@ class _AsyncPoller(Poller):
         items = list(self._items.items())
         asyncs = [s for s, _ in items if isinstance(s, _AsyncSocket)]
         # A blocking socket is watched through its fileno(), asked for here,
-        # before check(): fileno() is a call on the socket, and a call
-        # consumes the fd's edge (events present at its start are not
-        # signalled again), so asked after check() it could swallow the
-        # signal of a message that arrived in between and leave the loop
-        # waiting with it queued (seen with jupyter_client's
-        # execute_interactive: its iopub socket in this poller).  The last
-        # call before the wait must be check()'s poll.
+        # before check(): any call on the socket may consume the fd's edge
+        # (libzmq's ZMQ_FD contract: read EVENTS after the last call, then
+        # wait), so check()'s look must be the last call before the wait.
+        # Asked for after it, a message arriving in between could be
+        # signalled and the signal drained by the fileno() calls (when the
+        # progress thread stepped the socket between two of them), leaving
+        # the loop waiting with the message queued: jupyter_client's
+        # execute_interactive, whose iopub socket is in this poller, hung.
         blocking_fds = {id(obj): obj.fileno() for obj, _ in items
                         if isinstance(obj, _zmtp.Socket) and not isinstance(obj, _AsyncSocket)}
 
