@@ -12,8 +12,9 @@ prints one JSON line of what it saw; the tests assert on it and show the
 subprocesses' stderr when something is missing.
 
 Cases, each under both zmtp backends (``ZMTP_BACKEND`` in the subprocesses'
-environment, which the kernel inherits) over tcp, and the zmtp/zmtp case
-over ipc too:
+environment, which the kernel inherits), over tcp and over ipc
+(jupyter_client's ``transport="ipc"``; the kernel binds, the client
+connects):
 
 * kernel on zmtp, client on zmtp;
 * kernel on zmtp, client on pyzmq (interop);
@@ -333,28 +334,29 @@ def _report(seen: Dict[str, Any]) -> None:
           f"({seen['big']['messages']} stream messages), driver {seen['total_s']:.1f} s, wall {seen['wall_s']:.1f} s")
 
 
-def test_kernel_on_zmtp_client_on_zmtp(backend, tmp_path):
-    seen = run_case(tmp_path, backend, kernel_zmtp=True, client_zmtp=True)
+TRANSPORTS = ["tcp", "ipc"]  # ipc: jupyter_client's transport="ipc", the five channels as unix sockets
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_kernel_on_zmtp_client_on_zmtp(backend, tmp_path, transport):
+    seen = run_case(tmp_path, backend, kernel_zmtp=True, client_zmtp=True, transport=transport)
     check(seen, backend, kernel_zmtp=True, client_zmtp=True)
     _report(seen)
 
 
-def test_kernel_on_zmtp_client_on_pyzmq(backend, tmp_path):
-    seen = run_case(tmp_path, backend, kernel_zmtp=True, client_zmtp=False)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_kernel_on_zmtp_client_on_pyzmq(backend, tmp_path, transport):
+    """Interop: the zmtp kernel binds, pyzmq's client connects."""
+    seen = run_case(tmp_path, backend, kernel_zmtp=True, client_zmtp=False, transport=transport)
     check(seen, backend, kernel_zmtp=True, client_zmtp=False)
     _report(seen)
 
 
-def test_kernel_on_pyzmq_client_on_zmtp(backend, tmp_path):
-    seen = run_case(tmp_path, backend, kernel_zmtp=False, client_zmtp=True)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_kernel_on_pyzmq_client_on_zmtp(backend, tmp_path, transport):
+    """Interop: pyzmq's kernel binds, the zmtp client connects."""
+    seen = run_case(tmp_path, backend, kernel_zmtp=False, client_zmtp=True, transport=transport)
     check(seen, backend, kernel_zmtp=False, client_zmtp=True)
-    _report(seen)
-
-
-def test_kernel_and_client_on_zmtp_over_ipc(backend, tmp_path):
-    """jupyter_client's ``transport="ipc"``: the five channels as unix sockets."""
-    seen = run_case(tmp_path, backend, kernel_zmtp=True, client_zmtp=True, transport="ipc")
-    check(seen, backend, kernel_zmtp=True, client_zmtp=True)
     _report(seen)
 
 
