@@ -12,7 +12,7 @@ prints one JSON line of what it saw; the tests assert on it and show the
 subprocesses' stderr when something is missing.
 
 Cases, each under both zmtp backends (``ZMTP_BACKEND`` in the subprocesses'
-environment, which the kernel inherits), over tcp and over ipc
+environment, which the kernel inherits; the ``zmtp_backend`` fixture), over tcp and over ipc
 (jupyter_client's ``transport="ipc"``; the kernel binds, the client
 connects):
 
@@ -23,7 +23,8 @@ connects):
 What the client checks: which ``zmq`` each side runs, kernel_info_reply,
 stdout stream output and an execute_result, an error (ename, traceback), a
 1 MiB stream output arriving whole and in order, ``input()`` answered over
-the stdin channel, an interrupted cell, ipykernel's debugger (debugpy behind
+the stdin channel, an interrupted cell, a cell run by an AsyncKernelClient
+(``zmq.asyncio`` sockets, as jupyter_server's) beside the blocking client, ipykernel's debugger (debugpy behind
 the kernel's STREAM socket: initialize, attach, configurationDone,
 dumpCell; where debugpy is installed), the heartbeat channel seeing the
 kernel beat (ping/pong rounds counted, no heart failure), and a clean
@@ -32,6 +33,7 @@ shutdown (shutdown_reply, the kernel process exits 0).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -174,6 +176,36 @@ def _debugger_round(kc: Any) -> Dict[str, Any]:
     return results
 
 
+def _async_client_round(km: Any) -> Dict[str, Any]:
+    """jupyter_client's AsyncKernelClient (zmq.asyncio sockets, as
+    jupyter_server uses) on the same kernel, beside the blocking client."""
+    import asyncio
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.session import Session
+
+    async def run() -> Dict[str, Any]:
+        # its own Session (a second client's: its sockets' identity is the
+        # session id, and two connections with one identity would clash at
+        # the kernel's ROUTERs)
+        session = Session(key=km.session.key, signature_scheme=km.session.signature_scheme)
+        akc = AsyncKernelClient(**{**km.get_connection_info(), "session": session})
+        akc.start_channels()
+        try:
+            await akc.wait_for_ready(timeout=STEP_DEADLINE_S)
+            outputs: List[str] = []
+            reply = await akc.execute_interactive(
+                "print('from the async client'); 2 + 3", timeout=STEP_DEADLINE_S,
+                output_hook=lambda m: outputs.append(
+                    m["content"]["text"] if m["msg_type"] == "stream" else
+                    m["content"]["data"]["text/plain"] if m["msg_type"] == "execute_result" else ""))
+            return {"status": reply["content"]["status"], "outputs": [o for o in outputs if o]}
+        finally:
+            akc.stop_channels()
+
+    return asyncio.run(run())
+
+
 def drive(kernel_name: str) -> Dict[str, Any]:
     """Start kernel `kernel_name`, run the checks, shut it down; what was seen."""
     from jupyter_client.manager import KernelManager
@@ -205,6 +237,7 @@ def drive(kernel_name: str) -> Dict[str, Any]:
         seen["stdin"] = _stdin_round(kc)
         seen["interrupt"] = _interrupt_round(km, kc)
         seen["debugger"] = _debugger_round(kc) if importlib.util.find_spec("debugpy") else None
+        seen["async_client"] = _async_client_round(km)
         deadline = time.monotonic() + STEP_DEADLINE_S
         while hb.beats < beats + BEATS and len(hb.failures) == failures and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -239,6 +272,25 @@ def _missing() -> str:
 pytestmark = pytest.mark.skipif(bool(_missing()), reason=_missing() or "-")
 
 
+@functools.lru_cache(maxsize=None)
+def _backend_refused(name: str) -> str:
+    """Why a subprocess cannot use zmtp backend `name` ('' when it can)."""
+    proc = subprocess.run([sys.executable, "-c", "import zmtp"], env=_env(name), capture_output=True, text=True,
+                          timeout=STEP_DEADLINE_S)
+    return "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
+
+
+@pytest.fixture(params=["io_uring", "epoll"])
+def zmtp_backend(request) -> str:
+    """The backend the subprocesses use (``ZMTP_BACKEND``).  Not conftest's
+    ``backend`` fixture: that runs the test body in a thread with a 120 s
+    limit, and these bodies only wait for subprocesses, allowed more."""
+    refused = _backend_refused(request.param)
+    if refused:
+        pytest.skip(f"{request.param} unavailable: {refused}")
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def _hang_guard():
     """conftest's guard, with room for a run that may take RUN_DEADLINE_S."""
@@ -259,17 +311,24 @@ def _kernel_spec(share: str, name: str, on_zmtp: bool) -> None:
         json.dump({"argv": argv, "display_name": name, "language": "python"}, f)
 
 
-def run_case(tmp_path: Any, backend: str, kernel_zmtp: bool, client_zmtp: bool, transport: str = "tcp") -> Dict[str, Any]:
-    """One kernel and one client in subprocesses; the client's JSON."""
+def _env(backend: str) -> Dict[str, str]:
+    """The environment of a subprocess: the zmtp this pytest imported (the
+    worktree, or an installed wheel) importable, `backend` forced."""
     import zmtp
 
-    share = str(tmp_path / "share")
-    _kernel_spec(share, "under-test", kernel_zmtp)
     env = dict(os.environ)
-    # the zmtp this pytest imported (the worktree, or an installed wheel)
     root = os.path.dirname(os.path.dirname(os.path.abspath(zmtp.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    env.update(ZMTP_BACKEND=backend, JUPYTER_PATH=share, JUPYTER_TEST_TRANSPORT=transport,
+    env["ZMTP_BACKEND"] = backend
+    return env
+
+
+def run_case(tmp_path: Any, backend: str, kernel_zmtp: bool, client_zmtp: bool, transport: str = "tcp") -> Dict[str, Any]:
+    """One kernel and one client in subprocesses; the client's JSON."""
+    share = str(tmp_path / "share")
+    _kernel_spec(share, "under-test", kernel_zmtp)
+    env = _env(backend)
+    env.update(JUPYTER_PATH=share, JUPYTER_TEST_TRANSPORT=transport,
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_DATA_DIR=share,
                JUPYTER_CONFIG_DIR=str(tmp_path / "config"), IPYTHONDIR=str(tmp_path / "ipython"),
                JUPYTER_PLATFORM_DIRS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
@@ -322,6 +381,8 @@ def check(seen: Dict[str, Any], backend: str, kernel_zmtp: bool, client_zmtp: bo
 
     assert seen["stdin"] == {"status": "ok", "prompts": ["name? "], "text": "got zmtp-user\n"}, (seen["stdin"], why)
     assert seen["interrupt"] == {"status": "error", "ename": "KeyboardInterrupt"}, (seen["interrupt"], why)
+    assert seen["async_client"] == {"status": "ok", "outputs": ["from the async client\n", "5"]}, (
+        seen["async_client"], why)
     if importlib.util.find_spec("debugpy") is not None:
         assert seen["debugger"] == {"initialize": True, "attach": True, "configurationDone": True, "dumpCell": True,
                                     "sourcePath": True}, (seen["debugger"], why)
@@ -338,25 +399,25 @@ TRANSPORTS = ["tcp", "ipc"]  # ipc: jupyter_client's transport="ipc", the five c
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_kernel_on_zmtp_client_on_zmtp(backend, tmp_path, transport):
-    seen = run_case(tmp_path, backend, kernel_zmtp=True, client_zmtp=True, transport=transport)
-    check(seen, backend, kernel_zmtp=True, client_zmtp=True)
+def test_kernel_on_zmtp_client_on_zmtp(zmtp_backend, tmp_path, transport):
+    seen = run_case(tmp_path, zmtp_backend, kernel_zmtp=True, client_zmtp=True, transport=transport)
+    check(seen, zmtp_backend, kernel_zmtp=True, client_zmtp=True)
     _report(seen)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_kernel_on_zmtp_client_on_pyzmq(backend, tmp_path, transport):
+def test_kernel_on_zmtp_client_on_pyzmq(zmtp_backend, tmp_path, transport):
     """Interop: the zmtp kernel binds, pyzmq's client connects."""
-    seen = run_case(tmp_path, backend, kernel_zmtp=True, client_zmtp=False, transport=transport)
-    check(seen, backend, kernel_zmtp=True, client_zmtp=False)
+    seen = run_case(tmp_path, zmtp_backend, kernel_zmtp=True, client_zmtp=False, transport=transport)
+    check(seen, zmtp_backend, kernel_zmtp=True, client_zmtp=False)
     _report(seen)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_kernel_on_pyzmq_client_on_zmtp(backend, tmp_path, transport):
+def test_kernel_on_pyzmq_client_on_zmtp(zmtp_backend, tmp_path, transport):
     """Interop: pyzmq's kernel binds, the zmtp client connects."""
-    seen = run_case(tmp_path, backend, kernel_zmtp=False, client_zmtp=True, transport=transport)
-    check(seen, backend, kernel_zmtp=False, client_zmtp=True)
+    seen = run_case(tmp_path, zmtp_backend, kernel_zmtp=False, client_zmtp=True, transport=transport)
+    check(seen, zmtp_backend, kernel_zmtp=False, client_zmtp=True)
     _report(seen)
 
 
