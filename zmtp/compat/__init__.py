@@ -19,7 +19,8 @@ module (never pyzmq's file found through zmtp's ``__path__``).  It refuses
 with :class:`CompatError` when pyzmq's ``zmq`` is already imported in the
 process (two ``zmq`` modules in one process would mix sockets of both).
 
-Layering: imports ``zmtp`` (the package face) and the standard library;
+Layering: imports the standard library only (``zmtp``, its parent package,
+is imported first by Python, and the finder imports ``zmtp.X`` on demand);
 nothing in ``zmtp`` imports it.
 """
 
