@@ -541,6 +541,17 @@ class _AsyncPoller(Poller):
         future = loop.create_future()
         items = list(self._items.items())
         asyncs = [s for s, _ in items if isinstance(s, _AsyncSocket)]
+        # A blocking socket is watched through its fileno(), asked for here,
+        # before check(): any call on the socket may consume the fd's edge
+        # (libzmq's ZMQ_FD contract: read EVENTS after the last call, then
+        # wait), so check()'s look must be the last call before the wait.
+        # Asked for after it, a message arriving in between could be
+        # signalled and the signal drained by the fileno() calls (when the
+        # progress thread stepped the socket between two of them), leaving
+        # the loop waiting with the message queued: jupyter_client's
+        # execute_interactive, whose iopub socket is in this poller, hung.
+        blocking_fds = {id(obj): obj.fileno() for obj, _ in items
+                        if isinstance(obj, _zmtp.Socket) and not isinstance(obj, _AsyncSocket)}
 
         def check() -> bool:
             try:
@@ -580,7 +591,8 @@ class _AsyncPoller(Poller):
                 obj._start_reading()
                 undo.append(lambda s=obj, e=entry: e in s._watchers and s._watchers.remove(e))
             elif isinstance(obj, _zmtp.Socket):
-                fds[obj.fileno()] = fds.get(obj.fileno(), 0) | POLLIN  # its mailbox: readable on any change
+                fd = blocking_fds[id(obj)]
+                fds[fd] = fds.get(fd, 0) | POLLIN  # its mailbox: readable on any change
             else:
                 fd = obj if isinstance(obj, int) else obj.fileno()
                 fds[fd] = fds.get(fd, 0) | flags

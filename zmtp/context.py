@@ -12,6 +12,7 @@ import errno
 import os
 import threading
 import time
+import types
 import warnings
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Type, TypeVar
@@ -126,6 +127,9 @@ class Context(_OptionAttributes):
     _instance_lock = threading.Lock()
     #: The class ``socket()`` makes when not given one (pyzmq's hook).
     _socket_class: Type[Socket] = Socket
+    #: ``zmtp.Context[Any]`` in annotations evaluated at run time (ipykernel's
+    #: ``zmq.Context[t.Any]``): pyzmq's Context is Generic in its socket class.
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     closed: bool
     sockopts: Dict[int, Any]

@@ -41,6 +41,12 @@ class Poller:
     def __contains__(self, socket: Any) -> bool:
         return socket in self._items
 
+    @property
+    def sockets(self) -> List[Tuple[Any, int]]:
+        """``[(socket, flags), ...]`` in the order registered, as pyzmq's
+        ``Poller.sockets`` (a copy: change it with register/unregister)."""
+        return list(self._items.items())
+
     def poll(self, timeout: Optional[float] = None) -> List[Tuple[Any, int]]:
         """Wait up to ``timeout`` ms (None or negative: forever).
 

@@ -18,6 +18,7 @@ import os
 import pickle
 import random
 import socket as _stdsocket
+import types
 import warnings
 import weakref
 from typing import Any, Callable, List, Optional, Sequence, Union
@@ -186,6 +187,10 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     _socket_type: SocketType
     _shadow: bool
     _shadow_obj: Any
+
+    #: ``zmtp.Socket[Any]`` in annotations evaluated at run time (ipykernel's
+    #: ``zmq.Socket[t.Any]``): pyzmq's Socket is Generic in what recv returns.
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, context: Any = None, socket_type: int = -1, *, shadow: Any = 0, **kwargs: Any) -> None:
         if isinstance(context, _zmtp.Socket):  # Socket(other_socket): a shadow, as pyzmq
