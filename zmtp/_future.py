@@ -137,14 +137,8 @@ class _AsyncSocket(Socket):
     def from_socket(cls, socket: Any, io_loop: Any = None) -> "_AsyncSocket":
         """An async object driving the same socket as ``socket`` (a zmtp
         Socket or its ``underlying`` handle), pyzmq's from_socket: a
-        blocking and an async object can share one socket.  Needs
-        ``Socket.shadow()`` (issue 16 item 3): NotImplementedError until
-        zmtp has it."""
-        if not hasattr(Socket, "shadow"):
-            raise NotImplementedError(
-                "zmtp.asyncio.Socket.from_socket() needs Socket.shadow()/underlying, which this zmtp does not "
-                "have yet (issue 16 item 3); make the socket with zmtp.asyncio.Context().socket() instead"
-            )
+        blocking and an async object can share one socket (through
+        ``Socket.shadow``)."""
         return cls(shadow=socket, io_loop=io_loop)
 
     # -- the loop

@@ -71,14 +71,8 @@ class Context(_BlockingContext):
     def from_context(cls, context: Any) -> "Context":
         """An asyncio object for the same context as ``context`` (a zmtp
         Context or its ``underlying`` handle), pyzmq's from_context; its
-        socket() makes zmtp.asyncio sockets.  Needs ``Context.shadow()``
-        (issue 16 item 3): NotImplementedError until zmtp has it."""
-        if not hasattr(_BlockingContext, "shadow"):
-            raise NotImplementedError(
-                "zmtp.asyncio.Context.from_context() needs Context.shadow()/underlying, which this zmtp does not "
-                "have yet (issue 16 item 3); make a zmtp.asyncio.Context() instead"
-            )
-        return cls.shadow(context)  # type: ignore[attr-defined,no-any-return]
+        socket() makes zmtp.asyncio sockets (through ``Context.shadow``)."""
+        return cls.shadow(context)
 
     def _async_sockets(self) -> List[Socket]:
         with self._lock:
