@@ -34,7 +34,8 @@ from zmtp.utils import z85
 
 from helpers import TIMEOUT_MS
 
-zmq = pytest.importorskip("zmq")
+pytest.importorskip("zmq")
+import zmq  # noqa: E402
 import zmq.auth  # noqa: E402
 import zmq.auth.thread  # noqa: E402
 
@@ -111,7 +112,11 @@ def test_zmtp_certificates_with_given_keys(tmp_path: Any, monkeypatch: pytest.Mo
     secret = z85.encode(bytes(range(32)))
     public = zmq.curve_public(secret)
     monkeypatch.setattr(zmtp, "curve_keypair", lambda: (public, secret))
+    old = tmp_path / "fixed.key_secret"
+    old.write_text("an older file, world-readable\n")
+    os.chmod(old, 0o644)
     pub, sec = zmtp.auth.create_certificates(tmp_path, "fixed")
+    assert stat.S_IMODE(os.stat(sec).st_mode) == 0o600  # narrowed, not kept
     assert zmq.auth.load_certificate(sec) == (public, secret)
     assert zmq.auth.load_certificate(pub) == (public, None)
 
