@@ -25,6 +25,8 @@ import threading
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import zmtp
 import zmtp.auth
@@ -350,6 +352,118 @@ def test_user_ids(ctx: Any, certdir: Dict[str, Any]) -> None:
             auth.stop()
         assert replies == [[b"1.0", b"1", b"200", b"OK", user, b""],
                            [b"1.0", b"2", b"400", b"Unknown key", b"", b""]]
+
+
+@st.composite
+def zap_requests(draw: Any, keys: Dict[str, Any]) -> Request:
+    """Any request pyzmq's handler answers without dying (zmtp's answers to
+    the others are tested below): at least 2 frames, a CURVE key of 32
+    bytes, a GSSAPI principal in UTF-8."""
+    mechanism = draw(st.sampled_from([b"NULL", b"PLAIN", b"CURVE", b"GSSAPI", b"FOO", b""]))
+    if mechanism == b"PLAIN":
+        credentials = draw(st.one_of(
+            st.sampled_from([[b"admin", b"secret"], [b"librarian", b"quiet"], [b"admin", b"quiet"]]),
+            st.lists(st.binary(max_size=8), max_size=3)))
+    elif mechanism == b"CURVE":
+        credentials = draw(st.one_of(
+            st.sampled_from([[keys["alice"]], [keys["mallory"]], [], [keys["alice"]] * 2]),
+            st.binary(min_size=32, max_size=32).map(lambda k: [k])))
+    elif mechanism == b"GSSAPI":
+        credentials = draw(st.lists(st.text(max_size=6).map(str.encode), max_size=2))
+    else:
+        credentials = draw(st.lists(st.binary(max_size=4), max_size=2))
+    request = zap(
+        draw(st.binary(max_size=6)), mechanism, *credentials,
+        domain=draw(st.sampled_from([b"", b"*", b"books", b"other", b"\xff"])),
+        address=draw(st.sampled_from([b"127.0.0.1", b"10.0.0.1", b"::1", b"", b"\xfe"])),
+        identity=draw(st.binary(max_size=4)),
+        version=draw(st.sampled_from([b"1.0", b"1.0", b"1.0", b"1.1", b""])),
+    )
+    return request[:draw(st.sampled_from([len(request)] * 4 + [2, 3, 4, 5]))]
+
+
+def test_random_requests_answered_as_pyzmq(ctx: Any, certdir: Dict[str, Any]) -> None:
+    """Random requests, one pyzmq and one zmtp handler per policy (started
+    once): the same reply, frame for frame."""
+
+    def plain_certs_deny(a: Any) -> None:
+        a.deny("10.0.0.1")
+        a.configure_plain("*", {"admin": "secret"})
+        a.configure_plain("books", {"librarian": "quiet"})
+        a.configure_curve("*", certdir["dir"])
+
+    def allow_callback(a: Any) -> None:
+        a.allow("127.0.0.1", "::1")
+        a.configure_curve_callback("books", Provider(certdir["alice"]))
+
+    def allow_any(a: Any) -> None:
+        a.configure_curve("*", "*")
+
+    for configure in (plain_certs_deny, allow_callback, allow_any):
+        zctx = zmq.Context()
+        pauth = zmq.auth.thread.ThreadAuthenticator(zctx)
+        zauth = ThreadAuthenticator(ctx)
+        preq = zctx.socket(zmq.REQ)
+        zreq = ctx.socket(zmtp.REQ)
+        try:
+            pauth.start()
+            zauth.start()
+            configure(pauth)
+            configure(zauth)
+            preq.rcvtimeo = preq.sndtimeo = TIMEOUT_MS
+            preq.connect(ZAP)
+            zreq.connect(ZAP)
+
+            @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+            @given(zap_requests(certdir))
+            def same(request: Request) -> None:
+                assert ask(zreq, request) == ask(preq, request)
+
+            same()
+        finally:
+            preq.close(linger=0)
+            zreq.close(linger=0)
+            pauth.stop()
+            zauth.stop()
+            zctx.term()
+
+
+def test_concurrent_and_pipelined_requests(ctx: Any) -> None:
+    """Requests from many clients at once (one REQ per handshake, as an
+    engine sends them) and pipelined from a DEALER are each answered with
+    their own request id, in order per client."""
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    try:
+        auth.configure_plain("*", {f"user{i}": f"pw{i}" for i in range(8)})
+        dealer = ctx.socket(zmtp.DEALER)
+        dealer.connect(ZAP)
+        for n in range(50):
+            dealer.send_multipart([b"", *zap(b"%d" % n, b"PLAIN", b"user%d" % (n % 8), b"pw%d" % (n % 3))])
+        for n in range(50):
+            reply = dealer.recv_multipart()
+            assert reply[:4] == [b"", b"1.0", b"%d" % n, b"200" if n % 8 == n % 3 else b"400"]
+        dealer.close()
+
+        def client(i: int) -> List[List[bytes]]:
+            req = ctx.socket(zmtp.REQ)
+            req.connect(ZAP)
+            try:
+                return [ask(req, zap(b"%d-%d" % (i, n), b"PLAIN", b"user%d" % i, b"pw%d" % i)) for n in range(20)]
+            finally:
+                req.close()
+
+        results: Dict[int, Any] = {}
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, client(i))) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT_MS / 1000 * 4)
+        assert sorted(results) == list(range(8))
+        for i, replies in results.items():
+            assert replies == [[b"1.0", b"%d-%d" % (i, n), b"200", b"OK", b"user%d" % i, b""] for n in range(20)]
+    finally:
+        auth.stop()
 
 
 # ------------------------------------------------- zmtp's own decisions
