@@ -105,3 +105,16 @@ def test_decode_group_over_32_bits() -> None:
 def test_encode_rejects_str() -> None:
     with pytest.raises(TypeError, match="bytes"):
         z85.encode("HelloWor")  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=40), st.text(max_size=20)))
+def test_decode_any_input_is_bytes_or_value_error(data) -> None:
+    """Whatever the input, decode returns pyzmq's answer or raises
+    ValueError (pyzmq lets KeyError and struct.error out)."""
+    try:
+        got = z85.decode(data)
+    except ValueError:
+        return
+    assert got == zmq_z85.decode(data)
+    assert z85.encode(got) == (data.encode("ascii") if isinstance(data, str) else data)
