@@ -760,3 +760,22 @@ def test_authenticator_serves_handshakes(mechanism: str, server_side: str, clien
         sctx.term()
         if cctx is not sctx:
             cctx.term()
+
+
+def test_thread_authenticator_in_an_asyncio_context() -> None:
+    """A zmtp.asyncio.Context (whose sockets are asynchronous) works too:
+    the handler's own sockets are blocking ones, as in pyzmq."""
+    import zmtp.asyncio
+
+    actx = zmtp.asyncio.Context()
+    auth = ThreadAuthenticator(actx)
+    auth.start()
+    req = actx.socket(zmtp.REQ, socket_class=zmtp.Socket)
+    try:
+        req.rcvtimeo = req.sndtimeo = TIMEOUT_MS
+        req.connect(ZAP)
+        assert ask(req, zap(b"1", b"NULL")) == [b"1.0", b"1", b"200", b"OK", b"anonymous", b""]
+    finally:
+        req.close(linger=0)
+        auth.stop()
+        actx.term()
