@@ -158,6 +158,7 @@ void zm_sock_destroy(zm_sock *s)
      * gets. */
     zm_sock_monitor(s, -1, 0);
     zm_outq_free(&s->mon_out);
+    zm_mech_wipe(s->plain_password, sizeof(s->plain_password));
     while (s->conns != NULL) {
         zm_conn *c = s->conns;
         s->conns = c->next;

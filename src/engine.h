@@ -342,6 +342,10 @@ typedef struct zm_sock {
      * per handshake, it moves none of the fields above. */
     const zm_mech_ops *mech_ops;
     zm_mech_config mech_cfg;
+    /* PLAIN's client credentials (mech_cfg points here; the password is
+     * wiped when the socket is destroyed). */
+    unsigned char plain_username[255];
+    unsigned char plain_password[255];
 } zm_sock;
 
 /* 0, or -EINVAL for a type this engine does not build yet. */

@@ -342,20 +342,34 @@ void zm_conn_free(zm_conn *c)
 
 /* Refuse the peer: ERROR command (best effort, when there is a reason),
  * count, close.  The monitor has heard why (HANDSHAKE_FAILED_*). */
-static void conn_close_refused(zm_sock *s, zm_conn *c, const char *reason,
-                               int64_t now)
+static void conn_close_refused_as(zm_sock *s, zm_conn *c, const char *reason,
+                                  int libzmq_plain, int64_t now)
 {
     zm_wbuf w;
+    unsigned char body[5 + 1 + 255];
+    size_t n = reason != NULL ? strlen(reason) : 0;
 
     zm_wbuf_init(&w);
+    if (libzmq_plain && n <= 255) { /* mechanism.h: zm_mech_fail */
+        memcpy(body, ZM_LIBZMQ_PLAIN_ERROR, 5);
+        body[5] = (unsigned char)n;
+        memcpy(body + 6, reason, n);
+    }
     if (c->fd >= 0 && reason != NULL &&
-        zm_encode_error(&w, reason, strlen(reason)) == 0) {
+        (libzmq_plain ? zm_encode_frame(&w, body, 6 + n, ZM_FLAG_COMMAND)
+                      : zm_encode_error(&w, reason, n)) == 0) {
         ZM_COUNT(ZM_CNT_OTHER);
         (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
     zm_wbuf_free(&w);
     ZM_STAT_ADD(s->stats.handshake_failed, 1);
     zm_conn_lost(s, c, now);
+}
+
+static void conn_close_refused(zm_sock *s, zm_conn *c, const char *reason,
+                               int64_t now)
+{
+    conn_close_refused_as(s, c, reason, 0, now);
 }
 
 /* Refuse the peer for a protocol reason (HANDSHAKE_FAILED_PROTOCOL). */
@@ -383,10 +397,18 @@ static void conn_mech_failed(zm_sock *s, zm_conn *c, int64_t now)
             zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_AUTH, f->code,
                          c->endpoint);
         }
-        conn_close_refused(s, c, f->reason, now);
+        conn_close_refused_as(s, c, f->reason, f->libzmq_plain, now);
         break;
     case ZM_MECH_FAIL_PROTOCOL:
         conn_refuse(s, c, f->reason, f->code, now);
+        break;
+    case ZM_MECH_FAIL_NO_DETAIL:
+        if (!c->hs_event_sent) {
+            c->hs_event_sent = 1;
+            zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL, f->code,
+                         c->endpoint);
+        }
+        conn_close_refused(s, c, NULL, now);
         break;
     default: /* out of memory */
         c->lost_errno = ENOMEM;
@@ -458,6 +480,10 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
 {
     int ready = zm_mech_status(&c->mech) == ZM_MECH_READY;
 
+    /* The mechanism asks ZAP to judge the peer: no handler is bound
+     * (ZAP is not built yet), so it is refused as libzmq's PLAIN does. */
+    if (rc == 0 && zm_mech_zap_pending(&c->mech))
+        rc = zm_mech_zap_missing(&c->mech);
     if (rc < 0) {
         conn_mech_failed(s, c, now);
         return -1;
