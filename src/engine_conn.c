@@ -186,6 +186,7 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     }
     zm_wbuf_free(&hs);
     c->got_greeting = 0;
+    c->zap_id = 0;
     c->hs_event_sent = 0;
     c->lost_errno = 0;
     c->state = ZM_CS_HANDSHAKE;
@@ -480,9 +481,10 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
 {
     int ready = zm_mech_status(&c->mech) == ZM_MECH_READY;
 
-    /* The mechanism asks ZAP to judge the peer: no handler is bound
-     * (ZAP is not built yet), so it is refused as libzmq's PLAIN does. */
-    if (rc == 0 && zm_mech_zap_pending(&c->mech))
+    /* The mechanism asks ZAP to judge the peer (engine_zap.c); with no
+     * handler it is refused as libzmq's PLAIN does. */
+    if (rc == 0 && zm_mech_zap_pending(&c->mech) && c->zap_id == 0 &&
+        zm_zap_request(s, c) < 0)
         rc = zm_mech_zap_missing(&c->mech);
     if (rc < 0) {
         conn_mech_failed(s, c, now);
@@ -498,6 +500,19 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
     if (ready)
         conn_activate(s, c);
     return 0;
+}
+
+void zm_conn_zap_reply(zm_sock *s, zm_conn *c, unsigned status, uint32_t code,
+                       int64_t now)
+{
+    zm_wbuf out;
+    int rc;
+
+    zm_wbuf_init(&out);
+    rc = code != 0 ? zm_mech_refuse(&c->mech, code, NULL)
+                   : zm_mech_zap_reply(&c->mech, status, &out);
+    (void)conn_mech_answer(s, c, rc, &out, now);
+    zm_wbuf_free(&out);
 }
 
 /* The peer's greeting: its version, and its mechanism must be ours. */

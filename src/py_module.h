@@ -483,6 +483,8 @@ extern const char zm_py_sock_inproc_listen_doc[];
 PyObject *zm_py_sock_inproc_listen(SocketObject *self, PyObject *arg);
 extern const char zm_py_sock_inproc_connect_doc[];
 PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg);
+extern const char zm_py_sock_zap_connect_doc[];
+PyObject *zm_py_sock_zap_connect(SocketObject *self, PyObject *unused);
 extern const char zm_py_sock_inproc_offer_doc[];
 PyObject *zm_py_sock_inproc_offer(SocketObject *self, PyObject *const *args,
                                   Py_ssize_t nargs);

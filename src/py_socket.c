@@ -410,6 +410,7 @@ TARGET_O(zm_py_sock_unbind)
 TARGET_O(zm_py_sock_disconnect)
 TARGET_O(zm_py_sock_inproc_listen)
 TARGET_O(zm_py_sock_inproc_connect)
+TARGET_O(zm_py_sock_zap_connect)
 TARGET_FAST(zm_py_sock_inproc_offer)
 TARGET_FAST(zm_py_sock_monitor_fd)
 TARGET_FAST(zm_py_sock_adopt_fd)
@@ -504,6 +505,8 @@ static PyMethodDef Socket_methods[] = {
      zm_py_sock_inproc_listen_doc},
     {"_inproc_connect", (PyCFunction)zm_py_sock_inproc_connect_t, METH_O,
      zm_py_sock_inproc_connect_doc},
+    {"_zap_connect", (PyCFunction)zm_py_sock_zap_connect_t, METH_NOARGS,
+     zm_py_sock_zap_connect_doc},
     {"_inproc_offer", CFUNC(zm_py_sock_inproc_offer_t), METH_FASTCALL,
      zm_py_sock_inproc_offer_doc},
     {"_monitor_fd", CFUNC(zm_py_sock_monitor_fd_t), METH_FASTCALL,

@@ -55,6 +55,8 @@
 #define ZO_PLAIN_SERVER 44
 #define ZO_PLAIN_USERNAME 45
 #define ZO_PLAIN_PASSWORD 46
+#define ZO_ZAP_DOMAIN 55
+#define ZO_ZAP_ENFORCE_DOMAIN 93
 
 /* ------------------------------------------------------------------ */
 /* Errors naming an option                                            */
@@ -435,6 +437,35 @@ static PyObject *get_plain_cred(SocketObject *self, const sockopt *o)
         (Py_ssize_t)self->s.mech_cfg.plain_username_len);
 }
 
+/* ZAP_DOMAIN: 0..255 bytes (libzmq: empty allowed). */
+static int set_zap_domain(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    Py_buffer view;
+
+    (void)o;
+    if (get_bytes_option(value, &view, "ZAP_DOMAIN takes bytes (use "
+                                       "setsockopt_string for str)") < 0)
+        return -1;
+    if (view.len > 255) {
+        PyBuffer_Release(&view);
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: ZAP_DOMAIN must be 0..255 bytes");
+        return -1;
+    }
+    memcpy(self->s.zap_domain, view.buf, (size_t)view.len);
+    self->s.zap_domain_len = (size_t)view.len;
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+static PyObject *get_zap_domain(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyBytes_FromStringAndSize(self->s.zap_domain,
+                                     (Py_ssize_t)self->s.zap_domain_len);
+}
+
 /* An int option: its field in SocketObject and the range set accepts. */
 #define INT_OPT(field, lo, hi)                                                \
     set_int, get_int, (lo), (hi), offsetof(SocketObject, field)
@@ -486,6 +517,9 @@ static const sockopt sockopts[] = {
                            0, 0, 0},
     [ZO_PLAIN_PASSWORD] = {"PLAIN_PASSWORD", set_plain_cred, get_plain_cred,
                            0, 0, 0},
+    [ZO_ZAP_DOMAIN] = {"ZAP_DOMAIN", set_zap_domain, get_zap_domain, 0, 0, 0},
+    [ZO_ZAP_ENFORCE_DOMAIN] = {"ZAP_ENFORCE_DOMAIN",
+                               INT_OPT(s.zap_enforce_domain, 0, 1)},
 };
 
 #undef INT_OPT
@@ -785,6 +819,37 @@ PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg)
         return NULL;
     }
     rc = zm_sock_inproc_connect(&self->s, ep, &peer);
+    sock_leave(self);
+    if (rc < 0) {
+        Py_DECREF(po);
+        return zm_py_raise_zmq(self->st, -rc, NULL);
+    }
+    po->pipe = peer;
+    po->fork_gen = zm_fork_gen();
+    return (PyObject *)po;
+}
+
+ZM_PY_DOC(zm_py_sock_zap_connect_doc,
+"_zap_connect()\n--\n\n"
+"A pipe from this socket to the Context's ZAP handler (engine_zap.c): the\n"
+"returned end goes to the handler with _inproc_offer.");
+
+PyObject *zm_py_sock_zap_connect(SocketObject *self, PyObject *unused)
+{
+    InprocPipeObject *po;
+    zm_pipe *peer = NULL;
+    int rc;
+
+    (void)unused;
+    po = PyObject_New(InprocPipeObject, self->st->InprocPipe_Type);
+    if (po == NULL)
+        return NULL;
+    po->pipe = NULL;
+    if (sock_enter(self) < 0) {
+        Py_DECREF(po);
+        return NULL;
+    }
+    rc = zm_sock_zap_connect(&self->s, &peer);
     sock_leave(self);
     if (rc < 0) {
         Py_DECREF(po);

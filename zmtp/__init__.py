@@ -102,6 +102,8 @@ from zmtp.constants import (
     PLAIN_SERVER,
     PLAIN_USERNAME,
     PLAIN_PASSWORD,
+    ZAP_DOMAIN,
+    ZAP_ENFORCE_DOMAIN,
     NULL,
     PLAIN,
     CURVE,
@@ -136,6 +138,6 @@ __all__ = [
     "curve_keypair", "curve_public",
     "ContextOption", "IO_THREADS", "IPC_PATH_MAX_LEN", "MAX_MSGSZ", "MAX_SOCKETS", "MORE", "MessageOption", "POLLPRI",
     "SHARED", "SOCKET_LIMIT", "SRCFD", "STREAM", "STREAM_NOTIFY",
-    "MECHANISM", "PLAIN_SERVER", "PLAIN_USERNAME", "PLAIN_PASSWORD", "NULL", "PLAIN", "CURVE", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
+    "MECHANISM", "PLAIN_SERVER", "PLAIN_USERNAME", "PLAIN_PASSWORD", "ZAP_DOMAIN", "ZAP_ENFORCE_DOMAIN", "NULL", "PLAIN", "CURVE", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
     "zmq_version_info",
 ]
