@@ -183,7 +183,8 @@ int zm_sock_zap_connect(zm_sock *s, zm_pipe **peer)
         return -ENOMEM;
     zm_zap_close(s); /* a handler that went away: the new one */
     s->zap_pipe = p;
-    zm_pipe_set_end(p, 0, s->mb, ZM_DEALER, NULL, 0, 0, 0);
+    zm_pipe_set_end(p, 0, s->mb, ZM_DEALER, (const unsigned char *)"", 0, 0,
+                    0); /* no routing id */
     *peer = p;
     return 0;
 }
