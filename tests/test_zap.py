@@ -11,7 +11,7 @@ pyzmq's ThreadAuthenticator authenticating a zmtp client is in test_plain.py."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List
 
 import pytest
 
@@ -49,23 +49,29 @@ def serve_zap(handler: Any, answer: Answer, seen: List[List[bytes]], stop: List[
 
 @pytest.fixture
 def zap(ctx: Any, spawn: Any):
-    """start(answer) binds a handler in ctx and serves it in a thread; the
-    requests it saw are returned."""
-    stop = [False]
-    tasks = []
+    """start(answer) binds a handler in ctx and serves it in a thread; it
+    returns the handler, the requests it saw, and halt() (stops serving)."""
+    halts: List[Callable[[], None]] = []
 
     def start(answer: Answer = by_password, bind: bool = True) -> Any:
         handler = zsock(ctx, zmtp.REP)
         seen: List[List[bytes]] = []
+        stop = [False]
         if bind:
             handler.bind(ZAP)
-        tasks.append(spawn(serve_zap, handler, answer, seen, stop))
-        return handler, seen
+        task = spawn(serve_zap, handler, answer, seen, stop)
+
+        def halt() -> None:
+            if not stop[0]:
+                stop[0] = True
+                task.result()
+
+        halts.append(halt)
+        return handler, seen, halt
 
     yield start
-    stop[0] = True
-    for t in tasks:
-        t.result()
+    for halt in halts:
+        halt()
 
 
 def pump_until(server: Any, mon: Any, pred: Callable[[List[tuple]], bool]) -> List[tuple]:
@@ -88,7 +94,7 @@ def pump_until(server: Any, mon: Any, pred: Callable[[List[tuple]], bool]) -> Li
 @pytest.mark.parametrize("stype,ctype", PAIRS, ids=PAIR_IDS)
 def test_handler_admits_pyzmq_client(backend, ctx, zctx, zap, transport, zmtp_binds, stype, ctype, tmp_path):
     """The handler says 200: traffic flows; the request is libzmq's."""
-    _, seen = zap()
+    _, seen, _ = zap()
     ep = endpoint_for(transport, tmp_path, "zap")
     server = zsock(ctx, stype, plain_server=1, zap_domain=b"global")
     client = psock(zctx, ctype, plain_username=b"u", plain_password=b"p")
@@ -160,7 +166,35 @@ def test_handler_bound_after_server(backend, ctx, zctx, zap, tmp_path):
     evs = pump_until(server, smon, lambda e: len(e) >= 1)
     assert evs[0][0] == E.HANDSHAKE_FAILED_NO_DETAIL, evs
     zap()
+    client.close(0)
+    round_trip(zctx, server, ep)
+
+
+def round_trip(zctx: Any, server: Any, ep: str) -> None:
+    """A fresh pyzmq PLAIN client (u/p) and `server` exchange one request."""
+    client = psock(zctx, zmq.REQ, plain_username=b"u", plain_password=b"p")
+    client.connect(ep)
     client.send(b"hi")
     assert server.recv() == b"hi"
-    server.send(b"yo")
-    assert client.recv() == b"yo"
+    server.send(b"ok")
+    assert client.recv() == b"ok"
+
+
+def test_handler_gone_refuses(backend, ctx, zctx, zap, tmp_path):
+    """The handler closes: the next client is refused as with none (NO_DETAIL,
+    EFAULT); a new handler bound at the name serves the server again."""
+    handler, _, halt = zap()
+    ep = endpoint_for("tcp", tmp_path, "zap")
+    server = zsock(ctx, zmtp.REP, plain_server=1)
+    server.bind(ep)
+    round_trip(zctx, server, ep)
+    halt()
+    handler.close(linger=0)
+    smon = server.get_monitor_socket(E.HANDSHAKE_FAILED_NO_DETAIL | E.HANDSHAKE_SUCCEEDED)
+    second = psock(zctx, zmq.REQ, plain_username=b"u", plain_password=b"p")
+    second.connect(ep)
+    evs = pump_until(server, smon, lambda e: len(e) >= 1)
+    assert evs[0][0] == E.HANDSHAKE_FAILED_NO_DETAIL, evs
+    second.close(0)
+    zap()  # a new handler at the name: the server joins it
+    round_trip(zctx, server, ep)
