@@ -366,14 +366,17 @@ static PyObject *get_mechanism(SocketObject *self, const sockopt *o)
     return PyLong_FromLong(strcmp(ops->name, "PLAIN") == 0 ? 1 : 2);
 }
 
-/* PLAIN_SERVER: 1 makes the socket a PLAIN server, 0 a NULL socket (as
- * libzmq, whatever the mechanism was). */
+/* PLAIN_SERVER: 1 (or True) makes the socket a PLAIN server, 0 a NULL
+ * socket (as libzmq, whatever the mechanism was). */
 static int set_plain_server(SocketObject *self, const sockopt *o,
                             PyObject *value)
 {
     int v;
 
-    if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
+    /* True/False too: pyzmq's examples write `plain_server = True` */
+    if (PyBool_Check(value))
+        v = value == Py_True;
+    else if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
         return -1;
     self->s.mech_cfg.as_server = v;
     self->s.mech_ops = v ? &zm_mech_plain : NULL;

@@ -72,6 +72,10 @@ def test_options_as_pyzmq(ctx: Any, zctx: Any) -> None:
         assert (s.mechanism, s.plain_server, s.plain_password) == (1, 0, b"p")
         s.plain_server = 0
         assert s.mechanism == 0
+        s.plain_server = True  # as pyzmq's examples write it
+        assert (s.mechanism, s.plain_server) == (1, 1)
+        s.plain_server = False
+        assert s.mechanism == 0
         s.plain_username = b"x" * 255
         for bad in (b"", b"x" * 256):
             raises_errno(errno.EINVAL, s.setsockopt, zmtp.PLAIN_USERNAME, bad, exc=err)
