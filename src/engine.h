@@ -174,6 +174,9 @@ typedef struct zm_conn {
     zm_subs subs;
     zm_wbuf deferred;       /* commands waiting for a message's last frame */
     uint32_t zap_id;        /* a ZAP request for it is out (engine_zap.c) */
+    zm_page *props;         /* ZAP's User-Id and metadata (a property list,
+                               refcounted: its messages' Frames hold it), or
+                               NULL */
     int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
     int64_t last_write_ns;  /* last sendmsg of messages (coalescing) */
     int64_t flush_at_ns;    /* held-back output must go by then (0: none) */
@@ -354,6 +357,9 @@ typedef struct zm_sock {
     size_t zap_domain_len;
     int zap_enforce_domain;      /* ZAP_ENFORCE_DOMAIN (kept, as libzmq's
                                     PLAIN: no effect on it) */
+    zm_page *recv_props;         /* the props of the connection the last
+                                    zm_sock_recv took from (borrowed: take a
+                                    reference before the next step) */
 } zm_sock;
 
 /* 0, or -EINVAL for a type this engine does not build yet. */

@@ -332,6 +332,8 @@ void zm_conn_free(zm_conn *c)
     if (c->pipe != NULL)
         zm_pipe_detach(c->pipe, c->pipe_end);
     zm_mech_end(&c->mech);
+    if (c->props != NULL)
+        zm_page_decref(c->props);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
     zm_wbuf_free(&c->deferred);
@@ -502,12 +504,39 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
     return 0;
 }
 
+/* ZAP's User-Id and metadata as one property list (User-Id first), for
+ * the connection's messages: 0, or -ENOMEM. */
+static int conn_keep_props(zm_conn *c, const zm_frame *user_id,
+                           const zm_frame *meta)
+{
+    size_t n = 1 + 7 + 4 + user_id->size + meta->size;
+    zm_page *p = zm_page_new(n);
+
+    if (p == NULL)
+        return -ENOMEM;
+    p->data[0] = 7;
+    memcpy(p->data + 1, "User-Id", 7);
+    zm_put_u32(p->data + 8, (uint32_t)user_id->size);
+    if (user_id->size > 0)
+        memcpy(p->data + 12, user_id->data, user_id->size);
+    if (meta->size > 0)
+        memcpy(p->data + 12 + user_id->size, meta->data, meta->size);
+    p->len = n;
+    if (c->props != NULL)
+        zm_page_decref(c->props);
+    c->props = p;
+    return 0;
+}
+
 void zm_conn_zap_reply(zm_sock *s, zm_conn *c, unsigned status, uint32_t code,
+                       const zm_frame *user_id, const zm_frame *meta,
                        int64_t now)
 {
     zm_wbuf out;
     int rc;
 
+    if (status == 200 && code == 0 && conn_keep_props(c, user_id, meta) < 0)
+        code = ZM_PROTO_ZAP_UNSPECIFIED; /* out of memory: refused */
     zm_wbuf_init(&out);
     rc = code != 0 ? zm_mech_refuse(&c->mech, code, NULL)
                    : zm_mech_zap_reply(&c->mech, status, &out);

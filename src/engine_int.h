@@ -38,8 +38,10 @@ zm_conn *zm_conn_new(zm_sock *s);
 void zm_conn_free(zm_conn *c);
 int zm_conn_start_handshake(zm_sock *s, zm_conn *c);
 /* ZAP's verdict for c (status 200..500), or code: a ZM_PROTO_ZAP_* the
- * reply broke (engine_zap.c). */
+ * reply broke (engine_zap.c); with 200, the reply's User-Id and metadata
+ * (a valid property list) become c->props. */
 void zm_conn_zap_reply(zm_sock *s, zm_conn *c, unsigned status, uint32_t code,
+                       const zm_frame *user_id, const zm_frame *meta,
                        int64_t now);
 /* engine_zap.c: send c's mechanism's ZAP request (0; -ECONNREFUSED: no
  * handler; -ENOMEM); read replies; drop the pipe. */

@@ -145,7 +145,8 @@ static void zap_reply(zm_sock *s, zm_msg *m, int64_t now)
     else
         status = (unsigned)(f[3].data[0] - '0') * 100;
     c->zap_id = 0;
-    zm_conn_zap_reply(s, c, status, code, now);
+    zm_conn_zap_reply(s, c, status, code, m->n == 7 ? &f[5] : NULL,
+                      m->n == 7 ? &f[6] : NULL, now);
 }
 
 void zm_zap_step(zm_sock *s, int64_t now)

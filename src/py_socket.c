@@ -150,6 +150,7 @@ static void Socket_dealloc(SocketObject *self)
     Py_CLEAR(self->progress);
     Py_CLEAR(self->shadow_of); /* a shadow never closes what it shadows */
     zm_msg_clear(&self->cur);
+    props_clear(&self->cur_props);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -287,6 +288,7 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
     else
         zm_loopset_close(&self->loop);
     zm_msg_clear(&self->cur);
+    props_clear(&self->cur_props);
     self->cur_idx = 0;
     self->cur_has_prefix = 0;
     self->closed = 1;

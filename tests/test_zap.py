@@ -25,12 +25,13 @@ from test_plain import PAIR_IDS, PAIRS, exchange  # noqa: E402
 E = zmtp.Event
 ZAP = "inproc://zeromq.zap.01"
 Answer = Callable[[List[bytes]], List[bytes]]
+META = b"\x05Hello\x00\x00\x00\x05World"
 
 
 def by_password(req: List[bytes]) -> List[bytes]:
-    """200 for u/p (User-Id "user-u"), else 400."""
+    """200 for u/p (User-Id "user-u", a property Hello: World), else 400."""
     ok = req[6:] == [b"u", b"p"]
-    return [b"200", b"OK", b"user-u", b""] if ok else [b"400", b"No", b"", b""]
+    return [b"200", b"OK", b"user-u", META] if ok else [b"400", b"No", b"", b""]
 
 
 def serve_zap(handler: Any, answer: Answer, seen: List[List[bytes]], stop: List[bool]) -> None:
@@ -132,6 +133,35 @@ def test_handler_refuses(backend, ctx, zctx, zap, status, tmp_path):
         assert cmon.poll(int(DEADLINE_S * 1000))
         ev = precv(cmon)
         assert (ev["event"], ev["value"]) == (zmq.EVENT_HANDSHAKE_FAILED_AUTH, status)
+
+
+@pytest.mark.parametrize("stype,ctype", PAIRS[:2], ids=PAIR_IDS[:2])
+def test_user_id_on_frames(backend, ctx, zctx, zap, stype, ctype, tmp_path):
+    """A message from a connection ZAP admitted: Frame.get("User-Id") and the
+    reply's metadata (any case), as libzmq's zmq_msg_gets; an unknown name
+    is EINVAL; frames of other connections still say NotImplementedError."""
+    zap()
+    ep = endpoint_for("tcp", tmp_path, "zap")
+    server = zsock(ctx, stype, plain_server=1)
+    server.bind(ep)
+    client = psock(zctx, ctype, plain_username=b"u", plain_password=b"p")
+    client.connect(ep)
+    client.send(b"hi")
+    frames = server.recv_multipart(copy=False)
+    body = frames[-1]
+    assert body.bytes == b"hi"
+    assert [f.get("User-Id") for f in frames] == ["user-u"] * len(frames)
+    assert body.get("hello") == "World" and body.get(b"Hello") == "World"
+    with pytest.raises(zmtp.ZMQError) as exc:
+        body.get("Peer-Address")
+    assert exc.value.errno == zmtp.EINVAL
+    plain = zsock(ctx, zmtp.PAIR)
+    plain.bind("inproc://no-zap")
+    other = zsock(ctx, zmtp.PAIR)
+    other.connect("inproc://no-zap")
+    other.send(b"x")
+    with pytest.raises(NotImplementedError):
+        plain.recv(copy=False).get("User-Id")
 
 
 @pytest.mark.parametrize("reply,code", [
