@@ -175,9 +175,10 @@ PyDoc_STRVAR(Frame_get_doc,
 "get(option)\n--\n\n"
 "A frame property, as pyzmq's Frame.get: get(zmtp.MORE) is 1 when more\n"
 "frames of the message follow, else 0.  Other numbers raise ZMQError\n"
-"(EINVAL), as libzmq.  zmtp keeps no per-frame connection metadata, so\n"
-"SHARED, SRCFD and the string properties ('Socket-Type', 'Routing-Id',\n"
-"'Peer-Address', 'User-Id', ...) raise NotImplementedError.");
+"(EINVAL), as libzmq.  A frame from a connection a ZAP handler admitted\n"
+"gives its 'User-Id' and the reply's metadata by name (str; unknown:\n"
+"EINVAL).  Other frames carry no connection metadata: SHARED, SRCFD and\n"
+"the string properties raise NotImplementedError.");
 
 static PyObject *frame_raise_einval(FrameObject *self);
 
