@@ -616,6 +616,27 @@ int zm_props_find(const unsigned char *data, size_t len, const char *name,
     return 0;
 }
 
+/* libzmq's PLAIN ERROR: plain_common.hpp spells the prefix "\x05ERROR",
+ * which C reads as the octet 0x5e ('^', the escape takes the hex digit E)
+ * then "RROR", so libzmq 4.3.5's PLAIN sends and expects "^RROR",
+ * reason-length, reason: no name-length octet.  Taken as ERROR when the
+ * body is exactly that (it is no valid command otherwise). */
+static int parse_libzmq_plain_error(const unsigned char *body, size_t len,
+                                    zm_command *cmd)
+{
+    if (len < 6 || memcmp(body, ZM_LIBZMQ_PLAIN_ERROR, 5) != 0 ||
+        (size_t)body[5] + 6 != len)
+        return -ZM_ERR_COMMAND;
+    cmd->kind = ZM_CMD_ERROR;
+    cmd->name = body;
+    cmd->name_len = 5;
+    cmd->data = body + 5;
+    cmd->data_len = len - 5;
+    cmd->arg = body + 6;
+    cmd->arg_len = body[5];
+    return 0;
+}
+
 int zm_command_parse(const unsigned char *body, size_t len, zm_command *cmd)
 {
     size_t nlen;
@@ -626,7 +647,7 @@ int zm_command_parse(const unsigned char *body, size_t len, zm_command *cmd)
         return -ZM_ERR_COMMAND;
     nlen = body[0];
     if (nlen == 0 || 1 + nlen > len)
-        return -ZM_ERR_COMMAND;
+        return parse_libzmq_plain_error(body, len, cmd);
     cmd->name = body + 1;
     cmd->name_len = nlen;
     cmd->data = body + 1 + nlen;

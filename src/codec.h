@@ -204,6 +204,11 @@ enum zm_cmd_kind {
     ZM_CMD_CANCEL
 };
 
+/* libzmq 4.3.5's PLAIN ERROR begins with these 5 octets instead of
+ * 0x05 "ERROR" (see zm_command_parse): parsed as ERROR, and what
+ * mech_plain.c sends, so libzmq's PLAIN clients understand it. */
+#define ZM_LIBZMQ_PLAIN_ERROR "^RROR"
+
 /* (zm_command is defined with the decoder events above.)
  * Parse a command body.  0, or -ZM_ERR_COMMAND / _READY / _ERROR_CMD /
  * _PING.  READY metadata is validated (zm_props_validate). */

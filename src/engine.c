@@ -92,6 +92,7 @@ void zm_sock_process(zm_sock *s, int64_t now)
          * owner's zm_sock_inproc_arm say "do not sleep". */
         s->mb_seen = zm_mailbox_seq(s->mb);
         zm_inproc_adopt(s);
+        zm_zap_step(s, now); /* replies before the connections step */
     }
     if (s->mon_fd >= 0) {
         zm_mon_drain(s);
@@ -158,6 +159,8 @@ void zm_sock_destroy(zm_sock *s)
      * gets. */
     zm_sock_monitor(s, -1, 0);
     zm_outq_free(&s->mon_out);
+    zm_mech_wipe(s->plain_password, sizeof(s->plain_password));
+    zm_zap_close(s);
     while (s->conns != NULL) {
         zm_conn *c = s->conns;
         s->conns = c->next;

@@ -173,6 +173,10 @@ typedef struct zm_conn {
     /* PUB/XPUB: the topics this peer subscribed to (a set) */
     zm_subs subs;
     zm_wbuf deferred;       /* commands waiting for a message's last frame */
+    uint32_t zap_id;        /* a ZAP request for it is out (engine_zap.c) */
+    zm_page *props;         /* ZAP's User-Id and metadata (a property list,
+                               refcounted: its messages' Frames hold it), or
+                               NULL */
     int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
     int64_t last_write_ns;  /* last sendmsg of messages (coalescing) */
     int64_t flush_at_ns;    /* held-back output must go by then (0: none) */
@@ -342,6 +346,20 @@ typedef struct zm_sock {
      * per handshake, it moves none of the fields above. */
     const zm_mech_ops *mech_ops;
     zm_mech_config mech_cfg;
+    /* PLAIN's client credentials (mech_cfg points here; the password is
+     * wiped when the socket is destroyed). */
+    unsigned char plain_username[255];
+    unsigned char plain_password[255];
+    /* ZAP (engine_zap.c): the pipe to the Context's handler, or NULL */
+    zm_pipe *zap_pipe;
+    uint32_t zap_next_id;
+    char zap_domain[255];        /* ZAP_DOMAIN */
+    size_t zap_domain_len;
+    int zap_enforce_domain;      /* ZAP_ENFORCE_DOMAIN (kept, as libzmq's
+                                    PLAIN: no effect on it) */
+    zm_page *recv_props;         /* the props of the connection the last
+                                    zm_sock_recv took from (borrowed: take a
+                                    reference before the next step) */
 } zm_sock;
 
 /* 0, or -EINVAL for a type this engine does not build yet. */
@@ -374,6 +392,10 @@ int zm_sock_inproc_connect(zm_sock *s, const char *endpoint, zm_pipe **peer);
  * inproc, 0 to watch mb->efd, 1 when something happened since its last
  * step (do not sleep). */
 int zm_sock_inproc_arm(zm_sock *s);
+/* ZAP: a pipe to the Context's handler at inproc://zeromq.zap.01 (any
+ * earlier one dropped); end 1 goes to the handler's mailbox as an inproc
+ * connect's does.  0 or -errno. */
+int zm_sock_zap_connect(zm_sock *s, zm_pipe **peer);
 
 /* Send this socket's events in `events` to `fd` (a connected stream
  * socket, non-blocking; the engine owns it from now on), replacing any

@@ -186,6 +186,7 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     }
     zm_wbuf_free(&hs);
     c->got_greeting = 0;
+    c->zap_id = 0;
     c->hs_event_sent = 0;
     c->lost_errno = 0;
     c->state = ZM_CS_HANDSHAKE;
@@ -331,6 +332,8 @@ void zm_conn_free(zm_conn *c)
     if (c->pipe != NULL)
         zm_pipe_detach(c->pipe, c->pipe_end);
     zm_mech_end(&c->mech);
+    if (c->props != NULL)
+        zm_page_decref(c->props);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
     zm_wbuf_free(&c->deferred);
@@ -342,20 +345,34 @@ void zm_conn_free(zm_conn *c)
 
 /* Refuse the peer: ERROR command (best effort, when there is a reason),
  * count, close.  The monitor has heard why (HANDSHAKE_FAILED_*). */
-static void conn_close_refused(zm_sock *s, zm_conn *c, const char *reason,
-                               int64_t now)
+static void conn_close_refused_as(zm_sock *s, zm_conn *c, const char *reason,
+                                  int libzmq_plain, int64_t now)
 {
     zm_wbuf w;
+    unsigned char body[5 + 1 + 255];
+    size_t n = reason != NULL ? strlen(reason) : 0;
 
     zm_wbuf_init(&w);
+    if (libzmq_plain && n <= 255) { /* mechanism.h: zm_mech_fail */
+        memcpy(body, ZM_LIBZMQ_PLAIN_ERROR, 5);
+        body[5] = (unsigned char)n;
+        memcpy(body + 6, reason, n);
+    }
     if (c->fd >= 0 && reason != NULL &&
-        zm_encode_error(&w, reason, strlen(reason)) == 0) {
+        (libzmq_plain ? zm_encode_frame(&w, body, 6 + n, ZM_FLAG_COMMAND)
+                      : zm_encode_error(&w, reason, n)) == 0) {
         ZM_COUNT(ZM_CNT_OTHER);
         (void)send(c->fd, w.data, w.len, MSG_DONTWAIT | MSG_NOSIGNAL);
     }
     zm_wbuf_free(&w);
     ZM_STAT_ADD(s->stats.handshake_failed, 1);
     zm_conn_lost(s, c, now);
+}
+
+static void conn_close_refused(zm_sock *s, zm_conn *c, const char *reason,
+                               int64_t now)
+{
+    conn_close_refused_as(s, c, reason, 0, now);
 }
 
 /* Refuse the peer for a protocol reason (HANDSHAKE_FAILED_PROTOCOL). */
@@ -383,10 +400,18 @@ static void conn_mech_failed(zm_sock *s, zm_conn *c, int64_t now)
             zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_AUTH, f->code,
                          c->endpoint);
         }
-        conn_close_refused(s, c, f->reason, now);
+        conn_close_refused_as(s, c, f->reason, f->libzmq_plain, now);
         break;
     case ZM_MECH_FAIL_PROTOCOL:
         conn_refuse(s, c, f->reason, f->code, now);
+        break;
+    case ZM_MECH_FAIL_NO_DETAIL:
+        if (!c->hs_event_sent) {
+            c->hs_event_sent = 1;
+            zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_NO_DETAIL, f->code,
+                         c->endpoint);
+        }
+        conn_close_refused(s, c, NULL, now);
         break;
     default: /* out of memory */
         c->lost_errno = ENOMEM;
@@ -458,6 +483,11 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
 {
     int ready = zm_mech_status(&c->mech) == ZM_MECH_READY;
 
+    /* The mechanism asks ZAP to judge the peer (engine_zap.c); with no
+     * handler it is refused as libzmq's PLAIN does. */
+    if (rc == 0 && zm_mech_zap_pending(&c->mech) && c->zap_id == 0 &&
+        zm_zap_request(s, c) < 0)
+        rc = zm_mech_zap_missing(&c->mech);
     if (rc < 0) {
         conn_mech_failed(s, c, now);
         return -1;
@@ -472,6 +502,46 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
     if (ready)
         conn_activate(s, c);
     return 0;
+}
+
+/* ZAP's User-Id and metadata as one property list (User-Id first), for
+ * the connection's messages: 0, or -ENOMEM. */
+static int conn_keep_props(zm_conn *c, const zm_frame *user_id,
+                           const zm_frame *meta)
+{
+    size_t n = 1 + 7 + 4 + user_id->size + meta->size;
+    zm_page *p = zm_page_new(n);
+
+    if (p == NULL)
+        return -ENOMEM;
+    p->data[0] = 7;
+    memcpy(p->data + 1, "User-Id", 7);
+    zm_put_u32(p->data + 8, (uint32_t)user_id->size);
+    if (user_id->size > 0)
+        memcpy(p->data + 12, user_id->data, user_id->size);
+    if (meta->size > 0)
+        memcpy(p->data + 12 + user_id->size, meta->data, meta->size);
+    p->len = n;
+    if (c->props != NULL)
+        zm_page_decref(c->props);
+    c->props = p;
+    return 0;
+}
+
+void zm_conn_zap_reply(zm_sock *s, zm_conn *c, unsigned status, uint32_t code,
+                       const zm_frame *user_id, const zm_frame *meta,
+                       int64_t now)
+{
+    zm_wbuf out;
+    int rc;
+
+    if (status == 200 && code == 0 && conn_keep_props(c, user_id, meta) < 0)
+        code = ZM_PROTO_ZAP_UNSPECIFIED; /* out of memory: refused */
+    zm_wbuf_init(&out);
+    rc = code != 0 ? zm_mech_refuse(&c->mech, code, NULL)
+                   : zm_mech_zap_reply(&c->mech, status, &out);
+    (void)conn_mech_answer(s, c, rc, &out, now);
+    zm_wbuf_free(&out);
 }
 
 /* The peer's greeting: its version, and its mechanism must be ours. */

@@ -37,6 +37,17 @@ int zm_encode_handshake(zm_wbuf *w, const char *type,
 zm_conn *zm_conn_new(zm_sock *s);
 void zm_conn_free(zm_conn *c);
 int zm_conn_start_handshake(zm_sock *s, zm_conn *c);
+/* ZAP's verdict for c (status 200..500), or code: a ZM_PROTO_ZAP_* the
+ * reply broke (engine_zap.c); with 200, the reply's User-Id and metadata
+ * (a valid property list) become c->props. */
+void zm_conn_zap_reply(zm_sock *s, zm_conn *c, unsigned status, uint32_t code,
+                       const zm_frame *user_id, const zm_frame *meta,
+                       int64_t now);
+/* engine_zap.c: send c's mechanism's ZAP request (0; -ECONNREFUSED: no
+ * handler; -ENOMEM); read replies; drop the pipe. */
+int zm_zap_request(zm_sock *s, zm_conn *c);
+void zm_zap_step(zm_sock *s, int64_t now);
+void zm_zap_close(zm_sock *s);
 void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now);
 void zm_conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc);
 void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now);

@@ -508,6 +508,7 @@ static int fq_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
     if (c == NULL)
         return -EAGAIN;
     conn_pop(c, out);
+    s->recv_props = c->props;
     return 0;
 }
 
@@ -520,6 +521,7 @@ static int router_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
     if (c == NULL)
         return -EAGAIN;
     conn_pop(c, out);
+    s->recv_props = c->props;
     *prefix = c->rid;
     *prefix_len = c->rid_len;
     return 0;
@@ -584,6 +586,7 @@ static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
         if (zm_msg_split_front(m, i + 1, env) < 0)
             return -ENOMEM;
         conn_pop(c, out);
+        s->recv_props = c->props;
         *from = c;
         return 0;
     }
@@ -895,6 +898,7 @@ int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
 {
     *prefix = NULL;
     *prefix_len = 0;
+    s->recv_props = NULL;
     return zm_route_of(s)->recv(s, out, prefix, prefix_len);
 }
 

@@ -15,6 +15,7 @@
  * line here (and its file). */
 static const zm_mech_ops *const registry[] = {
     &zm_mech_null,
+    &zm_mech_plain,
 };
 
 const zm_mech_ops *zm_mech_find(const char *name)
@@ -115,4 +116,37 @@ int zm_mech_peer_error(zm_mech *m, const zm_command *cmd)
 int zm_mech_nomem(zm_mech *m)
 {
     return mech_fail(m, ZM_MECH_FAIL_NOMEM, 0, NULL, -ENOMEM);
+}
+
+void zm_mech_zap_request(zm_mech *m, const char *mechanism,
+                         const unsigned char *const *cred,
+                         const size_t *cred_len, size_t ncred)
+{
+    m->zap.pending = 1;
+    m->zap.mechanism = mechanism;
+    m->zap.ncred = ncred;
+    for (size_t i = 0; i < ncred && i < ZM_MECH_ZAP_MAX_CREDS; i++) {
+        m->zap.cred[i] = cred[i];
+        m->zap.cred_len[i] = cred_len[i];
+    }
+}
+
+int zm_mech_zap_reply(zm_mech *m, unsigned status, zm_wbuf *out)
+{
+    m->zap.pending = 0;
+    return m->ops->zap_reply(m, status, out);
+}
+
+int zm_mech_zap_missing(zm_mech *m)
+{
+    m->zap.pending = 0;
+    return mech_fail(m, ZM_MECH_FAIL_NO_DETAIL, EFAULT, NULL, -EPROTO);
+}
+
+void zm_mech_wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+
+    while (n-- > 0)
+        *v++ = 0;
 }

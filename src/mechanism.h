@@ -8,7 +8,8 @@
  * (mechanism.c), and the parts every mechanism shares: the metadata we
  * announce (Socket-Type, Identity), the peer's metadata taken from READY
  * or INITIATE, the ways a handshake fails and the monitor's codes for
- * them (ZM_PROTO_*).  Implementations: mech_null.c (NULL, RFC 23).
+ * them (ZM_PROTO_*).  Implementations: mech_null.c (NULL, RFC 23),
+ * mech_plain.c (PLAIN, RFC 24).
  * May call: the codec (commands, metadata, encoders) and common.h only.
  * No I/O, no clock, no sockets, no Python: parsed commands in, encoded
  * commands out (a zm_wbuf the caller queues).  What the peer's metadata
@@ -88,6 +89,15 @@
 #define ZM_PROTO_MALFORMED_COMMAND_READY 0x10000016u
 #define ZM_PROTO_INVALID_METADATA 0x10000018u
 #define ZM_PROTO_MECHANISM_MISMATCH 0x11000002u
+/* PLAIN (mech_plain.c) and ZAP. */
+#define ZM_PROTO_MALFORMED_COMMAND_HELLO 0x10000013u
+#define ZM_PROTO_MALFORMED_COMMAND_WELCOME 0x10000017u
+#define ZM_PROTO_ZAP_UNSPECIFIED 0x20000000u
+#define ZM_PROTO_ZAP_MALFORMED_REPLY 0x20000001u
+#define ZM_PROTO_ZAP_BAD_REQUEST_ID 0x20000002u
+#define ZM_PROTO_ZAP_BAD_VERSION 0x20000003u
+#define ZM_PROTO_ZAP_INVALID_STATUS_CODE 0x20000004u
+#define ZM_PROTO_ZAP_INVALID_METADATA 0x20000005u
 
 enum zm_mech_status {
     ZM_MECH_HANDSHAKING = 0, /* commands are still to be exchanged */
@@ -105,13 +115,18 @@ enum zm_mech_fail_kind {
     ZM_MECH_FAIL_PEER,     /* the peer sent ERROR: we close without a reply
                               and without a HANDSHAKE_FAILED event (libzmq:
                               DISCONNECTED only) */
-    ZM_MECH_FAIL_NOMEM     /* out of memory: close as a lost transport */
+    ZM_MECH_FAIL_NOMEM,    /* out of memory: close as a lost transport */
+    ZM_MECH_FAIL_NO_DETAIL /* close without ERROR, HANDSHAKE_FAILED_NO_DETAIL
+                              (code: an errno; libzmq's PLAIN server with
+                              no ZAP handler: EFAULT) */
 };
 
 typedef struct zm_mech_fail {
     int kind;           /* enum zm_mech_fail_kind */
     uint32_t code;      /* PROTOCOL: ZM_PROTO_*; AUTH: a ZAP status code */
     const char *reason; /* the ERROR command's reason (static), or NULL */
+    int libzmq_plain;   /* send ERROR in libzmq's PLAIN form (codec.h's
+                           ZM_LIBZMQ_PLAIN_ERROR), not RFC 23's */
 } zm_mech_fail;
 
 /* What the local socket brings to every handshake.  The pointers must
@@ -122,7 +137,12 @@ typedef struct zm_mech_config {
                                     (RFC 23: REQ, DEALER, ROUTER send it) */
     size_t identity_len;
     int as_server;               /* the greeting's as-server (NULL: 0) */
-    /* PLAIN's username/password, CURVE's keys: added with them. */
+    /* PLAIN's client credentials (1..255 octets each, or NULL/0). */
+    const unsigned char *plain_username;
+    size_t plain_username_len;
+    const unsigned char *plain_password;
+    size_t plain_password_len;
+    /* CURVE's keys: added with them. */
 } zm_mech_config;
 
 /* The peer, as its metadata (READY, or INITIATE) described it.  The
@@ -165,7 +185,23 @@ typedef struct zm_mech_ops {
                   zm_wbuf *out);
     int (*decode)(zm_mech *m, const zm_command *cmd, zm_wbuf *out,
                   unsigned *flags);
+    /* The ZAP handler's answer to the request the mechanism made
+     * (zm_mech_zap_request): status 200, 300, 400 or 500.  NULL for a
+     * mechanism that never asks. */
+    int (*zap_reply)(zm_mech *m, unsigned status, zm_wbuf *out);
 } zm_mech_ops;
+
+/* The credentials a server mechanism asks ZAP (RFC 27) to judge: the
+ * mechanism's name and up to 2 credential frames, pointing into
+ * m->state (valid until zap_reply or zm_mech_end). */
+#define ZM_MECH_ZAP_MAX_CREDS 2
+typedef struct zm_mech_zap {
+    int pending; /* a request waits to be sent or answered */
+    const char *mechanism;
+    const unsigned char *cred[ZM_MECH_ZAP_MAX_CREDS];
+    size_t cred_len[ZM_MECH_ZAP_MAX_CREDS];
+    size_t ncred;
+} zm_mech_zap;
 
 /* The state every mechanism shares; a connection embeds one (the NULL
  * mechanism needs nothing more, so its handshake allocates nothing
@@ -177,6 +213,7 @@ struct zm_mech {
     int status;                   /* enum zm_mech_status */
     zm_mech_peer peer;
     zm_mech_fail fail;
+    zm_mech_zap zap;              /* a ZAP request the mechanism made */
     void *state;                  /* the mechanism's own, or NULL */
 };
 
@@ -186,6 +223,7 @@ const zm_mech_ops *zm_mech_find(const char *name);
 
 /* The mechanisms in the registry. */
 extern const zm_mech_ops zm_mech_null;
+extern const zm_mech_ops zm_mech_plain;
 
 /* Start a handshake: m takes ops and a copy of cfg; our greeting (ZMTP
  * 3.1 with ops->name and cfg->as_server) and ops->start's first commands
@@ -224,6 +262,21 @@ ZM_INLINE int zm_mech_seals(const zm_mech *m)
     return m->ops != NULL && m->ops->encode != NULL;
 }
 
+/* The mechanism waits for a ZAP reply (m->zap says to what): the
+ * handshake stays HANDSHAKING with nothing to send until
+ * zm_mech_zap_reply, or zm_mech_zap_missing when no handler is bound. */
+ZM_INLINE int zm_mech_zap_pending(const zm_mech *m)
+{
+    return m->zap.pending;
+}
+
+/* Deliver the ZAP handler's status (200/300/400/500) to the mechanism. */
+int zm_mech_zap_reply(zm_mech *m, unsigned status, zm_wbuf *out);
+
+/* No ZAP handler is bound: as libzmq's PLAIN server, refuse
+ * (ZM_MECH_FAIL_NO_DETAIL, EFAULT): returns -EPROTO. */
+int zm_mech_zap_missing(zm_mech *m);
+
 /* The handshake is over for this transport (closed, lost, redialled):
  * free what the mechanism holds; m may be started again. */
 void zm_mech_end(zm_mech *m);
@@ -258,5 +311,15 @@ int zm_mech_peer_error(zm_mech *m, const zm_command *cmd);
 
 /* Out of memory (ZM_MECH_FAIL_NOMEM): returns -ENOMEM. */
 int zm_mech_nomem(zm_mech *m);
+
+/* Ask ZAP to judge these credentials (ncred <= ZM_MECH_ZAP_MAX_CREDS;
+ * the pointers must stay valid until zap_reply): the mechanism then
+ * returns 0 and stays HANDSHAKING. */
+void zm_mech_zap_request(zm_mech *m, const char *mechanism,
+                         const unsigned char *const *cred,
+                         const size_t *cred_len, size_t ncred);
+
+/* Zero secret bytes so that the compiler cannot drop it. */
+void zm_mech_wipe(void *p, size_t n);
 
 #endif /* ZMTP_MECHANISM_H */

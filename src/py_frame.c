@@ -64,6 +64,7 @@ static void Frame_dealloc(FrameObject *self)
 
     zm_frame_release(&self->f);
     Py_CLEAR(self->bytes);
+    props_clear(&self->props);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -174,16 +175,40 @@ PyDoc_STRVAR(Frame_get_doc,
 "get(option)\n--\n\n"
 "A frame property, as pyzmq's Frame.get: get(zmtp.MORE) is 1 when more\n"
 "frames of the message follow, else 0.  Other numbers raise ZMQError\n"
-"(EINVAL), as libzmq.  zmtp keeps no per-frame connection metadata, so\n"
-"SHARED, SRCFD and the string properties ('Socket-Type', 'Routing-Id',\n"
-"'Peer-Address', 'User-Id', ...) raise NotImplementedError.");
+"(EINVAL), as libzmq.  A frame from a connection a ZAP handler admitted\n"
+"gives its 'User-Id' and the reply's metadata by name (str; unknown:\n"
+"EINVAL).  Other frames carry no connection metadata: SHARED, SRCFD and\n"
+"the string properties raise NotImplementedError.");
+
+static PyObject *frame_raise_einval(FrameObject *self);
+
+/* A property of a frame from a connection ZAP admitted: its User-Id and
+ * the reply's metadata (case-insensitive names, as libzmq's
+ * zmq_msg_gets); the value as str (UTF-8, undecodable bytes escaped).
+ * Unknown: ZMQError(EINVAL), as libzmq. */
+static PyObject *frame_get_property(FrameObject *self, PyObject *option)
+{
+    const char *name;
+    zm_prop prop;
+
+    name = PyUnicode_Check(option) ? PyUnicode_AsUTF8(option)
+                                   : PyBytes_AsString(option);
+    if (name == NULL)
+        return NULL;
+    if (!zm_props_find(self->props->data, self->props->len, name, &prop))
+        return frame_raise_einval(self);
+    return PyUnicode_DecodeUTF8((const char *)prop.value,
+                                (Py_ssize_t)prop.value_len,
+                                "surrogateescape");
+}
 
 static PyObject *Frame_get(FrameObject *self, PyObject *option)
 {
     long opt;
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject *module = NULL;
 
+    if ((PyUnicode_Check(option) || PyBytes_Check(option)) &&
+        self->props != NULL)
+        return frame_get_property(self, option);
     if (PyUnicode_Check(option) || PyBytes_Check(option)) {
         PyErr_Format(PyExc_NotImplementedError,
                      "Frame.get(%R): zmtp frames carry no connection metadata "
@@ -207,8 +232,16 @@ static PyObject *Frame_get(FrameObject *self, PyObject *option)
                               : "whether their page is shared");
         return NULL;
     }
-    /* EINVAL as libzmq's zmq_msg_get; the module (for ZMQError) is found
-     * from the Frame type, also for a subclass. */
+    return frame_raise_einval(self);
+}
+
+/* EINVAL as libzmq's zmq_msg_get; the module (for ZMQError) is found from
+ * the Frame type, also for a subclass. */
+static PyObject *frame_raise_einval(FrameObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject *module = NULL;
+
     for (; tp != NULL && module == NULL; tp = tp->tp_base) {
         if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE))
             continue;

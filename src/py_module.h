@@ -88,6 +88,8 @@ typedef struct {
     PyObject_HEAD
     zm_frame f;
     PyObject *bytes; /* cached .bytes, or NULL */
+    zm_page *props;  /* its connection's ZAP properties (a reference), or
+                        NULL: Frame.get("User-Id") */
 } FrameObject;
 
 /* A new Frame that takes over the reference in *f. */
@@ -101,8 +103,17 @@ static inline PyObject *frame_new_from(PyTypeObject *tp, zm_frame *f)
     }
     self->f = *f;
     self->bytes = NULL;
+    self->props = NULL;
     f->page = NULL;
     return (PyObject *)self;
+}
+
+/* Drop a reference to a connection's properties (Frame, Socket). */
+static inline void props_clear(zm_page **props)
+{
+    if (*props != NULL)
+        zm_page_decref(*props);
+    *props = NULL;
 }
 
 /* Copy a buffer into a page of its own and slice it. */
@@ -229,6 +240,9 @@ typedef struct SocketObject {
     zm_msg cur;
     size_t cur_idx;
     unsigned char cur_prefix[255];
+    zm_page *cur_props;      /* the ZAP properties of the connection the
+                                message in cur came from (a reference), or
+                                NULL; zero-copy Frames of it share them */
     size_t cur_prefix_len;
     int cur_has_prefix;
     int rcvmore;
@@ -483,6 +497,8 @@ extern const char zm_py_sock_inproc_listen_doc[];
 PyObject *zm_py_sock_inproc_listen(SocketObject *self, PyObject *arg);
 extern const char zm_py_sock_inproc_connect_doc[];
 PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg);
+extern const char zm_py_sock_zap_connect_doc[];
+PyObject *zm_py_sock_zap_connect(SocketObject *self, PyObject *unused);
 extern const char zm_py_sock_inproc_offer_doc[];
 PyObject *zm_py_sock_inproc_offer(SocketObject *self, PyObject *const *args,
                                   Py_ssize_t nargs);

@@ -150,6 +150,7 @@ static void Socket_dealloc(SocketObject *self)
     Py_CLEAR(self->progress);
     Py_CLEAR(self->shadow_of); /* a shadow never closes what it shadows */
     zm_msg_clear(&self->cur);
+    props_clear(&self->cur_props);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -287,6 +288,7 @@ static PyObject *sock_close(SocketObject *self, PyObject *lobj, int by_term)
     else
         zm_loopset_close(&self->loop);
     zm_msg_clear(&self->cur);
+    props_clear(&self->cur_props);
     self->cur_idx = 0;
     self->cur_has_prefix = 0;
     self->closed = 1;
@@ -410,6 +412,7 @@ TARGET_O(zm_py_sock_unbind)
 TARGET_O(zm_py_sock_disconnect)
 TARGET_O(zm_py_sock_inproc_listen)
 TARGET_O(zm_py_sock_inproc_connect)
+TARGET_O(zm_py_sock_zap_connect)
 TARGET_FAST(zm_py_sock_inproc_offer)
 TARGET_FAST(zm_py_sock_monitor_fd)
 TARGET_FAST(zm_py_sock_adopt_fd)
@@ -504,6 +507,8 @@ static PyMethodDef Socket_methods[] = {
      zm_py_sock_inproc_listen_doc},
     {"_inproc_connect", (PyCFunction)zm_py_sock_inproc_connect_t, METH_O,
      zm_py_sock_inproc_connect_doc},
+    {"_zap_connect", (PyCFunction)zm_py_sock_zap_connect_t, METH_NOARGS,
+     zm_py_sock_zap_connect_doc},
     {"_inproc_offer", CFUNC(zm_py_sock_inproc_offer_t), METH_FASTCALL,
      zm_py_sock_inproc_offer_doc},
     {"_monitor_fd", CFUNC(zm_py_sock_monitor_fd_t), METH_FASTCALL,

@@ -658,6 +658,11 @@ static int sock_fill_current(SocketObject *self, int flags)
         self->cur_prefix_len = plen;
         self->cur_has_prefix = 1;
     }
+    props_clear(&self->cur_props);
+    if (self->s.recv_props != NULL) { /* ZAP's: Frame.get("User-Id") */
+        zm_page_incref(self->s.recv_props);
+        self->cur_props = self->s.recv_props;
+    }
     return 0;
 }
 
@@ -709,7 +714,12 @@ static PyObject *sock_take_frame(SocketObject *self, int copy)
     if (f.page == NULL && f.size > 0 &&
         frame_fill_copy(&f, f.data, f.size, f.flags) < 0)
         return NULL;
-    return frame_new_from(self->st->Frame_Type, &f);
+    obj = frame_new_from(self->st->Frame_Type, &f);
+    if (obj != NULL && self->cur_props != NULL) {
+        zm_page_incref(self->cur_props);
+        ((FrameObject *)obj)->props = self->cur_props;
+    }
+    return obj;
 }
 
 ZM_PY_DOC(zm_py_sock_recv_doc,

@@ -50,6 +50,13 @@
 #define ZO_HEARTBEAT_TTL 76
 #define ZO_HEARTBEAT_TIMEOUT 77
 #define ZO_STREAM_NOTIFY 73
+/* Security: PLAIN (and ZAP) */
+#define ZO_MECHANISM 43
+#define ZO_PLAIN_SERVER 44
+#define ZO_PLAIN_USERNAME 45
+#define ZO_PLAIN_PASSWORD 46
+#define ZO_ZAP_DOMAIN 55
+#define ZO_ZAP_ENFORCE_DOMAIN 93
 
 /* ------------------------------------------------------------------ */
 /* Errors naming an option                                            */
@@ -348,6 +355,120 @@ static PyObject *get_events(SocketObject *self, const sockopt *o)
     return PyLong_FromLong(ev);
 }
 
+/* MECHANISM (read-only): libzmq's numbers, NULL 0, PLAIN 1, CURVE 2. */
+static PyObject *get_mechanism(SocketObject *self, const sockopt *o)
+{
+    const zm_mech_ops *ops = self->s.mech_ops;
+
+    (void)o;
+    if (ops == NULL || strcmp(ops->name, "NULL") == 0)
+        return PyLong_FromLong(0);
+    return PyLong_FromLong(strcmp(ops->name, "PLAIN") == 0 ? 1 : 2);
+}
+
+/* PLAIN_SERVER: 1 (or True) makes the socket a PLAIN server, 0 a NULL
+ * socket (as libzmq, whatever the mechanism was). */
+static int set_plain_server(SocketObject *self, const sockopt *o,
+                            PyObject *value)
+{
+    int v;
+
+    /* True/False too: pyzmq's examples write `plain_server = True` */
+    if (PyBool_Check(value))
+        v = value == Py_True;
+    else if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
+        return -1;
+    self->s.mech_cfg.as_server = v;
+    self->s.mech_ops = v ? &zm_mech_plain : NULL;
+    return 0;
+}
+
+static PyObject *get_plain_server(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLong(self->s.mech_cfg.as_server &&
+                           self->s.mech_ops == &zm_mech_plain);
+}
+
+/* PLAIN_USERNAME / PLAIN_PASSWORD: 1..255 bytes; either makes the socket a
+ * PLAIN client (libzmq).  The value is never put in an error message. */
+static int set_plain_cred(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    int is_pw = strcmp(o->name, "PLAIN_PASSWORD") == 0;
+    unsigned char *dst = is_pw ? self->s.plain_password
+                               : self->s.plain_username;
+    Py_buffer view;
+
+    if (get_bytes_option(value, &view,
+                         is_pw ? "PLAIN_PASSWORD takes bytes (use "
+                                 "setsockopt_string for str)"
+                               : "PLAIN_USERNAME takes bytes (use "
+                                 "setsockopt_string for str)") < 0)
+        return -1;
+    if (view.len < 1 || view.len > 255) {
+        char msg[96];
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: %s must be 1..255 bytes", o->name);
+        PyBuffer_Release(&view);
+        zm_py_raise_zmq(self->st, EINVAL, msg);
+        return -1;
+    }
+    zm_mech_wipe(dst, 255);
+    memcpy(dst, view.buf, (size_t)view.len);
+    if (is_pw) {
+        self->s.mech_cfg.plain_password = dst;
+        self->s.mech_cfg.plain_password_len = (size_t)view.len;
+    } else {
+        self->s.mech_cfg.plain_username = dst;
+        self->s.mech_cfg.plain_username_len = (size_t)view.len;
+    }
+    PyBuffer_Release(&view);
+    self->s.mech_cfg.as_server = 0;
+    self->s.mech_ops = &zm_mech_plain;
+    return 0;
+}
+
+static PyObject *get_plain_cred(SocketObject *self, const sockopt *o)
+{
+    if (strcmp(o->name, "PLAIN_PASSWORD") == 0)
+        return PyBytes_FromStringAndSize(
+            (const char *)self->s.plain_password,
+            (Py_ssize_t)self->s.mech_cfg.plain_password_len);
+    return PyBytes_FromStringAndSize(
+        (const char *)self->s.plain_username,
+        (Py_ssize_t)self->s.mech_cfg.plain_username_len);
+}
+
+/* ZAP_DOMAIN: 0..255 bytes (libzmq: empty allowed). */
+static int set_zap_domain(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    Py_buffer view;
+
+    (void)o;
+    if (get_bytes_option(value, &view, "ZAP_DOMAIN takes bytes (use "
+                                       "setsockopt_string for str)") < 0)
+        return -1;
+    if (view.len > 255) {
+        PyBuffer_Release(&view);
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: ZAP_DOMAIN must be 0..255 bytes");
+        return -1;
+    }
+    memcpy(self->s.zap_domain, view.buf, (size_t)view.len);
+    self->s.zap_domain_len = (size_t)view.len;
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+static PyObject *get_zap_domain(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyBytes_FromStringAndSize(self->s.zap_domain,
+                                     (Py_ssize_t)self->s.zap_domain_len);
+}
+
 /* An int option: its field in SocketObject and the range set accepts. */
 #define INT_OPT(field, lo, hi)                                                \
     set_int, get_int, (lo), (hi), offsetof(SocketObject, field)
@@ -391,6 +512,17 @@ static const sockopt sockopts[] = {
                               INT_OPT(s.heartbeat_timeout_ms, -1, INT32_MAX)},
     [ZO_STREAM_NOTIFY] = {"STREAM_NOTIFY", set_stream_notify, get_int, 0, 1,
                           offsetof(SocketObject, s.stream_notify)},
+    /* PLAIN (mech_plain.c) */
+    [ZO_MECHANISM] = {"MECHANISM", set_read_only, get_mechanism, 0, 0, 0},
+    [ZO_PLAIN_SERVER] = {"PLAIN_SERVER", set_plain_server, get_plain_server,
+                         0, 1, 0},
+    [ZO_PLAIN_USERNAME] = {"PLAIN_USERNAME", set_plain_cred, get_plain_cred,
+                           0, 0, 0},
+    [ZO_PLAIN_PASSWORD] = {"PLAIN_PASSWORD", set_plain_cred, get_plain_cred,
+                           0, 0, 0},
+    [ZO_ZAP_DOMAIN] = {"ZAP_DOMAIN", set_zap_domain, get_zap_domain, 0, 0, 0},
+    [ZO_ZAP_ENFORCE_DOMAIN] = {"ZAP_ENFORCE_DOMAIN",
+                               INT_OPT(s.zap_enforce_domain, 0, 1)},
 };
 
 #undef INT_OPT
@@ -690,6 +822,37 @@ PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg)
         return NULL;
     }
     rc = zm_sock_inproc_connect(&self->s, ep, &peer);
+    sock_leave(self);
+    if (rc < 0) {
+        Py_DECREF(po);
+        return zm_py_raise_zmq(self->st, -rc, NULL);
+    }
+    po->pipe = peer;
+    po->fork_gen = zm_fork_gen();
+    return (PyObject *)po;
+}
+
+ZM_PY_DOC(zm_py_sock_zap_connect_doc,
+"_zap_connect()\n--\n\n"
+"A pipe from this socket to the Context's ZAP handler (engine_zap.c): the\n"
+"returned end goes to the handler with _inproc_offer.");
+
+PyObject *zm_py_sock_zap_connect(SocketObject *self, PyObject *unused)
+{
+    InprocPipeObject *po;
+    zm_pipe *peer = NULL;
+    int rc;
+
+    (void)unused;
+    po = PyObject_New(InprocPipeObject, self->st->InprocPipe_Type);
+    if (po == NULL)
+        return NULL;
+    po->pipe = NULL;
+    if (sock_enter(self) < 0) {
+        Py_DECREF(po);
+        return NULL;
+    }
+    rc = zm_sock_zap_connect(&self->s, &peer);
     sock_leave(self);
     if (rc < 0) {
         Py_DECREF(po);

@@ -65,10 +65,11 @@ def build_and_run(tmp_path: Path, name: str, sources: Sequence[Path]) -> str:
 
 def test_null_mechanism_in_memory(tmp_path: Path) -> None:
     """test_mech.c: every test says ok."""
-    sources = [SRC / f for f in ("mechanism.c", "mech_null.c", "codec.c", "msg.c", "arena.c",
-                                 "counters.c")]
+    sources = [SRC / f for f in ("mechanism.c", "mech_null.c", "mech_plain.c", "codec.c", "msg.c",
+                                 "arena.c", "counters.c")]
     stdout = build_and_run(tmp_path, "test_mech", sources)
-    for name in ("registry", "ready_bytes", "two_peers", "failures", "start_enomem"):
+    for name in ("registry", "ready_bytes", "two_peers", "failures", "start_enomem",
+                 "plain_bytes", "plain_handshake", "plain_zap_refusals", "plain_malformed"):
         assert f"ok {name}\n" in stdout, stdout
 
 

@@ -52,6 +52,10 @@ def _endpoint(addr: Union[str, bytes]) -> str:
     return text
 
 
+#: Where a ZAP handler binds (RFC 27).
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+
+
 class InprocNames:
     """One namespace of inproc:// endpoints (a Context's)."""
 
@@ -65,6 +69,9 @@ class InprocNames:
         # ... and which socket's monitor a name belongs to: taken (as
         # libzmq's monitor PAIR binds it) while that monitor runs.
         self._monitored: "Dict[str, weakref.ref[Socket]]" = {}
+        # ZAP: sockets whose mechanism asks the handler at ZAP_ENDPOINT
+        # (each gets a pipe to it now, or when it binds).
+        self._zap_clients: "weakref.WeakSet[Socket]" = weakref.WeakSet()
 
     def _binder(self, name: str) -> "Socket | None":
         ref = self._bound.get(name)
@@ -96,6 +103,32 @@ class InprocNames:
             waiting = self._pending.pop(name, [])
         for pipe in waiting:  # connected before the bind: adopted at sock's next step
             sock._inproc_offer(pipe, name)
+        if name == ZAP_ENDPOINT:
+            for client in list(self._zap_clients):
+                self._zap_join(client, sock)
+
+    def zap_client(self, sock: "Socket") -> None:
+        """`sock`'s mechanism asks ZAP: join it to the handler at
+        ZAP_ENDPOINT, now if one is bound (else at its bind).  Without a
+        handler its handshakes are refused, as libzmq's PLAIN does."""
+        with self._lock:
+            if sock in self._zap_clients:
+                return
+            self._zap_clients.add(sock)
+            handler = self._binder(ZAP_ENDPOINT)
+        if handler is not None:
+            self._zap_join(sock, handler)
+
+    @staticmethod
+    def _zap_join(sock: "Socket", handler: "Socket") -> None:
+        if sock.closed or handler.closed:
+            return
+        pipe = sock._zap_connect()
+        try:
+            handler._inproc_offer(pipe, ZAP_ENDPOINT)
+        except ZMQError as exc:
+            if exc.errno != errno.ECONNREFUSED:
+                raise
 
     def connect(self, sock: "Socket", addr: Union[str, bytes]) -> None:
         """Join `sock` to the name's socket, now or at its bind."""

@@ -57,6 +57,12 @@ from zmtp.constants import (
     UNSUBSCRIBE,
     XPUB_VERBOSE,
     STREAM_NOTIFY,
+    MECHANISM,
+    PLAIN_SERVER,
+    PLAIN_USERNAME,
+    PLAIN_PASSWORD,
+    ZAP_DOMAIN,
+    ZAP_ENFORCE_DOMAIN,
     SocketType,
 )
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQBindError, ZMQError
@@ -121,6 +127,20 @@ def _int_option(opt: int, doc: str) -> property:
         return self.getsockopt(opt)
 
     def fset(self: "Socket", value: int) -> None:
+        self.setsockopt(opt, value)
+
+    return property(fget, fset, doc=doc)
+
+
+def _bytes_option(opt: int, doc: str) -> property:
+    """A bytes option as a property; a str value is sent UTF-8 encoded."""
+
+    def fget(self: "Socket") -> bytes:
+        return self.getsockopt(opt)
+
+    def fset(self: "Socket", value: Union[bytes, str]) -> None:
+        if isinstance(value, str):
+            value = value.encode("utf-8")
         self.setsockopt(opt, value)
 
     return property(fget, fset, doc=doc)
@@ -326,6 +346,13 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     heartbeat_ttl = _int_option(HEARTBEAT_TTL, "HEARTBEAT_TTL in ms: how long the peer may wait for our traffic (sent in PINGs).")
     heartbeat_timeout = _int_option(HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT in ms: close when nothing comes back after a PING (-1: HEARTBEAT_IVL).")
     xpub_verbose = _int_option(XPUB_VERBOSE, "XPUB_VERBOSE: pass every subscription message up, duplicates too.")
+    # security: PLAIN (docs/security.md)
+    mechanism = _int_option(MECHANISM, "MECHANISM (read-only): NULL 0, PLAIN 1, CURVE 2.")
+    plain_server = _int_option(PLAIN_SERVER, "PLAIN_SERVER: 1 makes the socket a PLAIN server (0: NULL).")
+    plain_username = _bytes_option(PLAIN_USERNAME, "PLAIN_USERNAME (1..255 bytes): makes the socket a PLAIN client.")
+    plain_password = _bytes_option(PLAIN_PASSWORD, "PLAIN_PASSWORD (1..255 bytes): makes the socket a PLAIN client.")
+    zap_domain = _bytes_option(ZAP_DOMAIN, "ZAP_DOMAIN (0..255 bytes): the domain of this server's ZAP requests.")
+    zap_enforce_domain = _int_option(ZAP_ENFORCE_DOMAIN, "ZAP_ENFORCE_DOMAIN: kept, as libzmq (no effect on PLAIN).")
     stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:
@@ -423,6 +450,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
             self._check_open()
             self._inproc_names().bind(self._shadow_obj or self, addr)
         else:
+            self._zap_if_server()
             super().bind(addr)
 
     def connect(self, addr: Union[str, bytes]) -> None:
@@ -432,7 +460,14 @@ class Socket(_OptionAttributes, _zmtp.Socket):
             self._check_open()
             self._inproc_names().connect(self._shadow_obj or self, addr)
         else:
+            self._zap_if_server()
             super().connect(addr)
+
+    def _zap_if_server(self) -> None:
+        """A PLAIN server asks the Context's ZAP handler about each client
+        (docs/security.md): its pipe to the handler is made here."""
+        if self.getsockopt(PLAIN_SERVER):
+            self._inproc_names().zap_client(self._shadow_obj or self)
 
     def unbind(self, addr: Union[str, bytes]) -> None:
         """Stop accepting at ``addr``.  For ``inproc://`` the name is freed
