@@ -71,6 +71,17 @@ static PyMethodDef module_methods[] = {
     {"_probe_backend", (PyCFunction)zm_py_probe_backend, METH_O,
      zm_py_probe_backend_doc},
     {"_spin_us", (PyCFunction)zm_py_spin_us, METH_VARARGS, zm_py_spin_us_doc},
+    /* py_curve.c */
+    {"curve_keypair", (PyCFunction)zm_py_curve_keypair, METH_NOARGS,
+     zm_py_curve_keypair_doc},
+    {"curve_public", (PyCFunction)zm_py_curve_public, METH_O,
+     zm_py_curve_public_doc},
+    {"_curve_unavailable", (PyCFunction)zm_py_curve_unavailable, METH_NOARGS,
+     zm_py_curve_unavailable_doc},
+    {"_z85_encode", (PyCFunction)zm_py_z85_encode, METH_O,
+     zm_py_z85_encode_doc},
+    {"_z85_decode", (PyCFunction)zm_py_z85_decode, METH_O,
+     zm_py_z85_decode_doc},
     /* py_poll.c */
     {"_poll", CFUNC(zm_py_poll), METH_FASTCALL, zm_py_poll_doc},
     {NULL, NULL, 0, NULL},

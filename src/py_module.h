@@ -170,6 +170,21 @@ extern const char zm_py_strerror_doc[];
 PyObject *zm_py_strerror(PyObject *module, PyObject *code);
 
 /* ================================================================== */
+/* py_curve.c: CURVE keys, libsodium's presence, the C Z85 codec       */
+/* ================================================================== */
+
+extern const char zm_py_curve_keypair_doc[];
+PyObject *zm_py_curve_keypair(PyObject *module, PyObject *unused);
+extern const char zm_py_curve_public_doc[];
+PyObject *zm_py_curve_public(PyObject *module, PyObject *secret);
+extern const char zm_py_curve_unavailable_doc[];
+PyObject *zm_py_curve_unavailable(PyObject *module, PyObject *unused);
+extern const char zm_py_z85_encode_doc[];
+PyObject *zm_py_z85_encode(PyObject *module, PyObject *data);
+extern const char zm_py_z85_decode_doc[];
+PyObject *zm_py_z85_decode(PyObject *module, PyObject *text);
+
+/* ================================================================== */
 /* py_handles.c: the Progress and InprocPipe types                    */
 /* ================================================================== */
 
