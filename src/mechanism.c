@@ -15,6 +15,7 @@
  * line here (and its file). */
 static const zm_mech_ops *const registry[] = {
     &zm_mech_null,
+    &zm_mech_curve,
 };
 
 const zm_mech_ops *zm_mech_find(const char *name)

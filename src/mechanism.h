@@ -123,6 +123,12 @@ typedef struct zm_mech_config {
     size_t identity_len;
     int as_server;               /* the greeting's as-server (NULL: 0) */
     /* PLAIN's username/password, CURVE's keys: added with them. */
+    /* CURVE (mech_curve.c, options CURVE_*): our long-term key pair and,
+     * for a client, the server's public key (zero until set).  Secret:
+     * zeroed when the socket and each handshake end, never printed. */
+    unsigned char curve_public[32];
+    unsigned char curve_secret[32];
+    unsigned char curve_server[32];
 } zm_mech_config;
 
 /* The peer, as its metadata (READY, or INITIATE) described it.  The
@@ -186,6 +192,7 @@ const zm_mech_ops *zm_mech_find(const char *name);
 
 /* The mechanisms in the registry. */
 extern const zm_mech_ops zm_mech_null;
+extern const zm_mech_ops zm_mech_curve; /* mech_curve.c (RFC 26) */
 
 /* Start a handshake: m takes ops and a copy of cfg; our greeting (ZMTP
  * 3.1 with ops->name and cfg->as_server) and ops->start's first commands

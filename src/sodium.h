@@ -72,8 +72,8 @@ typedef struct zm_sodium {
  * sentence saying what is missing and what to install. */
 const zm_sodium *zm_sodium_get(const char **why);
 
-/* Zero secret material (libsodium's sodium_memzero when loaded, else a
- * write the compiler keeps). */
+/* Zero secret material (a volatile write the compiler keeps; never
+ * loads libsodium). */
 void zm_secure_zero(void *p, size_t n);
 
 #endif /* ZMTP_SODIUM_H */
