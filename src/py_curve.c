@@ -9,6 +9,7 @@
  */
 #include "py_module.h"
 
+#include "mechanism.h"
 #include "sodium.h"
 #include "z85.h"
 
@@ -17,6 +18,28 @@
 
 #define KEY 32
 #define KEY_Z85 40
+
+/* 0 until the connection seals frames (engine_conn.c refuses a sealing
+ * mechanism today): the CURVE option setters refuse while it is 0, so no
+ * socket starts a handshake it cannot finish.  Tests set it (see
+ * _curve_options_for_tests) to check the options themselves. */
+int zm_py_curve_wired = 0;
+
+ZM_PY_DOC(zm_py_curve_options_for_tests_doc,
+"_curve_options_for_tests(on, /)\n--\n\n"
+"Tests: let the CURVE option setters store keys before the connection\n"
+"seals frames (issue 17).  Returns the previous setting.");
+
+PyObject *zm_py_curve_options_for_tests(PyObject *module, PyObject *on)
+{
+    int prev = zm_py_curve_wired, v = PyObject_IsTrue(on);
+
+    (void)module;
+    if (v < 0)
+        return NULL;
+    zm_py_curve_wired = v;
+    return PyBool_FromLong(prev);
+}
 
 /* The loaded libsodium, or NULL with a RuntimeError saying what to
  * install. */
@@ -172,5 +195,252 @@ PyObject *zm_py_z85_decode(PyObject *module, PyObject *text)
         r = PyBytes_FromStringAndSize((const char *)out, view.len / 5 * 4);
     PyMem_Free(out);
     PyBuffer_Release(&view);
+    return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* A CURVE handshake without a connection, for tests: the mechanism     */
+/* (mech_curve.c) driven by Python over a plain socket, so its bytes    */
+/* can meet libzmq's before the connection speaks it.                   */
+/* ------------------------------------------------------------------ */
+
+#define MECH_CAPSULE "zmtp._curve_mech"
+
+typedef struct mech_box {
+    zm_mech m;
+    char socktype[16];
+} mech_box;
+
+static void mech_box_free(PyObject *cap)
+{
+    mech_box *b = PyCapsule_GetPointer(cap, MECH_CAPSULE);
+
+    if (b == NULL)
+        return;
+    zm_mech_end(&b->m);
+    zm_secure_zero(b, sizeof(*b));
+    PyMem_Free(b);
+}
+
+static mech_box *mech_box_get(PyObject *cap)
+{
+    return PyCapsule_GetPointer(cap, MECH_CAPSULE);
+}
+
+/* The bytes a call appended (or the error it set) as Python. */
+static PyObject *wbuf_bytes(zm_wbuf *w)
+{
+    PyObject *r = PyBytes_FromStringAndSize((const char *)w->data,
+                                            (Py_ssize_t)w->len);
+    zm_wbuf_free(w);
+    return r;
+}
+
+/* A mechanism failure as ValueError("fail kind code"), for tests. */
+static PyObject *mech_failed(zm_mech *m, zm_wbuf *w)
+{
+    zm_wbuf_free(w);
+    PyErr_Format(PyExc_ValueError, "mechanism failed: kind %d code 0x%x",
+                 m->fail.kind, (unsigned)m->fail.code);
+    return NULL;
+}
+
+ZM_PY_DOC(zm_py_curve_mech_doc,
+"_curve_mech(as_server, public, secret, server, socktype, /)\n--\n\n"
+"Tests: start a CURVE handshake (32-byte keys); returns (handle, bytes to\n"
+"send: our greeting and first command).");
+
+PyObject *zm_py_curve_mech(PyObject *module, PyObject *args)
+{
+    int as_server;
+    Py_buffer pub, sec, srv;
+    const char *socktype;
+    zm_mech_config cfg;
+    mech_box *b = NULL;
+    PyObject *cap = NULL, *sent = NULL, *r = NULL;
+    zm_wbuf w;
+
+    (void)module;
+    if (!PyArg_ParseTuple(args, "py*y*y*s", &as_server, &pub, &sec, &srv,
+                          &socktype))
+        return NULL;
+    zm_wbuf_init(&w);
+    if (pub.len != 32 || sec.len != 32 || srv.len != 32 ||
+        strlen(socktype) >= sizeof(b->socktype)) {
+        PyErr_SetString(PyExc_ValueError, "32-byte keys, a socket type");
+        goto out;
+    }
+    b = PyMem_Calloc(1, sizeof(*b));
+    if (b == NULL) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    strcpy(b->socktype, socktype);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.socktype = b->socktype;
+    cfg.as_server = as_server;
+    memcpy(cfg.curve_public, pub.buf, 32);
+    memcpy(cfg.curve_secret, sec.buf, 32);
+    memcpy(cfg.curve_server, srv.buf, 32);
+    cap = PyCapsule_New(b, MECH_CAPSULE, mech_box_free);
+    if (cap == NULL) {
+        PyMem_Free(b);
+        goto out;
+    }
+    if (zm_mech_start(&b->m, &zm_mech_curve, &cfg, &w) < 0) {
+        mech_failed(&b->m, &w);
+        goto out;
+    }
+    sent = wbuf_bytes(&w);
+    if (sent != NULL)
+        r = PyTuple_Pack(2, cap, sent);
+out:
+    zm_secure_zero(&cfg, sizeof(cfg));
+    zm_wbuf_free(&w);
+    Py_XDECREF(cap);
+    Py_XDECREF(sent);
+    PyBuffer_Release(&pub);
+    PyBuffer_Release(&sec);
+    PyBuffer_Release(&srv);
+    return r;
+}
+
+/* A command body (name size, name, data) as zm_command, without the
+ * codec's READY check (CURVE's READY is a box): 0 or -1 (ValueError). */
+static int body_command(const Py_buffer *v, zm_command *cmd)
+{
+    const unsigned char *p = v->buf;
+
+    memset(cmd, 0, sizeof(*cmd));
+    if (v->len < 2 || (Py_ssize_t)p[0] + 1 > v->len || p[0] == 0) {
+        PyErr_SetString(PyExc_ValueError, "not a command body");
+        return -1;
+    }
+    cmd->name = p + 1;
+    cmd->name_len = p[0];
+    cmd->data = p + 1 + p[0];
+    cmd->data_len = (size_t)v->len - 1 - p[0];
+    cmd->arg = cmd->data;
+    cmd->arg_len = cmd->data_len;
+    if (cmd->name_len == 5 && memcmp(cmd->name, "ERROR", 5) == 0)
+        cmd->kind = ZM_CMD_ERROR;
+    return 0;
+}
+
+ZM_PY_DOC(zm_py_curve_mech_handle_doc,
+"_curve_mech_handle(handle, body, /)\n--\n\n"
+"Tests: one command body received; returns (bytes to send, ready: bool,\n"
+"the peer's metadata or None).  ValueError('mechanism failed ...').");
+
+PyObject *zm_py_curve_mech_handle(PyObject *module, PyObject *args)
+{
+    PyObject *cap, *sent, *meta, *r;
+    Py_buffer v;
+    zm_command cmd;
+    mech_box *b;
+    zm_wbuf w;
+    int ready;
+
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Oy*", &cap, &v))
+        return NULL;
+    b = mech_box_get(cap);
+    if (b == NULL || body_command(&v, &cmd) < 0) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    zm_wbuf_init(&w);
+    if (zm_mech_status(&b->m) != ZM_MECH_HANDSHAKING ||
+        zm_mech_handle(&b->m, &cmd, &w) < 0) {
+        PyBuffer_Release(&v);
+        return mech_failed(&b->m, &w);
+    }
+    PyBuffer_Release(&v);
+    ready = zm_mech_status(&b->m) == ZM_MECH_READY;
+    sent = wbuf_bytes(&w);
+    if (ready)
+        meta = PyBytes_FromStringAndSize((const char *)b->m.peer.props,
+                                         (Py_ssize_t)b->m.peer.props_len);
+    else {
+        Py_INCREF(Py_None);
+        meta = Py_None;
+    }
+    r = sent != NULL && meta != NULL
+            ? Py_BuildValue("(OOO)", sent, ready ? Py_True : Py_False, meta)
+            : NULL;
+    Py_XDECREF(sent);
+    Py_XDECREF(meta);
+    return r;
+}
+
+ZM_PY_DOC(zm_py_curve_mech_encode_doc,
+"_curve_mech_encode(handle, data, flags, /)\n--\n\n"
+"Tests: one frame (flags: 1 MORE, 4 COMMAND) sealed, as the wire frame.");
+
+PyObject *zm_py_curve_mech_encode(PyObject *module, PyObject *args)
+{
+    PyObject *cap;
+    Py_buffer v;
+    unsigned flags;
+    mech_box *b;
+    zm_wbuf w;
+    int rc;
+
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Oy*I", &cap, &v, &flags))
+        return NULL;
+    b = mech_box_get(cap);
+    if (b == NULL || zm_mech_status(&b->m) != ZM_MECH_READY) {
+        PyBuffer_Release(&v);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "handshake not done");
+        return NULL;
+    }
+    zm_wbuf_init(&w);
+    rc = b->m.ops->encode(&b->m, v.buf, (size_t)v.len, flags, &w);
+    PyBuffer_Release(&v);
+    if (rc < 0) {
+        zm_wbuf_free(&w);
+        return PyErr_NoMemory();
+    }
+    return wbuf_bytes(&w);
+}
+
+ZM_PY_DOC(zm_py_curve_mech_decode_doc,
+"_curve_mech_decode(handle, body, /)\n--\n\n"
+"Tests: a MESSAGE frame's body opened: (data, flags: 1 MORE, 4 COMMAND).");
+
+PyObject *zm_py_curve_mech_decode(PyObject *module, PyObject *args)
+{
+    PyObject *cap, *data, *r = NULL;
+    Py_buffer v;
+    zm_command cmd;
+    unsigned flags = 0;
+    mech_box *b;
+    zm_wbuf w;
+
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Oy*", &cap, &v))
+        return NULL;
+    b = mech_box_get(cap);
+    if (b == NULL || body_command(&v, &cmd) < 0) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    if (zm_mech_status(&b->m) != ZM_MECH_READY) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "handshake not done");
+        return NULL;
+    }
+    zm_wbuf_init(&w);
+    if (b->m.ops->decode(&b->m, &cmd, &w, &flags) < 0) {
+        PyBuffer_Release(&v);
+        return mech_failed(&b->m, &w);
+    }
+    PyBuffer_Release(&v);
+    data = wbuf_bytes(&w);
+    if (data != NULL)
+        r = Py_BuildValue("(OI)", data, flags);
+    Py_XDECREF(data);
     return r;
 }

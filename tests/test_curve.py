@@ -141,3 +141,320 @@ def test_wheel_copy_of_libsodium_is_loaded_first(tmp_path):
                        text=True, timeout=60, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
     assert loaded(r.stderr) == ["%s/zmtp/_sodium/libsodium.so" % tmp_path]
+
+
+# ---------------------------------------------------------------------------
+# The CURVE mechanism (src/mech_curve.c) against libzmq over a plain socket:
+# Python carries the bytes, the mechanism makes and opens them.
+# ---------------------------------------------------------------------------
+
+
+class Wire:
+    """A ZMTP byte stream over a blocking TCP socket: the greeting, then
+    frames as (flags, body)."""
+
+    def __init__(self, sock) -> None:
+        self.sock = sock
+        sock.settimeout(10)
+        self.buf = b""
+
+    def _need(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("peer closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def greeting(self) -> bytes:
+        return self._need(64)
+
+    def frame(self):
+        flags = self._need(1)[0]
+        size = int.from_bytes(self._need(8), "big") if flags & 2 else self._need(1)[0]
+        return flags, self._need(size)
+
+    def closed(self) -> bool:
+        try:
+            self.frame()
+        except (ConnectionError, OSError):
+            return True
+        return False
+
+
+def z85_key(k: bytes) -> bytes:
+    return _zmtp._z85_decode(k)
+
+
+def frame_body(wire_bytes: bytes) -> bytes:
+    """The body of one encoded frame."""
+    if wire_bytes[0] & 2:
+        return wire_bytes[9:]
+    return wire_bytes[2:]
+
+
+def mech_client(sock, server_public: bytes, socktype: str = "REQ"):
+    """Run the client handshake with zmtp's mechanism; returns its handle."""
+    public, secret = zmtp.curve_keypair()
+    mech, out = _zmtp._curve_mech(0, z85_key(public), z85_key(secret), z85_key(server_public), socktype)
+    sock.sendall(out)
+    wire = Wire(sock)
+    greeting = wire.greeting()
+    assert greeting[12:17] == b"CURVE"
+    ready = False
+    while not ready:
+        flags, body = wire.frame()
+        assert flags & 4, "a command during the handshake"
+        out, ready, meta = _zmtp._curve_mech_handle(mech, body)
+        sock.sendall(out)
+    return mech, wire, meta
+
+
+def test_mechanism_as_client_against_libzmq_server(zctx):
+    import socket
+
+    srv_public, srv_secret = zmq.curve_keypair()
+    rep = zctx.socket(zmq.REP)
+    rep.curve_secretkey = srv_secret
+    rep.curve_publickey = srv_public
+    rep.curve_server = True
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        mech, wire, meta = mech_client(sock, srv_public)
+        assert b"\x0bSocket-Type\x00\x00\x00\x03REP" in meta
+        # REQ: an empty delimiter then the body, sealed frame by frame
+        sock.sendall(_zmtp._curve_mech_encode(mech, b"", 1) + _zmtp._curve_mech_encode(mech, b"hello", 0))
+        assert rep.recv_multipart() == [b"hello"]
+        rep.send_multipart([b"wor", b"ld" * 1000])
+        got = []
+        while True:
+            flags, body = wire.frame()
+            assert flags == 0 or flags == 2  # MESSAGE goes as a data frame (libzmq), never a command
+            data, more = _zmtp._curve_mech_decode(mech, body)
+            got.append((data, more))
+            if not more & 1:
+                break
+        assert got == [(b"", 1), (b"wor", 1), (b"ld" * 1000, 0)]
+
+
+def test_mechanism_as_server_against_libzmq_client(zctx):
+    import socket
+
+    srv_public, srv_secret = zmtp.curve_keypair()
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    req = zctx.socket(zmq.REQ)
+    req.curve_serverkey = srv_public
+    req.curve_publickey, req.curve_secretkey = zmq.curve_keypair()
+    req.connect("tcp://127.0.0.1:%d" % lsock.getsockname()[1])
+    sock, _ = lsock.accept()
+    lsock.close()
+    with sock:
+        mech, out = _zmtp._curve_mech(1, z85_key(srv_public), z85_key(srv_secret), b"\0" * 32, "REP")
+        sock.sendall(out)
+        wire = Wire(sock)
+        assert wire.greeting()[12:17] == b"CURVE"
+        ready = False
+        while not ready:
+            flags, body = wire.frame()
+            out, ready, meta = _zmtp._curve_mech_handle(mech, body)
+            sock.sendall(out)
+        assert b"\x0bSocket-Type\x00\x00\x00\x03REQ" in meta
+        req.send_multipart([b"a", b"b" * 300])
+        got = []
+        while len(got) < 3:
+            flags, body = wire.frame()
+            got.append(_zmtp._curve_mech_decode(mech, body))
+        assert got == [(b"", 1), (b"a", 1), (b"b" * 300, 0)]
+        sock.sendall(b"".join(_zmtp._curve_mech_encode(mech, d, f) for d, f in ((b"", 1), (b"ok", 0))))
+        assert req.recv_multipart() == [b"ok"]
+
+
+def test_wrong_server_key_refused_by_libzmq(zctx):
+    import socket
+
+    srv_public, srv_secret = zmq.curve_keypair()
+    rep = zctx.socket(zmq.REP)
+    rep.curve_secretkey = srv_secret
+    rep.curve_server = True
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    wrong_public, _ = zmq.curve_keypair()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        public, secret = zmtp.curve_keypair()
+        mech, out = _zmtp._curve_mech(0, z85_key(public), z85_key(secret), z85_key(wrong_public), "REQ")
+        sock.sendall(out)
+        wire = Wire(sock)
+        frames = []
+        try:  # libzmq cannot open our HELLO: it closes (maybe resets), no WELCOME
+            wire.greeting()
+            while True:
+                frames.append(wire.frame())
+        except (ConnectionError, OSError):
+            pass
+        assert frames == []
+
+
+def test_libzmq_client_with_wrong_server_key_refused():
+    # our server cannot open the HELLO of a client that used another key
+    srv_public, srv_secret = zmtp.curve_keypair()
+    other_public, other_secret = zmtp.curve_keypair()
+    cli_public, cli_secret = zmtp.curve_keypair()
+    server, _ = _zmtp._curve_mech(1, z85_key(srv_public), z85_key(srv_secret), b"\0" * 32, "REP")
+    client, hello = _zmtp._curve_mech(0, z85_key(cli_public), z85_key(cli_secret), z85_key(other_public), "REQ")
+    with pytest.raises(ValueError, match="code 0x11000001"):  # ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+        _zmtp._curve_mech_handle(server, frame_body(hello[64:]))
+
+
+def handshake_pair():
+    """A client and a server mechanism joined in memory, READY both."""
+    srv_public, srv_secret = zmtp.curve_keypair()
+    cli_public, cli_secret = zmtp.curve_keypair()
+    server, _ = _zmtp._curve_mech(1, z85_key(srv_public), z85_key(srv_secret), b"\0" * 32, "REP")
+    client, hello = _zmtp._curve_mech(0, z85_key(cli_public), z85_key(cli_secret), z85_key(srv_public), "REQ")
+    welcome, ready, _ = _zmtp._curve_mech_handle(server, frame_body(hello[64:]))
+    assert not ready
+    initiate, ready, _ = _zmtp._curve_mech_handle(client, frame_body(welcome))
+    assert not ready
+    ready_cmd, ready, _ = _zmtp._curve_mech_handle(server, frame_body(initiate))
+    assert ready
+    out, ready, _ = _zmtp._curve_mech_handle(client, frame_body(ready_cmd))
+    assert ready and out == b""
+    return client, server, hello[64:], initiate
+
+
+def test_replayed_or_old_message_nonce_closes():
+    client, server, _, _ = handshake_pair()
+    m1 = frame_body(_zmtp._curve_mech_encode(client, b"one", 0))
+    m2 = frame_body(_zmtp._curve_mech_encode(client, b"two", 4))
+    assert _zmtp._curve_mech_decode(server, m2) == (b"two", 4)  # COMMAND travels sealed
+    with pytest.raises(ValueError, match="code 0x10000002"):  # INVALID_SEQUENCE
+        _zmtp._curve_mech_decode(server, m1)
+
+
+def test_tampered_box_closes():
+    client, server, _, _ = handshake_pair()
+    m = bytearray(frame_body(_zmtp._curve_mech_encode(client, b"payload", 0)))
+    m[-1] ^= 1
+    with pytest.raises(ValueError, match="code 0x11000001"):
+        _zmtp._curve_mech_decode(server, bytes(m))
+
+
+@pytest.mark.parametrize("cut", [1, 50, 193])
+def test_truncated_hello_refused(cut):
+    srv_public, srv_secret = zmtp.curve_keypair()
+    server, _ = _zmtp._curve_mech(1, z85_key(srv_public), z85_key(srv_secret), b"\0" * 32, "REP")
+    _, _, hello, _ = handshake_pair()
+    with pytest.raises(ValueError, match="code 0x10000013"):  # MALFORMED_COMMAND_HELLO
+        _zmtp._curve_mech_handle(server, frame_body(hello)[:-cut])
+
+
+def test_hello_with_padding_not_zero_refused():
+    srv_public, srv_secret = zmtp.curve_keypair()
+    cli_public, cli_secret = zmtp.curve_keypair()
+    server, _ = _zmtp._curve_mech(1, z85_key(srv_public), z85_key(srv_secret), b"\0" * 32, "REP")
+    _, hello = _zmtp._curve_mech(0, z85_key(cli_public), z85_key(cli_secret), z85_key(srv_public), "REQ")
+    body = bytearray(frame_body(hello[64:]))
+    body[6 + 2 + 10] = 1
+    with pytest.raises(ValueError, match="code 0x10000013"):
+        _zmtp._curve_mech_handle(server, bytes(body))
+
+
+def test_out_of_order_commands_refused():
+    srv_public, srv_secret = zmtp.curve_keypair()
+    server, _ = _zmtp._curve_mech(1, z85_key(srv_public), z85_key(srv_secret), b"\0" * 32, "REP")
+    _, _, _, initiate = handshake_pair()
+    with pytest.raises(ValueError, match="code 0x10000001"):  # UNEXPECTED_COMMAND: INITIATE before HELLO
+        _zmtp._curve_mech_handle(server, frame_body(initiate))
+
+
+def test_initiate_replayed_to_another_handshake_refused():
+    # the cookie key is per handshake: an INITIATE from another one fails
+    client, server, hello, initiate = handshake_pair()
+    _, server2, _, _ = handshake_pair()
+    with pytest.raises(ValueError):
+        _zmtp._curve_mech_handle(server2, frame_body(initiate))
+
+
+# ---------------------------------------------------------------------------
+# The CURVE options, as pyzmq's
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def curve_options():
+    """Let the option setters store keys (they refuse until the connection
+    seals frames, issue 17)."""
+    prev = _zmtp._curve_options_for_tests(True)
+    yield
+    _zmtp._curve_options_for_tests(prev)
+
+
+def test_options_refused_until_connections_seal(ctx):
+    s = ctx.socket(zmtp.REQ)
+    public, _ = zmtp.curve_keypair()
+    with pytest.raises(zmtp.ZMQError, match="CURVE is not implemented yet") as e:
+        s.curve_serverkey = public
+    assert e.value.errno == zmq.EINVAL
+    s.close()
+
+
+def test_options_as_pyzmq(ctx, zctx, curve_options):
+    public, secret = zmtp.curve_keypair()
+    for lib, c in ((zmtp, ctx), (zmq, zctx)):
+        s = c.socket(lib.REQ)
+        assert s.curve_server == 0
+        s.curve_serverkey = public  # a client
+        assert s.curve_server == 0
+        s.setsockopt(lib.CURVE_SECRETKEY, _zmtp._z85_decode(secret))  # 32 raw bytes
+        s.setsockopt(lib.CURVE_PUBLICKEY, public + b"\0")  # libzmq's C string
+        s.curve_server = 1
+        assert s.curve_server == 1
+        s.curve_server = 0
+        assert s.curve_server == 0
+        for opt in (lib.CURVE_PUBLICKEY, lib.CURVE_SECRETKEY, lib.CURVE_SERVERKEY):
+            with pytest.raises(lib.ZMQError) as e:
+                s.getsockopt(opt)
+            assert e.value.errno == zmq.EINVAL
+        with pytest.raises(AttributeError, match="curve_secretkey attribute is write-only"):
+            s.curve_secretkey
+        for bad in (b"x" * 39, b"x" * 41, b"~" * 40, b"\0" * 40, b"#" * 40):
+            with pytest.raises(lib.ZMQError) as e:
+                s.curve_serverkey = bad
+            assert e.value.errno == zmq.EINVAL
+        with pytest.raises(TypeError):
+            s.curve_serverkey = public.decode()
+        s.close()
+
+
+def test_secret_never_in_errors(ctx, curve_options):
+    s = ctx.socket(zmtp.REQ)
+    _, secret = zmtp.curve_keypair()
+    bad = secret[:39] + b"~"
+    with pytest.raises(zmtp.ZMQError) as e:
+        s.curve_secretkey = bad
+    assert secret[:20].decode() not in str(e.value) and secret[:20].decode() not in repr(s)
+    s.curve_secretkey = secret
+    assert secret[:20].decode() not in repr(s)
+    s.close()
+
+
+def test_options_without_libsodium_say_what_to_install():
+    code = (
+        "import zmtp, zmtp._zmtp as z\n"
+        "z._curve_options_for_tests(True)\n"
+        "s = zmtp.Context.instance().socket(zmtp.REQ)\n"
+        "for name in ('curve_server', 'curve_publickey', 'curve_secretkey', 'curve_serverkey'):\n"
+        "    try:\n"
+        "        setattr(s, name, 1 if name == 'curve_server' else b'x' * 40)\n"
+        "    except zmtp.ZMQError as e:\n"
+        "        print(e.errno, e)\n"
+        "s.close()\n"
+    )
+    r = run_python(code, ZMTP_LIBSODIUM="/nonexistent/libsodium.so")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4, r.stdout
+    for line in lines:
+        assert line.startswith("%d " % zmq.EINVAL) and "apt-get install libsodium23" in line

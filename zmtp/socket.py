@@ -26,6 +26,10 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 from zmtp import _zmtp
 from zmtp._inproc import DEFAULT_NAMES, InprocNames, is_inproc
 from zmtp.constants import (
+    CURVE_PUBLICKEY,
+    CURVE_SECRETKEY,
+    CURVE_SERVER,
+    CURVE_SERVERKEY,
     DONTWAIT,
     EVENT_ALL,
     ETERM,
@@ -126,6 +130,23 @@ def _int_option(opt: int, doc: str) -> property:
     return property(fget, fset, doc=doc)
 
 
+#: options that cannot be read back (pyzmq: AttributeError "... attribute is
+#: write-only"); Python passes their getter's AttributeError to __getattr__.
+_WRITE_ONLY_OPTIONS = frozenset({"curve_publickey", "curve_secretkey", "curve_serverkey"})
+
+
+def _write_only_option(opt: int, name: str, doc: str) -> property:
+    """A bytes option that cannot be read back (pyzmq's CURVE keys)."""
+
+    def fget(self: "Socket") -> bytes:
+        raise AttributeError(f"{name} attribute is write-only")
+
+    def fset(self: "Socket", value: bytes) -> None:
+        self.setsockopt(opt, value)
+
+    return property(fget, fset, doc=doc)
+
+
 def _is_attribute(cls: type, key: str) -> bool:
     """True if a class of ``cls``'s MRO defines or annotates ``key``."""
     return any(key in vars(c) or key in vars(c).get("__annotations__", {}) for c in cls.__mro__)
@@ -163,6 +184,8 @@ class _OptionAttributes:
         # zmtp implements (those are properties).
         if key.startswith("_"):
             raise AttributeError(key)
+        if key in _WRITE_ONLY_OPTIONS:
+            raise AttributeError(f"{key} attribute is write-only")
         raise _no_option(type(self).__name__, key)
 
 
@@ -326,6 +349,10 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     heartbeat_ttl = _int_option(HEARTBEAT_TTL, "HEARTBEAT_TTL in ms: how long the peer may wait for our traffic (sent in PINGs).")
     heartbeat_timeout = _int_option(HEARTBEAT_TIMEOUT, "HEARTBEAT_TIMEOUT in ms: close when nothing comes back after a PING (-1: HEARTBEAT_IVL).")
     xpub_verbose = _int_option(XPUB_VERBOSE, "XPUB_VERBOSE: pass every subscription message up, duplicates too.")
+    curve_server = _int_option(CURVE_SERVER, "CURVE_SERVER: 1 makes this socket a CURVE server (needs curve_secretkey); 0 goes back to NULL.")
+    curve_publickey = _write_only_option(CURVE_PUBLICKEY, "curve_publickey", "CURVE_PUBLICKEY: our long-term public key (40 bytes Z85 or 32 raw); write-only.")
+    curve_secretkey = _write_only_option(CURVE_SECRETKEY, "curve_secretkey", "CURVE_SECRETKEY: our long-term secret key (40 bytes Z85 or 32 raw); write-only, never shown.")
+    curve_serverkey = _write_only_option(CURVE_SERVERKEY, "curve_serverkey", "CURVE_SERVERKEY: the server's public key; setting it makes this socket a CURVE client; write-only.")
     stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:
