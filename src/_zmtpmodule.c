@@ -82,8 +82,6 @@ static PyMethodDef module_methods[] = {
      zm_py_z85_encode_doc},
     {"_z85_decode", (PyCFunction)zm_py_z85_decode, METH_O,
      zm_py_z85_decode_doc},
-    {"_curve_options_for_tests", (PyCFunction)zm_py_curve_options_for_tests,
-     METH_O, zm_py_curve_options_for_tests_doc},
     {"_curve_mech", (PyCFunction)zm_py_curve_mech, METH_VARARGS,
      zm_py_curve_mech_doc},
     {"_curve_mech_handle", (PyCFunction)zm_py_curve_mech_handle,

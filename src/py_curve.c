@@ -19,28 +19,6 @@
 #define KEY 32
 #define KEY_Z85 40
 
-/* 0 until the connection seals frames (engine_conn.c refuses a sealing
- * mechanism today): the CURVE option setters refuse while it is 0, so no
- * socket starts a handshake it cannot finish.  Tests set it (see
- * _curve_options_for_tests) to check the options themselves. */
-int zm_py_curve_wired = 0;
-
-ZM_PY_DOC(zm_py_curve_options_for_tests_doc,
-"_curve_options_for_tests(on, /)\n--\n\n"
-"Tests: let the CURVE option setters store keys before the connection\n"
-"seals frames (issue 17).  Returns the previous setting.");
-
-PyObject *zm_py_curve_options_for_tests(PyObject *module, PyObject *on)
-{
-    int prev = zm_py_curve_wired, v = PyObject_IsTrue(on);
-
-    (void)module;
-    if (v < 0)
-        return NULL;
-    zm_py_curve_wired = v;
-    return PyBool_FromLong(prev);
-}
-
 /* The loaded libsodium, or NULL with a RuntimeError saying what to
  * install. */
 static const zm_sodium *sodium_or_raise(void)

@@ -173,9 +173,6 @@ PyObject *zm_py_strerror(PyObject *module, PyObject *code);
 /* py_curve.c: CURVE keys, libsodium's presence, the C Z85 codec       */
 /* ================================================================== */
 
-extern int zm_py_curve_wired; /* the CURVE options may be set */
-extern const char zm_py_curve_options_for_tests_doc[];
-PyObject *zm_py_curve_options_for_tests(PyObject *module, PyObject *on);
 extern const char zm_py_curve_keypair_doc[];
 PyObject *zm_py_curve_keypair(PyObject *module, PyObject *unused);
 extern const char zm_py_curve_public_doc[];

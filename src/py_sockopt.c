@@ -372,16 +372,9 @@ static const zm_mech_ops *curve_ops_or_raise(SocketObject *self)
         zm_py_raise_zmq(self->st, EINVAL, msg);
         return NULL;
     }
-    if (ops == NULL) {
+    if (ops == NULL)
         zm_py_raise_zmq(self->st, EINVAL,
                         "Invalid argument: this zmtp has no CURVE mechanism");
-    } else if (!zm_py_curve_wired) {
-        zm_py_raise_zmq(self->st, EINVAL,
-                        "Invalid argument: CURVE is not implemented yet "
-                        "(issue 17): its handshake is built, the sealed "
-                        "message paths of the connection are not");
-        ops = NULL;
-    }
     return ops;
 }
 

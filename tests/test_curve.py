@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import zmq
@@ -382,25 +383,7 @@ def test_initiate_replayed_to_another_handshake_refused():
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def curve_options():
-    """Let the option setters store keys (they refuse until the connection
-    seals frames, issue 17)."""
-    prev = _zmtp._curve_options_for_tests(True)
-    yield
-    _zmtp._curve_options_for_tests(prev)
-
-
-def test_options_refused_until_connections_seal(ctx):
-    s = ctx.socket(zmtp.REQ)
-    public, _ = zmtp.curve_keypair()
-    with pytest.raises(zmtp.ZMQError, match="CURVE is not implemented yet") as e:
-        s.curve_serverkey = public
-    assert e.value.errno == zmq.EINVAL
-    s.close()
-
-
-def test_options_as_pyzmq(ctx, zctx, curve_options):
+def test_options_as_pyzmq(ctx, zctx):
     public, secret = zmtp.curve_keypair()
     for lib, c in ((zmtp, ctx), (zmq, zctx)):
         s = c.socket(lib.REQ)
@@ -428,7 +411,7 @@ def test_options_as_pyzmq(ctx, zctx, curve_options):
         s.close()
 
 
-def test_secret_never_in_errors(ctx, curve_options):
+def test_secret_never_in_errors(ctx):
     s = ctx.socket(zmtp.REQ)
     _, secret = zmtp.curve_keypair()
     bad = secret[:39] + b"~"
@@ -442,8 +425,7 @@ def test_secret_never_in_errors(ctx, curve_options):
 
 def test_options_without_libsodium_say_what_to_install():
     code = (
-        "import zmtp, zmtp._zmtp as z\n"
-        "z._curve_options_for_tests(True)\n"
+        "import zmtp\n"
         "s = zmtp.Context.instance().socket(zmtp.REQ)\n"
         "for name in ('curve_server', 'curve_publickey', 'curve_secretkey', 'curve_serverkey'):\n"
         "    try:\n"
@@ -458,3 +440,144 @@ def test_options_without_libsodium_say_what_to_install():
     assert len(lines) == 4, r.stdout
     for line in lines:
         assert line.startswith("%d " % zmq.EINVAL) and "apt-get install libsodium23" in line
+
+
+# ---------------------------------------------------------------------------
+# CURVE over the connection, against libzmq: both roles, both binders, tcp
+# and ipc, both backends
+# ---------------------------------------------------------------------------
+
+MiB = 1 << 20
+_BLOB = os.urandom(4 * MiB)
+
+
+def endpoint(transport: str, tmp_path) -> str:
+    return "tcp://127.0.0.1:*" if transport == "tcp" else "ipc://%s/curve.ipc" % tmp_path
+
+
+def curve_pair(ctx, zctx, server_impl: str, binder: str, transport: str, tmp_path, server_type: str, client_type: str,
+               server_key: bytes = b""):
+    """A CURVE server and client, one zmtp and one pyzmq; the binder binds.
+    ``server_key``: what the client believes the server's key is (default:
+    the right one)."""
+    sp, ss = zmq.curve_keypair()
+    cp, cs = zmtp.curve_keypair()
+
+    def make(impl, kind):
+        if impl == "zmtp":
+            sock = ctx.socket(getattr(zmtp, kind))
+        else:
+            sock = zctx.socket(getattr(zmq, kind))
+            sock.linger = 0
+        sock.rcvtimeo = sock.sndtimeo = 10000
+        return sock
+
+    client_impl = "pyzmq" if server_impl == "zmtp" else "zmtp"
+    server = make(server_impl, server_type)
+    server.curve_secretkey = ss
+    server.curve_publickey = sp
+    server.curve_server = 1
+    client = make(client_impl, client_type)
+    client.curve_serverkey = server_key or sp
+    client.curve_publickey = cp
+    client.curve_secretkey = cs
+    first, second = (server, client) if binder == "server" else (client, server)
+    first.bind(endpoint(transport, tmp_path))
+    ep = first.last_endpoint
+    second.connect(ep.decode() if isinstance(ep, bytes) else ep)
+    return server, client
+
+
+CASES = [pytest.param(impl, binder, transport, id="%s-server-%s-binds-%s" % (impl, binder, transport))
+         for impl in ("zmtp", "pyzmq") for binder in ("server", "client") for transport in ("tcp", "ipc")]
+
+
+@pytest.mark.parametrize("server_impl,binder,transport", CASES)
+def test_req_rep_sizes_and_multipart(server_impl, binder, transport, backend, tmp_path, ctx, zctx):
+    rep, req = curve_pair(ctx, zctx, server_impl, binder, transport, tmp_path, "REP", "REQ")
+    for n in (0, 1, 255, 256, 65536, 4 * MiB):
+        msg = [_BLOB[:n], b"", b"tail"]
+        req.send_multipart(msg)
+        assert rep.recv_multipart() == msg
+        rep.send_multipart([b"re", _BLOB[:n]])
+        assert req.recv_multipart() == [b"re", _BLOB[:n]]
+    req.close()
+    rep.close()
+
+
+@pytest.mark.parametrize("server_impl,binder,transport", CASES)
+def test_dealer_router(server_impl, binder, transport, backend, tmp_path, ctx, zctx):
+    router, dealer = curve_pair(ctx, zctx, server_impl, binder, transport, tmp_path, "ROUTER", "DEALER")
+    for i in range(50):
+        dealer.send_multipart([b"m%d" % i, b"x" * i])
+    for i in range(50):
+        ident, *rest = router.recv_multipart()
+        assert rest == [b"m%d" % i, b"x" * i]
+        router.send_multipart([ident, b"r%d" % i])
+    assert [dealer.recv() for _ in range(50)] == [b"r%d" % i for i in range(50)]
+    dealer.close()
+    router.close()
+
+
+@pytest.mark.parametrize("server_impl", ["zmtp", "pyzmq"])
+def test_pub_sub_subscriptions_sealed(server_impl, backend, tmp_path, ctx, zctx):
+    # the subscription travels as a sealed COMMAND: if it did not arrive the
+    # publisher would send nothing
+    pub, sub = curve_pair(ctx, zctx, server_impl, "server", "tcp", tmp_path, "PUB", "SUB")
+    sub.subscribe(b"a")
+    deadline = time.monotonic() + 20
+    got = None
+    while got is None and time.monotonic() < deadline:
+        pub.send_multipart([b"b-not-this", b"x"])
+        pub.send_multipart([b"a-topic", b"y"])
+        try:
+            sub.rcvtimeo = 100
+            got = sub.recv_multipart()
+        except (zmq.Again, zmtp.Again):
+            pass
+    assert got == [b"a-topic", b"y"]
+    sub.close()
+    pub.close()
+
+
+@pytest.mark.parametrize("server_impl", ["zmtp", "pyzmq"])
+def test_heartbeats_over_curve(server_impl, backend, tmp_path, ctx, zctx):
+    # PINGs travel sealed; a peer that could not open them would drop us
+    rep, req = curve_pair(ctx, zctx, server_impl, "server", "tcp", tmp_path, "REP", "REQ")
+    for sock in (rep, req):
+        sock.heartbeat_ivl = 50
+        sock.heartbeat_timeout = 2000
+    req.send(b"a")
+    assert rep.recv() == b"a"
+    rep.send(b"b")
+    assert req.recv() == b"b"
+    # idle well past several heartbeats (the deadline, not the result, is timed)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        try:
+            rep.recv(zmq.NOBLOCK if server_impl == "pyzmq" else zmtp.NOBLOCK)
+        except (zmq.Again, zmtp.Again):
+            pass
+        time.sleep(0.02)
+    req.send(b"c")
+    assert rep.recv() == b"c"
+    req.close()
+    rep.close()
+
+
+@pytest.mark.parametrize("server_impl", ["zmtp", "pyzmq"])
+def test_wrong_server_key_refused(server_impl, backend, tmp_path, ctx, zctx):
+    wrong, _ = zmq.curve_keypair()
+    rep, req = curve_pair(ctx, zctx, server_impl, "server", "tcp", tmp_path, "REP", "REQ", server_key=wrong)
+    mon = rep.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    req.send(b"never")
+    ev = mon.recv_multipart()
+    assert int.from_bytes(ev[0][:2], "little") == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    assert int.from_bytes(ev[0][2:6], "little") == 0x11000001  # ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+    rep.rcvtimeo = 300
+    with pytest.raises((zmq.Again, zmtp.Again)):
+        rep.recv()
+    rep.disable_monitor()
+    mon.close()
+    req.close()
+    rep.close()

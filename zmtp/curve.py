@@ -17,19 +17,10 @@ from zmtp import _zmtp
 
 __all__ = ["curve_keypair", "curve_public"]
 
-# The CURVE handshake and the sealed message paths are complete: has("curve")
-# is True only then (jupyter_client provisions keys when it says True).
-_MECHANISM_DONE = False
-
-
 def curve_unavailable() -> Optional[str]:
-    """None when CURVE can be used, else a sentence saying why not."""
-    why = _zmtp._curve_unavailable()
-    if why is not None:
-        return why
-    if not _MECHANISM_DONE:
-        return "the CURVE mechanism is not finished yet (issue 17)"
-    return None
+    """None when CURVE can be used (libsodium loaded), else a sentence
+    saying why not and what to install."""
+    return _zmtp._curve_unavailable()
 
 
 def curve_available() -> bool:
