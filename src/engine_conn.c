@@ -19,6 +19,7 @@
  * (they drive connections through the socket, engine.h).
  */
 #include "engine_int.h"
+#include "sodium.h"
 
 #include <poll.h>
 #include <stdio.h>
@@ -186,6 +187,7 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
         c->peer_ttl_ns = 0;
     }
     zm_wbuf_free(&hs);
+    zm_secure_zero(cfg.curve_secret, sizeof(cfg.curve_secret));
     c->got_greeting = 0;
     c->hs_event_sent = 0;
     c->lost_errno = 0;
@@ -193,6 +195,7 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     return conn_decoder_reset(s, c);
 nomem:
     zm_wbuf_free(&hs);
+    zm_secure_zero(cfg.curve_secret, sizeof(cfg.curve_secret));
     return -ENOMEM;
 }
 
@@ -581,6 +584,15 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
                 rc = conn_on_command(s, c, &cmd, now);
             zm_wbuf_free(&plain);
             continue;
+        }
+        if (c->unsealed.n >= s->max_frames) {
+            /* as the decoder bounds a plain message (MAX_FRAMES) */
+            zm_wbuf_free(&plain);
+            ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_TOO_MANY_FRAMES], 1);
+            c->lost_errno = EPROTO;
+            zm_conn_lost(s, c, now);
+            rc = -1;
+            break;
         }
         f.page = NULL;
         f.data = NULL;

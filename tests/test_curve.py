@@ -581,3 +581,25 @@ def test_wrong_server_key_refused(server_impl, backend, tmp_path, ctx, zctx):
     mon.close()
     req.close()
     rep.close()
+
+
+def test_sealed_message_with_too_many_frames_cut(backend, tmp_path, ctx, zctx):
+    # the frames of a sealed message are counted as the decoder counts plain
+    # ones (4096 at most): a bomb closes the connection, memory stays bounded
+    from zmtp.codec import ErrorCode
+
+    router, dealer = curve_pair(ctx, zctx, "zmtp", "server", "tcp", tmp_path, "ROUTER", "DEALER")
+    dealer.send_multipart([b""] * 4097)
+    router.rcvtimeo = 300
+    with pytest.raises(zmtp.Again):
+        router.recv_multipart()
+    deadline = time.monotonic() + 20
+    while router.stats()["protocol_errors"] == {} and time.monotonic() < deadline:
+        with pytest.raises(zmtp.Again):
+            router.recv_multipart()
+    assert router.stats()["protocol_errors"] == {ErrorCode.TOO_MANY_FRAMES: 1}
+    dealer.send_multipart([b"a"] * 4096)  # libzmq redials: a message at the limit passes
+    router.rcvtimeo = 10000
+    assert len(router.recv_multipart()) == 4097
+    dealer.close()
+    router.close()
