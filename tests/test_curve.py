@@ -603,3 +603,80 @@ def test_sealed_message_with_too_many_frames_cut(backend, tmp_path, ctx, zctx):
     assert len(router.recv_multipart()) == 4097
     dealer.close()
     router.close()
+
+
+def test_zmtp_to_zmtp(backend, tmp_path, ctx):
+    sp, ss = zmtp.curve_keypair()
+    rep = ctx.socket(zmtp.REP)
+    rep.curve_secretkey, rep.curve_publickey, rep.curve_server = ss, sp, 1
+    req = ctx.socket(zmtp.REQ)
+    req.curve_serverkey = sp
+    req.curve_publickey, req.curve_secretkey = zmtp.curve_keypair()
+    for s in (rep, req):
+        s.rcvtimeo = s.sndtimeo = 10000
+    rep.bind("ipc://%s/zz.ipc" % tmp_path)
+    req.connect("ipc://%s/zz.ipc" % tmp_path)
+    for n in (0, 70000):
+        req.send_multipart([b"q", _BLOB[:n]])
+        assert rep.recv_multipart() == [b"q", _BLOB[:n]]
+        rep.send(b"r")
+        assert req.recv() == b"r"
+    req.close()
+    rep.close()
+
+
+def test_messages_queued_before_and_across_reconnects(backend, ctx, zctx):
+    # a zmtp client's messages queued before the first connection and while
+    # the server is gone are sealed with the keys of the connection that
+    # finally carries them
+    import socket
+
+    from helpers import DEADLINE_S, settle
+
+    sp, ss = zmq.curve_keypair()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+
+    def server():
+        s = zctx.socket(zmq.PULL)
+        s.curve_secretkey, s.curve_publickey, s.curve_server = ss, sp, True
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # the last server's port may take a moment to be free
+            try:
+                s.bind("tcp://127.0.0.1:%d" % port)
+                return s
+            except zmq.ZMQError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def receive(pull):
+        # the zmtp side moves only inside its calls: drive it while waiting
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            try:
+                return pull.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                settle(push, ms=20)
+        raise AssertionError("nothing arrived")
+
+    push = ctx.socket(zmtp.PUSH)
+    push.curve_serverkey = sp
+    push.curve_publickey, push.curve_secretkey = zmtp.curve_keypair()
+    push.sndtimeo = 10000
+    push.reconnect_ivl = 20
+    push.connect("tcp://127.0.0.1:%d" % port)
+    push.send_multipart([b"before", b"1"])  # queued: nobody listens yet
+    pull = server()
+    assert receive(pull) == [b"before", b"1"]
+    push.send(b"during")
+    assert receive(pull) == [b"during"]
+    pull.close()  # the server goes; the client redials
+    settle(push, ms=100)
+    push.send_multipart([b"across", b"2"])
+    pull = server()
+    assert receive(pull) == [b"across", b"2"]
+    push.close()
+    pull.close()
