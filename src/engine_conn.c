@@ -551,6 +551,12 @@ static int conn_unseal_failed(zm_sock *s, zm_conn *c, int64_t now)
 {
     if (c->mech.status != ZM_MECH_ERROR) /* not the mechanism's: malformed */
         zm_mech_refuse(&c->mech, ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED, NULL);
+    /* libzmq reports it as a failed handshake although READY is past */
+    if (c->mech.fail.kind == ZM_MECH_FAIL_PROTOCOL && !c->hs_event_sent) {
+        c->hs_event_sent = 1;
+        zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_PROTOCOL, c->mech.fail.code,
+                     c->endpoint);
+    }
     conn_mech_failed(s, c, now);
     return -1;
 }

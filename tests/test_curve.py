@@ -680,3 +680,53 @@ def test_messages_queued_before_and_across_reconnects(backend, ctx, zctx):
     assert receive(pull) == [b"across", b"2"]
     push.close()
     pull.close()
+
+
+def zmtp_curve_server(ctx, kind=zmtp.REP):
+    """A zmtp CURVE server bound on tcp: (socket, port, server public key)."""
+    sp, ss = zmtp.curve_keypair()
+    s = ctx.socket(kind)
+    s.curve_secretkey, s.curve_publickey, s.curve_server = ss, sp, 1
+    s.rcvtimeo = s.sndtimeo = 10000
+    s.bind("tcp://127.0.0.1:*")
+    return s, int(s.last_endpoint.rsplit(b":", 1)[1]), sp
+
+
+def test_zmtp_server_takes_message_as_command_frame_and_refuses_replay(backend, ctx):
+    import socket
+    import threading
+
+    from helpers import DEADLINE_S, settle
+
+    rep, port, sp = zmtp_curve_server(ctx)
+    mon = rep.get_monitor_socket(zmtp.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    sock = socket.create_connection(("127.0.0.1", port))
+    box = []
+    t = threading.Thread(target=lambda: box.append(mech_client(sock, sp)))
+    t.start()
+    deadline = time.monotonic() + DEADLINE_S
+    while t.is_alive() and time.monotonic() < deadline:
+        settle(rep, ms=20)  # the handshake needs the zmtp side driven
+    t.join()
+    mech, wire, _ = box[0]
+    empty = _zmtp._curve_mech_encode(mech, b"", 1)
+    body = _zmtp._curve_mech_encode(mech, b"cmd-form", 0)
+    # RFC 26's form: MESSAGE in a command frame (flag 0x04)
+    as_command = bytes([4, len(frame_body(body))]) + frame_body(body)
+    sock.sendall(empty + as_command)
+    assert rep.recv_multipart() == [b"cmd-form"]
+    rep.send(b"ok")
+    sock.sendall(empty)  # a replayed MESSAGE (its nonce was used): the connection ends
+    ev = None
+    deadline = time.monotonic() + DEADLINE_S
+    while ev is None and time.monotonic() < deadline:
+        settle(rep, ms=20)
+        try:
+            ev = mon.recv_multipart(zmtp.NOBLOCK)
+        except zmtp.Again:
+            pass
+    assert ev is not None and int.from_bytes(ev[0][2:6], "little") == 0x10000002  # INVALID_SEQUENCE
+    sock.close()
+    rep.disable_monitor()
+    mon.close()
+    rep.close()
