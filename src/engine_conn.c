@@ -899,7 +899,7 @@ static int conn_seal_some(zm_conn *c)
     }
     if (cut == 0)
         return 0; /* a message still being queued frame by frame */
-    plain = malloc(cut);
+    plain = zm_malloc(cut);
     if (plain == NULL)
         return -ENOMEM;
     out_peek(q, 0, plain, cut);

@@ -8,6 +8,7 @@ naming a missing library.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -730,3 +731,67 @@ def test_zmtp_server_takes_message_as_command_frame_and_refuses_replay(backend, 
     rep.disable_monitor()
     mon.close()
     rep.close()
+
+
+def test_random_allocation_failures_never_corrupt(backend, ctx):
+    # 1 allocation in 8 fails (seeded) while a CURVE DEALER and ROUTER
+    # exchange multipart messages: calls raise out-of-memory or work, a
+    # failed handshake or box closes and redials, and every message that
+    # arrives is one that was sent, whole
+    sp, ss = zmtp.curve_keypair()
+    router = ctx.socket(zmtp.ROUTER)
+    router.curve_secretkey, router.curve_publickey, router.curve_server = ss, sp, 1
+    dealer = ctx.socket(zmtp.DEALER)
+    dealer.routing_id = b"d"
+    dealer.curve_serverkey = sp
+    dealer.curve_publickey, dealer.curve_secretkey = zmtp.curve_keypair()
+    for s in (router, dealer):
+        s.rcvtimeo = 200
+        s.sndtimeo = 5000
+    router.bind("tcp://127.0.0.1:*")
+    dealer.connect(router.last_endpoint)
+    dealer.send(b"hello")
+    router.rcvtimeo = 10000
+    assert router.recv_multipart() == [b"d", b"hello"]
+    router.rcvtimeo = 200
+    sent = [[b"%d" % i] + [b"x" * (i * 37 % 5000)] * (1 + i % 4) for i in range(60)]
+
+    def nomem(exc):
+        return isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM
+
+    _zmtp._alloc_fail(0, p=0.125, seed=1234, thread=True)
+    try:
+        for msg in sent:
+            try:
+                dealer.send_multipart(msg)
+            except BaseException as exc:
+                if not nomem(exc):
+                    raise
+            try:
+                got = router.recv_multipart()
+            except BaseException as exc:
+                if not (nomem(exc) or isinstance(exc, zmtp.Again)):
+                    raise
+            else:
+                assert got[0] == b"d" and got[1:] in sent, [g[:8] for g in got]
+        failures = _zmtp._alloc_fail_count()[1]
+    finally:
+        _zmtp._alloc_fail(None)
+    assert failures > 0
+    while router.poll(300, zmtp.POLLIN):
+        got = router.recv_multipart()
+        assert got[0] == b"d" and got[1:] in sent
+    # the pair recovers: a new handshake if one was lost
+    deadline = time.monotonic() + 20
+    while True:
+        dealer.send(b"after")
+        try:
+            got = router.recv_multipart()
+        except zmtp.Again:
+            assert time.monotonic() < deadline, "no recovery"
+            continue
+        if got == [b"d", b"after"]:
+            break
+        assert got[0] == b"d" and got[1:] in sent
+    dealer.close()
+    router.close()
