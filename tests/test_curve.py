@@ -795,3 +795,21 @@ def test_random_allocation_failures_never_corrupt(backend, ctx):
         assert got[0] == b"d" and got[1:] in sent
     dealer.close()
     router.close()
+
+
+def test_inproc_ignores_curve_as_libzmq(ctx, zctx):
+    # inproc has no handshake in libzmq: CURVE options change nothing there
+    for lib, c in ((zmtp, ctx), (zmq, zctx)):
+        sp, ss = lib.curve_keypair()
+        a = c.socket(lib.PAIR)
+        a.curve_secretkey, a.curve_server = ss, 1
+        b = c.socket(lib.PAIR)
+        b.curve_serverkey = sp
+        b.curve_publickey, b.curve_secretkey = lib.curve_keypair()
+        a.rcvtimeo = 10000
+        a.bind("inproc://curve-ignored")
+        b.connect("inproc://curve-ignored")
+        b.send(b"hi")
+        assert a.recv() == b"hi", lib.__name__
+        a.close()
+        b.close()
