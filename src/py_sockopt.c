@@ -384,7 +384,12 @@ static int set_curve_server(SocketObject *self, const sockopt *o,
     const zm_mech_ops *ops;
     int on;
 
-    if (int_option(self->st, value, o->name, INT32_MIN, INT32_MAX, &on) < 0)
+    /* True/False too: ipykernel sets `curve_server = True` (pyzmq takes
+     * any int, and a bool is one) */
+    if (PyBool_Check(value))
+        on = value == Py_True;
+    else if (int_option(self->st, value, o->name, INT32_MIN, INT32_MAX,
+                        &on) < 0)
         return -1;
     if (on == 0) {
         self->s.mech_ops = NULL; /* libzmq: mechanism NULL */

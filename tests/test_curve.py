@@ -397,6 +397,10 @@ def test_options_as_pyzmq(ctx, zctx):
         assert s.curve_server == 1
         s.curve_server = 0
         assert s.curve_server == 0
+        s.curve_server = True  # ipykernel's way
+        assert s.curve_server == 1
+        s.curve_server = False
+        assert s.curve_server == 0
         for opt in (lib.CURVE_PUBLICKEY, lib.CURVE_SECRETKEY, lib.CURVE_SERVERKEY):
             with pytest.raises(lib.ZMQError) as e:
                 s.getsockopt(opt)
@@ -813,3 +817,49 @@ def test_inproc_ignores_curve_as_libzmq(ctx, zctx):
         assert a.recv() == b"hi", lib.__name__
         a.close()
         b.close()
+
+
+JUPYTER_CLIENT = r"""
+import json, sys
+from jupyter_client.manager import KernelManager
+km = KernelManager(kernel_name="zk", transport="tcp", transport_encryption="required")
+km.start_kernel()
+kc = km.client()
+kc.start_channels()
+try:
+    kc.wait_for_ready(timeout=120)
+    out = []
+    r = kc.execute_interactive("import sys; print(sys.modules['zmq'].__name__, 6 * 7)", timeout=120,
+                               output_hook=lambda m: out.append(m["content"].get("text")))
+    keys = json.load(open(km.connection_file))
+    print("RESULT", json.dumps({"client": sys.modules["zmq"].__name__, "status": r["content"]["status"],
+                                "out": [o for o in out if o], "keyed": "curve_secretkey" in keys}))
+finally:
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+"""
+
+
+def test_jupyter_kernel_with_transport_encryption(tmp_path):
+    # jupyter_client 8.10 provisions CurveZMQ keys when zmq.has("curve"):
+    # kernel and client both on zmtp, every channel CURVE
+    pytest.importorskip("jupyter_client")
+    pytest.importorskip("ipykernel")
+    import json
+
+    spec = tmp_path / "share" / "kernels" / "zk"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "zmtp.compat", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "zk", "language": "python", "metadata": {"supported_encryption": ["curve"]}}))
+    (tmp_path / "client.py").write_text(JUPYTER_CLIENT)
+    env = dict(os.environ, PYTHONPATH=ROOT, JUPYTER_PATH=str(tmp_path / "share"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTER_DATA_DIR=str(tmp_path / "share"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), IPYTHONDIR=str(tmp_path / "ipython"),
+               JUPYTER_PLATFORM_DIRS="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    proc = subprocess.run([sys.executable, "-m", "zmtp.compat", str(tmp_path / "client.py")], env=env,
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert json.loads(lines[-1][len("RESULT "):]) == {"client": "zmtp", "status": "ok", "out": ["zmtp 42\n"],
+                                                       "keyed": True}
