@@ -863,3 +863,33 @@ def test_jupyter_kernel_with_transport_encryption(tmp_path):
     assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert json.loads(lines[-1][len("RESULT "):]) == {"client": "zmtp", "status": "ok", "out": ["zmtp 42\n"],
                                                        "keyed": True}
+
+
+def fresh_handshake():
+    """A client and server mid-handshake: (client, server, hello, welcome,
+    initiate, ready) with each command's body, nothing yet fed past HELLO."""
+    srv_public, srv_secret = zmtp.curve_keypair()
+    cli_public, cli_secret = zmtp.curve_keypair()
+    server, _ = _zmtp._curve_mech(1, z85_key(srv_public), z85_key(srv_secret), b"\0" * 32, "REP")
+    client, hello = _zmtp._curve_mech(0, z85_key(cli_public), z85_key(cli_secret), z85_key(srv_public), "REQ")
+    return client, server, frame_body(hello[64:])
+
+
+@pytest.mark.parametrize("change", ["cut", "grow"])
+@pytest.mark.parametrize("command", ["WELCOME", "INITIATE", "READY"])
+def test_truncated_or_oversized_commands_refused(command, change):
+    # every handshake command with a byte less or more fails, none crashes
+    client, server, hello = fresh_handshake()
+    welcome = frame_body(_zmtp._curve_mech_handle(server, hello)[0])
+    if command == "WELCOME":
+        target, body = client, welcome
+    else:
+        initiate = frame_body(_zmtp._curve_mech_handle(client, welcome)[0])
+        if command == "INITIATE":
+            target, body = server, initiate
+        else:
+            ready = frame_body(_zmtp._curve_mech_handle(server, initiate)[0])
+            target, body = client, ready
+    body = body[:-1] if change == "cut" else body + b"\0"
+    with pytest.raises(ValueError, match="mechanism failed"):
+        _zmtp._curve_mech_handle(target, body)
