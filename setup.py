@@ -65,6 +65,8 @@ setup(
             undef_macros=undef_macros,
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
+            # dlopen (sodium.c): in libc since glibc 2.34, libdl before
+            libraries=["dl"],
         )
     ],
 )

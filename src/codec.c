@@ -84,6 +84,7 @@ void zm_decoder_config_default(zm_decoder_config *cfg)
     cfg->maxmsgsize = -1;
     cfg->max_frames = ZM_MAX_FRAMES_DEFAULT;
     cfg->greeting = 1;
+    cfg->opaque_ready = 0;
 }
 
 int zm_decoder_init(zm_decoder *d, const zm_decoder_config *cfg)
@@ -357,6 +358,8 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
         frame.flags = d->flags;
         if (frame.flags & ZM_FLAG_COMMAND) {
             int rc = zm_command_parse(frame.data, frame.size, &ev->cmd);
+            if (rc == -ZM_ERR_READY && d->cfg.opaque_ready)
+                rc = 0; /* a sealed READY: the mechanism checks it */
             if (rc < 0) {
                 zm_frame_release(&frame);
                 return decoder_fail(d, ev, -rc, NULL);

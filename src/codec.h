@@ -129,6 +129,8 @@ typedef struct zm_decoder_config {
     int64_t maxmsgsize; /* per frame; < 0 unlimited */
     size_t max_frames;  /* per message, >= 1 */
     int greeting;       /* 1: expect a greeting first; 0: frames at once */
+    int opaque_ready;   /* 1: READY's body is not metadata (CURVE boxes it):
+                           passed on unchecked, for the mechanism to open */
 } zm_decoder_config;
 
 void zm_decoder_config_default(zm_decoder_config *cfg);

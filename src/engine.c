@@ -15,6 +15,7 @@
  * publisher's send steps the socket (zm_sock_process, engine_pubsub.c).
  */
 #include "engine_int.h"
+#include "sodium.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,7 @@ static void listener_close(zm_listener *l)
 
 void zm_sock_destroy(zm_sock *s)
 {
+    zm_secure_zero(s->mech_cfg.curve_secret, sizeof(s->mech_cfg.curve_secret));
     while (s->listeners != NULL) {
         zm_listener *l = s->listeners;
         s->listeners = l->next;

@@ -198,6 +198,13 @@ typedef struct zm_conn {
     /* the handshake after the greeting (tcp/ipc); last, with the other
      * cold fields, so that it moves none of the per-message ones */
     zm_mech mech;
+    /* A mechanism that seals frames (CURVE), once ACTIVE: `out` keeps
+     * plain ZMTP frames (all the offsets above count them); zm_conn_write
+     * seals whole messages from its front into the hs_left region just
+     * before writing them, so sealed bytes count as written.  `unsealed`
+     * holds the frames of a message being received, opened. */
+    int sealed;
+    zm_msg unsealed;
 } zm_conn;
 
 typedef struct zm_listener {

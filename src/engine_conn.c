@@ -19,6 +19,7 @@
  * (they drive connections through the socket, engine.h).
  */
 #include "engine_int.h"
+#include "sodium.h"
 
 #include <poll.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@ static int conn_decoder_reset(zm_sock *s, zm_conn *c)
     cfg.page_size = s->read_buf_size;
     cfg.maxmsgsize = s->maxmsgsize;
     cfg.max_frames = s->max_frames;
+    cfg.opaque_ready = zm_mech_seals(&c->mech); /* CURVE's READY is a box */
     return zm_decoder_init(&c->dec, &cfg) < 0 ? -EINVAL : 0;
 }
 
@@ -185,6 +187,7 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
         c->peer_ttl_ns = 0;
     }
     zm_wbuf_free(&hs);
+    zm_secure_zero(cfg.curve_secret, sizeof(cfg.curve_secret));
     c->got_greeting = 0;
     c->zap_id = 0;
     c->hs_event_sent = 0;
@@ -193,6 +196,7 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     return conn_decoder_reset(s, c);
 nomem:
     zm_wbuf_free(&hs);
+    zm_secure_zero(cfg.curve_secret, sizeof(cfg.curve_secret));
     return -ENOMEM;
 }
 
@@ -315,6 +319,8 @@ void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now)
         conn_drop_output(s, c);
     }
     c->deferred.len = 0; /* PONGs and PINGs for a transport that is gone */
+    c->sealed = 0;
+    zm_msg_clear(&c->unsealed); /* part of a message: it dies with the peer */
     zm_mech_end(&c->mech);
     conn_decoder_reset(s, c);
     conn_retry_later(s, c, now);
@@ -334,6 +340,7 @@ void zm_conn_free(zm_conn *c)
     zm_mech_end(&c->mech);
     if (c->props != NULL)
         zm_page_decref(c->props);
+    zm_msg_clear(&c->unsealed);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
     zm_wbuf_free(&c->deferred);
@@ -449,13 +456,10 @@ static int conn_admit(zm_sock *s, zm_conn *c, int64_t now)
         conn_refuse(s, c, refused, ZM_PROTO_UNSPECIFIED, now);
         return -1;
     }
-    if (zm_mech_seals(&c->mech)) {
-        /* Decided once, here: no per-message path looks at the mechanism,
-         * so one that seals frames (CURVE) needs those paths first. */
-        conn_refuse(s, c, "sealed frames not supported",
-                    ZM_PROTO_UNSPECIFIED, now);
-        return -1;
-    }
+    /* Decided once, here: a mechanism that seals frames (CURVE) has them
+     * sealed on their way out (conn_seal_some) and opened on their way in
+     * (conn_unseal); the per-message paths never look at it. */
+    c->sealed = zm_mech_seals(&c->mech);
     return 0;
 }
 
@@ -611,6 +615,94 @@ static void conn_on_decode_error(zm_sock *s, zm_conn *c, int error,
     zm_conn_lost(s, c, now);
 }
 
+/* A sealed frame could not be opened (a bad box, an old nonce, not a
+ * MESSAGE): the mechanism says how to close. */
+static int conn_unseal_failed(zm_sock *s, zm_conn *c, int64_t now)
+{
+    if (c->mech.status != ZM_MECH_ERROR) /* not the mechanism's: malformed */
+        zm_mech_refuse(&c->mech, ZM_PROTO_MALFORMED_COMMAND_UNSPECIFIED, NULL);
+    /* libzmq reports it as a failed handshake although READY is past */
+    if (c->mech.fail.kind == ZM_MECH_FAIL_PROTOCOL && !c->hs_event_sent) {
+        c->hs_event_sent = 1;
+        zm_mon_event(s, ZM_EVENT_HANDSHAKE_FAILED_PROTOCOL, c->mech.fail.code,
+                     c->endpoint);
+    }
+    conn_mech_failed(s, c, now);
+    return -1;
+}
+
+/* Frames received on a sealed connection: each is a MESSAGE box holding
+ * one frame of a message, or a command (PING, SUBSCRIBE...), with its
+ * flags.  Opened frames gather in c->unsealed until the last of their
+ * message.  Takes the frames of `in`; -1 when the connection was closed. */
+static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
+{
+    zm_frame *fr = zm_msg_frames(in);
+    int rc = 0;
+
+    for (size_t i = 0; i < in->n && rc == 0; i++) {
+        zm_command box, cmd;
+        zm_frame f;
+        zm_wbuf plain;
+        unsigned flags = 0;
+
+        zm_wbuf_init(&plain);
+        if (zm_command_parse(fr[i].data, fr[i].size, &box) < 0 ||
+            c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0) {
+            zm_wbuf_free(&plain);
+            rc = conn_unseal_failed(s, c, now);
+            break;
+        }
+        if (flags & ZM_FLAG_COMMAND) {
+            if (zm_command_parse(plain.data, plain.len, &cmd) < 0)
+                rc = conn_unseal_failed(s, c, now);
+            else
+                rc = conn_on_command(s, c, &cmd, now);
+            zm_wbuf_free(&plain);
+            continue;
+        }
+        if (c->unsealed.n >= s->max_frames) {
+            /* as the decoder bounds a plain message (MAX_FRAMES) */
+            zm_wbuf_free(&plain);
+            ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_TOO_MANY_FRAMES], 1);
+            c->lost_errno = EPROTO;
+            zm_conn_lost(s, c, now);
+            rc = -1;
+            break;
+        }
+        f.page = NULL;
+        f.data = NULL;
+        f.size = plain.len;
+        f.flags = flags & ZM_FLAG_MORE;
+        if (plain.len > 0) {
+            f.page = zm_page_new(plain.len);
+            if (f.page != NULL) {
+                memcpy(f.page->data, plain.data, plain.len);
+                f.page->len = plain.len;
+                f.data = f.page->data;
+            }
+        }
+        zm_wbuf_free(&plain);
+        if ((f.size > 0 && f.page == NULL) ||
+            zm_msg_push(&c->unsealed, &f) < 0) {
+            if (f.page != NULL)
+                zm_page_decref(f.page);
+            c->lost_errno = ENOMEM;
+            zm_conn_lost(s, c, now);
+            rc = -1;
+            break;
+        }
+        if (!(f.flags & ZM_FLAG_MORE)) {
+            zm_msg whole;
+            zm_msg_init(&whole);
+            zm_msg_move(&whole, &c->unsealed);
+            zm_route_incoming(s, c, &whole);
+        }
+    }
+    zm_msg_clear(in);
+    return rc;
+}
+
 /* Handle one decoder event; -1 when the connection was closed. */
 static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
 {
@@ -626,6 +718,16 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
             rc = zm_mech_handle(&c->mech, &ev->cmd, &out);
             rc = conn_mech_answer(s, c, rc, &out, now);
             zm_wbuf_free(&out);
+        } else if (c->sealed) {
+            /* a MESSAGE sent as a command frame (RFC 26's form) */
+            zm_msg one;
+            zm_msg_init(&one);
+            if (zm_msg_push(&one, &ev->command) == 0) {
+                ev->command.page = NULL; /* the message holds it now */
+                rc = conn_unseal(s, c, &one, now);
+            } else {
+                rc = conn_unseal_failed(s, c, now);
+            }
         } else {
             rc = conn_on_command(s, c, &ev->cmd, now);
         }
@@ -639,6 +741,8 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
                         ZM_PROTO_UNEXPECTED_COMMAND, now);
             return -1;
         }
+        if (c->sealed)
+            return conn_unseal(s, c, &ev->msg, now);
         zm_route_incoming(s, c, &ev->msg);
         return 0;
     default:
@@ -814,14 +918,99 @@ static void conn_step_raw(zm_sock *s, zm_conn *c, int64_t now)
         zm_conn_write(s, c, now);
 }
 
+/* Copy n bytes from offset `at` of the queue into dst. */
+static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
+{
+    for (size_t i = 0; i < q->n && n > 0; i++) {
+        const zm_seg *g = &q->segs[(q->head + i) % q->cap];
+        size_t k;
+        if (at >= g->len) {
+            at -= g->len;
+            continue;
+        }
+        k = g->len - at < n ? g->len - at : n;
+        memcpy(dst, g->page->data + g->off + at, k);
+        dst += k;
+        n -= k;
+        at = 0;
+    }
+}
+
+/* Sealed output is made this much (whole messages) at a time, so SNDHWM
+ * still counts what waits for the kernel. */
+#define SEAL_BATCH ((size_t)256 * 1024)
+
+/* A sealed connection with nothing sealed left to write: seal the whole
+ * messages (and commands) at the front of `out`, about SEAL_BATCH bytes,
+ * into MESSAGE boxes that take their place as hs_left bytes.  0, or
+ * -ENOMEM. */
+static int conn_seal_some(zm_conn *c)
+{
+    zm_outq *q = &c->out;
+    size_t pos = 0, cut = 0;
+    unsigned char hdr[9], *plain;
+    zm_wbuf sealed;
+    int rc = 0;
+
+    while (cut < SEAL_BATCH && q->bytes - pos >= 2) {
+        size_t h;
+        uint64_t size;
+        out_peek(q, pos, hdr, 2);
+        h = (hdr[0] & ZM_FLAG_LONG) ? 9 : 2;
+        if (q->bytes - pos < h)
+            break;
+        out_peek(q, pos, hdr, h);
+        size = h == 9 ? zm_get_u64(hdr + 1) : hdr[1];
+        if (size > q->bytes - pos - h)
+            break; /* cannot happen: frames are queued whole */
+        pos += h + (size_t)size;
+        if (!(hdr[0] & ZM_FLAG_MORE))
+            cut = pos; /* the end of a message or a command */
+    }
+    if (cut == 0)
+        return 0; /* a message still being queued frame by frame */
+    plain = zm_malloc(cut);
+    if (plain == NULL)
+        return -ENOMEM;
+    out_peek(q, 0, plain, cut);
+    zm_wbuf_init(&sealed);
+    for (pos = 0; pos < cut && rc == 0;) {
+        unsigned flags = plain[pos];
+        size_t h = (flags & ZM_FLAG_LONG) ? 9 : 2;
+        size_t size = h == 9 ? (size_t)zm_get_u64(plain + pos + 1)
+                             : plain[pos + 1];
+        rc = c->mech.ops->encode(&c->mech, plain + pos + h, size,
+                                 flags & (ZM_FLAG_MORE | ZM_FLAG_COMMAND),
+                                 &sealed);
+        pos += h + size;
+    }
+    free(plain);
+    if (rc == 0) {
+        zm_outq_drop_front(q, cut);
+        if (zm_outq_put_front(q, sealed.data, sealed.len) == 0)
+            c->hs_left = sealed.len;
+        else
+            rc = -ENOMEM; /* those messages are lost with the connection */
+    }
+    zm_wbuf_free(&sealed);
+    return rc;
+}
+
 /* Write what may be written: the handshake bytes until READY is in, then
- * everything. */
+ * everything (on a sealed connection, what conn_seal_some sealed). */
 void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now)
 {
     for (;;) {
-        size_t limit = c->state == ZM_CS_ACTIVE ? c->out.bytes : c->hs_left;
-        size_t hs;
+        size_t limit, hs;
         ssize_t n;
+        if (c->sealed && c->hs_left == 0 && c->out.bytes > 0 &&
+            c->state == ZM_CS_ACTIVE && conn_seal_some(c) < 0) {
+            c->lost_errno = ENOMEM;
+            zm_conn_lost(s, c, now);
+            return;
+        }
+        limit = c->state == ZM_CS_ACTIVE && !c->sealed ? c->out.bytes
+                                                       : c->hs_left;
         if (limit == 0)
             break;
         ZM_COUNT(ZM_CNT_SENDMSG);

@@ -16,6 +16,7 @@
 static const zm_mech_ops *const registry[] = {
     &zm_mech_null,
     &zm_mech_plain,
+    &zm_mech_curve,
 };
 
 const zm_mech_ops *zm_mech_find(const char *name)

@@ -9,7 +9,7 @@
  * announce (Socket-Type, Identity), the peer's metadata taken from READY
  * or INITIATE, the ways a handshake fails and the monitor's codes for
  * them (ZM_PROTO_*).  Implementations: mech_null.c (NULL, RFC 23),
- * mech_plain.c (PLAIN, RFC 24).
+ * mech_plain.c (PLAIN, RFC 24), mech_curve.c (CURVE, RFC 26).
  * May call: the codec (commands, metadata, encoders) and common.h only.
  * No I/O, no clock, no sockets, no Python: parsed commands in, encoded
  * commands out (a zm_wbuf the caller queues).  What the peer's metadata
@@ -41,15 +41,16 @@
  * call may leave bytes in `out`; the connection discards them.
  *
  * Encrypting mechanisms (CURVE) also seal each frame after the handshake:
- * ops->encode turns one frame into the command that carries it (CURVE's
- * MESSAGE) and ops->decode opens one.  For NULL and PLAIN both are NULL:
- * frames travel as they are, and the per-message paths never look at the
- * mechanism.  That is decided once, at the end of the handshake: today
- * the connection refuses a peer whose mechanism seals (zm_mech_seals), so
- * CURVE comes with the two calls the data paths lack: encode where a
- * frame is encoded for a peer (engine_route.c, and fan-out's pages shared
- * between peers, engine_pubsub.c, become per peer) and decode where a
- * MESSAGE command arrives (engine_conn.c).
+ * ops->encode turns one frame into the frame that carries it (CURVE's
+ * MESSAGE, sent as a data frame as libzmq does) and ops->decode opens
+ * one.  For NULL and PLAIN both are NULL: frames travel as they are, and
+ * the per-message paths never look at the mechanism.  That is decided
+ * once, at the end of the handshake (zm_conn.sealed, engine_conn.c): the
+ * output queue keeps plain frames and zm_conn_write seals whole messages
+ * from its front just before writing them (so SNDHWM, cut messages and
+ * redials work on plain frames, and a redial seals the kept messages
+ * with the new session's key); received MESSAGE frames are opened in
+ * conn_unseal, commands (PING, SUBSCRIBE) among them.
  *
  * How to add a mechanism (PLAIN, RFC 24; CURVE, RFC 26):
  *   1. a new file mech_NAME.c defining `const zm_mech_ops zm_mech_NAME`:
@@ -142,7 +143,12 @@ typedef struct zm_mech_config {
     size_t plain_username_len;
     const unsigned char *plain_password;
     size_t plain_password_len;
-    /* CURVE's keys: added with them. */
+    /* CURVE (mech_curve.c, options CURVE_*): our long-term key pair and,
+     * for a client, the server's public key (zero until set).  Secret:
+     * zeroed when the socket and each handshake end, never printed. */
+    unsigned char curve_public[32];
+    unsigned char curve_secret[32];
+    unsigned char curve_server[32];
 } zm_mech_config;
 
 /* The peer, as its metadata (READY, or INITIATE) described it.  The
@@ -224,6 +230,7 @@ const zm_mech_ops *zm_mech_find(const char *name);
 /* The mechanisms in the registry. */
 extern const zm_mech_ops zm_mech_null;
 extern const zm_mech_ops zm_mech_plain;
+extern const zm_mech_ops zm_mech_curve; /* mech_curve.c (RFC 26) */
 
 /* Start a handshake: m takes ops and a copy of cfg; our greeting (ZMTP
  * 3.1 with ops->name and cfg->as_server) and ops->start's first commands

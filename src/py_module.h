@@ -181,6 +181,29 @@ extern const char zm_py_strerror_doc[];
 PyObject *zm_py_strerror(PyObject *module, PyObject *code);
 
 /* ================================================================== */
+/* py_curve.c: CURVE keys, libsodium's presence, the C Z85 codec       */
+/* ================================================================== */
+
+extern const char zm_py_curve_keypair_doc[];
+PyObject *zm_py_curve_keypair(PyObject *module, PyObject *unused);
+extern const char zm_py_curve_public_doc[];
+PyObject *zm_py_curve_public(PyObject *module, PyObject *secret);
+extern const char zm_py_curve_unavailable_doc[];
+PyObject *zm_py_curve_unavailable(PyObject *module, PyObject *unused);
+extern const char zm_py_z85_encode_doc[];
+PyObject *zm_py_z85_encode(PyObject *module, PyObject *data);
+extern const char zm_py_z85_decode_doc[];
+PyObject *zm_py_z85_decode(PyObject *module, PyObject *text);
+extern const char zm_py_curve_mech_doc[];
+PyObject *zm_py_curve_mech(PyObject *module, PyObject *args);
+extern const char zm_py_curve_mech_handle_doc[];
+PyObject *zm_py_curve_mech_handle(PyObject *module, PyObject *args);
+extern const char zm_py_curve_mech_encode_doc[];
+PyObject *zm_py_curve_mech_encode(PyObject *module, PyObject *args);
+extern const char zm_py_curve_mech_decode_doc[];
+PyObject *zm_py_curve_mech_decode(PyObject *module, PyObject *args);
+
+/* ================================================================== */
 /* py_handles.c: the Progress and InprocPipe types                    */
 /* ================================================================== */
 

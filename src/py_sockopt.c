@@ -19,6 +19,9 @@
  */
 #include "py_module.h"
 
+#include "sodium.h"
+#include "z85.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,6 +60,10 @@
 #define ZO_PLAIN_PASSWORD 46
 #define ZO_ZAP_DOMAIN 55
 #define ZO_ZAP_ENFORCE_DOMAIN 93
+#define ZO_CURVE_SERVER 47
+#define ZO_CURVE_PUBLICKEY 48
+#define ZO_CURVE_SECRETKEY 49
+#define ZO_CURVE_SERVERKEY 50
 
 /* ------------------------------------------------------------------ */
 /* Errors naming an option                                            */
@@ -469,6 +476,118 @@ static PyObject *get_zap_domain(SocketObject *self, const sockopt *o)
                                      (Py_ssize_t)self->s.zap_domain_len);
 }
 
+/* CURVE (mech_curve.c; keys kept in zm_sock.mech_cfg).  As libzmq:
+ * setting a key or CURVE_SERVER=1 selects CURVE, CURVE_SERVERKEY makes us
+ * the client, CURVE_SERVER=0 goes back to NULL.  Without libsodium every
+ * setter refuses, saying what to install. */
+
+/* The CURVE mechanism, or NULL with ZMQError(EINVAL) saying why not. */
+static const zm_mech_ops *curve_ops_or_raise(SocketObject *self)
+{
+    char msg[400];
+    const char *why = NULL;
+    const zm_mech_ops *ops = zm_mech_find("CURVE");
+
+    if (zm_sodium_get(&why) == NULL) {
+        snprintf(msg, sizeof(msg), "Invalid argument: %s", why);
+        zm_py_raise_zmq(self->st, EINVAL, msg);
+        return NULL;
+    }
+    if (ops == NULL)
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: this zmtp has no CURVE mechanism");
+    return ops;
+}
+
+static int set_curve_server(SocketObject *self, const sockopt *o,
+                            PyObject *value)
+{
+    const zm_mech_ops *ops;
+    int on;
+
+    /* True/False too: ipykernel sets `curve_server = True` (pyzmq takes
+     * any int, and a bool is one) */
+    if (PyBool_Check(value))
+        on = value == Py_True;
+    else if (int_option(self->st, value, o->name, INT32_MIN, INT32_MAX,
+                        &on) < 0)
+        return -1;
+    if (on == 0) {
+        self->s.mech_ops = NULL; /* libzmq: mechanism NULL */
+        self->s.mech_cfg.as_server = 0;
+        return 0;
+    }
+    ops = curve_ops_or_raise(self);
+    if (ops == NULL)
+        return -1;
+    self->s.mech_ops = ops;
+    self->s.mech_cfg.as_server = 1;
+    return 0;
+}
+
+static PyObject *get_curve_server(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLong(self->s.mech_ops != NULL &&
+                           strcmp(self->s.mech_ops->name, "CURVE") == 0 &&
+                           self->s.mech_cfg.as_server);
+}
+
+/* A key: 32 bytes, or 40 characters of Z85 (41 with a NUL, as libzmq's C
+ * string); the value is never shown in an error. */
+static int set_curve_key(SocketObject *self, const sockopt *o,
+                         PyObject *value)
+{
+    unsigned char key[32];
+    const zm_mech_ops *ops;
+    const unsigned char *b;
+    Py_buffer view;
+    int ok;
+
+    if (get_bytes_option(value, &view,
+                         "CURVE keys take bytes (use setsockopt_string for "
+                         "str)") < 0)
+        return -1;
+    b = view.buf;
+    if (view.len == 32) {
+        memcpy(key, b, 32);
+        ok = 1;
+    } else if (view.len == 40 || (view.len == 41 && b[40] == 0)) {
+        ok = zm_z85_decode(key, view.buf, 40) == 0;
+    } else {
+        ok = 0;
+    }
+    PyBuffer_Release(&view);
+    if (!ok) {
+        zm_secure_zero(key, sizeof(key));
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: a CURVE key is 32 bytes or 40 "
+                        "characters of Z85");
+        return -1;
+    }
+    ops = curve_ops_or_raise(self);
+    if (ops != NULL) {
+        memcpy((char *)self + o->off, key, 32);
+        self->s.mech_ops = ops;
+        if (o->off == offsetof(SocketObject, s.mech_cfg.curve_server))
+            self->s.mech_cfg.as_server = 0;
+    }
+    zm_secure_zero(key, sizeof(key));
+    return ops != NULL ? 0 : -1;
+}
+
+/* libzmq reads a key back only into a 32 or 41-byte buffer; pyzmq asks
+ * with 255 bytes, so pyzmq's getsockopt says EINVAL (and its attribute
+ * "write-only"): zmtp does the same, and a secret is never read back. */
+static PyObject *get_curve_key(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return zm_py_raise_zmq(self->st, EINVAL, "Invalid argument");
+}
+
+#define CURVE_KEY(field)                                                      \
+    set_curve_key, get_curve_key, 0, 0, offsetof(SocketObject, field)
+
 /* An int option: its field in SocketObject and the range set accepts. */
 #define INT_OPT(field, lo, hi)                                                \
     set_int, get_int, (lo), (hi), offsetof(SocketObject, field)
@@ -523,10 +642,20 @@ static const sockopt sockopts[] = {
     [ZO_ZAP_DOMAIN] = {"ZAP_DOMAIN", set_zap_domain, get_zap_domain, 0, 0, 0},
     [ZO_ZAP_ENFORCE_DOMAIN] = {"ZAP_ENFORCE_DOMAIN",
                                INT_OPT(s.zap_enforce_domain, 0, 1)},
+    /* CURVE */
+    [ZO_CURVE_SERVER] = {"CURVE_SERVER", set_curve_server, get_curve_server,
+                         0, 0, 0},
+    [ZO_CURVE_PUBLICKEY] = {"CURVE_PUBLICKEY",
+                            CURVE_KEY(s.mech_cfg.curve_public)},
+    [ZO_CURVE_SECRETKEY] = {"CURVE_SECRETKEY",
+                            CURVE_KEY(s.mech_cfg.curve_secret)},
+    [ZO_CURVE_SERVERKEY] = {"CURVE_SERVERKEY",
+                            CURVE_KEY(s.mech_cfg.curve_server)},
 };
 
 #undef INT_OPT
 #undef INT_RO
+#undef CURVE_KEY
 
 /* The row of option number opt, or NULL when zmtp has none. */
 static const sockopt *sockopt_find(long opt)

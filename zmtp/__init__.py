@@ -22,6 +22,10 @@ from zmtp.error import Again, ContextTerminated, NotDone, ZMQBindError, ZMQError
 from zmtp.version import __version__, has, pyzmq_version, pyzmq_version_info, zmq_version, zmq_version_info
 from zmtp._backend import backend_info, backend_name
 from zmtp.constants import (
+    CURVE_PUBLICKEY,
+    CURVE_SECRETKEY,
+    CURVE_SERVER,
+    CURVE_SERVERKEY,
     DEALER,
     DEFAULT_LINGER,
     DONTWAIT,
@@ -135,7 +139,7 @@ __all__ = [
     "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
     "ZMQError", "__version__", "backend_info", "backend_name", "io_stats", "memory_stats", "proxy", "strerror",
     "Message", "MessageTracker", "NotDone", "device", "DeviceType", "QUEUE", "FORWARDER", "STREAMER",
-    "curve_keypair", "curve_public",
+    "curve_keypair", "curve_public", "CURVE_SERVER", "CURVE_PUBLICKEY", "CURVE_SECRETKEY", "CURVE_SERVERKEY",
     "ContextOption", "IO_THREADS", "IPC_PATH_MAX_LEN", "MAX_MSGSZ", "MAX_SOCKETS", "MORE", "MessageOption", "POLLPRI",
     "SHARED", "SOCKET_LIMIT", "SRCFD", "STREAM", "STREAM_NOTIFY",
     "MECHANISM", "PLAIN_SERVER", "PLAIN_USERNAME", "PLAIN_PASSWORD", "ZAP_DOMAIN", "ZAP_ENFORCE_DOMAIN", "NULL", "PLAIN", "CURVE", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",

@@ -26,6 +26,10 @@ from typing import Any, Callable, List, Optional, Sequence, Union
 from zmtp import _zmtp
 from zmtp._inproc import DEFAULT_NAMES, InprocNames, is_inproc
 from zmtp.constants import (
+    CURVE_PUBLICKEY,
+    CURVE_SECRETKEY,
+    CURVE_SERVER,
+    CURVE_SERVERKEY,
     DONTWAIT,
     EVENT_ALL,
     ETERM,
@@ -146,6 +150,23 @@ def _bytes_option(opt: int, doc: str) -> property:
     return property(fget, fset, doc=doc)
 
 
+#: options that cannot be read back (pyzmq: AttributeError "... attribute is
+#: write-only"); Python passes their getter's AttributeError to __getattr__.
+_WRITE_ONLY_OPTIONS = frozenset({"curve_publickey", "curve_secretkey", "curve_serverkey"})
+
+
+def _write_only_option(opt: int, name: str, doc: str) -> property:
+    """A bytes option that cannot be read back (pyzmq's CURVE keys)."""
+
+    def fget(self: "Socket") -> bytes:
+        raise AttributeError(f"{name} attribute is write-only")
+
+    def fset(self: "Socket", value: bytes) -> None:
+        self.setsockopt(opt, value)
+
+    return property(fget, fset, doc=doc)
+
+
 def _is_attribute(cls: type, key: str) -> bool:
     """True if a class of ``cls``'s MRO defines or annotates ``key``."""
     return any(key in vars(c) or key in vars(c).get("__annotations__", {}) for c in cls.__mro__)
@@ -183,6 +204,8 @@ class _OptionAttributes:
         # zmtp implements (those are properties).
         if key.startswith("_"):
             raise AttributeError(key)
+        if key in _WRITE_ONLY_OPTIONS:
+            raise AttributeError(f"{key} attribute is write-only")
         raise _no_option(type(self).__name__, key)
 
 
@@ -353,6 +376,15 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     plain_password = _bytes_option(PLAIN_PASSWORD, "PLAIN_PASSWORD (1..255 bytes): makes the socket a PLAIN client.")
     zap_domain = _bytes_option(ZAP_DOMAIN, "ZAP_DOMAIN (0..255 bytes): the domain of this server's ZAP requests.")
     zap_enforce_domain = _int_option(ZAP_ENFORCE_DOMAIN, "ZAP_ENFORCE_DOMAIN: kept, as libzmq (no effect on PLAIN).")
+        self.setsockopt(opt, value)
+
+    return property(fget, fset, doc=doc)
+
+
+    curve_server = _int_option(CURVE_SERVER, "CURVE_SERVER: 1 makes this socket a CURVE server (needs curve_secretkey); 0 goes back to NULL.")
+    curve_publickey = _write_only_option(CURVE_PUBLICKEY, "curve_publickey", "CURVE_PUBLICKEY: our long-term public key (40 bytes Z85 or 32 raw); write-only.")
+    curve_secretkey = _write_only_option(CURVE_SECRETKEY, "curve_secretkey", "CURVE_SECRETKEY: our long-term secret key (40 bytes Z85 or 32 raw); write-only, never shown.")
+    curve_serverkey = _write_only_option(CURVE_SERVERKEY, "curve_serverkey", "CURVE_SERVERKEY: the server's public key; setting it makes this socket a CURVE client; write-only.")
     stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:

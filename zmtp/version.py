@@ -33,7 +33,7 @@ _CAPABILITIES = {
     "pgm": False,
     "tipc": False,
     "norm": False,
-    "curve": False,
+    "curve": False,  # asked of zmtp.curve.curve_available() at each call
     "gssapi": False,
     "draft": False,
     "inproc": True,
@@ -63,5 +63,10 @@ def pyzmq_version_info() -> Tuple[int, int, int]:
 def has(capability: str) -> bool:
     """True if zmtp supports ``capability`` (libzmq's names: "ipc", "pgm",
     "tipc", "norm", "curve", "gssapi", "draft"; also "inproc").  Unknown
-    names give False, as in pyzmq."""
+    names give False, as in pyzmq.  "curve" is True when libsodium loads and
+    the CURVE mechanism is built (see :mod:`zmtp.curve`)."""
+    if capability == "curve":
+        from zmtp.curve import curve_available  # the C module: loaded late
+
+        return curve_available()
     return _CAPABILITIES.get(capability, False)
