@@ -66,6 +66,7 @@
 enum curve_phase {
     EXPECT_HELLO,    /* server */
     EXPECT_INITIATE, /* server */
+    EXPECT_ZAP,      /* server: INITIATE checked, ZAP asked about C */
     EXPECT_WELCOME,  /* client */
     EXPECT_READY,    /* client */
     SEALED           /* READY: MESSAGE boxes both ways */
@@ -85,6 +86,8 @@ typedef struct curve_state {
     unsigned char peer_key[KEY];  /* server: the client's long-term key */
     unsigned char *meta;          /* the peer's metadata, opened */
     size_t meta_len;
+    unsigned char *initiate;      /* server, EXPECT_ZAP: INITIATE opened */
+    size_t initiate_len;
 } curve_state;
 
 static const unsigned char zero64[64];
@@ -346,9 +349,9 @@ static int server_send_ready(zm_mech *m, curve_state *st, zm_wbuf *out)
 }
 
 /* INITIATE: the cookie must be ours, the box open with the session key,
- * the vouch name C'; then READY. */
-static int server_initiate(zm_mech *m, curve_state *st, const zm_command *cmd,
-                           zm_wbuf *out)
+ * the vouch name C'; then ZAP is asked about C (READY goes with its
+ * answer, curve_zap_reply). */
+static int server_initiate(zm_mech *m, curve_state *st, const zm_command *cmd)
 {
     const unsigned char *d = cmd->data;
     unsigned char n[NONCE], cookie[64], vouch[64], *plain = NULL;
@@ -400,9 +403,19 @@ static int server_initiate(zm_mech *m, curve_state *st, const zm_command *cmd,
         rc = zm_mech_refuse(m, PROTO_KEY_EXCHANGE, NULL);
         goto out;
     }
-    rc = server_send_ready(m, st, out);
-    if (rc == 0)
-        rc = peer_ready(m, st, plain + 128, clen - MAC - 128);
+    /* ZAP (RFC 27) judges the client's long-term key C; READY waits for
+     * its 200 (curve_zap_reply), which keeps the opened INITIATE. */
+    st->initiate = plain;
+    st->initiate_len = clen - MAC;
+    plain = NULL;
+    st->phase = EXPECT_ZAP;
+    {
+        const unsigned char *cred[1] = {st->peer_key};
+        const size_t cred_len[1] = {KEY};
+
+        zm_mech_zap_request(m, "CURVE", cred, cred_len, 1);
+    }
+    rc = 0;
 out:
     zm_secure_zero(cookie, sizeof(cookie));
     free(plain);
@@ -412,6 +425,38 @@ out:
 /* ------------------------------------------------------------------ */
 /* The ops                                                            */
 /* ------------------------------------------------------------------ */
+
+/* ZAP's verdict on C: 200 READY; 300 close without ERROR (a temporary
+ * failure); 400/500 ERROR with the status, as libzmq's zap_client. */
+static int curve_zap_reply(zm_mech *m, unsigned status, zm_wbuf *out)
+{
+    curve_state *st = m->state;
+    int rc;
+
+    if (st->phase != EXPECT_ZAP || st->initiate == NULL)
+        return zm_mech_refuse(m, ZM_PROTO_UNSPECIFIED, NULL);
+    switch (status) {
+    case 200:
+        rc = server_send_ready(m, st, out);
+        if (rc == 0)
+            rc = peer_ready(m, st, st->initiate + 128,
+                            st->initiate_len - 128);
+        break;
+    case 300:
+        rc = zm_mech_auth_failed(m, 300, NULL);
+        break;
+    case 400:
+        rc = zm_mech_auth_failed(m, 400, "400");
+        break;
+    default:
+        rc = zm_mech_auth_failed(m, 500, "500");
+        break;
+    }
+    zm_secure_zero(st->initiate, st->initiate_len);
+    free(st->initiate);
+    st->initiate = NULL;
+    return rc;
+}
 
 static int curve_start(zm_mech *m, zm_wbuf *out)
 {
@@ -448,7 +493,7 @@ static int curve_handle(zm_mech *m, const zm_command *cmd, zm_wbuf *out)
         break;
     case EXPECT_INITIATE:
         if (IS("INITIATE"))
-            return server_initiate(m, st, cmd, out);
+            return server_initiate(m, st, cmd);
         break;
     case EXPECT_WELCOME:
         if (IS("WELCOME"))
@@ -477,6 +522,10 @@ static void curve_release(zm_mech *m)
     if (st == NULL)
         return;
     free(st->meta);
+    if (st->initiate != NULL) {
+        zm_secure_zero(st->initiate, st->initiate_len);
+        free(st->initiate);
+    }
     zm_secure_zero(st, sizeof(*st));
     free(st);
     m->state = NULL;
@@ -558,4 +607,6 @@ const zm_mech_ops zm_mech_curve = {
     .release = curve_release,
     .encode = curve_encode,
     .decode = curve_decode,
+    .zap_reply = curve_zap_reply,
+    .zap_optional = 1, /* no handler: encryption without authentication */
 };

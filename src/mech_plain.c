@@ -133,19 +133,6 @@ static int plain_put_metadata(zm_mech *m, const char *name, zm_wbuf *out)
     return rc < 0 ? zm_mech_nomem(m) : 0;
 }
 
-/* The peer's ERROR: a ZAP status ("300", "400", "500") is an
- * authentication failure (HANDSHAKE_FAILED_AUTH); anything else closes
- * as libzmq does (DISCONNECTED only).  We answer neither. */
-static int plain_peer_error(zm_mech *m, const zm_command *cmd)
-{
-    const unsigned char *r = cmd->arg;
-
-    if (cmd->arg_len == 3 && r[1] == '0' && r[2] == '0' && r[0] >= '3' &&
-        r[0] <= '5')
-        return zm_mech_auth_failed(m, (uint32_t)(r[0] - '0') * 100, NULL);
-    return zm_mech_peer_error(m, cmd);
-}
-
 static int plain_client_handle(zm_mech *m, plain_state *p,
                                const zm_command *cmd, zm_wbuf *out)
 {
@@ -169,7 +156,7 @@ static int plain_client_handle(zm_mech *m, plain_state *p,
         return 0;
     }
     if (cmd->kind == ZM_CMD_ERROR)
-        return plain_peer_error(m, cmd);
+        return zm_mech_peer_error(m, cmd);
     return zm_mech_refuse(m, ZM_PROTO_UNEXPECTED_COMMAND,
                           "unexpected command");
 }

@@ -110,7 +110,14 @@ int zm_mech_auth_failed(zm_mech *m, uint32_t status, const char *reason)
 
 int zm_mech_peer_error(zm_mech *m, const zm_command *cmd)
 {
-    (void)cmd; /* its reason is the peer's; libzmq only logs it */
+    const unsigned char *r = cmd->arg;
+
+    /* A ZAP status ("300", "400", "500") is an authentication failure
+     * (HANDSHAKE_FAILED_AUTH with it), as libzmq's mechanism_base; any
+     * other reason is the peer's, which libzmq only logs. */
+    if (cmd->arg_len == 3 && r[1] == '0' && r[2] == '0' && r[0] >= '3' &&
+        r[0] <= '5')
+        return zm_mech_auth_failed(m, (uint32_t)(r[0] - '0') * 100, NULL);
     return mech_fail(m, ZM_MECH_FAIL_PEER, 0, NULL, -EPROTO);
 }
 

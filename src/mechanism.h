@@ -195,6 +195,11 @@ typedef struct zm_mech_ops {
      * (zm_mech_zap_request): status 200, 300, 400 or 500.  NULL for a
      * mechanism that never asks. */
     int (*zap_reply)(zm_mech *m, unsigned status, zm_wbuf *out);
+    /* With no ZAP handler bound: 1 goes on as if it said 200 with no
+     * User-Id (libzmq 4.3.5's CURVE server, also with ZAP_ENFORCE_DOMAIN:
+     * encryption without authentication); 0 refuses (libzmq's PLAIN
+     * server). */
+    int zap_optional;
 } zm_mech_ops;
 
 /* The credentials a server mechanism asks ZAP (RFC 27) to judge: the
@@ -313,7 +318,9 @@ int zm_mech_refuse(zm_mech *m, uint32_t code, const char *reason);
  * one, as CURVE's server may): returns -EPROTO. */
 int zm_mech_auth_failed(zm_mech *m, uint32_t status, const char *reason);
 
-/* The peer sent ERROR (ZM_MECH_FAIL_PEER): returns -EPROTO. */
+/* The peer sent ERROR: with a ZAP status as reason ("300", "400",
+ * "500") an authentication failure (ZM_MECH_FAIL_AUTH), else
+ * ZM_MECH_FAIL_PEER.  Returns -EPROTO. */
 int zm_mech_peer_error(zm_mech *m, const zm_command *cmd);
 
 /* Out of memory (ZM_MECH_FAIL_NOMEM): returns -ENOMEM. */

@@ -893,3 +893,28 @@ def test_truncated_or_oversized_commands_refused(command, change):
     body = body[:-1] if change == "cut" else body + b"\0"
     with pytest.raises(ValueError, match="mechanism failed"):
         _zmtp._curve_mech_handle(target, body)
+
+
+def test_without_a_zap_handler_every_client_is_admitted(backend, ctx, zctx):
+    """A CURVE server with no ZAP handler admits every client with a valid
+    vouch (encryption without authentication), with ZAP_ENFORCE_DOMAIN 0
+    or 1: what libzmq 4.3.5 does (its server is checked beside ours)."""
+    srv_public, srv_secret = zmtp.curve_keypair()
+    for enforce in (0, 1):
+        for impl_ctx, mod in ((ctx, zmtp), (zctx, zmq)):  # zmtp's server, then libzmq's
+            rep = impl_ctx.socket(mod.REP)
+            rep.linger = 0
+            rep.curve_secretkey = srv_secret
+            rep.curve_server = True
+            rep.setsockopt(mod.ZAP_ENFORCE_DOMAIN, enforce)
+            port = rep.bind_to_random_port("tcp://127.0.0.1")
+            req = zctx.socket(zmq.REQ)
+            req.linger = 0
+            req.curve_serverkey = srv_public
+            req.curve_publickey, req.curve_secretkey = zmq.curve_keypair()
+            req.connect(f"tcp://127.0.0.1:{port}")
+            req.send(b"ping")
+            rep.rcvtimeo = 10000
+            assert rep.recv() == b"ping", (mod.__name__, enforce)
+            req.close()
+            rep.close()
