@@ -20,7 +20,9 @@ import zmq
 import zmtp
 from zmtp import _zmtp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the folder holding the zmtp under test (the source tree, or an installed
+#: copy: a sanitizer venv, a wheel), for the child interpreters' PYTHONPATH
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(zmtp.__file__)))
 
 # RFC 32's test vector.
 RFC32_BYTES = bytes([0x86, 0x4F, 0xD2, 0x6F, 0xB5, 0x59, 0xF7, 0x5B])

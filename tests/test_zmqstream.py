@@ -713,7 +713,7 @@ print("ok")
 def test_zmtp_imports_without_tornado():
     """tornado is optional: zmtp and zmtp.eventloop import without it; the
     modules that need it raise ImportError naming the extra."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(zmtp.__file__)))
     env = dict(os.environ, PYTHONPATH=root)
     out = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", _NO_TORNADO],
                          env=env, capture_output=True, text=True, timeout=120)
@@ -723,7 +723,7 @@ def test_zmtp_imports_without_tornado():
 def test_zmtp_import_does_not_import_tornado():
     """``import zmtp`` and ``import zmtp.eventloop`` leave tornado unimported
     even where it is installed."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(zmtp.__file__)))
     code = "import sys, zmtp, zmtp.eventloop; print(sorted(m for m in sys.modules if m.startswith('tornado')))"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=root),
                          capture_output=True, text=True, timeout=120)
