@@ -933,15 +933,15 @@ ZM_PY_DOC(zm_py_sock_inproc_connect_doc,
 "A new pipe from this socket to endpoint; returns the binder's end\n"
 "(an InprocPipe) for the context to offer to the bound socket.");
 
-PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg)
+/* A pipe from this socket, its far end returned as an InprocPipe: to the
+ * socket bound at `ep` (zm_sock_inproc_connect), or, with ep NULL, to the
+ * Context's ZAP handler (zm_sock_zap_connect). */
+static PyObject *sock_new_pipe(SocketObject *self, const char *ep)
 {
-    const char *ep = endpoint_str(self->st, arg);
     InprocPipeObject *po;
     zm_pipe *peer = NULL;
     int rc;
 
-    if (ep == NULL)
-        return NULL;
     po = PyObject_New(InprocPipeObject, self->st->InprocPipe_Type);
     if (po == NULL)
         return NULL;
@@ -950,7 +950,8 @@ PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg)
         Py_DECREF(po);
         return NULL;
     }
-    rc = zm_sock_inproc_connect(&self->s, ep, &peer);
+    rc = ep != NULL ? zm_sock_inproc_connect(&self->s, ep, &peer)
+                    : zm_sock_zap_connect(&self->s, &peer);
     sock_leave(self);
     if (rc < 0) {
         Py_DECREF(po);
@@ -961,6 +962,15 @@ PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg)
     return (PyObject *)po;
 }
 
+PyObject *zm_py_sock_inproc_connect(SocketObject *self, PyObject *arg)
+{
+    const char *ep = endpoint_str(self->st, arg);
+
+    if (ep == NULL)
+        return NULL;
+    return sock_new_pipe(self, ep);
+}
+
 ZM_PY_DOC(zm_py_sock_zap_connect_doc,
 "_zap_connect()\n--\n\n"
 "A pipe from this socket to the Context's ZAP handler (engine_zap.c): the\n"
@@ -968,28 +978,8 @@ ZM_PY_DOC(zm_py_sock_zap_connect_doc,
 
 PyObject *zm_py_sock_zap_connect(SocketObject *self, PyObject *unused)
 {
-    InprocPipeObject *po;
-    zm_pipe *peer = NULL;
-    int rc;
-
     (void)unused;
-    po = PyObject_New(InprocPipeObject, self->st->InprocPipe_Type);
-    if (po == NULL)
-        return NULL;
-    po->pipe = NULL;
-    if (sock_enter(self) < 0) {
-        Py_DECREF(po);
-        return NULL;
-    }
-    rc = zm_sock_zap_connect(&self->s, &peer);
-    sock_leave(self);
-    if (rc < 0) {
-        Py_DECREF(po);
-        return zm_py_raise_zmq(self->st, -rc, NULL);
-    }
-    po->pipe = peer;
-    po->fork_gen = zm_fork_gen();
-    return (PyObject *)po;
+    return sock_new_pipe(self, NULL);
 }
 
 ZM_PY_DOC(zm_py_sock_inproc_offer_doc,
