@@ -153,6 +153,15 @@ def _interrupt_round(km: Any, kc: Any) -> Dict[str, Any]:
             return {"status": reply["content"]["status"], "ename": reply["content"].get("ename")}
 
 
+def _control_request(kc: Any, msg: Dict[str, Any]) -> Dict[str, Any]:
+    """Send `msg` on the control channel; its reply."""
+    kc.control_channel.send(msg)
+    while True:
+        rep = kc.control_channel.get_msg(timeout=STEP_DEADLINE_S)
+        if rep["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return rep
+
+
 def _debugger_round(kc: Any) -> Dict[str, Any]:
     """ipykernel's debugger (debug_request on the control channel): the
     kernel starts debugpy and talks to it through a STREAM socket."""
@@ -165,11 +174,23 @@ def _debugger_round(kc: Any) -> Dict[str, Any]:
             ("dumpCell", {"code": "a = 1\n"})], start=1):
         msg = kc.session.msg("debug_request", {"type": "request", "seq": seq, "command": command,
                                                "arguments": arguments})
-        kc.control_channel.send(msg)
-        while True:
-            rep = kc.control_channel.get_msg(timeout=STEP_DEADLINE_S)
-            if rep["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-                break
+        rep = _control_request(kc, msg)
+        if command == "initialize":
+            # The kernel starts debugpy on a port it found by binding and
+            # unbinding a socket of its own; a pyzmq kernel's unbind is
+            # done later by libzmq's I/O thread, so under load debugpy's
+            # listen can fail and initialize answer success=False (seen once
+            # on CI with a pyzmq kernel).  The client got its reply: ask
+            # again, a few times, before calling the debugger broken.
+            for _ in range(3):
+                if rep["content"].get("success"):
+                    break
+                results.setdefault("initialize_retries", 0)
+                results["initialize_retries"] += 1
+                time.sleep(1.0)
+                msg = kc.session.msg("debug_request", {"type": "request", "seq": seq, "command": command,
+                                                       "arguments": arguments})
+                rep = _control_request(kc, msg)
         results[command] = bool(rep["content"].get("success"))
         if command == "dumpCell":
             results["sourcePath"] = bool(rep["content"].get("body", {}).get("sourcePath"))
@@ -348,46 +369,53 @@ def run_case(tmp_path: Any, backend: str, kernel_zmtp: bool, client_zmtp: bool, 
     return seen
 
 
+def _msg(what: Any, why: str) -> str:
+    """An assertion message pytest shows whole (a tuple's repr is cut short,
+    and with it the stderr that says why)."""
+    return f"{what!r}{why}"
+
+
 def check(seen: Dict[str, Any], backend: str, kernel_zmtp: bool, client_zmtp: bool) -> None:
     """Everything a working kernel and client show."""
     why = f"\nclient and kernel stderr:\n{seen['stderr'][-8000:]}"
     expect = lambda on: ["zmtp", backend] if on else ["zmq", "pyzmq"]
     assert seen["client"] == expect(client_zmtp), why
     kernel_out = [o for o in seen["kernel"]["outputs"] if o["msg_type"] == "stream"]
-    assert [o["content"]["text"].split() for o in kernel_out] == [expect(kernel_zmtp)], (seen["kernel"], why)
+    assert [o["content"]["text"].split() for o in kernel_out] == [expect(kernel_zmtp)], _msg(seen["kernel"], why)
 
     assert seen["kernel_info"]["status"] == "ok" and seen["kernel_info"]["implementation"] == "ipython", why
 
     out = seen["print"]
-    assert out["reply"]["status"] == "ok", (out, why)
+    assert out["reply"]["status"] == "ok", _msg(out, why)
     streams = [o["content"] for o in out["outputs"] if o["msg_type"] == "stream"]
-    assert "".join(s["text"] for s in streams) == "hello from the kernel\n", (out, why)
-    assert {s["name"] for s in streams} == {"stdout"}, (out, why)
+    assert "".join(s["text"] for s in streams) == "hello from the kernel\n", _msg(out, why)
+    assert {s["name"] for s in streams} == {"stdout"}, _msg(out, why)
     results = [o["content"] for o in out["outputs"] if o["msg_type"] == "execute_result"]
-    assert [r["data"]["text/plain"] for r in results] == ["42"], (out, why)
+    assert [r["data"]["text/plain"] for r in results] == ["42"], _msg(out, why)
 
     err = seen["error"]
-    assert err["reply"]["status"] == "error" and err["reply"]["ename"] == "ZeroDivisionError", (err, why)
+    assert err["reply"]["status"] == "error" and err["reply"]["ename"] == "ZeroDivisionError", _msg(err, why)
     errors = [o["content"] for o in err["outputs"] if o["msg_type"] == "error"]
-    assert len(errors) == 1 and errors[0]["ename"] == "ZeroDivisionError", (err, why)
-    assert "division by zero" in errors[0]["evalue"], (err, why)
-    assert any("ZeroDivisionError" in line for line in errors[0]["traceback"]), (err, why)
+    assert len(errors) == 1 and errors[0]["ename"] == "ZeroDivisionError", _msg(err, why)
+    assert "division by zero" in errors[0]["evalue"], _msg(err, why)
+    assert any("ZeroDivisionError" in line for line in errors[0]["traceback"]), _msg(err, why)
 
     assert seen["big"] == {"status": "ok", "whole": True, "length": 1 << 20,
-                           "messages": seen["big"]["messages"]}, (seen["big"], why)
+                           "messages": seen["big"]["messages"]}, _msg(seen["big"], why)
 
     hb = seen["heartbeat"]
-    assert hb["beats"] >= BEATS and hb["failures"] == [] and hb["is_alive"], (hb, why)
+    assert hb["beats"] >= BEATS and hb["failures"] == [] and hb["is_alive"], _msg(hb, why)
 
-    assert seen["stdin"] == {"status": "ok", "prompts": ["name? "], "text": "got zmtp-user\n"}, (seen["stdin"], why)
-    assert seen["interrupt"] == {"status": "error", "ename": "KeyboardInterrupt"}, (seen["interrupt"], why)
-    assert seen["async_client"] == {"status": "ok", "outputs": ["from the async client\n", "5"]}, (
+    assert seen["stdin"] == {"status": "ok", "prompts": ["name? "], "text": "got zmtp-user\n"}, _msg(seen["stdin"], why)
+    assert seen["interrupt"] == {"status": "error", "ename": "KeyboardInterrupt"}, _msg(seen["interrupt"], why)
+    assert seen["async_client"] == {"status": "ok", "outputs": ["from the async client\n", "5"]}, _msg(
         seen["async_client"], why)
     if importlib.util.find_spec("debugpy") is not None:
-        assert seen["debugger"] == {"initialize": True, "attach": True, "configurationDone": True, "dumpCell": True,
-                                    "sourcePath": True}, (seen["debugger"], why)
+        debugger = {k: v for k, v in seen["debugger"].items() if k != "initialize_retries"}
+        assert debugger == {"initialize": True, "attach": True, "configurationDone": True, "dumpCell": True,
+                                    "sourcePath": True}, _msg(seen["debugger"], why)
 
-    assert seen["shutdown"] == {"msg_type": "shutdown_reply", "status": "ok", "exit": 0}, (seen["shutdown"], why)
+    assert seen["shutdown"] == {"msg_type": "shutdown_reply", "status": "ok", "exit": 0}, _msg(seen["shutdown"], why)
 
 
 def _report(seen: Dict[str, Any]) -> None:
