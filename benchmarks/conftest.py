@@ -26,6 +26,15 @@ from typing import Any, Callable, List, Tuple
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Benchmarks run in one process: pyproject's addopts ask pytest-xdist
+    for workers (for the tests), and pytest-benchmark turns itself off under
+    xdist."""
+    if hasattr(config.option, "numprocesses"):
+        config.option.numprocesses = 0
+
+
 def pytest_collect_file(file_path, parent):
     if file_path.suffix != ".py" or not file_path.name.startswith("bench_"):
         return None

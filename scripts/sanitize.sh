@@ -80,9 +80,12 @@ EOF
 
 # --capture=sys: a sanitizer report written to fd 2 reaches the terminal even
 # when the process aborts (with fd capture it would be lost with the process).
+# -n 0: in this process, not in xdist workers (pyproject's addopts), whose
+# abort would show as "node down" without the report (pass -n 2 after it
+# to run in parallel anyway).
 cd "$root"
 set +e
-"$venv/bin/pytest" -p zmtp_sanitize_check --capture=sys "$@"
+"$venv/bin/pytest" -p zmtp_sanitize_check --capture=sys -n 0 "$@"
 rc=$?
 set -e
 echo "== sanitize.sh: pytest exit code $rc"

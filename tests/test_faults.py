@@ -813,6 +813,8 @@ def test_million_messages_none_lost_duplicated_or_reordered(sender, transport, b
 BIG = 2**31 + 1
 
 
+# one worker runs the big-memory tests, one at a time (pyproject's addopts)
+@pytest.mark.xdist_group("big-memory")
 @pytest.mark.skipif(mem_available() < 8 * 2**30, reason="needs 8 GiB of MemAvailable")
 def test_message_of_2GiB_plus_one_zmtp_to_zmtp_ipc(backend, ctx, spawn, ipc_dir):
     """One message of 2**31 + 1 octets (past every 31-bit length), zmtp PUSH ->
