@@ -34,8 +34,13 @@ static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
      * page + 4096-frame array: about 4 MiB). The listener stays pending:
      * the next step, at once, takes the next batch. */
     for (int i = 0; i < ZM_ACCEPT_BATCH; i++) {
-        int fd = zm_accept(l->fd, l->addr.transport);
+        int fd;
         zm_conn *c;
+        if (!zm_sock_may_accept(s)) {
+            l->pending = 1; /* the backlog waits: once a handshake ends */
+            return;
+        }
+        fd = zm_accept(l->fd, l->addr.transport);
         if (fd < 0) {
             /* EAGAIN, or a transient error (EMFILE...) */
             if (fd != -EAGAIN)
@@ -127,6 +132,7 @@ int zm_sock_init(zm_sock *s, int type)
     s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
     s->write_buf_size = ZM_WRITE_BUF_DEFAULT;
     s->max_frames = ZM_MAX_FRAMES_DEFAULT;
+    s->hs_max = zm_handshakes_max();
     /* libzmq starts generated ids at a random value. */
     s->next_rid = (uint32_t)(zm_now_ns() ^ (int64_t)(uintptr_t)s);
     zm_msg_init(&s->rep_envelope);
@@ -384,7 +390,10 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
 {
     int64_t next = -1;
 
-    for (zm_listener *l = s->listeners; l != NULL; l = l->next)
+    /* At the handshake cap, a waiting backlog would wake the owner for
+     * nothing: the listeners are watched again once a handshake ends. */
+    for (zm_listener *l = s->listeners;
+         l != NULL && s->hs_accepted < s->hs_max; l = l->next)
         watch(ctx, l->fd, WATCH_IN);
     if (s->mon_fd >= 0)
         watch(ctx, s->mon_fd, WATCH_IN | (s->mon_out.bytes > 0 ? WATCH_OUT : 0u));

@@ -178,6 +178,8 @@ typedef struct zm_conn {
                                refcounted: its messages' Frames hold it), or
                                NULL */
     int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
+    int hs_slot;            /* an accepted connection in its handshake,
+                               counted in zm_sock.hs_accepted */
     int64_t last_write_ns;  /* last sendmsg of messages (coalescing) */
     int64_t flush_at_ns;    /* held-back output must go by then (0: none) */
     int lost_errno;         /* why the transport failed (0: EOF or unknown) */
@@ -232,6 +234,10 @@ typedef struct zm_sock_stats {
     uint64_t progress_steps;             /* full steps (reads, accepts,
                                             timers) taken by the progress
                                             thread for an owner away */
+    uint64_t accepts_paused;             /* times accepting stopped: as many
+                                            accepted connections as
+                                            ZM_HANDSHAKES_MAX were still in
+                                            their handshake */
 } zm_sock_stats;
 
 /* Add n to a zm_sock_stats counter.  Written only by whoever holds the
@@ -346,6 +352,13 @@ typedef struct zm_sock {
                                     now name another file (loopset.c) */
 
     zm_sock_stats stats;
+    /* Accepted connections in their handshake (zm_conn.hs_slot): at
+     * hs_max the listeners are neither accepted from nor
+     * watched until one finishes, fails or times out (HANDSHAKE_IVL). */
+    size_t hs_accepted;
+    size_t hs_max;               /* the cap: ZMTP_HANDSHAKES_MAX or
+                                    ZM_HANDSHAKES_MAX (zm_sock_init) */
+    int accept_paused;           /* at the cap since the last accept */
 
     /* Security: the mechanism of every tcp/ipc handshake (NULL: the NULL
      * mechanism) and its options; each connection starts from a copy with
@@ -420,6 +433,27 @@ int zm_sock_adopt(zm_sock *s, int fd, const char *endpoint);
  * ZM_ACCEPT_RETRY_NS without it, for owners that never wait). */
 void zm_sock_io_ready(zm_sock *s, int fd);
 #define ZM_ACCEPT_RETRY_NS ((int64_t)10000000) /* 10 ms */
+
+/* Handshake floods (docs/security.md, "Handshake floods").  At most
+ * ZM_HANDSHAKES_MAX accepted connections of a socket are in their
+ * handshake at once: past it, new connections wait in the kernel's listen
+ * backlog, unaccepted (no descriptor, no memory, no Curve25519 work),
+ * until one finishes, fails or is closed by HANDSHAKE_IVL.  Until READY,
+ * no frame may be larger than ZM_HANDSHAKE_FRAME_MAX (every handshake
+ * command of NULL, PLAIN and CURVE is a few hundred octets; MAXMSGSIZE,
+ * when smaller, still applies): a peer not yet authenticated never makes
+ * the socket hold more than that (and a read page) on its behalf. */
+#define ZM_HANDSHAKES_MAX ((size_t)1024)
+#define ZM_HANDSHAKE_FRAME_MAX ((int64_t)65536)
+
+/* The cap of a socket made now: the environment's ZMTP_HANDSHAKES_MAX
+ * (1..1000000) when set, else ZM_HANDSHAKES_MAX. */
+size_t zm_handshakes_max(void);
+
+/* 1 while the socket may accept: fewer than s->hs_max accepted
+ * connections are in their handshake (engine_conn.c).  The first time it
+ * says 0 after having said 1, stats.accepts_paused is counted. */
+int zm_sock_may_accept(zm_sock *s);
 
 /* One non-blocking step of all I/O: accept, connect, read, decode, write,
  * redial when due.  `now_ns` is CLOCK_MONOTONIC. */

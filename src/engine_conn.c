@@ -43,6 +43,61 @@ int zm_encode_handshake(zm_wbuf *w, const char *type,
     return rc < 0 ? -ENOMEM : 0;
 }
 
+/* The frame size allowed while the handshake is on (engine.h:
+ * ZM_HANDSHAKE_FRAME_MAX, or MAXMSGSIZE when smaller); MAXMSGSIZE once
+ * the connection is ACTIVE (conn_activate). */
+static int64_t handshake_frame_max(const zm_sock *s)
+{
+    return s->maxmsgsize >= 0 && s->maxmsgsize < ZM_HANDSHAKE_FRAME_MAX
+               ? s->maxmsgsize
+               : ZM_HANDSHAKE_FRAME_MAX;
+}
+
+/* An accepted connection's handshake holds one of the socket's
+ * ZM_HANDSHAKES_MAX places until it ends either way. */
+static void conn_hs_slot_take(zm_sock *s, zm_conn *c)
+{
+    if (!c->hs_slot && !c->connecter && !c->inproc &&
+        c->state == ZM_CS_HANDSHAKE) {
+        c->hs_slot = 1;
+        s->hs_accepted++;
+    }
+}
+
+static void conn_hs_slot_give(zm_sock *s, zm_conn *c)
+{
+    if (c->hs_slot) {
+        c->hs_slot = 0;
+        s->hs_accepted--;
+    }
+}
+
+size_t zm_handshakes_max(void)
+{
+    const char *v = getenv("ZMTP_HANDSHAKES_MAX");
+    char *end;
+    unsigned long n;
+
+    if (v == NULL || *v == '\0')
+        return ZM_HANDSHAKES_MAX;
+    n = strtoul(v, &end, 10);
+    return *end == '\0' && n >= 1 && n <= 1000000 ? (size_t)n
+                                                  : ZM_HANDSHAKES_MAX;
+}
+
+int zm_sock_may_accept(zm_sock *s)
+{
+    if (s->hs_accepted < s->hs_max) {
+        s->accept_paused = 0;
+        return 1;
+    }
+    if (!s->accept_paused) {
+        s->accept_paused = 1;
+        ZM_STAT_ADD(s->stats.accepts_paused, 1);
+    }
+    return 0;
+}
+
 static int conn_decoder_reset(zm_sock *s, zm_conn *c)
 {
     zm_decoder_config cfg;
@@ -50,7 +105,7 @@ static int conn_decoder_reset(zm_sock *s, zm_conn *c)
     zm_decoder_free(&c->dec);
     zm_decoder_config_default(&cfg);
     cfg.page_size = s->read_buf_size;
-    cfg.maxmsgsize = s->maxmsgsize;
+    cfg.maxmsgsize = handshake_frame_max(s); /* until ACTIVE */
     cfg.max_frames = s->max_frames;
     cfg.opaque_ready = zm_mech_seals(&c->mech); /* CURVE's READY is a box */
     return zm_decoder_init(&c->dec, &cfg) < 0 ? -EINVAL : 0;
@@ -193,7 +248,10 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     c->hs_event_sent = 0;
     c->lost_errno = 0;
     c->state = ZM_CS_HANDSHAKE;
-    return conn_decoder_reset(s, c);
+    if (conn_decoder_reset(s, c) < 0)
+        return -EINVAL;
+    conn_hs_slot_take(s, c);
+    return 0;
 nomem:
     zm_wbuf_free(&hs);
     zm_secure_zero(cfg.curve_secret, sizeof(cfg.curve_secret));
@@ -256,6 +314,7 @@ static void conn_retry_later(zm_sock *s, zm_conn *c, int64_t now)
 /* The connection's transport is gone (EOF, error, protocol violation). */
 void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now)
 {
+    conn_hs_slot_give(s, c);
     if (c->inproc) {
         zm_inproc_end(s, c); /* inproc is never redialled */
         return;
@@ -467,6 +526,8 @@ static int conn_admit(zm_sock *s, zm_conn *c, int64_t now)
 static void conn_activate(zm_sock *s, zm_conn *c)
 {
     c->state = ZM_CS_ACTIVE;
+    conn_hs_slot_give(s, c);
+    c->dec.cfg.maxmsgsize = s->maxmsgsize; /* the handshake's bound is off */
     c->retry_ivl_ms = 0; /* connected: the backoff starts over */
     if (!c->raw) /* libzmq's raw engine has no handshake to announce */
         zm_mon_event(s, ZM_EVENT_HANDSHAKE_SUCCEEDED, 0, c->endpoint);
@@ -655,6 +716,23 @@ static int conn_unseal_failed(zm_sock *s, zm_conn *c, int64_t now)
     return -1;
 }
 
+/* A sealed frame as a command: only its name is read (libzmq's
+ * check_basic_command_structure), so anything but MESSAGE, READY
+ * included, is an unexpected command for the mechanism to refuse, as
+ * libzmq does.  0, or -1 when malformed (no name, or a name past the end). */
+static int conn_sealed_command(const zm_frame *f, zm_command *cmd)
+{
+    if (f->size <= 1 || f->size <= (size_t)f->data[0])
+        return -1;
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->kind = ZM_CMD_UNKNOWN;
+    cmd->name = f->data + 1;
+    cmd->name_len = f->data[0];
+    cmd->data = f->data + 1 + f->data[0];
+    cmd->data_len = f->size - 1 - f->data[0];
+    return 0;
+}
+
 /* Frames received on a sealed connection: each is a MESSAGE box holding
  * one frame of a message, or a command (PING, SUBSCRIBE...), with its
  * flags.  Opened frames gather in c->unsealed until the last of their
@@ -671,7 +749,7 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
         unsigned flags = 0;
 
         zm_wbuf_init(&plain);
-        if (zm_command_parse(fr[i].data, fr[i].size, &box) < 0 ||
+        if (conn_sealed_command(&fr[i], &box) < 0 ||
             c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0) {
             zm_wbuf_free(&plain);
             rc = conn_unseal_failed(s, c, now);

@@ -1075,7 +1075,7 @@ PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused)
         Py_DECREF(k);
         Py_DECREF(v);
     }
-    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
+    d = Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "accepted",
                       s->accepted, "connected", s->connected, "disconnected",
                       s->disconnected, "handshake_failed", s->handshake_failed,
                       "handshake_timeouts", s->handshake_timeouts,
@@ -1084,6 +1084,7 @@ PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused)
                       "subscriptions_refused", s->subs_refused,
                       "monitor_dropped", s->monitor_dropped,
                       "progress_steps", s->progress_steps,
+                      "accepts_paused", s->accepts_paused,
                       "protocol_errors", errs);
     return d;
 }
