@@ -38,6 +38,7 @@ import os
 import resource
 import socket
 import struct
+import threading
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -52,7 +53,7 @@ from zmtp.utils.monitor import recv_monitor_message  # noqa: E402
 from helpers import DEADLINE_S, Peer, fd_count, kill_all, psock, zsock  # noqa: E402
 from test_limits import GAP_BOUND_S, MiB, Owner, assert_memory, finish, good_client_done  # noqa: E402
 from test_curve import Wire as CurveWire  # noqa: E402
-from test_zap import zap  # noqa: E402,F401 (a fixture)
+from test_zap import by_password, zap  # noqa: E402,F401 (a fixture)
 
 E = zmtp.Event
 P = zmq  # libzmq's ZMQ_PROTOCOL_ERROR_ZMTP_* codes, by pyzmq's names
@@ -463,7 +464,24 @@ PLAIN_CLIENT_CASES: Dict[str, Case] = {
     "error_in_handshake": (lambda c: (c.greet(), c.w.cmd(command(b"ERROR", b"\x03bye"))), UNEXPECTED),
     "error_malformed": (lambda c: (c.greet(), c.w.send(BAD_ERROR_CMD)), BAD_ERROR),
     "wrong_password": (lambda c: (c.greet(), c.w.cmd(c.hello(password=b"x"))), auth(400)),
+    # INITIATE while ZAP is still asked about the HELLO (the handler holds
+    # user "slow" until the connection is gone): libzmq's "invalid
+    # handshake command" (UNSPECIFIED); the late 200 then finds no one
+    "initiate_while_authenticating": (lambda c: (c.greet(), c.w.cmd(c.hello(user=b"slow")),
+                                                 c.w.cmd(command(b"INITIATE", meta("DEALER"))),
+                                                 c.w.until_closed(), ZAP_HOLD.set()),
+                                      proto(P.PROTOCOL_ERROR_ZMTP_UNSPECIFIED)),
 }
+
+#: set once the "slow" user's connection is gone (plain_zap_answer)
+ZAP_HOLD = threading.Event()
+
+
+def plain_zap_answer(req: List[bytes]) -> List[bytes]:
+    """test_zap's handler (200 for u/p), holding the user "slow" first."""
+    if req[6] == b"slow":
+        ZAP_HOLD.wait(DEADLINE_S)
+    return by_password(req)
 
 # zmtp as PLAIN client (u/p), a hand-written server (s: PlainServer)
 PLAIN_SERVER_CASES: Dict[str, Case] = {
@@ -612,7 +630,8 @@ def test_hostile_clients_of_a_zmtp_server(backend, ctx, zctx, spawn, zap, mechan
         make: Callable[[Wire], Any] = lambda w: CurveClient(w, raw_sp)
         cases = CURVE_CLIENT_CASES
     else:
-        zap()
+        ZAP_HOLD.clear()
+        zap(plain_zap_answer)
         server.plain_server = 1
         good.plain_username, good.plain_password = b"u", b"p"
         make = PlainClient
