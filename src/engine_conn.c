@@ -639,42 +639,6 @@ static void conn_on_decode_error(zm_sock *s, zm_conn *c, int error,
     zm_conn_lost(s, c, now);
 }
 
-/* A page of at least n bytes, of one of the page cache's sizes (256 B,
- * 4-64 KiB powers of two) when n fits one: the steady state allocates
- * nothing. */
-static zm_page *page_for(size_t n)
-{
-    size_t cap = ZM_PAGE_SMALL;
-
-    if (n > cap) {
-        cap = 4096;
-        while (cap < n && cap < 65536)
-            cap *= 2;
-        if (cap < n)
-            cap = n;
-    }
-    return zm_page_new(cap);
-}
-
-/* A page as a write buffer: whoever appends to it must stay within its
- * capacity (the callers size the page for the worst case, so it never
- * grows); page_wbuf_kept() checks that it did not. */
-static zm_wbuf page_wbuf(zm_page *p)
-{
-    zm_wbuf w = {.data = p->data, .len = 0, .cap = p->cap};
-    return w;
-}
-
-/* 1 when `w` is still the page's memory; else (it was regrown, which the
- * sizing rules out) its copy is freed and 0 returned. */
-static int page_wbuf_kept(zm_wbuf *w, const zm_page *p)
-{
-    if (w->data == p->data)
-        return 1;
-    zm_wbuf_free(w);
-    return 0;
-}
-
 /* A sealed frame could not be opened (a bad box, an old nonce, not a
  * MESSAGE): the mechanism says how to close. */
 static int conn_unseal_failed(zm_sock *s, zm_conn *c, int64_t now)
@@ -693,10 +657,12 @@ static int conn_unseal_failed(zm_sock *s, zm_conn *c, int64_t now)
 
 /* Frames received on a sealed connection: each is a MESSAGE box holding
  * one frame of a message, or a command (PING, SUBSCRIBE...), with its
- * flags.  Each box is opened straight into a page that becomes the frame
- * (of the page cache's sizes up to 64 KiB: no allocation in the steady
- * state).  Opened frames gather in c->unsealed until the last of their
- * message.  Takes the frames of `in`; -1 when the connection was closed. */
+ * flags.  Each box is opened in place, over its own bytes in the page it
+ * was read into (libsodium's open allows the overlap; a box that does not
+ * open is left as it was), and the frame becomes a slice of that page: no
+ * allocation, no copy.  Opened frames gather in c->unsealed until the
+ * last of their message.  Takes the frames of `in`; -1 when the
+ * connection was closed. */
 static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
 {
     zm_frame *fr = zm_msg_frames(in);
@@ -705,25 +671,23 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
     for (size_t i = 0; i < in->n && rc == 0; i++) {
         zm_command box, cmd;
         zm_frame f;
-        zm_page *page = NULL;
         zm_wbuf plain;
         unsigned flags = 0;
 
-        if (zm_command_parse(fr[i].data, fr[i].size, &box) < 0) {
+        if (fr[i].page == NULL ||
+            zm_command_parse(fr[i].data, fr[i].size, &box) < 0) {
             rc = conn_unseal_failed(s, c, now);
             break;
         }
-        page = page_for(box.data_len); /* the plaintext is shorter */
-        if (page == NULL) {
-            c->lost_errno = ENOMEM;
-            zm_conn_lost(s, c, now);
-            rc = -1;
-            break;
-        }
-        plain = page_wbuf(page);
+        /* the page's bytes of this frame are ours alone: the plaintext,
+         * shorter than the box, is written over them */
+        plain.data = (unsigned char *)box.data;
+        plain.len = 0;
+        plain.cap = box.data_len;
         if (c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0 ||
-            !page_wbuf_kept(&plain, page)) {
-            zm_page_decref(page);
+            plain.data != box.data) { /* regrown: the sizes rule it out */
+            if (plain.data != box.data)
+                zm_wbuf_free(&plain);
             rc = conn_unseal_failed(s, c, now);
             break;
         }
@@ -732,12 +696,10 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
                 rc = conn_unseal_failed(s, c, now);
             else
                 rc = conn_on_command(s, c, &cmd, now);
-            zm_page_decref(page);
             continue;
         }
         if (c->unsealed.n >= s->max_frames) {
             /* as the decoder bounds a plain message (MAX_FRAMES) */
-            zm_page_decref(page);
             ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_TOO_MANY_FRAMES], 1);
             c->lost_errno = EPROTO;
             zm_conn_lost(s, c, now);
@@ -748,12 +710,10 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
         f.flags = flags & ZM_FLAG_MORE;
         f.page = NULL;
         f.data = NULL;
-        if (plain.len > 0) {
-            page->len = plain.len;
-            f.page = page;
-            f.data = page->data;
-        } else {
-            zm_page_decref(page);
+        if (plain.len > 0) { /* the page's reference moves to the frame */
+            f.page = fr[i].page;
+            f.data = plain.data;
+            fr[i].page = NULL;
         }
         if (zm_msg_push(&c->unsealed, &f) < 0) {
             if (f.page != NULL)
@@ -1014,11 +974,48 @@ static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
  * header, MESSAGE's name and nonce, the flags byte and the MAC: 42). */
 #define SEAL_OVERHEAD ((size_t)64)
 
+/* A page of at least n bytes, of one of the page cache's sizes (256 B,
+ * 4-64 KiB powers of two) when n fits one: the steady state allocates
+ * nothing. */
+static zm_page *page_for(size_t n)
+{
+    size_t cap = ZM_PAGE_SMALL;
+
+    if (n > cap) {
+        cap = 4096;
+        while (cap < n && cap < 65536)
+            cap *= 2;
+        if (cap < n)
+            cap = n;
+    }
+    return zm_page_new(cap);
+}
+
+/* A page as a write buffer: whoever appends to it must stay within its
+ * capacity (the callers size the page for the worst case, so it never
+ * grows); page_wbuf_kept() checks that it did not. */
+static zm_wbuf page_wbuf(zm_page *p)
+{
+    zm_wbuf w = {.data = p->data, .len = 0, .cap = p->cap};
+    return w;
+}
+
+/* 1 when `w` is still the page's memory; else (it was regrown, which the
+ * sizing rules out) its copy is freed and 0 returned. */
+static int page_wbuf_kept(zm_wbuf *w, const zm_page *p)
+{
+    if (w->data == p->data)
+        return 1;
+    zm_wbuf_free(w);
+    return 0;
+}
+
 /* The n bytes at offset `at` of the queue as one pointer: into the
- * segment holding them all (no copy), else copied into *scratch (grown as
- * needed; the caller frees it).  NULL on -ENOMEM. */
+ * segment holding them all (no copy), else copied into *scratch, a page
+ * (of the cache's sizes up to 64 KiB; replaced by a larger one as needed;
+ * the caller releases it).  NULL on -ENOMEM. */
 static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
-                                     unsigned char **scratch, size_t *cap)
+                                     zm_page **scratch)
 {
     static const unsigned char none[1];
     size_t off = at;
@@ -1035,15 +1032,15 @@ static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
             return g->page->data + g->off + off;
         break;
     }
-    if (*cap < n) {
-        unsigned char *grown = zm_realloc(*scratch, n);
-        if (grown == NULL)
+    if (*scratch == NULL || (*scratch)->cap < n) {
+        if (*scratch != NULL)
+            zm_page_decref(*scratch);
+        *scratch = page_for(n);
+        if (*scratch == NULL)
             return NULL;
-        *scratch = grown;
-        *cap = n;
     }
-    out_peek(q, at, *scratch, n);
-    return *scratch;
+    out_peek(q, at, (*scratch)->data, n);
+    return (*scratch)->data;
 }
 
 /* The sealed bytes (page->data[0..len)) in front of the queue, by
@@ -1073,14 +1070,15 @@ static int out_put_front_page(zm_outq *q, zm_page *page, size_t len)
  * into MESSAGE boxes that take their place as hs_left bytes.  Each frame
  * is sealed from where it lies in the queue (copied first only when it
  * straddles two segments) straight into one page put in front of the
- * queue: no allocation in the steady state (a page of the cache's sizes),
- * one copy and the cipher per frame.  0, or -ENOMEM. */
+ * queue: no allocation in the steady state for batches and frames up to
+ * 64 KiB (pages of the cache's sizes), one copy and the cipher per frame.
+ * 0, or -ENOMEM. */
 static int conn_seal_some(zm_conn *c)
 {
     zm_outq *q = &c->out;
-    size_t pos = 0, cut = 0, bound = 0, scratch_cap = 0;
-    unsigned char hdr[9], *scratch = NULL;
-    zm_page *page;
+    size_t pos = 0, cut = 0, bound = 0;
+    unsigned char hdr[9];
+    zm_page *page, *scratch = NULL;
     zm_wbuf sealed;
     int rc = 0;
 
@@ -1114,7 +1112,7 @@ static int conn_seal_some(zm_conn *c)
         flags = hdr[0];
         h = (flags & ZM_FLAG_LONG) ? 9 : 2;
         size = h == 9 ? (size_t)zm_get_u64(hdr + 1) : hdr[1];
-        data = out_span(q, pos + h, size, &scratch, &scratch_cap);
+        data = out_span(q, pos + h, size, &scratch);
         rc = data == NULL ? -ENOMEM
                           : c->mech.ops->encode(&c->mech, data, size,
                                                 flags & (ZM_FLAG_MORE |
@@ -1122,7 +1120,8 @@ static int conn_seal_some(zm_conn *c)
                                                 &sealed);
         pos += h + size;
     }
-    free(scratch);
+    if (scratch != NULL)
+        zm_page_decref(scratch);
     if (!page_wbuf_kept(&sealed, page))
         rc = -ENOMEM;
     if (rc < 0) {
