@@ -437,6 +437,9 @@ def test_curve_rows_json():
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     running = [i for i in impls if i not in doc["skipped"]]
+    assert doc["libsodium"]["zmtp"].startswith("libsodium"), doc["libsodium"]  # the cipher's library, named
+    if "pyzmq" in running:
+        assert doc["libsodium"]["pyzmq"].startswith("libsodium"), doc["libsodium"]
     assert [(row["case"], row["metric"]) for row in doc["rows"]] == CURVE_ROWS
     assert [row["size"] for row in doc["rows"]] == [64, 64, 64, 65536, 64]
     for row in doc["rows"]:
@@ -466,6 +469,8 @@ def test_curve_rows_text_and_size():
     assert re.search(r"[0-9]$", lines[3].rstrip(" -")) and re.search(r"[0-9]$", lines[4].rstrip(" -")), lines
     assert any(ln.startswith("curve_* rows: CURVE on both sides") for ln in lines), lines
     assert any(ln.startswith("Targets (issue 17): ") for ln in lines), lines
+    assert any(ln.startswith("libsodium (the cipher's speed depends on its version): zmtp libsodium")
+               for ln in lines), lines
     assert "timeout" not in r.stdout and "error" not in r.stdout
 
 

@@ -140,6 +140,28 @@ def lib_version(lib: str) -> str:
     return f"zmtp {__version__}"
 
 
+def libsodium_of(lib: str) -> Optional[str]:
+    """The file name of the libsodium `lib` ("zmtp" or "pyzmq") encrypts
+    with here (CURVE's cost depends on its version), or None when it has
+    none; read from this process's memory map once a key pair is made
+    (pyzmq's wheel bundles its own copy in ``pyzmq.libs``; zmtp loads one
+    at run time: ``ZMTP_LIBSODIUM``, its wheel's, else the system's)."""
+    try:
+        if lib == "pyzmq":
+            importlib.import_module("zmq").curve_keypair()
+        else:
+            _zmtp.curve_keypair()
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libsodium" in line}
+    except Exception:  # no CURVE there, or no /proc
+        return None
+    forced = os.environ.get("ZMTP_LIBSODIUM")
+    if lib == "zmtp" and forced:
+        return os.path.basename(forced)
+    mine = sorted(p for p in paths if ("pyzmq.libs" in p) == (lib == "pyzmq"))
+    return os.path.basename(mine[0]) if mine else None
+
+
 def choose_backend(impl: Impl) -> None:
     """Make this thread's first zmtp wait open `impl`'s backend.
 

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from zmtp import __version__
-from zmtp.perf.config import ASYNC_SCENARIOS, BLOCKING_TWIN, INPROC_SCENARIOS, Impl, fmt_size, lib_version
+from zmtp.perf.config import (
+    ASYNC_SCENARIOS,
+    BLOCKING_TWIN,
+    INPROC_SCENARIOS,
+    Impl,
+    fmt_size,
+    lib_version,
+    libsodium_of,
+)
 from zmtp.perf.peers import CellError
 from zmtp.perf.scenarios import Case, Metric, metrics_of, run_once
 
@@ -269,10 +277,14 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
             "(RTT <= 0.3x pyzmq asyncio), >= 3 on the async msg/s rows; async/blocking >= 0.5 (within 2x).",
         ]
     if any(c.curve for c in plan.cases):
+        sodium = curve_libsodium(plan)
         lines += [
             "curve_* rows: CURVE on both sides, key pairs made per run (zmtp.curve_keypair, zmq.curve_keypair); "
             "the peer process is the CURVE server; raw has no CURVE column. curve_handshake: a REQ connects, "
             "handshakes, makes one round trip and closes, repeated.",
+            "libsodium (the cipher's speed depends on its version): "
+            + ", ".join(f"{lib} {name or 'none'}" for lib, name in sodium.items())
+            + " (ZMTP_LIBSODIUM=PATH makes zmtp load another).",
             "Targets (issue 17): zmtp/pyzmq >= 3.33 on curve_reqrep p50 (RTT <= 0.3x pyzmq's), >= 3 on "
             "curve_pushpull 64 B, >= 1.5 on curve_pushpull 64 KiB, >= 1 on curve_handshake.",
         ]
@@ -285,9 +297,16 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
+def curve_libsodium(plan: Plan) -> Dict[str, Optional[str]]:
+    """The libsodium file of each library of the plan that runs the curve rows."""
+    libs = [lib for lib in ("zmtp", "pyzmq") if any(i.lib == lib for i in plan.impls)]
+    return {lib: libsodium_of(lib) for lib in libs}
+
+
 def plan_json(plan: Plan, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The --json document."""
-    return {
+    extra = {"libsodium": curve_libsodium(plan)} if any(c.curve for c in plan.cases) else {}
+    return {**extra,
         "zmtp": __version__,
         "pyzmq": lib_version("pyzmq") if any(i.lib == "pyzmq" for i in plan.impls) else None,
         "transport": plan.transport,
