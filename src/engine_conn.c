@@ -660,7 +660,8 @@ static int conn_unseal_failed(zm_sock *s, zm_conn *c, int64_t now)
  * flags.  Each box is opened in place, over its own bytes in the page it
  * was read into (libsodium's open allows the overlap; a box that does not
  * open is left as it was), and the frame becomes a slice of that page: no
- * allocation, no copy.  Opened frames gather in c->unsealed until the
+ * allocation, the bytes move only within the page.  Opened frames gather
+ * in c->unsealed until the
  * last of their message.  Takes the frames of `in`; -1 when the
  * connection was closed. */
 static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
