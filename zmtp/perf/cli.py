@@ -115,7 +115,7 @@ def table_parser() -> argparse.ArgumentParser:
                    "zmtp.asyncio vs zmq.asyncio, each side a coroutine in its own process (one zmtp column and "
                    "pyzmq); each brings its blocking row of the same shape (reqrep, pushpull, dealer_router) "
                    "for the async/blocking ratio. curve = curve_reqrep, curve_pushpull, curve_handshake "
-                   "(not in the default run: they add ~20 s): CURVE on both sides beside pyzmq "
+                   "(not in the default run: they add ~25 s): CURVE on both sides beside pyzmq "
                    "with CURVE, key pairs made per run; curve_pushpull runs 64 B and 64 KiB; "
                    "curve_handshake counts connect + handshake + one round trip + close per second")
     p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp",)), metavar="IMPL",
