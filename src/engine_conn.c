@@ -735,8 +735,13 @@ static int conn_sealed_command(const zm_frame *f, zm_command *cmd)
 
 /* Frames received on a sealed connection: each is a MESSAGE box holding
  * one frame of a message, or a command (PING, SUBSCRIBE...), with its
- * flags.  Opened frames gather in c->unsealed until the last of their
- * message.  Takes the frames of `in`; -1 when the connection was closed. */
+ * flags.  Each box is opened in place, over its own bytes in the page it
+ * was read into (libsodium's open allows the overlap; a box that does not
+ * open is left as it was), and the frame becomes a slice of that page: no
+ * allocation, the bytes move only within the page.  Opened frames gather
+ * in c->unsealed until the
+ * last of their message.  Takes the frames of `in`; -1 when the
+ * connection was closed. */
 static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
 {
     zm_frame *fr = zm_msg_frames(in);
@@ -748,10 +753,20 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
         zm_wbuf plain;
         unsigned flags = 0;
 
-        zm_wbuf_init(&plain);
-        if (conn_sealed_command(&fr[i], &box) < 0 ||
-            c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0) {
-            zm_wbuf_free(&plain);
+        if (fr[i].page == NULL ||
+            conn_sealed_command(&fr[i], &box) < 0) {
+            rc = conn_unseal_failed(s, c, now);
+            break;
+        }
+        /* the page's bytes of this frame are ours alone: the plaintext,
+         * shorter than the box, is written over them */
+        plain.data = (unsigned char *)box.data;
+        plain.len = 0;
+        plain.cap = box.data_len;
+        if (c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0 ||
+            plain.data != box.data) { /* regrown: the sizes rule it out */
+            if (plain.data != box.data)
+                zm_wbuf_free(&plain);
             rc = conn_unseal_failed(s, c, now);
             break;
         }
@@ -760,33 +775,26 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
                 rc = conn_unseal_failed(s, c, now);
             else
                 rc = conn_on_command(s, c, &cmd, now);
-            zm_wbuf_free(&plain);
             continue;
         }
         if (c->unsealed.n >= s->max_frames) {
             /* as the decoder bounds a plain message (MAX_FRAMES) */
-            zm_wbuf_free(&plain);
             ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_TOO_MANY_FRAMES], 1);
             c->lost_errno = EPROTO;
             zm_conn_lost(s, c, now);
             rc = -1;
             break;
         }
-        f.page = NULL;
-        f.data = NULL;
         f.size = plain.len;
         f.flags = flags & ZM_FLAG_MORE;
-        if (plain.len > 0) {
-            f.page = zm_page_new(plain.len);
-            if (f.page != NULL) {
-                memcpy(f.page->data, plain.data, plain.len);
-                f.page->len = plain.len;
-                f.data = f.page->data;
-            }
+        f.page = NULL;
+        f.data = NULL;
+        if (plain.len > 0) { /* the page's reference moves to the frame */
+            f.page = fr[i].page;
+            f.data = plain.data;
+            fr[i].page = NULL;
         }
-        zm_wbuf_free(&plain);
-        if ((f.size > 0 && f.page == NULL) ||
-            zm_msg_push(&c->unsealed, &f) < 0) {
+        if (zm_msg_push(&c->unsealed, &f) < 0) {
             if (f.page != NULL)
                 zm_page_decref(f.page);
             c->lost_errno = ENOMEM;
@@ -1041,16 +1049,115 @@ static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
 /* Sealed output is made this much (whole messages) at a time, so SNDHWM
  * still counts what waits for the kernel. */
 #define SEAL_BATCH ((size_t)256 * 1024)
+/* What a mechanism adds to a frame it seals, at most (CURVE: a 9-byte
+ * header, MESSAGE's name and nonce, the flags byte and the MAC: 42). */
+#define SEAL_OVERHEAD ((size_t)64)
+
+/* A page of at least n bytes, of one of the page cache's sizes (256 B,
+ * 4-64 KiB powers of two) when n fits one: the steady state allocates
+ * nothing. */
+static zm_page *page_for(size_t n)
+{
+    size_t cap = ZM_PAGE_SMALL;
+
+    if (n > cap) {
+        cap = 4096;
+        while (cap < n && cap < 65536)
+            cap *= 2;
+        if (cap < n)
+            cap = n;
+    }
+    return zm_page_new(cap);
+}
+
+/* A page as a write buffer: whoever appends to it must stay within its
+ * capacity (the callers size the page for the worst case, so it never
+ * grows); page_wbuf_kept() checks that it did not. */
+static zm_wbuf page_wbuf(zm_page *p)
+{
+    zm_wbuf w = {.data = p->data, .len = 0, .cap = p->cap};
+    return w;
+}
+
+/* 1 when `w` is still the page's memory; else (it was regrown, which the
+ * sizing rules out) its copy is freed and 0 returned. */
+static int page_wbuf_kept(zm_wbuf *w, const zm_page *p)
+{
+    if (w->data == p->data)
+        return 1;
+    zm_wbuf_free(w);
+    return 0;
+}
+
+/* The n bytes at offset `at` of the queue as one pointer: into the
+ * segment holding them all (no copy), else copied into *scratch, a page
+ * (of the cache's sizes up to 64 KiB; replaced by a larger one as needed;
+ * the caller releases it).  NULL on -ENOMEM. */
+static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
+                                     zm_page **scratch)
+{
+    static const unsigned char none[1];
+    size_t off = at;
+
+    if (n == 0)
+        return none; /* an empty frame, maybe at the very end */
+    for (size_t i = 0; i < q->n; i++) {
+        const zm_seg *g = &q->segs[(q->head + i) % q->cap];
+        if (off >= g->len) {
+            off -= g->len;
+            continue;
+        }
+        if (g->len - off >= n)
+            return g->page->data + g->off + off;
+        break;
+    }
+    if (*scratch == NULL || (*scratch)->cap < n) {
+        if (*scratch != NULL)
+            zm_page_decref(*scratch);
+        *scratch = page_for(n);
+        if (*scratch == NULL)
+            return NULL;
+    }
+    out_peek(q, at, (*scratch)->data, n);
+    return (*scratch)->data;
+}
+
+/* The sealed bytes (page->data[0..len)) in front of the queue, by
+ * reference when the segment ring has room (the page's reference moves to
+ * the segment), else copied.  0, or -ENOMEM (the page is released). */
+static int out_put_front_page(zm_outq *q, zm_page *page, size_t len)
+{
+    int rc = 0;
+
+    page->len = len;
+    if (q->cap == 0 || q->n == q->cap) {
+        rc = zm_outq_put_front(q, page->data, len);
+        zm_page_decref(page);
+        return rc;
+    }
+    q->head = (q->head + q->cap - 1) % q->cap;
+    q->segs[q->head].page = page;
+    q->segs[q->head].off = 0;
+    q->segs[q->head].len = len;
+    q->n++;
+    q->bytes += len;
+    return 0;
+}
 
 /* A sealed connection with nothing sealed left to write: seal the whole
  * messages (and commands) at the front of `out`, about SEAL_BATCH bytes,
- * into MESSAGE boxes that take their place as hs_left bytes.  0, or
- * -ENOMEM. */
+ * into MESSAGE boxes that take their place as hs_left bytes.  Each frame
+ * is sealed from where it lies in the queue (copied first only when it
+ * straddles two segments) straight into one page put in front of the
+ * queue: no allocation in the steady state for batches and frames up to
+ * 64 KiB (pages of the cache's sizes), one copy and the cipher per frame.
+ * 0, or -ENOMEM. */
 static int conn_seal_some(zm_conn *c)
 {
     zm_outq *q = &c->out;
-    size_t pos = 0, cut = 0;
-    unsigned char hdr[9], *plain;
+    size_t pos = 0, cut = 0, bound = 0;
+    unsigned char hdr[9];
+    zm_page *page, *scratch = NULL;
     zm_wbuf sealed;
     int rc = 0;
 
@@ -1066,36 +1173,45 @@ static int conn_seal_some(zm_conn *c)
         if (size > q->bytes - pos - h)
             break; /* cannot happen: frames are queued whole */
         pos += h + (size_t)size;
+        bound += (size_t)size + SEAL_OVERHEAD;
         if (!(hdr[0] & ZM_FLAG_MORE))
             cut = pos; /* the end of a message or a command */
     }
     if (cut == 0)
         return 0; /* a message still being queued frame by frame */
-    plain = zm_malloc(cut);
-    if (plain == NULL)
+    page = page_for(bound);
+    if (page == NULL)
         return -ENOMEM;
-    out_peek(q, 0, plain, cut);
-    zm_wbuf_init(&sealed);
+    sealed = page_wbuf(page);
     for (pos = 0; pos < cut && rc == 0;) {
-        unsigned flags = plain[pos];
-        size_t h = (flags & ZM_FLAG_LONG) ? 9 : 2;
-        size_t size = h == 9 ? (size_t)zm_get_u64(plain + pos + 1)
-                             : plain[pos + 1];
-        rc = c->mech.ops->encode(&c->mech, plain + pos + h, size,
-                                 flags & (ZM_FLAG_MORE | ZM_FLAG_COMMAND),
-                                 &sealed);
+        const unsigned char *data;
+        unsigned flags;
+        size_t h, size;
+        out_peek(q, pos, hdr, 9 < cut - pos ? 9 : cut - pos);
+        flags = hdr[0];
+        h = (flags & ZM_FLAG_LONG) ? 9 : 2;
+        size = h == 9 ? (size_t)zm_get_u64(hdr + 1) : hdr[1];
+        data = out_span(q, pos + h, size, &scratch);
+        rc = data == NULL ? -ENOMEM
+                          : c->mech.ops->encode(&c->mech, data, size,
+                                                flags & (ZM_FLAG_MORE |
+                                                         ZM_FLAG_COMMAND),
+                                                &sealed);
         pos += h + size;
     }
-    free(plain);
-    if (rc == 0) {
-        zm_outq_drop_front(q, cut);
-        if (zm_outq_put_front(q, sealed.data, sealed.len) == 0)
-            c->hs_left = sealed.len;
-        else
-            rc = -ENOMEM; /* those messages are lost with the connection */
+    if (scratch != NULL)
+        zm_page_decref(scratch);
+    if (!page_wbuf_kept(&sealed, page))
+        rc = -ENOMEM;
+    if (rc < 0) {
+        zm_page_decref(page);
+        return rc;
     }
-    zm_wbuf_free(&sealed);
-    return rc;
+    zm_outq_drop_front(q, cut);
+    rc = out_put_front_page(q, page, sealed.len);
+    if (rc == 0)
+        c->hs_left = sealed.len;
+    return rc; /* on -ENOMEM those messages are lost with the connection */
 }
 
 /* Write what may be written: the handshake bytes until READY is in, then

@@ -535,36 +535,33 @@ static void curve_release(zm_mech *m)
 
 /* One frame as a MESSAGE body: "\x07MESSAGE", short nonce,
  * Box[flags + data](C'->S' or S'->C'), appended to out as a frame with no
- * flags (libzmq sends MESSAGE so, not as a command frame). */
+ * flags (libzmq sends MESSAGE so, not as a command frame).  Sealed in
+ * place: the flags byte and the data are written where the box goes and
+ * libsodium encrypts them there (its easy functions allow m == c + MAC),
+ * so a message costs one copy and no allocation once out has room. */
 static int curve_encode(zm_mech *m, const void *data, size_t n,
                         unsigned flags, zm_wbuf *out)
 {
     curve_state *st = m->state;
-    unsigned char nonce[NONCE], hdr[9], *plain;
+    unsigned char nonce[NONCE], *dst, *box;
     size_t body = 8 + 8 + 1 + n + MAC, h;
 
-    if (n > SIZE_MAX - 64)
+    if (n > SIZE_MAX - 64 || zm_wbuf_reserve(out, 9 + body) < 0)
         return -ENOMEM;
-    plain = zm_malloc(1 + n);
-    if (plain == NULL || zm_wbuf_reserve(out, 9 + body) < 0) {
-        free(plain);
-        return -ENOMEM;
-    }
-    plain[0] = (unsigned char)(((flags & ZM_FLAG_MORE) ? BOX_MORE : 0) |
-                               ((flags & ZM_FLAG_COMMAND) ? BOX_COMMAND : 0));
-    if (n > 0)
-        memcpy(plain + 1, data, n);
+    dst = out->data + out->len;
+    h = zm_frame_header(dst, body, 0);
+    memcpy(dst + h, "\x07MESSAGE", 8);
     short_nonce(nonce, m->cfg.as_server ? "CurveZMQMESSAGES"
                                         : "CurveZMQMESSAGEC", st->nonce++);
-    h = zm_frame_header(hdr, body, 0);
-    memcpy(out->data + out->len, hdr, h);
-    out->len += h;
-    memcpy(out->data + out->len, "\x07MESSAGE", 8);
-    memcpy(out->data + out->len + 8, nonce + 16, 8);
-    st->na->crypto_box_easy_afternm(out->data + out->len + 16, plain, 1 + n,
-                                    nonce, st->precom);
-    out->len += body;
-    free(plain);
+    memcpy(dst + h + 8, nonce + 16, 8);
+    box = dst + h + 16;
+    box[MAC] = (unsigned char)(((flags & ZM_FLAG_MORE) ? BOX_MORE : 0) |
+                               ((flags & ZM_FLAG_COMMAND) ? BOX_COMMAND : 0));
+    if (n > 0)
+        memmove(box + MAC + 1, data, n); /* data may already be in place */
+    st->na->crypto_box_easy_afternm(box, box + MAC, 1 + n, nonce,
+                                    st->precom);
+    out->len += h + body;
     return 0;
 }
 

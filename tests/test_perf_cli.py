@@ -143,7 +143,7 @@ INPROC = "inproc_reqrep,inproc_pushpull"
 #: the table without --scenario: every scenario, the inproc ones, then the async ones last
 DEFAULT_CASES = ["reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub 1 sub", "pubsub 4 sub",
                  "inproc_reqrep", "inproc_pushpull", "async_reqrep", "async_pushpull", "async_dealer_router"]
-DEFAULT_HELP = "(default: all)"
+DEFAULT_HELP = "(default: all but curve_reqrep, curve_pushpull, curve_handshake)"
 INPROC_ROWS = [("inproc_reqrep", "p50_us"), ("inproc_reqrep", "p99_us"), ("inproc_pushpull", "msg_s")]
 
 
@@ -412,3 +412,107 @@ def test_async_rows_over_ipc():
     assert [(row["case"], row["transport"]) for row in rows] == [("reqrep", "ipc"), ("reqrep", "ipc"),
                                                                  ("async_reqrep", "ipc")]
     assert rows[-1]["values"][zmtp_backends()[-1]] > 0 and rows[-1]["errors"] == {}, rows[-1]
+
+
+# ---------------------------------------------------------------- the curve_* rows (CURVE beside pyzmq with CURVE)
+
+#: the rows of --scenario curve: curve_pushpull makes a 64 B and a 64 KiB row
+CURVE_ROWS = [("curve_reqrep", "p50_us"), ("curve_reqrep", "p99_us"), ("curve_pushpull 64 B", "msg_s"),
+              ("curve_pushpull 64 KiB", "msg_s"), ("curve_handshake", "hs_s")]
+
+
+def curve_missing() -> bool:
+    import zmtp
+
+    return not zmtp.has("curve")
+
+
+@pytest.mark.skipif(curve_missing(), reason="CURVE needs libsodium")
+def test_curve_rows_json():
+    """--scenario curve: every CURVE row has a zmtp and a pyzmq figure (one run each, tiny counts), its ratio,
+    the unit and mechanism named; raw has no CURVE column."""
+    impls = [zmtp_backends()[-1], "pyzmq", "raw"]
+    r = perf("--count", "40", "--runs", "1", "--scenario", "curve", "--impl", ",".join(impls), "--json",
+             "--timeout", "15")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    running = [i for i in impls if i not in doc["skipped"]]
+    assert doc["libsodium"]["zmtp"].startswith("libsodium"), doc["libsodium"]  # the cipher's library, named
+    if "pyzmq" in running:
+        assert doc["libsodium"]["pyzmq"].startswith("libsodium"), doc["libsodium"]
+    assert [(row["case"], row["metric"]) for row in doc["rows"]] == CURVE_ROWS
+    assert [row["size"] for row in doc["rows"]] == [64, 64, 64, 65536, 64]
+    for row in doc["rows"]:
+        assert row["errors"] == {}, row
+        assert row["mechanism"] == "CURVE" and row["transport"] == "tcp", row
+        assert row["unit"] == {"p50_us": "us", "p99_us": "us", "msg_s": "msg/s", "hs_s": "handshakes/s"}[row["metric"]]
+        for impl in running:
+            if impl == "raw":
+                assert row["values"]["raw"] is None and row["runs"]["raw"] == [], row
+            else:
+                assert isinstance(row["values"][impl], float) and row["values"][impl] > 0, (row["case"], impl)
+                assert len(row["runs"][impl]) == 1, (row["case"], impl)
+        if "pyzmq" in running:
+            assert row["ratios"]["zmtp/pyzmq"] > 0, row["ratios"]
+        assert row["ratios"].get("zmtp/raw") is None, row["ratios"]
+
+
+@pytest.mark.skipif(curve_missing(), reason="CURVE needs libsodium")
+def test_curve_rows_text_and_size():
+    """The text table names the curve rows and their targets; --size makes curve_pushpull one row."""
+    r = perf("--count", "40", "--runs", "1", "--scenario", "curve_pushpull,curve_handshake", "--size", "1000",
+             "--impl", zmtp_backends()[-1], "--quiet", "--timeout", "15")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln.split("  ")[0].strip() for ln in lines[3:5]] == ["curve_pushpull 1000 B", "curve_handshake"], lines
+    assert "handshakes/s" in lines[4]
+    assert re.search(r"[0-9]$", lines[3].rstrip(" -")) and re.search(r"[0-9]$", lines[4].rstrip(" -")), lines
+    assert any(ln.startswith("curve_* rows: CURVE on both sides") for ln in lines), lines
+    assert any(ln.startswith("Targets (issue 17): ") for ln in lines), lines
+    assert any(ln.startswith("libsodium (the cipher's speed depends on its version): zmtp libsodium")
+               for ln in lines), lines
+    assert "timeout" not in r.stdout and "error" not in r.stdout
+
+
+@pytest.mark.skipif(curve_missing(), reason="CURVE needs libsodium")
+@pytest.mark.parametrize("scenario", ["curve_reqrep", "curve_handshake"])
+def test_curve_wrong_server_key_is_a_timeout_cell(monkeypatch, scenario):
+    """A client given the wrong server key never completes its handshake: the run fails as a clear
+    "timeout" cell, with the reason in the footer, instead of hanging."""
+    from zmtp import perf as perf_module
+    from zmtp.perf import links, table
+
+    original = links.ZmqSide.curve_connect_to
+
+    def wrong_key(self: links.ZmqSide, server_public: bytes) -> None:
+        original(self, self.zmq.curve_keypair()[0])  # some other server's key
+
+    monkeypatch.setattr(links.ZmqSide, "curve_connect_to", wrong_key)
+    parser = perf_module.table_parser()
+    args = parser.parse_args(["--scenario", scenario, "--impl", zmtp_backends()[-1], "--count", "20",
+                              "--runs", "1", "--timeout", "2"])
+    plan = perf_module.make_plan(args, parser)
+    cells = table.run_plan(plan, table.ProgressLine(1, False))
+    rows = table.build_rows(plan, cells)
+    text = table.render_table(plan, rows, cells)
+    body = text.splitlines()[3]
+    assert body.split()[0] == scenario and " timeout " in body + " ", text
+    assert all(row["values"][zmtp_backends()[-1]] is None for row in rows), rows
+    assert any(ln.startswith(f"{scenario} {zmtp_backends()[-1]}: timeout: ") for ln in text.splitlines()), text
+
+
+def test_curve_group_and_default():
+    """--scenario curve is the three curve scenarios; the default run has none of them; --help says how to
+    get them."""
+    from zmtp import perf as perf_module
+
+    parser = perf_module.table_parser()
+    plan = perf_module.make_plan(parser.parse_args(["--scenario", "curve"]), parser)
+    assert [c.label for c in plan.cases] == ["curve_reqrep", "curve_pushpull 64 B", "curve_pushpull 64 KiB",
+                                             "curve_handshake"]
+    assert [c.count for c in plan.cases] == [5000, 100000, 5000, 300]
+    plan = perf_module.make_plan(parser.parse_args([]), parser)
+    assert not any(c.scenario.startswith("curve") for c in plan.cases)
+    text = " ".join(parser.format_help().split())
+    assert "curve = curve_reqrep, curve_pushpull, curve_handshake (not in the default run" in text, text
+    assert "all but curve_reqrep, curve_pushpull, curve_handshake" in text, text

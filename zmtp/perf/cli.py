@@ -15,11 +15,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from zmtp.perf.config import (
     ASYNC_SCENARIOS,
     BLOCKING_TWIN,
+    CURVE_LARGE_COUNT,
+    CURVE_SIZES,
     DEFAULT_COUNT,
     DEFAULT_SCENARIOS,
     DEFAULT_SIZE,
@@ -28,6 +30,7 @@ from zmtp.perf.config import (
     IMPL_NAMES,
     LOOPS,
     PROG,
+    SCENARIO_GROUPS,
     SCENARIOS,
     impl_by_name,
     loop_unavailable_reason,
@@ -70,13 +73,17 @@ def _size(text: str) -> int:
     return value
 
 
-def _list(choices: Sequence[str]) -> Callable[[str], List[str]]:
+def _list(choices: Sequence[str], groups: Optional[Dict[str, Tuple[str, ...]]] = None) -> Callable[[str], List[str]]:
+    """A comma list of `choices`; a name of `groups` stands for its members."""
+    groups = groups or {}
+
     def parse(text: str) -> List[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in choices]
+        bad = [t for t in items if t not in choices and t not in groups]
         if bad or not items:
-            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad) or 'empty list'}: choose from {', '.join(choices)}")
-        return items
+            names = ", ".join(list(choices) + list(groups))
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad) or 'empty list'}: choose from {names}")
+        return [m for t in items for m in groups.get(t, (t,))]
     return parse
 
 
@@ -100,14 +107,17 @@ def table_parser() -> argparse.ArgumentParser:
         "Sub-commands: 'lat bind|connect ENDPOINT SIZE COUNT' and 'thr bind|connect ENDPOINT SIZE COUNT' "
         "(libzmq's local/remote_lat and local/remote_thr; see '%(prog)s lat --help').",
     )
-    p.add_argument("--scenario", action="append", type=_list(SCENARIOS), metavar="NAME",
+    p.add_argument("--scenario", action="append", type=_list(SCENARIOS, SCENARIO_GROUPS), metavar="NAME",
                    help=f"repeatable or comma list of {', '.join(SCENARIOS)} (default: {default_scenarios_text()}). "
                    "inproc_reqrep and inproc_pushpull run over inproc:// between two threads of this process "
                    "(one Context); their raw column is two threads and queue.SimpleQueue (one per direction, "
                    "unbounded, no framing), no socket. async_reqrep, async_pushpull and async_dealer_router: "
                    "zmtp.asyncio vs zmq.asyncio, each side a coroutine in its own process (one zmtp column and "
                    "pyzmq); each brings its blocking row of the same shape (reqrep, pushpull, dealer_router) "
-                   "for the async/blocking ratio")
+                   "for the async/blocking ratio. curve = curve_reqrep, curve_pushpull, curve_handshake "
+                   "(not in the default run: they add ~25 s): CURVE on both sides beside pyzmq "
+                   "with CURVE, key pairs made per run; curve_pushpull runs 64 B and 64 KiB; "
+                   "curve_handshake counts connect + handshake + one round trip + close per second")
     p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp",)), metavar="IMPL",
                    help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw "
                    "(zmtp = both zmtp columns; default: all)")
@@ -158,6 +168,7 @@ def peer_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive_int, default=1)
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     p.add_argument("--loop", choices=LOOPS, default="asyncio")
+    p.add_argument("--curve", action="store_true", help="the bound socket is a CURVE server")
     return p
 
 
@@ -182,10 +193,15 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
             parser.error(f"--loop {args.loop}: {why}")
     cases = []
     for scenario in (s for s in SCENARIOS if s in names):
-        size = DEFAULT_SIZE[scenario] if args.size is None else args.size
-        count = DEFAULT_COUNT[scenario] if args.count is None else args.count
+        sizes = [DEFAULT_SIZE[scenario]] if args.size is None else [args.size]
+        if scenario == "curve_pushpull" and args.size is None:
+            sizes = list(CURVE_SIZES)
         subs = args.subscribers if scenario == "pubsub" else [0]
-        cases += [Case(scenario, size, count, n) for n in subs]
+        for size in sizes:
+            count = DEFAULT_COUNT[scenario] if args.count is None else args.count
+            if scenario == "curve_pushpull" and args.count is None and size >= 65536:
+                count = CURVE_LARGE_COUNT
+            cases += [Case(scenario, size, count, n) for n in subs]
     if args.timeout <= 0:
         parser.error("--timeout must be > 0")
     return Plan(impls, skipped, cases, args.runs, args.transport, args.timeout, args.pin, args.loop)
@@ -242,7 +258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args[:1] == ["_peer"]:
             opts = peer_parser().parse_args(args[1:])
             return peer_main(opts.kind, impl_by_name(opts.impl), opts.endpoint, opts.size, opts.count,
-                             opts.timeout, opts.rounds, opts.loop)
+                             opts.timeout, opts.rounds, opts.loop, opts.curve)
         return table_main(args)
     except KeyboardInterrupt:
         return 130

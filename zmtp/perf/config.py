@@ -22,7 +22,8 @@ PROG = "python -m zmtp.perf"
 IMPL_NAMES: Tuple[str, ...] = ("zmtp-io_uring", "zmtp-epoll", "pyzmq", "raw")
 SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub",
                               "inproc_reqrep", "inproc_pushpull",
-                              "async_reqrep", "async_pushpull", "async_dealer_router")
+                              "async_reqrep", "async_pushpull", "async_dealer_router",
+                              "curve_reqrep", "curve_pushpull", "curve_handshake")
 #: scenarios whose peer is a thread of this process over inproc://
 INPROC_SCENARIOS: Tuple[str, ...] = ("inproc_reqrep", "inproc_pushpull")
 #: scenarios whose two sides are coroutines (zmtp.asyncio / zmq.asyncio), each in its own process
@@ -31,16 +32,27 @@ ASYNC_SCENARIOS: Tuple[str, ...] = ("async_reqrep", "async_pushpull", "async_dea
 #: async one runs this one too
 BLOCKING_TWIN: Dict[str, str] = {"async_reqrep": "reqrep", "async_pushpull": "pushpull",
                                  "async_dealer_router": "dealer_router"}
-#: what runs without --scenario: all (the inproc ones add ~1.5-3 s to a ~20 s table, no peer processes;
-#: the async ones a few seconds: fewer messages, and only one zmtp column and pyzmq run them)
-DEFAULT_SCENARIOS: Tuple[str, ...] = SCENARIOS
+#: scenarios run with the CURVE mechanism on both sides (the peer process is the CURVE server); raw has
+#: no column there.  curve_pushpull makes two rows (CURVE_SIZES) unless --size names one
+CURVE_SCENARIOS: Tuple[str, ...] = ("curve_reqrep", "curve_pushpull", "curve_handshake")
+CURVE_SIZES: Tuple[int, ...] = (64, 65536)
+#: names --scenario takes for a group of scenarios
+SCENARIO_GROUPS: Dict[str, Tuple[str, ...]] = {"curve": CURVE_SCENARIOS}
+#: what runs without --scenario: all but the curve ones (the inproc ones add ~1.5-3 s to a ~20 s table, no
+#: peer processes; the async ones a few seconds: fewer messages, and only one zmtp column and pyzmq run
+#: them; the curve ones would add well over 10 s: a peer process per run for four rows, and handshakes)
+DEFAULT_SCENARIOS: Tuple[str, ...] = tuple(s for s in SCENARIOS if s not in CURVE_SCENARIOS)
 DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64,
                                 "inproc_reqrep": 64, "inproc_pushpull": 64,
-                                "async_reqrep": 64, "async_pushpull": 64, "async_dealer_router": 1024}
+                                "async_reqrep": 64, "async_pushpull": 64, "async_dealer_router": 1024,
+                                "curve_reqrep": 64, "curve_pushpull": 64, "curve_handshake": 64}
 DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
                                  "dealer_router": 100_000, "pubsub": 50_000,
                                  "inproc_reqrep": 10_000, "inproc_pushpull": 200_000,
-                                 "async_reqrep": 2_000, "async_pushpull": 20_000, "async_dealer_router": 10_000}
+                                 "async_reqrep": 2_000, "async_pushpull": 20_000, "async_dealer_router": 10_000,
+                                 "curve_reqrep": 5_000, "curve_pushpull": 100_000, "curve_handshake": 300}
+#: curve_pushpull's count for messages of 64 KiB and more (no --count): the cipher bounds them
+CURVE_LARGE_COUNT = 5_000
 #: the event loops an async run can use (--loop): asyncio's default (a selector loop) or uvloop
 LOOPS: Tuple[str, ...] = ("asyncio", "uvloop")
 #: messages per send_batch() call in the pushpull_batch scenario
@@ -102,6 +114,11 @@ def loop_unavailable_reason(loop: str) -> Optional[str]:
     return None
 
 
+def fmt_size(size: int) -> str:
+    """``64 B``, ``1 KiB``, ``64 KiB``: a size as the table shows it."""
+    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+
+
 def warmup_count(count: int) -> int:
     """Round trips (or messages) done before measuring."""
     return min(1000, max(10, count // 10))
@@ -121,6 +138,28 @@ def lib_version(lib: str) -> str:
         zmq = importlib.import_module("zmq")
         return f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()})"
     return f"zmtp {__version__}"
+
+
+def libsodium_of(lib: str) -> Optional[str]:
+    """The file name of the libsodium `lib` ("zmtp" or "pyzmq") encrypts
+    with here (CURVE's cost depends on its version), or None when it has
+    none; read from this process's memory map once a key pair is made
+    (pyzmq's wheel bundles its own copy in ``pyzmq.libs``; zmtp loads one
+    at run time: ``ZMTP_LIBSODIUM``, its wheel's, else the system's)."""
+    try:
+        if lib == "pyzmq":
+            importlib.import_module("zmq").curve_keypair()
+        else:
+            _zmtp.curve_keypair()
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libsodium" in line}
+    except Exception:  # no CURVE there, or no /proc
+        return None
+    forced = os.environ.get("ZMTP_LIBSODIUM")
+    if lib == "zmtp" and forced:
+        return os.path.basename(forced)
+    mine = sorted(p for p in paths if ("pyzmq.libs" in p) == (lib == "pyzmq"))
+    return os.path.basename(mine[0]) if mine else None
 
 
 def choose_backend(impl: Impl) -> None:

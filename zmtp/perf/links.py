@@ -140,9 +140,29 @@ class ZmqSide(Side):
         self.timeout_ms = int(timeout_s * 1000) if timeout_s > 0 else -1
         self.ctx = self.zmq.Context()
         self.links: List[ZmqLink] = []
+        # CURVE (curve_serve / curve_connect_to): options of the sockets bound / connected from then on
+        self._bind_opts: List[Tuple[int, Any]] = []
+        self._connect_opts: List[Tuple[int, Any]] = []
 
-    def _socket(self, kind: str, hwm0: bool, linger: int) -> Any:
+    def curve_serve(self) -> bytes:
+        """Sockets bound from now on are CURVE servers with a key pair made
+        here (the library's own ``curve_keypair()``); returns its public key
+        (Z85).  The secret key never leaves this process."""
+        public, secret = self.zmq.curve_keypair()
+        self._bind_opts = [(self.zmq.CURVE_SERVER, 1), (self.zmq.CURVE_SECRETKEY, secret)]
+        return public
+
+    def curve_connect_to(self, server_public: bytes) -> None:
+        """Sockets connected from now on are CURVE clients of `server_public`
+        (Z85), with a key pair of their own made here."""
+        public, secret = self.zmq.curve_keypair()
+        self._connect_opts = [(self.zmq.CURVE_SERVERKEY, server_public), (self.zmq.CURVE_PUBLICKEY, public),
+                              (self.zmq.CURVE_SECRETKEY, secret)]
+
+    def _socket(self, kind: str, hwm0: bool, linger: int, opts: List[Tuple[int, Any]]) -> Any:
         sock = self.ctx.socket(getattr(self.zmq, kind.upper()))
+        for option, value in opts:
+            sock.setsockopt(option, value)
         sock.linger = linger
         sock.rcvtimeo = self.timeout_ms
         sock.sndtimeo = self.timeout_ms
@@ -156,13 +176,13 @@ class ZmqSide(Side):
 
     def bind(self, kind: str, endpoint: str, on_bound: Callable[[str], None], accept: int = 1,
              hwm0: bool = False, linger: int = 0) -> Link:
-        sock = self._socket(kind, hwm0, linger)
+        sock = self._socket(kind, hwm0, linger, self._bind_opts)
         sock.bind(endpoint)
         on_bound(sock.last_endpoint.decode())
         return self.links[-1]
 
     def connect(self, kind: str, endpoint: str, hwm0: bool = False, linger: int = 0) -> Link:
-        self._socket(kind, hwm0, linger).connect(endpoint)
+        self._socket(kind, hwm0, linger, self._connect_opts).connect(endpoint)
         return self.links[-1]
 
     def close(self) -> None:

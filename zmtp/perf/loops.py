@@ -15,7 +15,7 @@ import time
 from typing import List, Sequence, Tuple
 
 from zmtp.perf.config import BATCH
-from zmtp.perf.links import RAW_HEADER, Link, RawLink, ZmqLink
+from zmtp.perf.links import RAW_HEADER, Link, RawLink, Side, ZmqLink
 
 
 # ---------------------------------------------------------------- the timed loops (shared by all)
@@ -31,6 +31,16 @@ def ping_pong(link: Link, payload: bytes, count: int) -> List[int]:
         recv()
         times[i] = clock() - t0
     return times
+
+
+def connect_round_trip_close(side: Side, endpoint: str, payload: bytes, count: int) -> None:
+    """`count` times: a new REQ connects to `endpoint` (handshake), makes one
+    round trip and closes."""
+    for _ in range(count):
+        link = side.connect("req", endpoint)
+        link.send(payload)
+        link.recv()
+        link.close()
 
 
 def echo(link: Link, count: int) -> None:

@@ -25,7 +25,7 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence
 from zmtp import backend_name
 from zmtp.perf.aio import AsyncSide, LoopRunner, Tally, async_drain, async_echo, async_run, async_sink, by_deadline
 from zmtp.perf.config import PEER_LINGER_MS, PROBE, PROBE_EVERY_S, Impl, peer_env, warmup_count
-from zmtp.perf.links import open_side
+from zmtp.perf.links import ZmqSide, open_side
 from zmtp.perf.loops import echo, sink, sink_skipping_probes
 
 
@@ -107,13 +107,17 @@ class Peers:
         self._peers: List[Peer] = []
         self._stopped = False
 
-    def start(self, impl: Impl, kind: str, endpoint: str, size: int, count: int, rounds: int = 1) -> Peer:
+    def start(self, impl: Impl, kind: str, endpoint: str, size: int, count: int, rounds: int = 1,
+              curve: bool = False) -> Peer:
         """Start ``_peer kind impl endpoint size count --rounds N`` with `impl`'s environment
-        (and ``--loop`` for an ``async_*`` kind)."""
+        (and ``--loop`` for an ``async_*`` kind; ``--curve``: its bound socket is a CURVE server,
+        whose public key ends its ``ready`` line)."""
         argv = [sys.executable, "-m", "zmtp.perf", "_peer", kind, impl.name, endpoint, str(size),
                 str(count), "--rounds", str(rounds), "--timeout", str(self.timeout_s)]
         if kind.startswith("async_"):
             argv += ["--loop", self.loop]
+        if curve:
+            argv.append("--curve")
         peer = Peer(argv, peer_env(impl))
         with self._lock:
             self._peers.append(peer)
@@ -177,23 +181,30 @@ PEER_KINDS = ("echo", "pull", "router", "sub", "async_echo", "async_pull", "asyn
 
 
 def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeout_s: float,
-              rounds: int = 1, loop: str = "asyncio") -> int:
+              rounds: int = 1, loop: str = "asyncio", curve: bool = False) -> int:
     """The other process of a run: echo (REP: count * rounds requests), or
     pull, router or sub (a "result" line for each round of count messages);
-    their ``async_*`` forms on the event loop `loop`."""
+    their ``async_*`` forms on the event loop `loop`.  With `curve`, the
+    bound socket (echo, pull, router) is a CURVE server whose key pair is
+    made here: its public key (Z85) ends the ``ready`` line."""
     if impl.lib == "zmtp" and impl.backend:
         if backend_name() != impl.backend:
             raise RuntimeError(f"peer runs on {backend_name()}, not {impl.backend}")
     if kind.startswith("async_"):
         return async_peer_main(kind, impl, endpoint, count, timeout_s, rounds, loop)
     side = open_side(impl, timeout_s)
+    key = ""
+    if curve:
+        if not isinstance(side, ZmqSide):
+            raise ValueError(f"{impl.name} has no CURVE")
+        key = " " + side.curve_serve().decode()
     try:
         if kind == "echo":
-            link = side.bind("rep", endpoint, lambda ep: emit(f"ready {ep}"), linger=PEER_LINGER_MS)
+            link = side.bind("rep", endpoint, lambda ep: emit(f"ready {ep}{key}"), linger=PEER_LINGER_MS)
             echo(link, count * rounds)
             emit("done")
         elif kind in ("pull", "router"):
-            link = side.bind(kind, endpoint, lambda ep: emit(f"ready {ep}"))
+            link = side.bind(kind, endpoint, lambda ep: emit(f"ready {ep}{key}"))
             for _ in range(rounds):
                 first, last = sink(link, count)
                 emit(f"result {count} {first} {last}")

@@ -21,15 +21,27 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from zmtp.perf.aio import AsyncSide, LoopRunner, Tally, async_blast, async_ping_pong, async_run, by_deadline
 from zmtp.perf.config import (
     ASYNC_SCENARIOS,
+    CURVE_SCENARIOS,
     GRACE_S,
     PEER_LINGER_MS,
     PROBE,
     Impl,
     choose_backend,
+    fmt_size,
     warmup_count,
 )
-from zmtp.perf.links import Side, open_side
-from zmtp.perf.loops import blast, blast_batched, echo, percentile, ping_pong, rate, result_rate, sink
+from zmtp.perf.links import Side, ZmqSide, open_side
+from zmtp.perf.loops import (
+    blast,
+    blast_batched,
+    connect_round_trip_close,
+    echo,
+    percentile,
+    ping_pong,
+    rate,
+    result_rate,
+    sink,
+)
 from zmtp.perf.peers import CellError, Peer, Peers, deadline_in, expect
 
 
@@ -47,7 +59,16 @@ class Case:
 
     @property
     def label(self) -> str:
-        return f"pubsub {self.subscribers} sub" if self.scenario == "pubsub" else self.scenario
+        if self.scenario == "pubsub":
+            return f"pubsub {self.subscribers} sub"
+        if self.scenario == "curve_pushpull":  # one row per size (64 B and 64 KiB by default)
+            return f"curve_pushpull {fmt_size(self.size)}"
+        return self.scenario
+
+    @property
+    def curve(self) -> bool:
+        """Whether both sides speak CURVE."""
+        return self.scenario in CURVE_SCENARIOS
 
 
 @dataclass(frozen=True)
@@ -57,20 +78,29 @@ class Metric:
     key: str
     title: str
     lower_is_better: bool
+    unit: str = ""
+
+    @property
+    def unit_name(self) -> str:
+        """The figure's unit in the JSON: us for latencies, msg/s unless named."""
+        return self.unit or ("us" if self.lower_is_better else "msg/s")
 
 
 LATENCY_METRICS = (Metric("p50_us", "RTT p50 [us]", True), Metric("p99_us", "RTT p99 [us]", True))
 ASYNC_LATENCY = (LATENCY_METRICS[0],)  # async_reqrep: the p50 row only (the issue's figure)
 THROUGHPUT = Metric("msg_s", "msg/s", False)
 PER_SUB = Metric("msg_s", "msg/s per sub", False)
+HANDSHAKES = Metric("hs_s", "handshakes/s", False, "handshakes/s")
 
 
 def metrics_of(case: Case) -> Tuple[Metric, ...]:
     """The rows a case fills."""
-    if case.scenario in ("reqrep", "inproc_reqrep"):
+    if case.scenario in ("reqrep", "inproc_reqrep", "curve_reqrep"):
         return LATENCY_METRICS
     if case.scenario == "async_reqrep":
         return ASYNC_LATENCY
+    if case.scenario == "curve_handshake":
+        return (HANDSHAKES,)
     return (PER_SUB,) if case.scenario == "pubsub" else (THROUGHPUT,)
 
 
@@ -86,11 +116,22 @@ class RunContext:
     loop: str = "asyncio"  # the event loop of the async_* scenarios
 
 
+def peer_endpoint(rc: RunContext, side: Side, peer: Peer) -> str:
+    """The endpoint of the peer's ``ready ENDPOINT [KEY]`` line; on a CURVE
+    run, the sockets `side` connects from now on are CURVE clients of KEY."""
+    words = expect([peer], "ready ", rc.deadline)[0].split()
+    if rc.case.curve:
+        if not isinstance(side, ZmqSide) or len(words) < 3:
+            raise CellError("error", f"{rc.impl.name} has no CURVE")
+        side.curve_connect_to(words[2].encode())
+    return words[1]
+
+
 def drive_reqrep(rc: RunContext, side: Side) -> Dict[str, float]:
     """REQ here, REP echo in the peer: p50/p99 round trip."""
     case, warm = rc.case, warmup_count(rc.case.count)
-    peer = rc.peers.start(rc.impl, "echo", rc.bind_endpoint, case.size, warm + case.count)
-    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    peer = rc.peers.start(rc.impl, "echo", rc.bind_endpoint, case.size, warm + case.count, curve=case.curve)
+    endpoint = peer_endpoint(rc, side, peer)
     link = side.connect("req", endpoint)
     payload = b"x" * case.size
     ping_pong(link, payload, warm)
@@ -103,11 +144,27 @@ def drive_stream(rc: RunContext, side: Side) -> Dict[str, float]:
     """PUSH or DEALER here, PULL or ROUTER in the peer, which times what it receives."""
     case = rc.case
     sender, receiver = ("dealer", "router") if case.scenario == "dealer_router" else ("push", "pull")
-    peer = rc.peers.start(rc.impl, receiver, rc.bind_endpoint, case.size, case.count)
-    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    peer = rc.peers.start(rc.impl, receiver, rc.bind_endpoint, case.size, case.count, curve=case.curve)
+    endpoint = peer_endpoint(rc, side, peer)
     send_all = blast_batched if case.scenario == "pushpull_batch" else blast
     send_all(side.connect(sender, endpoint), b"x" * case.size, case.count)
     return {"msg_s": result_rate(expect([peer], "result ", rc.deadline)[0])}
+
+
+def drive_handshakes(rc: RunContext, side: Side) -> Dict[str, float]:
+    """CURVE handshakes per second: a REQ connects to the peer's CURVE REP,
+    makes one round trip and closes, again and again (after a warm-up);
+    the rate over the counted ones, connection set-up and close included."""
+    case, warm = rc.case, warmup_count(rc.case.count)
+    peer = rc.peers.start(rc.impl, "echo", rc.bind_endpoint, case.size, warm + case.count, curve=True)
+    endpoint = peer_endpoint(rc, side, peer)
+    payload = b"x" * case.size
+    connect_round_trip_close(side, endpoint, payload, warm)
+    t0 = time.perf_counter_ns()
+    connect_round_trip_close(side, endpoint, payload, case.count)
+    elapsed = time.perf_counter_ns() - t0
+    expect([peer], "done", rc.deadline)
+    return {"hs_s": case.count * 1e9 / max(1, elapsed)}
 
 
 def drive_pubsub(rc: RunContext, side: Side) -> Dict[str, float]:
@@ -301,6 +358,9 @@ DRIVERS: Dict[str, Callable[[RunContext, Side], Dict[str, float]]] = {
     "pubsub": drive_pubsub,
     "inproc_reqrep": drive_inproc_reqrep,
     "inproc_pushpull": drive_inproc_pushpull,
+    "curve_reqrep": drive_reqrep,
+    "curve_pushpull": drive_stream,
+    "curve_handshake": drive_handshakes,
 }
 
 
@@ -321,6 +381,9 @@ def run_once(impl: Impl, case: Case, bind_endpoint: str, timeout_s: float,
     peers = Peers(timeout_s, loop)
     rc = RunContext(impl, case, bind_endpoint, deadline_in(timeout_s), peers, loop)
     box: Dict[str, Any] = {}
+
+    if case.curve and impl.lib == "raw":
+        raise CellError("error", "raw sockets have no CURVE")
 
     def target() -> None:
         try:

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from zmtp import __version__
-from zmtp.perf.config import ASYNC_SCENARIOS, BLOCKING_TWIN, INPROC_SCENARIOS, Impl, lib_version
+from zmtp.perf.config import (
+    ASYNC_SCENARIOS,
+    BLOCKING_TWIN,
+    INPROC_SCENARIOS,
+    Impl,
+    fmt_size,
+    lib_version,
+    libsodium_of,
+)
 from zmtp.perf.peers import CellError
 from zmtp.perf.scenarios import Case, Metric, metrics_of, run_once
 
@@ -87,10 +95,12 @@ def endpoint_for(case: Case, transport: str, tmp: str, serial: int) -> str:
 
 
 def case_impls(plan: Plan, case: Case) -> List[Impl]:
-    """The columns that run `case`: all, but an async_* case runs in the
+    """The columns that run `case`: all, but a curve_* case not in raw, an async_* case in the
     ratio's zmtp column (zmtp.asyncio: the owner never waits in C, so the
     two backends would measure the same code) and pyzmq (zmq.asyncio) only;
     raw has no asyncio column."""
+    if case.curve:  # raw sockets have no CURVE
+        return [i for i in plan.impls if i.lib != "raw"]
     if case.scenario not in ASYNC_SCENARIOS:
         return list(plan.impls)
     zcol = zmtp_column(plan)
@@ -164,7 +174,8 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
         "case": case.label, "scenario": case.scenario, "size": case.size, "count": case.count,
         "transport": "inproc" if case.scenario in INPROC_SCENARIOS else plan.transport,
         "subscribers": case.subscribers or None, "metric": metric.key, "title": metric.title,
-        "unit": "us" if metric.lower_is_better else "msg/s", "lower_is_better": metric.lower_is_better,
+        "unit": metric.unit_name, "lower_is_better": metric.lower_is_better,
+        "mechanism": "CURVE" if case.curve else "NULL",
         "values": {}, "runs": {}, "errors": {}, "ratios": {},
     }
     for name in names:
@@ -207,7 +218,7 @@ def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, 
     head = ["case", "size", "metric"] + names + ratio_titles
     body = []
     for row in rows:
-        line = [row["case"], _fmt_size(row["size"]), row["title"]]
+        line = [row["case"], fmt_size(row["size"]), row["title"]]
         for name in names:
             status = cells[(row["case"], name)].status()
             line.append(fmt_value(row["values"][name], row["lower_is_better"], status))
@@ -222,10 +233,6 @@ def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, 
     out = [describe_plan(plan), fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in body]
     out += footer(plan, rows)
     return "\n".join(out)
-
-
-def _fmt_size(size: int) -> str:
-    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
 
 
 def describe_plan(plan: Plan) -> str:
@@ -269,6 +276,18 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
             "(reqrep, pushpull, dealer_router). Targets (issue 16): zmtp/pyzmq >= 3.33 on async_reqrep "
             "(RTT <= 0.3x pyzmq asyncio), >= 3 on the async msg/s rows; async/blocking >= 0.5 (within 2x).",
         ]
+    if any(c.curve for c in plan.cases):
+        sodium = curve_libsodium(plan)
+        lines += [
+            "curve_* rows: CURVE on both sides, key pairs made per run (zmtp.curve_keypair, zmq.curve_keypair); "
+            "the peer process is the CURVE server; raw has no CURVE column. curve_handshake: a REQ connects, "
+            "handshakes, makes one round trip and closes, repeated.",
+            "libsodium (the cipher's speed depends on its version): "
+            + ", ".join(f"{lib} {name or 'none'}" for lib, name in sodium.items())
+            + " (ZMTP_LIBSODIUM=PATH makes zmtp load another).",
+            "Targets (issue 17): zmtp/pyzmq >= 3.33 on curve_reqrep p50 (RTT <= 0.3x pyzmq's), >= 3 on "
+            "curve_pushpull 64 B, >= 1.5 on curve_pushpull 64 KiB, >= 1 on curve_handshake.",
+        ]
     lines += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
     for row in rows:
         if row["metric"] in ("p99_us",):
@@ -278,9 +297,16 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
+def curve_libsodium(plan: Plan) -> Dict[str, Optional[str]]:
+    """The libsodium file of each library of the plan that runs the curve rows."""
+    libs = [lib for lib in ("zmtp", "pyzmq") if any(i.lib == lib for i in plan.impls)]
+    return {lib: libsodium_of(lib) for lib in libs}
+
+
 def plan_json(plan: Plan, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The --json document."""
-    return {
+    extra = {"libsodium": curve_libsodium(plan)} if any(c.curve for c in plan.cases) else {}
+    return {**extra,
         "zmtp": __version__,
         "pyzmq": lib_version("pyzmq") if any(i.lib == "pyzmq" for i in plan.impls) else None,
         "transport": plan.transport,
