@@ -107,8 +107,26 @@ static void InprocPipe_dealloc(InprocPipeObject *self)
     Py_DECREF(tp);
 }
 
+/* Made by the binding only.  Python 3.10+ says so with a type flag; 3.9
+ * has none, so there the type gets a __new__ that refuses, as the flag
+ * would. */
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+#define ZM_NO_INSTANCES Py_TPFLAGS_DISALLOW_INSTANTIATION
+#else
+#define ZM_NO_INSTANCES 0
+static PyObject *InprocPipe_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    (void)args;
+    (void)kw;
+    return PyErr_Format(PyExc_TypeError, "cannot create '%s' instances", tp->tp_name);
+}
+#endif
+
 static PyType_Slot InprocPipe_slots[] = {
     {Py_tp_dealloc, InprocPipe_dealloc},
+#ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
+    {Py_tp_new, (void *)InprocPipe_new},
+#endif
     {Py_tp_doc, (void *)"The binder's end of an inproc pipe (internal)."},
     {0, NULL},
 };
@@ -116,6 +134,6 @@ static PyType_Slot InprocPipe_slots[] = {
 PyType_Spec zm_py_inproc_pipe_spec = {
     .name = "zmtp._zmtp.InprocPipe",
     .basicsize = sizeof(InprocPipeObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = Py_TPFLAGS_DEFAULT | ZM_NO_INSTANCES,
     .slots = InprocPipe_slots,
 };
