@@ -133,6 +133,35 @@ def streams():
     return s
 
 
+def security_transcripts():
+    """(name, stream) pairs: a PLAIN client's and server's side (RFC 24,
+    libzmq's ERROR form too), and both sides of the CURVE handshake and
+    MESSAGEs libzmq 4.3.5 exchanged with zmtp (tests/fixtures/curve_kat.txt,
+    when present)."""
+    meta = b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
+    out = [
+        ("g_plain_client", greeting(mech=b"PLAIN")
+         + frame(b"\x05HELLO\x05admin\x06secret", 0x04)
+         + frame(b"\x08INITIATE" + meta, 0x04) + message(b"after")),
+        ("g_plain_server", greeting(mech=b"PLAIN", as_server=1)
+         + frame(b"\x07WELCOME", 0x04) + frame(b"\x05READY" + meta, 0x04)),
+        ("g_plain_server_error", greeting(mech=b"PLAIN", as_server=1)
+         + frame(b"\x05^RROR\x03400", 0x04)),
+    ]
+    kat = os.path.join(HERE, "..", "tests", "fixtures", "curve_kat.txt")
+    if os.path.exists(kat):
+        case = None
+        with open(kat) as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] == "case":
+                    case = parts[1]
+                elif parts and parts[0] in ("zmtp", "libzmq") and case:
+                    out.append(("g_curve_%s_%s_side" % (case, parts[0]),
+                                bytes.fromhex(parts[1])))
+    return out
+
+
 def chunk(data):
     """mech_fuzz's length-prefixed argument."""
     return struct.pack(">H", len(data)) + data
@@ -182,15 +211,26 @@ def mech_seeds():
               + chunk(hello) + bytes([OP_SEAL, 1]) + chunk(initiate)
               + bytes([OP_SEAL, 2]) + chunk(msg(3, 0, b"hi"))
               + bytes([OP_SEAL, 2]) + chunk(msg(4, 2, b"\x04PING\x00\x01"))))
+    s.append(("curve_server_message_going_back", bytes([T_CURVE_S, 0]) + bytes([OP_CORRECT]) * 2
+              + bytes([OP_SEAL, 2]) + chunk(msg(7, 0, b"old")) + bytes([OP_SEAL, 2]) + chunk(msg(9, 0, b"new"))
+              + bytes([OP_SEAL, 2]) + chunk(msg(8, 0, b"back"))))
     s.append(("curve_server_sealed_vouch", bytes([T_CURVE_S, 0, OP_SEAL, 0])
               + chunk(hello) + bytes([OP_SEAL, 1])
               + chunk(bytes([6]) + initiate[1:25] + bytes(64) + META_DEALER)))
+    for name, nonces in (("same", (3, 3)), ("lower", (5, 4)), ("zero", (0,))):
+        s.append(("curve_server_sealed_nonce_" + name, bytes([T_CURVE_S, 0, OP_SEAL, 0])
+                  + chunk(hello) + bytes([OP_SEAL, 1]) + chunk(initiate)
+                  + b"".join(bytes([OP_SEAL, 2]) + chunk(msg(n, 0, b"n")) for n in nonces)))
     welcome = b"W" * 16 + b"\x01" + b"K" * 96
     s.append(("curve_client_sealed", bytes([T_CURVE_C, 0, OP_SEAL, 0])
               + chunk(welcome) + bytes([OP_SEAL, 1])
               + chunk(struct.pack(">Q", 1) + META_DEALER)
               + bytes([OP_SEAL, 2]) + chunk(msg(2, 1, b"more"))
               + bytes([OP_SEAL, 2]) + chunk(msg(3, 0, b""))))
+    s.append(("curve_client_sealed_nonce_same", bytes([T_CURVE_C, 0, OP_SEAL, 0])
+              + chunk(welcome) + bytes([OP_SEAL, 1])
+              + chunk(struct.pack(">Q", 1) + META_DEALER)
+              + bytes([OP_SEAL, 2]) + chunk(msg(1, 0, b"replayed nonce"))))
     s.append(("curve_client_sealed_after_welcome",
               bytes([T_CURVE_C, 0, OP_CORRECT, OP_SEAL, 1])
               + chunk(struct.pack(">Q", 1) + META_DEALER)))
@@ -254,6 +294,9 @@ def main():
     add("g_bad_mech_empty", ctl() + greeting(mech=b""))
     add("g_bad_mech_lower", ctl() + greeting(mech=b"null") + READY_DEALER)
     add("g_http", ctl() + b"GET / HTTP/1.1\r\n\r\n")
+    # PLAIN and CURVE transcripts: what each side of a handshake sends.
+    for name, wire in security_transcripts():
+        add(name, ctl(chunk=len(name) % 4) + wire)
 
     assert len(files) < 200, len(files)
     for name, data in sorted(files.items()):

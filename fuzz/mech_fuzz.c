@@ -29,13 +29,14 @@
  *              from the harness's side (see seal_*); else as RAW
  *   4 ZAP      a pending ZAP request answered: byte % 5: 200, 300, 400,
  *              500, or left pending for the next record (else every
- *              record first answers a pending request with 200)
+ *              other record first answers a pending request with 200)
  *
  * Checks (a failed one prints a line and traps): an op's return is 0,
  * -EPROTO or -ENOMEM, < 0 exactly when the status is ERROR, with a
  * failure kind in range and never NOMEM; at READY the peer's metadata
  * lies in bounds (every byte read) and Socket-Type / Identity inside it;
- * CURVE: a mutated or replayed command is never accepted; a MESSAGE the
+ * CURVE: a mutated or replayed command is never accepted, nor one whose
+ * short nonce does not exceed the last accepted one; a MESSAGE the
  * target seals opens at the peer to the same bytes and flags, and the
  * peer's to the target's.  ASan/UBSan/LSan do the rest.
  *
@@ -123,6 +124,8 @@ static int zap_hold;
 /* The target accepted something the peer did not send (a sealed command
  * with the fuzzer's nonce): the peer's next MESSAGE may rightly be old. */
 static int diverged;
+/* CURVE: the last short nonce of a command the target accepted. */
+static uint64_t t_nonce;
 static int verbose; /* MECH_FUZZ_VERBOSE=1: one line per delivery */
 
 static int is_curve(void)
@@ -232,6 +235,28 @@ static void learn(const unsigned char *b, size_t n)
 static void deliver(side *to, const unsigned char *body, size_t len,
                     unsigned frame_flags, int *accepted);
 
+/* A CURVE command the target accepted: its short nonce (HELLO, INITIATE,
+ * READY, MESSAGE; WELCOME has a long one) must exceed every earlier one. */
+static void check_nonce(const side *to, const zm_command *cmd)
+{
+    size_t at;
+
+    if (!to->target || !is_curve())
+        return;
+    if (cmd->name_len == 5 && memcmp(cmd->name, "HELLO", 5) == 0)
+        at = 106;
+    else if (cmd->name_len == 8 && memcmp(cmd->name, "INITIATE", 8) == 0)
+        at = 96;
+    else if ((cmd->name_len == 5 && memcmp(cmd->name, "READY", 5) == 0) ||
+             (cmd->name_len == 7 && memcmp(cmd->name, "MESSAGE", 7) == 0))
+        at = 0;
+    else
+        return;
+    CHECK(cmd->data_len >= at + 8);
+    CHECK(zm_get_u64(cmd->data + at) > t_nonce); /* no replay, no going back */
+    t_nonce = zm_get_u64(cmd->data + at);
+}
+
 /* Answer a pending ZAP request of s. */
 static void zap_answer(side *s, unsigned status)
 {
@@ -307,6 +332,7 @@ static void deliver(side *to, const unsigned char *body, size_t len,
             goto out;
         }
         *accepted = 1;
+        check_nonce(to, &cmd);
         if (zm_mech_status(&to->m) == ZM_MECH_READY)
             check_ready(to);
     } else if (zm_mech_seals(&to->m)) {
@@ -319,6 +345,7 @@ static void deliver(side *to, const unsigned char *body, size_t len,
             goto out;
         }
         *accepted = 1;
+        check_nonce(to, &cmd);
         CHECK((flags & ~(unsigned)(ZM_FLAG_MORE | ZM_FLAG_COMMAND)) == 0);
         if (expect_pending) {
             CHECK(plain.len == expect_len);
@@ -620,6 +647,7 @@ static void run(const uint8_t *data, size_t size)
     expect_pending = 0;
     zap_hold = 0;
     diverged = 0;
+    t_nonce = 0;
     /* the server starts first: its ephemeral key comes first */
     if (server) {
         side_start(&T, ops[which], 1, ctl & 1, 1);
@@ -646,7 +674,7 @@ static void run(const uint8_t *data, size_t size)
         size_t n = 0;
         unsigned fl = ZM_FLAG_COMMAND;
 
-        if (zm_mech_zap_pending(&T.m) && !zap_hold)
+        if (zm_mech_zap_pending(&T.m) && !zap_hold && op % 5 != 4)
             zap_answer(&T, 200);
         zap_hold = 0;
         if (T.dead)
