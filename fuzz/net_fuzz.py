@@ -1013,8 +1013,9 @@ class Harness:
 #
 # Checked: as for NULL (the good peer's round trip, the connection closed
 # and counted, no fd or page left, no crash), plus: zmtp's greeting names
-# the mechanism and its role; an unauthenticated raw peer (prefix < 3, or
-# CURVE prefix 2) never gets a message to the application; with prefix 3
+# the mechanism and its role; an unauthenticated raw CURVE peer (prefix < 3)
+# never gets a message to the application, nor zmtp past WELCOME (as
+# server) or HELLO (as client) on the wire; with prefix 3
 # the application gets exactly the sealed messages (CURVE) or frames
 # (PLAIN) the raw peer sent, in order (a prefix of them when the peer
 # reset the connection).
@@ -1048,17 +1049,20 @@ class _Sodium:
         self.lib.sodium_init()
 
     def keypair(self) -> Tuple[bytes, bytes]:
+        """A fresh (public, secret) pair."""
         pk = self.ct.create_string_buffer(32)
         sk = self.ct.create_string_buffer(32)
         self.lib.crypto_box_keypair(pk, sk)
         return pk.raw, sk.raw
 
     def box(self, m: bytes, nonce: bytes, pk: bytes, sk: bytes) -> bytes:
+        """crypto_box_easy."""
         c = self.ct.create_string_buffer(len(m) + 16)
         self.lib.crypto_box_easy(c, m, self.ct.c_ulonglong(len(m)), nonce, pk, sk)
         return c.raw
 
     def open(self, c: bytes, nonce: bytes, pk: bytes, sk: bytes) -> Optional[bytes]:
+        """crypto_box_open_easy: the plaintext, or None."""
         if len(c) < 16:
             return None
         m = self.ct.create_string_buffer(max(1, len(c) - 16))
@@ -1070,6 +1074,7 @@ _SODIUM: Optional[_Sodium] = None
 
 
 def sodium() -> _Sodium:
+    """The ctypes libsodium, loaded on first use."""
     global _SODIUM
     if _SODIUM is None:
         _SODIUM = _Sodium()
@@ -1077,6 +1082,7 @@ def sodium() -> _Sodium:
 
 
 def _cmd(name: bytes, data: bytes = b"") -> bytes:
+    """A command frame."""
     body = bytes([len(name)]) + name + data
     if len(body) <= 255:
         return bytes([0x04, len(body)]) + body
@@ -1084,17 +1090,21 @@ def _cmd(name: bytes, data: bytes = b"") -> bytes:
 
 
 def _frame(body: bytes, more: bool = False) -> bytes:
+    """A message frame."""
     if len(body) <= 255:
         return bytes([1 if more else 0, len(body)]) + body
     return bytes([3 if more else 2]) + len(body).to_bytes(8, "big") + body
 
 
 def mech_greeting(name: bytes, as_server: bool) -> bytes:
+    """A ZMTP 3.1 greeting for `name` in that role."""
     return codec.encode_greeting(1, name, as_server)
 
 
 @dataclass
 class MechInput:
+    """A mechanism-target input, parsed (:func:`parse_mech_input`)."""
+
     target: str
     side: str
     prefix_mode: int
@@ -1103,6 +1113,7 @@ class MechInput:
     payload: bytes
 
     def chunks(self, head: bytes = b"") -> List[bytes]:
+        """`head` + payload cut at the split points."""
         stream = head + self.payload
         out, i = [], 0
         for n in self.lengths:
@@ -1161,6 +1172,7 @@ class MechRig(Rig):
         super().__init__(harness, "DEALER")
 
     def configure(self, sock, is_zmtp: bool) -> None:
+        """PLAIN or CURVE options for zmtp's socket or the good peer's."""
         server = self.z_server if is_zmtp else not self.z_server
         if self.mech == "PLAIN":
             if server:
@@ -1366,6 +1378,7 @@ def _mech_auth(self: "Harness") -> None:
 
 
 def _mech_close(self: "Harness") -> None:
+    """Harness.close, the ZAP handlers stopped before the contexts go."""
     for r in self.rigs.values():
         r.close()
     self.rigs.clear()
@@ -1376,6 +1389,7 @@ def _mech_close(self: "Harness") -> None:
 
 
 def _mech_rig(self: "Harness", target: str) -> MechRig:
+    """The target's rig, made on first use (as :meth:`Harness.rig`)."""
     r = self.rigs.get(target)
     if r is None:
         r = self.rigs[target] = MechRig(self, target)
@@ -1384,6 +1398,7 @@ def _mech_rig(self: "Harness", target: str) -> MechRig:
 
 
 def _run_mech_input(self: "Harness", inp: MechInput) -> None:
+    """One mechanism-target input against its rig (checks above)."""
     rig = self.mech_rig(inp.target)
     z = rig.z
     deadline = time.monotonic() + self.timeout_ms / 1000
@@ -1483,6 +1498,15 @@ def _run_mech_input(self: "Harness", inp: MechInput) -> None:
     if after["accepted"] - before["accepted"] != want_acc or after["disconnected"] - before["disconnected"] != 1:
         raise Finding("stats", f"zmtp {inp.target}: accepted/disconnected counts {before} -> {after}")
     self.counts["active" if authenticated else "invalid"] += 1
+    if rig.mech == "CURVE" and not authenticated:
+        # No secret of the good peer's was used: zmtp must not get past
+        # WELCOME (server) or HELLO (client), nor send a MESSAGE.
+        allowed = (b"WELCOME", b"ERROR") if rig.z_server else (b"HELLO", b"ERROR")
+        for flags, body in _split_frames(bytes(out))[1]:
+            name = body[1 : 1 + body[0]] if body else b""
+            if not flags & 4 or name not in allowed:
+                raise Finding("curve-leak", f"zmtp {inp.target} sent {'a data frame' if not flags & 4 else name!r} "
+                              f"to a raw peer that never completed a CURVE handshake (prefix {inp.prefix_mode})")
     self._check_resources(rig, inp)
     rig.drain()
     # Delivery: an unauthenticated CURVE peer gets nothing through; after a
