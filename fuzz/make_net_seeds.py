@@ -18,6 +18,8 @@ the good peer reconnecting while the raw peer stays connected.  A few
 hostile streams (from tests/test_bad_peers.py) are added by hand.
 
 Usage: python3 fuzz/make_net_seeds.py [OUTDIR]   (default: fuzz/net_corpus)
+       python3 fuzz/make_net_seeds.py --mech [OUTDIR]   (default: fuzz/net_mech_corpus;
+       the mechanism targets, NET_FUZZ_TARGET=mech: see mech_seeds())
 Needs pyzmq.  The output is deterministic for a given libzmq version.
 """
 
@@ -179,7 +181,59 @@ HOSTILE = {
 }
 
 
+def mech_seeds() -> dict:
+    """Seeds of the mechanism targets (NET_FUZZ_TARGET=mech): per target,
+    every prefix, hostile commands, and whole handshakes followed by sealed
+    messages (prefix 3: one chunk per MESSAGE, flags byte first)."""
+    cmd = nf._cmd
+    out = {}
+    hello = cmd(b"HELLO", b"\x01\x00" + bytes(72) + bytes(32) + (1).to_bytes(8, "big") + bytes(80))
+    hostile = {
+        "hello-truncated": hello[:100],
+        "hello-oversized": cmd(b"HELLO", bytes(400)),
+        "hello-padding": cmd(b"HELLO", b"\x01\x00" + b"\x01" * 72 + bytes(120)),
+        "initiate-early": cmd(b"INITIATE", bytes(300)),
+        "message-early": nf._frame(b"\x07MESSAGE" + bytes(40)),
+        "ready-early": cmd(b"READY", bytes(30)),
+        "error": cmd(b"ERROR", b"\x03400"),
+        "plain-hello": cmd(b"HELLO", b"\x05admin\x06secret"),
+        "plain-hello-bad-len": cmd(b"HELLO", b"\xffadmin"),
+        "welcome-body": cmd(b"WELCOME", b"x"),
+        "null-ready": codec.encode_ready([("Socket-Type", "DEALER")]),
+    }
+    sealed = [b"\x00hello", b"\x01a", b"\x00b", b"\x02\x04PING\x00\x0a", b"\x00" + b"x" * 250, b"\x00"]
+    splits = tuple(len(c) for c in sealed[:-1])
+    for t in nf.MECH_TARGETS:
+        base = t.lower()
+        for side in ("bind", "connect"):
+            out[f"{base}-{side}-sealed"] = nf.make_mech_input(t, b"".join(sealed), side=side, prefix_mode=3,
+                                                                splits=splits)
+        out[f"{base}-bind-sealed-keepopen"] = nf.make_mech_input(t, b"".join(sealed[:3]), prefix_mode=3,
+                                                                   end_mode=nf.END_KEEP_OPEN, splits=(6, 2))
+        out[f"{base}-bind-sealed-reset"] = nf.make_mech_input(t, b"".join(sealed[:3]), prefix_mode=3,
+                                                                end_mode=nf.END_RESET, splits=(6, 2))
+        out[f"{base}-bind-sealed-error"] = nf.make_mech_input(t, b"\x02\x05ERROR\x03bye\x00after", prefix_mode=3,
+                                                                splits=(10,))
+        for name, payload in hostile.items():
+            for pm in (1, 2):
+                out[f"{base}-p{pm}-{name}"] = nf.make_mech_input(t, payload, side="bind" if pm == 1 else "connect",
+                                                                  prefix_mode=pm)
+        out[f"{base}-p0-null-greeting"] = nf.make_mech_input(t, nf.greeting(1), prefix_mode=0)
+        out[f"{base}-p1-silent-keepopen"] = nf.make_mech_input(t, b"", prefix_mode=1, end_mode=nf.END_KEEP_OPEN)
+        out[f"{base}-p2-bytewise"] = nf.make_mech_input(t, hello, prefix_mode=2, splits=(1,) * 7)
+    return out
+
+
 def main(argv: list) -> int:
+    if len(argv) > 1 and argv[1] == "--mech":
+        outdir = argv[2] if len(argv) > 2 else os.path.join(HERE, "net_mech_corpus")
+        os.makedirs(outdir, exist_ok=True)
+        seeds = mech_seeds()
+        for name, data in seeds.items():
+            with open(os.path.join(outdir, name), "wb") as fh:
+                fh.write(data)
+        print(f"make_net_seeds: wrote {len(seeds)} files to {outdir}")
+        return 0
     outdir = argv[1] if len(argv) > 1 else os.path.join(HERE, "net_corpus")
     os.makedirs(outdir, exist_ok=True)
     n = 0

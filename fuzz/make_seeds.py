@@ -8,6 +8,9 @@ Each file is <control byte><wire bytes>.  Control byte (see decoder_fuzz.c):
   bits 5-7 limits index (maxmsgsize, max_frames)
 
 Usage: python3 fuzz/make_seeds.py [OUTDIR]   (default: fuzz/corpus)
+       python3 fuzz/make_seeds.py --mech [OUTDIR]   (default: fuzz/mech_corpus)
+The second writes the seeds of fuzz/mech_fuzz.c (the mechanisms'
+handshakes): valid transcripts in its record language (see that file).
 Stdlib only; deterministic output.
 """
 import hashlib
@@ -130,7 +133,119 @@ def streams():
     return s
 
 
+def security_transcripts():
+    """(name, stream) pairs: a PLAIN client's and server's side (RFC 24,
+    libzmq's ERROR form too), and both sides of the CURVE handshake and
+    MESSAGEs libzmq 4.3.5 exchanged with zmtp (tests/fixtures/curve_kat.txt,
+    when present)."""
+    meta = b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
+    out = [
+        ("g_plain_client", greeting(mech=b"PLAIN")
+         + frame(b"\x05HELLO\x05admin\x06secret", 0x04)
+         + frame(b"\x08INITIATE" + meta, 0x04) + message(b"after")),
+        ("g_plain_server", greeting(mech=b"PLAIN", as_server=1)
+         + frame(b"\x07WELCOME", 0x04) + frame(b"\x05READY" + meta, 0x04)),
+        ("g_plain_server_error", greeting(mech=b"PLAIN", as_server=1)
+         + frame(b"\x05^RROR\x03400", 0x04)),
+    ]
+    kat = os.path.join(HERE, "..", "tests", "fixtures", "curve_kat.txt")
+    if os.path.exists(kat):
+        case = None
+        with open(kat) as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] == "case":
+                    case = parts[1]
+                elif parts and parts[0] in ("zmtp", "libzmq") and case:
+                    out.append(("g_curve_%s_%s_side" % (case, parts[0]),
+                                bytes.fromhex(parts[1])))
+    return out
+
+
+def chunk(data):
+    """mech_fuzz's length-prefixed argument."""
+    return struct.pack(">H", len(data)) + data
+
+
+T_NULL_C, T_NULL_S, T_PLAIN_S, T_PLAIN_C, T_CURVE_S, T_CURVE_C = range(6)
+OP_RAW, OP_CORRECT, OP_MUTATE, OP_SEAL, OP_ZAP = range(5)
+META_DEALER = b"\x0bSocket-Type" + struct.pack(">I", 6) + b"DEALER"
+
+
+def mech_seeds():
+    """(name, input) pairs for fuzz/mech_fuzz.c: the correct handshake of
+    every target, then MESSAGE round trips, ZAP verdicts, a replay, a
+    mutation, and CURVE commands the harness seals around contents."""
+    s = []
+    trips = (bytes([OP_CORRECT]) + chunk(b"hello")
+             + bytes([OP_CORRECT | 32]) + chunk(b"part")
+             + bytes([OP_CORRECT | 64]) + chunk(b"\x04PING\x00\x0a")
+             + bytes([OP_CORRECT]) + chunk(b""))
+    names = ["null_client", "null_server", "plain_server", "plain_client",
+             "curve_server", "curve_client"]
+    for t, name in enumerate(names):
+        for ident in (0, 1):
+            s.append(("%s_correct%s" % (name, "_id" if ident else ""),
+                      bytes([t, ident]) + bytes([OP_CORRECT]) * 6 + trips))
+        s.append((name + "_replay", bytes([t, 0, OP_CORRECT, OP_CORRECT,
+                                           OP_CORRECT | 8])))
+        s.append((name + "_mutate", bytes([t, 0, OP_CORRECT, OP_MUTATE, 1,
+                                           0, 10, 1])))
+    for server, name, before in ((T_PLAIN_S, "plain", 1), (T_CURVE_S, "curve", 2)):
+        for status in range(5):
+            s.append(("%s_server_zap%d" % (name, status),
+                      bytes([server, 0]) + bytes([OP_CORRECT]) * before
+                      + bytes([OP_ZAP, status, OP_CORRECT, OP_CORRECT])))
+    s.append(("plain_server_raw", bytes([T_PLAIN_S, 0, OP_RAW])
+              + chunk(b"\x05HELLO\x05admin\x06secret") + bytes([OP_RAW])
+              + chunk(b"\x08INITIATE" + META_DEALER)))
+    s.append(("plain_client_raw", bytes([T_PLAIN_C, 0, OP_RAW])
+              + chunk(b"\x07WELCOME") + bytes([OP_RAW])
+              + chunk(b"\x05READY" + META_DEALER)))
+    s.append(("plain_client_error", bytes([T_PLAIN_C, 0, OP_RAW])
+              + chunk(b"\x05ERROR\x03400")))
+    hello = b"\x01\x00" + bytes(72) + struct.pack(">Q", 1) + bytes(64)
+    initiate = (bytes([2]) + struct.pack(">Q", 2) + b"V" * 16 + META_DEALER)
+    msg = lambda n, flags, body: struct.pack(">Q", n) + bytes([flags]) + body
+    s.append(("curve_server_sealed", bytes([T_CURVE_S, 0, OP_SEAL, 0])
+              + chunk(hello) + bytes([OP_SEAL, 1]) + chunk(initiate)
+              + bytes([OP_SEAL, 2]) + chunk(msg(3, 0, b"hi"))
+              + bytes([OP_SEAL, 2]) + chunk(msg(4, 2, b"\x04PING\x00\x01"))))
+    s.append(("curve_server_message_going_back", bytes([T_CURVE_S, 0]) + bytes([OP_CORRECT]) * 2
+              + bytes([OP_SEAL, 2]) + chunk(msg(7, 0, b"old")) + bytes([OP_SEAL, 2]) + chunk(msg(9, 0, b"new"))
+              + bytes([OP_SEAL, 2]) + chunk(msg(8, 0, b"back"))))
+    s.append(("curve_server_sealed_vouch", bytes([T_CURVE_S, 0, OP_SEAL, 0])
+              + chunk(hello) + bytes([OP_SEAL, 1])
+              + chunk(bytes([6]) + initiate[1:25] + bytes(64) + META_DEALER)))
+    for name, nonces in (("same", (3, 3)), ("lower", (5, 4)), ("zero", (0,))):
+        s.append(("curve_server_sealed_nonce_" + name, bytes([T_CURVE_S, 0, OP_SEAL, 0])
+                  + chunk(hello) + bytes([OP_SEAL, 1]) + chunk(initiate)
+                  + b"".join(bytes([OP_SEAL, 2]) + chunk(msg(n, 0, b"n")) for n in nonces)))
+    welcome = b"W" * 16 + b"\x01" + b"K" * 96
+    s.append(("curve_client_sealed", bytes([T_CURVE_C, 0, OP_SEAL, 0])
+              + chunk(welcome) + bytes([OP_SEAL, 1])
+              + chunk(struct.pack(">Q", 1) + META_DEALER)
+              + bytes([OP_SEAL, 2]) + chunk(msg(2, 1, b"more"))
+              + bytes([OP_SEAL, 2]) + chunk(msg(3, 0, b""))))
+    s.append(("curve_client_sealed_nonce_same", bytes([T_CURVE_C, 0, OP_SEAL, 0])
+              + chunk(welcome) + bytes([OP_SEAL, 1])
+              + chunk(struct.pack(">Q", 1) + META_DEALER)
+              + bytes([OP_SEAL, 2]) + chunk(msg(1, 0, b"replayed nonce"))))
+    s.append(("curve_client_sealed_after_welcome",
+              bytes([T_CURVE_C, 0, OP_CORRECT, OP_SEAL, 1])
+              + chunk(struct.pack(">Q", 1) + META_DEALER)))
+    return s
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--mech":
+        out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "mech_corpus")
+        os.makedirs(out, exist_ok=True)
+        for name, data in mech_seeds():
+            with open(os.path.join(out, name), "wb") as f:
+                f.write(data)
+        print("wrote %d seeds to %s" % (len(mech_seeds()), out))
+        return
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     os.makedirs(out, exist_ok=True)
     files = {}
@@ -179,6 +294,9 @@ def main():
     add("g_bad_mech_empty", ctl() + greeting(mech=b""))
     add("g_bad_mech_lower", ctl() + greeting(mech=b"null") + READY_DEALER)
     add("g_http", ctl() + b"GET / HTTP/1.1\r\n\r\n")
+    # PLAIN and CURVE transcripts: what each side of a handshake sends.
+    for name, wire in security_transcripts():
+        add(name, ctl(chunk=len(name) % 4) + wire)
 
     assert len(files) < 200, len(files)
     for name, data in sorted(files.items()):

@@ -389,6 +389,7 @@ class Rig:
         self.good_msgs: Dict[Tuple[bytes, ...], None] = {}
         z = harness.zctx.socket(getattr(zmtp, ztype))
         self.z = z
+        self.configure(z, True)
         z.linger = 0
         z.sndtimeo = harness.timeout_ms
         z.rcvtimeo = harness.timeout_ms
@@ -414,6 +415,10 @@ class Rig:
 
     # -- helpers
 
+    def configure(self, sock, is_zmtp: bool) -> None:
+        """Set a socket's security options before it binds or connects
+        (NULL: none; MechRig sets PLAIN or CURVE)."""
+
     def _new_good(self) -> "zmq.Socket":
         """A good pyzmq peer, connected to the zmtp socket."""
         g = self.h.pctx.socket(GOOD_PEER[self.ztype])
@@ -424,6 +429,7 @@ class Rig:
             g.setsockopt(zmq.ROUTING_ID, GOOD_ID)
         if GOOD_PEER[self.ztype] == zmq.SUB:
             g.setsockopt(zmq.SUBSCRIBE, b"")
+        self.configure(g, False)
         g.connect(self.endpoint)
         return g
 
@@ -983,6 +989,552 @@ class Harness:
                       f"set-up ({zmtp.memory_stats()})")
 
 
+# ------------------------------------------------------------------ mechanisms
+#
+# NET_FUZZ_TARGET=mech (net_run.sh): the zmtp socket speaks PLAIN or CURVE
+# (see "Mechanism targets" in fuzz/README.md).  Input:
+#
+#     byte 0  target: value % 4: PLAIN server, PLAIN client, CURVE server,
+#             CURVE client (the zmtp socket's role; the raw peer plays the
+#             other)
+#     byte 1  as for NULL: bit 0 side, bits 1-2 prefix, bits 3-4 end,
+#             bits 5-7 number of split points
+#     byte 2  unused (kept for the format's shape)
+#     then the split points and the payload, as for NULL
+#
+# Prefixes (what the raw peer does before the payload): 0 nothing; 1 its
+# greeting (the mechanism's name, the other role); 2 the greeting and its
+# first correct command (PLAIN: HELLO with good credentials, or WELCOME;
+# CURVE server target: a valid HELLO; CURVE client target: as 1);
+# 3 the whole handshake as a correct peer, answering zmtp's commands as
+# they come (CURVE boxes through libsodium by ctypes), then every payload
+# chunk goes sealed as one MESSAGE (CURVE: the chunk is the plaintext,
+# flags byte first) or as one frame (PLAIN).
+#
+# Checked: as for NULL (the good peer's round trip, the connection closed
+# and counted, no fd or page left, no crash), plus: zmtp's greeting names
+# the mechanism and its role; an unauthenticated raw CURVE peer (prefix < 3)
+# never gets a message to the application, nor zmtp past WELCOME (as
+# server) or HELLO (as client) on the wire; with prefix 3
+# the application gets exactly the sealed messages (CURVE) or frames
+# (PLAIN) the raw peer sent, in order (a prefix of them when the peer
+# reset the connection).
+
+MECH_TARGETS = ["PLAIN-S", "PLAIN-C", "CURVE-S", "CURVE-C"]
+PLAIN_USER, PLAIN_PASS = b"admin", b"secret"
+META_DEALER = b"\x0bSocket-Type" + (6).to_bytes(4, "big") + b"DEALER"
+
+
+class _Sodium:
+    """The few libsodium calls the raw CURVE peer needs (ctypes; the
+    system's libsodium, which zmtp's CURVE uses too)."""
+
+    def __init__(self) -> None:
+        import ctypes
+        import ctypes.util
+
+        self.ct = ctypes
+        names = [os.environ.get("ZMTP_LIBSODIUM") or "", "libsodium.so.23", "libsodium.so.26",
+                 ctypes.util.find_library("sodium") or ""]
+        self.lib = None
+        for n in names:
+            if n:
+                try:
+                    self.lib = ctypes.CDLL(n)
+                    break
+                except OSError:
+                    continue
+        if self.lib is None:
+            raise RuntimeError("net_fuzz: CURVE targets need libsodium")
+        self.lib.sodium_init()
+
+    def keypair(self) -> Tuple[bytes, bytes]:
+        """A fresh (public, secret) pair."""
+        pk = self.ct.create_string_buffer(32)
+        sk = self.ct.create_string_buffer(32)
+        self.lib.crypto_box_keypair(pk, sk)
+        return pk.raw, sk.raw
+
+    def box(self, m: bytes, nonce: bytes, pk: bytes, sk: bytes) -> bytes:
+        """crypto_box_easy."""
+        c = self.ct.create_string_buffer(len(m) + 16)
+        self.lib.crypto_box_easy(c, m, self.ct.c_ulonglong(len(m)), nonce, pk, sk)
+        return c.raw
+
+    def open(self, c: bytes, nonce: bytes, pk: bytes, sk: bytes) -> Optional[bytes]:
+        """crypto_box_open_easy: the plaintext, or None."""
+        if len(c) < 16:
+            return None
+        m = self.ct.create_string_buffer(max(1, len(c) - 16))
+        rc = self.lib.crypto_box_open_easy(m, c, self.ct.c_ulonglong(len(c)), nonce, pk, sk)
+        return m.raw[: len(c) - 16] if rc == 0 else None
+
+
+_SODIUM: Optional[_Sodium] = None
+
+
+def sodium() -> _Sodium:
+    """The ctypes libsodium, loaded on first use."""
+    global _SODIUM
+    if _SODIUM is None:
+        _SODIUM = _Sodium()
+    return _SODIUM
+
+
+def _cmd(name: bytes, data: bytes = b"") -> bytes:
+    """A command frame."""
+    body = bytes([len(name)]) + name + data
+    if len(body) <= 255:
+        return bytes([0x04, len(body)]) + body
+    return b"\x06" + len(body).to_bytes(8, "big") + body
+
+
+def _frame(body: bytes, more: bool = False) -> bytes:
+    """A message frame."""
+    if len(body) <= 255:
+        return bytes([1 if more else 0, len(body)]) + body
+    return bytes([3 if more else 2]) + len(body).to_bytes(8, "big") + body
+
+
+def mech_greeting(name: bytes, as_server: bool) -> bytes:
+    """A ZMTP 3.1 greeting for `name` in that role."""
+    return codec.encode_greeting(1, name, as_server)
+
+
+@dataclass
+class MechInput:
+    """A mechanism-target input, parsed (:func:`parse_mech_input`)."""
+
+    target: str
+    side: str
+    prefix_mode: int
+    end_mode: int
+    lengths: List[int]
+    payload: bytes
+
+    def chunks(self, head: bytes = b"") -> List[bytes]:
+        """`head` + payload cut at the split points."""
+        stream = head + self.payload
+        out, i = [], 0
+        for n in self.lengths:
+            if i >= len(stream):
+                break
+            out.append(stream[i : i + n])
+            i += n
+        if i < len(stream):
+            out.append(stream[i:])
+        return out
+
+    @property
+    def ztype(self) -> str:
+        return self.target
+
+    def describe(self) -> str:
+        return (f"{self.target} side={self.side} prefix={self.prefix_mode} end={END_NAMES[self.end_mode]} "
+                f"splits={self.lengths} payload={len(self.payload)}B")
+
+
+def parse_mech_input(data: bytes) -> MechInput:
+    """Decode a mechanism-target input (format above)."""
+    b = data + b"\0" * max(0, 3 - len(data))
+    ctl = b[1]
+    pos, lengths = 3, []
+    for _ in range((ctl >> 5) & 7):
+        if pos < len(data):
+            lengths.append(data[pos] + 1)
+            pos += 1
+    return MechInput(MECH_TARGETS[b[0] % 4], "connect" if ctl & 1 else "bind", (ctl >> 1) & 3,
+                     (ctl >> 3) & 3, lengths, data[pos:] if pos < len(data) else b"")
+
+
+def make_mech_input(target: str, payload: bytes, side: str = "bind", prefix_mode: int = 0,
+                    end_mode: int = END_GRACEFUL, splits: Tuple[int, ...] = ()) -> bytes:
+    """The inverse of :func:`parse_mech_input`."""
+    ctl = (1 if side == "connect" else 0) | (prefix_mode << 1) | (end_mode << 3) | (len(splits) << 5)
+    return bytes([MECH_TARGETS.index(target), ctl, 0]) + bytes(n - 1 for n in splits) + payload
+
+
+class MechRig(Rig):
+    """A zmtp DEALER speaking one mechanism in one role, and a good pyzmq
+    DEALER speaking it in the other, connected to it the whole time."""
+
+    def __init__(self, harness: "Harness", target: str) -> None:
+        self.target = target
+        self.mech = target.split("-")[0]
+        self.z_server = target.endswith("-S")
+        if self.mech == "CURVE":
+            from zmq.utils import z85
+
+            self.server_z85, sk = zmq.curve_keypair()
+            self.server_pk, self.server_sk = z85.decode(self.server_z85), z85.decode(sk)
+            self.client_pk, self.client_sk = (z85.decode(k) for k in zmq.curve_keypair())
+        harness.mech_auth()
+        super().__init__(harness, "DEALER")
+
+    def configure(self, sock, is_zmtp: bool) -> None:
+        """PLAIN or CURVE options for zmtp's socket or the good peer's."""
+        server = self.z_server if is_zmtp else not self.z_server
+        if self.mech == "PLAIN":
+            if server:
+                sock.plain_server = True
+            else:
+                sock.plain_username = PLAIN_USER
+                sock.plain_password = PLAIN_PASS
+        else:
+            if server:
+                sock.curve_server = True
+                sock.curve_secretkey = self.server_sk
+                sock.curve_publickey = self.server_pk
+            else:
+                sock.curve_serverkey = self.server_pk
+                sock.curve_publickey = self.client_pk
+                sock.curve_secretkey = self.client_sk
+
+
+def _split_frames(data: bytes) -> Tuple[Optional[bytes], List[Tuple[int, bytes]]]:
+    """zmtp's output so far: its greeting (None until whole) and the
+    complete frames after it, (flags, body)."""
+    if len(data) < 64:
+        return None, []
+    frames, i = [], 64
+    while i + 2 <= len(data):
+        flags = data[i]
+        if flags & 2:
+            if i + 9 > len(data):
+                break
+            n, h = int.from_bytes(data[i + 1 : i + 9], "big"), 9
+        else:
+            n, h = data[i + 1], 2
+        if i + h + n > len(data):
+            break
+        frames.append((flags, data[i + h : i + h + n]))
+        i += h + n
+    return data[:64], frames
+
+
+class RawMechPeer:
+    """The raw peer's side of a PLAIN or CURVE handshake (prefix 2 and 3):
+    what to send after the greeting, and the replies to zmtp's commands."""
+
+    def __init__(self, rig: MechRig, inp: MechInput) -> None:
+        self.rig, self.inp = rig, inp
+        self.mech = rig.mech
+        self.server = not rig.z_server  # the raw peer's role
+        self.nonce = 1
+        self.expected: List[List[bytes]] = []  # the messages sealed (prefix 3)
+        self.done = False  # the handshake is complete on our side
+        self.closing = False  # a sealed command zmtp closes on was sent
+
+    def greeting(self) -> bytes:
+        """Our greeting: the mechanism, our role."""
+        return mech_greeting(self.mech.encode(), self.server)
+
+    def first(self) -> bytes:
+        """The first command, sent without waiting (prefix >= 2)."""
+        if self.mech == "PLAIN":
+            if not self.server:
+                return _cmd(b"HELLO", bytes([len(PLAIN_USER)]) + PLAIN_USER + bytes([len(PLAIN_PASS)]) + PLAIN_PASS)
+            return _cmd(b"WELCOME") if self.inp.prefix_mode == 2 else b""
+        if self.server:  # CURVE: nothing valid before zmtp's HELLO
+            return b""
+        na = sodium()
+        self.cn_pk, self.cn_sk = na.keypair()
+        n = self._short()
+        box = na.box(bytes(64), b"CurveZMQHELLO---" + n, self.rig.server_pk, self.cn_sk)
+        return _cmd(b"HELLO", b"\x01\x00" + bytes(72) + self.cn_pk + n + box)
+
+    def _short(self) -> bytes:
+        n = self.nonce.to_bytes(8, "big")
+        self.nonce += 1
+        return n
+
+    def answer(self, k: int, body: bytes) -> Optional[bytes]:
+        """zmtp's k-th command (0-based) of the handshake: our reply, b""
+        for none, None when the handshake cannot go on."""
+        na = sodium() if self.mech == "CURVE" else None
+        name_len = body[0] if body else 0
+        name, data = body[1 : 1 + name_len], body[1 + name_len :]
+        if self.mech == "PLAIN" and not self.server:  # zmtp: WELCOME, READY
+            if name == b"WELCOME":
+                return _cmd(b"INITIATE", META_DEALER)
+            self.done = name == b"READY"
+            return b"" if self.done else None
+        if self.mech == "PLAIN":  # zmtp: HELLO, INITIATE
+            if name == b"HELLO":
+                return _cmd(b"WELCOME")
+            self.done = name == b"INITIATE"
+            return _cmd(b"READY", META_DEALER) if self.done else None
+        if not self.server:  # CURVE, zmtp the server: WELCOME, READY
+            if name == b"WELCOME" and len(data) == 160:
+                plain = na.open(data[16:], b"WELCOME-" + data[:16], self.rig.server_pk, self.cn_sk)
+                if plain is None:
+                    return None
+                self.peer_pk, cookie = plain[:32], plain[32:]
+                c_pk, c_sk = na.keypair()
+                vn = os.urandom(16)
+                vouch = na.box(self.cn_pk + self.rig.server_pk, b"VOUCH---" + vn, self.peer_pk, c_sk)
+                n = self._short()
+                box = na.box(c_pk + vn + vouch + META_DEALER, b"CurveZMQINITIATE" + n, self.peer_pk, self.cn_sk)
+                return _cmd(b"INITIATE", cookie + n + box)
+            self.done = name == b"READY"
+            return b"" if self.done else None
+        # CURVE, zmtp the client: HELLO, INITIATE
+        if name == b"HELLO" and len(data) == 194:
+            self.peer_pk = data[74:106]
+            self.cn_pk, self.cn_sk = na.keypair()
+            wn = os.urandom(16)
+            box = na.box(self.cn_pk + os.urandom(96), b"WELCOME-" + wn, self.peer_pk, self.rig.server_sk)
+            return _cmd(b"WELCOME", wn + box)
+        if name == b"INITIATE":
+            self.done = True
+            n = self._short()
+            return _cmd(b"READY", n + na.box(META_DEALER, b"CurveZMQREADY---" + n, self.peer_pk, self.cn_sk))
+        return None
+
+    def seal(self, chunks: List[bytes]) -> bytes:
+        """The payload chunks after a whole handshake: each one MESSAGE
+        (CURVE: the chunk is the plaintext, its flags byte first) or one
+        frame (PLAIN: byte 0 bit 0 is MORE, the rest the body).  Records
+        the messages the application must get."""
+        out = bytearray()
+        part: List[bytes] = []
+        for c in chunks:
+            c = c or b"\x00"
+            more, command = bool(c[0] & 1), bool(c[0] & 2)
+            if self.mech == "CURVE":
+                n = self._short()
+                prefix = b"CurveZMQMESSAGES" if self.server else b"CurveZMQMESSAGEC"
+                out += _frame(b"\x07MESSAGE" + n + sodium().box(c, prefix + n, self.peer_pk, self.cn_sk))
+            else:
+                command = False
+                out += _frame(c[1:], more)
+            if command:
+                if not self.closing:
+                    try:  # a malformed command (or ERROR) ends the connection there
+                        evs = codec.Decoder(greeting=False).feed(bytes([4, len(c) - 1]) + c[1:]) \
+                            if len(c) - 1 <= 255 else []
+                        if len(c) - 1 > 255 or not evs or isinstance(evs[0], codec.Error):
+                            self.closing = True
+                    except ProtocolError:
+                        self.closing = True
+                continue
+            if self.closing:
+                continue
+            part.append(c[1:])
+            if not more:
+                self.expected.append(part)
+                part = []
+        return bytes(out)
+
+
+def _mech_run(self: "Harness", data: bytes) -> None:
+    """Play one mechanism-target input (see parse_mech_input); raise
+    Finding (unless keep_going)."""
+    self.runs += 1
+    inp = parse_mech_input(data)
+    try:
+        self._run_mech_input(inp)
+    except Finding as f:
+        if self.verbose:
+            print(f"net_fuzz: FINDING on {inp.describe()}: {f}", file=sys.stderr)
+        if not self.keep_going:
+            raise
+        n = self.findings.get(f.kind + ":" + inp.target, 0) + 1
+        self.findings[f.kind + ":" + inp.target] = n
+        print(f"net_fuzz: finding #{n} {f.kind} on {inp.describe()}: {f}", file=sys.stderr, flush=True)
+        if self.artifact_dir and n <= 5:
+            os.makedirs(self.artifact_dir, exist_ok=True)
+            path = os.path.join(self.artifact_dir,
+                                f"finding-{f.kind}-{inp.target}-{hashlib.sha1(data).hexdigest()[:16]}")
+            with open(path, "wb") as fh:
+                fh.write(data)
+            with open(path + ".txt", "w") as fh:
+                fh.write(f"{inp.describe()}\n{f}\n")
+        r = self.rigs.pop(inp.target, None)
+        if r is not None:
+            try:
+                r.z.disconnect(self.listen_ep)
+            except zmtp.ZMQError:
+                pass
+            r.close()
+        self._drain_listener()
+        self.mech_rig(inp.target)
+
+
+def _mech_auth(self: "Harness") -> None:
+    """ZAP handlers in both contexts, made once: PLAIN admin/secret, any
+    CURVE key (a handler in a context judges every socket's handshakes)."""
+    if getattr(self, "auths", None):
+        return
+    from zmq.auth import CURVE_ALLOW_ANY
+    from zmq.auth.thread import ThreadAuthenticator as PyAuth
+    from zmtp.auth.thread import ThreadAuthenticator as ZAuth
+
+    self.auths = [ZAuth(self.zctx), PyAuth(self.pctx)]
+    for a in self.auths:
+        a.start()
+        a.configure_plain(domain="*", passwords={PLAIN_USER.decode(): PLAIN_PASS.decode()})
+        a.configure_curve(domain="*", location=CURVE_ALLOW_ANY)
+
+
+def _mech_close(self: "Harness") -> None:
+    """Harness.close, the ZAP handlers stopped before the contexts go."""
+    for r in self.rigs.values():
+        r.close()
+    self.rigs.clear()
+    for a in getattr(self, "auths", None) or []:
+        a.stop()
+    self.auths = []
+    _null_close(self)
+
+
+def _mech_rig(self: "Harness", target: str) -> MechRig:
+    """The target's rig, made on first use (as :meth:`Harness.rig`)."""
+    r = self.rigs.get(target)
+    if r is None:
+        r = self.rigs[target] = MechRig(self, target)
+        self._rebase()
+    return r
+
+
+def _run_mech_input(self: "Harness", inp: MechInput) -> None:
+    """One mechanism-target input against its rig (checks above)."""
+    rig = self.mech_rig(inp.target)
+    z = rig.z
+    deadline = time.monotonic() + self.timeout_ms / 1000
+    rig.drain()
+    rig.log = []
+    before = z.stats()
+    peer = RawMechPeer(rig, inp)
+    raw = self._open_raw(rig, inp, deadline)
+    out = bytearray()
+    eof = reset = False
+    sent_all = True
+    authenticated = False
+
+    def pump(pred) -> bool:
+        """Step the engine and read zmtp's output until pred() or EOF."""
+        nonlocal eof, reset
+        while not pred():
+            e, r = self._read_raw(raw, out)
+            eof, reset = eof or e, reset or r
+            if eof or reset:
+                return pred()
+            if time.monotonic() > deadline:
+                return False
+            self._step(rig, 1)
+        return True
+
+    try:
+        if not pump(lambda: len(out) >= 64):
+            raise Finding("no-greeting", f"zmtp {inp.target} sent no greeting to the raw peer")
+        g = codec.Decoder(greeting=True).feed(bytes(out[:64]))[0]
+        if g.mechanism != rig.mech.encode() or bool(g.as_server) != rig.z_server:
+            raise Finding("bad-output", f"zmtp {inp.target} greeted with {g!r}")
+        head = b""
+        if inp.prefix_mode >= 1:
+            head = peer.greeting()
+        if inp.prefix_mode >= 2:
+            head += peer.first()
+        if inp.prefix_mode == 3:
+            raw.sendall(head)
+            head = b""
+            k = 0
+            while True:  # answer zmtp's commands until the handshake is done
+                if not pump(lambda: len(_split_frames(bytes(out))[1]) > k):
+                    break
+                reply = peer.answer(k, _split_frames(bytes(out))[1][k][1])
+                k += 1
+                if reply is None:
+                    break
+                raw.sendall(reply)
+                if peer.done:
+                    authenticated = True
+                    break
+            chunks = inp.chunks()
+            stream = peer.seal(chunks) if authenticated else b"".join(chunks)
+            chunks = [stream]
+        else:
+            chunks = inp.chunks(head)
+        for chunk in chunks:
+            try:
+                raw.sendall(chunk)
+            except OSError:
+                sent_all = False
+                break
+            self._step(rig)
+            e, r = self._read_raw(raw, out)
+            eof, reset = eof or e, reset or r
+        if inp.end_mode == END_KEEP_OPEN:
+            rig.round_trip("while the raw peer is connected")
+        if inp.end_mode in (END_GRACEFUL, END_KEEP_OPEN):
+            try:
+                raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            while not (eof or reset):
+                if time.monotonic() > deadline + self.timeout_ms / 1000:
+                    raise Finding("not-closed", f"zmtp {inp.target} did not close the connection after the raw "
+                                  f"peer's EOF")
+                self._step(rig, 1)
+                e, r = self._read_raw(raw, out)
+                eof, reset = eof or e, reset or r
+        elif inp.end_mode == END_RESET:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    finally:
+        raw.close()
+    while z.stats()["disconnected"] - before["disconnected"] < 1:
+        if time.monotonic() > deadline + 2 * self.timeout_ms / 1000:
+            raise Finding("not-counted", f"zmtp {inp.target} never counted the raw connection as disconnected")
+        self._step(rig, 1)
+    if inp.side == "connect":
+        try:
+            z.disconnect(self.listen_ep)
+        except zmtp.ZMQError as exc:
+            raise Finding("disconnect", f"zmtp {inp.target} disconnect() failed: {exc}") from None
+    rig.round_trip()
+    after = z.stats()
+    want_acc = 1 if inp.side == "bind" else 0
+    if after["accepted"] - before["accepted"] != want_acc or after["disconnected"] - before["disconnected"] != 1:
+        raise Finding("stats", f"zmtp {inp.target}: accepted/disconnected counts {before} -> {after}")
+    self.counts["active" if authenticated else "invalid"] += 1
+    if rig.mech == "CURVE" and not authenticated:
+        # No secret of the good peer's was used: zmtp must not get past
+        # WELCOME (server) or HELLO (client), nor send a MESSAGE.
+        allowed = (b"WELCOME", b"ERROR") if rig.z_server else (b"HELLO", b"ERROR")
+        for flags, body in _split_frames(bytes(out))[1]:
+            name = body[1 : 1 + body[0]] if body else b""
+            if not flags & 4 or name not in allowed:
+                raise Finding("curve-leak", f"zmtp {inp.target} sent {'a data frame' if not flags & 4 else name!r} "
+                              f"to a raw peer that never completed a CURVE handshake (prefix {inp.prefix_mode})")
+    self._check_resources(rig, inp)
+    rig.drain()
+    # Delivery: an unauthenticated CURVE peer gets nothing through; after a
+    # whole handshake, the sealed messages in order (a prefix of them).
+    i = 0
+    for msg in rig.log:
+        if tuple(msg) in rig.good_msgs:
+            continue
+        if authenticated and i < len(peer.expected) and msg == peer.expected[i]:
+            i += 1
+            continue
+        if not authenticated and rig.mech == "PLAIN":
+            continue  # the fuzzer may have found the credentials itself
+        raise Finding("delivery", f"zmtp {inp.target} (prefix {inp.prefix_mode}) passed up {_short(msg)}; "
+                      f"{'expected ' + _short(peer.expected[i]) if authenticated and i < len(peer.expected) else 'no message of the raw peer was due'}")
+    if authenticated and sent_all and inp.end_mode in (END_GRACEFUL, END_KEEP_OPEN) and i != len(peer.expected):
+        raise Finding("delivery", f"zmtp {inp.target}: {i} of the raw peer's {len(peer.expected)} sealed messages "
+                      f"passed up; first missing {_short(peer.expected[i])}")
+
+
+_null_close = Harness.close
+Harness.close = _mech_close
+Harness.mech_auth = _mech_auth
+Harness.run_mech = _mech_run
+Harness.mech_rig = _mech_rig
+Harness._run_mech_input = _run_mech_input
+
+
 # ------------------------------------------------------------------ entry points
 
 
@@ -997,18 +1549,29 @@ def _files(paths: List[str]) -> List[str]:
     return out
 
 
+def is_mech_file(path: str) -> bool:
+    """Inputs of the mechanism targets live in folders named *mech*."""
+    return "mech" in os.path.basename(os.path.dirname(os.path.abspath(path)))
+
+
 def replay(paths: List[str], verbose: bool = True) -> int:
-    """Replay files through the harness without atheris; 1 on a finding."""
+    """Replay files through the harness without atheris; 1 on a finding
+    (files under a folder named *mech* are mechanism-target inputs)."""
     rc = 0
     with Harness(verbose=verbose) as h:
         for path in _files(paths):
             with open(path, "rb") as fh:
                 data = fh.read()
-            inp = parse_input(data)
+            mech = is_mech_file(path)
+            inp = parse_mech_input(data) if mech else parse_input(data)
             try:
-                exp = h.run(data)
+                if mech:
+                    h.run_mech(data)
+                    exp_reason = "ok"
+                else:
+                    exp_reason = h.run(data).reason
                 if verbose:
-                    print(f"ok   {path}: {inp.describe()}: {exp.reason}")
+                    print(f"ok   {path}: {inp.describe()}: {exp_reason}")
             except Finding as f:
                 print(f"FAIL {path}: {inp.describe()}: {f}")
                 rc = 1
@@ -1035,8 +1598,11 @@ def main(argv: List[str]) -> int:
     t0 = time.monotonic()
     report_every = int(os.environ.get("NET_FUZZ_REPORT_EVERY", "5000"))
 
+    mech = os.environ.get("NET_FUZZ_TARGET", "null") == "mech"
+    play = h.run_mech if mech else h.run
+
     def test_one_input(data: bytes) -> None:
-        h.run(data)
+        play(data)
         if report_every and h.runs % report_every == 0:
             print(f"net_fuzz: {h.runs} inputs in {time.monotonic() - t0:.0f} s, oracle {h.counts}, "
                   f"findings {h.findings or 'none'}", file=sys.stderr, flush=True)

@@ -25,6 +25,10 @@
 #           while it is open every hit costs a 5 s timeout.
 #   ZMTP_BACKEND=epoll|io_uring   the zmtp backend of the run (default: the
 #           library's choice, io_uring where the kernel allows it).
+#   NET_FUZZ_TARGET=null (default) | mech   mech: the PLAIN and CURVE
+#           targets (fuzz/README.md, "Mechanism targets"): seeds from
+#           fuzz/net_mech_corpus/ and fuzz/net_mech_regressions/, working
+#           corpus fuzz/build/net-mech-corpus-work/.
 #
 # Inputs found interesting go to fuzz/build/net-corpus-work/ (seeded from
 # fuzz/net_corpus/ and fuzz/net_regressions/); findings (harness checks:
@@ -45,7 +49,14 @@ cd "$root"
 
 mode="${NET_FUZZ_MODE:-cov}"
 venv="$root/fuzz/build/net-venv"
-work="$root/fuzz/build/net-corpus-work"
+target="${NET_FUZZ_TARGET:-null}"
+case "$target" in
+null) work="$root/fuzz/build/net-corpus-work"; seeds=fuzz/net_corpus; regs=fuzz/net_regressions; seedarg="";;
+mech) work="$root/fuzz/build/net-mech-corpus-work"; seeds=fuzz/net_mech_corpus; regs=fuzz/net_mech_regressions
+      seedarg="--mech";;
+*) echo "net_run.sh: NET_FUZZ_TARGET must be null or mech" >&2; exit 2;;
+esac
+export NET_FUZZ_TARGET="$target"
 arts="$root/fuzz/artifacts/net"
 mkdir -p "$work" "$arts"
 
@@ -115,12 +126,12 @@ plain)
 *) echo "net_run.sh: NET_FUZZ_MODE must be cov, asan or plain" >&2; exit 2;;
 esac
 
-if [ -z "$(ls -A fuzz/net_corpus 2>/dev/null)" ]; then
-    "$py" fuzz/make_net_seeds.py fuzz/net_corpus || exit 2
+if [ -z "$(ls -A "$seeds" 2>/dev/null)" ]; then
+    "$py" fuzz/make_net_seeds.py $seedarg "$seeds" || exit 2
 fi
-cp -n fuzz/net_corpus/* "$work"/ 2>/dev/null || true
-if [ -d fuzz/net_regressions ] && [ -n "$(ls -A fuzz/net_regressions 2>/dev/null)" ]; then
-    cp -n fuzz/net_regressions/* "$work"/ 2>/dev/null || true
+cp -n "$seeds"/* "$work"/ 2>/dev/null || true
+if [ -d "$regs" ] && [ -n "$(ls -A "$regs" 2>/dev/null)" ]; then
+    cp -n "$regs"/* "$work"/ 2>/dev/null || true
 fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-$asan_opts}"
@@ -132,7 +143,7 @@ runpy() { if [ -n "$preload" ]; then LD_PRELOAD="$preload${LD_PRELOAD:+:$LD_PREL
 
 info="$(cd / && runpy "$py" -c 'import zmtp, zmtp._zmtp as m, zmq; print(m.__file__, "backend", zmtp.backend_name(), "pyzmq", zmq.__version__)')" \
     || { echo "net_run.sh: cannot import zmtp under the preloaded runtime" >&2; exit 2; }
-echo "== mode $mode: $info"
+echo "== mode $mode, target $target: $info"
 [ -n "$preload" ] && echo "== LD_PRELOAD=$preload"
 
 start=$(date +%s)

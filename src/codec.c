@@ -581,10 +581,14 @@ int zm_props_next(const unsigned char **pp, const unsigned char *end,
 
 int zm_props_validate(const unsigned char *data, size_t len)
 {
-    const unsigned char *p = data, *end = data + len;
+    const unsigned char *p = data, *end;
     const unsigned char *q;
     zm_prop prop, seen;
     int count = 0, rc;
+
+    if (len == 0) /* an empty frame's data is NULL: NULL + 0 is UB */
+        return 0;
+    end = data + len;
 
     while ((rc = zm_props_next(&p, end, &prop)) == 1) {
         for (size_t i = 0; i < prop.name_len; i++)
@@ -605,9 +609,13 @@ int zm_props_validate(const unsigned char *data, size_t len)
 int zm_props_find(const unsigned char *data, size_t len, const char *name,
                   zm_prop *out)
 {
-    const unsigned char *p = data, *end = data + len;
+    const unsigned char *p = data, *end;
     zm_prop prop;
     size_t nlen = strlen(name);
+
+    if (len == 0) /* (data may be NULL) */
+        return 0;
+    end = data + len;
 
     while (zm_props_next(&p, end, &prop) == 1) {
         if (names_equal_ci(prop.name, prop.name_len,

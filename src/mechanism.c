@@ -155,6 +155,6 @@ void zm_mech_wipe(void *p, size_t n)
 {
     volatile unsigned char *v = p;
 
-    while (n-- > 0)
-        *v++ = 0;
+    for (size_t i = 0; i < n; i++) /* no wraparound: UBSan's build */
+        v[i] = 0;
 }

@@ -139,6 +139,6 @@ void zm_secure_zero(void *p, size_t n)
      * and must not load the library for it. */
     volatile unsigned char *v = p;
 
-    while (n-- > 0)
-        *v++ = 0;
+    for (size_t i = 0; i < n; i++) /* no wraparound: UBSan's build */
+        v[i] = 0;
 }

@@ -12,7 +12,9 @@ no descriptor or read page was left behind.
 Replayed here: the seed corpus (fuzz/net_corpus/, recorded pyzmq sessions
 of every socket type plus a few hostile streams, made by
 fuzz/make_net_seeds.py), every saved finding (fuzz/net_regressions/) and the
-inline regressions below, under both backends.  A finding that is still an
+inline regressions below, under both backends; and the same for the PLAIN
+and CURVE targets (fuzz/net_mech_corpus/, fuzz/net_mech_regressions/:
+``make_net_seeds.py --mech``, ``Harness.run_mech``).  A finding that is still an
 open zmtp bug is a strict xfail: the test asserts the correct behaviour and
 turns red (XPASS) once zmtp is fixed, so the marker comes off then.  `bash
 fuzz/net_run.sh SECONDS` explores further (atheris + ASan/UBSan).
@@ -140,6 +142,40 @@ def test_replay_corpus(backend):
     assert not failures, "\n".join(failures)
     # the corpus exercises both outcomes
     assert counts["valid"] > 20 and counts["invalid"] > 10, counts
+
+
+MECH_FILES = _files("net_mech_corpus") + _files("net_mech_regressions")
+
+
+def test_mech_corpus_is_present():
+    assert len(MECH_FILES) >= 40, "fuzz/net_mech_corpus is missing (python fuzz/make_net_seeds.py --mech)"
+
+
+def test_mech_input_format_round_trip():
+    data = nf.make_mech_input("CURVE-C", b"payload", side="connect", prefix_mode=3, end_mode=nf.END_RESET,
+                              splits=(2, 5))
+    inp = nf.parse_mech_input(data)
+    assert (inp.target, inp.side, inp.prefix_mode, inp.end_mode, inp.lengths) == \
+        ("CURVE-C", "connect", 3, nf.END_RESET, [2, 5])
+    assert inp.payload == b"payload" and b"".join(inp.chunks()) == b"payload"
+    assert nf.parse_mech_input(b"").target == "PLAIN-S"
+
+
+def test_replay_mech_corpus(backend):
+    """Every PLAIN/CURVE input through one harness (one rig per target);
+    the sealed sessions must have got their messages through (counted
+    "active")."""
+    failures = []
+    with nf.Harness() as h:
+        for path in MECH_FILES:
+            try:
+                h.run_mech(path.read_bytes())
+            except nf.Finding as f:
+                failures.append(f"{path.parent.name}/{path.name}: "
+                                f"{nf.parse_mech_input(path.read_bytes()).describe()}: {f}")
+        counts = dict(h.counts)
+    assert not failures, "\n".join(failures)
+    assert counts["active"] >= 16 and counts["invalid"] > 40, counts
 
 
 def _regression_params():
