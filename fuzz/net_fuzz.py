@@ -72,12 +72,12 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import zmq
 
 import zmtp
-from zmtp import codec
+from zmtp import _zmtp, codec
 from zmtp.codec import ErrorCode, ProtocolError
 
 TYPES = ["PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH", "XPUB", "XSUB"]
@@ -258,6 +258,13 @@ def expected_outcome(ztype: str, stream: bytes, pair_taken: bool = True) -> Outc
     except ProtocolError as exc:
         events = exc.events
         err = int(exc.code)
+    # Until READY no frame may be larger than HANDSHAKE_FRAME_MAX (engine.h):
+    # a longer one is refused at its header, MSG_TOO_LARGE.
+    try:
+        codec.Decoder(greeting=True, maxmsgsize=_zmtp.HANDSHAKE_FRAME_MAX).feed(stream)
+    except ProtocolError as exc:
+        if exc.code == ErrorCode.MSG_TOO_LARGE and not any(isinstance(ev, codec.Ready) for ev in exc.events):
+            events, err = exc.events, int(exc.code)
     got_greeting = False
     active = False
     msgs: List[List[bytes]] = []
@@ -787,47 +794,11 @@ class Harness:
                 self._step(rig, 1)
             if inp.reconnect:
                 rig.reconnect_good(lambda: self._step(rig, 1))
-            sent_all = True
-            for chunk in inp.chunks:
-                try:
-                    raw.sendall(chunk)
-                except OSError:  # zmtp closed it (error or refusal)
-                    sent_all = False
-                    break
-                self._step(rig)
-                e, r = self._read_raw(raw, out)
-                eof, reset = eof or e, reset or r
-            if end_mode == END_KEEP_OPEN:
-                rig.round_trip("while the raw peer is connected")
-            if end_mode in (END_GRACEFUL, END_KEEP_OPEN):
-                try:
-                    raw.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
-                # zmtp must see the EOF and close its side.
-                while not (eof or reset):
-                    if time.monotonic() > deadline + self.timeout_ms / 1000:
-                        raise Finding("not-closed", f"zmtp {inp.ztype} did not close the connection after the raw "
-                                      f"peer's EOF ({exp.reason})")
-                    self._step(rig, 1)
-                    e, r = self._read_raw(raw, out)
-                    eof, reset = eof or e, reset or r
-            elif end_mode == END_RESET:
-                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sent_all, eof, reset = self._send_chunks(rig, raw, out, inp.chunks, eof, reset)
+            self._end_raw(rig, raw, out, end_mode, eof, reset, deadline, f"zmtp {inp.ztype}", f" ({exp.reason})")
         finally:
             raw.close()
-        # zmtp has counted the connection lost.
-        while z.stats()["disconnected"] - before["disconnected"] < 1 + inp.reconnect:
-            if time.monotonic() > deadline + 2 * self.timeout_ms / 1000:
-                raise Finding("not-counted", f"zmtp {inp.ztype} never counted the raw connection as disconnected "
-                              f"(stats {z.stats()!r})")
-            self._step(rig, 1)
-        if inp.side == "connect":
-            try:
-                z.disconnect(self.listen_ep)
-            except zmtp.ZMQError as exc:
-                raise Finding("disconnect", f"zmtp {inp.ztype} disconnect() failed: {exc}") from None
-        rig.round_trip()
+        self._await_lost(rig, z, before, 1 + inp.reconnect, deadline, f"zmtp {inp.ztype}", side=inp.side)
         after = z.stats()
         strict = end_mode in (END_GRACEFUL, END_KEEP_OPEN) and sent_all
         try:
@@ -845,6 +816,57 @@ class Harness:
         else:
             self._check_delivery(rig, inp, exp, strict)
         return exp
+
+    def _send_chunks(self, rig: Rig, raw: socket.socket, out: bytearray, chunks: List[bytes],
+                     eof: bool, reset: bool) -> Tuple[bool, bool, bool]:
+        """Send the chunks one by one, zmtp stepped and its output read after
+        each; (all sent, eof, reset): a send fails once zmtp closed."""
+        for chunk in chunks:
+            try:
+                raw.sendall(chunk)
+            except OSError:  # zmtp closed it (error or refusal)
+                return False, eof, reset
+            self._step(rig)
+            e, r = self._read_raw(raw, out)
+            eof, reset = eof or e, reset or r
+        return True, eof, reset
+
+    def _end_raw(self, rig: Rig, raw: socket.socket, out: bytearray, end_mode: int, eof: bool, reset: bool,
+                 deadline: float, who: str, why: str = "") -> None:
+        """End the raw peer's side as `end_mode` says: a round trip of the
+        good peer first (KEEP_OPEN); an EOF that zmtp must answer by closing
+        (GRACEFUL, KEEP_OPEN); or a reset on close (RESET)."""
+        if end_mode == END_KEEP_OPEN:
+            rig.round_trip("while the raw peer is connected")
+        if end_mode in (END_GRACEFUL, END_KEEP_OPEN):
+            try:
+                raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            # zmtp must see the EOF and close its side.
+            while not (eof or reset):
+                if time.monotonic() > deadline + self.timeout_ms / 1000:
+                    raise Finding("not-closed", f"{who} did not close the connection after the raw peer's EOF{why}")
+                self._step(rig, 1)
+                e, r = self._read_raw(raw, out)
+                eof, reset = eof or e, reset or r
+        elif end_mode == END_RESET:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    def _await_lost(self, rig: Rig, z: Any, before: dict, n: int, deadline: float, who: str, side: str) -> None:
+        """zmtp has counted `n` connections lost since `before`; a dialling
+        zmtp disconnects; then the good peer still makes a round trip."""
+        while z.stats()["disconnected"] - before["disconnected"] < n:
+            if time.monotonic() > deadline + 2 * self.timeout_ms / 1000:
+                raise Finding("not-counted", f"{who} never counted the raw connection as disconnected "
+                              f"(stats {z.stats()!r})")
+            self._step(rig, 1)
+        if side == "connect":
+            try:
+                z.disconnect(self.listen_ep)
+            except zmtp.ZMQError as exc:
+                raise Finding("disconnect", f"{who} disconnect() failed: {exc}") from None
+        rig.round_trip()
 
     def _open_raw(self, rig: Rig, inp: NetInput, deadline: float) -> socket.socket:
         if inp.side == "bind":
@@ -1456,43 +1478,11 @@ def _run_mech_input(self: "Harness", inp: MechInput) -> None:
             chunks = [stream]
         else:
             chunks = inp.chunks(head)
-        for chunk in chunks:
-            try:
-                raw.sendall(chunk)
-            except OSError:
-                sent_all = False
-                break
-            self._step(rig)
-            e, r = self._read_raw(raw, out)
-            eof, reset = eof or e, reset or r
-        if inp.end_mode == END_KEEP_OPEN:
-            rig.round_trip("while the raw peer is connected")
-        if inp.end_mode in (END_GRACEFUL, END_KEEP_OPEN):
-            try:
-                raw.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            while not (eof or reset):
-                if time.monotonic() > deadline + self.timeout_ms / 1000:
-                    raise Finding("not-closed", f"zmtp {inp.target} did not close the connection after the raw "
-                                  f"peer's EOF")
-                self._step(rig, 1)
-                e, r = self._read_raw(raw, out)
-                eof, reset = eof or e, reset or r
-        elif inp.end_mode == END_RESET:
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sent_all, eof, reset = self._send_chunks(rig, raw, out, chunks, eof, reset)
+        self._end_raw(rig, raw, out, inp.end_mode, eof, reset, deadline, f"zmtp {inp.target}")
     finally:
         raw.close()
-    while z.stats()["disconnected"] - before["disconnected"] < 1:
-        if time.monotonic() > deadline + 2 * self.timeout_ms / 1000:
-            raise Finding("not-counted", f"zmtp {inp.target} never counted the raw connection as disconnected")
-        self._step(rig, 1)
-    if inp.side == "connect":
-        try:
-            z.disconnect(self.listen_ep)
-        except zmtp.ZMQError as exc:
-            raise Finding("disconnect", f"zmtp {inp.target} disconnect() failed: {exc}") from None
-    rig.round_trip()
+    self._await_lost(rig, z, before, 1, deadline, f"zmtp {inp.target}", side=inp.side)
     after = z.stats()
     want_acc = 1 if inp.side == "bind" else 0
     if after["accepted"] - before["accepted"] != want_acc or after["disconnected"] - before["disconnected"] != 1:

@@ -95,6 +95,9 @@ ORACLE_CASES = {
     "reserved_flags_after_greeting": (nf.make_input("REP", b"\x10\x01x", prefix_mode=nf.PREFIX_GREETING),
                                       {"RESERVED_FLAGS": 1}, 0, False),
     "second_pair_peer": (nf.make_input("PAIR", b"", prefix_mode=nf.PREFIX_READY), {}, 1, False),
+    # until READY a frame is at most HANDSHAKE_FRAME_MAX (64 KiB), refused at its header
+    "long_command_before_ready": (nf.make_input("PULL", b"\x06" + (1 << 20).to_bytes(8, "big"),
+                                                prefix_mode=nf.PREFIX_GREETING), {"MSG_TOO_LARGE": 1}, 0, False),
     "valid_dealer_then_error": (nf.make_input("ROUTER", E.encode_error(b"bye"), prefix_mode=nf.PREFIX_READY,
                                               peer_index=1), {}, 0, True),
     "valid_then_bad_frame_size": (nf.make_input("PULL", b"\x02" + (2**63).to_bytes(8, "big"),
