@@ -516,8 +516,11 @@ static PyMethodDef Socket_methods[] = {
     {"_adopt_fd", CFUNC(zm_py_sock_adopt_fd_t), METH_FASTCALL,
      zm_py_sock_adopt_fd_doc},
     {"stats", (PyCFunction)zm_py_sock_stats_t, METH_NOARGS,
-     "stats()\n--\n\nCounters: accepted, connected, disconnected,\n"
-     "handshake_failed, dropped_messages, protocol_errors {code: n}."},
+     "stats()\n--\n\nCounters since the socket was made: accepted, connected,\n"
+     "disconnected, handshake_failed, handshake_timeouts, heartbeat_timeouts,\n"
+     "dropped_messages, subscriptions_refused, monitor_dropped,\n"
+     "progress_steps, accepts_paused, and protocol_errors {code: n}\n"
+     "(docs/reliability.md says what each counts)."},
     {NULL, NULL, 0, NULL},
 };
 #undef CFUNC
