@@ -174,9 +174,11 @@ typedef struct zm_conn {
     zm_subs subs;
     zm_wbuf deferred;       /* commands waiting for a message's last frame */
     uint32_t zap_id;        /* a ZAP request for it is out (engine_zap.c) */
-    zm_page *props;         /* ZAP's User-Id and metadata (a property list,
-                               refcounted: its messages' Frames hold it), or
-                               NULL */
+    zm_page *props;         /* the connection's properties, as libzmq gives
+                               them to its messages (Frame.get): a property
+                               list, refcounted (its messages' Frames hold
+                               it), built at admission (conn_build_props);
+                               during the handshake ZAP's part, or NULL */
     int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
     int64_t last_write_ns;  /* last sendmsg of messages (coalescing) */
     int64_t flush_at_ns;    /* held-back output must go by then (0: none) */

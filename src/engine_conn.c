@@ -169,6 +169,8 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     cfg.socktype = zm_socktype_name(s->type);
     cfg.identity = zm_route_sends_id(s) ? s->routing_id : NULL;
     cfg.identity_len = s->routing_id_len;
+    cfg.null_zap = s->zap_domain_len > 0; /* libzmq 4.3.5: NULL asks ZAP */
+    cfg.zap_enforce = s->zap_enforce_domain;
     zm_mech_end(&c->mech); /* a previous transport's, if any */
     zm_wbuf_init(&hs);
     if (zm_mech_start(&c->mech, ops, &cfg, &hs) < 0)
@@ -190,6 +192,10 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     zm_secure_zero(cfg.curve_secret, sizeof(cfg.curve_secret));
     c->got_greeting = 0;
     c->zap_id = 0;
+    if (c->props != NULL) { /* a previous transport's */
+        zm_page_decref(c->props);
+        c->props = NULL;
+    }
     c->hs_event_sent = 0;
     c->lost_errno = 0;
     c->state = ZM_CS_HANDSHAKE;
@@ -427,6 +433,47 @@ static void conn_mech_failed(zm_sock *s, zm_conn *c, int64_t now)
     }
 }
 
+/* The connection's properties, as libzmq 4.3.5 gives them to each of
+ * its messages (zmq_msg_gets; zmtp: Frame.get): Peer-Address (the peer's
+ * IP, or "localhost:UID:GID:PID" for ipc), then ZAP's User-Id and
+ * metadata (c->props so far), then the peer's metadata as it sent it
+ * (Socket-Type, Identity, X-...).  One property list, looked up by exact
+ * name; of two equal names the first wins, as in libzmq's map.  0, or
+ * -ENOMEM. */
+static int conn_build_props(zm_conn *c, const zm_mech_peer *p)
+{
+    static const char peer_address[] = "Peer-Address";
+    const size_t nlen = sizeof(peer_address) - 1;
+    char addr[96];
+    size_t alen = zm_conn_peer_address(c, addr, sizeof(addr));
+    size_t zlen = c->props != NULL ? c->props->len : 0;
+    size_t n = (alen > 0 ? 1 + nlen + 4 + alen : 0) + zlen + p->props_len;
+    zm_page *pg = zm_page_new(n > 0 ? n : 1);
+    unsigned char *w;
+
+    if (pg == NULL)
+        return -ENOMEM;
+    w = pg->data;
+    if (alen > 0) {
+        *w++ = (unsigned char)nlen;
+        memcpy(w, peer_address, nlen);
+        w += nlen;
+        zm_put_u32(w, (uint32_t)alen);
+        memcpy(w + 4, addr, alen);
+        w += 4 + alen;
+    }
+    if (zlen > 0)
+        memcpy(w, c->props->data, zlen);
+    w += zlen;
+    if (p->props_len > 0)
+        memcpy(w, p->props, p->props_len);
+    pg->len = n;
+    if (c->props != NULL)
+        zm_page_decref(c->props);
+    c->props = pg;
+    return 0;
+}
+
 /* The mechanism is done: is the peer it describes one we talk to?  Its
  * socket type (RFC 28-31 pairs), then routing's say (ROUTER's ids, PAIR's
  * one peer).  0, or -1 when refused (closed). */
@@ -447,6 +494,11 @@ static int conn_admit(zm_sock *s, zm_conn *c, int64_t now)
                  (int)(p->socktype_len < 20 ? p->socktype_len : 20),
                  (const char *)p->socktype, zm_socktype_name(s->type));
         conn_refuse(s, c, reason, ZM_PROTO_INVALID_METADATA, now);
+        return -1;
+    }
+    if (conn_build_props(c, p) < 0) {
+        c->lost_errno = ENOMEM;
+        zm_conn_lost(s, c, now);
         return -1;
     }
     /* ROUTER id, PAIR's one */
@@ -507,12 +559,13 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
 
     /* The mechanism asks ZAP to judge the peer (engine_zap.c).  With no
      * handler: refused as libzmq's PLAIN does, or, for a mechanism that
-     * may go without (CURVE), admitted as if the handler said 200 (no
-     * User-Id); libzmq 4.3.5 does so whatever ZAP_ENFORCE_DOMAIN says
-     * (measured through pyzmq: tests/test_curve.py). */
+     * may go without (CURVE; NULL unless ZAP_ENFORCE_DOMAIN), admitted as
+     * if the handler said 200 (no User-Id); libzmq 4.3.5's CURVE does so
+     * whatever ZAP_ENFORCE_DOMAIN says (measured through pyzmq:
+     * tests/test_curve.py, tests/test_zap.py). */
     if (rc == 0 && zm_mech_zap_pending(&c->mech) && c->zap_id == 0 &&
         zm_zap_request(s, c) < 0) {
-        if (c->mech.ops->zap_optional)
+        if (c->mech.ops->zap_optional && !c->mech.zap.required)
             return conn_zap_absent(s, c, now);
         rc = zm_mech_zap_missing(&c->mech);
     }

@@ -492,10 +492,10 @@ class Socket(_OptionAttributes, _zmtp.Socket):
             super().connect(addr)
 
     def _zap_if_server(self) -> None:
-        """A PLAIN or CURVE server asks the Context's ZAP handler about
-        each client (docs/security.md): its pipe to the handler is made
-        here."""
-        if self.getsockopt(PLAIN_SERVER) or self.getsockopt(CURVE_SERVER):
+        """A PLAIN or CURVE server, or any socket with a ZAP_DOMAIN (NULL
+        asks too, as libzmq 4.3.5), asks the Context's ZAP handler about
+        each peer (docs/auth.md): its pipe to the handler is made here."""
+        if self.getsockopt(PLAIN_SERVER) or self.getsockopt(CURVE_SERVER) or self.getsockopt(ZAP_DOMAIN):
             self._inproc_names().zap_client(self._shadow_obj or self)
 
     def unbind(self, addr: Union[str, bytes]) -> None:
