@@ -158,6 +158,11 @@ typedef struct zm_conn {
      */
     zm_outq out;
     size_t hs_left;         /* bytes of our handshake at the front of out */
+    zm_wbuf hs_held;        /* the rest of our greeting and the mechanism's
+                               first commands, held until the peer's first
+                               ZM_GREETING_STAGE octets arrived (as libzmq:
+                               engine_conn.c, conn_greeting_stage) */
+    size_t hs_rx;           /* octets received while hs_held waits */
     uint64_t msg_written;
     uint64_t enc_total;
     uint64_t written_total;

@@ -132,12 +132,22 @@ out:
 }
 
 static void conn_activate(zm_sock *s, zm_conn *c);
+static int conn_build_props(zm_conn *c, const zm_mech_peer *p);
 
 /* STREAM: a raw connection has no handshake; it is ACTIVE (and announced
  * to the socket type, which notifies the application) as soon as its
  * transport is up, as libzmq's raw engine. */
 static int conn_start_raw(zm_sock *s, zm_conn *c)
 {
+    static const zm_mech_peer no_metadata;
+
+    /* its messages carry Peer-Address only, as libzmq's raw engine's */
+    if (c->props != NULL) {
+        zm_page_decref(c->props);
+        c->props = NULL;
+    }
+    if (conn_build_props(c, &no_metadata) < 0)
+        return -ENOMEM;
     zm_outq_drop_front(&c->out, c->hs_left); /* none: no greeting */
     c->hs_left = 0;
     c->raw = 1;
@@ -156,8 +166,33 @@ static int conn_start_raw(zm_sock *s, zm_conn *c)
     return 0;
 }
 
-/* Start the socket's mechanism: our greeting and its first commands go
- * in front of whatever is queued. */
+/*
+ * Our greeting goes out in two stages, as libzmq's: the signature and
+ * the major version (ZM_GREETING_STAGE octets) at once, the rest (minor
+ * version, mechanism, as-server) and the mechanism's first commands once
+ * the peer's first ZM_GREETING_STAGE octets arrived (conn_greeting_rest).
+ * A libzmq peer sends its whole greeting on our eleventh octet, before it
+ * can read our mechanism: so we always learn its mechanism, and a
+ * mismatch is HANDSHAKE_FAILED_PROTOCOL(MECHANISM_MISMATCH) on both
+ * sides.  Sent at once, our 64 octets (and READY) let libzmq read our
+ * mechanism and close before writing its own (its queued greeting dies
+ * with the connection; our unread READY makes the close a reset): we saw
+ * only a lost connection, HANDSHAKE_FAILED_NO_DETAIL.  A peer that waits
+ * for our whole greeting before sending its own waits for libzmq's too.
+ */
+#define ZM_GREETING_STAGE 11
+
+/* The peer's first octets arrived: the rest of our greeting goes. */
+static int conn_greeting_rest(zm_conn *c)
+{
+    int rc = conn_put_handshake(c, c->hs_held.data, c->hs_held.len);
+
+    zm_wbuf_free(&c->hs_held); /* an idle connection keeps none */
+    return rc;
+}
+
+/* Start the socket's mechanism: our greeting (its first stage) goes in
+ * front of whatever is queued, the rest waits in hs_held. */
 int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
 {
     zm_wbuf hs;
@@ -176,8 +211,14 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     if (zm_mech_start(&c->mech, ops, &cfg, &hs) < 0)
         goto nomem;
     /* Queued message bytes (from before the connection) go after it. */
-    if (conn_put_handshake(c, hs.data, hs.len) < 0)
+    zm_wbuf_free(&c->hs_held); /* a previous transport's, if any */
+    c->hs_rx = 0;
+    if (conn_put_handshake(c, hs.data, ZM_GREETING_STAGE) < 0 ||
+        zm_wbuf_reserve(&c->hs_held, hs.len - ZM_GREETING_STAGE) < 0)
         goto nomem;
+    memcpy(c->hs_held.data, hs.data + ZM_GREETING_STAGE,
+           hs.len - ZM_GREETING_STAGE);
+    c->hs_held.len = hs.len - ZM_GREETING_STAGE;
     c->msg_written = 0;
     {
         int64_t now = zm_now_ns();
@@ -349,6 +390,7 @@ void zm_conn_free(zm_conn *c)
     zm_msg_clear(&c->unsealed);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
+    zm_wbuf_free(&c->hs_held);
     zm_wbuf_free(&c->deferred);
     free(c->ends);
     zm_msgq_free(&c->inq);
@@ -363,9 +405,20 @@ static void conn_close_refused_as(zm_sock *s, zm_conn *c, const char *reason,
 {
     zm_wbuf w;
     unsigned char body[5 + 1 + 255];
-    size_t n = reason != NULL ? strlen(reason) : 0;
+    size_t n;
 
     zm_wbuf_init(&w);
+    /* The rest of our greeting (unwritten yet when we refuse the peer's)
+     * goes first, so that the peer learns our mechanism too; ERROR only
+     * after the whole of it. */
+    if (c->fd >= 0 && c->hs_left > 0 && c->hs_held.len == 0) {
+        ssize_t sent = zm_outq_send(&c->out, c->fd, c->hs_left);
+        if (sent > 0)
+            c->hs_left -= (size_t)sent;
+    }
+    if (c->hs_left > 0 || c->hs_held.len > 0)
+        reason = NULL;
+    n = reason != NULL ? strlen(reason) : 0;
     if (libzmq_plain && n <= 255) { /* mechanism.h: zm_mech_fail */
         memcpy(body, ZM_LIBZMQ_PLAIN_ERROR, 5);
         body[5] = (unsigned char)n;
@@ -861,6 +914,13 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
         n = recv(c->fd, buf, room, MSG_DONTWAIT);
         if (n > 0) {
             zm_decoder_commit(&c->dec, (size_t)n);
+            if (c->hs_held.len > 0 &&
+                (c->hs_rx += (size_t)n) >= ZM_GREETING_STAGE &&
+                conn_greeting_rest(c) < 0) {
+                c->lost_errno = ENOMEM;
+                zm_conn_lost(s, c, now);
+                return;
+            }
             c->last_rx_ns = now; /* any traffic counts as liveness */
             c->ping_sent_ns = 0;
             /* Less than asked for: the kernel's buffer was empty, so skip

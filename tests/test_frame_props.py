@@ -168,3 +168,29 @@ def test_props_by_frame_and_after_close(backend, ctx, zctx, transport, tmp_path)
     for f in (first, second):
         assert f.get("Identity") == "snd" and f.get("Socket-Type") == "DEALER"
         assert f.get("Peer-Address") == peer_address(transport).decode()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_stream_frames_carry_peer_address(backend, ctx, zctx, transport, tmp_path):
+    """A STREAM socket's frames (the connect notice and the data, each with
+    its routing-id frame) carry Peer-Address only, as libzmq's raw engine's."""
+    import socket
+
+    seen = []
+    for make, lib in ((lambda k: zsock(ctx, k), zmtp), (lambda k: psock(zctx, k), zmq)):
+        s = make(lib.STREAM)
+        ep = endpoint_for(transport, tmp_path, f"st{lib.__name__}")
+        s.bind(ep)
+        family = socket.AF_UNIX if transport == "ipc" else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as raw:
+            addr = ep.split("://", 1)[1]
+            raw.connect(addr if transport == "ipc" else ("127.0.0.1", int(addr.rsplit(":", 1)[1])))
+            raw.sendall(b"hello")
+            frames = []
+            while not frames or frames[-1].bytes != b"hello":
+                frames.append(s.recv(copy=False))
+            seen.append([{n: props_of(f)[n] for n in ("Peer-Address", "Socket-Type", "User-Id")} for f in frames[-2:]])
+        s.close(0)
+    ours, theirs = seen
+    assert ours == theirs == [{"Peer-Address": peer_address(transport).decode(), "Socket-Type": "EINVAL",
+                               "User-Id": "EINVAL"}] * 2
