@@ -402,3 +402,79 @@ def test_pyzmq_null_server_judges_zmtp_client(backend, ctx, zctx, transport, ver
             got.get("User-Id")
     finally:
         auth.stop()
+
+
+def test_null_ready_waits_for_the_verdict(backend, ctx, zap, tmp_path):
+    """A NULL server with a ZAP_DOMAIN sends its READY only once the handler
+    has answered (a hand-written peer sees the greeting, then nothing while
+    the request is out, then READY), and a zmtp peer's READY that came
+    first is kept for it: the message's properties are the peer's."""
+    import socket
+    import threading
+
+    from zmtp import codec
+
+    asked, release = threading.Event(), threading.Event()
+
+    def slow(req: List[bytes]) -> List[bytes]:
+        asked.set()
+        assert release.wait(DEADLINE_S)
+        return [b"200", b"OK", b"raw-peer", b""]
+
+    zap(slow)
+    server = zsock(ctx, zmtp.PULL, zap_domain=b"dom")
+    server.bind("tcp://127.0.0.1:*")
+    port = int(server.last_endpoint.decode().rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as raw:
+        raw.sendall(codec.encode_greeting() + codec.encode_ready({"Socket-Type": "PUSH", "X-Peer": "raw"}))
+        got = b""
+        while len(got) < 64:
+            chunk = raw.recv(64 - len(got))
+            assert chunk, got
+            got += chunk
+        deadline = time.monotonic() + DEADLINE_S
+        while not asked.is_set():  # the server steps while its owner polls
+            assert time.monotonic() < deadline, "no ZAP request"
+            server.poll(20)
+        raw.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            raw.recv(1)  # no READY while the verdict is out
+        raw.setblocking(True)
+        release.set()
+        dec = codec.Decoder(greeting=True)
+        events = dec.feed(got)
+        while len(events) < 2:  # the server's READY, now
+            server.poll(20)
+            chunk = raw.recv(4096)
+            assert chunk, events
+            events += dec.feed(chunk)
+        assert isinstance(events[1], codec.Ready) and events[1].socket_type == b"PULL", events
+        raw.sendall(codec.encode_frame(b"hello"))  # messages only after the server's READY
+        frame = server.recv(copy=False)
+        assert frame.bytes == b"hello"
+        assert (frame.get("User-Id"), frame.get("X-Peer"), frame.get("Socket-Type")) == ("raw-peer", "raw", "PUSH")
+
+
+def test_null_zap_between_zmtp_sockets(backend, ctx, zap, tmp_path):
+    """zmtp on both ends (both greetings in two stages): the side with a
+    ZAP_DOMAIN asks its handler, the other does not."""
+    _, seen, _ = zap(lambda req: [b"200", b"OK", b"peer-ok", b""])
+    other = zmtp.Context()
+    try:
+        ep = endpoint_for("ipc", tmp_path, "zz")
+        server = zsock(ctx, zmtp.PAIR, zap_domain=b"dom")
+        server.bind(ep)
+        client = zsock(other, zmtp.PAIR)
+        client.connect(ep)
+        client.send(b"hi")
+        frame = server.recv(copy=False)
+        assert frame.get("User-Id") == "peer-ok" and frame.get("Socket-Type") == "PAIR"
+        server.send(b"yo")
+        back = client.recv(copy=False)
+        assert back.bytes == b"yo"
+        with pytest.raises(zmtp.ZMQError):
+            back.get("User-Id")
+        assert [r[5:] for r in seen] == [[b"NULL"]]
+        client.close(0)
+    finally:
+        other.destroy(linger=0)
