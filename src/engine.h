@@ -369,8 +369,9 @@ typedef struct zm_sock {
     uint32_t zap_next_id;
     char zap_domain[255];        /* ZAP_DOMAIN */
     size_t zap_domain_len;
-    int zap_enforce_domain;      /* ZAP_ENFORCE_DOMAIN (kept, as libzmq's
-                                    PLAIN: no effect on it) */
+    int zap_enforce_domain;      /* ZAP_ENFORCE_DOMAIN: NULL with a domain
+                                    and no handler refuses (mech_null.c);
+                                    no effect on PLAIN and CURVE (libzmq) */
     zm_page *recv_props;         /* the props of the connection the last
                                     zm_sock_recv took from (borrowed: take a
                                     reference before the next step) */
