@@ -319,6 +319,10 @@ def delivered_form(ztype: str, messages: List[List[bytes]]) -> Optional[List[Lis
     return list(messages)
 
 
+#: what zmtp sends before its peer's first 11 octets (signature, major 3)
+FIRST_STAGE = codec.encode_greeting(1, b"NULL", False)[:11]
+
+
 def check_zmtp_output(ztype: str, data: bytes) -> None:
     """What zmtp wrote to the raw peer must be valid ZMTP: a 3.x NULL
     greeting, READY with its own Socket-Type, then commands/messages."""
@@ -329,7 +333,11 @@ def check_zmtp_output(ztype: str, data: bytes) -> None:
         raise Finding("bad-output", f"zmtp {ztype} wrote invalid ZMTP: {exc.code.name} "
                       f"{exc.reason!r} after {exc.events!r}; bytes {data[:200]!r}") from None
     if not events:
-        raise Finding("bad-output", f"zmtp {ztype} sent no complete greeting: {data!r}")
+        # zmtp sends its greeting in libzmq's two stages: the signature and
+        # major version at once, the rest after the peer's first 11 octets
+        if data != FIRST_STAGE:
+            raise Finding("bad-output", f"zmtp {ztype} sent no complete greeting: {data!r}")
+        return
     g = events[0]
     if not isinstance(g, codec.Greeting) or g.major != 3 or g.mechanism != b"NULL":
         raise Finding("bad-output", f"zmtp {ztype} greeting is {g!r}")

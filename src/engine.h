@@ -158,6 +158,11 @@ typedef struct zm_conn {
      */
     zm_outq out;
     size_t hs_left;         /* bytes of our handshake at the front of out */
+    zm_wbuf hs_held;        /* the rest of our greeting and the mechanism's
+                               first commands, held until the peer's first
+                               ZM_GREETING_STAGE octets arrived (as libzmq:
+                               engine_conn.c, conn_greeting_stage) */
+    size_t hs_rx;           /* octets received while hs_held waits */
     uint64_t msg_written;
     uint64_t enc_total;
     uint64_t written_total;
@@ -174,9 +179,11 @@ typedef struct zm_conn {
     zm_subs subs;
     zm_wbuf deferred;       /* commands waiting for a message's last frame */
     uint32_t zap_id;        /* a ZAP request for it is out (engine_zap.c) */
-    zm_page *props;         /* ZAP's User-Id and metadata (a property list,
-                               refcounted: its messages' Frames hold it), or
-                               NULL */
+    zm_page *props;         /* the connection's properties, as libzmq gives
+                               them to its messages (Frame.get): a property
+                               list, refcounted (its messages' Frames hold
+                               it), built at admission (conn_build_props);
+                               during the handshake ZAP's part, or NULL */
     int hs_event_sent;      /* a HANDSHAKE_FAILED_* event already went out */
     int hs_slot;            /* an accepted connection in its handshake,
                                counted in zm_sock.hs_accepted */
@@ -375,8 +382,9 @@ typedef struct zm_sock {
     uint32_t zap_next_id;
     char zap_domain[255];        /* ZAP_DOMAIN */
     size_t zap_domain_len;
-    int zap_enforce_domain;      /* ZAP_ENFORCE_DOMAIN (kept, as libzmq's
-                                    PLAIN: no effect on it) */
+    int zap_enforce_domain;      /* ZAP_ENFORCE_DOMAIN: NULL with a domain
+                                    and no handler refuses (mech_null.c);
+                                    no effect on PLAIN and CURVE (libzmq) */
     zm_page *recv_props;         /* the props of the connection the last
                                     zm_sock_recv took from (borrowed: take a
                                     reference before the next step) */

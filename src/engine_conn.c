@@ -187,12 +187,22 @@ out:
 }
 
 static void conn_activate(zm_sock *s, zm_conn *c);
+static int conn_build_props(zm_conn *c, const zm_mech_peer *p);
 
 /* STREAM: a raw connection has no handshake; it is ACTIVE (and announced
  * to the socket type, which notifies the application) as soon as its
  * transport is up, as libzmq's raw engine. */
 static int conn_start_raw(zm_sock *s, zm_conn *c)
 {
+    static const zm_mech_peer no_metadata;
+
+    /* its messages carry Peer-Address only, as libzmq's raw engine's */
+    if (c->props != NULL) {
+        zm_page_decref(c->props);
+        c->props = NULL;
+    }
+    if (conn_build_props(c, &no_metadata) < 0)
+        return -ENOMEM;
     zm_outq_drop_front(&c->out, c->hs_left); /* none: no greeting */
     c->hs_left = 0;
     c->raw = 1;
@@ -211,8 +221,33 @@ static int conn_start_raw(zm_sock *s, zm_conn *c)
     return 0;
 }
 
-/* Start the socket's mechanism: our greeting and its first commands go
- * in front of whatever is queued. */
+/*
+ * Our greeting goes out in two stages, as libzmq's: the signature and
+ * the major version (ZM_GREETING_STAGE octets) at once, the rest (minor
+ * version, mechanism, as-server) and the mechanism's first commands once
+ * the peer's first ZM_GREETING_STAGE octets arrived (conn_greeting_rest).
+ * A libzmq peer sends its whole greeting on our eleventh octet, before it
+ * can read our mechanism: so we always learn its mechanism, and a
+ * mismatch is HANDSHAKE_FAILED_PROTOCOL(MECHANISM_MISMATCH) on both
+ * sides.  Sent at once, our 64 octets (and READY) let libzmq read our
+ * mechanism and close before writing its own (its queued greeting dies
+ * with the connection; our unread READY makes the close a reset): we saw
+ * only a lost connection, HANDSHAKE_FAILED_NO_DETAIL.  A peer that waits
+ * for our whole greeting before sending its own waits for libzmq's too.
+ */
+#define ZM_GREETING_STAGE 11
+
+/* The peer's first octets arrived: the rest of our greeting goes. */
+static int conn_greeting_rest(zm_conn *c)
+{
+    int rc = conn_put_handshake(c, c->hs_held.data, c->hs_held.len);
+
+    zm_wbuf_free(&c->hs_held); /* an idle connection keeps none */
+    return rc;
+}
+
+/* Start the socket's mechanism: our greeting (its first stage) goes in
+ * front of whatever is queued, the rest waits in hs_held. */
 int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
 {
     zm_wbuf hs;
@@ -224,13 +259,21 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     cfg.socktype = zm_socktype_name(s->type);
     cfg.identity = zm_route_sends_id(s) ? s->routing_id : NULL;
     cfg.identity_len = s->routing_id_len;
+    cfg.null_zap = s->zap_domain_len > 0; /* libzmq 4.3.5: NULL asks ZAP */
+    cfg.zap_enforce = s->zap_enforce_domain;
     zm_mech_end(&c->mech); /* a previous transport's, if any */
     zm_wbuf_init(&hs);
     if (zm_mech_start(&c->mech, ops, &cfg, &hs) < 0)
         goto nomem;
     /* Queued message bytes (from before the connection) go after it. */
-    if (conn_put_handshake(c, hs.data, hs.len) < 0)
+    zm_wbuf_free(&c->hs_held); /* a previous transport's, if any */
+    c->hs_rx = 0;
+    if (conn_put_handshake(c, hs.data, ZM_GREETING_STAGE) < 0 ||
+        zm_wbuf_reserve(&c->hs_held, hs.len - ZM_GREETING_STAGE) < 0)
         goto nomem;
+    memcpy(c->hs_held.data, hs.data + ZM_GREETING_STAGE,
+           hs.len - ZM_GREETING_STAGE);
+    c->hs_held.len = hs.len - ZM_GREETING_STAGE;
     c->msg_written = 0;
     {
         int64_t now = zm_now_ns();
@@ -245,6 +288,10 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     zm_secure_zero(cfg.curve_secret, sizeof(cfg.curve_secret));
     c->got_greeting = 0;
     c->zap_id = 0;
+    if (c->props != NULL) { /* a previous transport's */
+        zm_page_decref(c->props);
+        c->props = NULL;
+    }
     c->hs_event_sent = 0;
     c->lost_errno = 0;
     c->state = ZM_CS_HANDSHAKE;
@@ -402,6 +449,7 @@ void zm_conn_free(zm_conn *c)
     zm_msg_clear(&c->unsealed);
     zm_decoder_free(&c->dec);
     zm_outq_free(&c->out);
+    zm_wbuf_free(&c->hs_held);
     zm_wbuf_free(&c->deferred);
     free(c->ends);
     zm_msgq_free(&c->inq);
@@ -416,9 +464,20 @@ static void conn_close_refused_as(zm_sock *s, zm_conn *c, const char *reason,
 {
     zm_wbuf w;
     unsigned char body[5 + 1 + 255];
-    size_t n = reason != NULL ? strlen(reason) : 0;
+    size_t n;
 
     zm_wbuf_init(&w);
+    /* The rest of our greeting (unwritten yet when we refuse the peer's)
+     * goes first, so that the peer learns our mechanism too; ERROR only
+     * after the whole of it. */
+    if (c->fd >= 0 && c->hs_left > 0 && c->hs_held.len == 0) {
+        ssize_t sent = zm_outq_send(&c->out, c->fd, c->hs_left);
+        if (sent > 0)
+            c->hs_left -= (size_t)sent;
+    }
+    if (c->hs_left > 0 || c->hs_held.len > 0)
+        reason = NULL;
+    n = reason != NULL ? strlen(reason) : 0;
     if (libzmq_plain && n <= 255) { /* mechanism.h: zm_mech_fail */
         memcpy(body, ZM_LIBZMQ_PLAIN_ERROR, 5);
         body[5] = (unsigned char)n;
@@ -486,6 +545,47 @@ static void conn_mech_failed(zm_sock *s, zm_conn *c, int64_t now)
     }
 }
 
+/* The connection's properties, as libzmq 4.3.5 gives them to each of
+ * its messages (zmq_msg_gets; zmtp: Frame.get): Peer-Address (the peer's
+ * IP, or "localhost:UID:GID:PID" for ipc), then ZAP's User-Id and
+ * metadata (c->props so far), then the peer's metadata as it sent it
+ * (Socket-Type, Identity, X-...).  One property list, looked up by exact
+ * name; of two equal names the first wins, as in libzmq's map.  0, or
+ * -ENOMEM. */
+static int conn_build_props(zm_conn *c, const zm_mech_peer *p)
+{
+    static const char peer_address[] = "Peer-Address";
+    const size_t nlen = sizeof(peer_address) - 1;
+    char addr[96];
+    size_t alen = zm_conn_peer_address(c, addr, sizeof(addr));
+    size_t zlen = c->props != NULL ? c->props->len : 0;
+    size_t n = (alen > 0 ? 1 + nlen + 4 + alen : 0) + zlen + p->props_len;
+    zm_page *pg = zm_page_new(n > 0 ? n : 1);
+    unsigned char *w;
+
+    if (pg == NULL)
+        return -ENOMEM;
+    w = pg->data;
+    if (alen > 0) {
+        *w++ = (unsigned char)nlen;
+        memcpy(w, peer_address, nlen);
+        w += nlen;
+        zm_put_u32(w, (uint32_t)alen);
+        memcpy(w + 4, addr, alen);
+        w += 4 + alen;
+    }
+    if (zlen > 0)
+        memcpy(w, c->props->data, zlen);
+    w += zlen;
+    if (p->props_len > 0)
+        memcpy(w, p->props, p->props_len);
+    pg->len = n;
+    if (c->props != NULL)
+        zm_page_decref(c->props);
+    c->props = pg;
+    return 0;
+}
+
 /* The mechanism is done: is the peer it describes one we talk to?  Its
  * socket type (RFC 28-31 pairs), then routing's say (ROUTER's ids, PAIR's
  * one peer).  0, or -1 when refused (closed). */
@@ -506,6 +606,11 @@ static int conn_admit(zm_sock *s, zm_conn *c, int64_t now)
                  (int)(p->socktype_len < 20 ? p->socktype_len : 20),
                  (const char *)p->socktype, zm_socktype_name(s->type));
         conn_refuse(s, c, reason, ZM_PROTO_INVALID_METADATA, now);
+        return -1;
+    }
+    if (conn_build_props(c, p) < 0) {
+        c->lost_errno = ENOMEM;
+        zm_conn_lost(s, c, now);
         return -1;
     }
     /* ROUTER id, PAIR's one */
@@ -568,12 +673,13 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
 
     /* The mechanism asks ZAP to judge the peer (engine_zap.c).  With no
      * handler: refused as libzmq's PLAIN does, or, for a mechanism that
-     * may go without (CURVE), admitted as if the handler said 200 (no
-     * User-Id); libzmq 4.3.5 does so whatever ZAP_ENFORCE_DOMAIN says
-     * (measured through pyzmq: tests/test_curve.py). */
+     * may go without (CURVE; NULL unless ZAP_ENFORCE_DOMAIN), admitted as
+     * if the handler said 200 (no User-Id); libzmq 4.3.5's CURVE does so
+     * whatever ZAP_ENFORCE_DOMAIN says (measured through pyzmq:
+     * tests/test_curve.py, tests/test_zap.py). */
     if (rc == 0 && zm_mech_zap_pending(&c->mech) && c->zap_id == 0 &&
         zm_zap_request(s, c) < 0) {
-        if (c->mech.ops->zap_optional)
+        if (c->mech.ops->zap_optional && !c->mech.zap.required)
             return conn_zap_absent(s, c, now);
         rc = zm_mech_zap_missing(&c->mech);
     }
@@ -894,6 +1000,13 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
         n = recv(c->fd, buf, room, MSG_DONTWAIT);
         if (n > 0) {
             zm_decoder_commit(&c->dec, (size_t)n);
+            if (c->hs_held.len > 0 &&
+                (c->hs_rx += (size_t)n) >= ZM_GREETING_STAGE &&
+                conn_greeting_rest(c) < 0) {
+                c->lost_errno = ENOMEM;
+                zm_conn_lost(s, c, now);
+                return;
+            }
             c->last_rx_ns = now; /* any traffic counts as liveness */
             c->ping_sent_ns = 0;
             /* Less than asked for: the kernel's buffer was empty, so skip

@@ -46,6 +46,9 @@ void zm_conn_zap_reply(zm_sock *s, zm_conn *c, unsigned status, uint32_t code,
 /* engine_zap.c: send c's mechanism's ZAP request (0; -ECONNREFUSED: no
  * handler; -ENOMEM); read replies; drop the pipe. */
 int zm_zap_request(zm_sock *s, zm_conn *c);
+/* c's peer as libzmq names it (ZAP's address, a message's Peer-Address):
+ * its length in out (NUL-terminated; 0: unknown). */
+size_t zm_conn_peer_address(const zm_conn *c, char *out, size_t cap);
 void zm_zap_step(zm_sock *s, int64_t now);
 void zm_zap_close(zm_sock *s);
 void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now);

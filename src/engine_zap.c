@@ -7,8 +7,8 @@
  * adopted by the handler as any inproc peer), made by the face when the
  * Context has a handler (Socket._zap_connect, zmtp/_inproc.py).  Requests
  * are libzmq's: "", "1.0", request id, domain (ZAP_DOMAIN), address (the
- * peer's IP for tcp, "" for ipc), identity (our ROUTING_ID), mechanism,
- * credentials; the request id is one per connection (a decimal counter),
+ * peer's IP for tcp, "localhost:UID:GID:PID" for ipc: zm_conn_peer_address),
+ * identity (our ROUTING_ID), mechanism, credentials; the request id is one per connection (a decimal counter),
  * so replies find their connection.  Replies are read at the socket's
  * step (zm_zap_step) and checked as libzmq checks them (7 frames, empty
  * delimiter, version "1.0", our id, status 200/300/400/500: else
@@ -27,9 +27,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* The peer's address as libzmq's ZAP request gives it: the IP of a tcp
- * peer, "" otherwise. */
-static size_t peer_address(const zm_conn *c, char *out, size_t cap)
+/* The peer's address as libzmq 4.3.5 gives it in a ZAP request and as
+ * a message's Peer-Address: the IP of a tcp peer, and for ipc
+ * "localhost:UID:GID:PID" from SO_PEERCRED (getnameinfo's name for a
+ * local socket, then the credentials); "" when unknown. */
+size_t zm_conn_peer_address(const zm_conn *c, char *out, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -37,12 +39,21 @@ static size_t peer_address(const zm_conn *c, char *out, size_t cap)
     out[0] = '\0';
     if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0)
         return 0;
-    if (ss.ss_family == AF_INET)
+    if (ss.ss_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out,
                   (socklen_t)cap);
-    else if (ss.ss_family == AF_INET6)
+    } else if (ss.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out,
                   (socklen_t)cap);
+    } else if (ss.ss_family == AF_UNIX) {
+        struct ucred cred;
+        socklen_t clen = sizeof(cred);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+            snprintf(out, cap, "localhost:%u:%u:%ld", (unsigned)cred.uid,
+                     (unsigned)cred.gid, (long)cred.pid);
+        else
+            snprintf(out, cap, "localhost");
+    }
     return strlen(out);
 }
 
@@ -67,7 +78,7 @@ int zm_zap_request(zm_sock *s, zm_conn *c)
     PART("1.0", 3);
     PART(id, strlen(id));
     PART(s->zap_domain, s->zap_domain_len);
-    PART(addr, peer_address(c, addr, sizeof(addr)));
+    PART(addr, zm_conn_peer_address(c, addr, sizeof(addr)));
     PART(s->routing_id, s->routing_id_len);
     PART(z->mechanism, strlen(z->mechanism));
     for (size_t i = 0; i < z->ncred; i++)

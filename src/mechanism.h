@@ -149,6 +149,11 @@ typedef struct zm_mech_config {
     unsigned char curve_public[32];
     unsigned char curve_secret[32];
     unsigned char curve_server[32];
+    /* NULL and ZAP (libzmq 4.3.5's null_mechanism): with ZAP_DOMAIN set
+     * (null_zap) either side asks the handler before its READY; with no
+     * handler it goes on without, unless ZAP_ENFORCE_DOMAIN (zap_enforce). */
+    int null_zap;
+    int zap_enforce;
 } zm_mech_config;
 
 /* The peer, as its metadata (READY, or INITIATE) described it.  The
@@ -208,6 +213,7 @@ typedef struct zm_mech_ops {
 #define ZM_MECH_ZAP_MAX_CREDS 2
 typedef struct zm_mech_zap {
     int pending; /* a request waits to be sent or answered */
+    int required; /* no handler bound: refused even if ops->zap_optional */
     const char *mechanism;
     const unsigned char *cred[ZM_MECH_ZAP_MAX_CREDS];
     size_t cred_len[ZM_MECH_ZAP_MAX_CREDS];

@@ -175,46 +175,55 @@ PyDoc_STRVAR(Frame_get_doc,
 "get(option)\n--\n\n"
 "A frame property, as pyzmq's Frame.get: get(zmtp.MORE) is 1 when more\n"
 "frames of the message follow, else 0.  Other numbers raise ZMQError\n"
-"(EINVAL), as libzmq.  A frame from a connection a ZAP handler admitted\n"
-"gives its 'User-Id' and the reply's metadata by name (str; unknown:\n"
-"EINVAL).  Other frames carry no connection metadata: SHARED, SRCFD and\n"
-"the string properties raise NotImplementedError.");
+"(EINVAL), as libzmq.  A str (or bytes) name gives a property of the\n"
+"connection the frame came from, as libzmq's zmq_msg_gets: 'Socket-Type'\n"
+"and 'Identity' (and any other property of the peer's READY, such as\n"
+"ZMQ_METADATA's 'X-...'), 'Peer-Address' (tcp: the peer's IP; ipc:\n"
+"'localhost:UID:GID:PID'), and after ZAP 'User-Id' and the reply's\n"
+"metadata; the value as str.  Names are exact (case matters, as in\n"
+"libzmq); an unknown name, or a frame with no connection (made locally,\n"
+"inproc), raises ZMQError(EINVAL).  SHARED and SRCFD raise\n"
+"NotImplementedError.");
 
 static PyObject *frame_raise_einval(FrameObject *self);
 
-/* A property of a frame from a connection ZAP admitted: its User-Id and
- * the reply's metadata (case-insensitive names, as libzmq's
- * zmq_msg_gets); the value as str (UTF-8, undecodable bytes escaped).
- * Unknown: ZMQError(EINVAL), as libzmq. */
+/* A connection property by exact name (libzmq's metadata_t is a map of
+ * std::string: case-sensitive), the first of equal names; the value as
+ * str (UTF-8, undecodable bytes escaped).  Unknown, or no connection:
+ * ZMQError(EINVAL), as libzmq. */
 static PyObject *frame_get_property(FrameObject *self, PyObject *option)
 {
+    const unsigned char *p, *end;
     const char *name;
+    Py_ssize_t nlen;
     zm_prop prop;
 
-    name = PyUnicode_Check(option) ? PyUnicode_AsUTF8(option)
-                                   : PyBytes_AsString(option);
+    if (PyUnicode_Check(option))
+        name = PyUnicode_AsUTF8AndSize(option, &nlen);
+    else if (PyBytes_AsStringAndSize(option, (char **)&name, &nlen) < 0)
+        name = NULL;
     if (name == NULL)
         return NULL;
-    if (!zm_props_find(self->props->data, self->props->len, name, &prop))
+    if (self->props == NULL)
         return frame_raise_einval(self);
-    return PyUnicode_DecodeUTF8((const char *)prop.value,
-                                (Py_ssize_t)prop.value_len,
-                                "surrogateescape");
+    p = self->props->data;
+    end = p + self->props->len;
+    while (zm_props_next(&p, end, &prop) == 1) {
+        if (prop.name_len == (size_t)nlen &&
+            memcmp(prop.name, name, (size_t)nlen) == 0)
+            return PyUnicode_DecodeUTF8((const char *)prop.value,
+                                        (Py_ssize_t)prop.value_len,
+                                        "surrogateescape");
+    }
+    return frame_raise_einval(self);
 }
 
 static PyObject *Frame_get(FrameObject *self, PyObject *option)
 {
     long opt;
 
-    if ((PyUnicode_Check(option) || PyBytes_Check(option)) &&
-        self->props != NULL)
+    if (PyUnicode_Check(option) || PyBytes_Check(option))
         return frame_get_property(self, option);
-    if (PyUnicode_Check(option) || PyBytes_Check(option)) {
-        PyErr_Format(PyExc_NotImplementedError,
-                     "Frame.get(%R): zmtp frames carry no connection metadata "
-                     "(libzmq's zmq_msg_gets properties)", option);
-        return NULL;
-    }
     if (!PyLong_Check(option)) {
         PyErr_Format(PyExc_TypeError, "expected int or str, got: %R", option);
         return NULL;

@@ -88,8 +88,8 @@ typedef struct {
     PyObject_HEAD
     zm_frame f;
     PyObject *bytes; /* cached .bytes, or NULL */
-    zm_page *props;  /* its connection's ZAP properties (a reference), or
-                        NULL: Frame.get("User-Id") */
+    zm_page *props;  /* its connection's properties (a reference), or
+                        NULL: Frame.get("User-Id"), get("Socket-Type") */
 } FrameObject;
 
 /* A new Frame that takes over the reference in *f. */
@@ -263,9 +263,13 @@ typedef struct SocketObject {
     zm_msg cur;
     size_t cur_idx;
     unsigned char cur_prefix[255];
-    zm_page *cur_props;      /* the ZAP properties of the connection the
+    zm_page *cur_props;      /* the properties of the connection the
                                 message in cur came from (a reference), or
                                 NULL; zero-copy Frames of it share them */
+    zm_page *cur_props_src;  /* the same, borrowed from the engine: valid
+                                only in the call that filled cur, taken
+                                (sock_props_keep) only when a Frame or a
+                                later call needs it */
     size_t cur_prefix_len;
     int cur_has_prefix;
     int rcvmore;

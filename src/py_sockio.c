@@ -658,12 +658,22 @@ static int sock_fill_current(SocketObject *self, int flags)
         self->cur_prefix_len = plen;
         self->cur_has_prefix = 1;
     }
+    /* Its connection's properties (Frame.get): borrowed for this call,
+     * a reference taken only if a Frame or a later call needs them, so a
+     * copying receive pays no atomic operation for them. */
     props_clear(&self->cur_props);
-    if (self->s.recv_props != NULL) { /* ZAP's: Frame.get("User-Id") */
-        zm_page_incref(self->s.recv_props);
-        self->cur_props = self->s.recv_props;
-    }
+    self->cur_props_src = self->s.recv_props;
     return 0;
+}
+
+/* The properties of the message in cur, kept beyond this call. */
+static void sock_props_keep(SocketObject *self)
+{
+    if (self->cur_props == NULL && self->cur_props_src != NULL) {
+        zm_page_incref(self->cur_props_src);
+        self->cur_props = self->cur_props_src;
+    }
+    self->cur_props_src = NULL;
 }
 
 /*
@@ -715,6 +725,7 @@ static PyObject *sock_take_frame(SocketObject *self, int copy)
         frame_fill_copy(&f, f.data, f.size, f.flags) < 0)
         return NULL;
     obj = frame_new_from(self->st->Frame_Type, &f);
+    sock_props_keep(self);
     if (obj != NULL && self->cur_props != NULL) {
         zm_page_incref(self->cur_props);
         ((FrameObject *)obj)->props = self->cur_props;
@@ -737,8 +748,11 @@ PyObject *zm_py_sock_recv(SocketObject *self, PyObject *const *args,
         return NULL;
     if (sock_enter(self) < 0)
         return NULL;
-    if (sock_fill_current(self, flags) == 0)
+    if (sock_fill_current(self, flags) == 0) {
         out = sock_take_frame(self, copy);
+        if (self->rcvmore)
+            sock_props_keep(self); /* for the next frames' calls */
+    }
     sock_leave(self);
     return out;
 }
@@ -793,6 +807,8 @@ PyObject *zm_py_sock_recv_into(SocketObject *self, PyObject *const *args,
         if (size > 0)
             memcpy(view.buf, f.data, (size_t)(size < nbytes ? size : nbytes));
         zm_frame_release(&f);
+        if (self->rcvmore)
+            sock_props_keep(self); /* for the next frames' calls */
     }
     sock_leave(self);
     PyBuffer_Release(&view);

@@ -377,3 +377,125 @@ def test_monitor_in_poller(backend, ctx, zctx):
     assert dict(poller.poll(5000)).get(mon) == zmtp.POLLIN
     s.close()
     mon.close()
+
+
+# ---------------------------------------------------------------------------
+# Mechanism mismatch with libzmq: HANDSHAKE_FAILED_PROTOCOL(MECHANISM_MISMATCH)
+# on both monitors, every time.  zmtp sends its greeting in libzmq's two
+# stages (signature and major version, then the rest once the peer's first
+# 11 octets came): sent whole, libzmq read our mechanism and closed before
+# writing its own, and zmtp only saw a lost connection (NO_DETAIL).
+
+MISMATCH = (E.HANDSHAKE_FAILED_PROTOCOL, zmtp.ProtocolErrorCode.ZMTP_MECHANISM_MISMATCH)
+HS_EVENTS = (E.HANDSHAKE_SUCCEEDED | E.HANDSHAKE_FAILED_NO_DETAIL | E.HANDSHAKE_FAILED_PROTOCOL
+             | E.HANDSHAKE_FAILED_AUTH)
+
+
+def set_mechanism(sock: Any, mech: str, keys: Tuple[bytes, bytes]) -> None:
+    """NULL, PLAIN client/server or CURVE client/server options, by name."""
+    public, secret = keys
+    if mech == "plain_server":
+        sock.plain_server = True
+    elif mech == "plain_client":
+        sock.plain_username, sock.plain_password = b"u", b"p"
+    elif mech == "curve_server":
+        sock.curve_server = True
+        sock.curve_secretkey = secret
+    elif mech == "curve_client":
+        sock.curve_serverkey = public
+        sock.curve_publickey, sock.curve_secretkey = zmq.curve_keypair()
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    ("null", "curve_server"), ("null", "curve_client"), ("plain_server", "null"), ("plain_client", "null"),
+    ("curve_client", "plain_server"), ("curve_server", "plain_client"),
+])
+@pytest.mark.parametrize("zmtp_binds", [True, False], ids=["zmtp_binds", "pyzmq_binds"])
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_mechanism_mismatch_with_libzmq(backend, ctx, zctx, ours, theirs, zmtp_binds, transport, tmp_path):
+    """A libzmq peer with another mechanism: MECHANISM_MISMATCH on zmtp's
+    monitor and on libzmq's, for three connections in a row."""
+    keys = zmq.curve_keypair()
+    for i in range(3):
+        ep = endpoint_for(transport, tmp_path, f"mm{i}")  # libzmq frees a name late
+        z = ctx.socket(zmtp.DEALER)
+        p = zctx.socket(zmq.DEALER)
+        p.linger = 0
+        set_mechanism(z, ours, keys)
+        set_mechanism(p, theirs, keys)
+        zmon = z.get_monitor_socket(HS_EVENTS)
+        pmon = p.get_monitor_socket(HS_EVENTS)
+        binder, connecter = (z, p) if zmtp_binds else (p, z)
+        binder.bind(ep)
+        connecter.connect(ep)
+        assert drain_events(zmon, seen(MISMATCH[0]), timeout=20)[0] == MISMATCH
+        assert drain_events(pmon, seen(MISMATCH[0]), timeout=20)[0] == MISMATCH
+        for s in (z, p, zmon, pmon):
+            s.close(0)
+
+
+def read_exactly(sock: socket.socket, n: int) -> bytes:
+    """n octets from a blocking socket (with its timeout), or fail."""
+    got = b""
+    while len(got) < n:
+        chunk = sock.recv(n - len(got))
+        assert chunk, f"closed after {got!r}"
+        got += chunk
+    return got
+
+
+def byte_by_byte_peer(raw: socket.socket, zmon: Any) -> None:
+    """A hand-written CURVE peer facing zmtp's NULL socket on `raw`: its
+    greeting one octet at a time.  zmtp's first stage (11 octets) comes at
+    once; the rest of its greeting only after our 11th octet; our mechanism
+    is a mismatch on zmtp's monitor, and zmtp closes."""
+    raw.settimeout(20)
+    if raw.family != socket.AF_UNIX:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    greeting = codec.encode_greeting(mechanism=b"CURVE")
+    theirs = codec.encode_greeting(mechanism=b"NULL")
+    assert read_exactly(raw, 11) == theirs[:11]
+    for i in range(11):
+        raw.sendall(greeting[i:i + 1])
+    assert read_exactly(raw, 53) == theirs[11:]  # the rest: after our 11th octet
+    for i in range(11, 64):
+        raw.sendall(greeting[i:i + 1])
+    assert drain_events(zmon, seen(MISMATCH[0]), timeout=20)[0] == MISMATCH
+    rest = b""
+    while True:  # zmtp's READY, then ERROR, then EOF (a reset is fine too)
+        try:
+            chunk = raw.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        rest += chunk
+
+
+@pytest.mark.parametrize("zmtp_binds", [True, False], ids=["zmtp_binds", "peer_binds"])
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_mechanism_mismatch_byte_by_byte(backend, ctx, zmtp_binds, transport, tmp_path):
+    """A peer that sends its greeting in 64 pieces still gets
+    MECHANISM_MISMATCH, with zmtp binding and connecting."""
+    z = ctx.socket(zmtp.DEALER)
+    zmon = z.get_monitor_socket(HS_EVENTS)
+    family = socket.AF_UNIX if transport == "ipc" else socket.AF_INET
+    if zmtp_binds:
+        z.bind(endpoint_for(transport, tmp_path, "bb"))
+        addr = z.last_endpoint.decode().split("://", 1)[1]
+        target = addr if transport == "ipc" else (addr.rsplit(":", 1)[0], int(addr.rsplit(":", 1)[1]))
+        with socket.socket(family, socket.SOCK_STREAM) as raw:
+            raw.connect(target)
+            byte_by_byte_peer(raw, zmon)
+    else:
+        with socket.socket(family, socket.SOCK_STREAM) as lsock:
+            lsock.bind(str(tmp_path / "bb") if transport == "ipc" else ("127.0.0.1", 0))
+            lsock.listen(1)
+            name = lsock.getsockname()
+            z.connect(f"ipc://{name}" if transport == "ipc" else f"tcp://127.0.0.1:{name[1]}")
+            lsock.settimeout(20)
+            raw, _ = lsock.accept()
+            with raw:
+                byte_by_byte_peer(raw, zmon)
+    z.close(0)
+    zmon.close(0)

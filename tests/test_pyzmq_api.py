@@ -195,16 +195,18 @@ def test_frame_get_bytes_buffer(backend, ctx, zctx):
         push.send_multipart([b"one", b"two"])
         frames = sock.recv_multipart(copy=False)
         got = [(f.get(zmq.MORE), f.bytes, bytes(f.buffer), type(f.buffer)) for f in frames]
+        props = [(f.get("Socket-Type"), f.get("Peer-Address")) for f in frames]
         if sock is pull:
-            ours, our_frames = got, frames
+            ours, our_frames, our_props = got, frames, props
     assert ours == got == [(1, b"one", b"one", memoryview), (0, b"two", b"two", memoryview)]
+    assert our_props == props == [("PUSH", "127.0.0.1")] * 2  # connection properties: test_frame_props.py
     for frame_type in (zmtp.Frame, zmq.Frame):
         f = frame_type(b"x")
         assert f.get(zmq.MORE) == 0 and f.bytes == b"x" and f.buffer.tobytes() == b"x"
     same_failure(lambda: zmtp.Frame(b"x").get(99), lambda: zmq.Frame(b"x").get(99))
     assert exc_class(zmtp.Frame(b"x").get, 99) is zmtp.ZMQError
-    # Not kept by zmtp: connection metadata and the SRCFD / SHARED numbers.
-    for option in ("Peer-Address", "Socket-Type", zmtp.SRCFD, zmtp.SHARED):
+    # Not kept by zmtp: the SRCFD / SHARED numbers.
+    for option in (zmtp.SRCFD, zmtp.SHARED):
         with pytest.raises(NotImplementedError):
             our_frames[0].get(option)
 

@@ -374,8 +374,10 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     plain_server = _int_option(PLAIN_SERVER, "PLAIN_SERVER: 1 makes the socket a PLAIN server (0: NULL).")
     plain_username = _bytes_option(PLAIN_USERNAME, "PLAIN_USERNAME (1..255 bytes): makes the socket a PLAIN client.")
     plain_password = _bytes_option(PLAIN_PASSWORD, "PLAIN_PASSWORD (1..255 bytes): makes the socket a PLAIN client.")
-    zap_domain = _bytes_option(ZAP_DOMAIN, "ZAP_DOMAIN (0..255 bytes): the domain of this server's ZAP requests.")
-    zap_enforce_domain = _int_option(ZAP_ENFORCE_DOMAIN, "ZAP_ENFORCE_DOMAIN: kept, as libzmq (no effect on PLAIN).")
+    zap_domain = _bytes_option(ZAP_DOMAIN, "ZAP_DOMAIN (0..255 bytes): the domain of this socket's ZAP requests "
+                               "(set: a NULL socket asks ZAP too, as libzmq).")
+    zap_enforce_domain = _int_option(ZAP_ENFORCE_DOMAIN, "ZAP_ENFORCE_DOMAIN: with a ZAP_DOMAIN and no handler, a NULL "
+                                     "socket refuses its peers (as libzmq; no effect on PLAIN and CURVE).")
     # security: CURVE (docs/security.md)
     curve_server = _int_option(CURVE_SERVER, "CURVE_SERVER: 1 makes this socket a CURVE server (needs curve_secretkey); 0 goes back to NULL.")
     curve_publickey = _write_only_option(CURVE_PUBLICKEY, "curve_publickey", "CURVE_PUBLICKEY: our long-term public key (40 bytes Z85 or 32 raw); write-only.")
@@ -492,10 +494,10 @@ class Socket(_OptionAttributes, _zmtp.Socket):
             super().connect(addr)
 
     def _zap_if_server(self) -> None:
-        """A PLAIN or CURVE server asks the Context's ZAP handler about
-        each client (docs/security.md): its pipe to the handler is made
-        here."""
-        if self.getsockopt(PLAIN_SERVER) or self.getsockopt(CURVE_SERVER):
+        """A PLAIN or CURVE server, or any socket with a ZAP_DOMAIN (NULL
+        asks too, as libzmq 4.3.5), asks the Context's ZAP handler about
+        each peer (docs/auth.md): its pipe to the handler is made here."""
+        if self.getsockopt(PLAIN_SERVER) or self.getsockopt(CURVE_SERVER) or self.getsockopt(ZAP_DOMAIN):
             self._inproc_names().zap_client(self._shadow_obj or self)
 
     def unbind(self, addr: Union[str, bytes]) -> None:
