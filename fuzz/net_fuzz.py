@@ -1455,12 +1455,17 @@ def _run_mech_input(self: "Harness", inp: MechInput) -> None:
             self._step(rig, 1)
         return True
 
-    try:
-        if not pump(lambda: len(out) >= 64):
-            raise Finding("no-greeting", f"zmtp {inp.target} sent no greeting to the raw peer")
+    def check_greeting() -> None:
+        """zmtp's whole greeting names the rig's mechanism and role."""
         g = codec.Decoder(greeting=True).feed(bytes(out[:64]))[0]
         if g.mechanism != rig.mech.encode() or bool(g.as_server) != rig.z_server:
             raise Finding("bad-output", f"zmtp {inp.target} greeted with {g!r}")
+
+    try:
+        # zmtp greets in libzmq's two stages: signature and major version
+        # (11 bytes) at once, the rest once the peer's first 11 arrived
+        if not pump(lambda: len(out) >= 11):
+            raise Finding("no-greeting", f"zmtp {inp.target} sent no greeting to the raw peer")
         head = b""
         if inp.prefix_mode >= 1:
             head = peer.greeting()
@@ -1469,6 +1474,9 @@ def _run_mech_input(self: "Harness", inp: MechInput) -> None:
         if inp.prefix_mode == 3:
             raw.sendall(head)
             head = b""
+            if not pump(lambda: len(out) >= 64):
+                raise Finding("no-greeting", f"zmtp {inp.target} sent not all of its greeting after ours")
+            check_greeting()
             k = 0
             while True:  # answer zmtp's commands until the handshake is done
                 if not pump(lambda: len(_split_frames(bytes(out))[1]) > k):
@@ -1488,6 +1496,8 @@ def _run_mech_input(self: "Harness", inp: MechInput) -> None:
             chunks = inp.chunks(head)
         sent_all, eof, reset = self._send_chunks(rig, raw, out, chunks, eof, reset)
         self._end_raw(rig, raw, out, inp.end_mode, eof, reset, deadline, f"zmtp {inp.target}")
+        if len(out) >= 64:
+            check_greeting()
     finally:
         raw.close()
     self._await_lost(rig, z, before, 1, deadline, f"zmtp {inp.target}", side=inp.side)
