@@ -717,25 +717,28 @@ class Harness:
                 print(f"net_fuzz: FINDING on {inp.describe()}: {f}", file=sys.stderr)
             if not self.keep_going:
                 raise
-            self._record(f, data, inp)
-            self._reset(inp.ztype)
+            self._record(f, data, inp.ztype, inp.describe(), f"stream: {inp.stream!r}\n")
+            self._reset(inp.ztype, self.rig)
             return None
 
-    def _record(self, f: Finding, data: bytes, inp: NetInput) -> None:
-        n = self.findings.get(f.kind + ":" + inp.ztype, 0) + 1
-        self.findings[f.kind + ":" + inp.ztype] = n
-        print(f"net_fuzz: finding #{n} {f.kind} on {inp.describe()}: {f}", file=sys.stderr, flush=True)
+    def _record(self, f: Finding, data: bytes, key: str, describe: str, more: str = "") -> None:
+        """Count a finding on `key` (a socket type or a mechanism target);
+        keep the first five inputs of each kind in artifact_dir."""
+        n = self.findings.get(f.kind + ":" + key, 0) + 1
+        self.findings[f.kind + ":" + key] = n
+        print(f"net_fuzz: finding #{n} {f.kind} on {describe}: {f}", file=sys.stderr, flush=True)
         if self.artifact_dir and n <= 5:
             os.makedirs(self.artifact_dir, exist_ok=True)
-            name = f"finding-{f.kind}-{inp.ztype}-{hashlib.sha1(data).hexdigest()[:16]}"
+            name = f"finding-{f.kind}-{key}-{hashlib.sha1(data).hexdigest()[:16]}"
             path = os.path.join(self.artifact_dir, name)
             with open(path, "wb") as fh:
                 fh.write(data)
             with open(path + ".txt", "w") as fh:
-                fh.write(f"{inp.describe()}\n{f}\nstream: {inp.stream!r}\n")
+                fh.write(f"{describe}\n{f}\n{more}")
 
-    def _reset(self, ztype: str) -> None:
-        r = self.rigs.pop(ztype, None)
+    def _reset(self, key: str, make: Any) -> None:
+        """Drop the rig of `key` after a finding and make it anew (`make`)."""
+        r = self.rigs.pop(key, None)
         if r is not None:
             try:
                 r.z.disconnect(self.listen_ep)
@@ -743,7 +746,7 @@ class Harness:
                 pass
             r.close()
         self._drain_listener()
-        self.rig(ztype)
+        make(key)
 
     def _drain_listener(self) -> None:
         while True:
@@ -1369,26 +1372,8 @@ def _mech_run(self: "Harness", data: bytes) -> None:
             print(f"net_fuzz: FINDING on {inp.describe()}: {f}", file=sys.stderr)
         if not self.keep_going:
             raise
-        n = self.findings.get(f.kind + ":" + inp.target, 0) + 1
-        self.findings[f.kind + ":" + inp.target] = n
-        print(f"net_fuzz: finding #{n} {f.kind} on {inp.describe()}: {f}", file=sys.stderr, flush=True)
-        if self.artifact_dir and n <= 5:
-            os.makedirs(self.artifact_dir, exist_ok=True)
-            path = os.path.join(self.artifact_dir,
-                                f"finding-{f.kind}-{inp.target}-{hashlib.sha1(data).hexdigest()[:16]}")
-            with open(path, "wb") as fh:
-                fh.write(data)
-            with open(path + ".txt", "w") as fh:
-                fh.write(f"{inp.describe()}\n{f}\n")
-        r = self.rigs.pop(inp.target, None)
-        if r is not None:
-            try:
-                r.z.disconnect(self.listen_ep)
-            except zmtp.ZMQError:
-                pass
-            r.close()
-        self._drain_listener()
-        self.mech_rig(inp.target)
+        self._record(f, data, inp.target, inp.describe())
+        self._reset(inp.target, self.mech_rig)
 
 
 def _mech_auth(self: "Harness") -> None:
