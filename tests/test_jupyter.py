@@ -40,6 +40,7 @@ import os
 import subprocess
 import sys
 import time
+from queue import Empty
 from typing import Any, Dict, List
 
 import pytest
@@ -48,7 +49,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: marks the driver's result line on stdout
 RESULT = "JUPYTER-RESULT "
 #: seconds for a whole driver run (kernel start on a busy machine can take 10+ s)
-RUN_DEADLINE_S = 240
+RUN_DEADLINE_S = 420
 #: seconds for one step of the driver (kernel start, one execute, shutdown)
 STEP_DEADLINE_S = 120
 #: heartbeat rounds the client must see answered once the kernel is ready
@@ -146,11 +147,36 @@ def _interrupt_round(km: Any, kc: Any) -> Dict[str, Any]:
         msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
         if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
             break
-    km.interrupt_kernel()
+    # SIGINT again while the cell goes on (the kernel has not acted on it:
+    # seen once with a pyzmq kernel on a loaded machine), never once iopub
+    # says the cell ended: then only its execute_reply is awaited, and
+    # its absence at the deadline fails, named.
+    interrupts, ended = 0, []
+    deadline = time.monotonic() + STEP_DEADLINE_S
     while True:
-        reply = kc.get_shell_msg(timeout=STEP_DEADLINE_S)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return {"status": reply["content"]["status"], "ename": reply["content"].get("ename")}
+        if not ended:
+            km.interrupt_kernel()
+            interrupts += 1
+        try:
+            while True:
+                reply = kc.get_shell_msg(timeout=max(0.1, min(20.0, deadline - time.monotonic())))
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    return {"status": reply["content"]["status"], "ename": reply["content"].get("ename"),
+                            "interrupts": interrupts}
+        except Empty:
+            pass
+        while True:
+            try:
+                msg = kc.get_iopub_msg(timeout=0.1)
+            except Empty:
+                break
+            if msg["parent_header"].get("msg_id") == msg_id and (
+                    msg["msg_type"] == "error" or msg["content"].get("execution_state") == "idle"):
+                ended.append(msg["msg_type"])
+        assert time.monotonic() < deadline, (
+            f"no execute_reply after {interrupts} interrupts in {STEP_DEADLINE_S} s; "
+            + (f"iopub says the cell ended ({ended}): the reply is what is missing" if ended else
+               "iopub says the cell still runs"))
 
 
 def _control_request(kc: Any, msg: Dict[str, Any]) -> Dict[str, Any]:
@@ -407,7 +433,8 @@ def check(seen: Dict[str, Any], backend: str, kernel_zmtp: bool, client_zmtp: bo
     assert hb["beats"] >= BEATS and hb["failures"] == [] and hb["is_alive"], _msg(hb, why)
 
     assert seen["stdin"] == {"status": "ok", "prompts": ["name? "], "text": "got zmtp-user\n"}, _msg(seen["stdin"], why)
-    assert seen["interrupt"] == {"status": "error", "ename": "KeyboardInterrupt"}, _msg(seen["interrupt"], why)
+    interrupt = {k: v for k, v in seen["interrupt"].items() if k != "interrupts"}
+    assert interrupt == {"status": "error", "ename": "KeyboardInterrupt"}, _msg(seen["interrupt"], why)
     assert seen["async_client"] == {"status": "ok", "outputs": ["from the async client\n", "5"]}, _msg(
         seen["async_client"], why)
     if importlib.util.find_spec("debugpy") is not None:
