@@ -271,3 +271,47 @@ def kill_all(*peers: Optional[Peer]) -> None:
     for p in peers:
         if p is not None:
             p.kill()
+
+
+def is_nomem(exc: BaseException) -> bool:
+    """A clear out-of-memory error (MemoryError or ZMQError ENOMEM)."""
+    import errno
+
+    import zmtp
+
+    if isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, zmtp.ZMQError) and exc.errno == errno.ENOMEM
+
+
+def round_trips_under_alloc_failures(dealer: Any, router: Any, sent: List[List[bytes]]) -> int:
+    """Send each message of `sent` from `dealer` (routing id b"d") to
+    `router` while the C core's allocations fail at random (p = 1/8, this
+    thread); each call either works or raises a clear out-of-memory error
+    (or Again), and whatever arrives is one of `sent`, whole.  Then drains
+    the router the same way.  Returns the failures injected."""
+    import zmtp  # here: peers that import helpers may run without zmtp
+    from zmtp import _zmtp
+
+    _zmtp._alloc_fail(0, p=0.125, seed=1234, thread=True)
+    try:
+        for msg in sent:
+            try:
+                dealer.send_multipart(msg)
+            except BaseException as exc:
+                if not is_nomem(exc):
+                    raise
+            try:
+                got = router.recv_multipart()
+            except BaseException as exc:
+                if not (is_nomem(exc) or isinstance(exc, zmtp.Again)):
+                    raise
+            else:
+                assert got[0] == b"d" and got[1:] in sent, [g[:8] for g in got]
+        failures = _zmtp._alloc_fail_count()[1]
+    finally:
+        _zmtp._alloc_fail(None)
+    while router.poll(300, zmtp.POLLIN):
+        got = router.recv_multipart()
+        assert got[0] == b"d" and got[1:] in sent
+    return failures

@@ -20,7 +20,6 @@ step's own work, not the context's progress thread, fails.
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
 import os
 import shutil
@@ -33,7 +32,7 @@ import pytest
 import zmtp
 from zmtp import _zmtp
 
-from helpers import TIMEOUT_MS, wait_for, zsock
+from helpers import TIMEOUT_MS, is_nomem, round_trips_under_alloc_failures, wait_for, zsock
 
 _ports = itertools.count(0)
 
@@ -60,13 +59,6 @@ def failing(nth: Optional[int], count: int = 1) -> Iterator[None]:
         yield
     finally:
         _zmtp._alloc_fail(None)
-
-
-def is_nomem(exc: BaseException) -> bool:
-    """A clear out-of-memory error."""
-    if isinstance(exc, MemoryError):
-        return True
-    return isinstance(exc, zmtp.ZMQError) and exc.errno == errno.ENOMEM
 
 
 def attempt(nth: Optional[int], fn: Callable[[], Any]) -> Tuple[bool, Any]:
@@ -434,28 +426,7 @@ def test_random_failures_never_corrupt(backend, ctx, transport):
     dealer.connect(bind(router, transport))
     check_round(dealer, router, [b"hello"], router_prefix=True)
     sent = [[b"%d" % i] + MULTI[: 1 + i % 6] for i in range(60)]
-    _zmtp._alloc_fail(0, p=0.125, seed=1234, thread=True)
-    try:
-        for msg in sent:
-            try:
-                dealer.send_multipart(msg)
-            except BaseException as exc:
-                if not is_nomem(exc):
-                    raise
-            try:
-                got = router.recv_multipart()
-            except BaseException as exc:
-                if not (is_nomem(exc) or isinstance(exc, zmtp.Again)):
-                    raise
-            else:
-                assert got[0] == b"d" and got[1:] in sent, [g[:8] for g in got]
-        failures = _zmtp._alloc_fail_count()[1]
-    finally:
-        _zmtp._alloc_fail(None)
-    assert failures > 0
-    while router.poll(300, zmtp.POLLIN):
-        got = router.recv_multipart()
-        assert got[0] == b"d" and got[1:] in sent
+    assert round_trips_under_alloc_failures(dealer, router, sent) > 0
     check_round(dealer, router, [b"after"], router_prefix=True)
     close_all(dealer, router)
     wait_for(lambda: pages_live() <= base, 5, "pages back to baseline")

@@ -8,7 +8,6 @@ naming a missing library.
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import zmq
 
 import zmtp
 from zmtp import _zmtp
+
+from helpers import round_trips_under_alloc_failures
 
 #: the folder holding the zmtp under test (the source tree, or an installed
 #: copy: a sanitizer venv, a wheel), for the child interpreters' PYTHONPATH
@@ -761,32 +762,7 @@ def test_random_allocation_failures_never_corrupt(backend, ctx):
     assert router.recv_multipart() == [b"d", b"hello"]
     router.rcvtimeo = 200
     sent = [[b"%d" % i] + [b"x" * (i * 37 % 5000)] * (1 + i % 4) for i in range(60)]
-
-    def nomem(exc):
-        return isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM
-
-    _zmtp._alloc_fail(0, p=0.125, seed=1234, thread=True)
-    try:
-        for msg in sent:
-            try:
-                dealer.send_multipart(msg)
-            except BaseException as exc:
-                if not nomem(exc):
-                    raise
-            try:
-                got = router.recv_multipart()
-            except BaseException as exc:
-                if not (nomem(exc) or isinstance(exc, zmtp.Again)):
-                    raise
-            else:
-                assert got[0] == b"d" and got[1:] in sent, [g[:8] for g in got]
-        failures = _zmtp._alloc_fail_count()[1]
-    finally:
-        _zmtp._alloc_fail(None)
-    assert failures > 0
-    while router.poll(300, zmtp.POLLIN):
-        got = router.recv_multipart()
-        assert got[0] == b"d" and got[1:] in sent
+    assert round_trips_under_alloc_failures(dealer, router, sent) > 0
     # the pair recovers: a new handshake if one was lost
     deadline = time.monotonic() + 20
     while True:
