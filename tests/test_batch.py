@@ -60,7 +60,10 @@ def test_send_batch_dontwait_stops_at_hwm(backend, ctx, zctx):
     sent = 0
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        n = push.send_batch([body] * 50, zmtp.DONTWAIT)
+        try:
+            n = push.send_batch([body] * 50, zmtp.DONTWAIT)
+        except zmtp.Again:  # not even the first fitted (the last batch filled the queue exactly)
+            break
         sent += n
         if n < 50:
             break

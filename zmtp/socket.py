@@ -592,7 +592,8 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         Returns how many were queued.  Without DONTWAIT each waits as
         ``send()`` would (SNDTIMEO raises Again; the ones before it are
         queued); with DONTWAIT the batch stops early at the first message
-        that would block, and the count says where.
+        that would block, and the count says where (when not even the
+        first fits, it raises Again, as ``send()`` would).
         """
         return self._send_many(messages, int(flags), False)
 
