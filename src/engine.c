@@ -135,6 +135,7 @@ int zm_sock_init(zm_sock *s, int type)
     s->hs_max = zm_handshakes_max();
     /* libzmq starts generated ids at a random value. */
     s->next_rid = (uint32_t)(zm_now_ns() ^ (int64_t)(uintptr_t)s);
+    s->req_id = s->next_rid * 2654435761u; /* REQ_CORRELATE's first - 1 */
     zm_msg_init(&s->rep_envelope);
     zm_subs_init(&s->subs, 0);
     s->peer_max_sub_nodes = ZM_SUBS_MAX_NODES_DEFAULT;
@@ -187,6 +188,10 @@ void zm_sock_destroy(zm_sock *s)
     zm_msg_clear(&s->rep_envelope);
     zm_subs_clear(&s->subs);
     zm_msgq_free(&s->xpub_q);
+    free(s->xpub_from);
+    free(s->welcome);
+    for (size_t i = 0; i < s->app_nprops; i++)
+        free((void *)s->app_props[i].name); /* name and value: one block */
     free(s->targets);
     if (s->pubpage != NULL)
         zm_page_decref(s->pubpage);
@@ -240,6 +245,7 @@ int zm_sock_connect(zm_sock *s, const char *endpoint, int parsed,
     if (c == NULL)
         return -ENOMEM;
     c->connecter = 1;
+    zm_route_connected(s, c); /* CONNECT_ROUTING_ID, PROBE_ROUTER */
     if (zm_route_raw(s))
         zm_stream_identify(s, c); /* known (and reachable) at once */
     c->addr = *addr;

@@ -175,6 +175,7 @@ typedef struct zm_conn {
     /* the peer's routing id (ROUTER) */
     unsigned char rid[255];
     size_t rid_len;
+    int rid_fixed;          /* CONNECT_ROUTING_ID gave rid: kept at admission */
     /* PUB/XPUB: the topics this peer subscribed to (a set) */
     zm_subs subs;
     zm_wbuf deferred;       /* commands waiting for a message's last frame */
@@ -388,6 +389,44 @@ typedef struct zm_sock {
     zm_page *recv_props;         /* the props of the connection the last
                                     zm_sock_recv took from (borrowed: take a
                                     reference before the next step) */
+
+    /* Pattern options (libzmq's, docs/options.md), cold: read once per
+     * message at most, never per frame on the fan-out path. */
+    int conflate;                /* CONFLATE as set (getsockopt) */
+    int conflate_in;             /* its effect: a peer's input queue keeps
+                                    only its newest message (DEALER, PULL,
+                                    SUB: libzmq's conflating types) */
+    int req_correlate;           /* REQ_CORRELATE: requests carry req_id */
+    int req_relaxed;             /* REQ_RELAXED: a new request may go
+                                    before the reply */
+    uint32_t req_id;             /* REQ_CORRELATE: the last request's id */
+    int probe_router;            /* PROBE_ROUTER: an empty message to each
+                                    new peer (ROUTER, DEALER, REQ) */
+    int router_handover;         /* ROUTER_HANDOVER: a duplicate id takes
+                                    the routing id over */
+    unsigned char connect_rid[255]; /* CONNECT_ROUTING_ID: the next
+                                    connect's peer gets it (ROUTER, STREAM) */
+    size_t connect_rid_len;
+    int xpub_verboser;           /* XPUB_VERBOSER: every cancel passed up */
+    int xpub_nodrop;             /* XPUB_NODROP: EAGAIN, not a drop, at a
+                                    subscriber's SNDHWM */
+    int xpub_manual;             /* XPUB_MANUAL: the application subscribes
+                                    peers (SUBSCRIBE on the XPUB) */
+    zm_conn *xpub_last;          /* XPUB_MANUAL: the peer of the last
+                                    subscription message received */
+    zm_conn **xpub_from;         /* XPUB: the peer of each xpub_q message
+                                    (NULL: none), a ring beside it */
+    size_t xpub_from_cap, xpub_from_head, xpub_from_n;
+    unsigned char *welcome;      /* XPUB_WELCOME_MSG (NULL: none) */
+    size_t welcome_len;
+    int invert_matching;         /* INVERT_MATCHING: PUB/XPUB send, SUB/XSUB
+                                    keep what does NOT match */
+    /* METADATA: "X-name:value" properties announced in every handshake
+     * (mech_cfg.app_props points here); each allocated once, never moved
+     * (a handshake's copy of mech_cfg keeps pointing at them), freed with
+     * the socket. */
+    zm_prop app_props[ZM_MECH_APP_PROPS_MAX];
+    size_t app_nprops;
 } zm_sock;
 
 /* 0, or -EINVAL for a type this engine does not build yet. */

@@ -128,6 +128,17 @@ void zm_route_forget(zm_sock *s, zm_conn *c);
 void zm_conn_abort_msg(zm_sock *s, zm_conn *c);
 int zm_send_failed(zm_sock *s, zm_conn *c, int rc);
 void zm_conn_send_soon(zm_sock *s, zm_conn *c, int64_t now);
+/* A message of one frame to c (PROBE_ROUTER's empty message, XPUB's
+ * welcome), queued whole or not at all (out of memory: dropped and
+ * counted), written soon when c is up. */
+void zm_conn_send_one(zm_sock *s, zm_conn *c, const void *data, size_t n);
+/* connect() made c (tcp, ipc or inproc): CONNECT_ROUTING_ID names its
+ * peer (ROUTER, STREAM; the option is used up), PROBE_ROUTER queues its
+ * probe first. */
+void zm_route_connected(zm_sock *s, zm_conn *c);
+/* CONFLATE: what c has queued for the application is dropped (a newer
+ * message is about to take its place). */
+void zm_route_conflate(zm_conn *c);
 
 /* What the connections call (engine_conn.c, engine_inproc.c). */
 static inline int zm_route_sends_id(const zm_sock *s)
@@ -177,6 +188,9 @@ static inline void zm_route_detached(zm_sock *s, zm_conn *c)
 void zm_pub_peer_subscription(zm_sock *s, zm_conn *c, int on,
                               const unsigned char *topic, size_t n);
 void zm_pub_untarget(zm_sock *s, const zm_conn *c);
+/* c is about to be freed: XPUB_MANUAL's record of it goes. */
+void zm_pub_forget(zm_sock *s, const zm_conn *c);
+void zm_xpub_attached(zm_sock *s, zm_conn *c);
 int zm_pub_send(zm_sock *s, const void *data, size_t n, int more);
 int zm_xsub_send(zm_sock *s, const void *data, size_t n, int more);
 int zm_fanout_more(zm_sock *s, const void *data, size_t n, int more);
@@ -333,6 +347,8 @@ static inline int zm_route_any_in(const zm_sock *s)
  * out of memory): what most types do with what arrives. */
 static inline void zm_route_queue_in(zm_sock *s, zm_conn *c, zm_msg *msg)
 {
+    if (ZM_UNLIKELY(s->conflate_in))
+        zm_route_conflate(c); /* CONFLATE: only the newest stays */
     if (zm_msgq_push(&c->inq, msg) < 0) {
         zm_msg_clear(msg);
         ZM_STAT_ADD(s->stats.dropped_msgs, 1);

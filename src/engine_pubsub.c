@@ -45,18 +45,52 @@ static int subscription_msg(zm_msg *m, int on, const unsigned char *topic,
     return 0;
 }
 
-/* Queue a subscription message (0x01/0x00 + topic) for an XPUB's recv;
- * bounded by RCVHWM like any input. */
-static void xpub_notify(zm_sock *s, int on, const unsigned char *topic,
-                        size_t n)
+/* Queue a subscription message (0x01/0x00 + topic) from peer `from` (NULL:
+ * none) for an XPUB's recv; bounded by RCVHWM like any input.  The peer
+ * goes in the ring beside xpub_q: XPUB_MANUAL's SUBSCRIBE applies to the
+ * peer of the last one received. */
+static void xpub_notify(zm_sock *s, zm_conn *from, int on,
+                        const unsigned char *topic, size_t n)
 {
     zm_msg m;
 
     if (s->type != ZM_XPUB)
         return;
-    if (subscription_msg(&m, on, topic, n) == 0 &&
-        zm_msgq_push(&s->xpub_q, &m) < 0)
+    if (s->xpub_from_n == s->xpub_from_cap) {
+        zm_conn **r = zm_grow(s->xpub_from, &s->xpub_from_cap,
+                              &s->xpub_from_head, s->xpub_from_n,
+                              s->xpub_from_n + 1, sizeof(*r), 16);
+        if (r == NULL)
+            return; /* out of memory: the notification is lost */
+        s->xpub_from = r;
+    }
+    if (subscription_msg(&m, on, topic, n) < 0)
+        return;
+    if (zm_msgq_push(&s->xpub_q, &m) < 0) {
         zm_msg_clear(&m);
+        return;
+    }
+    s->xpub_from[(s->xpub_from_head + s->xpub_from_n++) % s->xpub_from_cap] =
+        from;
+}
+
+void zm_pub_forget(zm_sock *s, const zm_conn *c)
+{
+    if (s->xpub_last == c)
+        s->xpub_last = NULL;
+    for (size_t i = 0; i < s->xpub_from_n; i++) {
+        zm_conn **at = &s->xpub_from[(s->xpub_from_head + i) %
+                                     s->xpub_from_cap];
+        if (*at == c)
+            *at = NULL;
+    }
+}
+
+/* PUB, XPUB: XPUB_WELCOME_MSG goes to every new subscriber first. */
+void zm_xpub_attached(zm_sock *s, zm_conn *c)
+{
+    if (s->welcome != NULL)
+        zm_conn_send_one(s, c, s->welcome, s->welcome_len);
 }
 
 /* A peer of a PUB/XPUB subscribes or cancels. */
@@ -65,10 +99,16 @@ void zm_pub_peer_subscription(zm_sock *s, zm_conn *c, int on,
 {
     int64_t rc;
 
+    if (s->xpub_manual) {
+        /* XPUB_MANUAL: every (un)subscription is passed up and none
+         * applied; the application subscribes the peer itself. */
+        xpub_notify(s, c, on, topic, n);
+        return;
+    }
     if (on) {
         if (zm_subs_count(&c->subs, topic, n) > 0) {
             if (s->xpub_verbose)
-                xpub_notify(s, 1, topic, n); /* a duplicate, passed up */
+                xpub_notify(s, c, 1, topic, n); /* a duplicate, passed up */
             return;
         }
         rc = zm_subs_add(&c->subs, topic, n);
@@ -78,12 +118,13 @@ void zm_pub_peer_subscription(zm_sock *s, zm_conn *c, int on,
         }
         rc = zm_subs_add(&s->subs, topic, n);
         if (rc == 1 || (rc > 0 && s->xpub_verbose))
-            xpub_notify(s, 1, topic, n);
+            xpub_notify(s, c, 1, topic, n);
     } else {
         if (zm_subs_rm(&c->subs, topic, n) < 0)
             return; /* not subscribed: nothing to cancel */
-        if (zm_subs_rm(&s->subs, topic, n) == 0)
-            xpub_notify(s, 0, topic, n);
+        /* the last one, or any with XPUB_VERBOSER */
+        if (zm_subs_rm(&s->subs, topic, n) == 0 || s->xpub_verboser)
+            xpub_notify(s, c, 0, topic, n);
     }
 }
 
@@ -94,8 +135,8 @@ static void drop_peer_sub_cb(void *ctx, const unsigned char *topic, size_t n,
     zm_sock *s = ctx;
 
     (void)count;
-    if (zm_subs_rm(&s->subs, topic, n) == 0)
-        xpub_notify(s, 0, topic, n);
+    if (zm_subs_rm(&s->subs, topic, n) == 0 || s->xpub_verboser)
+        xpub_notify(s, NULL, 0, topic, n);
 }
 
 static void conn_drop_subscriptions(zm_sock *s, zm_conn *c)
@@ -154,8 +195,18 @@ void zm_pub_untarget(zm_sock *s, const zm_conn *c)
             s->targets[i] = NULL;
 }
 
+/* XPUB_NODROP: a subscriber of the message is at SNDHWM: nobody gets it
+ * and send says EAGAIN (libzmq's dist check_hwm), so a blocking send
+ * waits for room. */
+static int fanout_wait(zm_sock *s)
+{
+    s->ntargets = 0;
+    return -EAGAIN;
+}
+
 /* Fan-out (PUB, XPUB, XSUB data): the message goes to every target chosen
- * at its first frame; a peer at SNDHWM loses it, the sender never blocks. */
+ * at its first frame; a peer at SNDHWM loses it (XPUB_NODROP: the send
+ * waits), the sender never blocks. */
 static int fanout_choose(zm_sock *s, const void *data, size_t n)
 {
     /* send() never waits here, so a publishing loop would never accept,
@@ -170,10 +221,13 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
         if (c->state != ZM_CS_ACTIVE)
             continue;
-        if (is_pub(s) && !zm_subs_match(&c->subs, data, n))
-            continue;
+        if (is_pub(s) &&
+            (zm_subs_match(&c->subs, data, n) != 0) == s->invert_matching)
+            continue; /* INVERT_MATCHING: those that do not match */
         if (c->inproc) {
             if (!zm_pipe_writable(c->pipe, c->pipe_end)) {
+                if (s->xpub_nodrop)
+                    return fanout_wait(s);
                 ZM_STAT_ADD(s->stats.dropped_msgs, 1); /* at the pipe's HWM */
                 continue;
             }
@@ -183,6 +237,8 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
             if (c->fd >= 0)
                 zm_conn_write(s, c, now);
             if (c->state != ZM_CS_ACTIVE || c->ends_n >= (size_t)s->sndhwm) {
+                if (s->xpub_nodrop && c->state == ZM_CS_ACTIVE)
+                    return fanout_wait(s);
                 ZM_STAT_ADD(s->stats.dropped_msgs, 1); /* this subscriber is too slow */
                 continue;
             }
@@ -283,6 +339,14 @@ static void send_subscription_to_all(zm_sock *s, const unsigned char *topic,
     }
 }
 
+/* SUB, XSUB: a message whose first frame is `data` is for the
+ * application: it matches a subscription, or with INVERT_MATCHING it
+ * matches none. */
+static int sub_wants(const zm_sock *s, const unsigned char *data, size_t n)
+{
+    return (zm_subs_match(&s->subs, data, n) != 0) != s->invert_matching;
+}
+
 /* SUB/XSUB: a topic's count reached zero; queued messages that no longer
  * match go now, so POLLIN stays exact (libzmq's SUB reads ahead). */
 static void purge_unmatched(zm_sock *s)
@@ -294,7 +358,7 @@ static void purge_unmatched(zm_sock *s)
             zm_frame *f;
             zm_msgq_pop(&c->inq, &m);
             f = zm_msg_frames(&m);
-            if (zm_subs_match(&s->subs, f[0].data, f[0].size)) {
+            if (sub_wants(s, f[0].data, f[0].size)) {
                 (void)zm_msgq_push(&c->inq, &m); /* rotates; no growth */
             } else {
                 zm_msg_clear(&m);
@@ -328,8 +392,35 @@ static int subscribe(zm_sock *s, const void *topic, size_t n, int on)
     return 0;
 }
 
+/* XPUB_MANUAL: SUBSCRIBE / UNSUBSCRIBE on the XPUB apply to the peer of
+ * the subscription message received last (libzmq's xpub.cpp: nothing
+ * when it is gone).  0, or -ENOMEM. */
+static int manual_subscribe(zm_sock *s, const unsigned char *topic, size_t n,
+                            int on)
+{
+    zm_conn *c = s->xpub_last;
+
+    if (c == NULL || c->state != ZM_CS_ACTIVE)
+        return 0;
+    if (on) {
+        if (zm_subs_count(&c->subs, topic, n) > 0)
+            return 0;
+        if (zm_subs_add(&c->subs, topic, n) < 0)
+            return -ENOMEM;
+        if (zm_subs_add(&s->subs, topic, n) < 0) {
+            (void)zm_subs_rm(&c->subs, topic, n);
+            return -ENOMEM;
+        }
+    } else if (zm_subs_rm(&c->subs, topic, n) >= 0) {
+        (void)zm_subs_rm(&s->subs, topic, n);
+    }
+    return 0;
+}
+
 int zm_sock_subscribe(zm_sock *s, const void *topic, size_t n, int on)
 {
+    if (is_pub(s) && s->xpub_manual)
+        return manual_subscribe(s, topic, n, on);
     if (!is_sub(s))
         return -ENOTSUP;
     return subscribe(s, topic, n, on);
@@ -393,7 +484,7 @@ int zm_sub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
             return -EAGAIN;
         conn_pop(c, out);
         f = zm_msg_frames(out);
-        if (zm_subs_match(&s->subs, f[0].data, f[0].size))
+        if (sub_wants(s, f[0].data, f[0].size))
             return 0;
         zm_msg_clear(out);
     }
@@ -410,6 +501,11 @@ int zm_xpub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
     (void)prefix_len;
     if (s->xpub_q.n > 0) {
         zm_msgq_pop(&s->xpub_q, out);
+        if (s->xpub_from_n > 0) { /* the peer it came from */
+            s->xpub_last = s->xpub_from[s->xpub_from_head];
+            s->xpub_from_head = (s->xpub_from_head + 1) % s->xpub_from_cap;
+            s->xpub_from_n--;
+        }
         return 0;
     }
     c = pick_next(s, &s->fq, PICK_IN);
@@ -477,7 +573,7 @@ void zm_sub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg)
 {
     zm_frame *f = zm_msg_frames(msg);
 
-    if (!zm_subs_match(&s->subs, f[0].data, f[0].size)) {
+    if (!sub_wants(s, f[0].data, f[0].size)) {
         zm_msg_clear(msg); /* not subscribed */
         return;
     }

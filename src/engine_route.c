@@ -217,6 +217,20 @@ static int send_to(zm_sock *s, zm_conn *c, const void *data, size_t n,
     return frame_queued(s, c, more);
 }
 
+void zm_conn_send_one(zm_sock *s, zm_conn *c, const void *data, size_t n)
+{
+    if (encode_into(s, c, data, n, 0) < 0) {
+        zm_conn_abort_msg(s, c);
+        ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+        return;
+    }
+    if (c->inproc)
+        return; /* pipe_put sent it */
+    conn_end_msg(c);
+    if (c->state == ZM_CS_ACTIVE && c->fd >= 0)
+        zm_conn_send_soon(s, c, sock_now(s));
+}
+
 /* ================================================================== */
 /* Peers                                                              */
 /* ================================================================== */
@@ -261,6 +275,7 @@ static zm_conn *pair_peer(zm_sock *s)
 void zm_route_forget(zm_sock *s, zm_conn *c)
 {
     zm_pub_untarget(s, c);
+    zm_pub_forget(s, c);
     if (s->rr == c)
         s->rr = c->next;
     if (s->fq == c)
@@ -341,8 +356,15 @@ static int req_send(zm_sock *s, const void *data, size_t n, int more)
     zm_conn *c;
     int rc;
 
-    if (s->req_waiting)
-        return -ZM_EFSM;
+    if (s->req_waiting) {
+        if (!s->req_relaxed)
+            return -ZM_EFSM;
+        /* REQ_RELAXED: the unanswered request is given up; its reply, if
+         * one still comes, is dropped as any message not from req_peer
+         * (or, from the same peer, told apart by REQ_CORRELATE). */
+        s->req_waiting = 0;
+        s->req_peer = NULL;
+    }
     /* As libzmq's req.cpp: drop whatever is still queued before a new
      * request, so a late reply to an earlier one is never taken for
      * the answer to this one. */
@@ -356,6 +378,15 @@ static int req_send(zm_sock *s, const void *data, size_t n, int more)
     c = pick_next(s, &s->rr, PICK_OUT);
     if (c == NULL)
         return -EAGAIN;
+    if (s->req_correlate) {
+        /* REQ_CORRELATE: the request id first (4 bytes, host order, as
+         * libzmq), which the reply must bring back. */
+        uint32_t id = s->req_id + 1;
+        rc = encode_into(s, c, &id, sizeof(id), 1);
+        if (rc < 0)
+            return zm_send_failed(s, c, rc);
+        s->req_id = id;
+    }
     rc = encode_into(s, c, NULL, 0, 1); /* the empty delimiter */
     if (rc < 0)
         return zm_send_failed(s, c, rc);
@@ -549,7 +580,8 @@ static zm_conn *req_source(zm_sock *s)
  * REQ and REP: the next message with an envelope.  The envelope is every
  * frame up to and including the first empty one (the delimiter), and a
  * body must follow; a REQ's envelope is the delimiter alone (what its REP
- * or ROUTER peer sent back).  Other messages are dropped.  REP keeps the
+ * or ROUTER peer sent back), or with REQ_CORRELATE the id of the last
+ * request then the delimiter.  Other messages are dropped.  REP keeps the
  * envelope in *env for the reply; REQ (env NULL) drops it.
  *
  * The split is made on the message at the head of its connection's queue,
@@ -576,7 +608,10 @@ static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
         f = zm_msg_frames(m);
         for (i = 0; i < m->n && f[i].size != 0; i++)
             ;
-        if (i + 1 >= m->n || (req && i != 0)) {
+        if (i + 1 >= m->n || (req && i != (s->req_correlate ? 1u : 0u)) ||
+            (req && s->req_correlate &&
+             (f[0].size != sizeof(s->req_id) ||
+              memcmp(f[0].data, &s->req_id, sizeof(s->req_id)) != 0))) {
             zm_msg junk; /* no delimiter, or no body: not for us */
             conn_pop(c, &junk);
             zm_msg_clear(&junk);
@@ -765,8 +800,23 @@ static void stream_detached(zm_sock *s, zm_conn *c)
 static const char *router_admit(zm_sock *s, zm_conn *c,
                                 const unsigned char *id, size_t n)
 {
+    zm_conn *holder;
+
+    if (c->rid_fixed)
+        return NULL; /* CONNECT_ROUTING_ID named it at connect() */
+    holder = id != NULL && n > 0 && n <= sizeof(c->rid) && id[0] != 0
+                 ? find_rid(s, id, n)
+                 : NULL;
+    if (holder != NULL && s->router_handover) {
+        /* ROUTER_HANDOVER (libzmq's router.cpp): the newcomer takes the
+         * id; the old connection gets a generated one, under which what
+         * it already queued can still be received, and is closed. */
+        conn_generate_rid(s, holder);
+        zm_conn_lost(s, holder, zm_now_ns());
+        holder = NULL;
+    }
     if (id != NULL && n > 0 && n <= sizeof(c->rid) && id[0] != 0 &&
-        find_rid(s, id, n) == NULL) {
+        holder == NULL) {
         memcpy(c->rid, id, n);
         c->rid_len = n;
     } else {
@@ -776,6 +826,41 @@ static const char *router_admit(zm_sock *s, zm_conn *c,
         conn_generate_rid(s, c);
     }
     return NULL;
+}
+
+/* ROUTER, DEALER, REQ: PROBE_ROUTER's empty message to a peer that
+ * connected to us, once its handshake is done (libzmq's xattach_pipe);
+ * a peer we dialled got it at connect() (zm_route_connected). */
+static void probe_attached(zm_sock *s, zm_conn *c)
+{
+    if (s->probe_router && !c->connecter)
+        zm_conn_send_one(s, c, NULL, 0);
+}
+
+void zm_route_connected(zm_sock *s, zm_conn *c)
+{
+    if (s->connect_rid_len > 0 &&
+        (s->type == ZM_ROUTER || s->type == ZM_STREAM)) {
+        memcpy(c->rid, s->connect_rid, s->connect_rid_len);
+        c->rid_len = s->connect_rid_len;
+        c->rid_fixed = 1;
+        s->connect_rid_len = 0; /* the next connect only (libzmq) */
+    }
+    /* Queued before anything else sent to it, as libzmq writes it into the
+     * pipe it makes at connect(); a redial keeps the queue, so the probe
+     * goes once per connect(), as libzmq's. */
+    if (s->probe_router && (s->type == ZM_ROUTER || s->type == ZM_DEALER ||
+                            s->type == ZM_REQ))
+        zm_conn_send_one(s, c, NULL, 0);
+}
+
+void zm_route_conflate(zm_conn *c)
+{
+    while (c->inq.n > 0) {
+        zm_msg old;
+        conn_pop(c, &old);
+        zm_msg_clear(&old); /* replaced, as meant: not counted as lost */
+    }
 }
 
 /* PAIR: one peer only. */
@@ -815,24 +900,24 @@ const struct zm_route_ops zm_routes[ZM_SOCKTYPE_COUNT_] = {
                  pair_admit, NULL, zm_route_queue_in, NULL},
     [ZM_PUB] = {"PUB", T(ZM_SUB) | T(ZM_XSUB), ZM_RT_PUB,
                 zm_pub_send, zm_fanout_more, no_recv, zm_pub_events,
-                NULL, NULL, zm_pub_incoming, zm_pub_detached},
+                NULL, zm_xpub_attached, zm_pub_incoming, zm_pub_detached},
     [ZM_SUB] = {"SUB", T(ZM_PUB) | T(ZM_XPUB), ZM_RT_SUB,
                 no_send, unicast_more, zm_sub_recv, in_events,
                 NULL, zm_sub_attached, zm_sub_incoming, NULL},
     [ZM_REQ] = {"REQ", T(ZM_REP) | T(ZM_ROUTER), ZM_RT_SENDS_ID,
                 req_send, unicast_more, req_recv, req_events,
-                NULL, NULL, zm_route_queue_in, NULL},
+                NULL, probe_attached, zm_route_queue_in, NULL},
     [ZM_REP] = {"REP", T(ZM_REQ) | T(ZM_DEALER), 0,
                 rep_send, unicast_more, rep_recv, rep_events,
                 NULL, NULL, zm_route_queue_in, NULL},
     [ZM_DEALER] = {"DEALER", T(ZM_REP) | T(ZM_DEALER) | T(ZM_ROUTER),
                    ZM_RT_SENDS_ID,
                    lb_send, unicast_more, fq_recv, dealer_events,
-                   NULL, NULL, zm_route_queue_in, NULL},
+                   NULL, probe_attached, zm_route_queue_in, NULL},
     [ZM_ROUTER] = {"ROUTER", T(ZM_REQ) | T(ZM_DEALER) | T(ZM_ROUTER),
                    ZM_RT_SENDS_ID,
                    router_send, unicast_more, router_recv, router_events,
-                   router_admit, NULL, zm_route_queue_in, NULL},
+                   router_admit, probe_attached, zm_route_queue_in, NULL},
     [ZM_PULL] = {"PULL", T(ZM_PUSH), 0,
                  no_send, unicast_more, fq_recv, in_events,
                  NULL, NULL, zm_route_queue_in, NULL},
@@ -841,7 +926,7 @@ const struct zm_route_ops zm_routes[ZM_SOCKTYPE_COUNT_] = {
                  NULL, NULL, drop_in, NULL},
     [ZM_XPUB] = {"XPUB", T(ZM_SUB) | T(ZM_XSUB), ZM_RT_PUB,
                  zm_pub_send, zm_fanout_more, zm_xpub_recv, zm_xpub_events,
-                 NULL, NULL, zm_xpub_incoming, zm_pub_detached},
+                 NULL, zm_xpub_attached, zm_xpub_incoming, zm_pub_detached},
     [ZM_XSUB] = {"XSUB", T(ZM_PUB) | T(ZM_XPUB), ZM_RT_SUB,
                  zm_xsub_send, zm_fanout_more, zm_sub_recv, zm_xsub_events,
                  NULL, zm_sub_attached, zm_sub_incoming, zm_xsub_detached},

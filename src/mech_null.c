@@ -29,11 +29,12 @@ typedef struct null_zap {
     unsigned char meta[]; /* meta_len bytes */
 } null_zap;
 
-/* Our READY: Socket-Type, and Identity for REQ, DEALER and ROUTER. */
+/* Our READY: Socket-Type, Identity for REQ, DEALER and ROUTER, and the
+ * application's METADATA. */
 static int null_ready(zm_mech *m, zm_wbuf *out)
 {
-    zm_prop props[ZM_MECH_BASIC_PROPS];
-    size_t np = zm_mech_basic_props(m, props);
+    zm_prop props[ZM_MECH_PROPS_MAX];
+    size_t np = zm_mech_props(m, props);
 
     return zm_encode_ready(out, props, np) < 0 ? zm_mech_nomem(m) : 0;
 }

@@ -113,8 +113,8 @@ static int plain_greeting(zm_mech *m, const zm_greeting *peer, zm_wbuf *out)
  * the properties as READY carries them. */
 static int plain_put_metadata(zm_mech *m, const char *name, zm_wbuf *out)
 {
-    zm_prop props[ZM_MECH_BASIC_PROPS];
-    size_t np = zm_mech_basic_props(m, props);
+    zm_prop props[ZM_MECH_PROPS_MAX];
+    size_t np = zm_mech_props(m, props);
     zm_wbuf ready;
     int rc;
 

@@ -69,6 +69,16 @@ size_t zm_mech_basic_props(const zm_mech *m, zm_prop props[ZM_MECH_BASIC_PROPS])
     return np;
 }
 
+size_t zm_mech_props(const zm_mech *m, zm_prop props[ZM_MECH_PROPS_MAX])
+{
+    size_t np = zm_mech_basic_props(m, props);
+
+    for (size_t i = 0; i < m->cfg.app_nprops && i < ZM_MECH_APP_PROPS_MAX;
+         i++)
+        props[np++] = m->cfg.app_props[i];
+    return np;
+}
+
 void zm_mech_take_metadata(zm_mech *m, const unsigned char *data, size_t len)
 {
     zm_prop prop;

@@ -130,6 +130,9 @@ typedef struct zm_mech_fail {
                            ZM_LIBZMQ_PLAIN_ERROR), not RFC 23's */
 } zm_mech_fail;
 
+/* Most application properties a socket announces (METADATA). */
+#define ZM_MECH_APP_PROPS_MAX 32
+
 /* What the local socket brings to every handshake.  The pointers must
  * outlive the handshake (the socket's own strings). */
 typedef struct zm_mech_config {
@@ -154,6 +157,10 @@ typedef struct zm_mech_config {
      * handler it goes on without, unless ZAP_ENFORCE_DOMAIN (zap_enforce). */
     int null_zap;
     int zap_enforce;
+    /* The application's metadata (METADATA, "X-" names): announced after
+     * Socket-Type and Identity.  The strings outlive every handshake. */
+    const zm_prop *app_props;
+    size_t app_nprops;
 } zm_mech_config;
 
 /* The peer, as its metadata (READY, or INITIATE) described it.  The
@@ -309,6 +316,16 @@ void zm_mech_end(zm_mech *m);
 /* Our metadata: Socket-Type, and Identity when cfg.identity is set.
  * Returns how many of props[] were filled. */
 size_t zm_mech_basic_props(const zm_mech *m, zm_prop props[ZM_MECH_BASIC_PROPS]);
+
+/* Most properties zm_mech_props() fills: the basic ones and the
+ * application's (METADATA). */
+#define ZM_MECH_PROPS_MAX (ZM_MECH_BASIC_PROPS + ZM_MECH_APP_PROPS_MAX)
+
+/* Our whole metadata: zm_mech_basic_props(), then the application's
+ * (cfg.app_props), for mechanisms whose commands have room for them
+ * (NULL's and PLAIN's READY; CURVE's boxes are sized for the basic ones
+ * only).  Returns how many of props[] were filled. */
+size_t zm_mech_props(const zm_mech *m, zm_prop props[ZM_MECH_PROPS_MAX]);
 
 /* Record the peer's metadata (the properties of READY, or of the box
  * INITIATE or READY opened to), already valid (zm_props_validate: the

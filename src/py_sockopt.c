@@ -64,6 +64,19 @@
 #define ZO_CURVE_PUBLICKEY 48
 #define ZO_CURVE_SECRETKEY 49
 #define ZO_CURVE_SERVERKEY 50
+/* Pattern options (engine_route.c, engine_pubsub.c; docs/options.md) */
+#define ZO_PROBE_ROUTER 51
+#define ZO_REQ_CORRELATE 52
+#define ZO_REQ_RELAXED 53
+#define ZO_CONFLATE 54
+#define ZO_ROUTER_HANDOVER 56
+#define ZO_CONNECT_ROUTING_ID 61
+#define ZO_XPUB_NODROP 69
+#define ZO_XPUB_MANUAL 71
+#define ZO_XPUB_WELCOME_MSG 72
+#define ZO_INVERT_MATCHING 74
+#define ZO_XPUB_VERBOSER 78
+#define ZO_METADATA 95
 
 /* ------------------------------------------------------------------ */
 /* Errors naming an option                                            */
@@ -298,7 +311,7 @@ static int set_subscription(SocketObject *self, PyObject *value,
     if (r == -ENOTSUP) {
         zm_py_raise_zmq(self->st, EINVAL,
                         "Invalid argument: SUBSCRIBE/UNSUBSCRIBE are for SUB "
-                        "and XSUB sockets");
+                        "and XSUB sockets (and XPUB with XPUB_MANUAL)");
         return -1;
     }
     if (r < 0) {
@@ -585,6 +598,257 @@ static PyObject *get_curve_key(SocketObject *self, const sockopt *o)
     return zm_py_raise_zmq(self->st, EINVAL, "Invalid argument");
 }
 
+/* ------------------------------------------------------------------ */
+/* Pattern options: libzmq 4.3.5's semantics (socket_base.cpp, req.cpp, */
+/* router.cpp, xpub.cpp, options.cpp)                                 */
+/* ------------------------------------------------------------------ */
+
+#define TYPE_BIT(t) (1L << (t))
+
+/* Refuse an option on a socket type libzmq refuses it on (EINVAL naming
+ * the option): 0, or -1 with the exception. */
+static int check_type(SocketObject *self, const sockopt *o, long types,
+                      const char *which)
+{
+    char msg[160];
+
+    if (TYPE_BIT(self->s.type) & types)
+        return 0;
+    snprintf(msg, sizeof(msg), "Invalid argument: %s is for %s sockets",
+             o->name, which);
+    zm_py_raise_zmq(self->st, EINVAL, msg);
+    return -1;
+}
+
+/* A switch as libzmq's pattern options take it: an int >= 0, on when not
+ * 0, on the socket types in o->lo (a TYPE_BIT mask; `which` names them);
+ * stored 0/1 in the int field at o->off. */
+static int set_switch(SocketObject *self, const sockopt *o, PyObject *value,
+                      const char *which)
+{
+    int v;
+
+    if (check_type(self, o, o->lo, which) < 0 ||
+        int_option(self->st, value, o->name, 0, INT32_MAX, &v) < 0)
+        return -1;
+    *int_field(self, o) = v != 0;
+    return 0;
+}
+
+static int set_router_switch(SocketObject *self, const sockopt *o,
+                             PyObject *value)
+{
+    return set_switch(self, o, value, "ROUTER");
+}
+
+static int set_req_switch(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    return set_switch(self, o, value, "REQ");
+}
+
+static int set_probe_switch(SocketObject *self, const sockopt *o,
+                            PyObject *value)
+{
+    return set_switch(self, o, value, "ROUTER, DEALER and REQ");
+}
+
+static int set_xpub_switch(SocketObject *self, const sockopt *o,
+                           PyObject *value)
+{
+    return set_switch(self, o, value, "PUB and XPUB");
+}
+
+/* XPUB_VERBOSE and XPUB_VERBOSER (libzmq's xpub.cpp): VERBOSE passes up
+ * duplicate subscriptions and turns VERBOSER's cancels off; VERBOSER
+ * passes up both. */
+static int set_xpub_verbose(SocketObject *self, const sockopt *o,
+                            PyObject *value)
+{
+    int v;
+
+    if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
+        return -1;
+    self->s.xpub_verbose = v;
+    self->s.xpub_verboser = 0;
+    return 0;
+}
+
+static int set_xpub_verboser(SocketObject *self, const sockopt *o,
+                             PyObject *value)
+{
+    if (set_xpub_switch(self, o, value) < 0)
+        return -1;
+    self->s.xpub_verbose = self->s.xpub_verboser;
+    return 0;
+}
+
+/* What libzmq cannot read back (its getsockopt says EINVAL): pyzmq's
+ * users see the same. */
+static PyObject *get_write_only(SocketObject *self, const sockopt *o)
+{
+    char msg[128];
+
+    snprintf(msg, sizeof(msg), "Invalid argument: %s is write-only",
+             o->name);
+    return zm_py_raise_zmq(self->st, EINVAL, msg);
+}
+
+/* CONFLATE: 0 or 1 on any type (libzmq); it acts on the receiving side of
+ * DEALER, PULL and SUB (docs/options.md). */
+static int set_conflate(SocketObject *self, const sockopt *o,
+                        PyObject *value)
+{
+    int t = self->s.type;
+
+    if (set_int(self, o, value) < 0)
+        return -1;
+    self->s.conflate_in = self->s.conflate &&
+                          (t == ZM_DEALER || t == ZM_PULL || t == ZM_SUB);
+    return 0;
+}
+
+/* INVERT_MATCHING: any int, on when not 0 (libzmq), any type. */
+static int set_invert_matching(SocketObject *self, const sockopt *o,
+                               PyObject *value)
+{
+    int v;
+
+    if (int_option(self->st, value, o->name, INT32_MIN, INT32_MAX, &v) < 0)
+        return -1;
+    self->s.invert_matching = v != 0;
+    return 0;
+}
+
+/* CONNECT_ROUTING_ID (ROUTER, STREAM): 1..255 bytes, the routing id of the
+ * next connect()'s peer. */
+static int set_connect_rid(SocketObject *self, const sockopt *o,
+                           PyObject *value)
+{
+    Py_buffer view;
+    int rc = 0;
+
+    if (check_type(self, o, TYPE_BIT(ZM_ROUTER) | TYPE_BIT(ZM_STREAM),
+                   "ROUTER and STREAM") < 0 ||
+        get_bytes_option(value, &view, "CONNECT_ROUTING_ID takes bytes (use "
+                                       "setsockopt_string for str)") < 0)
+        return -1;
+    if (view.len < 1 || view.len > 255) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: CONNECT_ROUTING_ID must be 1..255 "
+                        "bytes");
+        rc = -1;
+    } else {
+        memcpy(self->s.connect_rid, view.buf, (size_t)view.len);
+        self->s.connect_rid_len = (size_t)view.len;
+    }
+    PyBuffer_Release(&view);
+    return rc;
+}
+
+/* XPUB_WELCOME_MSG (PUB, XPUB): sent to each new subscriber; empty: none. */
+static int set_welcome(SocketObject *self, const sockopt *o, PyObject *value)
+{
+    Py_buffer view;
+    unsigned char *copy = NULL;
+
+    if (check_type(self, o, TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB),
+                   "PUB and XPUB") < 0 ||
+        get_bytes_option(value, &view, "XPUB_WELCOME_MSG takes bytes (use "
+                                       "setsockopt_string for str)") < 0)
+        return -1;
+    if (view.len > 0) {
+        copy = zm_malloc((size_t)view.len);
+        if (copy == NULL) {
+            PyBuffer_Release(&view);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(copy, view.buf, (size_t)view.len);
+    }
+    free(self->s.welcome);
+    self->s.welcome = copy;
+    self->s.welcome_len = (size_t)view.len;
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+/* A READY property name's character (RFC 23: what zmtp's codec sends). */
+static int meta_name_char_ok(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+           c == '+';
+}
+
+/* METADATA: "X-name:value" (libzmq's options.cpp: the name starts with
+ * "X-" and has more, the value is not empty, the first ':' splits; a name
+ * already set keeps its first value).  Announced in every later handshake
+ * (mech_null.c, mech_plain.c); the peer reads it with Frame.get(name). */
+static int set_metadata(SocketObject *self, const sockopt *o,
+                        PyObject *value)
+{
+    Py_buffer view;
+    const unsigned char *b, *colon;
+    size_t klen, vlen;
+    unsigned char *block;
+    zm_sock *s = &self->s;
+    int ok;
+
+    (void)o;
+    if (get_bytes_option(value, &view, "METADATA takes bytes \"X-name:value\" "
+                                       "(use setsockopt_string for str)") < 0)
+        return -1;
+    b = view.buf;
+    colon = view.len > 0 ? memchr(b, ':', (size_t)view.len) : NULL;
+    klen = colon != NULL ? (size_t)(colon - b) : 0;
+    vlen = colon != NULL ? (size_t)view.len - klen - 1 : 0;
+    ok = colon != NULL && klen > 2 && klen <= 255 && vlen > 0 &&
+         b[0] == 'X' && b[1] == '-';
+    for (size_t i = 0; ok && i < klen; i++)
+        ok = meta_name_char_ok(b[i]);
+    if (!ok) {
+        PyBuffer_Release(&view);
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: METADATA takes \"X-name:value\" "
+                        "(name of letters, digits, '-', '_', '.', '+')");
+        return -1;
+    }
+    for (size_t i = 0; i < s->app_nprops; i++)
+        if (s->app_props[i].name_len == klen &&
+            memcmp(s->app_props[i].name, b, klen) == 0) {
+            PyBuffer_Release(&view); /* libzmq keeps the first value */
+            return 0;
+        }
+    if (s->app_nprops == ZM_MECH_APP_PROPS_MAX) {
+        PyBuffer_Release(&view);
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: at most 32 METADATA properties");
+        return -1;
+    }
+    block = zm_malloc(klen + vlen);
+    if (block == NULL) {
+        PyBuffer_Release(&view);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(block, b, klen);
+    memcpy(block + klen, colon + 1, vlen);
+    PyBuffer_Release(&view);
+    s->app_props[s->app_nprops].name = block;
+    s->app_props[s->app_nprops].name_len = klen;
+    s->app_props[s->app_nprops].value = block + klen;
+    s->app_props[s->app_nprops].value_len = vlen;
+    s->app_nprops++;
+    s->mech_cfg.app_props = s->app_props;
+    s->mech_cfg.app_nprops = s->app_nprops;
+    return 0;
+}
+
+/* A switch of the types in `types` (set_switch), write-only as libzmq's. */
+#define SWITCH(setter, field, types)                                          \
+    setter, get_write_only, (types), 0, offsetof(SocketObject, field)
+
 #define CURVE_KEY(field)                                                      \
     set_curve_key, get_curve_key, 0, 0, offsetof(SocketObject, field)
 
@@ -619,7 +883,8 @@ static const sockopt sockopts[] = {
     [ZO_ROUTER_MANDATORY] = {"ROUTER_MANDATORY",
                              INT_OPT(s.router_mandatory, 0, 1)},
     [ZO_IMMEDIATE] = {"IMMEDIATE", INT_OPT(s.immediate, 0, 1)},
-    [ZO_XPUB_VERBOSE] = {"XPUB_VERBOSE", INT_OPT(s.xpub_verbose, 0, 1)},
+    [ZO_XPUB_VERBOSE] = {"XPUB_VERBOSE", set_xpub_verbose, get_int, 0, 1,
+                         offsetof(SocketObject, s.xpub_verbose)},
     [ZO_HANDSHAKE_IVL] = {"HANDSHAKE_IVL",
                           INT_OPT(s.handshake_ivl_ms, 0, INT32_MAX)},
     [ZO_HEARTBEAT_IVL] = {"HEARTBEAT_IVL",
@@ -651,11 +916,45 @@ static const sockopt sockopts[] = {
                             CURVE_KEY(s.mech_cfg.curve_secret)},
     [ZO_CURVE_SERVERKEY] = {"CURVE_SERVERKEY",
                             CURVE_KEY(s.mech_cfg.curve_server)},
+    /* Pattern options: write-only where libzmq's are */
+    [ZO_PROBE_ROUTER] = {"PROBE_ROUTER",
+                         SWITCH(set_probe_switch, s.probe_router,
+                                TYPE_BIT(ZM_ROUTER) | TYPE_BIT(ZM_DEALER) |
+                                    TYPE_BIT(ZM_REQ))},
+    [ZO_REQ_CORRELATE] = {"REQ_CORRELATE",
+                          SWITCH(set_req_switch, s.req_correlate,
+                                 TYPE_BIT(ZM_REQ))},
+    [ZO_REQ_RELAXED] = {"REQ_RELAXED",
+                        SWITCH(set_req_switch, s.req_relaxed,
+                               TYPE_BIT(ZM_REQ))},
+    [ZO_CONFLATE] = {"CONFLATE", set_conflate, get_int, 0, 1,
+                     offsetof(SocketObject, s.conflate)},
+    [ZO_ROUTER_HANDOVER] = {"ROUTER_HANDOVER",
+                            SWITCH(set_router_switch, s.router_handover,
+                                   TYPE_BIT(ZM_ROUTER))},
+    [ZO_CONNECT_ROUTING_ID] = {"CONNECT_ROUTING_ID", set_connect_rid,
+                               get_write_only, 0, 0, 0},
+    [ZO_XPUB_NODROP] = {"XPUB_NODROP",
+                        SWITCH(set_xpub_switch, s.xpub_nodrop,
+                               TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB))},
+    [ZO_XPUB_MANUAL] = {"XPUB_MANUAL",
+                        SWITCH(set_xpub_switch, s.xpub_manual,
+                               TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB))},
+    [ZO_XPUB_WELCOME_MSG] = {"XPUB_WELCOME_MSG", set_welcome, get_write_only,
+                             0, 0, 0},
+    [ZO_INVERT_MATCHING] = {"INVERT_MATCHING", set_invert_matching, get_int,
+                            0, 0, offsetof(SocketObject, s.invert_matching)},
+    [ZO_XPUB_VERBOSER] = {"XPUB_VERBOSER",
+                          SWITCH(set_xpub_verboser, s.xpub_verboser,
+                                 TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB))},
+    [ZO_METADATA] = {"METADATA", set_metadata, get_write_only, 0, 0, 0},
 };
 
 #undef INT_OPT
 #undef INT_RO
 #undef CURVE_KEY
+#undef SWITCH
+#undef TYPE_BIT
 
 /* The row of option number opt, or NULL when zmtp has none. */
 static const sockopt *sockopt_find(long opt)

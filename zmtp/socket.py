@@ -67,6 +67,18 @@ from zmtp.constants import (
     PLAIN_PASSWORD,
     ZAP_DOMAIN,
     ZAP_ENFORCE_DOMAIN,
+    CONFLATE,
+    CONNECT_ROUTING_ID,
+    INVERT_MATCHING,
+    METADATA,
+    PROBE_ROUTER,
+    REQ_CORRELATE,
+    REQ_RELAXED,
+    ROUTER_HANDOVER,
+    XPUB_MANUAL,
+    XPUB_NODROP,
+    XPUB_VERBOSER,
+    XPUB_WELCOME_MSG,
     SocketType,
 )
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQBindError, ZMQError
@@ -383,6 +395,23 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     curve_publickey = _write_only_option(CURVE_PUBLICKEY, "curve_publickey", "CURVE_PUBLICKEY: our long-term public key (40 bytes Z85 or 32 raw); write-only.")
     curve_secretkey = _write_only_option(CURVE_SECRETKEY, "curve_secretkey", "CURVE_SECRETKEY: our long-term secret key (40 bytes Z85 or 32 raw); write-only, never shown.")
     curve_serverkey = _write_only_option(CURVE_SERVERKEY, "curve_serverkey", "CURVE_SERVERKEY: the server's public key; setting it makes this socket a CURVE client; write-only.")
+    # pattern options (docs/options.md); write-only where libzmq's are (get: EINVAL)
+    conflate = _int_option(CONFLATE, "CONFLATE: DEALER, PULL and SUB keep only each peer's newest message (single-part).")
+    req_correlate = _int_option(REQ_CORRELATE, "REQ_CORRELATE: requests carry an id the reply must bring back (REQ; write-only).")
+    req_relaxed = _int_option(REQ_RELAXED, "REQ_RELAXED: a REQ may send a new request before the reply (write-only).")
+    probe_router = _int_option(PROBE_ROUTER, "PROBE_ROUTER: an empty message to each new peer (ROUTER, DEALER, REQ; write-only).")
+    router_handover = _int_option(ROUTER_HANDOVER, "ROUTER_HANDOVER: a peer with a routing id in use takes it over (write-only).")
+    connect_routing_id = _bytes_option(CONNECT_ROUTING_ID, "CONNECT_ROUTING_ID: the routing id of the next connect()'s peer "
+                                       "(ROUTER, STREAM; write-only).")
+    connect_rid = connect_routing_id
+    xpub_nodrop = _int_option(XPUB_NODROP, "XPUB_NODROP: send raises Again (or waits) rather than drop at a subscriber's SNDHWM (write-only).")
+    xpub_manual = _int_option(XPUB_MANUAL, "XPUB_MANUAL: every subscription is passed up; subscribe(topic) on the XPUB applies it "
+                              "to the peer of the last one received (write-only).")
+    xpub_welcome_msg = _bytes_option(XPUB_WELCOME_MSG, "XPUB_WELCOME_MSG: sent to each new subscriber (b'': none; write-only).")
+    xpub_verboser = _int_option(XPUB_VERBOSER, "XPUB_VERBOSER: pass every subscription and every cancel up (write-only).")
+    invert_matching = _int_option(INVERT_MATCHING, "INVERT_MATCHING: PUB/XPUB send to, SUB/XSUB keep, what does not match.")
+    metadata = _bytes_option(METADATA, "METADATA: b'X-name:value', announced in every handshake; the peer reads "
+                             "frame.get('X-name') (write-only).")
     stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:
