@@ -25,7 +25,7 @@ zmq = pytest.importorskip("zmq")
 
 LIBS = ["zmtp", "pyzmq"]
 # A sample for the per-name tests; the table itself is checked whole below.
-NAMES = ["tcp_keepalive", "ipv6", "sndbuf", "rcvbuf", "gssapi_server", "conflate", "backlog", "connect_timeout"]
+NAMES = ["tcp_keepalive", "ipv6", "sndbuf", "rcvbuf", "gssapi_server", "multicast_hops", "backlog", "connect_timeout"]
 
 
 def _lib(name: str) -> ModuleType:

@@ -1,0 +1,625 @@
+"""libzmq's socket-pattern options (issue 18 item 4) against pyzmq peers.
+
+Each scenario runs with the socket under test ("tested") made by zmtp and,
+as the oracle, by pyzmq (libzmq 4.3.5) in the same place: both must give
+the same observable result to a pyzmq peer.  Every scenario runs with the
+tested socket binding and with the peer binding (where the option is about
+connect(), only the side that connects), over tcp and ipc, on both zmtp
+backends (the oracle once).
+
+Options: CONFLATE, REQ_CORRELATE, REQ_RELAXED, PROBE_ROUTER,
+ROUTER_HANDOVER, CONNECT_ROUTING_ID, XPUB_NODROP, XPUB_MANUAL,
+XPUB_WELCOME_MSG, XPUB_VERBOSER, INVERT_MATCHING, METADATA; their getsockopt
+(write-only ones say EINVAL, as libzmq's) and the socket types that take
+them.  What zmtp does differently is in docs/options.md and
+docs/decisions.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import struct
+import time
+from typing import Any, List, Tuple
+
+import pytest
+
+import zmtp
+from helpers import DEADLINE_S, TIMEOUT_MS, psock, zsock
+
+zmq = pytest.importorskip("zmq")
+
+IMPLS = ["zmtp", "pyzmq"]
+BINDERS = ["tested", "peer"]
+TRANSPORTS = ["tcp", "ipc"]
+_N = itertools.count()
+
+
+def lib(impl: str) -> Any:
+    return zmtp if impl == "zmtp" else zmq
+
+
+def oracle_once(impl: str, backend: str) -> None:
+    """The pyzmq oracle has no zmtp backend: it runs under the first one."""
+    if impl == "pyzmq" and backend != "io_uring":
+        pytest.skip("the pyzmq oracle runs once")
+
+
+def make_tested(impl: str, ctx: Any, zctx: Any, kind: str, **opts: Any) -> Any:
+    """The socket under test: zmtp's, or pyzmq's (the oracle), with opts."""
+    if impl == "zmtp":
+        s = zsock(ctx, getattr(zmtp, kind), **opts)
+        s.linger = 0
+        return s
+    return psock(zctx, getattr(zmq, kind), **opts)
+
+
+def peer(zctx: Any, kind: str, **opts: Any) -> Any:
+    return psock(zctx, getattr(zmq, kind), **opts)
+
+
+def endpoint(transport: str, tmp_path: Any) -> str:
+    if transport == "tcp":
+        return "tcp://127.0.0.1:*"
+    return f"ipc://{tmp_path}/p{next(_N)}.ipc"
+
+
+def link(bound: Any, connecting: Any, transport: str, tmp_path: Any) -> str:
+    """Bind `bound`, connect `connecting` to it; the endpoint."""
+    bound.bind(endpoint(transport, tmp_path))
+    ep = bound.last_endpoint
+    ep = ep.decode() if isinstance(ep, bytes) else ep
+    connecting.connect(ep)
+    return ep
+
+
+def pair(t: Any, p: Any, binder: str, transport: str, tmp_path: Any) -> str:
+    return link(t, p, transport, tmp_path) if binder == "tested" else link(p, t, transport, tmp_path)
+
+
+def recv_driven(sock: Any, *drive: Any, multipart: bool = False) -> Any:
+    """sock's next message, waiting up to DEADLINE_S; meanwhile the other
+    sockets read EVENTS: a libzmq socket attaches a connection (and sends
+    what it queues at attach: subscriptions, a probe, a welcome) only when
+    its application thread calls into it."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not sock.poll(20):
+        assert time.monotonic() < deadline, "nothing arrived"
+        for d in drive:
+            d.getsockopt(d_events(d))
+    return sock.recv_multipart() if multipart else sock.recv()
+
+
+def d_events(sock: Any) -> int:
+    return zmtp.EVENTS if isinstance(sock, zmtp.Socket) else zmq.EVENTS
+
+
+def raises_einval(fn: Any) -> Exception:
+    with pytest.raises((zmtp.ZMQError, zmq.ZMQError)) as info:
+        fn()
+    assert info.value.errno == errno.EINVAL
+    return info.value
+
+
+# ================================================= getsockopt, socket types
+
+WRITE_ONLY = [
+    ("REQ", "REQ_CORRELATE", 1), ("REQ", "REQ_RELAXED", 1), ("DEALER", "PROBE_ROUTER", 1),
+    ("ROUTER", "ROUTER_HANDOVER", 1), ("ROUTER", "CONNECT_ROUTING_ID", b"id"), ("XPUB", "XPUB_NODROP", 1),
+    ("XPUB", "XPUB_MANUAL", 1), ("XPUB", "XPUB_WELCOME_MSG", b"hi"), ("XPUB", "XPUB_VERBOSER", 1),
+    ("DEALER", "METADATA", b"X-a:b"),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind, name, value", WRITE_ONLY)
+def test_write_only_options_say_einval_on_get(impl, kind, name, value, ctx, zctx):
+    """libzmq cannot read these back: getsockopt says EINVAL (set works)."""
+    s = make_tested(impl, ctx, zctx, kind)
+    opt = getattr(lib(impl), name)
+    s.setsockopt(opt, value)
+    raises_einval(lambda: s.getsockopt(opt))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_readable_options_read_back(impl, ctx, zctx):
+    """CONFLATE (0/1 only) and INVERT_MATCHING (any int, read as 0/1)."""
+    L = lib(impl)
+    s = make_tested(impl, ctx, zctx, "PULL")
+    assert s.getsockopt(L.CONFLATE) == 0 and s.getsockopt(L.INVERT_MATCHING) == 0
+    s.setsockopt(L.CONFLATE, 1)
+    s.setsockopt(L.INVERT_MATCHING, -1)
+    assert s.getsockopt(L.CONFLATE) == 1 and s.getsockopt(L.INVERT_MATCHING) == 1
+    raises_einval(lambda: s.setsockopt(L.CONFLATE, 2))
+
+
+REFUSED = [("PULL", "REQ_CORRELATE"), ("DEALER", "REQ_RELAXED"), ("PUSH", "PROBE_ROUTER"),
+           ("DEALER", "ROUTER_HANDOVER"), ("SUB", "XPUB_NODROP"), ("XSUB", "XPUB_MANUAL"),
+           ("SUB", "XPUB_VERBOSER"), ("DEALER", "CONNECT_ROUTING_ID"), ("SUB", "XPUB_WELCOME_MSG")]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind, name", REFUSED)
+def test_options_refused_on_other_socket_types(impl, kind, name, ctx, zctx):
+    s = make_tested(impl, ctx, zctx, kind)
+    value = b"x" if name in ("CONNECT_ROUTING_ID", "XPUB_WELCOME_MSG") else 1
+    raises_einval(lambda: s.setsockopt(getattr(lib(impl), name), value))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("value", [b"Y-a:b", b"x-a:b", b"X-a:", b":b", b"X-:b", b"X-a"])
+def test_metadata_values_refused_as_libzmq(impl, value, ctx, zctx):
+    s = make_tested(impl, ctx, zctx, "DEALER")
+    raises_einval(lambda: s.setsockopt(lib(impl).METADATA, value))
+
+
+def test_zmtp_names_the_option_in_its_errors(ctx):
+    s = zsock(ctx, zmtp.PULL)
+    assert "REQ_CORRELATE is for REQ sockets" in str(raises_einval(lambda: s.setsockopt(zmtp.REQ_CORRELATE, 1)))
+    r = zsock(ctx, zmtp.REQ)
+    r.req_correlate = 1
+    assert "write-only" in str(raises_einval(lambda: r.req_correlate))
+    assert zmtp.CONNECT_RID == zmtp.CONNECT_ROUTING_ID == 61 and zmtp.METADATA == zmq.METADATA
+
+
+# ================================================================ CONFLATE
+
+
+def _conflated(t: Any, last: bytes) -> List[bytes]:
+    """What t receives until `last`: in order, and few (a sender burst 100
+    messages before the first recv: CONFLATE kept only the newest of what
+    had arrived at each recv), then nothing more."""
+    got: List[bytes] = []
+    while not got or got[-1] != last:
+        got.append(t.recv())
+    assert [int(g) for g in got[:-1]] == sorted(int(g) for g in got[:-1])
+    assert len(got) < 50, got
+    with pytest.raises((zmtp.Again, zmq.Again)):
+        t.recv(zmtp.NOBLOCK)
+    return got
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_conflate_pull_keeps_the_newest(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """A PULL with CONFLATE whose PUSH peer sent 100 messages and an end
+    mark receives the mark after few of them."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "PULL", conflate=1)
+    push = peer(zctx, "PUSH")
+    pair(t, push, binder, transport, tmp_path)
+    push.send(b"0")
+    assert recv_driven(t, push) == b"0"  # connected both ways
+    for i in range(100):
+        push.send(b"%d" % i)
+    push.send(b"end")
+    _conflated(t, b"end")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_conflate_sub_keeps_the_newest(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "SUB", conflate=1)
+    t.setsockopt(lib(impl).SUBSCRIBE, b"")
+    pub = peer(zctx, "XPUB")
+    pair(t, pub, binder, transport, tmp_path)
+    assert recv_driven(pub, t) == b"\x01"  # the subscription is in
+    for i in range(100):
+        pub.send(b"%d" % i)
+    pub.send(b"end")
+    _conflated(t, b"end")
+
+
+# ============================================ REQ_CORRELATE, REQ_RELAXED
+
+
+def _router_request(router: Any) -> Tuple[bytes, bytes, bytes]:
+    """(routing id, request id, body) of a correlated request."""
+    rid, req_id, delim, body = router.recv_multipart()
+    assert len(req_id) == 4 and delim == b""
+    return rid, req_id, body
+
+
+def _other_id(req_id: bytes) -> bytes:
+    return struct.pack("=I", (struct.unpack("=I", req_id)[0] + 1) & 0xFFFFFFFF)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_req_correlate(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """The ROUTER sees [id, request id (4 bytes), b"", body]; a reply with
+    another request id is dropped, the one with this id is the reply; the
+    next request has a new id."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "REQ", req_correlate=1)
+    router = peer(zctx, "ROUTER")
+    pair(t, router, binder, transport, tmp_path)
+    t.send(b"q1")
+    rid, req_id, body = _router_request(router)
+    assert body == b"q1"
+    router.send_multipart([rid, _other_id(req_id), b"", b"stale"])
+    router.send_multipart([rid, b"", b"uncorrelated"])
+    router.send_multipart([rid, req_id, b"", b"a1"])
+    assert t.recv() == b"a1"
+    t.send(b"q2")
+    rid2, req_id2, body2 = _router_request(router)
+    assert (rid2, body2) == (rid, b"q2") and req_id2 != req_id
+    router.send_multipart([rid, req_id2, b"", b"a2"])
+    assert t.recv() == b"a2"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_req_correlate_through_rep(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """A REP echoes the whole envelope: correlation is invisible to it."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "REQ", req_correlate=1)
+    rep = peer(zctx, "REP")
+    pair(t, rep, binder, transport, tmp_path)
+    for i in range(3):
+        t.send(b"q%d" % i)
+        assert rep.recv() == b"q%d" % i
+        rep.send(b"a%d" % i)
+        assert t.recv() == b"a%d" % i
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_req_relaxed(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """Without REQ_RELAXED a second request before the reply is EFSM; with
+    it (and REQ_CORRELATE) it goes, and the late reply to the first is
+    dropped: the reply is the second's."""
+    oracle_once(impl, backend)
+    L = lib(impl)
+    strict = make_tested(impl, ctx, zctx, "REQ")
+    router0 = peer(zctx, "ROUTER")
+    pair(strict, router0, binder, transport, tmp_path)
+    strict.send(b"q")
+    with pytest.raises((zmtp.ZMQError, zmq.ZMQError)) as info:
+        strict.send(b"again")
+    assert info.value.errno == L.EFSM
+
+    t = make_tested(impl, ctx, zctx, "REQ", req_relaxed=1, req_correlate=1)
+    router = peer(zctx, "ROUTER")
+    pair(t, router, binder, transport, tmp_path)
+    t.send(b"q1")
+    t.send(b"q2")  # no EFSM
+    rid, id1, b1 = _router_request(router)
+    _, id2, b2 = _router_request(router)
+    assert (b1, b2) == (b"q1", b"q2") and id1 != id2
+    router.send_multipart([rid, id1, b"", b"a1"])
+    router.send_multipart([rid, id2, b"", b"a2"])
+    assert t.recv() == b"a2"
+
+
+# ============================================================ PROBE_ROUTER
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["DEALER", "REQ", "ROUTER"])
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_probe_router(impl, kind, binder, transport, backend, ctx, zctx, tmp_path):
+    """The ROUTER peer gets [id, b""] from a PROBE_ROUTER socket before
+    anything else, without the socket sending."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, kind, probe_router=1, routing_id=b"prober")
+    router = peer(zctx, "ROUTER")
+    pair(t, router, binder, transport, tmp_path)
+    assert recv_driven(router, t, multipart=True) == [b"prober", b""]
+    if kind != "ROUTER":  # what the socket sends comes after the probe
+        t.send(b"after")
+        assert router.recv_multipart() == [b"prober"] + ([b""] if kind == "REQ" else []) + [b"after"]
+
+
+# ========================================================= ROUTER_HANDOVER
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_router_handover(impl, transport, backend, ctx, zctx, tmp_path):
+    """A second peer with a routing id in use takes it over: messages to
+    that id go to it; the first peer's are no longer routed to it."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "ROUTER", router_handover=1)
+    t.bind(endpoint(transport, tmp_path))
+    ep = t.last_endpoint
+    ep = ep.decode() if isinstance(ep, bytes) else ep
+    d1 = peer(zctx, "DEALER", routing_id=b"same")
+    d1.connect(ep)
+    d1.send(b"one")
+    assert t.recv_multipart() == [b"same", b"one"]
+    d2 = peer(zctx, "DEALER", routing_id=b"same")
+    d2.connect(ep)
+    d2.send(b"two")
+    assert t.recv_multipart() == [b"same", b"two"]
+    t.send_multipart([b"same", b"to-new"])
+    assert d2.recv() == b"to-new"
+    assert d1.poll(0) == 0
+
+
+# ====================================================== CONNECT_ROUTING_ID
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("peer_kind", ["DEALER", "ROUTER"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_connect_routing_id(impl, peer_kind, transport, backend, ctx, zctx, tmp_path):
+    """The peer of the next connect() is known by that id (whatever it
+    announces), and only that connect: the next peer has its own."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "ROUTER", router_mandatory=1)
+    L = lib(impl)
+    p1 = peer(zctx, peer_kind, routing_id=b"announced")
+    p1.bind(endpoint(transport, tmp_path))
+    t.setsockopt(L.CONNECT_ROUTING_ID, b"chosen")
+    t.connect(p1.last_endpoint.decode())
+    p2 = peer(zctx, peer_kind, routing_id=b"second")
+    p2.bind(endpoint(transport, tmp_path))
+    t.connect(p2.last_endpoint.decode())
+
+    def to_router_peer(p: Any, body: bytes) -> None:
+        if peer_kind == "ROUTER":
+            p.send_multipart([t.getsockopt(L.ROUTING_ID) or b"", body])
+        else:
+            p.send(body)
+
+    if peer_kind == "DEALER":
+        p1.send(b"from-1")
+        assert t.recv_multipart() == [b"chosen", b"from-1"]
+        p2.send(b"from-2")
+        assert t.recv_multipart() == [b"second", b"from-2"]
+    # the tested ROUTER reaches them by those ids (ROUTER_MANDATORY: an
+    # unknown id would raise); wait until both are up
+    for rid, p in ((b"chosen", p1), (b"second", p2)):
+        for _ in range(200):
+            try:
+                t.send_multipart([rid, b"hi-" + rid])
+                break
+            except (zmtp.ZMQError, zmq.ZMQError) as exc:
+                assert exc.errno == errno.EHOSTUNREACH
+                t.poll(25)
+        got = p.recv_multipart()
+        assert got[-1] == b"hi-" + rid
+    raises_einval(lambda: t.getsockopt(L.CONNECT_ROUTING_ID))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_connect_routing_id_stream(impl, transport, backend, ctx, zctx, tmp_path):
+    """A STREAM's connect with CONNECT_ROUTING_ID: its notification and
+    data come under that id."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "STREAM")
+    server = peer(zctx, "STREAM")
+    server.bind(endpoint(transport, tmp_path))
+    t.setsockopt(lib(impl).CONNECT_ROUTING_ID, b"raw-peer")
+    t.connect(server.last_endpoint.decode())
+    assert t.recv_multipart() == [b"raw-peer", b""]
+    t.send_multipart([b"raw-peer", b"bytes"])
+    sid, data = server.recv_multipart()
+    while data == b"":  # the server's own connect notification
+        sid, data = server.recv_multipart()
+    assert data == b"bytes"
+
+
+# ============================================================= XPUB_NODROP
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_xpub_nodrop(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """With a subscriber that does not read, an XPUB_NODROP send says Again
+    once that subscriber is at SNDHWM; nothing is dropped: a blocking send
+    waits for room and the subscriber gets every message."""
+    oracle_once(impl, backend)
+    L = lib(impl)
+    t = make_tested(impl, ctx, zctx, "XPUB", xpub_nodrop=1, sndhwm=5)
+    sub = peer(zctx, "SUB", rcvhwm=5)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    pair(t, sub, binder, transport, tmp_path)
+    assert recv_driven(t, sub) == b"\x01"
+    body = b"x" * 16384
+    sent = 0
+    with pytest.raises((zmtp.Again, zmq.Again)):
+        for sent in range(20000):
+            t.send(body, L.NOBLOCK)
+    assert 0 < sent < 20000
+    # nothing was dropped: the subscriber reads every one, then the mark
+    t.setsockopt(L.SNDTIMEO, TIMEOUT_MS)
+    done = []
+
+    def read_all() -> None:
+        for i in range(sent):
+            assert sub.recv() == body, i
+        assert sub.recv() == b"end"
+        done.append(True)
+
+    import threading
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    t.send(b"end")  # waits for room (XPUB_NODROP), then goes
+    deadline = time.monotonic() + DEADLINE_S
+    while reader.is_alive() and time.monotonic() < deadline:
+        t.poll(20)  # zmtp: drive the writes
+    reader.join(1)
+    assert done == [True]
+
+
+# ============================================================= XPUB_MANUAL
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_xpub_manual(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """Every subscription is passed up (duplicates too) and none applied:
+    SUBSCRIBE on the XPUB applies a topic to the peer of the last one
+    received, and only that topic reaches it."""
+    oracle_once(impl, backend)
+    L = lib(impl)
+    t = make_tested(impl, ctx, zctx, "XPUB", xpub_manual=1)
+    sub = peer(zctx, "SUB")
+    pair(t, sub, binder, transport, tmp_path)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    assert recv_driven(t, sub) == b"\x01"
+    t.setsockopt(L.SUBSCRIBE, b"b")  # not what it asked for
+    for m in (b"a1", b"b1", b"c1", b"b2"):
+        t.send(m)
+    assert sub.recv() == b"b1" and sub.recv() == b"b2"
+    sub.setsockopt(zmq.SUBSCRIBE, b"")  # a duplicate: passed up too
+    assert recv_driven(t, sub) == b"\x01"
+    t.setsockopt(L.UNSUBSCRIBE, b"b")
+    t.setsockopt(L.SUBSCRIBE, b"c")
+    for m in (b"b3", b"c3"):
+        t.send(m)
+    assert sub.recv() == b"c3"
+
+
+# ======================================================== XPUB_WELCOME_MSG
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["XPUB", "PUB"])
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_xpub_welcome_msg(impl, kind, binder, transport, backend, ctx, zctx, tmp_path):
+    """Each new subscriber gets the welcome message first, before what is
+    published."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, kind, xpub_welcome_msg=b"WELCOME")
+    subs = []
+    for _ in range(2):
+        sub = peer(zctx, "SUB")
+        sub.setsockopt(zmq.SUBSCRIBE, b"WELCOME")
+        pair(t, sub, binder, transport, tmp_path)
+        subs.append(sub)
+    for sub in subs:
+        assert recv_driven(sub, t) == b"WELCOME"
+
+
+# =========================================================== XPUB_VERBOSER
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_xpub_verboser(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """Every subscription and every cancel is passed up, not only the
+    first and the last of a topic; XPUB_VERBOSE turns the cancels off."""
+    oracle_once(impl, backend)
+    L = lib(impl)
+    t = make_tested(impl, ctx, zctx, "XPUB", xpub_verboser=1)
+    s1, s2 = peer(zctx, "SUB"), peer(zctx, "SUB")
+    pair(t, s1, binder, transport, tmp_path)
+    pair(t, s2, binder, transport, tmp_path)
+    s1.setsockopt(zmq.SUBSCRIBE, b"t")
+    assert recv_driven(t, s1, s2) == b"\x01t"
+    s2.setsockopt(zmq.SUBSCRIBE, b"t")
+    assert recv_driven(t, s1, s2) == b"\x01t"
+    s1.setsockopt(zmq.UNSUBSCRIBE, b"t")
+    assert recv_driven(t, s1, s2) == b"\x00t"  # s2 still subscribes: verboser only
+    s2.setsockopt(zmq.UNSUBSCRIBE, b"t")
+    assert recv_driven(t, s1, s2) == b"\x00t"
+    # XPUB_VERBOSE after it: duplicates yes, cancels only the last
+    t.setsockopt(L.XPUB_VERBOSE, 1)
+    s1.setsockopt(zmq.SUBSCRIBE, b"u")
+    assert recv_driven(t, s1, s2) == b"\x01u"
+    s2.setsockopt(zmq.SUBSCRIBE, b"u")
+    assert recv_driven(t, s1, s2) == b"\x01u"
+    s1.setsockopt(zmq.UNSUBSCRIBE, b"u")
+    s2.setsockopt(zmq.UNSUBSCRIBE, b"u")
+    assert recv_driven(t, s1, s2) == b"\x00u"
+    s1.setsockopt(zmq.SUBSCRIBE, b"v")  # a marker: nothing came between
+    assert recv_driven(t, s1, s2) == b"\x01v"
+
+
+# ========================================================= INVERT_MATCHING
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_invert_matching_publisher(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """An XPUB with INVERT_MATCHING sends what matches none of a peer's
+    subscriptions (its SUB, inverted too, keeps those)."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "XPUB", invert_matching=1)
+    sub = peer(zctx, "SUB", invert_matching=1)
+    pair(t, sub, binder, transport, tmp_path)
+    sub.setsockopt(zmq.SUBSCRIBE, b"a")
+    assert recv_driven(t, sub) == b"\x01a"
+    for m in (b"a1", b"b1", b"a2", b"c1"):
+        t.send(m)
+    assert [sub.recv() for _ in range(2)] == [b"b1", b"c1"]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_invert_matching_subscriber(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """A SUB with INVERT_MATCHING keeps what matches none of its
+    subscriptions (from an inverted publisher)."""
+    oracle_once(impl, backend)
+    L = lib(impl)
+    t = make_tested(impl, ctx, zctx, "SUB", invert_matching=1)
+    t.setsockopt(L.SUBSCRIBE, b"a")
+    pub = peer(zctx, "XPUB", invert_matching=1)
+    pair(t, pub, binder, transport, tmp_path)
+    assert recv_driven(pub, t) == b"\x01a"
+    for m in (b"a1", b"b1", b"a2", b"c1"):
+        pub.send(m)
+    assert [t.recv() for _ in range(2)] == [b"b1", b"c1"]
+
+
+# ================================================================ METADATA
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_metadata_sent(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """METADATA goes in the handshake: the pyzmq peer reads it from a
+    received frame; a second value for a name is ignored (libzmq)."""
+    oracle_once(impl, backend)
+    L = lib(impl)
+    t = make_tested(impl, ctx, zctx, "DEALER")
+    t.setsockopt(L.METADATA, b"X-color:blue")
+    t.setsockopt(L.METADATA, b"X-color:red")
+    t.setsockopt(L.METADATA, b"X-Shape:a:b")
+    router = peer(zctx, "ROUTER")
+    pair(t, router, binder, transport, tmp_path)
+    t.send(b"m")
+    rid, frame = router.recv_multipart(copy=False)
+    assert frame.bytes == b"m"
+    assert frame.get("X-color") == "blue" and frame.get("X-Shape") == "a:b"
+    assert frame.get("Socket-Type") == "DEALER"
+
+
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_metadata_received_and_zmtp_to_zmtp(binder, transport, backend, ctx, zctx, tmp_path):
+    """The other way: a pyzmq peer's METADATA read by zmtp, and zmtp to
+    zmtp."""
+    z = zsock(ctx, zmtp.ROUTER)
+    p = peer(zctx, "DEALER", metadata=b"X-from:pyzmq")
+    pair(z, p, binder, transport, tmp_path)
+    p.send(b"m")
+    _, frame = z.recv_multipart(copy=False)
+    assert frame.get("X-from") == "pyzmq"
+    d = zsock(ctx, zmtp.DEALER)
+    d.metadata = b"X-from:zmtp"
+    r = zsock(ctx, zmtp.ROUTER)
+    pair(r, d, binder, transport, tmp_path)
+    d.send(b"m")
+    _, frame = r.recv_multipart(copy=False)
+    assert frame.get("X-from") == "zmtp"
