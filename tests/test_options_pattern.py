@@ -623,3 +623,105 @@ def test_metadata_received_and_zmtp_to_zmtp(binder, transport, backend, ctx, zct
     d.send(b"m")
     _, frame = r.recv_multipart(copy=False)
     assert frame.get("X-from") == "zmtp"
+
+
+# ================================================= inproc (zmtp both ends)
+
+
+def _inproc(bound: Any, connecting: Any) -> None:
+    ep = f"inproc://opt-{next(_N)}"
+    bound.bind(ep)
+    connecting.connect(ep)
+
+
+@pytest.mark.parametrize("binder", BINDERS)
+def test_inproc_probe_welcome_conflate(binder, backend, ctx):
+    """PROBE_ROUTER, XPUB_WELCOME_MSG and CONFLATE over inproc."""
+    prober = zsock(ctx, zmtp.DEALER, probe_router=1, routing_id=b"prober")
+    router = zsock(ctx, zmtp.ROUTER)
+    _inproc(prober, router) if binder == "tested" else _inproc(router, prober)
+    assert recv_driven(router, prober, multipart=True) == [b"prober", b""]
+
+    xpub = zsock(ctx, zmtp.XPUB, xpub_welcome_msg=b"hi")
+    sub = zsock(ctx, zmtp.SUB)
+    sub.subscribe(b"")
+    _inproc(xpub, sub) if binder == "tested" else _inproc(sub, xpub)
+    assert recv_driven(sub, xpub) == b"hi"
+
+    pull = zsock(ctx, zmtp.PULL, conflate=1)
+    push = zsock(ctx, zmtp.PUSH)
+    _inproc(pull, push) if binder == "tested" else _inproc(push, pull)
+    push.send(b"0")
+    assert pull.recv() == b"0"
+    for i in range(100):
+        push.send(b"%d" % i)
+    push.send(b"end")
+    _conflated(pull, b"end")
+
+
+def test_inproc_routing_ids_and_requests(backend, ctx):
+    """CONNECT_ROUTING_ID, ROUTER_HANDOVER and REQ_CORRELATE over inproc."""
+    r = zsock(ctx, zmtp.ROUTER, router_handover=1)
+    d = zsock(ctx, zmtp.DEALER)
+    d.bind("inproc://opt-rid")
+    r.connect_routing_id = b"chosen"
+    r.connect("inproc://opt-rid")
+    d.send(b"x")
+    assert r.recv_multipart() == [b"chosen", b"x"]
+
+    r.bind("inproc://opt-handover")
+    d1 = zsock(ctx, zmtp.DEALER, routing_id=b"same")
+    d1.connect("inproc://opt-handover")
+    d1.send(b"one")
+    assert r.recv_multipart() == [b"same", b"one"]
+    d2 = zsock(ctx, zmtp.DEALER, routing_id=b"same")
+    d2.connect("inproc://opt-handover")
+    d2.send(b"two")
+    assert r.recv_multipart() == [b"same", b"two"]
+    r.send_multipart([b"same", b"to-new"])
+    assert d2.recv() == b"to-new"
+
+    req = zsock(ctx, zmtp.REQ, req_correlate=1, req_relaxed=1)
+    req.connect("inproc://opt-handover")
+    req.send(b"q1")
+    req.send(b"q2")
+    rid, id1, _, q1 = r.recv_multipart()
+    _, id2, _, q2 = r.recv_multipart()
+    assert (q1, q2) == (b"q1", b"q2")
+    r.send_multipart([rid, id1, b"", b"a1"])
+    r.send_multipart([rid, id2, b"", b"a2"])
+    assert req.recv() == b"a2"
+
+
+def test_inproc_xpub_options(backend, ctx):
+    """XPUB_MANUAL, XPUB_VERBOSER and INVERT_MATCHING over inproc."""
+    x = zsock(ctx, zmtp.XPUB, xpub_manual=1)
+    x.bind("inproc://opt-manual")
+    s = zsock(ctx, zmtp.SUB)
+    s.connect("inproc://opt-manual")
+    s.subscribe(b"")
+    assert recv_driven(x, s) == b"\x01"
+    x.subscribe(b"b")
+    x.send(b"a1")
+    x.send(b"b1")
+    assert s.recv() == b"b1"
+
+    v = zsock(ctx, zmtp.XPUB, xpub_verboser=1)
+    v.bind("inproc://opt-verboser")
+    s1, s2 = zsock(ctx, zmtp.SUB), zsock(ctx, zmtp.SUB)
+    for sub in (s1, s2):
+        sub.connect("inproc://opt-verboser")
+        sub.subscribe(b"t")
+        assert recv_driven(v, sub) == b"\x01t"
+    s1.unsubscribe(b"t")
+    assert recv_driven(v, s1) == b"\x00t"
+
+    p = zsock(ctx, zmtp.XPUB, invert_matching=1)
+    p.bind("inproc://opt-invert")
+    q = zsock(ctx, zmtp.SUB, invert_matching=1)
+    q.connect("inproc://opt-invert")
+    q.subscribe(b"a")
+    assert recv_driven(p, q) == b"\x01a"
+    for m in (b"a1", b"b1"):
+        p.send(m)
+    assert q.recv() == b"b1"
