@@ -606,57 +606,39 @@ static PyObject *get_curve_key(SocketObject *self, const sockopt *o)
 #define TYPE_BIT(t) (1L << (t))
 
 /* Refuse an option on a socket type libzmq refuses it on (EINVAL naming
- * the option): 0, or -1 with the exception. */
-static int check_type(SocketObject *self, const sockopt *o, long types,
-                      const char *which)
+ * the option and the types in `types`, a TYPE_BIT mask, that take it):
+ * 0, or -1 with the exception. */
+static int check_type(SocketObject *self, const sockopt *o, long types)
 {
-    char msg[160];
+    char msg[200];
+    size_t n;
 
     if (TYPE_BIT(self->s.type) & types)
         return 0;
-    snprintf(msg, sizeof(msg), "Invalid argument: %s is for %s sockets",
-             o->name, which);
+    n = (size_t)snprintf(msg, sizeof(msg), "Invalid argument: %s is for",
+                         o->name);
+    for (int t = 0; t < ZM_SOCKTYPE_COUNT_ && n < sizeof(msg); t++)
+        if (TYPE_BIT(t) & types)
+            n += (size_t)snprintf(msg + n, sizeof(msg) - n, " %s",
+                                  zm_socktype_name(t));
+    if (n < sizeof(msg))
+        snprintf(msg + n, sizeof(msg) - n, " sockets");
     zm_py_raise_zmq(self->st, EINVAL, msg);
     return -1;
 }
 
 /* A switch as libzmq's pattern options take it: an int >= 0, on when not
- * 0, on the socket types in o->lo (a TYPE_BIT mask; `which` names them);
- * stored 0/1 in the int field at o->off. */
-static int set_switch(SocketObject *self, const sockopt *o, PyObject *value,
-                      const char *which)
+ * 0, on the socket types in o->lo (a TYPE_BIT mask); stored 0/1 in the
+ * int field at o->off. */
+static int set_switch(SocketObject *self, const sockopt *o, PyObject *value)
 {
     int v;
 
-    if (check_type(self, o, o->lo, which) < 0 ||
+    if (check_type(self, o, o->lo) < 0 ||
         int_option(self->st, value, o->name, 0, INT32_MAX, &v) < 0)
         return -1;
     *int_field(self, o) = v != 0;
     return 0;
-}
-
-static int set_router_switch(SocketObject *self, const sockopt *o,
-                             PyObject *value)
-{
-    return set_switch(self, o, value, "ROUTER");
-}
-
-static int set_req_switch(SocketObject *self, const sockopt *o,
-                          PyObject *value)
-{
-    return set_switch(self, o, value, "REQ");
-}
-
-static int set_probe_switch(SocketObject *self, const sockopt *o,
-                            PyObject *value)
-{
-    return set_switch(self, o, value, "ROUTER, DEALER and REQ");
-}
-
-static int set_xpub_switch(SocketObject *self, const sockopt *o,
-                           PyObject *value)
-{
-    return set_switch(self, o, value, "PUB and XPUB");
 }
 
 /* XPUB_VERBOSE and XPUB_VERBOSER (libzmq's xpub.cpp): VERBOSE passes up
@@ -677,7 +659,7 @@ static int set_xpub_verbose(SocketObject *self, const sockopt *o,
 static int set_xpub_verboser(SocketObject *self, const sockopt *o,
                              PyObject *value)
 {
-    if (set_xpub_switch(self, o, value) < 0)
+    if (set_switch(self, o, value) < 0)
         return -1;
     self->s.xpub_verbose = self->s.xpub_verboser;
     return 0;
@@ -728,8 +710,7 @@ static int set_connect_rid(SocketObject *self, const sockopt *o,
     Py_buffer view;
     int rc = 0;
 
-    if (check_type(self, o, TYPE_BIT(ZM_ROUTER) | TYPE_BIT(ZM_STREAM),
-                   "ROUTER and STREAM") < 0 ||
+    if (check_type(self, o, TYPE_BIT(ZM_ROUTER) | TYPE_BIT(ZM_STREAM)) < 0 ||
         get_bytes_option(value, &view, "CONNECT_ROUTING_ID takes bytes (use "
                                        "setsockopt_string for str)") < 0)
         return -1;
@@ -752,8 +733,7 @@ static int set_welcome(SocketObject *self, const sockopt *o, PyObject *value)
     Py_buffer view;
     unsigned char *copy = NULL;
 
-    if (check_type(self, o, TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB),
-                   "PUB and XPUB") < 0 ||
+    if (check_type(self, o, TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB)) < 0 ||
         get_bytes_option(value, &view, "XPUB_WELCOME_MSG takes bytes (use "
                                        "setsockopt_string for str)") < 0)
         return -1;
@@ -846,8 +826,8 @@ static int set_metadata(SocketObject *self, const sockopt *o,
 }
 
 /* A switch of the types in `types` (set_switch), write-only as libzmq's. */
-#define SWITCH(setter, field, types)                                          \
-    setter, get_write_only, (types), 0, offsetof(SocketObject, field)
+#define SWITCH(field, types)                                                  \
+    set_switch, get_write_only, (types), 0, offsetof(SocketObject, field)
 
 #define CURVE_KEY(field)                                                      \
     set_curve_key, get_curve_key, 0, 0, offsetof(SocketObject, field)
@@ -918,35 +898,36 @@ static const sockopt sockopts[] = {
                             CURVE_KEY(s.mech_cfg.curve_server)},
     /* Pattern options: write-only where libzmq's are */
     [ZO_PROBE_ROUTER] = {"PROBE_ROUTER",
-                         SWITCH(set_probe_switch, s.probe_router,
+                         SWITCH(s.probe_router,
                                 TYPE_BIT(ZM_ROUTER) | TYPE_BIT(ZM_DEALER) |
                                     TYPE_BIT(ZM_REQ))},
     [ZO_REQ_CORRELATE] = {"REQ_CORRELATE",
-                          SWITCH(set_req_switch, s.req_correlate,
+                          SWITCH(s.req_correlate,
                                  TYPE_BIT(ZM_REQ))},
     [ZO_REQ_RELAXED] = {"REQ_RELAXED",
-                        SWITCH(set_req_switch, s.req_relaxed,
+                        SWITCH(s.req_relaxed,
                                TYPE_BIT(ZM_REQ))},
     [ZO_CONFLATE] = {"CONFLATE", set_conflate, get_int, 0, 1,
                      offsetof(SocketObject, s.conflate)},
     [ZO_ROUTER_HANDOVER] = {"ROUTER_HANDOVER",
-                            SWITCH(set_router_switch, s.router_handover,
+                            SWITCH(s.router_handover,
                                    TYPE_BIT(ZM_ROUTER))},
     [ZO_CONNECT_ROUTING_ID] = {"CONNECT_ROUTING_ID", set_connect_rid,
                                get_write_only, 0, 0, 0},
     [ZO_XPUB_NODROP] = {"XPUB_NODROP",
-                        SWITCH(set_xpub_switch, s.xpub_nodrop,
+                        SWITCH(s.xpub_nodrop,
                                TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB))},
     [ZO_XPUB_MANUAL] = {"XPUB_MANUAL",
-                        SWITCH(set_xpub_switch, s.xpub_manual,
+                        SWITCH(s.xpub_manual,
                                TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB))},
     [ZO_XPUB_WELCOME_MSG] = {"XPUB_WELCOME_MSG", set_welcome, get_write_only,
                              0, 0, 0},
     [ZO_INVERT_MATCHING] = {"INVERT_MATCHING", set_invert_matching, get_int,
                             0, 0, offsetof(SocketObject, s.invert_matching)},
     [ZO_XPUB_VERBOSER] = {"XPUB_VERBOSER",
-                          SWITCH(set_xpub_verboser, s.xpub_verboser,
-                                 TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB))},
+                          set_xpub_verboser, get_write_only,
+                          TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB), 0,
+                          offsetof(SocketObject, s.xpub_verboser)},
     [ZO_METADATA] = {"METADATA", set_metadata, get_write_only, 0, 0, 0},
 };
 
