@@ -700,3 +700,26 @@ def test_inproc_xpub_options(backend, ctx):
     for m in (b"a1", b"b1"):
         p.send(m)
     assert q.recv() == b"b1"
+
+
+@pytest.mark.parametrize("binder", BINDERS)
+def test_metadata_with_plain(binder, backend, ctx, zctx, tmp_path):
+    """PLAIN carries METADATA too (INITIATE / READY): a zmtp PLAIN client's
+    reaches the pyzmq server, the server's reaches the zmtp client."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    auth = ThreadAuthenticator(zctx)
+    auth.start()
+    try:
+        auth.configure_plain(domain="*", passwords={"u": "p"})
+        server = peer(zctx, "ROUTER", plain_server=1, metadata=b"X-side:server")
+        client = zsock(ctx, zmtp.DEALER, plain_username=b"u", plain_password=b"p", metadata=b"X-side:client")
+        pair(client, server, "tested" if binder == "tested" else "peer", "tcp", tmp_path)
+        client.send(b"hi")
+        rid, frame = server.recv_multipart(copy=False)
+        assert frame.get("X-side") == "client"
+        server.send_multipart([rid.bytes, b"yo"])
+        reply = client.recv(copy=False)
+        assert reply.get("X-side") == "server"
+    finally:
+        auth.stop()
