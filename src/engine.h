@@ -421,6 +421,10 @@ typedef struct zm_sock {
     size_t welcome_len;
     int invert_matching;         /* INVERT_MATCHING: PUB/XPUB send, SUB/XSUB
                                     keep what does NOT match */
+    int only_first_subscribe;    /* ONLY_FIRST_SUBSCRIBE: a multipart message
+                                    whose first frame is a subscription is
+                                    one (XPUB: all its frames of that form;
+                                    XSUB: that frame) */
     /* METADATA: "X-name:value" properties announced in every handshake
      * (mech_cfg.app_props points here); each allocated once, never moved
      * (a handshake's copy of mech_cfg keeps pointing at them), freed with

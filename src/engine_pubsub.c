@@ -455,6 +455,19 @@ int zm_xsub_send(zm_sock *s, const void *data, size_t n, int more)
 
     if (!more && zm_parse_subscription_message(data, n, &on, &topic, &tn))
         return subscribe(s, topic, tn, on);
+    if (more && s->only_first_subscribe &&
+        zm_parse_subscription_message(data, n, &on, &topic, &tn)) {
+        /* ONLY_FIRST_SUBSCRIBE (libzmq's xsub.cpp): the first frame of a
+         * multipart message subscribes; the frames after it go nowhere
+         * (libzmq sends them upstream as data: docs/decisions.md). */
+        int rc = subscribe(s, topic, tn, on);
+        if (rc < 0)
+            return rc;
+        s->ntargets = 0; /* zm_fanout_more sends them to no one */
+        s->out_more = 1;
+        s->out_drop = 1;
+        return 0;
+    }
     return zm_pub_send(s, data, n, more);
 }
 
@@ -548,6 +561,21 @@ static int pub_take_subscription(zm_sock *s, zm_conn *c, zm_msg *msg)
         zm_parse_subscription_message(f[0].data, f[0].size, &on, &topic,
                                       &tn)) {
         zm_pub_peer_subscription(s, c, on, topic, tn);
+        zm_msg_clear(msg);
+        return 0;
+    }
+    if (msg->n > 1 && s->only_first_subscribe &&
+        zm_parse_subscription_message(f[0].data, f[0].size, &on, &topic,
+                                      &tn)) {
+        /* ONLY_FIRST_SUBSCRIBE (libzmq's xpub.cpp): a message whose first
+         * frame is a subscription has every frame of that form applied;
+         * its other frames are dropped (libzmq passes them up one by
+         * one, without the message they came in: docs/decisions.md).  A
+         * message whose first frame is data stays data, whatever follows. */
+        for (size_t i = 0; i < msg->n; i++)
+            if (zm_parse_subscription_message(f[i].data, f[i].size, &on,
+                                              &topic, &tn))
+                zm_pub_peer_subscription(s, c, on, topic, tn);
         zm_msg_clear(msg);
         return 0;
     }

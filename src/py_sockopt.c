@@ -77,6 +77,7 @@
 #define ZO_INVERT_MATCHING 74
 #define ZO_XPUB_VERBOSER 78
 #define ZO_METADATA 95
+#define ZO_ONLY_FIRST_SUBSCRIBE 108
 
 /* ------------------------------------------------------------------ */
 /* Errors naming an option                                            */
@@ -929,6 +930,10 @@ static const sockopt sockopts[] = {
                           TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB), 0,
                           offsetof(SocketObject, s.xpub_verboser)},
     [ZO_METADATA] = {"METADATA", set_metadata, get_write_only, 0, 0, 0},
+    [ZO_ONLY_FIRST_SUBSCRIBE] = {"ONLY_FIRST_SUBSCRIBE",
+                                 SWITCH(s.only_first_subscribe,
+                                        TYPE_BIT(ZM_PUB) | TYPE_BIT(ZM_XPUB) |
+                                            TYPE_BIT(ZM_XSUB))},
 };
 
 #undef INT_OPT

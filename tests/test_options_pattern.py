@@ -116,7 +116,7 @@ WRITE_ONLY = [
     ("REQ", "REQ_CORRELATE", 1), ("REQ", "REQ_RELAXED", 1), ("DEALER", "PROBE_ROUTER", 1),
     ("ROUTER", "ROUTER_HANDOVER", 1), ("ROUTER", "CONNECT_ROUTING_ID", b"id"), ("XPUB", "XPUB_NODROP", 1),
     ("XPUB", "XPUB_MANUAL", 1), ("XPUB", "XPUB_WELCOME_MSG", b"hi"), ("XPUB", "XPUB_VERBOSER", 1),
-    ("DEALER", "METADATA", b"X-a:b"),
+    ("DEALER", "METADATA", b"X-a:b"), ("XSUB", "ONLY_FIRST_SUBSCRIBE", 1),
 ]
 
 
@@ -144,7 +144,8 @@ def test_readable_options_read_back(impl, ctx, zctx):
 
 REFUSED = [("PULL", "REQ_CORRELATE"), ("DEALER", "REQ_RELAXED"), ("PUSH", "PROBE_ROUTER"),
            ("DEALER", "ROUTER_HANDOVER"), ("SUB", "XPUB_NODROP"), ("XSUB", "XPUB_MANUAL"),
-           ("SUB", "XPUB_VERBOSER"), ("DEALER", "CONNECT_ROUTING_ID"), ("SUB", "XPUB_WELCOME_MSG")]
+           ("SUB", "XPUB_VERBOSER"), ("DEALER", "CONNECT_ROUTING_ID"), ("SUB", "XPUB_WELCOME_MSG"),
+           ("SUB", "ONLY_FIRST_SUBSCRIBE")]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -556,6 +557,43 @@ def test_invert_matching(impl, side, binder, transport, backend, ctx, zctx, tmp_
     for m in (b"a1", b"b1", b"a2", b"c1"):
         pub.send(m)
     assert [sub.recv() for _ in range(2)] == [b"b1", b"c1"]
+
+
+# ==================================================== ONLY_FIRST_SUBSCRIBE
+
+
+@interop
+def test_only_first_subscribe_xpub(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """An XPUB with ONLY_FIRST_SUBSCRIBE: a multipart message whose first
+    frame is a subscription subscribes; one whose first frame is data is
+    data, whatever its other frames look like."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "XPUB", only_first_subscribe=1)
+    xsub = peer(zctx, "XSUB")
+    pair(t, xsub, binder, transport, tmp_path)
+    xsub.send_multipart([b"\x01a", b"\x01b"])
+    assert recv_driven(t, xsub) == b"\x01a"
+    assert t.recv() == b"\x01b"
+    xsub.send_multipart([b"data", b"\x01c"])
+    assert t.recv_multipart() == [b"data", b"\x01c"]
+    for m in (b"c1", b"b1"):  # c is no subscription
+        t.send(m)
+    assert xsub.recv() == b"b1"
+
+
+@interop
+def test_only_first_subscribe_xsub(impl, binder, transport, backend, ctx, zctx, tmp_path):
+    """An XSUB with ONLY_FIRST_SUBSCRIBE: the first frame of a multipart
+    message subscribes (upstream and for its own filter)."""
+    oracle_once(impl, backend)
+    t = make_tested(impl, ctx, zctx, "XSUB", only_first_subscribe=1)
+    xpub = peer(zctx, "XPUB")
+    pair(t, xpub, binder, transport, tmp_path)
+    t.send_multipart([b"\x01a", b"rest"])
+    assert recv_driven(xpub, t) == b"\x01a"
+    for m in (b"b1", b"a1"):
+        xpub.send(m)
+    assert t.recv() == b"a1"
 
 
 # ================================================================ METADATA

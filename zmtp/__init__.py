@@ -121,6 +121,7 @@ from zmtp.constants import (
     INVERT_MATCHING,
     XPUB_VERBOSER,
     METADATA,
+    ONLY_FIRST_SUBSCRIBE,
     NULL,
     PLAIN,
     CURVE,
@@ -158,4 +159,5 @@ __all__ = [
     "MECHANISM", "PLAIN_SERVER", "PLAIN_USERNAME", "PLAIN_PASSWORD", "ZAP_DOMAIN", "ZAP_ENFORCE_DOMAIN", "NULL", "PLAIN", "CURVE", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
     "zmq_version_info",
     "PROBE_ROUTER", "REQ_CORRELATE", "REQ_RELAXED", "CONFLATE", "ROUTER_HANDOVER", "CONNECT_ROUTING_ID", "CONNECT_RID", "XPUB_NODROP", "XPUB_MANUAL", "XPUB_WELCOME_MSG", "INVERT_MATCHING", "XPUB_VERBOSER", "METADATA",
+    "ONLY_FIRST_SUBSCRIBE",
 ]

@@ -71,6 +71,7 @@ from zmtp.constants import (
     CONNECT_ROUTING_ID,
     INVERT_MATCHING,
     METADATA,
+    ONLY_FIRST_SUBSCRIBE,
     PROBE_ROUTER,
     REQ_CORRELATE,
     REQ_RELAXED,
@@ -412,6 +413,8 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     invert_matching = _int_option(INVERT_MATCHING, "INVERT_MATCHING: PUB/XPUB send to, SUB/XSUB keep, what does not match.")
     metadata = _bytes_option(METADATA, "METADATA: b'X-name:value', announced in every handshake; the peer reads "
                              "frame.get('X-name') (write-only).")
+    only_first_subscribe = _int_option(ONLY_FIRST_SUBSCRIBE, "ONLY_FIRST_SUBSCRIBE: a multipart message is a subscription only "
+                                       "when its first frame is one (PUB, XPUB, XSUB; write-only).")
     stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:
