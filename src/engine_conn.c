@@ -848,6 +848,15 @@ static int conn_sealed_command(const zm_frame *f, zm_command *cmd)
  * in c->unsealed until the
  * last of their message.  Takes the frames of `in`; -1 when the
  * connection was closed. */
+/* 1 when the opened bytes lie within the box's own (decode in place),
+ * 0 when decode regrew `plain` into heap memory. */
+static int unseal_in_box(const zm_wbuf *plain, const zm_command *box)
+{
+    return plain->data >= box->data &&
+           plain->len <= box->data_len &&
+           (size_t)(plain->data - box->data) <= box->data_len - plain->len;
+}
+
 static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
 {
     zm_frame *fr = zm_msg_frames(in);
@@ -865,13 +874,14 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
             break;
         }
         /* the page's bytes of this frame are ours alone: the plaintext,
-         * shorter than the box, is written over them */
+         * shorter than the box, is written over them (in place: decode
+         * may leave it anywhere within them, see mechanism.h) */
         plain.data = (unsigned char *)box.data;
         plain.len = 0;
         plain.cap = box.data_len;
         if (c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0 ||
-            plain.data != box.data) { /* regrown: the sizes rule it out */
-            if (plain.data != box.data)
+            !unseal_in_box(&plain, &box)) { /* regrown: sizes rule it out */
+            if (!unseal_in_box(&plain, &box))
                 zm_wbuf_free(&plain);
             rc = conn_unseal_failed(s, c, now);
             break;
