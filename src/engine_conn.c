@@ -1177,15 +1177,15 @@ static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
 #define SEAL_OVERHEAD ((size_t)64)
 
 /* A page of at least n bytes, of one of the page cache's sizes (256 B,
- * 4-64 KiB powers of two) when n fits one: the steady state allocates
- * nothing. */
+ * 4-128 KiB powers of two) when n fits one: the steady state allocates
+ * nothing (a sealed 64 KiB frame included). */
 static zm_page *page_for(size_t n)
 {
     size_t cap = ZM_PAGE_SMALL;
 
     if (n > cap) {
         cap = 4096;
-        while (cap < n && cap < 65536)
+        while (cap < n && cap < 131072)
             cap *= 2;
         if (cap < n)
             cap = n;
