@@ -848,6 +848,15 @@ static int conn_sealed_command(const zm_frame *f, zm_command *cmd)
  * in c->unsealed until the
  * last of their message.  Takes the frames of `in`; -1 when the
  * connection was closed. */
+/* 1 when the opened bytes lie within the box's own (decode in place),
+ * 0 when decode regrew `plain` into heap memory. */
+static int unseal_in_box(const zm_wbuf *plain, const zm_command *box)
+{
+    return plain->data >= box->data &&
+           plain->len <= box->data_len &&
+           (size_t)(plain->data - box->data) <= box->data_len - plain->len;
+}
+
 static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
 {
     zm_frame *fr = zm_msg_frames(in);
@@ -865,13 +874,14 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
             break;
         }
         /* the page's bytes of this frame are ours alone: the plaintext,
-         * shorter than the box, is written over them */
+         * shorter than the box, is written over them (in place: decode
+         * may leave it anywhere within them, see mechanism.h) */
         plain.data = (unsigned char *)box.data;
         plain.len = 0;
         plain.cap = box.data_len;
         if (c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0 ||
-            plain.data != box.data) { /* regrown: the sizes rule it out */
-            if (plain.data != box.data)
+            !unseal_in_box(&plain, &box)) { /* regrown: sizes rule it out */
+            if (!unseal_in_box(&plain, &box))
                 zm_wbuf_free(&plain);
             rc = conn_unseal_failed(s, c, now);
             break;
@@ -1167,15 +1177,15 @@ static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
 #define SEAL_OVERHEAD ((size_t)64)
 
 /* A page of at least n bytes, of one of the page cache's sizes (256 B,
- * 4-64 KiB powers of two) when n fits one: the steady state allocates
- * nothing. */
+ * 4-128 KiB powers of two) when n fits one: the steady state allocates
+ * nothing (a sealed 64 KiB frame included). */
 static zm_page *page_for(size_t n)
 {
     size_t cap = ZM_PAGE_SMALL;
 
     if (n > cap) {
         cap = 4096;
-        while (cap < n && cap < 65536)
+        while (cap < n && cap < 131072)
             cap *= 2;
         if (cap < n)
             cap = n;

@@ -191,7 +191,11 @@ typedef struct zm_mech_ops {
     /* After READY, for mechanisms that seal frames (NULL: frames go as
      * they are).  encode: one frame (data, ZM_FLAG_MORE) as the command
      * that carries it, appended to out.  decode: one such command opened
-     * into its frame's bytes, appended to out, and its flags. */
+     * into its frame's bytes, appended to out, and its flags; in place
+     * when the caller lends the command's own bytes (out->data ==
+     * cmd->data, out->len == 0, out->cap >= cmd->data_len: not heap
+     * memory): the mechanism may then advance out->data within those
+     * bytes, so the plaintext need not be moved to their start. */
     int (*encode)(zm_mech *m, const void *data, size_t n, unsigned flags,
                   zm_wbuf *out);
     int (*decode)(zm_mech *m, const zm_command *cmd, zm_wbuf *out,
