@@ -69,10 +69,38 @@ static int tail_ready(zm_outq *q)
     return 0;
 }
 
+/* A frame larger than the tail page but within the page cache's largest
+ * size: copied once into a page of its own (a cached size: the steady
+ * state allocates nothing), so it lies in one segment.  Split over tail
+ * pages, a sealing mechanism would first have to gather it (one more
+ * copy per frame, engine_conn.c's out_span). */
+#define OWN_PAGE_MAX ((size_t)131072)
+
+static int put_own_page(zm_outq *q, const void *data, size_t n)
+{
+    size_t cap = ZM_OUTQ_TAIL_SIZE;
+    zm_page *p;
+    int rc;
+
+    while (cap < n)
+        cap *= 2;
+    p = zm_page_new(cap);
+    if (p == NULL)
+        return -ENOMEM;
+    memcpy(p->data, data, n);
+    p->len = n;
+    rc = zm_outq_put_shared(q, p, 0, n); /* the queue takes its reference */
+    zm_page_decref(p);
+    return rc;
+}
+
 int zm_outq_put(zm_outq *q, const void *data, size_t n)
 {
     const unsigned char *src = data;
     size_t done = 0;
+
+    if (n > ZM_OUTQ_TAIL_SIZE && n <= OWN_PAGE_MAX)
+        return put_own_page(q, data, n);
 
     while (done < n) {
         zm_seg *last;
