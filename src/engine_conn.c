@@ -1214,14 +1214,19 @@ static int page_wbuf_kept(zm_wbuf *w, const zm_page *p)
 
 /* The n bytes at offset `at` of the queue as one pointer: into the
  * segment holding them all (no copy), else copied into *scratch, a page
- * (of the cache's sizes up to 64 KiB; replaced by a larger one as needed;
- * the caller releases it).  NULL on -ENOMEM. */
+ * (of the cache's sizes up to 128 KiB; replaced by a larger one as needed;
+ * the caller releases it).  *room is 1 when the byte before the pointer
+ * is nobody's (ZM_ENC_ROOM_BEFORE): in the scratch page, or when the
+ * bytes start a segment whose page only that segment references (no
+ * other segment, queue or Frame reads the page's other bytes).  NULL on
+ * -ENOMEM. */
 static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
-                                     zm_page **scratch)
+                                     zm_page **scratch, int *room)
 {
     static const unsigned char none[1];
     size_t off = at;
 
+    *room = 0;
     if (n == 0)
         return none; /* an empty frame, maybe at the very end */
     for (size_t i = 0; i < q->n; i++) {
@@ -1230,19 +1235,22 @@ static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
             off -= g->len;
             continue;
         }
-        if (g->len - off >= n)
+        if (g->len - off >= n) {
+            *room = off == 0 && g->off > 0 && zm_page_is_exclusive(g->page);
             return g->page->data + g->off + off;
+        }
         break;
     }
-    if (*scratch == NULL || (*scratch)->cap < n) {
+    if (*scratch == NULL || (*scratch)->cap < 1 + n) {
         if (*scratch != NULL)
             zm_page_decref(*scratch);
-        *scratch = page_for(n);
+        *scratch = page_for(1 + n);
         if (*scratch == NULL)
             return NULL;
     }
-    out_peek(q, at, (*scratch)->data, n);
-    return (*scratch)->data;
+    out_peek(q, at, (*scratch)->data + 1, n);
+    *room = 1;
+    return (*scratch)->data + 1;
 }
 
 /* The sealed bytes (page->data[0..len)) in front of the queue, by
@@ -1273,8 +1281,10 @@ static int out_put_front_page(zm_outq *q, zm_page *page, size_t len)
  * is sealed from where it lies in the queue (copied first only when it
  * straddles two segments) straight into one page put in front of the
  * queue: no allocation in the steady state for batches and frames up to
- * 64 KiB (pages of the cache's sizes), one copy and the cipher per frame.
- * 0, or -ENOMEM. */
+ * 64 KiB (pages of the cache's sizes).  A frame with a spare byte in
+ * front (a page of its own, outq.c; or gathered) is sealed from there
+ * with no copy besides the cipher's; a small one in the shared tail page
+ * is copied next to its flags byte first.  0, or -ENOMEM. */
 static int conn_seal_some(zm_conn *c)
 {
     zm_outq *q = &c->out;
@@ -1310,15 +1320,18 @@ static int conn_seal_some(zm_conn *c)
         const unsigned char *data;
         unsigned flags;
         size_t h, size;
+        int room;
         out_peek(q, pos, hdr, 9 < cut - pos ? 9 : cut - pos);
         flags = hdr[0];
         h = (flags & ZM_FLAG_LONG) ? 9 : 2;
         size = h == 9 ? (size_t)zm_get_u64(hdr + 1) : hdr[1];
-        data = out_span(q, pos + h, size, &scratch);
+        data = out_span(q, pos + h, size, &scratch, &room);
         rc = data == NULL ? -ENOMEM
                           : c->mech.ops->encode(&c->mech, data, size,
-                                                flags & (ZM_FLAG_MORE |
-                                                         ZM_FLAG_COMMAND),
+                                                (flags & (ZM_FLAG_MORE |
+                                                          ZM_FLAG_COMMAND)) |
+                                                    (room ? ZM_ENC_ROOM_BEFORE
+                                                          : 0),
                                                 &sealed);
         pos += h + size;
     }
