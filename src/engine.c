@@ -148,7 +148,7 @@ int zm_sock_init(zm_sock *s, int type)
 static void listener_close(zm_listener *l)
 {
     close(l->fd);
-    if (l->addr.transport == ZM_TR_IPC) {
+    if (l->addr.transport == ZM_TR_IPC && !l->caller_fd) {
         const struct sockaddr_un *sun = (const struct sockaddr_un *)&l->addr.ss;
         if (sun->sun_path[0] != '\0')
             unlink(sun->sun_path);
@@ -233,6 +233,7 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, int parsed,
     l->pending = 1;
     l->addr = a;
     l->tcp = s->tcp;
+    l->caller_fd = s->use_fd >= 0;
     zm_addr_format(&a, l->endpoint, sizeof(l->endpoint));
     memcpy(s->last_endpoint, l->endpoint, sizeof(s->last_endpoint));
     l->next = s->listeners;

@@ -228,6 +228,8 @@ typedef struct zm_listener {
     int pending;           /* the descriptor was reported readable */
     int64_t next_try_ns;   /* accept anyway from then on (a busy owner) */
     zm_addr addr;
+    int caller_fd;         /* USE_FD: the caller made it; an ipc path is
+                              left in place at close (libzmq) */
     zm_sockopts tcp;       /* the socket's at bind(): what every accepted
                               descriptor gets (libzmq's listener copy) */
     char endpoint[ZM_ENDPOINT_MAX];
