@@ -495,6 +495,50 @@ def test_use_fd_listens_on_the_callers_socket(backend, ctx, zctx, tmp_path, tran
         assert (tmp_path / "fd.sock").exists()
 
 
+def test_use_fd_last_endpoint_as_pyzmq(backend, ctx, zctx):
+    """pyzmq's USE_FD bind names the descriptor's address the same way."""
+    got = []
+    for lib, c in ((zmtp, ctx), (zmq, zctx)):
+        raw = socket.socket()
+        raw.bind(("127.0.0.1", 0))
+        raw.listen(4)
+        port = raw.getsockname()[1]
+        s = c.socket(lib.PULL)
+        s.use_fd = raw.detach()
+        s.bind("tcp://127.0.0.1:*")
+        got.append(s.last_endpoint.decode().replace(str(port), "PORT"))
+        s.close(0)
+    assert got == ["tcp://127.0.0.1:PORT"] * 2
+
+
+def v6_host_name() -> str:
+    """A name of this machine that resolves to ::1 itself (not a mapped
+    IPv4 address), or ""."""
+    for name in ("localhost", "ip6-localhost", "ip6-loopback", socket.gethostname()):
+        try:
+            infos = socket.getaddrinfo(name, 1, socket.AF_INET6, socket.SOCK_STREAM)
+        except OSError:
+            continue
+        if any(i[4][0] == "::1" for i in infos):
+            return name
+    return ""
+
+
+@needs_v6
+@pytest.mark.skipif(not v6_host_name(), reason="no host name resolves to ::1 on this machine (/etc/hosts)")
+def test_ipv6_host_name_dials_v6(backend, ctx, zctx):
+    """With IPV6 a name that resolves to ::1 reaches a pyzmq listener bound
+    to [::1] only."""
+    p = zctx.socket(zmq.PULL)
+    p.ipv6 = True
+    p.bind("tcp://[::1]:*")
+    z = ctx.socket(zmtp.PUSH)
+    z.ipv6 = True
+    z.connect(f"tcp://{v6_host_name()}:" + p.last_endpoint.decode().rsplit(":", 1)[1])
+    z.send(b"by a v6 name")
+    assert p.recv() == b"by a v6 name"
+
+
 def test_use_fd_not_a_socket(backend, ctx, tmp_path):
     """USE_FD naming no stream socket: bind fails (ENOTSOCK), as the kernel
     says."""
