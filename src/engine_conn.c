@@ -1394,8 +1394,11 @@ void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now)
 
     if (fd < 0) {
         /* Refused at once (ipc, unreachable): libzmq closes its descriptor
-         * (CLOSED; ours is gone already: value -1) and retries later. */
-        zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
+         * (CLOSED; ours is gone already: value -1) and retries later.  No
+         * descriptor to close when the socket or its options failed
+         * (BINDTODEVICE...): libzmq then only retries. */
+        if (in_progress == 0)
+            zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
         conn_retry_later(s, c, now);
         return;
     }

@@ -344,12 +344,13 @@ int zm_connect_start(const zm_addr *a, const zm_sockopts *o, int *in_progress)
     int fd, rc;
     int family = a->transport == ZM_TR_IPC ? AF_UNIX : a->ss.ss_family;
 
-    *in_progress = 0;
+    *in_progress = -1; /* until connect() is called */
     fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     if (a->transport == ZM_TR_TCP && (rc = tune_open(fd, family, o)) < 0)
         goto fail;
+    *in_progress = 0;
     ZM_COUNT(ZM_CNT_OTHER);
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
     if (rc == 0)

@@ -87,8 +87,10 @@ int zm_listen(zm_addr *a, const zm_sockopts *o);
  * family).  0 or -errno (-ENOTSOCK, -EINVAL: not a stream socket). */
 int zm_listen_fd(int fd, zm_addr *a);
 
-/* Start a non-blocking connect with `o` applied: >= 0 fd (connected or in
- * progress, check with zm_connect_result once writable), or -errno. */
+/* Start a non-blocking connect with `o` applied: >= 0 fd (connected, or
+ * in progress when *in_progress is 1: check with zm_connect_result once
+ * writable), or -errno: *in_progress is -1 when connect() was not reached
+ * (socket() or an option failed), else 0. */
 int zm_connect_start(const zm_addr *a, const zm_sockopts *o,
                      int *in_progress);
 

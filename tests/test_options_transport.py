@@ -455,6 +455,25 @@ def test_bindtodevice_unknown_device_fails_bind_as_libzmq(backend, ctx, zctx):
         s.bind("tcp://127.0.0.1:*")
 
 
+def test_bindtodevice_unknown_device_dial_is_retried_as_libzmq(backend, ctx, zctx):
+    """A dial whose SO_BINDTODEVICE fails never reaches connect(): libzmq
+    reports only CONNECT_RETRIED (no descriptor, no CLOSED), again and
+    again; zmtp's monitor says the same."""
+    got = []
+    for lib, c in ((zmtp, ctx), (zmq, zctx)):
+        s = c.socket(lib.DEALER)
+        s.bindtodevice = b"nosuchdev0"
+        s.reconnect_ivl = 20
+        mon = monitor(s)
+        try:
+            s.connect("tcp://127.0.0.1:5")
+            got.append([int(next_event(mon, s, 0xFFFF)["event"]) for _ in range(3)])
+        finally:
+            close_monitored(s)
+            mon.close(0)
+    assert got[0] == got[1] == [zmtp.EVENT_CONNECT_RETRIED] * 3
+
+
 def test_bindtodevice_reaches_the_kernel(backend, ctx, zctx):
     """BINDTODEVICE lo: listener, accepted and dialled descriptors are
     bound to lo (the kernel says so), as pyzmq's."""
