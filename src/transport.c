@@ -316,16 +316,22 @@ out:
 
 int zm_listen_fd(int fd, zm_addr *a)
 {
-    int type = 0, flags;
+    int type = 0, listening = 0, flags;
     socklen_t len = sizeof(type);
 
     memset(a, 0, sizeof(*a));
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
         return -errno;
+    len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+        return -errno;
+    /* Not listening: refused here (libzmq would accept() on it and fail
+     * at each readiness) */
+    if (type != SOCK_STREAM || !listening)
+        return -EINVAL;
     a->len = sizeof(a->ss);
-    if (type != SOCK_STREAM ||
-        getsockname(fd, (struct sockaddr *)&a->ss, &a->len) < 0)
-        return type != SOCK_STREAM ? -EINVAL : -errno;
+    if (getsockname(fd, (struct sockaddr *)&a->ss, &a->len) < 0)
+        return -errno;
     if (a->ss.ss_family == AF_UNIX)
         a->transport = ZM_TR_IPC;
     else if (a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6)

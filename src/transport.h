@@ -1,6 +1,7 @@
 /*
  * transport.h - endpoints ("tcp://host:port", "ipc://path") and the
- * non-blocking kernel sockets behind them.  No Python; -errno returns.
+ * non-blocking kernel sockets behind them, with the socket's transport
+ * options (zm_sockopts) applied.  No Python; -errno returns.
  *
  * Layering: calls common.h and the kernel (socket, bind, listen, connect,
  * accept, getaddrinfo) only; it knows no ZMTP and never waits (connect and
@@ -82,9 +83,10 @@ void zm_addr_format(const zm_addr *a, char *out, size_t out_len);
  * (or another -errno) when BINDTODEVICE is refused, as libzmq's bind. */
 int zm_listen(zm_addr *a, const zm_sockopts *o);
 
-/* Listen on `fd`, a socket the caller bound (USE_FD): made non-blocking
- * and close-on-exec, `a` filled from getsockname (its transport from the
- * family).  0 or -errno (-ENOTSOCK, -EINVAL: not a stream socket). */
+/* Listen on `fd`, a socket the caller bound and listen()ed (USE_FD): made
+ * non-blocking and close-on-exec, `a` filled from getsockname (its
+ * transport from the family).  0 or -errno (-ENOTSOCK; -EINVAL: not a
+ * listening stream socket). */
 int zm_listen_fd(int fd, zm_addr *a);
 
 /* Start a non-blocking connect with `o` applied: >= 0 fd (connected, or

@@ -558,13 +558,20 @@ def test_ipv6_host_name_dials_v6(backend, ctx, zctx):
     assert p.recv() == b"by a v6 name"
 
 
-def test_use_fd_not_a_socket(backend, ctx, tmp_path):
-    """USE_FD naming no stream socket: bind fails (ENOTSOCK), as the kernel
-    says."""
+def test_use_fd_not_a_listening_socket(backend, ctx, tmp_path):
+    """USE_FD naming no socket: bind fails (ENOTSOCK, the kernel's word); a
+    socket bound but not listening, or a datagram one: EINVAL (accepting on
+    it could only fail, at every readiness)."""
     with open(tmp_path / "plain", "w") as f:
         z = ctx.socket(zmtp.PULL)
-        z.use_fd = os.dup(f.fileno())
+        z.use_fd = f.fileno()  # not taken: bind fails
         raises_errno(errno.ENOTSOCK, z.bind, "tcp://127.0.0.1:*")
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as raw:
+            raw.bind(("127.0.0.1", 0))
+            z = ctx.socket(zmtp.PULL)
+            z.use_fd = raw.fileno()
+            raises_errno(errno.EINVAL, z.bind, "tcp://127.0.0.1:*")
 
 
 # ======================================================= LAST_ENDPOINT, STREAM_NOTIFY
