@@ -266,16 +266,56 @@ static int tune_connected(int fd, const zm_sockopts *o)
     return rc;
 }
 
+/* libzmq's fall-back on a machine without IPv6 (socket(AF_INET6) says
+ * EAFNOSUPPORT): [::] becomes 0.0.0.0 and a mapped address (::ffff:a.b.c.d,
+ * an IPv4 name resolved with IPV6) a.b.c.d.  0, or -EAFNOSUPPORT when `a`
+ * has no IPv4 form (a real IPv6 address). */
+static int v4_fallback(zm_addr *a)
+{
+    struct sockaddr_in6 s6;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+
+    memcpy(&s6, &a->ss, sizeof(s6));
+    if (!IN6_IS_ADDR_UNSPECIFIED(&s6.sin6_addr) &&
+        !IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+        return -EAFNOSUPPORT;
+    memset(&a->ss, 0, sizeof(a->ss));
+    sin->sin_family = AF_INET;
+    sin->sin_port = s6.sin6_port;
+    if (IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+        memcpy(&sin->sin_addr, &s6.sin6_addr.s6_addr[12], 4);
+    else
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+    a->len = sizeof(*sin);
+    return 0;
+}
+
+/* A non-blocking, close-on-exec stream socket for `a` (IPv4 instead of
+ * IPv6 where v4_fallback says so, `a` then rewritten): fd, or -errno;
+ * -ENODEV for an IPv6 address on a machine without IPv6 (libzmq's
+ * resolver, asked again for IPv4, says so). */
+static int open_stream(zm_addr *a)
+{
+    int family = a->transport == ZM_TR_IPC ? AF_UNIX : a->ss.ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0 && errno == EAFNOSUPPORT && family == AF_INET6) {
+        if (v4_fallback(a) < 0)
+            return -ENODEV;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
+    return fd < 0 ? -errno : fd;
+}
+
 int zm_listen(zm_addr *a, const zm_sockopts *o)
 {
     int fd, rc, one = 1;
-    int family = a->transport == ZM_TR_IPC ? AF_UNIX : a->ss.ss_family;
 
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = open_stream(a);
     if (fd < 0)
-        return -errno;
+        return fd;
     if (a->transport == ZM_TR_TCP) {
-        if ((rc = tune_open(fd, family, o)) < 0)
+        if ((rc = tune_open(fd, a->ss.ss_family, o)) < 0)
             goto out;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     }
@@ -347,18 +387,19 @@ int zm_listen_fd(int fd, zm_addr *a)
 
 int zm_connect_start(const zm_addr *a, const zm_sockopts *o, int *in_progress)
 {
+    zm_addr to = *a; /* IPv4 instead where open_stream falls back */
     int fd, rc;
-    int family = a->transport == ZM_TR_IPC ? AF_UNIX : a->ss.ss_family;
 
     *in_progress = -1; /* until connect() is called */
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = open_stream(&to);
     if (fd < 0)
-        return -errno;
-    if (a->transport == ZM_TR_TCP && (rc = tune_open(fd, family, o)) < 0)
+        return fd;
+    if (to.transport == ZM_TR_TCP &&
+        (rc = tune_open(fd, to.ss.ss_family, o)) < 0)
         goto fail;
     *in_progress = 0;
     ZM_COUNT(ZM_CNT_OTHER);
-    rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+    rc = connect(fd, (const struct sockaddr *)&to.ss, to.len);
     if (rc == 0)
         return fd;
     if (errno == EINPROGRESS) { /* tcp; for ipc EAGAIN means a full backlog */

@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import struct
 import time
 from types import ModuleType
@@ -428,6 +429,69 @@ def test_ipv6_names_resolve_v4_mapped(backend, ctx, zctx):
         assert t.recv() == b"by name"
     assert got[:2] == got[2:]
     assert got[1] == "tcp://127.0.0.1"
+
+
+#: a preloaded socket() that says EAFNOSUPPORT for AF_INET6: a machine
+#: without IPv6, for zmtp and pyzmq's libzmq in one process.
+NO_V6_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+int socket(int domain, int type, int protocol)
+{
+    static int (*real)(int, int, int);
+
+    if (domain == AF_INET6) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "socket");
+    return real(domain, type, protocol);
+}
+"""
+
+NO_V6_SCRIPT = r"""
+import zmq, zmtp
+for lib in (zmtp, zmq):
+    c = lib.Context()
+    s, p = c.socket(lib.PULL), c.socket(lib.PUSH)
+    for x in (s, p):
+        x.ipv6, x.linger, x.rcvtimeo, x.sndtimeo = 1, 0, 5000, 5000
+    s.bind("tcp://*:*")
+    host, port = s.last_endpoint.decode().rsplit(":", 1)
+    p.connect("tcp://localhost:" + port)
+    p.send(b"over IPv4")
+    try:
+        p.bind("tcp://[::1]:*")
+        v6 = "bound"
+    except lib.ZMQError as e:
+        v6 = e.errno
+    print(lib.__name__, host, s.recv().decode(), v6, flush=True)
+    s.close(); p.close(); c.term()
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler for the LD_PRELOAD shim")
+def test_ipv6_falls_back_to_ipv4_without_ipv6(tmp_path):
+    """On a machine without IPv6 (socket(AF_INET6): EAFNOSUPPORT) an IPV6
+    socket binds tcp://*:port on 0.0.0.0 and dials a name's IPv4 address,
+    as libzmq's fall-back; a real IPv6 address still fails.  Same lines
+    from pyzmq in the same process."""
+    shim = tmp_path / "no_v6.so"
+    (tmp_path / "no_v6.c").write_text(NO_V6_SHIM)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(tmp_path / "no_v6.c"), "-ldl"], check=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(zmtp.__file__)))
+    env = dict(os.environ, LD_PRELOAD=str(shim), PYTHONPATH=root)
+    run = subprocess.run([sys.executable, "-c", NO_V6_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.split("\n")
+    assert lines[0].split()[1:] == lines[1].split()[1:], run.stdout
+    assert lines[0].split()[1:4] == ["tcp://0.0.0.0", "over", "IPv4"], run.stdout
 
 
 # ======================================================= BINDTODEVICE
