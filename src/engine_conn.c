@@ -1390,15 +1390,38 @@ void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now)
     conn_pop_written(c, c->written_total);
 }
 
+/* A dial completed: tuned as libzmq's tune_socket (a failure closes it
+ * and redials, as libzmq), CONNECTED, the handshake starts. */
+static void conn_connected(zm_sock *s, zm_conn *c, int64_t now)
+{
+    int rc = zm_connect_tune(c->fd, c->addr.transport, &c->tcp);
+
+    c->connect_deadline_ns = 0;
+    if (rc < 0) {
+        c->lost_errno = -rc;
+        c->state = ZM_CS_CONNECTING; /* CLOSED, then the redial */
+        zm_conn_lost(s, c, now);
+        return;
+    }
+    zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)c->fd, c->endpoint);
+    if (zm_conn_start_handshake(s, c) < 0)
+        zm_conn_lost(s, c, now);
+    else
+        zm_conn_write(s, c, now); /* our greeting goes out at once */
+}
+
 void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now)
 {
     int in_progress;
-    int fd = zm_connect_start(&c->addr, &in_progress);
+    int fd = zm_connect_start(&c->addr, &c->tcp, &in_progress);
 
     if (fd < 0) {
         /* Refused at once (ipc, unreachable): libzmq closes its descriptor
-         * (CLOSED; ours is gone already: value -1) and retries later. */
-        zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
+         * (CLOSED; ours is gone already: value -1) and retries later.  No
+         * descriptor to close when the socket or its options failed
+         * (BINDTODEVICE...): libzmq then only retries. */
+        if (in_progress == 0)
+            zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
         conn_retry_later(s, c, now);
         return;
     }
@@ -1406,15 +1429,17 @@ void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now)
     s->fd_gen++;
     if (in_progress) {
         c->state = ZM_CS_CONNECTING;
+        /* CONNECT_TIMEOUT: tcp only, as libzmq's tcp_connecter */
+        c->connect_deadline_ns =
+            c->connect_timeout_ms > 0 && c->addr.transport == ZM_TR_TCP
+                ? now + (int64_t)c->connect_timeout_ms * 1000000
+                : 0;
         zm_mon_event(s, ZM_EVENT_CONNECT_DELAYED, EINPROGRESS, c->endpoint);
         return;
     }
-    zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)fd, c->endpoint);
-    if (zm_conn_start_handshake(s, c) < 0)
-        zm_conn_lost(s, c, now);
-    else
-        zm_conn_write(s, c, now); /* our greeting goes out at once */
+    conn_connected(s, c, now);
 }
+
 
 static int64_t heartbeat_timeout_ns(const zm_sock *s)
 {
@@ -1502,12 +1527,17 @@ void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now)
         /* Done when writable (or failed); SO_ERROR says which. */
         struct pollfd p = {.fd = c->fd, .events = POLLOUT, .revents = 0};
         ZM_COUNT(ZM_CNT_OTHER);
-        if (poll(&p, 1, 0) <= 0)
-            break; /* still in progress */
-        if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
-            zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)c->fd, c->endpoint);
-            if (zm_conn_start_handshake(s, c) < 0)
+        if (poll(&p, 1, 0) <= 0) {
+            if (c->connect_deadline_ns > 0 && now >= c->connect_deadline_ns) {
+                /* CONNECT_TIMEOUT: closed, redialled (libzmq) */
+                c->connect_deadline_ns = 0;
+                c->lost_errno = ETIMEDOUT;
                 zm_conn_lost(s, c, now);
+            }
+            break; /* still in progress */
+        }
+        if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
+            conn_connected(s, c, now);
         } else {
             zm_conn_lost(s, c, now);
         }
