@@ -1282,9 +1282,10 @@ static int out_put_front_page(zm_outq *q, zm_page *page, size_t len)
  * straddles two segments) straight into one page put in front of the
  * queue: no allocation in the steady state for batches and frames up to
  * 64 KiB (pages of the cache's sizes).  A frame with a spare byte in
- * front (a page of its own, outq.c; or gathered) is sealed from there
- * with no copy besides the cipher's; a small one in the shared tail page
- * is copied next to its flags byte first.  0, or -ENOMEM. */
+ * front (gathered into the scratch page, as every frame that spans tail
+ * pages is; or alone in a page only this queue holds) is sealed from
+ * there with no copy besides the cipher's; one within a tail page is
+ * copied next to its flags byte first.  0, or -ENOMEM. */
 static int conn_seal_some(zm_conn *c)
 {
     zm_outq *q = &c->out;

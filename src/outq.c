@@ -69,42 +69,10 @@ static int tail_ready(zm_outq *q)
     return 0;
 }
 
-/* A frame larger than the tail page but within the page cache's largest
- * size: copied once into a page of its own (a cached size: the steady
- * state allocates nothing), so it lies in one segment.  Split over tail
- * pages, a sealing mechanism would first have to gather it (one more
- * copy per frame, engine_conn.c's out_span). */
-#define OWN_PAGE_MAX ((size_t)131072)
-/* Unused bytes in front of such a frame: a sealing mechanism may write
- * its flags byte there (ZM_ENC_ROOM_BEFORE, engine_conn.c). */
-#define OWN_HEADROOM ((size_t)64)
-
-static int put_own_page(zm_outq *q, const void *data, size_t n)
-{
-    size_t cap = ZM_OUTQ_TAIL_SIZE;
-    zm_page *p;
-    int rc;
-
-    while (cap < OWN_HEADROOM + n)
-        cap *= 2;
-    p = zm_page_new(cap);
-    if (p == NULL)
-        return -ENOMEM;
-    memcpy(p->data + OWN_HEADROOM, data, n);
-    p->len = OWN_HEADROOM + n;
-    /* the queue takes its own reference */
-    rc = zm_outq_put_shared(q, p, OWN_HEADROOM, n);
-    zm_page_decref(p);
-    return rc;
-}
-
 int zm_outq_put(zm_outq *q, const void *data, size_t n)
 {
     const unsigned char *src = data;
     size_t done = 0;
-
-    if (n > ZM_OUTQ_TAIL_SIZE && n <= OWN_PAGE_MAX - OWN_HEADROOM)
-        return put_own_page(q, data, n);
 
     while (done < n) {
         zm_seg *last;

@@ -41,10 +41,7 @@ void zm_outq_init(zm_outq *q);
 void zm_outq_free(zm_outq *q);
 /* Drop what is queued (keeps the tail page for reuse). */
 void zm_outq_clear(zm_outq *q);
-/* Copy n bytes to the back (more than the tail page and at most 128 KiB
- * less 64: into a page of their own, one segment, with unused bytes in
- * front).  0 or -ENOMEM (then nothing
- * was queued). */
+/* Copy n bytes to the back.  0 or -ENOMEM (then nothing was queued). */
 int zm_outq_put(zm_outq *q, const void *data, size_t n);
 /* Queue page->data[off..off+len) by reference (takes a new reference, or
  * extends the last segment when it ends at `off` of the same page). */
