@@ -26,11 +26,12 @@ static size_t g_pages_cached;
 /* ------------------------------------------------------------------ */
 
 /* Freed pages of the common sizes (power-of-two capacities from 4 KiB to
- * 64 KiB: read pages, output tails, fan-out pages; and ZM_PAGE_SMALL, for
+ * 128 KiB: read pages, output tails, fan-out pages, a frame or a batch of
+ * sealed ones just over a page; and ZM_PAGE_SMALL, for
  * small copies such as routing ids) are kept for reuse, so a
  * connection that gives its read page back between messages (an idle
  * connection holds none) takes it again without a malloc.  At most
- * CACHE_DEPTH pages per size: 2 MiB in all.  A page may be freed by any
+ * CACHE_DEPTH pages per size: 4 MiB in all.  A page may be freed by any
  * thread (the last Frame dropped), hence the mutex; it is only held for a
  * push or a pop. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -44,7 +45,7 @@ static size_t g_pages_cached;
 /* Under AddressSanitizer nothing is cached, so a slice used after its page
  * was freed is still caught (a recycled page would hide it). */
 #define CACHE_MIN_SHIFT 12
-#define CACHE_MAX_SHIFT 16
+#define CACHE_MAX_SHIFT 17
 #define CACHE_SIZES (CACHE_MAX_SHIFT - CACHE_MIN_SHIFT + 1)
 #define CACHE_DEPTH 16
 

@@ -329,9 +329,14 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
             }
             if (d->size <= d->cfg.page_size)
                 goto need_data; /* fits a page; buffer() moves it if needed */
-            /* Larger than a page: its own buffer, one page to start with,
-             * grown by buffer() as bytes arrive (never to the claim). */
-            d->big = zm_page_new(d->cfg.page_size);
+            /* Larger than a page: its own buffer.  Up to twice a page
+             * (e.g. a CURVE box of a full page), that much at once: for the
+             * default page a size the page cache keeps, so no allocation
+             * and no regrowth; larger, one page to start with, grown by
+             * buffer() as bytes arrive (never to the claim). */
+            d->big = zm_page_new(d->size <= 2 * (uint64_t)d->cfg.page_size
+                                     ? 2 * d->cfg.page_size
+                                     : d->cfg.page_size);
             if (d->big == NULL)
                 return decoder_fail(d, ev, ZM_ERR_NOMEM, NULL);
             memcpy(d->big->data, in, avail);
@@ -459,7 +464,8 @@ int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
             d->big = b;
         }
         *buf = b->data + b->len;
-        *len = b->cap - b->len;
+        /* never past the frame: the buffer may be larger than it */
+        *len = (b->cap < d->size ? b->cap : (size_t)d->size) - b->len;
         return 0;
     }
     p = d->page;

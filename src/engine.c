@@ -40,7 +40,7 @@ static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
             l->pending = 1; /* the backlog waits: once a handshake ends */
             return;
         }
-        fd = zm_accept(l->fd, l->addr.transport);
+        fd = zm_accept(l->fd, l->addr.transport, &l->tcp);
         if (fd < 0) {
             /* EAGAIN, or a transient error (EMFILE...) */
             if (fd != -EAGAIN)
@@ -129,6 +129,8 @@ int zm_sock_init(zm_sock *s, int type)
     s->handshake_ivl_ms = 30000; /* libzmq's default */
     s->heartbeat_timeout_ms = -1;
     s->stream_notify = 1; /* libzmq: ZMQ_STREAM_NOTIFY defaults to 1 */
+    zm_sockopts_init(&s->tcp);
+    s->use_fd = -1;
     s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
     s->write_buf_size = ZM_WRITE_BUF_DEFAULT;
     s->max_frames = ZM_MAX_FRAMES_DEFAULT;
@@ -147,7 +149,7 @@ int zm_sock_init(zm_sock *s, int type)
 static void listener_close(zm_listener *l)
 {
     close(l->fd);
-    if (l->addr.transport == ZM_TR_IPC) {
+    if (l->addr.transport == ZM_TR_IPC && !l->caller_fd) {
         const struct sockaddr_un *sun = (const struct sockaddr_un *)&l->addr.ss;
         if (sun->sun_path[0] != '\0')
             unlink(sun->sun_path);
@@ -211,8 +213,17 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, int parsed,
             zm_mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-parsed, endpoint);
         return parsed;
     }
-    a = *addr;
-    fd = zm_listen(&a, 128);
+    if (s->use_fd >= 0) {
+        /* USE_FD: the caller's descriptor, bound already (the endpoint's
+         * address is not used, as libzmq); ours from now on, closed with
+         * the listener.  Every bind while USE_FD is set takes it. */
+        fd = zm_listen_fd(s->use_fd, &a);
+        if (fd == 0)
+            fd = s->use_fd;
+    } else {
+        a = *addr;
+        fd = zm_listen(&a, &s->tcp);
+    }
     if (fd < 0) {
         zm_mon_event(s, ZM_EVENT_BIND_FAILED, (uint32_t)-fd, endpoint);
         return fd;
@@ -226,6 +237,8 @@ int zm_sock_bind(zm_sock *s, const char *endpoint, int parsed,
     s->fd_gen++;
     l->pending = 1;
     l->addr = a;
+    l->tcp = s->tcp;
+    l->caller_fd = s->use_fd >= 0;
     zm_addr_format(&a, l->endpoint, sizeof(l->endpoint));
     memcpy(s->last_endpoint, l->endpoint, sizeof(s->last_endpoint));
     l->next = s->listeners;
@@ -249,6 +262,8 @@ int zm_sock_connect(zm_sock *s, const char *endpoint, int parsed,
     if (zm_route_raw(s))
         zm_stream_identify(s, c); /* known (and reachable) at once */
     c->addr = *addr;
+    c->tcp = s->tcp;
+    c->connect_timeout_ms = s->connect_timeout_ms;
     snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
     snprintf(s->last_endpoint, sizeof(s->last_endpoint), "%s", endpoint);
     c->state = ZM_CS_RETRY;
@@ -410,6 +425,9 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
         switch (c->state) {
         case ZM_CS_CONNECTING:
             ev = WATCH_OUT;
+            if (c->connect_deadline_ns > 0 &&
+                (next < 0 || c->connect_deadline_ns < next))
+                next = c->connect_deadline_ns;
             break;
         case ZM_CS_RETRY:
             if (next < 0 || c->retry_at_ns < next)

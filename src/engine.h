@@ -106,10 +106,16 @@ typedef struct zm_conn {
     int state;
     int connecter;        /* we dialled it: redial when it drops */
     zm_addr addr;         /* connecter: where to */
+    zm_sockopts tcp;      /* connecter: the socket's transport options at
+                             connect(), for every dial (libzmq copies them
+                             into its connecter) */
+    int connect_timeout_ms; /* connecter: CONNECT_TIMEOUT at connect() */
     char endpoint[ZM_ENDPOINT_MAX];
     int64_t retry_at_ns;  /* ZM_CS_RETRY: when to redial */
     int retry_ivl_ms;     /* current redial interval (backs off) */
     int64_t hs_deadline_ns; /* ZM_CS_HANDSHAKE: give up at (0: never) */
+    int64_t connect_deadline_ns; /* ZM_CS_CONNECTING: CONNECT_TIMEOUT ends
+                                    the dial at (0: never) */
     int64_t last_rx_ns;   /* last bytes received */
     int64_t next_ping_ns; /* heartbeats: next PING due */
     int64_t ping_sent_ns; /* a PING waiting for any traffic back (0: none) */
@@ -223,6 +229,10 @@ typedef struct zm_listener {
     int pending;           /* the descriptor was reported readable */
     int64_t next_try_ns;   /* accept anyway from then on (a busy owner) */
     zm_addr addr;
+    int caller_fd;         /* USE_FD: the caller made it; an ipc path is
+                              left in place at close (libzmq) */
+    zm_sockopts tcp;       /* the socket's at bind(): what every accepted
+                              descriptor gets (libzmq's listener copy) */
     char endpoint[ZM_ENDPOINT_MAX];
 } zm_listener;
 
@@ -306,6 +316,16 @@ typedef struct zm_sock {
     unsigned char routing_id[255];
     size_t routing_id_len;
     char last_endpoint[ZM_ENDPOINT_MAX];
+    /* transport options (libzmq's; see zm_sockopts in transport.h) */
+    zm_sockopts tcp;             /* copied by each bind and connect: set
+                                    later, they apply to later binds and
+                                    connects only (as libzmq) */
+    int connect_timeout_ms;      /* CONNECT_TIMEOUT: a tcp dial not done by
+                                    then is closed and redialled; 0: the
+                                    kernel's own time-out */
+    int use_fd;                  /* USE_FD: bind listens on this descriptor
+                                    the caller made (-1: none) */
+    uint64_t affinity;           /* AFFINITY: kept, read back, no effect */
 
     zm_listener *listeners;
     zm_conn *conns;

@@ -848,6 +848,15 @@ static int conn_sealed_command(const zm_frame *f, zm_command *cmd)
  * in c->unsealed until the
  * last of their message.  Takes the frames of `in`; -1 when the
  * connection was closed. */
+/* 1 when the opened bytes lie within the box's own (decode in place),
+ * 0 when decode regrew `plain` into heap memory. */
+static int unseal_in_box(const zm_wbuf *plain, const zm_command *box)
+{
+    return plain->data >= box->data &&
+           plain->len <= box->data_len &&
+           (size_t)(plain->data - box->data) <= box->data_len - plain->len;
+}
+
 static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
 {
     zm_frame *fr = zm_msg_frames(in);
@@ -865,13 +874,14 @@ static int conn_unseal(zm_sock *s, zm_conn *c, zm_msg *in, int64_t now)
             break;
         }
         /* the page's bytes of this frame are ours alone: the plaintext,
-         * shorter than the box, is written over them */
+         * shorter than the box, is written over them (in place: decode
+         * may leave it anywhere within them, see mechanism.h) */
         plain.data = (unsigned char *)box.data;
         plain.len = 0;
         plain.cap = box.data_len;
         if (c->mech.ops->decode(&c->mech, &box, &plain, &flags) < 0 ||
-            plain.data != box.data) { /* regrown: the sizes rule it out */
-            if (plain.data != box.data)
+            !unseal_in_box(&plain, &box)) { /* regrown: sizes rule it out */
+            if (!unseal_in_box(&plain, &box))
                 zm_wbuf_free(&plain);
             rc = conn_unseal_failed(s, c, now);
             break;
@@ -1167,15 +1177,15 @@ static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
 #define SEAL_OVERHEAD ((size_t)64)
 
 /* A page of at least n bytes, of one of the page cache's sizes (256 B,
- * 4-64 KiB powers of two) when n fits one: the steady state allocates
- * nothing. */
+ * 4-128 KiB powers of two) when n fits one: the steady state allocates
+ * nothing (a sealed 64 KiB frame included). */
 static zm_page *page_for(size_t n)
 {
     size_t cap = ZM_PAGE_SMALL;
 
     if (n > cap) {
         cap = 4096;
-        while (cap < n && cap < 65536)
+        while (cap < n && cap < 131072)
             cap *= 2;
         if (cap < n)
             cap = n;
@@ -1204,14 +1214,19 @@ static int page_wbuf_kept(zm_wbuf *w, const zm_page *p)
 
 /* The n bytes at offset `at` of the queue as one pointer: into the
  * segment holding them all (no copy), else copied into *scratch, a page
- * (of the cache's sizes up to 64 KiB; replaced by a larger one as needed;
- * the caller releases it).  NULL on -ENOMEM. */
+ * (of the cache's sizes up to 128 KiB; replaced by a larger one as needed;
+ * the caller releases it).  *room is 1 when the byte before the pointer
+ * is nobody's (ZM_ENC_ROOM_BEFORE): in the scratch page, or when the
+ * bytes start a segment whose page only that segment references (no
+ * other segment, queue or Frame reads the page's other bytes).  NULL on
+ * -ENOMEM. */
 static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
-                                     zm_page **scratch)
+                                     zm_page **scratch, int *room)
 {
     static const unsigned char none[1];
     size_t off = at;
 
+    *room = 0;
     if (n == 0)
         return none; /* an empty frame, maybe at the very end */
     for (size_t i = 0; i < q->n; i++) {
@@ -1220,19 +1235,22 @@ static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
             off -= g->len;
             continue;
         }
-        if (g->len - off >= n)
+        if (g->len - off >= n) {
+            *room = off == 0 && g->off > 0 && zm_page_is_exclusive(g->page);
             return g->page->data + g->off + off;
+        }
         break;
     }
-    if (*scratch == NULL || (*scratch)->cap < n) {
+    if (*scratch == NULL || (*scratch)->cap < 1 + n) {
         if (*scratch != NULL)
             zm_page_decref(*scratch);
-        *scratch = page_for(n);
+        *scratch = page_for(1 + n);
         if (*scratch == NULL)
             return NULL;
     }
-    out_peek(q, at, (*scratch)->data, n);
-    return (*scratch)->data;
+    out_peek(q, at, (*scratch)->data + 1, n);
+    *room = 1;
+    return (*scratch)->data + 1;
 }
 
 /* The sealed bytes (page->data[0..len)) in front of the queue, by
@@ -1263,8 +1281,11 @@ static int out_put_front_page(zm_outq *q, zm_page *page, size_t len)
  * is sealed from where it lies in the queue (copied first only when it
  * straddles two segments) straight into one page put in front of the
  * queue: no allocation in the steady state for batches and frames up to
- * 64 KiB (pages of the cache's sizes), one copy and the cipher per frame.
- * 0, or -ENOMEM. */
+ * 64 KiB (pages of the cache's sizes).  A frame with a spare byte in
+ * front (gathered into the scratch page, as every frame that spans tail
+ * pages is; or alone in a page only this queue holds) is sealed from
+ * there with no copy besides the cipher's; one within a tail page is
+ * copied next to its flags byte first.  0, or -ENOMEM. */
 static int conn_seal_some(zm_conn *c)
 {
     zm_outq *q = &c->out;
@@ -1300,15 +1321,18 @@ static int conn_seal_some(zm_conn *c)
         const unsigned char *data;
         unsigned flags;
         size_t h, size;
+        int room;
         out_peek(q, pos, hdr, 9 < cut - pos ? 9 : cut - pos);
         flags = hdr[0];
         h = (flags & ZM_FLAG_LONG) ? 9 : 2;
         size = h == 9 ? (size_t)zm_get_u64(hdr + 1) : hdr[1];
-        data = out_span(q, pos + h, size, &scratch);
+        data = out_span(q, pos + h, size, &scratch, &room);
         rc = data == NULL ? -ENOMEM
                           : c->mech.ops->encode(&c->mech, data, size,
-                                                flags & (ZM_FLAG_MORE |
-                                                         ZM_FLAG_COMMAND),
+                                                (flags & (ZM_FLAG_MORE |
+                                                          ZM_FLAG_COMMAND)) |
+                                                    (room ? ZM_ENC_ROOM_BEFORE
+                                                          : 0),
                                                 &sealed);
         pos += h + size;
     }
@@ -1367,15 +1391,38 @@ void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now)
     conn_pop_written(c, c->written_total);
 }
 
+/* A dial completed: tuned as libzmq's tune_socket (a failure closes it
+ * and redials, as libzmq), CONNECTED, the handshake starts. */
+static void conn_connected(zm_sock *s, zm_conn *c, int64_t now)
+{
+    int rc = zm_connect_tune(c->fd, c->addr.transport, &c->tcp);
+
+    c->connect_deadline_ns = 0;
+    if (rc < 0) {
+        c->lost_errno = -rc;
+        c->state = ZM_CS_CONNECTING; /* CLOSED, then the redial */
+        zm_conn_lost(s, c, now);
+        return;
+    }
+    zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)c->fd, c->endpoint);
+    if (zm_conn_start_handshake(s, c) < 0)
+        zm_conn_lost(s, c, now);
+    else
+        zm_conn_write(s, c, now); /* our greeting goes out at once */
+}
+
 void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now)
 {
     int in_progress;
-    int fd = zm_connect_start(&c->addr, &in_progress);
+    int fd = zm_connect_start(&c->addr, &c->tcp, &in_progress);
 
     if (fd < 0) {
         /* Refused at once (ipc, unreachable): libzmq closes its descriptor
-         * (CLOSED; ours is gone already: value -1) and retries later. */
-        zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
+         * (CLOSED; ours is gone already: value -1) and retries later.  No
+         * descriptor to close when the socket or its options failed
+         * (BINDTODEVICE...): libzmq then only retries. */
+        if (in_progress == 0)
+            zm_mon_event(s, ZM_EVENT_CLOSED, (uint32_t)-1, c->endpoint);
         conn_retry_later(s, c, now);
         return;
     }
@@ -1383,15 +1430,17 @@ void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now)
     s->fd_gen++;
     if (in_progress) {
         c->state = ZM_CS_CONNECTING;
+        /* CONNECT_TIMEOUT: tcp only, as libzmq's tcp_connecter */
+        c->connect_deadline_ns =
+            c->connect_timeout_ms > 0 && c->addr.transport == ZM_TR_TCP
+                ? now + (int64_t)c->connect_timeout_ms * 1000000
+                : 0;
         zm_mon_event(s, ZM_EVENT_CONNECT_DELAYED, EINPROGRESS, c->endpoint);
         return;
     }
-    zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)fd, c->endpoint);
-    if (zm_conn_start_handshake(s, c) < 0)
-        zm_conn_lost(s, c, now);
-    else
-        zm_conn_write(s, c, now); /* our greeting goes out at once */
+    conn_connected(s, c, now);
 }
+
 
 static int64_t heartbeat_timeout_ns(const zm_sock *s)
 {
@@ -1479,12 +1528,17 @@ void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now)
         /* Done when writable (or failed); SO_ERROR says which. */
         struct pollfd p = {.fd = c->fd, .events = POLLOUT, .revents = 0};
         ZM_COUNT(ZM_CNT_OTHER);
-        if (poll(&p, 1, 0) <= 0)
-            break; /* still in progress */
-        if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
-            zm_mon_event(s, ZM_EVENT_CONNECTED, (uint32_t)c->fd, c->endpoint);
-            if (zm_conn_start_handshake(s, c) < 0)
+        if (poll(&p, 1, 0) <= 0) {
+            if (c->connect_deadline_ns > 0 && now >= c->connect_deadline_ns) {
+                /* CONNECT_TIMEOUT: closed, redialled (libzmq) */
+                c->connect_deadline_ns = 0;
+                c->lost_errno = ETIMEDOUT;
                 zm_conn_lost(s, c, now);
+            }
+            break; /* still in progress */
+        }
+        if (zm_connect_result(c->fd) == 0 && !(p.revents & POLLHUP)) {
+            conn_connected(s, c, now);
         } else {
             zm_conn_lost(s, c, now);
         }

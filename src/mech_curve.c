@@ -543,7 +543,7 @@ static int curve_encode(zm_mech *m, const void *data, size_t n,
                         unsigned flags, zm_wbuf *out)
 {
     curve_state *st = m->state;
-    unsigned char nonce[NONCE], *dst, *box;
+    unsigned char nonce[NONCE], *dst, *box, fl;
     size_t body = 8 + 8 + 1 + n + MAC, h;
 
     if (n > SIZE_MAX - 64 || zm_wbuf_reserve(out, 9 + body) < 0)
@@ -555,12 +555,23 @@ static int curve_encode(zm_mech *m, const void *data, size_t n,
                                         : "CurveZMQMESSAGEC", st->nonce++);
     memcpy(dst + h + 8, nonce + 16, 8);
     box = dst + h + 16;
-    box[MAC] = (unsigned char)(((flags & ZM_FLAG_MORE) ? BOX_MORE : 0) |
-                               ((flags & ZM_FLAG_COMMAND) ? BOX_COMMAND : 0));
-    if (n > 0)
-        memmove(box + MAC + 1, data, n); /* data may already be in place */
-    st->na->crypto_box_easy_afternm(box, box + MAC, 1 + n, nonce,
-                                    st->precom);
+    fl = (unsigned char)(((flags & ZM_FLAG_MORE) ? BOX_MORE : 0) |
+                         ((flags & ZM_FLAG_COMMAND) ? BOX_COMMAND : 0));
+    if ((flags & ZM_ENC_ROOM_BEFORE) && n > 0) {
+        /* the flags byte goes in the caller's spare byte before the
+         * frame, and libsodium reads the plaintext where it lies (input
+         * and output do not overlap: it copies nothing first) */
+        unsigned char *plain = (unsigned char *)data - 1;
+        plain[0] = fl;
+        st->na->crypto_box_easy_afternm(box, plain, 1 + n, nonce,
+                                        st->precom);
+    } else {
+        box[MAC] = fl;
+        if (n > 0)
+            memmove(box + MAC + 1, data, n); /* data may be in place */
+        st->na->crypto_box_easy_afternm(box, box + MAC, 1 + n, nonce,
+                                        st->precom);
+    }
     out->len += h + body;
     return 0;
 }
@@ -585,6 +596,21 @@ static int curve_decode(zm_mech *m, const zm_command *cmd, zm_wbuf *out,
     short_nonce(nonce, m->cfg.as_server ? "CurveZMQMESSAGEC"
                                         : "CurveZMQMESSAGES", st->peer_nonce);
     clen = cmd->data_len - 8;
+    if (out->len == 0 && out->data == cmd->data && out->cap >= cmd->data_len) {
+        /* In place (see mechanism.h): opened over the ciphertext itself
+         * (m == c + MAC, so libsodium moves nothing first), and the frame
+         * starts past the flags byte: no move of the plaintext at all. */
+        unsigned char *plain = out->data + 8 + MAC;
+        if (st->na->crypto_box_open_easy_afternm(plain, plain - MAC, clen,
+                                                 nonce, st->precom) != 0)
+            return zm_mech_refuse(m, PROTO_CRYPTOGRAPHIC, NULL);
+        *flags = ((plain[0] & BOX_MORE) ? ZM_FLAG_MORE : 0) |
+                 ((plain[0] & BOX_COMMAND) ? ZM_FLAG_COMMAND : 0);
+        out->data = plain + 1;
+        out->len = clen - MAC - 1;
+        out->cap = out->len;
+        return 0;
+    }
     if (zm_wbuf_reserve(out, clen - MAC) < 0)
         return zm_mech_nomem(m);
     if (st->na->crypto_box_open_easy_afternm(out->data + out->len,

@@ -183,6 +183,9 @@ typedef struct zm_mech zm_mech;
 
 /* A mechanism.  Every op returns 0, or a negative errno with m->status set
  * to ZM_MECH_ERROR and m->fail filled (-EPROTO: refused, -ENOMEM). */
+/* encode's flags besides ZM_FLAG_MORE / ZM_FLAG_COMMAND (see encode). */
+#define ZM_ENC_ROOM_BEFORE 0x100u
+
 typedef struct zm_mech_ops {
     const char *name; /* the greeting's mechanism field, 1..20 octets */
     /* The first commands, after our greeting, before anything is
@@ -198,7 +201,15 @@ typedef struct zm_mech_ops {
     /* After READY, for mechanisms that seal frames (NULL: frames go as
      * they are).  encode: one frame (data, ZM_FLAG_MORE) as the command
      * that carries it, appended to out.  decode: one such command opened
-     * into its frame's bytes, appended to out, and its flags. */
+     * into its frame's bytes, appended to out, and its flags; in place
+     * when the caller lends the command's own bytes (out->data ==
+     * cmd->data, out->len == 0, out->cap >= cmd->data_len: not heap
+     * memory): the mechanism may then advance out->data within those
+     * bytes, so the plaintext need not be moved to their start.
+     * ZM_ENC_ROOM_BEFORE in encode's flags: the byte before data is the
+     * caller's scratch (nobody reads it), so the mechanism may write
+     * there, e.g. a flags byte in front of the frame, and seal from
+     * there without first copying the frame next to it. */
     int (*encode)(zm_mech *m, const void *data, size_t n, unsigned flags,
                   zm_wbuf *out);
     int (*decode)(zm_mech *m, const zm_command *cmd, zm_wbuf *out,

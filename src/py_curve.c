@@ -379,7 +379,10 @@ PyObject *zm_py_curve_mech_encode(PyObject *module, PyObject *args)
         return NULL;
     }
     zm_wbuf_init(&w);
-    rc = b->m.ops->encode(&b->m, v.buf, (size_t)v.len, flags, &w);
+    /* never ZM_ENC_ROOM_BEFORE: the byte before a caller's buffer is not
+     * ours to write */
+    rc = b->m.ops->encode(&b->m, v.buf, (size_t)v.len,
+                          flags & (ZM_FLAG_MORE | ZM_FLAG_COMMAND), &w);
     PyBuffer_Release(&v);
     if (rc < 0) {
         zm_wbuf_free(&w);

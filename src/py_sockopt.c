@@ -64,6 +64,22 @@
 #define ZO_CURVE_PUBLICKEY 48
 #define ZO_CURVE_SECRETKEY 49
 #define ZO_CURVE_SERVERKEY 50
+/* Transport (transport.h's zm_sockopts, and the socket's own) */
+#define ZO_AFFINITY 4
+#define ZO_SNDBUF 11
+#define ZO_RCVBUF 12
+#define ZO_BACKLOG 19
+#define ZO_IPV4ONLY 31
+#define ZO_TCP_KEEPALIVE 34
+#define ZO_TCP_KEEPALIVE_CNT 35
+#define ZO_TCP_KEEPALIVE_IDLE 36
+#define ZO_TCP_KEEPALIVE_INTVL 37
+#define ZO_IPV6 42
+#define ZO_TOS 57
+#define ZO_CONNECT_TIMEOUT 79
+#define ZO_TCP_MAXRT 80
+#define ZO_USE_FD 89
+#define ZO_BINDTODEVICE 92
 /* Pattern options (engine_route.c, engine_pubsub.c; docs/options.md) */
 #define ZO_PROBE_ROUTER 51
 #define ZO_REQ_CORRELATE 52
@@ -78,6 +94,7 @@
 #define ZO_XPUB_VERBOSER 78
 #define ZO_METADATA 95
 #define ZO_ONLY_FIRST_SUBSCRIBE 108
+
 
 /* ------------------------------------------------------------------ */
 /* Errors naming an option                                            */
@@ -599,6 +616,84 @@ static PyObject *get_curve_key(SocketObject *self, const sockopt *o)
     return zm_py_raise_zmq(self->st, EINVAL, "Invalid argument");
 }
 
+/* Transport options (libzmq's ranges; applied by transport.c to the
+ * descriptors of later binds and connects). */
+
+/* IPV6, and IPV4ONLY its inverse: 0 or 1 (libzmq), True/False too
+ * (pyzmq programs write `s.ipv6 = True`). */
+static int set_ipv6(SocketObject *self, const sockopt *o, PyObject *value)
+{
+    int v;
+
+    if (PyBool_Check(value))
+        v = value == Py_True;
+    else if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
+        return -1;
+    self->s.tcp.ipv6 = o->off == offsetof(SocketObject, s.tcp.ipv6) ? v : !v;
+    return 0;
+}
+
+static PyObject *get_ipv4only(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLong(!self->s.tcp.ipv6);
+}
+
+/* AFFINITY: a 64-bit mask, kept and read back; zmtp has no I/O threads to
+ * pin, so it has no effect (docs/options.md). */
+static int set_affinity(SocketObject *self, const sockopt *o, PyObject *value)
+{
+    long long v;
+
+    if (check_int(value, o->name) < 0)
+        return -1;
+    v = PyLong_AsLongLong(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    self->s.affinity = (uint64_t)v;
+    return 0;
+}
+
+static PyObject *get_affinity(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyLong_FromLongLong((long long)self->s.affinity);
+}
+
+/* BINDTODEVICE: an interface name of at most 16 bytes (libzmq's
+ * BINDDEVSIZ); b"" takes it off.  Binding or dialling then needs
+ * CAP_NET_RAW: without, bind raises EPERM and a dial is retried, as
+ * libzmq. */
+static int set_bindtodevice(SocketObject *self, const sockopt *o,
+                            PyObject *value)
+{
+    Py_buffer view;
+    int rc = 0;
+
+    (void)o;
+    if (get_bytes_option(value, &view, "BINDTODEVICE takes bytes (use "
+                                       "setsockopt_string for str)") < 0)
+        return -1;
+    if (view.len > (Py_ssize_t)sizeof(self->s.tcp.device) - 1 ||
+        memchr(view.buf, 0, (size_t)view.len) != NULL) {
+        zm_py_raise_zmq(self->st, EINVAL,
+                        "Invalid argument: BINDTODEVICE must be an interface "
+                        "name of at most 16 bytes");
+        rc = -1;
+    } else {
+        memcpy(self->s.tcp.device, view.buf, (size_t)view.len);
+        self->s.tcp.device[view.len] = '\0';
+    }
+    PyBuffer_Release(&view);
+    return rc;
+}
+
+static PyObject *get_bindtodevice(SocketObject *self, const sockopt *o)
+{
+    (void)o;
+    return PyBytes_FromString(self->s.tcp.device);
+}
+
 /* ------------------------------------------------------------------ */
 /* Pattern options: libzmq 4.3.5's semantics (socket_base.cpp, req.cpp, */
 /* router.cpp, xpub.cpp, options.cpp)                                 */
@@ -897,6 +992,28 @@ static const sockopt sockopts[] = {
                             CURVE_KEY(s.mech_cfg.curve_secret)},
     [ZO_CURVE_SERVERKEY] = {"CURVE_SERVERKEY",
                             CURVE_KEY(s.mech_cfg.curve_server)},
+    /* Transport (transport.h's zm_sockopts; docs/options.md) */
+    [ZO_AFFINITY] = {"AFFINITY", set_affinity, get_affinity, 0, 0, 0},
+    [ZO_SNDBUF] = {"SNDBUF", INT_OPT(s.tcp.sndbuf, -1, INT32_MAX)},
+    [ZO_RCVBUF] = {"RCVBUF", INT_OPT(s.tcp.rcvbuf, -1, INT32_MAX)},
+    [ZO_BACKLOG] = {"BACKLOG", INT_OPT(s.tcp.backlog, 0, INT32_MAX)},
+    [ZO_IPV4ONLY] = {"IPV4ONLY", set_ipv6, get_ipv4only, 0, 0, 0},
+    [ZO_TCP_KEEPALIVE] = {"TCP_KEEPALIVE", INT_OPT(s.tcp.keepalive, -1, 1)},
+    [ZO_TCP_KEEPALIVE_CNT] = {"TCP_KEEPALIVE_CNT",
+                              INT_OPT(s.tcp.keepalive_cnt, -1, INT32_MAX)},
+    [ZO_TCP_KEEPALIVE_IDLE] = {"TCP_KEEPALIVE_IDLE",
+                               INT_OPT(s.tcp.keepalive_idle, -1, INT32_MAX)},
+    [ZO_TCP_KEEPALIVE_INTVL] = {"TCP_KEEPALIVE_INTVL",
+                                INT_OPT(s.tcp.keepalive_intvl, -1, INT32_MAX)},
+    [ZO_IPV6] = {"IPV6", set_ipv6, get_int, 0, 1,
+                 offsetof(SocketObject, s.tcp.ipv6)},
+    [ZO_TOS] = {"TOS", INT_OPT(s.tcp.tos, 0, INT32_MAX)},
+    [ZO_CONNECT_TIMEOUT] = {"CONNECT_TIMEOUT",
+                            INT_OPT(s.connect_timeout_ms, 0, INT32_MAX)},
+    [ZO_TCP_MAXRT] = {"TCP_MAXRT", INT_OPT(s.tcp.maxrt, 0, INT32_MAX)},
+    [ZO_USE_FD] = {"USE_FD", INT_OPT(s.use_fd, -1, INT32_MAX)},
+    [ZO_BINDTODEVICE] = {"BINDTODEVICE", set_bindtodevice, get_bindtodevice,
+                         0, 0, 0},
     /* Pattern options: write-only where libzmq's are */
     [ZO_PROBE_ROUTER] = {"PROBE_ROUTER",
                          SWITCH(s.probe_router,
@@ -1052,7 +1169,7 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
     case 0:
     case 1: {
         zm_addr a;
-        int parsed;
+        int parsed, ipv6 = self->s.tcp.ipv6;
         if (zm_addr_resolves(ep)) {
             /* getaddrinfo may take seconds (a slow DNS server): without
              * the GIL, so that the other threads run meanwhile.  The
@@ -1060,10 +1177,12 @@ static PyObject *sock_endpoint_call(SocketObject *self, PyObject *arg,
              * it: EBUSY), and ep stays valid: it points into the
              * argument (an immutable str or bytes) our caller holds. */
             Py_BEGIN_ALLOW_THREADS
-            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+            parsed = zm_addr_parse(ep, which == 0, ipv6, &a, err,
+                                   sizeof(err));
             Py_END_ALLOW_THREADS
         } else {
-            parsed = zm_addr_parse(ep, which == 0, &a, err, sizeof(err));
+            parsed = zm_addr_parse(ep, which == 0, ipv6, &a, err,
+                                   sizeof(err));
         }
         rc = which == 0 ? zm_sock_bind(&self->s, ep, parsed, &a)
                         : zm_sock_connect(&self->s, ep, parsed, &a);

@@ -47,8 +47,8 @@ static int parse_port(const char *s, int for_bind, int *port, int *any)
     return 0;
 }
 
-static int parse_tcp(const char *rest, int for_bind, zm_addr *out, char *err,
-                     size_t err_len)
+static int parse_tcp(const char *rest, int for_bind, int ipv6, zm_addr *out,
+                     char *err, size_t err_len)
 {
     char host[256];
     const char *colon, *port_s;
@@ -90,6 +90,14 @@ static int parse_tcp(const char *rest, int for_bind, zm_addr *out, char *err,
     if (!for_bind && strcmp(host, "*") == 0)
         return set_err(err, err_len, -EINVAL,
                        "tcp://*:port is for bind only, not connect: %s", rest);
+    if (for_bind && strcmp(host, "*") == 0 && ipv6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
+        s6->sin6_family = AF_INET6; /* [::], dual-stack (V6ONLY off) */
+        s6->sin6_addr = in6addr_any;
+        s6->sin6_port = htons((uint16_t)port);
+        out->len = sizeof(*s6);
+        return 0;
+    }
     if (for_bind && strcmp(host, "*") == 0) {
         struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
         sin->sin_family = AF_INET;
@@ -99,9 +107,20 @@ static int parse_tcp(const char *rest, int for_bind, zm_addr *out, char *err,
         return 0;
     }
     memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | (for_bind ? AI_PASSIVE : 0);
+    if (strchr(host, ':') != NULL) {
+        /* An IPv6 literal: taken with or without IPV6 (zmtp's choice,
+         * docs/options.md; libzmq wants IPV6 for it). */
+        hints.ai_family = AF_INET6;
+        hints.ai_flags |= AI_NUMERICHOST;
+    } else if (ipv6) {
+        /* As libzmq with IPV6: an IPv6 socket, IPv4 addresses mapped. */
+        hints.ai_family = AF_INET6;
+        hints.ai_flags |= AI_V4MAPPED;
+    } else {
+        hints.ai_family = AF_INET;
+    }
     {
         char pbuf[8];
         snprintf(pbuf, sizeof(pbuf), "%d", port);
@@ -122,11 +141,11 @@ int zm_addr_resolves(const char *endpoint)
            strncmp(endpoint + 6, "*:", 2) != 0;
 }
 
-int zm_addr_parse(const char *endpoint, int for_bind, zm_addr *out, char *err,
-                  size_t err_len)
+int zm_addr_parse(const char *endpoint, int for_bind, int ipv6, zm_addr *out,
+                  char *err, size_t err_len)
 {
     if (strncmp(endpoint, "tcp://", 6) == 0)
-        return parse_tcp(endpoint + 6, for_bind, out, err, err_len);
+        return parse_tcp(endpoint + 6, for_bind, ipv6, out, err, err_len);
     if (strncmp(endpoint, "ipc://", 6) == 0) {
         const char *path = endpoint + 6;
         struct sockaddr_un *sun = (struct sockaddr_un *)&out->ss;
@@ -179,22 +198,127 @@ void zm_addr_format(const zm_addr *a, char *out, size_t out_len)
     }
 }
 
-static void tune_tcp(int fd)
+void zm_sockopts_init(zm_sockopts *o)
 {
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    memset(o, 0, sizeof(*o));
+    o->keepalive = -1;
+    o->keepalive_cnt = -1;
+    o->keepalive_idle = -1;
+    o->keepalive_intvl = -1;
+    o->sndbuf = -1;
+    o->rcvbuf = -1;
+    o->backlog = 128; /* zmtp's (libzmq: 100), docs/options.md */
 }
 
-int zm_listen(zm_addr *a, int backlog)
+static int set_int(int fd, int level, int name, int value)
+{
+    return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? -errno : 0;
+}
+
+/* TOS on both IP levels, as libzmq's set_ip_type_of_service (IPV6_TCLASS
+ * fails on an IPv4 socket: ignored, as libzmq). */
+static int set_tos(int fd, int tos)
+{
+    int rc = set_int(fd, IPPROTO_IP, IP_TOS, tos);
+
+    (void)set_int(fd, IPPROTO_IPV6, IPV6_TCLASS, tos);
+    return rc;
+}
+
+/* What libzmq's tcp_open_socket applies before bind or connect: IPv4
+ * mapping on an IPv6 socket, tos, device, buffers.  0 or -errno. */
+static int tune_open(int fd, int family, const zm_sockopts *o)
+{
+    int rc = 0;
+
+    if (family == AF_INET6)
+        (void)set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+    if (o->tos != 0 && (rc = set_tos(fd, o->tos)) < 0)
+        return rc;
+    if (o->device[0] != '\0' &&
+        setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, o->device,
+                   (socklen_t)strlen(o->device)) < 0)
+        return -errno;
+    if (o->sndbuf >= 0 && (rc = set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf)) < 0)
+        return rc;
+    if (o->rcvbuf >= 0)
+        rc = set_int(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf);
+    return rc;
+}
+
+/* What libzmq's tune_tcp_socket, tune_tcp_keepalives and tune_tcp_maxrt
+ * apply to a connected descriptor.  0 or -errno. */
+static int tune_connected(int fd, const zm_sockopts *o)
+{
+    int rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+
+    if (rc == 0 && o->keepalive != -1) {
+        rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, o->keepalive);
+        if (rc == 0 && o->keepalive_cnt != -1)
+            rc = set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, o->keepalive_cnt);
+        if (rc == 0 && o->keepalive_idle != -1)
+            rc = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, o->keepalive_idle);
+        if (rc == 0 && o->keepalive_intvl != -1)
+            rc = set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, o->keepalive_intvl);
+    }
+    if (rc == 0 && o->maxrt > 0)
+        rc = set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, o->maxrt);
+    return rc;
+}
+
+/* libzmq's fall-back on a machine without IPv6 (socket(AF_INET6) says
+ * EAFNOSUPPORT): [::] becomes 0.0.0.0 and a mapped address (::ffff:a.b.c.d,
+ * an IPv4 name resolved with IPV6) a.b.c.d.  0, or -EAFNOSUPPORT when `a`
+ * has no IPv4 form (a real IPv6 address). */
+static int v4_fallback(zm_addr *a)
+{
+    struct sockaddr_in6 s6;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+
+    memcpy(&s6, &a->ss, sizeof(s6));
+    if (!IN6_IS_ADDR_UNSPECIFIED(&s6.sin6_addr) &&
+        !IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+        return -EAFNOSUPPORT;
+    memset(&a->ss, 0, sizeof(a->ss));
+    sin->sin_family = AF_INET;
+    sin->sin_port = s6.sin6_port;
+    if (IN6_IS_ADDR_V4MAPPED(&s6.sin6_addr))
+        memcpy(&sin->sin_addr, &s6.sin6_addr.s6_addr[12], 4);
+    else
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+    a->len = sizeof(*sin);
+    return 0;
+}
+
+/* A non-blocking, close-on-exec stream socket for `a` (IPv4 instead of
+ * IPv6 where v4_fallback says so, `a` then rewritten): fd, or -errno;
+ * -ENODEV for an IPv6 address on a machine without IPv6 (libzmq's
+ * resolver, asked again for IPv4, says so). */
+static int open_stream(zm_addr *a)
+{
+    int family = a->transport == ZM_TR_IPC ? AF_UNIX : a->ss.ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0 && errno == EAFNOSUPPORT && family == AF_INET6) {
+        if (v4_fallback(a) < 0)
+            return -ENODEV;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
+    return fd < 0 ? -errno : fd;
+}
+
+int zm_listen(zm_addr *a, const zm_sockopts *o)
 {
     int fd, rc, one = 1;
-    int family = a->transport == ZM_TR_IPC ? AF_UNIX : a->ss.ss_family;
 
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = open_stream(a);
     if (fd < 0)
-        return -errno;
-    if (a->transport == ZM_TR_TCP)
+        return fd;
+    if (a->transport == ZM_TR_TCP) {
+        if ((rc = tune_open(fd, a->ss.ss_family, o)) < 0)
+            goto out;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     rc = bind(fd, (struct sockaddr *)&a->ss, a->len);
     if (rc < 0 && errno == EADDRINUSE && a->transport == ZM_TR_IPC) {
         /* A stale socket file: replace it only if nobody listens on it. */
@@ -213,35 +337,69 @@ int zm_listen(zm_addr *a, int backlog)
             }
         }
     }
-    if (rc < 0)
-        goto fail;
-    if (listen(fd, backlog) < 0)
-        goto fail;
+    if (rc < 0 || listen(fd, o->backlog) < 0) {
+        rc = -errno;
+        goto out;
+    }
     if (a->transport == ZM_TR_TCP) {
         a->len = sizeof(a->ss);
         if (getsockname(fd, (struct sockaddr *)&a->ss, &a->len) < 0)
-            goto fail;
+            rc = -errno;
+    }
+out:
+    if (rc < 0) {
+        close(fd);
+        return rc;
     }
     return fd;
-fail:
-    rc = -errno;
-    close(fd);
-    return rc;
 }
 
-int zm_connect_start(const zm_addr *a, int *in_progress)
+int zm_listen_fd(int fd, zm_addr *a)
 {
-    int fd, rc;
-    int family = a->transport == ZM_TR_IPC ? AF_UNIX : a->ss.ss_family;
+    int type = 0, listening = 0, flags;
+    socklen_t len = sizeof(type);
 
-    *in_progress = 0;
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    memset(a, 0, sizeof(*a));
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
         return -errno;
-    if (a->transport == ZM_TR_TCP)
-        tune_tcp(fd);
+    len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+        return -errno;
+    /* Not listening: refused here (libzmq would accept() on it and fail
+     * at each readiness) */
+    if (type != SOCK_STREAM || !listening)
+        return -EINVAL;
+    a->len = sizeof(a->ss);
+    if (getsockname(fd, (struct sockaddr *)&a->ss, &a->len) < 0)
+        return -errno;
+    if (a->ss.ss_family == AF_UNIX)
+        a->transport = ZM_TR_IPC;
+    else if (a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6)
+        a->transport = ZM_TR_TCP;
+    else
+        return -EINVAL;
+    flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+int zm_connect_start(const zm_addr *a, const zm_sockopts *o, int *in_progress)
+{
+    zm_addr to = *a; /* IPv4 instead where open_stream falls back */
+    int fd, rc;
+
+    *in_progress = -1; /* until connect() is called */
+    fd = open_stream(&to);
+    if (fd < 0)
+        return fd;
+    if (to.transport == ZM_TR_TCP &&
+        (rc = tune_open(fd, to.ss.ss_family, o)) < 0)
+        goto fail;
+    *in_progress = 0;
     ZM_COUNT(ZM_CNT_OTHER);
-    rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+    rc = connect(fd, (const struct sockaddr *)&to.ss, to.len);
     if (rc == 0)
         return fd;
     if (errno == EINPROGRESS) { /* tcp; for ipc EAGAIN means a full backlog */
@@ -249,8 +407,14 @@ int zm_connect_start(const zm_addr *a, int *in_progress)
         return fd;
     }
     rc = -errno;
+fail:
     close(fd);
     return rc;
+}
+
+int zm_connect_tune(int fd, int transport, const zm_sockopts *o)
+{
+    return transport == ZM_TR_TCP ? tune_connected(fd, o) : 0;
 }
 
 int zm_connect_result(int fd)
@@ -263,16 +427,23 @@ int zm_connect_result(int fd)
     return -err;
 }
 
-int zm_accept(int listen_fd, int transport)
+int zm_accept(int listen_fd, int transport, const zm_sockopts *o)
 {
-    int fd;
+    int fd, rc;
 
     ZM_COUNT(ZM_CNT_OTHER);
     fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    if (transport == ZM_TR_TCP)
-        tune_tcp(fd);
+    if (transport != ZM_TR_TCP)
+        return fd;
+    rc = tune_connected(fd, o);
+    if (rc == 0 && o->tos != 0)
+        rc = set_tos(fd, o->tos);
+    if (rc < 0) { /* libzmq: ACCEPT_FAILED (and the descriptor closed) */
+        close(fd);
+        return rc;
+    }
     return fd;
 }

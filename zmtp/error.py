@@ -60,9 +60,9 @@ class ContextTerminated(ZMQError):
 
 class OptionNotImplemented(ZMQError, AttributeError):
     """ZMQError(EINVAL) for a libzmq option zmtp does not implement (yet),
-    set or read as an attribute (``s.tcp_keepalive = 1``), as a Context
+    set or read as an attribute (``s.rate = 1``), as a Context
     default or a context option; its message names the option.  Also an
-    AttributeError, so that ``hasattr(s, "ipv6")`` is False rather than an
+    AttributeError, so that ``hasattr(s, "rate")`` is False rather than an
     error."""
 
     def __init__(self, name: str, kind: str = "socket") -> None:

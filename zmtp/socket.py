@@ -67,6 +67,21 @@ from zmtp.constants import (
     PLAIN_PASSWORD,
     ZAP_DOMAIN,
     ZAP_ENFORCE_DOMAIN,
+    AFFINITY,
+    SNDBUF,
+    RCVBUF,
+    BACKLOG,
+    IPV4ONLY,
+    IPV6,
+    TCP_KEEPALIVE,
+    TCP_KEEPALIVE_CNT,
+    TCP_KEEPALIVE_IDLE,
+    TCP_KEEPALIVE_INTVL,
+    TOS,
+    CONNECT_TIMEOUT,
+    TCP_MAXRT,
+    USE_FD,
+    BINDTODEVICE,
     CONFLATE,
     CONNECT_ROUTING_ID,
     INVERT_MATCHING,
@@ -416,6 +431,22 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     only_first_subscribe = _int_option(ONLY_FIRST_SUBSCRIBE, "ONLY_FIRST_SUBSCRIBE: a multipart message is a subscription only "
                                        "when its first frame is one (PUB, XPUB, XSUB; write-only).")
     stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
+    # transport (docs/options.md): applied to the descriptors of later binds and connects, as libzmq
+    affinity = _int_option(AFFINITY, "AFFINITY: I/O thread mask; kept and read back, no effect (zmtp has no I/O threads).")
+    sndbuf = _int_option(SNDBUF, "SNDBUF: the kernel's SO_SNDBUF for tcp descriptors (-1: the OS default).")
+    rcvbuf = _int_option(RCVBUF, "RCVBUF: the kernel's SO_RCVBUF for tcp descriptors (-1: the OS default).")
+    backlog = _int_option(BACKLOG, "BACKLOG: listen()'s backlog of tcp and ipc listeners (default 128; libzmq's 100).")
+    ipv4only = _int_option(IPV4ONLY, "IPV4ONLY: the inverse of IPV6 (default 1).")
+    ipv6 = _int_option(IPV6, "IPV6: tcp://*:port binds [::] (IPv4 too) and host names resolve to IPv6 (default 0).")
+    tcp_keepalive = _int_option(TCP_KEEPALIVE, "TCP_KEEPALIVE: SO_KEEPALIVE on tcp connections (-1: the OS default, 0 off, 1 on).")
+    tcp_keepalive_cnt = _int_option(TCP_KEEPALIVE_CNT, "TCP_KEEPALIVE_CNT: TCP_KEEPCNT with TCP_KEEPALIVE set (-1: the OS default).")
+    tcp_keepalive_idle = _int_option(TCP_KEEPALIVE_IDLE, "TCP_KEEPALIVE_IDLE in s: TCP_KEEPIDLE with TCP_KEEPALIVE set (-1: the OS default).")
+    tcp_keepalive_intvl = _int_option(TCP_KEEPALIVE_INTVL, "TCP_KEEPALIVE_INTVL in s: TCP_KEEPINTVL with TCP_KEEPALIVE set (-1: the OS default).")
+    tos = _int_option(TOS, "TOS: IP_TOS / IPV6_TCLASS of tcp descriptors (0: none).")
+    connect_timeout = _int_option(CONNECT_TIMEOUT, "CONNECT_TIMEOUT in ms: a tcp dial not done by then is closed and redialled (0: the kernel's).")
+    tcp_maxrt = _int_option(TCP_MAXRT, "TCP_MAXRT in ms: TCP_USER_TIMEOUT of tcp connections (0: the OS default).")
+    use_fd = _int_option(USE_FD, "USE_FD: bind() listens on this descriptor, bound by the caller, and owns it (-1: none).")
+    bindtodevice = _bytes_option(BINDTODEVICE, "BINDTODEVICE: SO_BINDTODEVICE of tcp descriptors (needs CAP_NET_RAW; b'': none).")
 
     def subscribe(self, topic: Union[bytes, str]) -> None:
         """SUB/XSUB: receive messages whose first frame starts with ``topic``

@@ -150,7 +150,7 @@ static int rig_open(rig *r, int queue_early)
     r->s.mech_cfg.as_server = 1;
     snprintf(endpoint, sizeof(endpoint), "ipc://%s", r->path);
     if (zm_sock_connect(&r->s, endpoint,
-                        zm_addr_parse(endpoint, 0, &addr, err, sizeof(err)),
+                        zm_addr_parse(endpoint, 0, 0, &addr, err, sizeof(err)),
                         &addr) < 0)
         return -1;
     /* Queued before the connection exists: goes after the handshake. */
