@@ -416,6 +416,9 @@ typedef struct zm_sock {
     int conflate_in;             /* its effect: a peer's input queue keeps
                                     only its newest message (DEALER, PULL,
                                     SUB: libzmq's conflating types) */
+    int conflate_out;            /* and a new message replaces those queued
+                                    for a tcp/ipc peer that no byte of has
+                                    been written (DEALER, PUSH, PUB) */
     int req_correlate;           /* REQ_CORRELATE: requests carry req_id */
     int req_relaxed;             /* REQ_RELAXED: a new request may go
                                     before the reply */

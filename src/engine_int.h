@@ -139,6 +139,10 @@ void zm_route_connected(zm_sock *s, zm_conn *c);
 /* CONFLATE: what c has queued for the application is dropped (a newer
  * message is about to take its place). */
 void zm_route_conflate(zm_conn *c);
+/* CONFLATE, sending (s->conflate_out), at a message's first frame for a
+ * tcp/ipc peer c: the whole messages queued on c that no byte of has been
+ * written are cut, so the new one replaces them. */
+void zm_conn_conflate_out(zm_conn *c);
 
 /* What the connections call (engine_conn.c, engine_inproc.c). */
 static inline int zm_route_sends_id(const zm_sock *s)

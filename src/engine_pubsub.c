@@ -294,6 +294,8 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
             }
             continue;
         }
+        if (ZM_UNLIKELY(s->conflate_out) && !c->in_msg)
+            zm_conn_conflate_out(c); /* CONFLATE: replaces the unsent */
         if (conn_begin_msg(c) < 0) { /* its first frame: nothing queued */
             s->targets[i] = NULL; /* out of memory: this peer loses it */
             continue;

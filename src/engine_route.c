@@ -68,6 +68,8 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
 
     if (c->inproc)
         return pipe_put(s, c, data, n, more);
+    if (ZM_UNLIKELY(s->conflate_out) && !c->in_msg)
+        zm_conn_conflate_out(c);
     if (conn_begin_msg(c) < 0)
         return -ENOMEM;
     h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
@@ -83,6 +85,34 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
         conn_put_deferred(c);
     }
     return 0;
+}
+
+/* CONFLATE, sending (engine_int.h): the unsent whole messages at the back
+ * of c's queue are cut, only when nothing but them follows the first of
+ * them (a command queued between, a PING or a PONG, keeps them all); a
+ * message the peer has part of stays. */
+void zm_conn_conflate_out(zm_conn *c)
+{
+    uint64_t w = conn_sent_offset(c), cut, at;
+    size_t first = 0;
+
+    while (first < c->ends_n &&
+           c->ends[(c->ends_head + first) % c->ends_cap].start < w)
+        first++; /* begun: the peer has part of it */
+    if (first == c->ends_n)
+        return;
+    cut = at = c->ends[(c->ends_head + first) % c->ends_cap].start;
+    for (size_t i = first; i < c->ends_n; i++) {
+        const struct zm_span *e = &c->ends[(c->ends_head + i) % c->ends_cap];
+        if (e->start != at)
+            return; /* a command between */
+        at = e->end;
+    }
+    if (at != c->enc_total || c->enc_total - cut > c->out.bytes - c->hs_left)
+        return;
+    zm_outq_drop_back(&c->out, (size_t)(c->enc_total - cut));
+    c->enc_total = cut;
+    c->ends_n = first;
 }
 
 /* A frame of a message to c could not be queued (out of memory): what of

@@ -772,8 +772,8 @@ static PyObject *get_write_only(SocketObject *self, const sockopt *o)
     return zm_py_raise_zmq(self->st, EINVAL, msg);
 }
 
-/* CONFLATE: 0 or 1 on any type (libzmq); it acts on the receiving side of
- * DEALER, PULL and SUB (docs/options.md). */
+/* CONFLATE: 0 or 1 on any type (libzmq); it acts on what DEALER, PULL and
+ * SUB receive and what DEALER, PUSH and PUB send (docs/options.md). */
 static int set_conflate(SocketObject *self, const sockopt *o,
                         PyObject *value)
 {
@@ -783,6 +783,8 @@ static int set_conflate(SocketObject *self, const sockopt *o,
         return -1;
     self->s.conflate_in = self->s.conflate &&
                           (t == ZM_DEALER || t == ZM_PULL || t == ZM_SUB);
+    self->s.conflate_out = self->s.conflate &&
+                           (t == ZM_DEALER || t == ZM_PUSH || t == ZM_PUB);
     return 0;
 }
 

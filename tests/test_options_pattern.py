@@ -219,6 +219,41 @@ def test_conflate_sub_keeps_the_newest(impl, binder, transport, backend, ctx, zc
     _conflated(t, b"end")
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["PUSH", "PUB"])
+@pytest.mark.parametrize("binder", BINDERS)
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_conflate_sender(impl, kind, binder, transport, backend, ctx, zctx, tmp_path):
+    """A PUSH or PUB with CONFLATE never waits for a peer that does not
+    read: each message replaces the ones not sent yet.  The peer then gets
+    what the kernel's buffers held and the last one, not all 400 (25 MiB)."""
+    oracle_once(impl, backend)
+    L = lib(impl)
+    t = make_tested(impl, ctx, zctx, kind, conflate=1)
+    p = peer(zctx, "PULL" if kind == "PUSH" else "SUB", rcvhwm=1)
+    if kind == "PUB":
+        p.setsockopt(zmq.SUBSCRIBE, b"")
+    pair(t, p, binder, transport, tmp_path)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:  # connected (and, for PUB, subscribed)
+        t.send(b"hello")
+        if p.poll(20):
+            break
+        assert time.monotonic() < deadline, "the peer never got a message"
+    body = b"x" * 65536
+    for i in range(400):
+        t.send(b"%03d" % i + body, L.NOBLOCK)  # never Again
+    t.send(b"last", L.NOBLOCK)
+    got: List[bytes] = []
+    while not got or got[-1] != b"last":
+        m = recv_driven(p, t)
+        if m != b"hello":
+            got.append(m)
+    assert len(got) < 401, len(got)
+    assert all(g[3:] == body for g in got[:-1])
+    assert [int(g[:3]) for g in got[:-1]] == sorted(int(g[:3]) for g in got[:-1])
+
+
 # ============================================ REQ_CORRELATE, REQ_RELAXED
 
 
