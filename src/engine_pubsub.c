@@ -460,14 +460,16 @@ int zm_xsub_send(zm_sock *s, const void *data, size_t n, int more)
     if (more && s->only_first_subscribe &&
         zm_parse_subscription_message(data, n, &on, &topic, &tn)) {
         /* ONLY_FIRST_SUBSCRIBE (libzmq's xsub.cpp): the first frame of a
-         * multipart message subscribes; the frames after it go nowhere
-         * (libzmq sends them upstream as data: docs/decisions.md). */
+         * multipart message subscribes (upstream as a SUBSCRIBE); the
+         * frames after it go to every publisher as data, a message of
+         * their own (zm_fanout_more). */
         int rc = subscribe(s, topic, tn, on);
+        if (rc == 0)
+            rc = fanout_choose(s, NULL, 0);
         if (rc < 0)
-            return rc;
-        s->ntargets = 0; /* zm_fanout_more sends them to no one */
+            return zm_send_failed(s, NULL, rc);
         s->out_more = 1;
-        s->out_drop = 1;
+        s->out_drop = 0;
         return 0;
     }
     return zm_pub_send(s, data, n, more);

@@ -619,13 +619,17 @@ def test_only_first_subscribe_xpub(impl, binder, transport, backend, ctx, zctx, 
 @interop
 def test_only_first_subscribe_xsub(impl, binder, transport, backend, ctx, zctx, tmp_path):
     """An XSUB with ONLY_FIRST_SUBSCRIBE: the first frame of a multipart
-    message subscribes (upstream and for its own filter)."""
+    message subscribes (upstream and for its own filter), the frames after
+    it reach the XPUB as data."""
     oracle_once(impl, backend)
     t = make_tested(impl, ctx, zctx, "XSUB", only_first_subscribe=1)
     xpub = peer(zctx, "XPUB")
     pair(t, xpub, binder, transport, tmp_path)
-    t.send_multipart([b"\x01a", b"rest"])
-    assert recv_driven(xpub, t) == b"\x01a"
+    t.send(b"\x01z")  # a subscription the plain way: the link is up
+    assert recv_driven(xpub, t) == b"\x01z"
+    t.send_multipart([b"\x01a", b"rest", b"\x01more"])
+    assert xpub.recv() == b"\x01a"
+    assert xpub.recv() == b"rest"
     for m in (b"b1", b"a1"):
         xpub.send(m)
     assert t.recv() == b"a1"
