@@ -802,3 +802,21 @@ def test_metadata_with_plain(binder, backend, ctx, zctx, tmp_path):
         assert reply.get("X-side") == "server"
     finally:
         auth.stop()
+
+
+def test_inproc_xpub_nodrop(backend, ctx, spawn):
+    """XPUB_NODROP over inproc: Again at the pipe's HWM, then a blocking
+    send waits until the subscriber reads; nothing is lost."""
+    x = zsock(ctx, zmtp.XPUB, xpub_nodrop=1, sndhwm=5)
+    x.bind("inproc://opt-nodrop")
+    s = zsock(ctx, zmtp.SUB, rcvhwm=5)
+    s.connect("inproc://opt-nodrop")
+    s.subscribe(b"")
+    assert recv_driven(x, s) == b"\x01"
+    sent = 0
+    with pytest.raises(zmtp.Again):
+        for sent in range(10000):
+            x.send(b"%d" % sent, zmtp.NOBLOCK)
+    reader = spawn(lambda: [s.recv() for _ in range(sent + 1)])
+    x.send(b"end")
+    assert reader.result() == [b"%d" % i for i in range(sent)] + [b"end"]
