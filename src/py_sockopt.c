@@ -281,29 +281,40 @@ static PyObject *get_maxmsgsize(SocketObject *self, const sockopt *o)
     return PyLong_FromLongLong(self->s.maxmsgsize);
 }
 
-static int set_routing_id(SocketObject *self, const sockopt *o,
-                          PyObject *value)
+/* A routing id option (ROUTING_ID, CONNECT_ROUTING_ID): 1..255 bytes into
+ * dst (its length in *len); `nonzero`: not starting with a zero byte.  0,
+ * or -1 with TypeError or EINVAL naming o. */
+static int set_id_bytes(SocketObject *self, const sockopt *o, PyObject *value,
+                        int nonzero, unsigned char *dst, size_t *len)
 {
+    char msg[128];
     Py_buffer view;
     int rc = 0;
 
-    (void)o;
-    if (get_bytes_option(value, &view,
-                         "ROUTING_ID takes bytes (use setsockopt_string for "
-                         "str)") < 0)
+    snprintf(msg, sizeof(msg), "%s takes bytes (use setsockopt_string for "
+                               "str)", o->name);
+    if (get_bytes_option(value, &view, msg) < 0)
         return -1;
     if (view.len < 1 || view.len > 255 ||
-        ((const unsigned char *)view.buf)[0] == 0) {
-        zm_py_raise_zmq(self->st, EINVAL,
-                        "Invalid argument: ROUTING_ID must be 1..255 bytes "
-                        "not starting with a zero byte");
+        (nonzero && ((const unsigned char *)view.buf)[0] == 0)) {
+        snprintf(msg, sizeof(msg),
+                 "Invalid argument: %s must be 1..255 bytes%s", o->name,
+                 nonzero ? " not starting with a zero byte" : "");
+        zm_py_raise_zmq(self->st, EINVAL, msg);
         rc = -1;
     } else {
-        memcpy(self->s.routing_id, view.buf, (size_t)view.len);
-        self->s.routing_id_len = (size_t)view.len;
+        memcpy(dst, view.buf, (size_t)view.len);
+        *len = (size_t)view.len;
     }
     PyBuffer_Release(&view);
     return rc;
+}
+
+static int set_routing_id(SocketObject *self, const sockopt *o,
+                          PyObject *value)
+{
+    return set_id_bytes(self, o, value, 1, self->s.routing_id,
+                        &self->s.routing_id_len);
 }
 
 static PyObject *get_routing_id(SocketObject *self, const sockopt *o)
@@ -805,24 +816,10 @@ static int set_invert_matching(SocketObject *self, const sockopt *o,
 static int set_connect_rid(SocketObject *self, const sockopt *o,
                            PyObject *value)
 {
-    Py_buffer view;
-    int rc = 0;
-
-    if (check_type(self, o, TYPE_BIT(ZM_ROUTER) | TYPE_BIT(ZM_STREAM)) < 0 ||
-        get_bytes_option(value, &view, "CONNECT_ROUTING_ID takes bytes (use "
-                                       "setsockopt_string for str)") < 0)
+    if (check_type(self, o, TYPE_BIT(ZM_ROUTER) | TYPE_BIT(ZM_STREAM)) < 0)
         return -1;
-    if (view.len < 1 || view.len > 255) {
-        zm_py_raise_zmq(self->st, EINVAL,
-                        "Invalid argument: CONNECT_ROUTING_ID must be 1..255 "
-                        "bytes");
-        rc = -1;
-    } else {
-        memcpy(self->s.connect_rid, view.buf, (size_t)view.len);
-        self->s.connect_rid_len = (size_t)view.len;
-    }
-    PyBuffer_Release(&view);
-    return rc;
+    return set_id_bytes(self, o, value, 0, self->s.connect_rid,
+                        &self->s.connect_rid_len);
 }
 
 /* XPUB_WELCOME_MSG (PUB, XPUB): sent to each new subscriber; empty: none. */
