@@ -459,6 +459,10 @@ static inline void sock_leave(SocketObject *self)
         if (zm_sock_events(&self->s) & ~self->events_at_enter)
             zm_mailbox_signal(self->s.mb);
     }
+    /* No call of ours holds it now: a close() on this thread that finds
+     * the socket held (term() freeing it) must wait for that holder, not
+     * take itself for it (sock_claim_terminated). */
+    self->owner = 0;
     /* Release: pairs with the acquire in sock_claim (the next caller's or
      * the progress thread's): our engine writes are visible to it. */
     __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);

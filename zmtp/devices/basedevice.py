@@ -135,7 +135,7 @@ class Device:
 
     def _setup_sockets(self) -> Tuple[Socket, ...]:
         """Make the context and the in and out sockets (in the running thread)."""
-        self._context = type(self).context_factory()
+        self._context = self.context_factory()
         ins = self._context.socket(self.in_type)
         self._sockets.append(ins)
         outs = ins
