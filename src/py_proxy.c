@@ -5,8 +5,11 @@
  * second thread's call on one gets EBUSY), releases the GIL, and then
  * alternates proxy.c's runs, engine steps and py_wait.c's wait
  * (zm_py_wait_released) until TERMINATE, term() or an error; the GIL is
- * taken back only to run signal handlers (after an interrupted sleep, or
- * every ZM_PROXY_SIGNAL_NS while idle), to raise, and to return.
+ * taken back only to raise and to return, and, on the main thread (the
+ * one that runs Python's signal handlers), to run them after an
+ * interrupted sleep or every ZM_PROXY_SIGNAL_NS while idle.  A proxy on
+ * another thread never takes it: it goes on while a long C call elsewhere
+ * holds the GIL (ipykernel's heartbeat device).
  *
  * Owns:      _proxy.
  * May call:  Python.h, py_module.h (sock_enter / sock_leave, the wait),
@@ -65,8 +68,9 @@ static int prefix_arg(PyObject *obj, const char **data, Py_ssize_t *n)
 }
 
 /* The loop, GIL released in between; 0 (TERMINATE), 1 (a signal handler
- * raised: its exception is set), or -errno. */
-static int proxy_loop(zm_proxy *p, proxy_socks *ps)
+ * raised: its exception is set), or -errno.  `signals`: this is the main
+ * thread, which runs Python's signal handlers. */
+static int proxy_loop(zm_proxy *p, proxy_socks *ps, int signals)
 {
     PyThreadState *ts = PyEval_SaveThread();
     int rc = 0;
@@ -101,11 +105,11 @@ static int proxy_loop(zm_proxy *p, proxy_socks *ps)
          * sleep until a socket may have progress. */
         for (i = 0; i < ps->n; i++)
             zm_sock_flush(&ps->socks[i]->s, -1);
-        deadline = zm_now_ns() + ZM_PROXY_SIGNAL_NS;
+        deadline = signals ? zm_now_ns() + ZM_PROXY_SIGNAL_NS : -1;
         rc = zm_py_wait_released(ps->socks, ps->n, deadline);
         if (rc < 0)
             break;
-        if (rc == 1 || zm_now_ns() >= deadline) {
+        if (signals && (rc == 1 || zm_now_ns() >= deadline)) {
             int sig;
             PyEval_RestoreThread(ts);
             sig = PyErr_CheckSignals();
@@ -126,12 +130,14 @@ static int proxy_loop(zm_proxy *p, proxy_socks *ps)
 
 ZM_PY_DOC(zm_py_proxy_doc,
 "_proxy(frontend, backend, capture, control, in_prefix=None,\n"
-"       out_prefix=None, swap_ids=False, /)\n--\n\n"
+"       out_prefix=None, swap_ids=False, signals=False, /)\n--\n\n"
 "Move whole messages between frontend and backend (one socket may be\n"
 "both), each also to capture, steered by control (PAUSE, RESUME,\n"
 "TERMINATE, STATISTICS), with the GIL released.  With in_prefix /\n"
 "out_prefix (monitored_queue), capture copies start with the prefix of\n"
 "their direction; swap_ids swaps every message's first two frames.\n"
+"signals: the caller is the main thread (it runs signal handlers while\n"
+"idle; elsewhere the GIL is never taken until the proxy ends).\n"
 "Returns None after TERMINATE; raises ContextTerminated when the\n"
 "context is terminated, ZMQError on a failed send or receive.");
 
@@ -139,7 +145,7 @@ PyObject *zm_py_proxy(PyObject *module, PyObject *args)
 {
     zmtp_state *st = get_state(module);
     PyObject *fo, *bo, *co, *ko, *ipo = Py_None, *opo = Py_None;
-    int swap = 0, rc;
+    int swap = 0, signals = 0, rc;
     zm_sock *front, *back, *cap, *ctl;
     const char *ip, *op;
     Py_ssize_t ipn, opn;
@@ -147,8 +153,8 @@ PyObject *zm_py_proxy(PyObject *module, PyObject *args)
     zm_proxy p;
     PyObject *result = NULL;
 
-    if (!PyArg_ParseTuple(args, "OOOO|OOp:_proxy", &fo, &bo, &co, &ko, &ipo,
-                          &opo, &swap))
+    if (!PyArg_ParseTuple(args, "OOOO|OOpp:_proxy", &fo, &bo, &co, &ko, &ipo,
+                          &opo, &swap, &signals))
         return NULL;
     if (fo == Py_None || bo == Py_None) {
         PyErr_SetString(PyExc_TypeError,
@@ -173,7 +179,7 @@ PyObject *zm_py_proxy(PyObject *module, PyObject *args)
     zm_proxy_init(&p, front, back, cap, ctl);
     if (ip != NULL || op != NULL || swap)
         zm_proxy_set_prefixes(&p, ip, (size_t)ipn, op, (size_t)opn, swap);
-    rc = proxy_loop(&p, &ps);
+    rc = proxy_loop(&p, &ps, signals);
     zm_proxy_free(&p);
     if (rc == 0) {
         Py_INCREF(Py_None);

@@ -187,20 +187,29 @@ def test_monitored_queue_router_router_swaps_ids(backend: str, zctx: Any) -> Non
     client.connect(f"{IFACE}:{in_port}")
     server.connect(f"{IFACE}:{out_port}")
     got: List[Any] = []
+    copies: List[Any] = []
 
     def arrived() -> bool:
+        # until the server is connected and the monitor's subscription is in
         client.send_multipart([b"server", b"ping"])
-        try:
-            while True:
-                got.append(server.recv_multipart(zmq.DONTWAIT))
-        except zmq.Again:
-            return bool(got)
+        for sock, into in ((server, got), (mon, copies)):
+            try:
+                while True:
+                    into.append(sock.recv_multipart(zmq.DONTWAIT))
+            except zmq.Again:
+                pass
+        return bool(got) and bool(copies)
 
-    wait_for(arrived, DEADLINE_S, "the server's connection to the device", step=0.05)
-    assert got[0] == [b"client", b"ping"]
+    wait_for(arrived, DEADLINE_S, "the server's connection and the monitor's subscription", step=0.05)
+    assert set(map(tuple, got)) == {(b"client", b"ping")}
+    assert set(map(tuple, copies)) == {(b"in", b"server", b"client", b"ping")}
     server.send_multipart([b"client", b"pong"])
     assert client.recv_multipart() == [b"server", b"pong"]
-    wait_for(lambda: mon.poll(10) != 0, DEADLINE_S, "a monitor copy")
+    while True:  # pings still on their way come first
+        copy = mon.recv_multipart()
+        if copy[0] == b"out":
+            break
+    assert copy == [b"out", b"client", b"server", b"pong"]
     _stop(dev)
 
 

@@ -143,7 +143,7 @@ INPROC = "inproc_reqrep,inproc_pushpull"
 #: the table without --scenario: every scenario, the inproc ones, then the async ones last
 DEFAULT_CASES = ["reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub 1 sub", "pubsub 4 sub",
                  "inproc_reqrep", "inproc_pushpull", "async_reqrep", "async_pushpull", "async_dealer_router"]
-DEFAULT_HELP = "(default: all but curve_reqrep, curve_pushpull, curve_handshake)"
+DEFAULT_HELP = "(default: all but curve_reqrep, curve_pushpull, curve_handshake, proxy)"
 INPROC_ROWS = [("inproc_reqrep", "p50_us"), ("inproc_reqrep", "p99_us"), ("inproc_pushpull", "msg_s")]
 
 
@@ -516,3 +516,33 @@ def test_curve_group_and_default():
     text = " ".join(parser.format_help().split())
     assert "curve = curve_reqrep, curve_pushpull, curve_handshake (not in the default run" in text, text
     assert "all but curve_reqrep, curve_pushpull, curve_handshake" in text, text
+
+
+# ---------------------------------------------------------------- the proxy row (zmtp.proxy beside zmq.proxy)
+
+
+def test_proxy_row_json_and_text():
+    """--scenario proxy: PUSH -> proxy process -> PULL process, a figure for each zmtp column and pyzmq (one
+    run, a small count), its ratio; raw has no proxy column; the text table names the target."""
+    impls = [zmtp_backends()[-1], "pyzmq", "raw"]
+    r = perf("--count", "2000", "--runs", "1", "--scenario", "proxy", "--impl", ",".join(impls), "--json",
+             "--timeout", "15")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    running = [i for i in impls if i not in doc["skipped"]]
+    [row] = doc["rows"]
+    assert (row["case"], row["metric"], row["size"], row["count"]) == ("proxy", "msg_s", 64, 2000), row
+    assert row["errors"] == {} and row["mechanism"] == "NULL", row
+    for impl in running:
+        if impl == "raw":
+            assert row["values"]["raw"] is None and row["runs"]["raw"] == [], row
+        else:
+            assert isinstance(row["values"][impl], float) and row["values"][impl] > 0, (impl, row)
+    if "pyzmq" in running:
+        assert row["ratios"]["zmtp/pyzmq"] > 0, row["ratios"]
+    r = perf("--count", "2000", "--runs", "1", "--scenario", "proxy", "--impl", zmtp_backends()[-1], "--quiet",
+             "--timeout", "15", "--transport", "ipc")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[3].split()[:3] == ["proxy", "64", "B"], lines
+    assert "Target (issue 18): zmtp/pyzmq >= 2 on proxy 64 B." in lines, lines

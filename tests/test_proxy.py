@@ -369,3 +369,106 @@ def test_shadow_sockets(backend: str, ctx: Any, zctx: Any, spawn: Any) -> None:
     sender.send(b"via shadow")
     assert receiver.recv() == b"via shadow"
     assert p.end() == "terminated"
+
+
+# ---------------------------------------------------------------- the GIL and signals
+
+#: a pyzmq DEALER: once the parent's thread `tid` is blocked in read(2)
+#: (holding the GIL), and half a second later, one round trip through the
+#: parent's echo device; the outcome is written to the FIFO the parent reads.
+GIL_PEER = r"""
+import os, platform, sys, time
+import zmq
+endpoint, pid, tid, fifo = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = zmq.Context()
+s = ctx.socket(zmq.DEALER)
+s.rcvtimeo = 20000
+s.linger = 0
+s.connect(endpoint)
+s.send(b"warm")
+assert s.recv() == b"warm"
+print("ready", flush=True)
+read_nr = {"x86_64": "0", "aarch64": "63"}.get(platform.machine())
+deadline = time.monotonic() + 30
+while read_nr is not None and time.monotonic() < deadline:
+    with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+        if f.read().split()[0] == read_nr:
+            break
+    time.sleep(0.005)
+time.sleep(0.5)
+s.send(b"while the GIL is held")
+try:
+    out = b"ok" if s.recv() == b"while the GIL is held" else b"wrong"
+except zmq.Again:
+    out = b"timeout"
+with open(fifo, "wb") as f:
+    f.write(out)
+"""
+
+
+def test_proxy_thread_answers_while_another_thread_holds_the_gil(backend: str, ctx: Any, zctx: Any, spawn: Any, tmp_path: Any) -> None:
+    """ipykernel's heartbeat: device(QUEUE, router, router) in a thread keeps
+    echoing while this thread holds the GIL inside one C call (read(2)
+    through ctypes.PyDLL, which keeps the GIL), until the peer, answered,
+    writes to the FIFO that call reads."""
+    import ctypes
+    import os
+
+    from helpers import Peer
+
+    p = Proxied(ctx, zctx, "tcp")
+    router = p.sock(zmtp.ROUTER)
+    router.bind("tcp://127.0.0.1:*")
+    endpoint = _last(router)
+    p.start(spawn, zmtp.device, zmtp.QUEUE, router, router)
+    fifo = str(tmp_path / "gil.fifo")
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR)  # no writer needed to open; read(2) blocks until the peer writes
+    peer = Peer(GIL_PEER, endpoint, os.getpid(), threading.get_native_id(), fifo)
+    try:
+        peer.expect("ready", timeout=DEADLINE_S)
+        libc = ctypes.PyDLL(None)  # PyDLL: the call keeps the GIL
+        buf = ctypes.create_string_buffer(16)
+        n = libc.read(fd, buf, 16)
+        assert buf.raw[:n] == b"ok"
+    finally:
+        os.close(fd)
+        peer.kill()
+    assert p.end() == "terminated"
+
+
+SIGNAL_PEER = r"""
+import sys
+import zmtp
+ctx = zmtp.Context()
+front, back = ctx.socket(zmtp.PULL), ctx.socket(zmtp.PUSH)
+front.bind("tcp://127.0.0.1:*")
+try:
+    print("ready", flush=True)
+    zmtp.proxy(front, back)
+except KeyboardInterrupt:
+    print("interrupted", front.getsockopt(zmtp.RCVHWM), flush=True)
+ctx.destroy(linger=0)
+"""
+
+
+def test_proxy_on_the_main_thread_runs_signal_handlers() -> None:
+    """Ctrl-C ends a proxy running on the main thread with KeyboardInterrupt,
+    and the sockets are the caller's again."""
+    import os
+    import signal
+
+    from helpers import Peer
+
+    peer = Peer(SIGNAL_PEER)
+    try:
+        peer.expect("ready", timeout=DEADLINE_S)
+        line = None
+        for _ in range(int(DEADLINE_S / 0.2)):
+            os.kill(peer.proc.pid, signal.SIGINT)
+            line = peer.poll_line(0.2)
+            if line is not None:
+                break
+        assert line == "interrupted 1000", line
+    finally:
+        peer.kill()

@@ -15,6 +15,7 @@ package face and ``devices`` import it.
 
 from __future__ import annotations
 
+import threading
 from enum import IntEnum
 from typing import Optional
 
@@ -39,6 +40,12 @@ FORWARDER = DeviceType.FORWARDER
 QUEUE = DeviceType.QUEUE
 
 
+def _on_main_thread() -> bool:
+    """Whether this thread runs Python's signal handlers (then the C
+    proxy takes the GIL now and then, while idle, to run them)."""
+    return threading.current_thread() is threading.main_thread()
+
+
 def proxy(frontend: Socket, backend: Socket, capture: Optional[Socket] = None) -> int:
     """Forward whole messages both ways until the context is terminated.
 
@@ -48,7 +55,7 @@ def proxy(frontend: Socket, backend: Socket, capture: Optional[Socket] = None) -
     its source).  Like pyzmq's ``zmq.proxy`` it only returns by raising
     (ContextTerminated when the context ends).
     """
-    _zmtp._proxy(frontend, backend, capture, None)
+    _zmtp._proxy(frontend, backend, capture, None, None, None, False, _on_main_thread())
     return 0
 
 
@@ -66,7 +73,7 @@ def proxy_steerable(
     from the backend, sent to it (frames counted, as libzmq 4.3.5 counts
     them).  Every other command gets an empty reply (libzmq 4.3.5's, so a
     REP control socket can take the next one)."""
-    _zmtp._proxy(frontend, backend, capture, control)
+    _zmtp._proxy(frontend, backend, capture, control, None, None, False, _on_main_thread())
     return 0
 
 

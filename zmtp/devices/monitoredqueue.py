@@ -6,6 +6,8 @@ Layering: imports ``constants``, ``socket`` and the C extension.
 
 from __future__ import annotations
 
+import threading
+
 from zmtp import _zmtp
 from zmtp.constants import ROUTER
 from zmtp.socket import Socket
@@ -25,4 +27,5 @@ def monitored_queue(
     if not isinstance(in_prefix, bytes) or not isinstance(out_prefix, bytes):
         raise TypeError("in_prefix and out_prefix must be bytes")
     swap_ids = in_socket.type == ROUTER and out_socket.type == ROUTER
-    _zmtp._proxy(in_socket, out_socket, mon_socket, None, in_prefix, out_prefix, swap_ids)
+    _zmtp._proxy(in_socket, out_socket, mon_socket, None, in_prefix, out_prefix, swap_ids,
+                 threading.current_thread() is threading.main_thread())
