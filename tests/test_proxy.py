@@ -472,3 +472,22 @@ def test_proxy_on_the_main_thread_runs_signal_handlers() -> None:
         assert line == "interrupted 1000", line
     finally:
         peer.kill()
+
+
+def test_mixed_transports(backend: str, ctx: Any, zctx: Any, spawn: Any, tmp_path: Any) -> None:
+    """inproc frontend (zmtp peers), tcp backend (pyzmq), ipc capture (pyzmq): one proxy."""
+    p = Proxied(ctx, zctx, "inproc")
+    front, back, cap = p.sock(zmtp.PULL), p.sock(zmtp.PUSH), p.sock(zmtp.PUSH)
+    sender = p.peer(zmtp.PUSH)  # zmtp, inproc
+    receiver = psock(zctx, zmq.PULL)
+    tap = psock(zctx, zmq.PULL)
+    link(front, sender, "inproc", "zmtp", tmp_path, "front")
+    link(back, receiver, "tcp", "zmtp", tmp_path, "back")
+    link(cap, tap, "ipc", "peer", tmp_path, "cap")
+    p.start(spawn, zmtp.proxy, front, back, cap)
+    sent = [[b"%d" % i, b"y" * (i % 70)] for i in range(300)]
+    for m in sent:
+        sender.send_multipart(m)
+    assert [receiver.recv_multipart() for _ in sent] == sent
+    assert [tap.recv_multipart() for _ in sent] == sent
+    assert p.end() == "terminated"
