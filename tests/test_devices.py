@@ -284,3 +284,17 @@ def test_process_proxy_steerable_terminates(zctx: Any) -> None:
         if dev.launcher.is_alive():
             dev.launcher.terminate()
             dev.join(DEADLINE_S)
+
+
+def test_zmq_devices_under_compat() -> None:
+    """``import zmq.devices`` under zmtp.compat is zmtp.devices."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = ("import zmtp.compat; zmtp.compat.install(); import zmq.devices, zmtp.devices; "
+            "assert zmq.devices is zmtp.devices; assert zmq.devices.ThreadProxy.__module__.startswith('zmtp'); "
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=tempfile.gettempdir())
+    assert r.stdout.split() == ["ok"], r.stdout + r.stderr
