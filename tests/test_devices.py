@@ -30,6 +30,14 @@ def _own_context(dev: Any) -> Any:
     return dev
 
 
+def _connected(zctx: Any, kinds: Any, ports: Any) -> List[Any]:
+    """pyzmq sockets of `kinds`, each connected to its port of IFACE."""
+    socks = [psock(zctx, k) for k in kinds]
+    for s, port in zip(socks, ports):
+        s.connect(f"{IFACE}:{port}")
+    return socks
+
+
 def _stop(dev: Any) -> None:
     """Terminate a thread device's context; it must end cleanly."""
     wait_for(lambda: getattr(dev, "_context", None) is not None, DEADLINE_S, "the device's context")
@@ -92,9 +100,7 @@ def test_thread_proxy_with_monitor(backend: str, zctx: Any) -> None:
     ports = [dev.bind_in_to_random_port(IFACE), dev.bind_out_to_random_port(IFACE), dev.bind_mon_to_random_port(IFACE)]
     dev.setsockopt_out(zmtp.SNDHWM, 5)
     dev.start()
-    push, pull, mon = psock(zctx, zmq.PUSH), psock(zctx, zmq.PULL), psock(zctx, zmq.PULL)
-    for s, port in zip((push, pull, mon), ports):
-        s.connect(f"{IFACE}:{port}")
+    push, pull, mon = _connected(zctx, (zmq.PUSH, zmq.PULL, zmq.PULL), ports)
     sent = [[b"part1", b"%d" % i] for i in range(200)]
     for m in sent:
         push.send_multipart(m)
@@ -111,9 +117,7 @@ def test_thread_proxy_steerable(backend: str, zctx: Any) -> None:
         dev.bind_mon_to_random_port(IFACE), dev.bind_ctrl_to_random_port(IFACE),
     ]
     dev.start()
-    push, pull, mon, ctrl = (psock(zctx, k) for k in (zmq.PUSH, zmq.PULL, zmq.PULL, zmq.PAIR))
-    for s, port in zip((push, pull, mon, ctrl), ports):
-        s.connect(f"{IFACE}:{port}")
+    push, pull, mon, ctrl = _connected(zctx, (zmq.PUSH, zmq.PULL, zmq.PULL, zmq.PAIR), ports)
     push.send(b"hello")
     assert pull.recv() == b"hello"
     assert mon.recv() == b"hello"
@@ -228,9 +232,7 @@ def test_monitored_queue_function(backend: str, zctx: Any) -> None:
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
-    push, pull, tap = psock(zctx, zmq.PUSH), psock(zctx, zmq.PULL), psock(zctx, zmq.PULL)
-    for s, port in zip((push, pull, tap), ports):
-        s.connect(f"{IFACE}:{port}")
+    push, pull, tap = _connected(zctx, (zmq.PUSH, zmq.PULL, zmq.PULL), ports)
     for i in range(50):
         push.send_multipart([b"m", b"%d" % i])
     assert [pull.recv_multipart() for _ in range(50)] == [[b"m", b"%d" % i] for i in range(50)]
@@ -248,9 +250,7 @@ def test_process_proxy(zctx: Any) -> None:
     ports = [dev.bind_in_to_random_port(IFACE), dev.bind_out_to_random_port(IFACE), dev.bind_mon_to_random_port(IFACE)]
     dev.start()
     try:
-        push, pull, mon = psock(zctx, zmq.PUSH), psock(zctx, zmq.PULL), psock(zctx, zmq.PULL)
-        for s, port in zip((push, pull, mon), ports):
-            s.connect(f"{IFACE}:{port}")
+        push, pull, mon = _connected(zctx, (zmq.PUSH, zmq.PULL, zmq.PULL), ports)
         for i in range(20):
             push.send(b"%d" % i)
         assert [pull.recv() for _ in range(20)] == [b"%d" % i for i in range(20)]
@@ -270,9 +270,7 @@ def test_process_proxy_steerable_terminates(zctx: Any) -> None:
     ]
     dev.start()
     try:
-        push, pull, mon, ctrl = (psock(zctx, k) for k in (zmq.PUSH, zmq.PULL, zmq.PULL, zmq.PAIR))
-        for s, port in zip((push, pull, mon, ctrl), ports):
-            s.connect(f"{IFACE}:{port}")
+        push, pull, mon, ctrl = _connected(zctx, (zmq.PUSH, zmq.PULL, zmq.PULL, zmq.PAIR), ports)
         push.send(b"x")
         assert pull.recv() == b"x"
         assert mon.recv() == b"x"

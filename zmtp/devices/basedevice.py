@@ -40,6 +40,41 @@ class _SocketPlan:
             sock.connect(addr)
 
 
+def _role_methods(role: str) -> Tuple[Callable[..., None], Callable[..., None], Callable[..., None], Callable[..., int]]:
+    """pyzmq's four set-up methods of one of a device's sockets (``in``,
+    ``out``, ``mon``, ``ctrl``): ``bind_ROLE(addr)``, ``connect_ROLE(addr)``,
+    ``setsockopt_ROLE(opt, value)``, ``bind_ROLE_to_random_port(addr, ...)``,
+    each queuing its work on the device's ``_ROLE`` plan."""
+
+    def plan(self: Any) -> _SocketPlan:
+        return getattr(self, f"_{role}")
+
+    def bind(self: Any, addr: str) -> None:
+        plan(self).binds.append(addr)
+
+    def connect(self: Any, addr: str) -> None:
+        plan(self).connects.append(addr)
+
+    def setsockopt(self: Any, opt: int, value: Any) -> None:
+        plan(self).sockopts.append((opt, value))
+
+    def bind_to_random_port(self: Any, addr: str, *args: Any, **kwargs: Any) -> int:
+        port = self._reserve_random_port(addr, *args, **kwargs)
+        bind(self, f"{addr}:{port}")
+        return int(port)
+
+    for fn, name, doc in (
+        (bind, f"bind_{role}", f"Queue ``{role}_socket.bind(addr)``."),
+        (connect, f"connect_{role}", f"Queue ``{role}_socket.connect(addr)``."),
+        (setsockopt, f"setsockopt_{role}", f"Queue ``{role}_socket.setsockopt(opt, value)``."),
+        (bind_to_random_port, f"bind_{role}_to_random_port",
+         f"Reserve a free port of ``addr`` now and queue its bind on the {role} socket; returns the port."),
+    ):
+        fn.__name__ = fn.__qualname__ = name
+        fn.__doc__ = doc
+    return bind, connect, setsockopt, bind_to_random_port
+
+
 class Device:
     """A device (a proxy between two sockets) made of socket *types*.
 
@@ -73,41 +108,8 @@ class Device:
         self._context: Optional[Context] = None
 
     # ------------------------------------------------------------ set-up
-    def bind_in(self, addr: str) -> None:
-        """Queue ``in_socket.bind(addr)``."""
-        self._in.binds.append(addr)
-
-    def connect_in(self, addr: str) -> None:
-        """Queue ``in_socket.connect(addr)``."""
-        self._in.connects.append(addr)
-
-    def setsockopt_in(self, opt: int, value: Any) -> None:
-        """Queue ``in_socket.setsockopt(opt, value)``."""
-        self._in.sockopts.append((opt, value))
-
-    def bind_in_to_random_port(self, addr: str, *args: Any, **kwargs: Any) -> int:
-        """Reserve a free port of ``addr`` now and queue its bind on the in socket."""
-        port = self._reserve_random_port(addr, *args, **kwargs)
-        self.bind_in(f"{addr}:{port}")
-        return port
-
-    def bind_out(self, addr: str) -> None:
-        """Queue ``out_socket.bind(addr)``."""
-        self._out.binds.append(addr)
-
-    def connect_out(self, addr: str) -> None:
-        """Queue ``out_socket.connect(addr)``."""
-        self._out.connects.append(addr)
-
-    def setsockopt_out(self, opt: int, value: Any) -> None:
-        """Queue ``out_socket.setsockopt(opt, value)``."""
-        self._out.sockopts.append((opt, value))
-
-    def bind_out_to_random_port(self, addr: str, *args: Any, **kwargs: Any) -> int:
-        """Reserve a free port of ``addr`` now and queue its bind on the out socket."""
-        port = self._reserve_random_port(addr, *args, **kwargs)
-        self.bind_out(f"{addr}:{port}")
-        return port
+    bind_in, connect_in, setsockopt_in, bind_in_to_random_port = _role_methods("in")
+    bind_out, connect_out, setsockopt_out, bind_out_to_random_port = _role_methods("out")
 
     def _reserve_random_port(self, addr: str, *args: Any, **kwargs: Any) -> int:
         """A port of ``addr`` free now (bound once, then released), never

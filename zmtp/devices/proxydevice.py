@@ -6,10 +6,10 @@ Layering: imports ``devices.basedevice``, ``constants``, ``proxy``.
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Tuple
 
 from zmtp.constants import PUB
-from zmtp.devices.basedevice import Device, ProcessDevice, ThreadDevice, _SocketPlan
+from zmtp.devices.basedevice import Device, ProcessDevice, ThreadDevice, _role_methods, _SocketPlan
 from zmtp.proxy import proxy
 from zmtp.socket import Socket
 
@@ -27,23 +27,7 @@ class ProxyBase:
         self.mon_type = mon_type
         self._mon = _SocketPlan()
 
-    def bind_mon(self, addr: str) -> None:
-        """Queue ``mon_socket.bind(addr)``."""
-        self._mon.binds.append(addr)
-
-    def connect_mon(self, addr: str) -> None:
-        """Queue ``mon_socket.connect(addr)``."""
-        self._mon.connects.append(addr)
-
-    def setsockopt_mon(self, opt: int, value: Any) -> None:
-        """Queue ``mon_socket.setsockopt(opt, value)``."""
-        self._mon.sockopts.append((opt, value))
-
-    def bind_mon_to_random_port(self, addr: str, *args: Any, **kwargs: Any) -> int:
-        """Reserve a free port of ``addr`` now and queue its bind on the monitor socket."""
-        port = self._reserve_random_port(addr, *args, **kwargs)  # type: ignore[attr-defined]
-        self.bind_mon(f"{addr}:{port}")
-        return port
+    bind_mon, connect_mon, setsockopt_mon, bind_mon_to_random_port = _role_methods("mon")
 
     def _setup_sockets(self) -> Tuple[Socket, ...]:
         """The in and out sockets, then the monitor socket."""

@@ -8,10 +8,10 @@ Layering: imports ``devices.basedevice``, ``devices.proxydevice``,
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 from zmtp.constants import PUB
-from zmtp.devices.basedevice import _SocketPlan
+from zmtp.devices.basedevice import _role_methods, _SocketPlan
 from zmtp.devices.proxydevice import ProcessProxy, Proxy, ProxyBase, ThreadProxy
 from zmtp.proxy import proxy_steerable
 from zmtp.socket import Socket
@@ -30,23 +30,7 @@ class ProxySteerableBase(ProxyBase):
         self.ctrl_type = ctrl_type
         self._ctrl = _SocketPlan()
 
-    def bind_ctrl(self, addr: str) -> None:
-        """Queue ``ctrl_socket.bind(addr)``."""
-        self._ctrl.binds.append(addr)
-
-    def connect_ctrl(self, addr: str) -> None:
-        """Queue ``ctrl_socket.connect(addr)``."""
-        self._ctrl.connects.append(addr)
-
-    def setsockopt_ctrl(self, opt: int, value: Any) -> None:
-        """Queue ``ctrl_socket.setsockopt(opt, value)``."""
-        self._ctrl.sockopts.append((opt, value))
-
-    def bind_ctrl_to_random_port(self, addr: str, *args: Any, **kwargs: Any) -> int:
-        """Reserve a free port of ``addr`` now and queue its bind on the control socket."""
-        port = self._reserve_random_port(addr, *args, **kwargs)  # type: ignore[attr-defined]
-        self.bind_ctrl(f"{addr}:{port}")
-        return port
+    bind_ctrl, connect_ctrl, setsockopt_ctrl, bind_ctrl_to_random_port = _role_methods("ctrl")
 
     def _setup_sockets(self) -> Tuple[Socket, ...]:
         """The in, out and monitor sockets, then the control socket."""
