@@ -21,7 +21,7 @@ import pytest
 import zmq
 
 import zmtp
-from helpers import DEADLINE_S, TIMEOUT_MS, psock, raises_errno, wait_blocked, wait_for, zsock
+from helpers import DEADLINE_S, TIMEOUT_MS, psock, queue_rounds, raises_errno, wait_blocked, wait_for, zsock
 
 TRANSPORTS = ["tcp", "ipc", "inproc"]
 BINDERS = ["zmtp", "peer"]
@@ -126,14 +126,7 @@ def test_router_dealer_queue_both_ways(backend: str, ctx: Any, zctx: Any, spawn:
         c.connect(_last(front))
     link(back, worker, transport, "peer", tmp_path, "back")
     p.start(spawn, zmtp.proxy, front, back)
-    for rnd in range(20):
-        for i, c in enumerate(clients):
-            c.send_multipart([b"req", b"%d-%d" % (i, rnd)])
-        for _ in clients:
-            msg = worker.recv_multipart()
-            worker.send_multipart([b"rep"] + msg[1:])
-        for i, c in enumerate(clients):
-            assert c.recv_multipart() == [b"rep", b"%d-%d" % (i, rnd)]
+    queue_rounds(clients, worker)
     assert p.end() == "terminated"
 
 
