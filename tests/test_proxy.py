@@ -484,3 +484,25 @@ def test_mixed_transports(backend: str, ctx: Any, zctx: Any, spawn: Any, tmp_pat
     assert [receiver.recv_multipart() for _ in sent] == sent
     assert [tap.recv_multipart() for _ in sent] == sent
     assert p.end() == "terminated"
+
+
+def test_terminated_proxy_keeps_no_page(backend: str, ctx: Any, zctx: Any, spawn: Any) -> None:
+    """A proxy terminated with a message held back (the inproc destination
+    full) and messages queued on both sides leaves no read page alive."""
+    before = zmtp.memory_stats()["pages_live"]
+    p = Proxied(ctx, zctx, "inproc")
+    front, back = p.sock(zmtp.ROUTER), p.sock(zmtp.DEALER, sndhwm=5, rcvhwm=5)
+    front.bind("tcp://127.0.0.1:*")
+    back.bind(_endpoint("inproc", None, "back"))
+    worker = p.peer(zmtp.DEALER, sndhwm=5, rcvhwm=5)
+    worker.connect(_last(back))
+    client = psock(zctx, zmq.DEALER)
+    client.connect(_last(front))
+    p.start(spawn, zmtp.proxy, front, back)
+    for i in range(200):
+        client.send_multipart([b"", b"%d" % i, b"x" * 5000])
+    assert [worker.recv_multipart()[2] for _ in range(20)] == [b"%d" % i for i in range(20)]
+    wait_blocked(p.task)  # the proxy waits with the rest held or queued
+    worker.close(0)
+    assert p.end() == "terminated"
+    wait_for(lambda: zmtp.memory_stats()["pages_live"] <= before, DEADLINE_S, "the proxy's pages to be freed")
