@@ -1,9 +1,10 @@
 /*
  * proxy.c - the proxy's engine side (proxy.h): whole messages moved from
  * one socket to another as the frames the engine decoded (page slices:
- * nothing is copied on the way in; each frame is encoded once into the
- * destination's output, as any send is), a copy of each to the capture
- * socket, and libzmq's control commands.  Never waits and never touches
+ * nothing is copied on the way in; a frame of ZM_SEND_REF_MIN bytes or
+ * more joins the destination's output by reference to its page, a
+ * smaller one is encoded into it as any send is), the same to the capture
+ * socket first, and libzmq's control commands.  Never waits and never touches
  * Python: the face (py_proxy.c) runs it with the GIL released, steps the
  * sockets and waits between runs.
  *
@@ -67,12 +68,14 @@ static size_t stage_len(const zm_proxy_dir *d)
 
 /* Frame k of the held message as the stage sends it: the capture prefix
  * first (monitored_queue), frames 0 and 1 swapped (ROUTER <-> ROUTER
- * monitored_queue), the routing id before the engine's frames. */
+ * monitored_queue), the routing id before the engine's frames.  *page is
+ * the page an engine frame lies in (NULL for the prefix and the id). */
 static void stage_frame(const zm_proxy *p, zm_proxy_dir *d, size_t k,
-                        const void **data, size_t *size)
+                        const void **data, size_t *size, zm_page **page)
 {
     const zm_frame *f;
 
+    *page = NULL;
     if (d->stage == ZM_PX_CAPTURE && d->cap_prefix != NULL) {
         if (k == 0) {
             *data = d->cap_prefix;
@@ -94,18 +97,25 @@ static void stage_frame(const zm_proxy *p, zm_proxy_dir *d, size_t k,
     f = &zm_msg_frames(&d->msg)[k];
     *data = f->data;
     *size = f->size;
+    *page = f->page;
 }
 
 /* One frame to `to`, stepping it once when it has no room (a peer may be
- * finishing its handshake, or output may have drained). */
-static int send_one(zm_sock *to, const void *data, size_t n, int more)
+ * finishing its handshake, or output may have drained).  A frame of
+ * `page` (a received frame) may be queued by reference (engine.h,
+ * ZM_SEND_REF_MIN). */
+static int send_one(zm_sock *to, const void *data, size_t n, int more,
+                    zm_page *page)
 {
-    int rc = zm_sock_send(to, data, n, more);
+    int rc;
 
+    to->send_page = page;
+    rc = zm_sock_send(to, data, n, more);
     if (rc == -EAGAIN || rc == -EHOSTUNREACH) {
         zm_sock_process(to, zm_now_ns());
         rc = zm_sock_send(to, data, n, more);
     }
+    to->send_page = NULL;
     return rc;
 }
 
@@ -120,10 +130,11 @@ static int send_stage(const zm_proxy *p, zm_proxy_dir *d, zm_sock *to,
     while (d->next < n) {
         const void *data;
         size_t size;
+        zm_page *page;
         int rc;
 
-        stage_frame(p, d, d->next, &data, &size);
-        rc = send_one(to, data, size, d->next + 1 < n);
+        stage_frame(p, d, d->next, &data, &size, &page);
+        rc = send_one(to, data, size, d->next + 1 < n, page);
         if (rc < 0)
             return rc;
         if (stat != NULL) {
@@ -190,11 +201,11 @@ static int control_reply(zm_proxy *p, const uint64_t *vals, size_t n)
     int rc = 0;
 
     if (n == 0)
-        return send_one(p->control, NULL, 0, 0);
+        return send_one(p->control, NULL, 0, 0, NULL);
     for (size_t i = 0; i < n && rc >= 0; i++) {
         unsigned char b[8];
         memcpy(b, &vals[i], sizeof(b)); /* host order, as libzmq */
-        rc = send_one(p->control, b, sizeof(b), i + 1 < n);
+        rc = send_one(p->control, b, sizeof(b), i + 1 < n, NULL);
     }
     return rc;
 }

@@ -114,6 +114,29 @@ def test_push_pull_through_proxy_with_capture(backend: str, ctx: Any, zctx: Any,
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+def test_large_frames_by_reference(backend: str, ctx: Any, zctx: Any, spawn: Any, tmp_path: Any, transport: str) -> None:
+    """Frames of ZM_SEND_REF_MIN (8 KiB) and more leave the proxy as
+    references to the pages they were received in (engine.h); mixed with
+    small ones, to the destination and the capture, they arrive whole."""
+    p = Proxied(ctx, zctx, transport)
+    front, back, cap = p.sock(zmtp.PULL), p.sock(zmtp.PUSH), p.sock(zmtp.PUSH)
+    sender, receiver, tap = p.peer(zmtp.PUSH), p.peer(zmtp.PULL), p.peer(zmtp.PULL)
+    link(front, sender, transport, "zmtp", tmp_path, "front")
+    link(back, receiver, transport, "zmtp", tmp_path, "back")
+    link(cap, tap, transport, "zmtp", tmp_path, "cap")
+    p.start(spawn, zmtp.proxy, front, back, cap)
+    sizes = [8191, 8192, 65536, 200_000, 3, 1 << 20]
+    sent = [[bytes([i % 251]) * n, b"tail%d" % i, bytes([(i + 7) % 251]) * sizes[-1 - i % len(sizes)]]
+            for i, n in enumerate(sizes * 5)]
+    for m in sent:
+        sender.send_multipart(m)
+    for m in sent:
+        assert receiver.recv_multipart() == m
+        assert tap.recv_multipart() == m
+    assert p.end() == "terminated"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_router_dealer_queue_both_ways(backend: str, ctx: Any, zctx: Any, spawn: Any, tmp_path: Any, transport: str) -> None:
     """REQ clients -> ROUTER | DEALER -> REP workers: requests and replies
     cross the proxy with their envelopes (routing ids, delimiters)."""
