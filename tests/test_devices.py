@@ -92,6 +92,10 @@ def test_bind_to_random_port_with_range() -> None:
     assert all(41000 <= p < 41999 for p in ports)
     assert ports[0] != ports[1]
     assert dev._in.binds == [f"{IFACE}:{ports[0]}"]
+    # pyzmq's test: more reservations than ports in the range
+    with pytest.raises(zmtp.ZMQBindError):
+        for _ in range(11):
+            dev.bind_in_to_random_port(IFACE, min_port=42000, max_port=42010)
 
 
 def test_thread_proxy_with_monitor(backend: str, zctx: Any) -> None:

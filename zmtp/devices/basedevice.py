@@ -124,7 +124,7 @@ class Device:
                     if full not in self._random_addrs:
                         self._random_addrs.append(full)
                         return port
-        raise ZMQBindError("Could not reserve random port.")
+        raise ZMQBindError(msg="Could not reserve random port.")
 
     # ------------------------------------------------------------ running
     def _make_socket(self, kind: int, plan: _SocketPlan) -> Socket:
