@@ -92,6 +92,8 @@ static PyMethodDef module_methods[] = {
      METH_VARARGS, zm_py_curve_mech_decode_doc},
     /* py_poll.c */
     {"_poll", CFUNC(zm_py_poll), METH_FASTCALL, zm_py_poll_doc},
+    /* py_proxy.c */
+    {"_proxy", (PyCFunction)zm_py_proxy, METH_VARARGS, zm_py_proxy_doc},
     {NULL, NULL, 0, NULL},
 };
 #undef CFUNC

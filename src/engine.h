@@ -306,6 +306,11 @@ typedef struct zm_sock {
     int hold;                    /* send_buffered/send_batch: hold output
                                     until flush, write_buf_size or
                                     ZM_HOLD_NS, not just ZM_COALESCE_NS */
+    zm_page *send_page;          /* set around zm_sock_send by a caller whose
+                                    frame lies in this page (the proxy, a
+                                    received frame): one of ZM_SEND_REF_MIN
+                                    bytes or more is queued by reference,
+                                    not copied (borrowed; NULL: copy) */
     int auto_write;              /* BufferConfig.auto(): write_buf_size
                                     follows the sizes sent */
     uint64_t avg_msg;            /* EWMA of message sizes sent (auto) */
@@ -532,6 +537,12 @@ int zm_sock_may_accept(zm_sock *s);
 /* One non-blocking step of all I/O: accept, connect, read, decode, write,
  * redial when due.  `now_ns` is CLOCK_MONOTONIC. */
 void zm_sock_process(zm_sock *s, int64_t now_ns);
+
+/* A frame of at least this many bytes whose page the caller names
+ * (zm_sock.send_page) joins an output queue or an inproc pipe by reference:
+ * smaller ones are cheaper to copy than to queue as a segment of their
+ * own, and would pin a whole read page each. */
+#define ZM_SEND_REF_MIN ((size_t)8192)
 
 /* Send one frame.  0, or -EAGAIN (no peer can take it now: wait and retry
  * the same frame), -ZM_EFSM (REQ/REP order), -EHOSTUNREACH (ROUTER_MANDATORY

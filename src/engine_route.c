@@ -29,13 +29,16 @@
 
 /* inproc: a frame joins the message being sent; the last one sends it
  * whole (a peer never sees part of a message).  The bytes are copied
- * once, into the socket's fan-out page; the peer's frames reference them. */
+ * once, into the socket's fan-out page; the peer's frames reference them
+ * (or the caller's page: zm_sock.send_page). */
 static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
                     int more)
 {
     zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
 
-    if (n > 0) {
+    if (s->send_page != NULL && n >= ZM_SEND_REF_MIN) {
+        f = page_slice(s->send_page, data, n, more);
+    } else if (n > 0) {
         unsigned char *at = pubpage_room(s, n);
         if (at == NULL)
             return -ENOMEM;
@@ -75,7 +78,12 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
     h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
     if (zm_outq_put(&c->out, hdr, h) < 0)
         return -ENOMEM;
-    if (n > 0 && zm_outq_put(&c->out, data, n) < 0) {
+    if (n > 0 && (s->send_page != NULL && n >= ZM_SEND_REF_MIN && !c->sealed
+                      ? zm_outq_put_shared(&c->out, s->send_page,
+                                           (size_t)((const unsigned char *)data -
+                                                    s->send_page->data),
+                                           n)
+                      : zm_outq_put(&c->out, data, n)) < 0) {
         zm_outq_drop_back(&c->out, h);
         return -ENOMEM;
     }

@@ -459,6 +459,10 @@ static inline void sock_leave(SocketObject *self)
         if (zm_sock_events(&self->s) & ~self->events_at_enter)
             zm_mailbox_signal(self->s.mb);
     }
+    /* No call of ours holds it now: a close() on this thread that finds
+     * the socket held (term() freeing it) must wait for that holder, not
+     * take itself for it (sock_claim_terminated). */
+    self->owner = 0;
     /* Release: pairs with the acquire in sock_claim (the next caller's or
      * the progress thread's): our engine writes are visible to it. */
     __atomic_store_n(&self->ps.busy, ZM_BUSY_FREE, __ATOMIC_RELEASE);
@@ -542,6 +546,11 @@ PyObject *zm_py_sock_stats(SocketObject *self, PyObject *unused);
 int zm_py_wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
                        const int *fds, const unsigned *fd_events, int nfds,
                        int64_t deadline, int lingering);
+/* The proxy's wait (py_proxy.c): prepare with the GIL (opens this
+ * thread's backend; 0 or -1 with an exception), then wait with the GIL
+ * released: 0, 1 (a signal came: run the handlers), -ZM_ETERM, -errno. */
+int zm_py_wait_prepare(zmtp_state *st);
+int zm_py_wait_released(SocketObject **socks, int nsocks, int64_t deadline);
 /* At exec: fork handlers, ZMTP_SPIN_US.  0, or -1 with an exception. */
 int zm_py_wait_init(void);
 extern const char zm_py_set_backend_doc[];
@@ -558,6 +567,13 @@ PyObject *zm_py_spin_us(PyObject *module, PyObject *args);
 extern const char zm_py_poll_doc[];
 PyObject *zm_py_poll(PyObject *module, PyObject *const *args,
                      Py_ssize_t nargs);
+
+/* ================================================================== */
+/* py_proxy.c: _proxy (zmtp.proxy, proxy_steerable, monitored_queue)   */
+/* ================================================================== */
+
+extern const char zm_py_proxy_doc[];
+PyObject *zm_py_proxy(PyObject *module, PyObject *args);
 
 /* ================================================================== */
 /* py_introspect.c: introspection and test hooks                      */

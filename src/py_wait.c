@@ -310,13 +310,11 @@ static int64_t wait_left(const wait_step *w)
     return t < 0 ? 0 : t;
 }
 
-/* Step: this thread's backend and watch list (GIL held). */
-static int wait_begin(wait_step *w, zmtp_state *st, SocketObject **socks,
-                      int nsocks, int lingering)
+/* The wait's fields, on this thread's waiter `tw` (no Python). */
+static void wait_init(wait_step *w, thread_waiter *tw, zmtp_state *st,
+                      SocketObject **socks, int nsocks, int lingering)
 {
-    w->tw = thread_waiter_get(st);
-    if (w->tw == NULL)
-        return -1;
+    w->tw = tw;
     w->tw->waits++;
     w->st = st;
     w->socks = socks;
@@ -328,6 +326,17 @@ static int wait_begin(wait_step *w, zmtp_state *st, SocketObject **socks,
     w->sig_raised = 0;
     w->restep = 0;
     w->rc = 0;
+}
+
+/* Step: this thread's backend and watch list (GIL held). */
+static int wait_begin(wait_step *w, zmtp_state *st, SocketObject **socks,
+                      int nsocks, int lingering)
+{
+    thread_waiter *tw = thread_waiter_get(st);
+
+    if (tw == NULL)
+        return -1;
+    wait_init(w, tw, st, socks, nsocks, lingering);
     return 0;
 }
 
@@ -575,6 +584,64 @@ int zm_py_wait_sockets(zmtp_state *st, SocketObject **socks, int nsocks,
     }
     wait_unwatch(&w);
     return wait_finish(&w);
+}
+
+/* The proxy's wait (py_proxy.c): opens this thread's backend (GIL held).
+ * 0, or -1 with an exception. */
+int zm_py_wait_prepare(zmtp_state *st)
+{
+    return thread_waiter_get(st) == NULL ? -1 : 0;
+}
+
+/*
+ * The same wait, called with the GIL released (the proxy's loop, which
+ * takes the GIL only to raise or return): watch, publish, spin, arm,
+ * sleep, unpublish, unwatch, with no signal handler run.  0 (step the
+ * sockets and call again), 1 (a signal interrupted the sleep: take the
+ * GIL and run the handlers), -ZM_ETERM (a socket's context was
+ * terminated) or -errno.  zm_py_wait_prepare ran on this thread before.
+ */
+int zm_py_wait_released(SocketObject **socks, int nsocks, int64_t deadline)
+{
+    thread_waiter *tw = pthread_getspecific(tls_backend_key);
+    wait_step w;
+
+    if (tw == NULL)
+        return -EINVAL;
+    zm_py_last_send = NULL;
+    wait_init(&w, tw, NULL, socks, nsocks, 0);
+    wait_watch(&w, NULL, NULL, 0, deadline);
+    if (w.err < 0) {
+        w.rc = w.err;
+    } else {
+        int64_t spin;
+
+        wait_publish(&w);
+        spin = spin_budget(socks, nsocks, w.timeout);
+        w.started = zm_now_ns();
+        if (spin > 0) {
+            wait_spin(&w, spin);
+            if (w.inproc_ready)
+                w.timeout = 0;
+        }
+        if (w.rc == 0) {
+            if (w.timeout != 0)
+                wait_arm(&w);
+            w.rc = w.err < 0 ? w.err
+                             : zm_backend_wait(w.tw->be, w.evs,
+                                               WAIT_MAX_EVENTS, w.timeout);
+        }
+        wait_unpublish(&w);
+    }
+    wait_unwatch(&w);
+    if (w.rc == -EINTR)
+        return 1;
+    if (w.rc < 0)
+        return w.rc;
+    for (int i = 0; i < nsocks; i++)
+        if (sock_terminated(socks[i]))
+            return -ZM_ETERM;
+    return 0;
 }
 
 /* ================================================================== */

@@ -315,3 +315,17 @@ def round_trips_under_alloc_failures(dealer: Any, router: Any, sent: List[List[b
         got = router.recv_multipart()
         assert got[0] == b"d" and got[1:] in sent
     return failures
+
+
+def queue_rounds(clients: Sequence[Any], worker: Any, rounds: int = 20) -> None:
+    """REQ `clients` -> a queue (ROUTER | DEALER) -> a REP `worker`: each
+    round every client asks, the worker answers each request, and every
+    client must get its own answer (the envelopes crossed the queue)."""
+    for rnd in range(rounds):
+        for i, c in enumerate(clients):
+            c.send_multipart([b"req", b"%d.%d" % (i, rnd)])
+        for _ in clients:
+            msg = worker.recv_multipart()
+            worker.send_multipart([b"rep"] + msg[1:])
+        for i, c in enumerate(clients):
+            assert c.recv_multipart() == [b"rep", b"%d.%d" % (i, rnd)]

@@ -25,7 +25,7 @@ import zmtp.sugar
 import zmtp.sugar.context
 import zmtp.sugar.socket
 import zmtp.utils.jsonapi
-from helpers import DEADLINE_S, TIMEOUT_MS
+from helpers import DEADLINE_S, TIMEOUT_MS, queue_rounds
 
 zmq = pytest.importorskip("zmq")
 import zmq.log.handlers  # noqa: E402
@@ -288,14 +288,7 @@ def test_device_queue_between_pyzmq_peers(transport, backend, tmp_path, zctx, sp
         c.connect(fep)
     worker = zctx.socket(zmq.REP)
     worker.connect(bep)
-    for round_ in range(20):
-        for i, c in enumerate(clients):
-            c.send_multipart([b"req", b"%d.%d" % (i, round_)])
-        for _ in clients:
-            msg = worker.recv_multipart()
-            worker.send_multipart([b"rep"] + msg[1:])
-        for i, c in enumerate(clients):
-            assert c.recv_multipart() == [b"rep", b"%d.%d" % (i, round_)]
+    queue_rounds(clients, worker)
     dctx.term()
     assert task.result(DEADLINE_S) == "terminated"
     front.close()

@@ -143,7 +143,7 @@ INPROC = "inproc_reqrep,inproc_pushpull"
 #: the table without --scenario: every scenario, the inproc ones, then the async ones last
 DEFAULT_CASES = ["reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub 1 sub", "pubsub 4 sub",
                  "inproc_reqrep", "inproc_pushpull", "async_reqrep", "async_pushpull", "async_dealer_router"]
-DEFAULT_HELP = "(default: all but curve_reqrep, curve_pushpull, curve_handshake)"
+DEFAULT_HELP = "(default: all but curve_reqrep, curve_pushpull, curve_handshake, proxy)"
 INPROC_ROWS = [("inproc_reqrep", "p50_us"), ("inproc_reqrep", "p99_us"), ("inproc_pushpull", "msg_s")]
 
 
@@ -421,6 +421,30 @@ CURVE_ROWS = [("curve_reqrep", "p50_us"), ("curve_reqrep", "p99_us"), ("curve_pu
               ("curve_pushpull 64 KiB", "msg_s"), ("curve_handshake", "hs_s")]
 
 
+def one_run_json(scenario: str, count: str) -> Tuple[dict, List[str]]:
+    """``--json`` of one run of `scenario` (tiny count) in the last zmtp column, pyzmq and raw: the document
+    and the columns that ran (not skipped here)."""
+    impls = [zmtp_backends()[-1], "pyzmq", "raw"]
+    r = perf("--count", count, "--runs", "1", "--scenario", scenario, "--impl", ",".join(impls), "--json",
+             "--timeout", "15")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    return doc, [i for i in impls if i not in doc["skipped"]]
+
+
+def check_one_run_without_raw(row: dict, running: List[str]) -> None:
+    """A row of one run: a figure for each library column that ran, none for raw, the zmtp/pyzmq ratio."""
+    for impl in running:
+        if impl == "raw":
+            assert row["values"]["raw"] is None and row["runs"]["raw"] == [], row
+        else:
+            assert isinstance(row["values"][impl], float) and row["values"][impl] > 0, (row["case"], impl)
+            assert len(row["runs"][impl]) == 1, (row["case"], impl)
+    if "pyzmq" in running:
+        assert row["ratios"]["zmtp/pyzmq"] > 0, row["ratios"]
+    assert row["ratios"].get("zmtp/raw") is None, row["ratios"]
+
+
 def curve_missing() -> bool:
     import zmtp
 
@@ -431,12 +455,7 @@ def curve_missing() -> bool:
 def test_curve_rows_json():
     """--scenario curve: every CURVE row has a zmtp and a pyzmq figure (one run each, tiny counts), its ratio,
     the unit and mechanism named; raw has no CURVE column."""
-    impls = [zmtp_backends()[-1], "pyzmq", "raw"]
-    r = perf("--count", "40", "--runs", "1", "--scenario", "curve", "--impl", ",".join(impls), "--json",
-             "--timeout", "15")
-    assert r.returncode == 0, r.stdout + r.stderr
-    doc = json.loads(r.stdout)
-    running = [i for i in impls if i not in doc["skipped"]]
+    doc, running = one_run_json("curve", "40")
     assert doc["libsodium"]["zmtp"].startswith("libsodium"), doc["libsodium"]  # the cipher's library, named
     if "pyzmq" in running:
         assert doc["libsodium"]["pyzmq"].startswith("libsodium"), doc["libsodium"]
@@ -446,15 +465,7 @@ def test_curve_rows_json():
         assert row["errors"] == {}, row
         assert row["mechanism"] == "CURVE" and row["transport"] == "tcp", row
         assert row["unit"] == {"p50_us": "us", "p99_us": "us", "msg_s": "msg/s", "hs_s": "handshakes/s"}[row["metric"]]
-        for impl in running:
-            if impl == "raw":
-                assert row["values"]["raw"] is None and row["runs"]["raw"] == [], row
-            else:
-                assert isinstance(row["values"][impl], float) and row["values"][impl] > 0, (row["case"], impl)
-                assert len(row["runs"][impl]) == 1, (row["case"], impl)
-        if "pyzmq" in running:
-            assert row["ratios"]["zmtp/pyzmq"] > 0, row["ratios"]
-        assert row["ratios"].get("zmtp/raw") is None, row["ratios"]
+        check_one_run_without_raw(row, running)
 
 
 @pytest.mark.skipif(curve_missing(), reason="CURVE needs libsodium")
@@ -516,3 +527,22 @@ def test_curve_group_and_default():
     text = " ".join(parser.format_help().split())
     assert "curve = curve_reqrep, curve_pushpull, curve_handshake (not in the default run" in text, text
     assert "all but curve_reqrep, curve_pushpull, curve_handshake" in text, text
+
+
+# ---------------------------------------------------------------- the proxy row (zmtp.proxy beside zmq.proxy)
+
+
+def test_proxy_row_json_and_text():
+    """--scenario proxy: PUSH -> proxy process -> PULL process, a figure for each zmtp column and pyzmq (one
+    run, a small count), its ratio; raw has no proxy column; the text table names the target."""
+    doc, running = one_run_json("proxy", "2000")
+    [row] = doc["rows"]
+    assert (row["case"], row["metric"], row["size"], row["count"]) == ("proxy", "msg_s", 64, 2000), row
+    assert row["errors"] == {} and row["mechanism"] == "NULL", row
+    check_one_run_without_raw(row, running)
+    r = perf("--count", "2000", "--runs", "1", "--scenario", "proxy", "--impl", zmtp_backends()[-1], "--quiet",
+             "--timeout", "15", "--transport", "ipc")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[3].split()[:3] == ["proxy", "64", "B"], lines
+    assert "Target (issue 18): zmtp/pyzmq >= 2 on proxy 64 B." in lines, lines

@@ -154,7 +154,7 @@ from zmtp.socket import Socket
 from zmtp.buffers import BufferConfig
 from zmtp.context import Context
 from zmtp.poll import Poller, select
-from zmtp.proxy import FORWARDER, QUEUE, STREAMER, DeviceType, device, proxy
+from zmtp.proxy import FORWARDER, QUEUE, STREAMER, DeviceType, device, proxy, proxy_steerable
 from zmtp.sugar.frame import Message
 from zmtp.sugar.tracker import MessageTracker
 from zmtp.curve import curve_keypair, curve_public
@@ -168,6 +168,7 @@ __all__ = [
     "SNDTIMEO", "SUB", "SUBSCRIBE", "Socket", "SocketOption", "SocketType", "TYPE", "UNSUBSCRIBE", "XPUB", "XPUB_VERBOSE", "XSUB", "ZMQBindError",
     "ZMQError", "__version__", "backend_info", "backend_name", "io_stats", "memory_stats", "proxy", "strerror",
     "Message", "MessageTracker", "NotDone", "device", "DeviceType", "QUEUE", "FORWARDER", "STREAMER",
+    "proxy_steerable",
     "curve_keypair", "curve_public", "CURVE_SERVER", "CURVE_PUBLICKEY", "CURVE_SECRETKEY", "CURVE_SERVERKEY",
     "ContextOption", "IO_THREADS", "IPC_PATH_MAX_LEN", "MAX_MSGSZ", "MAX_SOCKETS", "MORE", "MessageOption", "POLLPRI",
     "SHARED", "SOCKET_LIMIT", "SRCFD", "STREAM", "STREAM_NOTIFY",

@@ -117,7 +117,9 @@ def table_parser() -> argparse.ArgumentParser:
                    "for the async/blocking ratio. curve = curve_reqrep, curve_pushpull, curve_handshake "
                    "(not in the default run: they add ~25 s): CURVE on both sides beside pyzmq "
                    "with CURVE, key pairs made per run; curve_pushpull runs 64 B and 64 KiB; "
-                   "curve_handshake counts connect + handshake + one round trip + close per second")
+                   "curve_handshake counts connect + handshake + one round trip + close per second. "
+                   "proxy (not in the default run: three processes per run): PUSH -> a proxy process "
+                   "(zmtp.proxy / zmq.proxy) -> PULL, no raw column")
     p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp",)), metavar="IMPL",
                    help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw "
                    "(zmtp = both zmtp columns; default: all)")

@@ -23,7 +23,8 @@ IMPL_NAMES: Tuple[str, ...] = ("zmtp-io_uring", "zmtp-epoll", "pyzmq", "raw")
 SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub",
                               "inproc_reqrep", "inproc_pushpull",
                               "async_reqrep", "async_pushpull", "async_dealer_router",
-                              "curve_reqrep", "curve_pushpull", "curve_handshake")
+                              "curve_reqrep", "curve_pushpull", "curve_handshake",
+                              "proxy")
 #: scenarios whose peer is a thread of this process over inproc://
 INPROC_SCENARIOS: Tuple[str, ...] = ("inproc_reqrep", "inproc_pushpull")
 #: scenarios whose two sides are coroutines (zmtp.asyncio / zmq.asyncio), each in its own process
@@ -36,21 +37,26 @@ BLOCKING_TWIN: Dict[str, str] = {"async_reqrep": "reqrep", "async_pushpull": "pu
 #: no column there.  curve_pushpull makes two rows (CURVE_SIZES) unless --size names one
 CURVE_SCENARIOS: Tuple[str, ...] = ("curve_reqrep", "curve_pushpull", "curve_handshake")
 CURVE_SIZES: Tuple[int, ...] = (64, 65536)
+#: a proxy between two peer processes: PUSH (the driver) -> PULL | proxy | PUSH (a process of its own:
+#: zmtp.proxy or zmq.proxy) -> PULL (another process); raw has no column there
+PROXY_SCENARIOS: Tuple[str, ...] = ("proxy",)
 #: names --scenario takes for a group of scenarios
 SCENARIO_GROUPS: Dict[str, Tuple[str, ...]] = {"curve": CURVE_SCENARIOS}
 #: what runs without --scenario: all but the curve ones (the inproc ones add ~1.5-3 s to a ~20 s table, no
 #: peer processes; the async ones a few seconds: fewer messages, and only one zmtp column and pyzmq run
 #: them; the curve ones would add well over 10 s: a peer process per run for four rows, and handshakes)
-DEFAULT_SCENARIOS: Tuple[str, ...] = tuple(s for s in SCENARIOS if s not in CURVE_SCENARIOS)
+#: nor the proxy row (three processes per run)
+DEFAULT_SCENARIOS: Tuple[str, ...] = tuple(s for s in SCENARIOS if s not in CURVE_SCENARIOS + PROXY_SCENARIOS)
 DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64,
                                 "inproc_reqrep": 64, "inproc_pushpull": 64,
                                 "async_reqrep": 64, "async_pushpull": 64, "async_dealer_router": 1024,
-                                "curve_reqrep": 64, "curve_pushpull": 64, "curve_handshake": 64}
+                                "curve_reqrep": 64, "curve_pushpull": 64, "curve_handshake": 64, "proxy": 64}
 DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
                                  "dealer_router": 100_000, "pubsub": 50_000,
                                  "inproc_reqrep": 10_000, "inproc_pushpull": 200_000,
                                  "async_reqrep": 2_000, "async_pushpull": 20_000, "async_dealer_router": 10_000,
-                                 "curve_reqrep": 5_000, "curve_pushpull": 100_000, "curve_handshake": 300}
+                                 "curve_reqrep": 5_000, "curve_pushpull": 100_000, "curve_handshake": 300,
+                                 "proxy": 200_000}
 #: curve_pushpull's count for messages of 64 KiB and more (no --count): the cipher bounds them
 CURVE_LARGE_COUNT = 5_000
 #: the event loops an async run can use (--loop): asyncio's default (a selector loop) or uvloop

@@ -177,7 +177,7 @@ def emit(line: str) -> None:
 
 
 #: the kinds of ``_peer`` (``async_*``: coroutines on the ``--loop`` event loop)
-PEER_KINDS = ("echo", "pull", "router", "sub", "async_echo", "async_pull", "async_router")
+PEER_KINDS = ("echo", "pull", "router", "sub", "proxy", "async_echo", "async_pull", "async_router")
 
 
 def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeout_s: float,
@@ -208,6 +208,8 @@ def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeo
             for _ in range(rounds):
                 first, last = sink(link, count)
                 emit(f"result {count} {first} {last}")
+        elif kind == "proxy":
+            proxy_peer(side, endpoint)
         elif kind == "sub":
             link = side.connect("sub", endpoint, hwm0=True)
             if impl.lib != "raw":
@@ -222,6 +224,28 @@ def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeo
     finally:
         side.close()
     return 0
+
+
+def proxy_peer(side: ZmqSide, endpoints: str) -> None:
+    """The proxy process: ``endpoints`` is ``FRONT|BACK``; a PULL bound on
+    FRONT (its endpoint on the ``ready`` line), a PUSH connected to BACK,
+    and the library's own ``proxy(front, back)`` (zmtp.proxy or zmq.proxy)
+    until the driver kills the process."""
+    if not isinstance(side, ZmqSide):
+        raise ValueError("raw sockets have no proxy")
+    front_ep, _, back_ep = endpoints.partition("|")
+    front = side.ctx.socket(side.zmq.PULL)
+    back = side.ctx.socket(side.zmq.PUSH)
+    for sock in (front, back):
+        sock.linger = 0
+    back.connect(back_ep)
+    front.bind(front_ep)
+    emit(f"ready {front.last_endpoint.decode()}")
+    try:
+        side.zmq.proxy(front, back)
+    finally:
+        front.close()
+        back.close()
 
 
 def async_peer_main(kind: str, impl: Impl, endpoint: str, count: int, timeout_s: float, rounds: int,

@@ -25,6 +25,7 @@ from zmtp.perf.config import (
     GRACE_S,
     PEER_LINGER_MS,
     PROBE,
+    PROXY_SCENARIOS,
     Impl,
     choose_backend,
     fmt_size,
@@ -149,6 +150,19 @@ def drive_stream(rc: RunContext, side: Side) -> Dict[str, float]:
     send_all = blast_batched if case.scenario == "pushpull_batch" else blast
     send_all(side.connect(sender, endpoint), b"x" * case.size, case.count)
     return {"msg_s": result_rate(expect([peer], "result ", rc.deadline)[0])}
+
+
+def drive_proxy(rc: RunContext, side: Side) -> Dict[str, float]:
+    """PUSH here -> a proxy process (PULL frontend, PUSH backend: the
+    column's proxy) -> a PULL process, which times what it receives."""
+    case = rc.case
+    sink_peer = rc.peers.start(rc.impl, "pull", rc.bind_endpoint, case.size, case.count)
+    sink_ep = expect([sink_peer], "ready ", rc.deadline)[0].split()[1]
+    front = "tcp://127.0.0.1:*" if rc.bind_endpoint.startswith("tcp://") else rc.bind_endpoint + "-front"
+    proxy_peer = rc.peers.start(rc.impl, "proxy", f"{front}|{sink_ep}", case.size, case.count)
+    front_ep = expect([proxy_peer], "ready ", rc.deadline)[0].split()[1]
+    blast(side.connect("push", front_ep), b"x" * case.size, case.count)
+    return {"msg_s": result_rate(expect([sink_peer], "result ", rc.deadline)[0])}
 
 
 def drive_handshakes(rc: RunContext, side: Side) -> Dict[str, float]:
@@ -361,6 +375,7 @@ DRIVERS: Dict[str, Callable[[RunContext, Side], Dict[str, float]]] = {
     "curve_reqrep": drive_reqrep,
     "curve_pushpull": drive_stream,
     "curve_handshake": drive_handshakes,
+    "proxy": drive_proxy,
 }
 
 
@@ -384,6 +399,8 @@ def run_once(impl: Impl, case: Case, bind_endpoint: str, timeout_s: float,
 
     if case.curve and impl.lib == "raw":
         raise CellError("error", "raw sockets have no CURVE")
+    if case.scenario in PROXY_SCENARIOS and impl.lib == "raw":
+        raise CellError("error", "raw sockets have no proxy")
 
     def target() -> None:
         try:

@@ -23,6 +23,7 @@ from zmtp.perf.config import (
     ASYNC_SCENARIOS,
     BLOCKING_TWIN,
     INPROC_SCENARIOS,
+    PROXY_SCENARIOS,
     Impl,
     fmt_size,
     lib_version,
@@ -99,7 +100,7 @@ def case_impls(plan: Plan, case: Case) -> List[Impl]:
     ratio's zmtp column (zmtp.asyncio: the owner never waits in C, so the
     two backends would measure the same code) and pyzmq (zmq.asyncio) only;
     raw has no asyncio column."""
-    if case.curve:  # raw sockets have no CURVE
+    if case.curve or case.scenario in PROXY_SCENARIOS:  # raw sockets have no CURVE, no proxy
         return [i for i in plan.impls if i.lib != "raw"]
     if case.scenario not in ASYNC_SCENARIOS:
         return list(plan.impls)
@@ -287,6 +288,13 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
             + " (ZMTP_LIBSODIUM=PATH makes zmtp load another).",
             "Targets (issue 17): zmtp/pyzmq >= 3.33 on curve_reqrep p50 (RTT <= 0.3x pyzmq's), >= 3 on "
             "curve_pushpull 64 B, >= 1.5 on curve_pushpull 64 KiB, >= 1 on curve_handshake.",
+        ]
+    if any(c.scenario in PROXY_SCENARIOS for c in plan.cases):
+        lines += [
+            "proxy row: PUSH (this process) -> a proxy process (PULL frontend, PUSH backend; zmtp.proxy, "
+            "zmq.proxy) -> a PULL process that times what it receives; all three on the column's library; "
+            "raw has no proxy column.",
+            "Target (issue 18): zmtp/pyzmq >= 2 on proxy 64 B.",
         ]
     lines += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
     for row in rows:
