@@ -319,7 +319,8 @@ def expected_outcome(ztype: str, stream: bytes, pair_taken: bool = True) -> Outc
         elif isinstance(ev, codec.Error):
             return Outcome({}, 0, True, True, "ERROR command after READY", msgs, ident)
     if err is not None:
-        return Outcome({err: 1}, 0 if got_greeting else 1, active, True,
+        failed = 0 if got_greeting and err != ErrorCode.V2_GREETING else 1  # (2.0's identity)
+        return Outcome({err: 1}, failed, active, True,
                        f"decoder error {ErrorCode(err).name}", msgs, ident)
     return Outcome({}, 0, active, False, messages=msgs, identity=ident)
 

@@ -111,7 +111,6 @@ void zm_decoder_config_default(zm_decoder_config *cfg)
     cfg->max_frames = ZM_MAX_FRAMES_DEFAULT;
     cfg->greeting = 1;
     cfg->opaque_ready = 0;
-    cfg->accept_v2 = 1;
 }
 
 int zm_decoder_init(zm_decoder *d, const zm_decoder_config *cfg)
@@ -223,31 +222,24 @@ int zm_decoder_peer_revision(const zm_decoder *d)
 }
 
 /* A ZMTP/2.0 greeting (octet 10 is 0x01, the signature checked): the
- * socket-type octet, then the identity frame's header, which must be
- * final-short (flags 0x00: no MORE, no LONG, nothing reserved).  The
- * identity's body is left for the frame loop: it comes out as the first
- * message, bounded as any frame.  From here on the COMMAND bit is
- * reserved too: 2.0 has no commands.  ZM_EV_GREETING, ZM_EV_ERROR, or
- * ZM_EV_NEED_DATA when the 14 octets are not all in. */
+ * socket-type octet.  The identity frame follows (ZM_DS_V2_IDENTITY
+ * checks its flags, the frame loop reads it: the first message, bounded
+ * as any frame).  From here on the COMMAND bit is reserved too: 2.0 has
+ * no commands.  ZM_EV_GREETING, or ZM_EV_NEED_DATA before octet 12. */
 static ZM_NOINLINE int decoder_greeting_v2(zm_decoder *d, zm_event *ev,
                                            const unsigned char *in,
                                            size_t avail)
 {
     zm_greeting *g = &d->greeting;
 
-    if (avail < ZM_GREETING_V2_SIZE + 2)
+    if (avail < ZM_GREETING_V2_SIZE)
         return ZM_EV_NEED_DATA;
-    if (in[ZM_GREETING_V2_SIZE] != 0)
-        return decoder_fail(d, ev, ZM_ERR_V2_GREETING,
-                            "bad ZMTP/2.0 greeting: identity flags 0x%02x, "
-                            "not a final short frame",
-                            in[ZM_GREETING_V2_SIZE]);
     memset(g, 0, sizeof(*g));
     g->major = 2;
     g->socket_type = in[11];
     d->pos += ZM_GREETING_V2_SIZE;
     d->reserved = ZM_FLAG_RESERVED | ZM_FLAG_COMMAND;
-    d->state = ZM_DS_HEADER;
+    d->state = ZM_DS_V2_IDENTITY;
     ev->kind = ZM_EV_GREETING;
     ev->greeting = *g;
     return ZM_EV_GREETING;
@@ -309,7 +301,7 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
                                     "bad greeting: octet 9 is 0x%02x, not 0x7f "
                                     "(not a ZMTP 3 peer)", in[9]);
             if (avail >= 11 && in[10] < 3) {
-                if (in[10] == ZM_ZMTP20_REVISION && d->cfg.accept_v2) {
+                if (in[10] == ZM_ZMTP20_REVISION) {
                     int kind = decoder_greeting_v2(d, ev, in, avail);
                     if (kind == ZM_EV_NEED_DATA)
                         goto need_data;
@@ -417,6 +409,17 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
             d->pos += avail;
             d->state = ZM_DS_BIG_BODY;
             goto need_data;
+
+        case ZM_DS_V2_IDENTITY:
+            /* RFC 15: identity = final-short body (flags 0x00) */
+            if (avail < 1)
+                goto need_data;
+            if (in[0] != 0)
+                return decoder_fail(d, ev, ZM_ERR_V2_GREETING,
+                                    "bad ZMTP/2.0 greeting: identity flags "
+                                    "0x%02x, not a final short frame", in[0]);
+            d->state = ZM_DS_HEADER;
+            continue;
 
         case ZM_DS_BIG_BODY:
             if (d->big->len < d->size)

@@ -94,8 +94,11 @@ typedef struct zm_greeting {
  * 10-octet signature, the revision 0x01, a socket-type octet and an
  * identity frame (final-short: flags 0x00, size, body); frames follow in
  * 2.0 framing (MORE, LONG; no COMMAND bit, so no commands at all).  The
- * decoder returns the greeting once the identity frame's header is in
- * (its flags checked) and the identity as the first message.  zmtp never
+ * decoder returns the greeting after its 12 octets (a 2.0 peer sends its
+ * identity only once it has our greeting: the connection must be able to
+ * answer or refuse first), then checks the identity frame's flags octet
+ * (ZM_ERR_V2_GREETING unless 0x00) and returns the identity as the first
+ * message.  zmtp never
  * greets in 2.0 itself: it sends the first ZM_GREETING_V2_PREFIX octets
  * of its 3.1 greeting and, when the peer's revision octet says 2.0,
  * finishes with zm_encode_greeting_v2 instead of the rest. */
@@ -153,8 +156,6 @@ typedef struct zm_decoder_config {
     int greeting;       /* 1: expect a greeting first; 0: frames at once */
     int opaque_ready;   /* 1: READY's body is not metadata (CURVE boxes it):
                            passed on unchecked, for the mechanism to open */
-    int accept_v2;      /* 1 (default): a ZMTP/2.0 greeting is decoded;
-                           0: refused as ZM_ERR_VERSION, as 1.0 always is */
 } zm_decoder_config;
 
 void zm_decoder_config_default(zm_decoder_config *cfg);
@@ -164,6 +165,7 @@ enum zm_dec_state {
     ZM_DS_HEADER,
     ZM_DS_BODY,     /* body goes to the current page */
     ZM_DS_BIG_BODY, /* body goes to its own growing buffer */
+    ZM_DS_V2_IDENTITY, /* ZMTP/2.0: the identity frame's flags octet next */
     ZM_DS_ERROR
 };
 

@@ -926,7 +926,7 @@ static void conn_on_decode_error(zm_sock *s, zm_conn *c, int error,
                                  int64_t now)
 {
     ZM_STAT_ADD(s->stats.protocol_errors[error], 1);
-    if (!c->got_greeting)
+    if (!c->got_greeting || error == ZM_ERR_V2_GREETING) /* (its identity) */
         ZM_STAT_ADD(s->stats.handshake_failed, 1);
     zm_mon_handshake_failed(s, c,
                             error == ZM_ERR_READY ? ZM_PROTO_MALFORMED_COMMAND_READY
