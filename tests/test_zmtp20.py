@@ -60,10 +60,24 @@ class V2Peer:
             out += chunk
         return out
 
-    def greet(self) -> Tuple[int, bytes]:
+    def greet(self, staged: bool = False) -> Tuple[int, bytes]:
         """Send our greeting (libzmq 3.x's signature: the identity's length
-        + 1 in the padding) and read zmtp's: its socket type and identity."""
+        + 1 in the padding) and read zmtp's: its socket type and identity.
+        `staged`: as libzmq 3.x and JeroMQ 0.3 do, the signature first, the
+        revision and socket type once the peer's signature is in, the
+        identity only once its whole 12-octet greeting is."""
         sig = b"\xff" + (len(self.identity) + 1).to_bytes(8, "big") + b"\x7f"
+        if staged:
+            self.sock.sendall(sig)
+            theirs = self.recv_exact(10)
+            self.sock.sendall(bytes([1, self.socket_type]))
+            theirs += self.recv_exact(2)
+            self.sock.sendall(v2_frame(self.identity))
+            assert theirs[:11] == FIRST_STAGE, theirs
+            their_type = theirs[11]
+            flags, size = self.recv_exact(2)
+            assert flags == 0, f"zmtp's identity is not a final short frame: flags {flags:#x}"
+            return their_type, self.recv_exact(size)
         self.sock.sendall(sig + bytes([1, self.socket_type]) + v2_frame(self.identity))
         theirs = self.recv_exact(11)
         assert theirs == FIRST_STAGE, theirs
@@ -355,6 +369,52 @@ def test_large_multipart_frames(transport, zmtp_binds, backend, ctx, spawn, ipc_
     assert link.z.recv_multipart() == msg
     assert task.result() == [len(f) for f in msg]
     link.close()
+
+
+@pytest.mark.parametrize("transport,zmtp_binds", LINKS, ids=LINK_IDS)
+def test_staged_peer(transport, zmtp_binds, backend, ctx, spawn, ipc_dir):
+    """A peer that greets in libzmq 3.x's stages (each waits for the other side's)."""
+    link = Link(ctx, zmtp.DEALER, transport, zmtp_binds, ipc_dir, routing_id=b"z")
+
+    def peer():
+        s = link.raw()
+        try:
+            p = V2Peer(s, ROUTER, b"")
+            assert p.greet(staged=True) == (DEALER, b"z")
+            p.send(b"hi")
+            return p.recv()
+        finally:
+            s.close()
+
+    task = spawn(peer)
+    assert link.z.recv() == b"hi"
+    link.z.send(b"ho")
+    assert task.result() == [b"ho"]
+    link.close()
+
+
+def test_staged_peer_refused_at_once(backend, ctx, spawn, ipc_dir):
+    """A secured socket refuses a staged 2.0 peer when its 12 octets are in,
+    not when HANDSHAKE_IVL runs out: the peer's identity comes only after ours."""
+    link = Link(ctx, zmtp.PULL, "tcp", True, ipc_dir, plain_server=True)
+    link.z.handshake_ivl = 120_000
+    before = link.z.stats()
+
+    def peer():
+        s = link.raw()
+        try:
+            s.settimeout(DEADLINE_S)
+            s.sendall(b"\xff" + b"\x00" * 8 + b"\x7f")
+            assert V2Peer(s, PUSH).recv_exact(10) == FIRST_STAGE[:10]
+            s.sendall(bytes([1, PUSH]))
+            return V2Peer(s, PUSH).read_until_closed()
+        finally:
+            s.close()
+
+    task = spawn(peer)
+    d = wait_refused(link.z, before, "the refusal")
+    assert d == {"handshake_failed": 1, "protocol_errors": {ErrorCode.V2_SECURITY: 1}}, d
+    assert drive_until(task, link.z) == FIRST_STAGE[10:]
 
 
 def test_v2_and_v3_peers_together(backend, ctx, zctx, spawn):
