@@ -1,5 +1,6 @@
 /*
- * codec.h - the ZMTP 3.x codec, sans-IO (RFC 23 ZMTP 3.0, RFC 37 ZMTP 3.1).
+ * codec.h - the ZMTP 3.x codec, sans-IO (RFC 23 ZMTP 3.0, RFC 37 ZMTP 3.1),
+ * with the ZMTP/2.0 greeting and framing (RFC 15) libzmq 4.3.5 accepts.
  *
  * No syscalls and no Python: bytes in, events out; frames in, bytes out.
  *
