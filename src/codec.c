@@ -215,10 +215,15 @@ static int decoder_fail(zm_decoder *d, zm_event *ev, int code,
 
 int zm_decoder_peer_revision(const zm_decoder *d)
 {
+    const unsigned char *in;
+
     if (d->state != ZM_DS_GREETING || d->page == NULL ||
         d->page->len - d->pos < ZM_GREETING_V2_PREFIX)
         return -1;
-    return d->page->data[d->pos + 10];
+    in = d->page->data + d->pos;
+    if (in[0] != 0xff || in[9] != 0x7f)
+        return -1; /* no ZMTP signature: the decoder refuses it */
+    return in[10];
 }
 
 /* A ZMTP/2.0 greeting (octet 10 is 0x01, the signature checked): the

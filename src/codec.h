@@ -194,8 +194,8 @@ typedef struct zm_decoder {
 int zm_decoder_init(zm_decoder *d, const zm_decoder_config *cfg);
 
 /* The peer's revision octet (greeting octet 10: 3 for ZMTP 3.x, 1 for
- * 2.0) once it has arrived and the greeting is not yet decoded; -1
- * otherwise.  The connection reads it to finish its own greeting in the
+ * 2.0) once it has arrived behind a valid signature and the greeting is
+ * not yet decoded; -1 otherwise.  The connection reads it to finish its own greeting in the
  * peer's version before the decoder has the whole greeting. */
 int zm_decoder_peer_revision(const zm_decoder *d);
 
