@@ -652,7 +652,23 @@ static int drain(run *R, zm_decoder *d)
         kind = zm_decoder_next(d, &ev);
         CHECK(kind == ev.kind);
         if (kind == ZM_EV_NEED_DATA) {
+            int rev = zm_decoder_peer_revision(d);
             CHECK(d->need_data);
+            /* the revision octet the connection reads before the greeting
+             * is whole: only while it waits, behind a valid signature */
+            if (rev >= 0) {
+                CHECK(d->state == ZM_DS_GREETING && !R->saw_greeting);
+                CHECK(d->page->len - d->pos >= 11 && d->page->len - d->pos < 64);
+                CHECK(d->page->data[d->pos] == 0xff &&
+                      d->page->data[d->pos + 9] == 0x7f &&
+                      rev == d->page->data[d->pos + 10]);
+                /* 1.0 and 2.x fail at octet 11, 2.0 is whole at 12 */
+                CHECK(rev >= 3 || (rev == 1 && d->page->len - d->pos == 11));
+            } else if (d->state == ZM_DS_GREETING && d->page != NULL &&
+                       d->page->len - d->pos >= 11) {
+                CHECK(d->page->data[d->pos] != 0xff ||
+                      d->page->data[d->pos + 9] != 0x7f);
+            }
             return 0;
         }
         if (on_event(R, d, &ev))

@@ -12,6 +12,7 @@ to a zmtp bind; zmtp connects to its listener), on both backends.  JeroMQ 0.3
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import shutil
 import socket
@@ -121,6 +122,9 @@ def ipc_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
+_IPC_NAMES = itertools.count()
+
+
 class Link:
     """A zmtp socket and the raw socket of the 2.0 peer at the other end,
     zmtp binding (the peer connects) or connecting (to the peer's listener)."""
@@ -131,7 +135,7 @@ class Link:
         if transport == "tcp":
             addr = "tcp://127.0.0.1:*"
         else:
-            addr = f"ipc://{ipc_dir}/{'b' if zmtp_binds else 'c'}{id(self) % 10000}.ipc"
+            addr = f"ipc://{ipc_dir}/{'b' if zmtp_binds else 'c'}{next(_IPC_NAMES)}.ipc"
         if zmtp_binds:
             self.z.bind(addr)
             self.endpoint = self.z.last_endpoint.decode()
