@@ -421,6 +421,43 @@ def test_staged_peer_refused_at_once(backend, ctx, spawn, ipc_dir):
     assert drive_until(task, link.z) == FIRST_STAGE[10:]
 
 
+@pytest.mark.parametrize("transport,zmtp_binds", LINKS[:2], ids=LINK_IDS[:2])
+def test_no_heartbeats_to_v2(transport, zmtp_binds, backend, ctx, spawn, ipc_dir):
+    """HEARTBEAT_IVL sends no PING to a 2.0 peer (2.0 has no commands): after
+    many intervals the first thing it reads is the message."""
+    link = Link(ctx, zmtp.DEALER, transport, zmtp_binds, ipc_dir, heartbeat_ivl=10, heartbeat_timeout=10_000)
+    greeted = threading.Event()
+
+    def peer(p, their_type, their_id):
+        greeted.set()
+        return p.recv()  # a PING (flags 0x04) would fail V2Peer.recv's check
+
+    task = run_peer(spawn, link, DEALER, b"", peer)
+    wait_for(lambda: (settle(link.z, ms=10), greeted.is_set())[1], DEADLINE_S, "the 2.0 handshake")
+    settle(link.z, ms=300)  # 30 heartbeat intervals of zmtp's I/O
+    link.z.send(b"only this")
+    assert drive_until(task, link.z) == [b"only this"]
+    assert link.z.stats()["heartbeat_timeouts"] == 0
+    link.close()
+
+
+def test_pair_refuses_second_v2_peer(backend, ctx, spawn, ipc_dir):
+    link = Link(ctx, zmtp.PAIR, "tcp", True, ipc_dir)
+    first = run_peer(spawn, link, PAIR, b"", lambda p, t, i: (p.send(b"one"), p.recv())[1])
+    assert link.z.recv() == b"one"
+    before = link.z.stats()
+    task = raw_exchange(link, spawn, v2_greeting(PAIR) + v2_frame(b"two"))
+    d = wait_refused(link.z, before, "the second PAIR peer's refusal")
+    assert d == {"handshake_failed": 1, "protocol_errors": {}}, d
+    said = drive_until(task, link.z)
+    assert said[:14] == FIRST_STAGE + b"\x00\x00\x00" and len(said) == 14, said  # no ERROR in 2.0
+    link.z.send(b"still")
+    assert first.result() == [b"still"]
+    with pytest.raises(zmtp.Again):
+        link.z.recv(zmtp.NOBLOCK)
+    link.close()
+
+
 def test_v2_and_v3_peers_together(backend, ctx, zctx, spawn):
     """A ROUTER serves a 2.0 peer and a pyzmq (libzmq 4.3.5, ZMTP 3.1) peer at once."""
     import zmq
