@@ -46,7 +46,8 @@ def v2_frame(body: bytes, more: bool = False) -> bytes:
 class V2Peer:
     """A ZMTP/2.0 peer written from RFC 15 on a connected blocking socket."""
 
-    def __init__(self, sock: socket.socket, socket_type: int, identity: bytes = b"") -> None:
+    def __init__(self, sock: socket.socket, socket_type: int, identity: bytes = b"", libzmq: bool = False) -> None:
+        self.libzmq = libzmq  # the other side is libzmq (pyzmq): its padding holds its id's length + 1
         self.sock = sock
         self.sock.settimeout(DEADLINE_S)
         self.socket_type = socket_type
@@ -81,6 +82,8 @@ class V2Peer:
             return their_type, self.recv_exact(size)
         self.sock.sendall(sig + bytes([1, self.socket_type]) + v2_frame(self.identity))
         theirs = self.recv_exact(11)
+        if self.libzmq:
+            theirs = theirs[:1] + SIG[1:9] + theirs[9:]
         assert theirs == FIRST_STAGE, theirs
         their_type, flags, size = self.recv_exact(3)
         assert flags == 0, f"zmtp's identity is not a final short frame: flags {flags:#x}"
@@ -456,6 +459,88 @@ def test_pair_refuses_second_v2_peer(backend, ctx, spawn, ipc_dir):
     with pytest.raises(zmtp.Again):
         link.z.recv(zmtp.NOBLOCK)
     link.close()
+
+
+# The same 2.0 peer against libzmq 4.3.5 (pyzmq), which accepts 2.0 peers by
+# default: what it sees must be what zmtp gives it.
+SAME_AS_LIBZMQ = {
+    # name: (our socket type, the peer's type and identity, what the peer does, what our side does)
+    "req-rep": ("REQ", REP, b"", lambda p: (p.recv(), p.send(b"", b"re"))[0], lambda s: (s.send(b"q"), s.recv())[1]),
+    "dealer-router": ("ROUTER", DEALER, b"d2", lambda p: (p.send(b"x"), p.recv())[1],
+                      lambda s: (s.recv_multipart(), s.send_multipart([b"d2", b"y"]))[0]),
+    "sub-pub": ("SUB", PUB, b"", lambda p: (p.recv(), p.send(b"tx"), p.send(b"a1"))[0],
+                lambda s: (s.setsockopt(zmtp.SUBSCRIBE, b"a"), s.recv())[1]),
+    "pull-push": ("PULL", PUSH, b"", lambda p: p.send(b"m", b"n"), lambda s: s.recv_multipart()),
+}
+
+
+@pytest.mark.parametrize("impl", ["zmtp", "pyzmq"])
+@pytest.mark.parametrize("name", list(SAME_AS_LIBZMQ))
+def test_same_as_libzmq(name, impl, backend, ctx, zctx, spawn):
+    kind, peer_type, peer_id, peer_does, we_do = SAME_AS_LIBZMQ[name]
+    if impl == "pyzmq":
+        import zmq
+
+        s = zctx.socket(getattr(zmq, kind))
+        s.rcvtimeo = int(DEADLINE_S * 1000)
+        port = s.bind_to_random_port("tcp://127.0.0.1")
+        endpoint = f"tcp://127.0.0.1:{port}"
+    else:
+        s = zsock(ctx, getattr(zmtp, kind))
+        s.bind("tcp://127.0.0.1:*")
+        endpoint = s.last_endpoint.decode()
+    if kind == "SUB":
+        s.setsockopt(zmtp.SUBSCRIBE, b"a")
+        we_do = lambda s: s.recv()  # noqa: E731 (subscribed before the peer is there)
+
+    def peer():
+        raw = connect_to(endpoint)
+        try:
+            p = V2Peer(raw, peer_type, peer_id, libzmq=impl == "pyzmq")
+            greeting = p.greet()
+            return greeting, peer_does(p)
+        finally:
+            raw.close()
+
+    task = spawn(peer)
+    ours = we_do(s)
+    theirs = task.result()
+    assert (ours, theirs) == SAME_AS_LIBZMQ_RESULTS[name], (impl, ours, theirs)
+
+
+SAME_AS_LIBZMQ_RESULTS = {
+    "req-rep": (b"re", ((REQ, b""), [b"", b"q"])),
+    "dealer-router": ([b"d2", b"x"], ((ROUTER, b""), [b"y"])),
+    "sub-pub": (b"a1", ((SUB, b""), [b"\x01a"])),
+    "pull-push": ([b"m", b"n"], ((PULL, b""), None)),
+}
+
+
+def test_incompatible_type_libzmq_takes_zmtp_refuses(backend, ctx, zctx, spawn, ipc_dir):
+    """The one deliberate difference (docs/decisions.md): libzmq 4.3.5 does not
+    check a 2.0 peer's socket type (a PULL peer's message reaches a PULL);
+    zmtp checks it as RFC 15 says it SHOULD, as it does for 3.x peers."""
+    import zmq
+
+    wire = v2_greeting(PULL) + v2_frame(b"hello")
+    p = zctx.socket(zmq.PULL)
+    p.rcvtimeo = int(DEADLINE_S * 1000)
+    port = p.bind_to_random_port("tcp://127.0.0.1")
+    raw = connect_to(f"tcp://127.0.0.1:{port}")
+    try:
+        raw.sendall(wire)
+        assert p.recv() == b"hello"
+    finally:
+        raw.close()
+
+    link = Link(ctx, zmtp.PULL, "tcp", True, ipc_dir)
+    before = link.z.stats()
+    task = raw_exchange(link, spawn, wire)
+    d = wait_refused(link.z, before, "the refusal")
+    assert d["protocol_errors"] == {ErrorCode.V2_SOCKET_TYPE: 1}, d
+    drive_until(task, link.z)
+    with pytest.raises(zmtp.Again):
+        link.z.recv(zmtp.NOBLOCK)
 
 
 def test_v2_and_v3_peers_together(backend, ctx, zctx, spawn):
