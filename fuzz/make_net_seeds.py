@@ -161,11 +161,22 @@ def split_handshake(data: bytes) -> int:
     return pos + 2 + data[pos + 1]
 
 
+V2 = b"\xff" + b"\0" * 8 + b"\x7f\x01"
+
 HOSTILE = {
     # name: (ztype, payload, side, prefix_mode, end_mode)
     "garbage": ("ROUTER", bytes(range(1, 256)) * 2, "bind", nf.PREFIX_NONE, nf.END_GRACEFUL),
     "http": ("REP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "bind", nf.PREFIX_NONE, nf.END_GRACEFUL),
     "zmtp2": ("DEALER", b"\xff" + b"\0" * 8 + b"\x7f\x01\x05", "connect", nf.PREFIX_NONE, nf.END_GRACEFUL),
+    # ZMTP/2.0 peers (RFC 15): greeting = signature, revision 1, socket type, identity (final short)
+    "zmtp20_router_session": ("DEALER", V2 + b"\x06\x00\x01r" + b"\x01\x01a\x00\x01b" + b"\x02" + (300).to_bytes(8, "big")
+                              + b"L" * 300, "connect", nf.PREFIX_NONE, nf.END_GRACEFUL),
+    "zmtp20_push_to_pull": ("PULL", V2 + b"\x08\x00\x00" + b"\x00\x05hello", "bind", nf.PREFIX_NONE, nf.END_KEEP_OPEN),
+    "zmtp20_sub_to_xpub": ("XPUB", V2 + b"\x02\x00\x00" + b"\x00\x04\x01top" + b"\x00\x04\x00top", "bind",
+                           nf.PREFIX_NONE, nf.END_GRACEFUL),
+    "zmtp20_wrong_type": ("PULL", V2 + b"\x07\x00\x00\x00\x01x", "bind", nf.PREFIX_NONE, nf.END_GRACEFUL),
+    "zmtp20_command": ("REP", V2 + b"\x03\x00\x00" + codec.encode_ping(10), "connect", nf.PREFIX_NONE, nf.END_GRACEFUL),
+    "zmtp20_identity_more": ("ROUTER", V2 + b"\x05\x01\x02id\x00\x00", "bind", nf.PREFIX_NONE, nf.END_RESET),
     "mechanism_curve": ("PULL", nf.greeting(1).replace(b"NULL", b"CURV"), "bind", nf.PREFIX_NONE, nf.END_GRACEFUL),
     "huge_claim_open": ("ROUTER", b"\x02" + (2**63 - 1).to_bytes(8, "big") + b"x" * 1000, "bind",
                         nf.PREFIX_READY, nf.END_KEEP_OPEN),

@@ -290,6 +290,15 @@ def main():
     add("g_bad_signature9", ctl(chunk=1) + greeting(sig9=0x00))
     add("g_bad_version2", ctl() + greeting(major=2))
     add("g_bad_version1_partial", ctl(chunk=1) + greeting(major=1)[:12])
+    # ZMTP/2.0 peers (RFC 15): signature, revision 1, socket type, identity
+    # as a final short frame, then 2.0 frames (no commands).
+    v2 = b"\xff" + b"\x00" * 8 + b"\x7f\x01"
+    add("g_v2_dealer", ctl(chunk=1) + v2 + b"\x05" + frame(b"peer") + message(b"a", b"b"))
+    add("g_v2_pub_sub", ctl(chunk=2) + v2 + b"\x02" + frame(b"") + message(b"\x01topic"))
+    add("g_v2_long", ctl(chunk=3, page=1) + v2 + b"\x08" + frame(b"") + message(b"L" * 700, b"s"))
+    add("g_v2_identity_more", ctl() + v2 + b"\x05" + frame(b"id", flags=1) + frame(b"x"))
+    add("g_v2_identity_long", ctl() + v2 + b"\x05" + frame(b"id", long=True))
+    add("g_v2_command", ctl(chunk=1) + v2 + b"\x07" + frame(b"") + command(b"PING", b"\x00\x0a"))
     add("g_partial_greeting", ctl(chunk=3) + g31[:40])
     add("g_bad_mech_empty", ctl() + greeting(mech=b""))
     add("g_bad_mech_lower", ctl() + greeting(mech=b"null") + READY_DEALER)

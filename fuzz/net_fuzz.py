@@ -98,6 +98,10 @@ COMPAT = {
     "XSUB": ("PUB", "XPUB"),
 }
 
+#: ZMTP/2.0's socket-type octets (libzmq's numbers, RFC 15's 0..8 and
+#: libzmq 3.x's XPUB 9, XSUB 10)
+V2_TYPES = ("PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH", "XPUB", "XSUB")
+
 #: The good pyzmq peer of each zmtp socket type.
 GOOD_PEER = {
     "PAIR": zmq.PAIR, "PUB": zmq.SUB, "SUB": zmq.PUB, "REQ": zmq.REP, "REP": zmq.REQ,
@@ -249,7 +253,12 @@ def expected_outcome(ztype: str, stream: bytes, pair_taken: bool = True) -> Outc
       `pair_taken` is False);
     * a decoder error counts its code, and a failed handshake only when the
       greeting was not complete;
-    * once active, a peer's ERROR closes without counting.
+    * once active, a peer's ERROR closes without counting;
+    * a ZMTP/2.0 greeting (revision 0x01, engine_conn.c's
+      conn_on_greeting_v2): its socket-type octet must be a compatible
+      type 0..10 (else V2_SOCKET_TYPE + failed handshake); its first
+      message is the identity (PAIR's second peer refused there), then the
+      connection is active.
     """
     dec = codec.Decoder(greeting=True)
     err: Optional[int] = None
@@ -269,8 +278,22 @@ def expected_outcome(ztype: str, stream: bytes, pair_taken: bool = True) -> Outc
     active = False
     msgs: List[List[bytes]] = []
     ident: Optional[bytes] = None
+    v2_identity = False
     for ev in events:
-        if isinstance(ev, codec.Greeting):
+        if isinstance(ev, codec.Greeting) and ev.socket_type is not None:
+            got_greeting = True
+            name = V2_TYPES[ev.socket_type] if ev.socket_type < len(V2_TYPES) else None
+            if name is None or name not in COMPAT[ztype]:
+                return Outcome({int(ErrorCode.V2_SOCKET_TYPE): 1}, 1, False, True,
+                               f"ZMTP/2.0 socket type {ev.socket_type}")
+            v2_identity = True
+        elif isinstance(ev, codec.Message) and v2_identity:
+            v2_identity = False
+            if ztype == "PAIR" and pair_taken:
+                return Outcome({}, 1, False, True, "PAIR already has a peer")
+            active = True
+            ident = ev.frames[0].bytes
+        elif isinstance(ev, codec.Greeting):
             got_greeting = True
             if ev.mechanism != b"NULL":
                 return Outcome({int(ErrorCode.MECHANISM): 1}, 1, False, True, "mechanism is not NULL")
@@ -296,7 +319,8 @@ def expected_outcome(ztype: str, stream: bytes, pair_taken: bool = True) -> Outc
         elif isinstance(ev, codec.Error):
             return Outcome({}, 0, True, True, "ERROR command after READY", msgs, ident)
     if err is not None:
-        return Outcome({err: 1}, 0 if got_greeting else 1, active, True,
+        failed = 0 if got_greeting and err != ErrorCode.V2_GREETING else 1  # (2.0's identity)
+        return Outcome({err: 1}, failed, active, True,
                        f"decoder error {ErrorCode(err).name}", msgs, ident)
     return Outcome({}, 0, active, False, messages=msgs, identity=ident)
 
@@ -325,7 +349,20 @@ FIRST_STAGE = codec.encode_greeting(1, b"NULL", False)[:11]
 
 def check_zmtp_output(ztype: str, data: bytes) -> None:
     """What zmtp wrote to the raw peer must be valid ZMTP: a 3.x NULL
-    greeting, READY with its own Socket-Type, then commands/messages."""
+    greeting, READY with its own Socket-Type, then commands/messages; or,
+    to a ZMTP/2.0 peer, the first stage then 2.0's socket-type octet and
+    identity frame (octet 12 is 0, a final-short frame, where 3.x has its
+    mechanism's first letter), then 2.0 frames."""
+    if len(data) > 12 and data[:11] == FIRST_STAGE and data[12] == 0:
+        want = {"XPUB": 1, "XSUB": 2}.get(ztype, V2_TYPES.index(ztype))
+        try:  # read as the 2.0 greeting it is (revision octet 0x01)
+            events = codec.Decoder(greeting=True).feed(data[:10] + b"\x01" + data[11:])
+        except ProtocolError as exc:
+            raise Finding("bad-output", f"zmtp {ztype} wrote invalid ZMTP/2.0: {exc.code.name} "
+                          f"{exc.reason!r}; bytes {data[:200]!r}") from None
+        if events[0].socket_type != want:
+            raise Finding("bad-output", f"zmtp {ztype} greets a 2.0 peer as {events[0]!r}")
+        return
     dec = codec.Decoder(greeting=True)
     try:
         events = dec.feed(data)

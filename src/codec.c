@@ -1,5 +1,6 @@
 /*
- * codec.c - ZMTP 3.x greeting, frames and commands: decoder and encoder.
+ * codec.c - ZMTP 3.x greeting, frames and commands: decoder and encoder;
+ * the ZMTP/2.0 greeting and framing (RFC 15) of the peers libzmq accepts.
  *
  * See codec.h for the contract and its layering: this file calls msg,
  * arena and common.h only; nothing here does I/O or knows Python.  It reads
@@ -20,7 +21,7 @@
 static const char *const zm_err_text[ZM_ERR_COUNT_] = {
     [ZM_OK] = "no error",
     [ZM_ERR_SIGNATURE] = "bad greeting signature (not a ZMTP 3 peer)",
-    [ZM_ERR_VERSION] = "unsupported ZMTP version (need 3.x)",
+    [ZM_ERR_VERSION] = "unsupported ZMTP version (need 2.0 or 3.x)",
     [ZM_ERR_MECHANISM] = "invalid security mechanism name",
     [ZM_ERR_RESERVED_FLAGS] = "reserved frame flag bits set",
     [ZM_ERR_COMMAND_MORE] = "command frame with MORE flag",
@@ -33,6 +34,12 @@ static const char *const zm_err_text[ZM_ERR_COUNT_] = {
     [ZM_ERR_PING] = "PING shorter than its TTL field",
     [ZM_ERR_NOMEM] = "out of memory",
     [ZM_ERR_STATE] = "decoder used out of order",
+    [ZM_ERR_V2_GREETING] = "malformed ZMTP/2.0 greeting (identity must be a "
+                           "final short frame)",
+    [ZM_ERR_V2_SOCKET_TYPE] = "ZMTP/2.0 peer's socket type unknown or "
+                              "incompatible",
+    [ZM_ERR_V2_SECURITY] = "ZMTP/2.0 peer refused: the socket uses a security "
+                           "mechanism or ZAP (2.0 has none)",
 };
 
 const char *zm_strerror(int code)
@@ -74,6 +81,25 @@ int zm_encode_greeting(unsigned char out[ZM_GREETING_SIZE], uint8_t minor,
     return 0;
 }
 
+int zm_encode_greeting_v2(zm_wbuf *w, uint8_t socket_type,
+                          const void *identity, size_t n)
+{
+    unsigned char hdr[3];
+
+    if (n > 255)
+        return -ZM_ERR_V2_GREETING;
+    if (zm_wbuf_reserve(w, 3 + n) < 0)
+        return -ZM_ERR_NOMEM;
+    hdr[0] = socket_type;
+    hdr[1] = 0; /* final-short */
+    hdr[2] = (unsigned char)n;
+    memcpy(w->data + w->len, hdr, 3);
+    if (n > 0)
+        memcpy(w->data + w->len + 3, identity, n);
+    w->len += 3 + n;
+    return 0;
+}
+
 /* ================================================================== */
 /* Decoder                                                            */
 /* ================================================================== */
@@ -95,6 +121,7 @@ int zm_decoder_init(zm_decoder *d, const zm_decoder_config *cfg)
         return -ZM_ERR_STATE;
     d->cfg = *cfg;
     d->state = cfg->greeting ? ZM_DS_GREETING : ZM_DS_HEADER;
+    d->reserved = ZM_FLAG_RESERVED;
     d->need_data = 1;
     zm_msg_init(&d->msg);
     return 0;
@@ -186,10 +213,48 @@ static int decoder_fail(zm_decoder *d, zm_event *ev, int code,
     return ZM_EV_ERROR;
 }
 
+int zm_decoder_peer_revision(const zm_decoder *d)
+{
+    const unsigned char *in;
+
+    if (d->state != ZM_DS_GREETING || d->page == NULL ||
+        d->page->len - d->pos < ZM_GREETING_V2_PREFIX)
+        return -1;
+    in = d->page->data + d->pos;
+    if (in[0] != 0xff || in[9] != 0x7f)
+        return -1; /* no ZMTP signature: the decoder refuses it */
+    return in[10];
+}
+
+/* A ZMTP/2.0 greeting (octet 10 is 0x01, the signature checked): the
+ * socket-type octet.  The identity frame follows (ZM_DS_V2_IDENTITY
+ * checks its flags, the frame loop reads it: the first message, bounded
+ * as any frame).  From here on the COMMAND bit is reserved too: 2.0 has
+ * no commands.  ZM_EV_GREETING, or ZM_EV_NEED_DATA before octet 12. */
+static ZM_NOINLINE int decoder_greeting_v2(zm_decoder *d, zm_event *ev,
+                                           const unsigned char *in,
+                                           size_t avail)
+{
+    zm_greeting *g = &d->greeting;
+
+    if (avail < ZM_GREETING_V2_SIZE)
+        return ZM_EV_NEED_DATA;
+    memset(g, 0, sizeof(*g));
+    g->major = 2;
+    g->socket_type = in[11];
+    d->pos += ZM_GREETING_V2_SIZE;
+    d->reserved = ZM_FLAG_RESERVED | ZM_FLAG_COMMAND;
+    d->state = ZM_DS_V2_IDENTITY;
+    ev->kind = ZM_EV_GREETING;
+    ev->greeting = *g;
+    return ZM_EV_GREETING;
+}
+
 static void parse_greeting(const unsigned char *in, zm_greeting *g)
 {
     size_t i;
 
+    g->socket_type = -1;
     g->major = in[10];
     g->minor = in[11];
     for (i = 0; i < ZM_MECHANISM_SIZE && in[12 + i] != 0; i++)
@@ -240,10 +305,18 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
                 return decoder_fail(d, ev, ZM_ERR_SIGNATURE,
                                     "bad greeting: octet 9 is 0x%02x, not 0x7f "
                                     "(not a ZMTP 3 peer)", in[9]);
-            if (avail >= 11 && in[10] < 3)
+            if (avail >= 11 && in[10] < 3) {
+                if (in[10] == ZM_ZMTP20_REVISION) {
+                    int kind = decoder_greeting_v2(d, ev, in, avail);
+                    if (kind == ZM_EV_NEED_DATA)
+                        goto need_data;
+                    return kind;
+                }
                 return decoder_fail(d, ev, ZM_ERR_VERSION,
                                     "peer greets with ZMTP major version %u; "
-                                    "zmtp speaks ZMTP 3.x only", in[10]);
+                                    "zmtp speaks ZMTP/2.0 and 3.x only",
+                                    in[10]);
+            }
             if (avail < ZM_GREETING_SIZE)
                 goto need_data;
             /* RFC 23: a mechanism name is 1..20 of A-Z 0-9 - _ . +, padded
@@ -267,10 +340,12 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
             if (avail < 1)
                 goto need_data;
             flags = in[0];
-            if (flags & ZM_FLAG_RESERVED)
+            if (flags & d->reserved)
                 return decoder_fail(d, ev, ZM_ERR_RESERVED_FLAGS,
-                                    "reserved frame flag bits set (flags 0x%02x)",
-                                    flags);
+                                    "reserved frame flag bits set (flags 0x%02x%s)",
+                                    flags,
+                                    d->reserved & ZM_FLAG_COMMAND
+                                        ? "; ZMTP/2.0 has no commands" : "");
             if ((flags & ZM_FLAG_COMMAND) && (flags & ZM_FLAG_MORE))
                 return decoder_fail(d, ev, ZM_ERR_COMMAND_MORE, NULL);
             if (flags & ZM_FLAG_LONG) {
@@ -344,6 +419,17 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
             d->pos += avail;
             d->state = ZM_DS_BIG_BODY;
             goto need_data;
+
+        case ZM_DS_V2_IDENTITY:
+            /* RFC 15: identity = final-short body (flags 0x00) */
+            if (avail < 1)
+                goto need_data;
+            if (in[0] != 0)
+                return decoder_fail(d, ev, ZM_ERR_V2_GREETING,
+                                    "bad ZMTP/2.0 greeting: identity flags "
+                                    "0x%02x, not a final short frame", in[0]);
+            d->state = ZM_DS_HEADER;
+            continue;
 
         case ZM_DS_BIG_BODY:
             if (d->big->len < d->size)

@@ -1,5 +1,6 @@
 /*
- * codec.h - the ZMTP 3.x codec, sans-IO (RFC 23 ZMTP 3.0, RFC 37 ZMTP 3.1).
+ * codec.h - the ZMTP 3.x codec, sans-IO (RFC 23 ZMTP 3.0, RFC 37 ZMTP 3.1),
+ * with the ZMTP/2.0 greeting and framing (RFC 15) libzmq 4.3.5 accepts.
  *
  * No syscalls and no Python: bytes in, events out; frames in, bytes out.
  *
@@ -65,6 +66,11 @@ enum zm_err {
     ZM_ERR_PING,            /* PING shorter than its 2-octet TTL */
     ZM_ERR_NOMEM,           /* out of memory (ours, not the peer's claim) */
     ZM_ERR_STATE,           /* API misuse: buffer() before NEED_DATA, ... */
+    ZM_ERR_V2_GREETING,     /* ZMTP/2.0 identity not a final short frame */
+    ZM_ERR_V2_SOCKET_TYPE,  /* ZMTP/2.0 peer's socket type unknown or
+                               incompatible (counted by the connection) */
+    ZM_ERR_V2_SECURITY,     /* ZMTP/2.0 peer of a socket with a security
+                               mechanism or ZAP (counted by the connection) */
     ZM_ERR_COUNT_
 };
 
@@ -76,11 +82,31 @@ const char *zm_strerror(int code);
 /* ------------------------------------------------------------------ */
 
 typedef struct zm_greeting {
-    uint8_t major;
+    uint8_t major;       /* 2 for a ZMTP/2.0 peer (revision octet 0x01) */
     uint8_t minor;
     uint8_t as_server;
-    char mechanism[ZM_MECHANISM_SIZE + 1]; /* NUL-terminated, padding cut */
+    char mechanism[ZM_MECHANISM_SIZE + 1]; /* NUL-terminated, padding cut;
+                                              "" for ZMTP/2.0 */
+    int socket_type;     /* ZMTP/2.0: the greeting's socket-type octet;
+                            -1 for 3.x (it is in READY) */
 } zm_greeting;
+
+/* ZMTP/2.0 (RFC 15), as libzmq 4.3.5 accepts it: the greeting is the
+ * 10-octet signature, the revision 0x01, a socket-type octet and an
+ * identity frame (final-short: flags 0x00, size, body); frames follow in
+ * 2.0 framing (MORE, LONG; no COMMAND bit, so no commands at all).  The
+ * decoder returns the greeting after its 12 octets (a 2.0 peer sends its
+ * identity only once it has our greeting: the connection must be able to
+ * answer or refuse first), then checks the identity frame's flags octet
+ * (ZM_ERR_V2_GREETING unless 0x00) and returns the identity as the first
+ * message.  zmtp never
+ * greets in 2.0 itself: it sends the first ZM_GREETING_V2_PREFIX octets
+ * of its 3.1 greeting and, when the peer's revision octet says 2.0,
+ * finishes with zm_encode_greeting_v2 instead of the rest. */
+#define ZM_ZMTP20_REVISION 1
+#define ZM_GREETING_V2_PREFIX 11 /* signature + revision/major octet */
+#define ZM_GREETING_V2_SIZE 12   /* + socket-type */
+
 
 /* Write a 64-octet greeting: version 3.minor.  -ZM_ERR_MECHANISM when the
  * mechanism name is empty or longer than 20 octets. */
@@ -140,6 +166,7 @@ enum zm_dec_state {
     ZM_DS_HEADER,
     ZM_DS_BODY,     /* body goes to the current page */
     ZM_DS_BIG_BODY, /* body goes to its own growing buffer */
+    ZM_DS_V2_IDENTITY, /* ZMTP/2.0: the identity frame's flags octet next */
     ZM_DS_ERROR
 };
 
@@ -153,6 +180,8 @@ typedef struct zm_decoder {
                         refcnt), handed to slices without an atomic each */
     size_t pos;      /* parse offset in page->data */
     unsigned flags;  /* current frame's flags */
+    unsigned reserved; /* flag bits refused: ZM_FLAG_RESERVED, plus
+                          ZM_FLAG_COMMAND after a ZMTP/2.0 greeting */
     uint64_t size;   /* current frame's body size */
     size_t hdr;      /* current frame's header size (2 or 9) */
     zm_page *big;    /* ZM_DS_BIG_BODY buffer (one reference) or NULL */
@@ -163,6 +192,12 @@ typedef struct zm_decoder {
 
 /* 0, or -ZM_ERR_STATE when the configuration is out of range. */
 int zm_decoder_init(zm_decoder *d, const zm_decoder_config *cfg);
+
+/* The peer's revision octet (greeting octet 10: 3 for ZMTP 3.x, 1 for
+ * 2.0) once it has arrived behind a valid signature and the greeting is
+ * not yet decoded; -1 otherwise.  The connection reads it to finish its own greeting in the
+ * peer's version before the decoder has the whole greeting. */
+int zm_decoder_peer_revision(const zm_decoder *d);
 
 /* Release every page and partial message; d may be re-initialised. */
 void zm_decoder_free(zm_decoder *d);
@@ -279,6 +314,12 @@ ZM_INLINE size_t zm_frame_header(unsigned char out[9], uint64_t size,
     zm_put_u64(out + 1, size);
     return 9;
 }
+
+/* ZMTP/2.0: what follows our 11-octet greeting prefix for a 2.0 peer: the
+ * socket-type octet and the identity (0..255 octets) as a final short
+ * frame.  0, -ZM_ERR_V2_GREETING (identity too long) or -ZM_ERR_NOMEM. */
+int zm_encode_greeting_v2(zm_wbuf *w, uint8_t socket_type,
+                          const void *identity, size_t n);
 
 /* One frame, header and body. */
 int zm_encode_frame(zm_wbuf *w, const void *data, size_t n, unsigned flags);

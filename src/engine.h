@@ -124,6 +124,8 @@ typedef struct zm_conn {
     int got_greeting;
     int peer_minor;
     int peer_type;
+    int v2;               /* the peer greeted in ZMTP/2.0 (engine_conn.c,
+                             conn_greeting_v2): 2.0 framing, no commands */
     /*
      * Output and its byte accounting.  `out` is the queue of encoded bytes
      * not yet written: first the hs_left bytes of our greeting and READY

@@ -237,11 +237,54 @@ static int conn_start_raw(zm_sock *s, zm_conn *c)
  */
 #define ZM_GREETING_STAGE 11
 
-/* The peer's first octets arrived: the rest of our greeting goes. */
-static int conn_greeting_rest(zm_conn *c)
+/* ZMTP/2.0 (RFC 15) is spoken only with a socket that needs no security:
+ * the NULL mechanism and no ZAP domain (libzmq 4.3.5 refuses a 2.0 peer
+ * whenever ZAP is enabled, which any other mechanism implies). */
+static int conn_v2_allowed(const zm_sock *s, const zm_conn *c)
 {
-    int rc = conn_put_handshake(c, c->hs_held.data, c->hs_held.len);
+    return c->mech.ops == &zm_mech_null && s->zap_domain_len == 0;
+}
 
+/* Our socket type as a 2.0 greeting gives it: libzmq's numbers, which are
+ * RFC 15's, with XPUB and XSUB as PUB and SUB ("API constructs only"). */
+static uint8_t v2_socket_type(int type)
+{
+    return (uint8_t)(type == ZM_XPUB ? ZM_PUB : type == ZM_XSUB ? ZM_SUB : type);
+}
+
+/* The peer greets in ZMTP/2.0 (its revision octet is 0x01): as libzmq
+ * 4.3.5, our greeting is finished in 2.0, our socket-type octet and
+ * identity frame instead of the rest of our 3.1 greeting and the
+ * mechanism's commands.  A socket that needs security sends nothing
+ * more: conn_on_greeting_v2 refuses the peer.  0, or -ENOMEM. */
+static int conn_greeting_v2(zm_sock *s, zm_conn *c)
+{
+    zm_wbuf w;
+    int rc = 0;
+
+    zm_wbuf_free(&c->hs_held);
+    c->v2 = 1;
+    if (!conn_v2_allowed(s, c))
+        return 0;
+    zm_wbuf_init(&w);
+    if (zm_encode_greeting_v2(&w, v2_socket_type(s->type),
+                              zm_route_sends_id(s) ? s->routing_id : NULL,
+                              zm_route_sends_id(s) ? s->routing_id_len : 0) < 0 ||
+        conn_put_handshake(c, w.data, w.len) < 0)
+        rc = -ENOMEM;
+    zm_wbuf_free(&w);
+    return rc;
+}
+
+/* The peer's first octets arrived: the rest of our greeting goes, in
+ * ZMTP/2.0 when the peer's revision octet asks for it. */
+static int conn_greeting_rest(zm_sock *s, zm_conn *c)
+{
+    int rc;
+
+    if (ZM_UNLIKELY(zm_decoder_peer_revision(&c->dec) == ZM_ZMTP20_REVISION))
+        return conn_greeting_v2(s, c);
+    rc = conn_put_handshake(c, c->hs_held.data, c->hs_held.len);
     zm_wbuf_free(&c->hs_held); /* an idle connection keeps none */
     return rc;
 }
@@ -294,6 +337,7 @@ int zm_conn_start_handshake(zm_sock *s, zm_conn *c)
     }
     c->hs_event_sent = 0;
     c->lost_errno = 0;
+    c->v2 = 0;
     c->state = ZM_CS_HANDSHAKE;
     if (conn_decoder_reset(s, c) < 0)
         return -EINVAL;
@@ -475,8 +519,8 @@ static void conn_close_refused_as(zm_sock *s, zm_conn *c, const char *reason,
         if (sent > 0)
             c->hs_left -= (size_t)sent;
     }
-    if (c->hs_left > 0 || c->hs_held.len > 0)
-        reason = NULL;
+    if (c->hs_left > 0 || c->hs_held.len > 0 || c->v2)
+        reason = NULL; /* (ZMTP/2.0 has no ERROR command) */
     n = reason != NULL ? strlen(reason) : 0;
     if (libzmq_plain && n <= 255) { /* mechanism.h: zm_mech_fail */
         memcpy(body, ZM_LIBZMQ_PLAIN_ERROR, 5);
@@ -586,12 +630,13 @@ static int conn_build_props(zm_conn *c, const zm_mech_peer *p)
     return 0;
 }
 
-/* The mechanism is done: is the peer it describes one we talk to?  Its
- * socket type (RFC 28-31 pairs), then routing's say (ROUTER's ids, PAIR's
- * one peer).  0, or -1 when refused (closed). */
-static int conn_admit(zm_sock *s, zm_conn *c, int64_t now)
+/* The mechanism is done (or a ZMTP/2.0 greeting described the peer): is
+ * the peer `p` describes one we talk to?  Its socket type (RFC 28-31
+ * pairs), then routing's say (ROUTER's ids, PAIR's one peer).  0, or -1
+ * when refused (closed). */
+static int conn_admit(zm_sock *s, zm_conn *c, const zm_mech_peer *p,
+                      int64_t now)
 {
-    const zm_mech_peer *p = zm_mech_peer_info(&c->mech);
     char reason[96];
     const char *refused;
 
@@ -687,7 +732,7 @@ static int conn_mech_answer(zm_sock *s, zm_conn *c, int rc,
         conn_mech_failed(s, c, now);
         return -1;
     }
-    if (ready && conn_admit(s, c, now) < 0)
+    if (ready && conn_admit(s, c, zm_mech_peer_info(&c->mech), now) < 0)
         return -1;
     if (out->len > 0 && conn_put_handshake(c, out->data, out->len) < 0) {
         c->lost_errno = ENOMEM;
@@ -739,6 +784,9 @@ void zm_conn_zap_reply(zm_sock *s, zm_conn *c, unsigned status, uint32_t code,
     zm_wbuf_free(&out);
 }
 
+static int conn_on_greeting_v2(zm_sock *s, zm_conn *c, const zm_greeting *g,
+                               int64_t now);
+
 /* The peer's greeting: its version, and its mechanism must be ours. */
 static int conn_on_greeting(zm_sock *s, zm_conn *c, const zm_greeting *g,
                             int64_t now)
@@ -746,6 +794,8 @@ static int conn_on_greeting(zm_sock *s, zm_conn *c, const zm_greeting *g,
     zm_wbuf out;
     int rc;
 
+    if (ZM_UNLIKELY(g->socket_type >= 0))
+        return conn_on_greeting_v2(s, c, g, now);
     c->got_greeting = 1;
     c->peer_minor = g->major > 3 ? 1 : g->minor;
     if (strcmp(g->mechanism, c->mech.ops->name) != 0) {
@@ -759,6 +809,87 @@ static int conn_on_greeting(zm_sock *s, zm_conn *c, const zm_greeting *g,
     rc = conn_mech_answer(s, c, rc, &out, now);
     zm_wbuf_free(&out);
     return rc;
+}
+
+/* The greeting of a ZMTP/2.0 peer (RFC 15): allowed only without
+ * security; its socket type must be one we talk to (2.0's types are
+ * libzmq's numbers 0..10: all of zmtp's ZMTP types have a 2.0 form, a
+ * number past them is refused).  Refusals are counted by reason
+ * (protocol_errors) and close without ERROR (2.0 has none).  The
+ * identity frame comes next (conn_on_identity_v2).  0, or -1 when the
+ * connection was closed. */
+static int conn_on_greeting_v2(zm_sock *s, zm_conn *c, const zm_greeting *g,
+                               int64_t now)
+{
+    int t = g->socket_type;
+
+    c->got_greeting = 1;
+    c->peer_minor = 0; /* subscriptions as messages, no PING */
+    if (c->hs_held.len > 0 && conn_greeting_v2(s, c) < 0) {
+        c->lost_errno = ENOMEM;
+        zm_conn_lost(s, c, now);
+        return -1;
+    }
+    c->v2 = 1;
+    if (!conn_v2_allowed(s, c)) {
+        ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_V2_SECURITY], 1);
+        conn_refuse(s, c, NULL, ZM_PROTO_MECHANISM_MISMATCH, now);
+        return -1;
+    }
+    if (t < 0 || t > ZM_XSUB || !zm_socktype_compatible(s->type, t)) {
+        ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_V2_SOCKET_TYPE], 1);
+        conn_refuse(s, c, NULL, ZM_PROTO_INVALID_METADATA, now);
+        return -1;
+    }
+    c->peer_type = t;
+    return 0;
+}
+
+/* A ZMTP/2.0 peer's identity frame (its first message: one final short
+ * frame, the decoder checked): admitted as a 3.x peer whose READY said
+ * Socket-Type and Identity, which its messages' metadata then holds; the
+ * connection becomes ACTIVE.  Takes msg; -1 when the connection was
+ * closed. */
+static int conn_on_identity_v2(zm_sock *s, zm_conn *c, zm_msg *msg,
+                               int64_t now)
+{
+    static const char st[] = "Socket-Type", idn[] = "Identity";
+    const zm_frame *f = zm_msg_frames(msg);
+    const char *name = zm_socktype_name(c->peer_type);
+    size_t nlen = strlen(name), ilen = f->size <= 255 ? f->size : 255;
+    unsigned char props[1 + 11 + 4 + 16 + 1 + 8 + 4 + 255];
+    unsigned char *w = props;
+    zm_mech_peer p;
+    int rc;
+
+    *w++ = (unsigned char)(sizeof(st) - 1);
+    memcpy(w, st, sizeof(st) - 1);
+    w += sizeof(st) - 1;
+    zm_put_u32(w, (uint32_t)nlen);
+    memcpy(w + 4, name, nlen);
+    w += 4 + nlen;
+    *w++ = (unsigned char)(sizeof(idn) - 1);
+    memcpy(w, idn, sizeof(idn) - 1);
+    w += sizeof(idn) - 1;
+    zm_put_u32(w, (uint32_t)ilen);
+    if (ilen > 0)
+        memcpy(w + 4, f->data, ilen);
+    w += 4 + ilen;
+    memset(&p, 0, sizeof(p));
+    p.has_socktype = 1;
+    p.socktype = props + 1 + 11 + 4;
+    p.socktype_len = nlen;
+    p.has_identity = 1;
+    p.identity = w - ilen;
+    p.identity_len = ilen;
+    p.props = props;
+    p.props_len = (size_t)(w - props);
+    rc = conn_admit(s, c, &p, now);
+    zm_msg_clear(msg);
+    if (rc < 0)
+        return -1;
+    conn_activate(s, c);
+    return 0;
 }
 
 /* A command while the connection is ACTIVE: PING (answered with PONG),
@@ -795,7 +926,7 @@ static void conn_on_decode_error(zm_sock *s, zm_conn *c, int error,
                                  int64_t now)
 {
     ZM_STAT_ADD(s->stats.protocol_errors[error], 1);
-    if (!c->got_greeting)
+    if (!c->got_greeting || error == ZM_ERR_V2_GREETING) /* (its identity) */
         ZM_STAT_ADD(s->stats.handshake_failed, 1);
     zm_mon_handshake_failed(s, c,
                             error == ZM_ERR_READY ? ZM_PROTO_MALFORMED_COMMAND_READY
@@ -962,6 +1093,8 @@ static int conn_on_event(zm_sock *s, zm_conn *c, zm_event *ev, int64_t now)
         return rc;
     case ZM_EV_MESSAGE:
         if (c->state != ZM_CS_ACTIVE) {
+            if (c->v2 && c->got_greeting)
+                return conn_on_identity_v2(s, c, &ev->msg, now);
             zm_msg_clear(&ev->msg);
             conn_refuse(s, c, "message before READY",
                         ZM_PROTO_UNEXPECTED_COMMAND, now);
@@ -1012,7 +1145,7 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
             zm_decoder_commit(&c->dec, (size_t)n);
             if (c->hs_held.len > 0 &&
                 (c->hs_rx += (size_t)n) >= ZM_GREETING_STAGE &&
-                conn_greeting_rest(c) < 0) {
+                conn_greeting_rest(s, c) < 0) {
                 c->lost_errno = ENOMEM;
                 zm_conn_lost(s, c, now);
                 return;

@@ -86,9 +86,10 @@ static PyObject *event_to_py(zmtp_state *st, zm_event *ev)
 
     switch (ev->kind) {
     case ZM_EV_GREETING:
-        return Py_BuildValue("(iiiy" "N)", ZM_EV_GREETING, ev->greeting.major,
+        return Py_BuildValue("(iiiy" "Ni)", ZM_EV_GREETING, ev->greeting.major,
                              ev->greeting.minor, ev->greeting.mechanism,
-                             PyBool_FromLong(ev->greeting.as_server != 0));
+                             PyBool_FromLong(ev->greeting.as_server != 0),
+                             ev->greeting.socket_type);
     case ZM_EV_COMMAND:
         obj = frame_new_from(st->Frame_Type, &ev->command);
         if (obj == NULL)

@@ -87,8 +87,15 @@ R = nf.ready
 E = nf.codec
 ORACLE_CASES = {
     "http_to_router": (nf.make_input("ROUTER", b"GET / HTTP/1.1\r\n\r\n"), {"SIGNATURE": 1}, 1, False),
-    "zmtp2_to_dealer": (nf.make_input("DEALER", b"\xff" + b"\0" * 8 + b"\x7f\x01", side="connect"),
-                        {"VERSION": 1}, 1, False),
+    "zmtp10_to_dealer": (nf.make_input("DEALER", b"\xff" + b"\0" * 8 + b"\x7f\x00", side="connect"),
+                         {"VERSION": 1}, 1, False),
+    # ZMTP/2.0 peers (tests/test_zmtp20.py): compatible ones are admitted, others refused and counted
+    "zmtp20_router_to_dealer": (nf.make_input("DEALER", b"\xff" + b"\0" * 8 + b"\x7f\x01\x06\x00\x00\x00\x01x",
+                                              side="connect"), {}, 0, True),
+    "zmtp20_pull_to_pull": (nf.make_input("PULL", b"\xff" + b"\0" * 8 + b"\x7f\x01\x07\x00\x00"),
+                            {"V2_SOCKET_TYPE": 1}, 1, False),
+    "zmtp20_command_to_pull": (nf.make_input("PULL", b"\xff" + b"\0" * 8 + b"\x7f\x01\x08\x00\x00\x04\x00"),
+                               {"RESERVED_FLAGS": 1}, 0, True),
     "curve_to_pull": (nf.make_input("PULL", G(1).replace(b"NULL", b"CURV")), {"MECHANISM": 1}, 1, False),
     "pub_ready_to_push": (nf.make_input("PUSH", R("PUB", False), prefix_mode=nf.PREFIX_GREETING), {}, 1, False),
     "message_before_ready": (nf.make_input("SUB", E.encode_frame(b"x"), prefix_mode=nf.PREFIX_GREETING), {}, 1, False),

@@ -97,6 +97,9 @@ class ErrorCode(enum.IntEnum):
     PING = _zmtp.ERR_PING
     NOMEM = _zmtp.ERR_NOMEM
     STATE = _zmtp.ERR_STATE
+    V2_GREETING = _zmtp.ERR_V2_GREETING
+    V2_SOCKET_TYPE = _zmtp.ERR_V2_SOCKET_TYPE
+    V2_SECURITY = _zmtp.ERR_V2_SECURITY
 
     @property
     def text(self) -> str:
@@ -109,12 +112,19 @@ class ErrorCode(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Greeting:
-    """The peer's greeting: ZMTP version, security mechanism, as-server."""
+    """The peer's greeting: ZMTP version, security mechanism, as-server.
+
+    A ZMTP/2.0 peer (RFC 15, revision octet 1) gives ``major`` 2, no
+    mechanism and its greeting's ``socket_type`` octet (libzmq's numbers);
+    its identity follows as the first :class:`Message`.  ``socket_type`` is
+    None for ZMTP 3.x, whose socket type is in READY.
+    """
 
     major: int
     minor: int
     mechanism: bytes
     as_server: bool
+    socket_type: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -301,7 +311,7 @@ class Decoder:
             return Message(raw[1])
         if kind == _zmtp.EV_COMMAND:
             return parse_command(raw[1])
-        g = Greeting(raw[1], raw[2], raw[3], raw[4])
+        g = Greeting(raw[1], raw[2], raw[3], raw[4], raw[5] if raw[5] >= 0 else None)
         self.greeting = g
         return g
 
