@@ -59,9 +59,6 @@
 #define BOX_MORE 1
 #define BOX_COMMAND 2
 
-/* Metadata we announce: Socket-Type and Identity (255 at most). */
-#define META_MAX 300
-
 enum curve_phase {
     EXPECT_HELLO,    /* server */
     EXPECT_INITIATE, /* server */
@@ -129,22 +126,35 @@ static int take_peer_nonce(zm_mech *m, curve_state *st,
     return 0;
 }
 
-/* Our metadata as properties (Socket-Type, Identity) into buf: its length. */
-static size_t our_metadata(const zm_mech *m, unsigned char buf[META_MAX])
+/* Our metadata (Socket-Type, Identity, the application's METADATA) as
+ * properties, in a buffer of `room` more bytes than they take (the
+ * caller's, before them) from zm_malloc: *buf (free() it; NULL on
+ * -ENOMEM, returned) and *len. */
+static int our_metadata(const zm_mech *m, size_t room, unsigned char **buf,
+                        size_t *len_out)
 {
-    zm_prop props[ZM_MECH_BASIC_PROPS];
-    size_t np = zm_mech_basic_props(m, props), len = 0;
+    zm_prop props[ZM_MECH_PROPS_MAX];
+    size_t np = zm_mech_props(m, props), len = 0, need = 0;
+    unsigned char *b;
 
+    for (size_t i = 0; i < np; i++)
+        need += 1 + props[i].name_len + 4 + props[i].value_len;
+    b = zm_malloc(room + need + 1); /* +1: never a malloc(0) */
+    if (b == NULL)
+        return -ENOMEM;
+    *buf = b;
+    b += room;
     for (size_t i = 0; i < np; i++) {
-        buf[len++] = (unsigned char)props[i].name_len;
-        memcpy(buf + len, props[i].name, props[i].name_len);
+        b[len++] = (unsigned char)props[i].name_len;
+        memcpy(b + len, props[i].name, props[i].name_len);
         len += props[i].name_len;
-        zm_put_u32(buf + len, (uint32_t)props[i].value_len);
+        zm_put_u32(b + len, (uint32_t)props[i].value_len);
         len += 4;
-        memcpy(buf + len, props[i].value, props[i].value_len);
+        memcpy(b + len, props[i].value, props[i].value_len);
         len += props[i].value_len;
     }
-    return len;
+    *len_out = len;
+    return 0;
 }
 
 /* Keep the peer's opened metadata (valid until the mechanism is released)
@@ -195,7 +205,7 @@ static int client_welcome(zm_mech *m, curve_state *st, const zm_command *cmd,
                           zm_wbuf *out)
 {
     unsigned char n[NONCE], plain[128], vouch[64 + MAC], vn[NONCE];
-    unsigned char meta[META_MAX], *box = NULL, *body = NULL;
+    unsigned char *box = NULL, *body = NULL;
     size_t meta_len, plen, dlen;
     int rc = 0;
 
@@ -228,20 +238,22 @@ static int client_welcome(zm_mech *m, curve_state *st, const zm_command *cmd,
         rc = zm_mech_refuse(m, PROTO_CRYPTOGRAPHIC, NULL);
         goto out;
     }
-    /* INITIATE: cookie, short nonce, Box[C + vouch + metadata](C'->S') */
-    meta_len = our_metadata(m, meta);
+    /* INITIATE: cookie, short nonce, Box[C + vouch + metadata](C'->S');
+     * the metadata is written after room for the rest of the plaintext */
+    if (our_metadata(m, KEY + 16 + sizeof(vouch), &box, &meta_len) < 0) {
+        rc = zm_mech_nomem(m);
+        goto out;
+    }
     plen = KEY + 16 + sizeof(vouch) + meta_len;
     dlen = 96 + 8 + plen + MAC;
-    box = zm_malloc(plen);
     body = zm_malloc(dlen);
-    if (box == NULL || body == NULL) {
+    if (body == NULL) {
         rc = zm_mech_nomem(m);
         goto out;
     }
     memcpy(box, m->cfg.curve_public, KEY);
     memcpy(box + KEY, vn + 8, 16);
     memcpy(box + KEY + 16, vouch, sizeof(vouch));
-    memcpy(box + KEY + 16 + sizeof(vouch), meta, meta_len);
     short_nonce(n, "CurveZMQINITIATE", st->nonce++);
     memcpy(body, st->cookie, 96);
     memcpy(body + 96, n + 16, 8);
@@ -339,15 +351,24 @@ static int server_hello(zm_mech *m, curve_state *st, const zm_command *cmd,
 /* Our READY: short nonce, Box[metadata](S'->C'). */
 static int server_send_ready(zm_mech *m, curve_state *st, zm_wbuf *out)
 {
-    unsigned char meta[META_MAX], data[8 + META_MAX + MAC], n[NONCE];
-    size_t meta_len = our_metadata(m, meta);
+    unsigned char n[NONCE], *meta = NULL, *data = NULL;
+    size_t meta_len;
+    int rc = 0;
 
+    if (our_metadata(m, 0, &meta, &meta_len) < 0 ||
+        (data = zm_malloc(8 + meta_len + MAC)) == NULL) {
+        rc = zm_mech_nomem(m);
+        goto out;
+    }
     short_nonce(n, "CurveZMQREADY---", st->nonce++);
     memcpy(data, n + 16, 8);
     st->na->crypto_box_easy_afternm(data + 8, meta, meta_len, n, st->precom);
     if (zm_encode_command(out, "READY", 5, data, 8 + meta_len + MAC) < 0)
-        return zm_mech_nomem(m);
-    return 0;
+        rc = zm_mech_nomem(m);
+out:
+    free(meta);
+    free(data);
+    return rc;
 }
 
 /* INITIATE: the cookie must be ours, the box open with the session key,

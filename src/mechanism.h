@@ -333,9 +333,8 @@ size_t zm_mech_basic_props(const zm_mech *m, zm_prop props[ZM_MECH_BASIC_PROPS])
 #define ZM_MECH_PROPS_MAX (ZM_MECH_BASIC_PROPS + ZM_MECH_APP_PROPS_MAX)
 
 /* Our whole metadata: zm_mech_basic_props(), then the application's
- * (cfg.app_props), for mechanisms whose commands have room for them
- * (NULL's and PLAIN's READY; CURVE's boxes are sized for the basic ones
- * only).  Returns how many of props[] were filled. */
+ * (cfg.app_props): NULL's and PLAIN's READY, CURVE's INITIATE and READY
+ * boxes.  Returns how many of props[] were filled. */
 size_t zm_mech_props(const zm_mech *m, zm_prop props[ZM_MECH_PROPS_MAX]);
 
 /* Record the peer's metadata (the properties of READY, or of the box

@@ -804,6 +804,37 @@ def test_metadata_with_plain(binder, backend, ctx, zctx, tmp_path):
         auth.stop()
 
 
+@pytest.mark.parametrize("zmtp_side", ["client", "server"])
+@pytest.mark.parametrize("binder", BINDERS)
+def test_metadata_with_curve(zmtp_side, binder, backend, ctx, zctx, tmp_path):
+    """CURVE carries METADATA in its boxes (the client's in INITIATE, the
+    server's in READY), whichever side is zmtp: a long value (1000 bytes,
+    more than Socket-Type and Identity take) reaches libzmq and back."""
+    if not zmtp.has("curve"):
+        pytest.skip("zmtp has no CURVE here (libsodium not found)")
+    long_value = b"v" * 1000
+    spub, ssec = zmq.curve_keypair()
+    cpub, csec = zmq.curve_keypair()
+    server_opts = dict(curve_server=1, curve_secretkey=ssec, curve_publickey=spub,
+                       metadata=b"X-side:server")
+    client_opts = dict(curve_serverkey=spub, curve_secretkey=csec, curve_publickey=cpub,
+                       metadata=b"X-long:" + long_value)
+    if zmtp_side == "client":
+        tested = zsock(ctx, zmtp.DEALER, **client_opts)
+        other = peer(zctx, "ROUTER", **server_opts)
+    else:
+        tested = zsock(ctx, zmtp.ROUTER, **server_opts)
+        other = peer(zctx, "DEALER", **client_opts)
+    pair(tested, other, binder, "tcp", tmp_path)
+    client, server = (tested, other) if zmtp_side == "client" else (other, tested)
+    client.send(b"hi")
+    rid, frame = server.recv_multipart(copy=False)
+    assert frame.get("X-long") == long_value.decode()
+    server.send_multipart([rid.bytes, b"yo"])
+    reply = client.recv(copy=False)
+    assert reply.get("X-side") == "server"
+
+
 def test_inproc_xpub_nodrop(backend, ctx, spawn):
     """XPUB_NODROP over inproc: Again at the pipe's HWM, then a blocking
     send waits until the subscriber reads; nothing is lost."""
