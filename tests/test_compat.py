@@ -101,7 +101,7 @@ def test_a_submodule_zmtp_lacks_fails_naming_zmtp():
         import zmtp.compat
         zmtp.compat.install()
         import zmq
-        for name in ("zmq.backend", "zmq.devices", "zmq.green"):
+        for name in ("zmq.ssh", "zmq.devices", "zmq.green"):
             try:
                 __import__(name)
             except ModuleNotFoundError as exc:
@@ -114,7 +114,7 @@ def test_a_submodule_zmtp_lacks_fails_naming_zmtp():
             assert name not in sys.modules, name
         assert sys.modules["zmq"] is sys.modules["zmtp"]
     """)
-    assert out.splitlines() == ["zmq.backend refused", "zmq.devices refused", "zmq.green refused"]
+    assert out.splitlines() == ["zmq.ssh refused", "zmq.devices refused", "zmq.green refused"]
 
 
 def test_install_refuses_when_pyzmq_is_already_imported():
@@ -224,8 +224,8 @@ def test_runner_usage_and_errors(tmp_path):
     assert proc.returncode == 2 and "-m needs an argument" in proc.stderr
     proc = run_py(["-m", "zmtp.compat", "--help"])
     assert proc.returncode == 0 and "usage" in proc.stdout
-    proc = run_py(["-m", "zmtp.compat", "-c", "import zmq.backend"])
-    assert proc.returncode == 1 and "zmtp has no module 'zmtp.backend'" in proc.stderr, proc.stderr
+    proc = run_py(["-m", "zmtp.compat", "-c", "import zmq.ssh"])
+    assert proc.returncode == 1 and "zmtp has no module 'zmtp.ssh'" in proc.stderr, proc.stderr
     proc = run_py(["-m", "zmtp.compat", "-c", "raise SystemExit(5)"])
     assert proc.returncode == 5
 

@@ -121,6 +121,13 @@ from zmtp.constants import (
     SocketOption,
     SocketType,
 )
+from zmtp import constants as _constants
+
+# Every constant pyzmq exports (zmtp.constants.__all__: its enums' members
+# under pyzmq's module-level names), also those whose feature zmtp does not
+# implement (using one raises a ZMQError naming it).
+globals().update({_name: getattr(_constants, _name) for _name in _constants.__all__ if _name not in globals()})
+
 from zmtp.socket import Socket
 from zmtp.buffers import BufferConfig
 from zmtp.context import Context
@@ -129,6 +136,7 @@ from zmtp.proxy import FORWARDER, QUEUE, STREAMER, DeviceType, device, proxy
 from zmtp.sugar.frame import Message
 from zmtp.sugar.tracker import MessageTracker
 from zmtp.curve import curve_keypair, curve_public
+from zmtp import backend, utils  # zmq.backend and zmq.utils are attributes of pyzmq's zmq too
 
 __all__ = [
     "Again", "BufferConfig", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
@@ -145,3 +153,4 @@ __all__ = [
     "MECHANISM", "PLAIN_SERVER", "PLAIN_USERNAME", "PLAIN_PASSWORD", "ZAP_DOMAIN", "ZAP_ENFORCE_DOMAIN", "NULL", "PLAIN", "CURVE", "has", "pyzmq_version", "pyzmq_version_info", "select", "zmq_version",
     "zmq_version_info",
 ]
+__all__ += [_name for _name in _constants.__all__ if _name not in __all__]

@@ -32,6 +32,7 @@ from zmtp.constants import (
     UNIMPLEMENTED_CONTEXT_OPTIONS,
     UNIMPLEMENTED_SOCKET_OPTIONS,
     SocketOption,
+    implemented_socket_options,
 )
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQError
 from zmtp.socket import HandleRegistry, Socket, _OptionAttributes
@@ -400,7 +401,7 @@ class Context(_OptionAttributes):
 
 
 # ctx.linger, ctx.rcvtimeo, ...: one property per option zmtp implements.
-for _opt in SocketOption:
+for _opt in implemented_socket_options():
     setattr(Context, _opt.name.lower(), _default_option(_opt))
 Context.identity = Context.routing_id  # type: ignore[attr-defined]
 del _opt
