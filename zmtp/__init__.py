@@ -134,7 +134,7 @@ from zmtp.context import Context
 from zmtp.poll import Poller, select
 from zmtp.proxy import FORWARDER, QUEUE, STREAMER, DeviceType, device, proxy
 from zmtp.sugar.frame import Message
-from zmtp.sugar.tracker import MessageTracker
+from zmtp.sugar.tracker import _FINISHED_TRACKER, MessageTracker
 from zmtp.curve import curve_keypair, curve_public
 from zmtp import backend, utils  # zmq.backend and zmq.utils are attributes of pyzmq's zmq too
 
