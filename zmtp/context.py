@@ -144,6 +144,8 @@ class Context(_OptionAttributes):
             self._shadow_obj = root
             self.__dict__ = root.__dict__  # one context, two objects
             return
+        if int(io_threads) < 0:  # libzmq's zmq_ctx_set(IO_THREADS, -1): EINVAL, as pyzmq
+            raise ZMQError(errno.EINVAL, f"io_threads must be >= 0, not {int(io_threads)}")
         self._shadow_obj = None
         self._ctxopts: Dict[int, int] = {IO_THREADS: int(io_threads)}
         self._sockets: "weakref.WeakSet[Socket]" = weakref.WeakSet()
@@ -202,8 +204,9 @@ class Context(_OptionAttributes):
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        # As pyzmq (since 24): destroy(), which closes leftover sockets.
-        self.destroy()
+        # As pyzmq (since 24): destroy(), which closes leftover sockets,
+        # each with a ResourceWarning.
+        self._end(None, True, warn=True)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._sockets)} socket(s)"
@@ -286,6 +289,8 @@ class Context(_OptionAttributes):
             if name is not None:
                 raise OptionNotImplemented(name, "context")
             raise ZMQError(errno.EINVAL)
+        if int(optval) < 0:
+            raise ZMQError(errno.EINVAL)
         self._ctxopts[option] = int(optval)
 
     def get(self, option: int) -> int:
@@ -338,8 +343,11 @@ class Context(_OptionAttributes):
         close() it.  Unlike libzmq's, term() does not wait for you to close
         them: it sends what each has queued (for its LINGER) and frees it.
         New sockets are refused (ContextTerminated); a concurrent term()
-        returns once termination is complete."""
-        self._end(None, False)
+        returns once termination is complete.
+
+        Each socket still open gets a ResourceWarning: pyzmq's term() would
+        wait here until it is closed (forever if nobody closes it)."""
+        self._end(None, False, warn=True)
 
     def destroy(self, linger: Optional[int] = None) -> None:
         """Close every socket (with ``linger`` if given, else its LINGER)
@@ -347,7 +355,7 @@ class Context(_OptionAttributes):
         True, ENOTSOCK), as after their close()."""
         self._end(linger, True)
 
-    def _end(self, linger: Optional[int], close: bool) -> None:
+    def _end(self, linger: Optional[int], close: bool, warn: bool = False) -> None:
         if os.getpid() != self._pid:
             # A forked child must not touch the parent's sockets (nor wait
             # for a termination that runs in the parent).
@@ -360,11 +368,17 @@ class Context(_OptionAttributes):
         if not first:
             self._terminated.wait()  # the first term() finishes the work
             return
+        unclosed = [s for s in socks if not s.closed] if warn else []
         try:
             self._terminate(socks, linger, close)
         finally:
             self.closed = True
             self._terminated.set()
+        # After the work: a warning turned into an error (-W error) must
+        # not leave the context half terminated.
+        what = "Destroying" if close else "Terminating"
+        for s in unclosed:
+            warnings.warn(f"{what} context with unclosed socket {s}", ResourceWarning, stacklevel=3, source=s)
 
     def _terminate(self, socks: List[Socket], linger: Optional[int], close: bool) -> None:
         lingers: Dict[int, Optional[int]] = {}
