@@ -138,6 +138,12 @@ from zmtp.sugar.tracker import _FINISHED_TRACKER, MessageTracker
 from zmtp.curve import curve_keypair, curve_public
 from zmtp import backend, utils  # zmq.backend and zmq.utils are attributes of pyzmq's zmq too
 
+#: pyzmq's copy threshold (zmtp copies every frame it sends; accepted for compatibility).
+COPY_THRESHOLD = 65536
+#: zmtp implements none of libzmq's draft API (draft socket types raise EINVAL).
+DRAFT_API = False
+PYZMQ_DRAFT_API = False
+
 __all__ = [
     "Again", "BufferConfig", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
     "EHOSTUNREACH", "EINVAL", "HANDSHAKE_IVL", "HEARTBEAT_IVL", "HEARTBEAT_TIMEOUT", "HEARTBEAT_TTL", "ENOTSOCK", "ENOTSUP", "ETERM", "EVENT_ACCEPTED", "EVENT_ACCEPT_FAILED", "EVENT_ALL", "EVENT_BIND_FAILED", "EVENT_CLOSED", "EVENT_CLOSE_FAILED", "EVENT_CONNECTED", "EVENT_CONNECT_DELAYED", "EVENT_CONNECT_RETRIED", "EVENT_DISCONNECTED", "EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_NO_DETAIL", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_SUCCEEDED", "EVENT_LISTENING", "EVENT_MONITOR_STOPPED", "EVENTS", "Errno", "FD", "Event", "Flag", "Frame", "IDENTITY",
@@ -154,3 +160,4 @@ __all__ = [
     "zmq_version_info",
 ]
 __all__ += [_name for _name in _constants.__all__ if _name not in __all__]
+__all__ += ["COPY_THRESHOLD", "DRAFT_API", "PYZMQ_DRAFT_API"]

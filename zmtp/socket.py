@@ -258,7 +258,7 @@ class SocketContext:
         self.endpoint = endpoint.decode() if isinstance(endpoint, bytes) else endpoint
 
     def __repr__(self) -> str:
-        return f"<SocketContext({self.kind}={self.addr!r})>"
+        return f"<SocketContext({self.kind}={self.endpoint!r})>"
 
     def __enter__(self) -> "Socket":
         return self.socket
