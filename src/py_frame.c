@@ -323,7 +323,32 @@ static PyObject *frame_raise_einval(FrameObject *self)
     return zm_py_raise_zmq(get_state(module), EINVAL, "Invalid argument");
 }
 
+/* copy.copy(frame): a Frame of its own with the same bytes, MORE flag and
+ * tracking (pyzmq's copies share the libzmq message; zmtp's own memory is
+ * cheap to copy and stays writable). */
+static PyObject *Frame_copy(FrameObject *self, PyObject *unused)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    FrameObject *c;
+
+    (void)unused;
+    c = (FrameObject *)tp->tp_alloc(tp, 0); /* zeroed: no bytes, view, props */
+    if (c == NULL)
+        return NULL;
+    c->tracked = self->tracked;
+    c->owned = 1;
+    if (self->f.size &&
+        frame_fill_copy(&c->f, self->f.data, self->f.size,
+                        self->f.flags & ZM_FLAG_MORE) < 0) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    return (PyObject *)c;
+}
+
 static PyMethodDef Frame_methods[] = {
+    {"__copy__", (PyCFunction)Frame_copy, METH_NOARGS,
+     "copy.copy(frame): a Frame of its own with the same bytes."},
     {"__bytes__", (PyCFunction)Frame_bytes_method, METH_NOARGS,
      "bytes(frame): the content as bytes."},
     {"get", (PyCFunction)Frame_get, METH_O, Frame_get_doc},

@@ -10,6 +10,7 @@ binds.
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any, Tuple
 
@@ -62,6 +63,10 @@ def test_frame_track() -> None:
     assert isinstance(f.tracker, zmtp.MessageTracker) and f.tracker.done
     both = zmtp.MessageTracker(f)  # a tracked Frame is watchable, as in pyzmq
     assert both.done
+    for lib in (zmtp, zmq):  # copy.copy keeps the tracking, as pyzmq's
+        assert copy.copy(lib.Frame(b"x")).tracker is None
+        c = copy.copy(lib.Frame(b"asdf", track=True))
+        assert isinstance(c.tracker, lib.MessageTracker) and c.bytes == b"asdf"
 
 
 # ------------------------------------------------------------ sends
