@@ -79,7 +79,7 @@ def test_draft_socket_type_refused() -> None:
         for kind in (zmtp.SERVER, zmtp.CLIENT, zmtp.RADIO, zmtp.DISH, zmtp.CHANNEL):
             with pytest.raises(zmtp.ZMQError) as info:
                 ctx.socket(kind)
-            assert info.value.errno == errno.EINVAL
+            assert info.value.errno == errno.EINVAL and kind.name in str(info.value)
 
 
 # ------------------------------------------------------------ attributes

@@ -311,6 +311,9 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         if socket_type == -1:
             raise TypeError("Socket() needs a socket_type (e.g. zmtp.REQ)")
         stype = int(socket_type)
+        if stype > _constants.STREAM and stype in _constants.SocketType._value2member_map_:
+            name = _constants.SocketType(stype).name
+            raise ZMQError(errno.EINVAL, f"Invalid argument: socket type {name} (a libzmq draft) is not implemented by zmtp")
         if context is None:
             super().__init__(stype, None)
         else:
