@@ -147,6 +147,21 @@ def test_context_attributes_like_pyzmq(lib_ctx: Any) -> None:
         assert isinstance(s, MySocket)
 
 
+@pytest.mark.parametrize("lib", LIBS)
+def test_reprs_like_pyzmq(lib: Any) -> None:
+    """pyzmq's repr shapes, with the library's own name."""
+    name = lib.__name__
+    with lib.Context() as c:
+        assert f"{name}.Context()" in repr(c) and "closed" not in repr(c)
+        with c.socket(lib.PUSH) as push:
+            assert f"{name}.Context(1 socket)" in repr(c)
+            assert f"{name}.Socket({name}.PUSH)" in repr(push) and "closed" not in repr(push)
+            with c.socket(lib.PULL):
+                assert f"{name}.Context(2 sockets)" in repr(c)
+        assert f"{name}.Socket({name}.PUSH)" in repr(push) and repr(push).endswith("closed>")
+    assert f"{name}.Context()" in repr(c) and "closed" in repr(c)
+
+
 @LIB_CTX
 def test_frame_buffer_like_pyzmq(lib_ctx: Any) -> None:
     lib, c = lib_ctx

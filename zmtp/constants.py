@@ -294,8 +294,8 @@ DEFAULT_LINGER: int = _zmtp.DEFAULT_LINGER
 #: listed under its own name.  Setting or getting one, as an attribute,
 #: through ``setsockopt``/``getsockopt`` or as a Context default, raises a
 #: ``ZMQError(EINVAL)`` naming it (:class:`zmtp.error.OptionNotImplemented`
-#: for attributes and defaults), never accepts it silently.  zmtp exports
-#: no constant for them: ``zmtp.TCP_KEEPALIVE`` is an AttributeError.
+#: for attributes and defaults), never accepts it silently.  Their
+#: constants exist, as pyzmq's (``zmtp.TCP_KEEPALIVE``: see the end of this file).
 UNIMPLEMENTED_SOCKET_OPTIONS: Dict[str, int] = {
     "AFFINITY": 4, "RATE": 8, "RECOVERY_IVL": 9, "SNDBUF": 11, "RCVBUF": 12, "BACKLOG": 19,
     "MULTICAST_HOPS": 25, "IPV4ONLY": 31, "TCP_KEEPALIVE": 34, "TCP_KEEPALIVE_CNT": 35,

@@ -208,9 +208,15 @@ class Context(_OptionAttributes):
         # each with a ResourceWarning.
         self._end(None, True, warn=True)
 
+    #: the class name repr shows (pyzmq's hook: "zmq.Context" there)
+    _repr_cls = "zmtp.Context"
+
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self._sockets)} socket(s)"
-        return f"<zmtp.Context({state}) at {id(self):#x}>"
+        """pyzmq's shape: ``<zmtp.Context(2 sockets) at 0x...>``, ``closed`` at the end once ended."""
+        n = 0 if self.closed else len(self._sockets)
+        count = "" if n == 0 else f"{n} socket{'s' if n > 1 else ''}"
+        closed = " closed" if self.closed else ""
+        return f"<{self._repr_cls}({count}) at {id(self):#x}{closed}>"
 
     def socket(
         self,

@@ -411,12 +411,17 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    #: the class name repr shows (pyzmq's hook: "zmq.Socket" there)
+    _repr_cls = "zmtp.Socket"
+
     def __repr__(self) -> str:
+        """pyzmq's shape: ``<zmtp.Socket(zmtp.PUSH) at 0x... closed>``."""
         try:
-            kind = SocketType(self.type).name if not self.closed else "closed"
+            kind = "zmtp." + SocketType(self.type).name
         except Exception:
             kind = "?"
-        return f"<zmtp.Socket({kind}) at {id(self):#x}>"
+        closed = " closed" if getattr(self, "closed", False) else ""
+        return f"<{self._repr_cls}({kind}) at {id(self):#x}{closed}>"
 
     # -- options as properties
 
