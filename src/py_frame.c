@@ -175,18 +175,35 @@ static PyObject *Frame_bytes_method(FrameObject *self, PyObject *unused)
     return Frame_get_bytes(self, NULL);
 }
 
+/* pyzmq's shape: <zmtp.Frame(b'abc')>, or for more than 16 bytes the first
+ * 12 and the size: <zmtp.Frame(b'xxxxxxxxxxxx'...20B)> (kB from 1000, MB
+ * from 2**20 counted in 10**6, GB from 10**9, rounded down, as pyzmq). */
 static PyObject *Frame_repr(FrameObject *self)
 {
     PyObject *head, *r;
-    size_t n = self->f.size < 32 ? self->f.size : 32;
+    size_t size = self->f.size, n = size > 16 ? 12 : size;
+    char suffix[48] = "";
 
+    if (size > 16) {
+        const char *unit = "B";
+        size_t v = size;
+        if (size >= 1000000000u) {
+            unit = "GB";
+            v = size / 1000000000u;
+        } else if (size >= (1u << 20)) {
+            unit = "MB";
+            v = size / 1000000u;
+        } else if (size >= 1000u) {
+            unit = "kB";
+            v = size / 1000u;
+        }
+        snprintf(suffix, sizeof(suffix), "...%zu%s", v, unit);
+    }
     head = PyBytes_FromStringAndSize((const char *)self->f.data,
                                      (Py_ssize_t)n);
     if (head == NULL)
         return NULL;
-    r = PyUnicode_FromFormat("<zmtp.Frame(%R%s) %zu bytes%s>", head,
-                             self->f.size > n ? "..." : "", self->f.size,
-                             (self->f.flags & ZM_FLAG_MORE) ? " more" : "");
+    r = PyUnicode_FromFormat("<zmtp.Frame(%R%s)>", head, suffix);
     Py_DECREF(head);
     return r;
 }

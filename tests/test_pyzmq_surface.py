@@ -160,6 +160,8 @@ def test_reprs_like_pyzmq(lib: Any) -> None:
                 assert f"{name}.Context(2 sockets)" in repr(c)
         assert f"{name}.Socket({name}.PUSH)" in repr(push) and repr(push).endswith("closed>")
     assert f"{name}.Context()" in repr(c) and "closed" in repr(c)
+    for data in (b"", b"123456789", b"x" * 20, b"x" * 2000, b"x" * (2**20 + 5)):
+        assert repr(zmtp.Frame(data)).replace("zmtp.", "zmq.") == repr(zmq.Frame(data))
 
 
 @LIB_CTX
