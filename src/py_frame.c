@@ -26,12 +26,6 @@ static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|OpOO:Frame", kwlist, &data,
                                      &track, &copy, &threshold))
         return NULL;
-    if (track) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "zmtp.Frame(track=True): message tracking is not "
-                        "supported by zmtp");
-        return NULL;
-    }
     if (data != NULL && PyUnicode_Check(data)) {
         PyErr_SetString(PyExc_TypeError,
                         "Frame data must be bytes-like, not str "
@@ -42,6 +36,9 @@ static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (self == NULL)
         return NULL;
     self->bytes = NULL;
+    self->view = NULL;
+    self->tracked = track;
+    self->owned = 1;
     memset(&self->f, 0, sizeof(self->f));
     if (data == NULL || data == Py_None)
         return (PyObject *)self;
@@ -58,12 +55,27 @@ static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     return (PyObject *)self;
 }
 
+static int Frame_traverse(FrameObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->view);
+    return 0;
+}
+
+static int Frame_clear(FrameObject *self)
+{
+    Py_CLEAR(self->view);
+    return 0;
+}
+
 static void Frame_dealloc(FrameObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
 
+    PyObject_GC_UnTrack(self);
     zm_frame_release(&self->f);
     Py_CLEAR(self->bytes);
+    Py_CLEAR(self->view);
     props_clear(&self->props);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -71,13 +83,25 @@ static void Frame_dealloc(FrameObject *self)
 
 static int Frame_getbuffer(FrameObject *self, Py_buffer *view, int flags)
 {
-    /* Read-only and zero-copy: the view keeps this Frame, and so the page,
-     * alive. */
-    static const char empty[1] = {0};
+    /* Zero-copy: the view keeps this Frame, and so the page, alive.  A
+     * received frame is a slice of a page other frames share: read-only.
+     * Frame(data) made its own copy, which only its owner can reach:
+     * writable, as pyzmq's copy=False frames of writable memory. */
+    static char empty[1] = {0};
     void *buf = self->f.size ? (void *)self->f.data : (void *)empty;
+    int readonly = !(self->owned && self->f.size);
 
+    if ((flags & PyBUF_WRITABLE) && readonly) {
+        PyErr_SetString(PyExc_BufferError,
+                        "a received zmtp.Frame is read-only (its bytes are "
+                        "in a page shared with other frames)");
+        view->obj = NULL;
+        return -1;
+    }
+    if (!readonly)
+        Py_CLEAR(self->bytes); /* may be written: .bytes is made afresh */
     return PyBuffer_FillInfo(view, (PyObject *)self, buf,
-                             (Py_ssize_t)self->f.size, 1, flags);
+                             (Py_ssize_t)self->f.size, readonly, flags);
 }
 
 static Py_ssize_t Frame_len(FrameObject *self)
@@ -101,7 +125,36 @@ static PyObject *Frame_get_bytes(FrameObject *self, void *closure)
 static PyObject *Frame_get_buffer(FrameObject *self, void *closure)
 {
     (void)closure;
-    return PyMemoryView_FromObject((PyObject *)self);
+    if (self->view == NULL) {
+        self->view = PyMemoryView_FromObject((PyObject *)self);
+        if (self->view == NULL)
+            return NULL;
+        /* self -> view -> self: the collector must see it now. */
+        if (!PyObject_GC_IsTracked((PyObject *)self))
+            PyObject_GC_Track(self);
+    }
+    Py_INCREF(self->view);
+    return self->view;
+}
+
+PyObject *zm_py_finished_tracker(void)
+{
+    PyObject *mod = PyImport_ImportModule("zmtp.sugar.tracker");
+    PyObject *t;
+
+    if (mod == NULL)
+        return NULL;
+    t = PyObject_GetAttrString(mod, "_FINISHED_TRACKER");
+    Py_DECREF(mod);
+    return t;
+}
+
+static PyObject *Frame_get_tracker(FrameObject *self, void *closure)
+{
+    (void)closure;
+    if (!self->tracked)
+        Py_RETURN_NONE;
+    return zm_py_finished_tracker();
 }
 
 static PyObject *Frame_get_more(FrameObject *self, void *closure)
@@ -122,18 +175,35 @@ static PyObject *Frame_bytes_method(FrameObject *self, PyObject *unused)
     return Frame_get_bytes(self, NULL);
 }
 
+/* pyzmq's shape: <zmtp.Frame(b'abc')>, or for more than 16 bytes the first
+ * 12 and the size: <zmtp.Frame(b'xxxxxxxxxxxx'...20B)> (kB from 1000, MB
+ * from 2**20 counted in 10**6, GB from 10**9, rounded down, as pyzmq). */
 static PyObject *Frame_repr(FrameObject *self)
 {
     PyObject *head, *r;
-    size_t n = self->f.size < 32 ? self->f.size : 32;
+    size_t size = self->f.size, n = size > 16 ? 12 : size;
+    char suffix[48] = "";
 
+    if (size > 16) {
+        const char *unit = "B";
+        size_t v = size;
+        if (size >= 1000000000u) {
+            unit = "GB";
+            v = size / 1000000000u;
+        } else if (size >= (1u << 20)) {
+            unit = "MB";
+            v = size / 1000000u;
+        } else if (size >= 1000u) {
+            unit = "kB";
+            v = size / 1000u;
+        }
+        snprintf(suffix, sizeof(suffix), "...%zu%s", v, unit);
+    }
     head = PyBytes_FromStringAndSize((const char *)self->f.data,
                                      (Py_ssize_t)n);
     if (head == NULL)
         return NULL;
-    r = PyUnicode_FromFormat("<zmtp.Frame(%R%s) %zu bytes%s>", head,
-                             self->f.size > n ? "..." : "", self->f.size,
-                             (self->f.flags & ZM_FLAG_MORE) ? " more" : "");
+    r = PyUnicode_FromFormat("<zmtp.Frame(%R%s)>", head, suffix);
     Py_DECREF(head);
     return r;
 }
@@ -162,7 +232,12 @@ static PyGetSetDef Frame_getset[] = {
     {"bytes", (getter)Frame_get_bytes, NULL,
      "The frame's content as bytes (copied once, then cached).", NULL},
     {"buffer", (getter)Frame_get_buffer, NULL,
-     "A read-only memoryview of the content (zero copy).", NULL},
+     "A memoryview of the content (zero copy; the same object each time).\n"
+     "Read-only for received frames (their page is shared), writable for\n"
+     "Frame(data), which holds its own copy.", NULL},
+    {"tracker", (getter)Frame_get_tracker, NULL,
+     "Frame(data, track=True): a MessageTracker, done at once (zmtp copied\n"
+     "data: it never references the caller's buffer); else None.", NULL},
     {"more", (getter)Frame_get_more, NULL,
      "True when more frames of the same message follow.", NULL},
     {"command", (getter)Frame_get_command, NULL,
@@ -265,7 +340,32 @@ static PyObject *frame_raise_einval(FrameObject *self)
     return zm_py_raise_zmq(get_state(module), EINVAL, "Invalid argument");
 }
 
+/* copy.copy(frame): a Frame of its own with the same bytes, MORE flag and
+ * tracking (pyzmq's copies share the libzmq message; zmtp's own memory is
+ * cheap to copy and stays writable). */
+static PyObject *Frame_copy(FrameObject *self, PyObject *unused)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    FrameObject *c;
+
+    (void)unused;
+    c = (FrameObject *)tp->tp_alloc(tp, 0); /* zeroed: no bytes, view, props */
+    if (c == NULL)
+        return NULL;
+    c->tracked = self->tracked;
+    c->owned = 1;
+    if (self->f.size &&
+        frame_fill_copy(&c->f, self->f.data, self->f.size,
+                        self->f.flags & ZM_FLAG_MORE) < 0) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    return (PyObject *)c;
+}
+
 static PyMethodDef Frame_methods[] = {
+    {"__copy__", (PyCFunction)Frame_copy, METH_NOARGS,
+     "copy.copy(frame): a Frame of its own with the same bytes."},
     {"__bytes__", (PyCFunction)Frame_bytes_method, METH_NOARGS,
      "bytes(frame): the content as bytes."},
     {"get", (PyCFunction)Frame_get, METH_O, Frame_get_doc},
@@ -273,15 +373,18 @@ static PyMethodDef Frame_methods[] = {
 };
 
 PyDoc_STRVAR(Frame_doc,
-"Frame(data=b'')\n--\n\n"
+"Frame(data=b'', track=False, copy=None, copy_threshold=None)\n--\n\n"
 "One message frame.  Frames received from the network are zero-copy slices\n"
 "of a read page: the buffer protocol (memoryview(frame), frame.buffer) gives\n"
 "the bytes without copying and keeps the page alive.  Frame(data) copies\n"
-"data into a frame of its own.");
+"data into a frame of its own (copy and copy_threshold are accepted and\n"
+"change nothing); track=True gives it a tracker, done at once.");
 
 static PyType_Slot Frame_slots[] = {
     {Py_tp_new, Frame_tp_new},
     {Py_tp_dealloc, Frame_dealloc},
+    {Py_tp_traverse, Frame_traverse},
+    {Py_tp_clear, Frame_clear},
     {Py_tp_repr, Frame_repr},
     {Py_tp_richcompare, Frame_richcompare},
     {Py_tp_getset, Frame_getset},
@@ -296,7 +399,7 @@ static PyType_Slot Frame_slots[] = {
 PyType_Spec zm_py_frame_spec = {
     .name = "zmtp._zmtp.Frame",
     .basicsize = sizeof(FrameObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .slots = Frame_slots,
 };
 

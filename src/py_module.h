@@ -90,12 +90,21 @@ typedef struct {
     PyObject *bytes; /* cached .bytes, or NULL */
     zm_page *props;  /* its connection's properties (a reference), or
                         NULL: Frame.get("User-Id"), get("Socket-Type") */
+    PyObject *view;  /* cached .buffer (one memoryview, as pyzmq), or NULL */
+    int tracked;     /* Frame(track=True): .tracker is the finished one */
+    int owned;       /* Frame(data): its own copy, so .buffer is writable */
 } FrameObject;
+
+/* zmtp.sugar.tracker._FINISHED_TRACKER (a new reference), or NULL with an
+ * exception: what a tracked send or Frame reports, zmtp having copied. */
+PyObject *zm_py_finished_tracker(void);
 
 /* A new Frame that takes over the reference in *f. */
 static inline PyObject *frame_new_from(PyTypeObject *tp, zm_frame *f)
 {
-    FrameObject *self = PyObject_New(FrameObject, tp);
+    /* A GC type (a cached .buffer refers back to its Frame), left
+     * untracked until that cycle can exist (Frame_get_buffer). */
+    FrameObject *self = PyObject_GC_New(FrameObject, tp);
 
     if (self == NULL) {
         zm_frame_release(f);
@@ -104,6 +113,9 @@ static inline PyObject *frame_new_from(PyTypeObject *tp, zm_frame *f)
     self->f = *f;
     self->bytes = NULL;
     self->props = NULL;
+    self->view = NULL;
+    self->tracked = 0;
+    self->owned = 0;
     f->page = NULL;
     return (PyObject *)self;
 }

@@ -91,20 +91,32 @@ static int fast_int(PyObject *v, int as_bool, int *out)
     return 0;
 }
 
-/* track=True is refused (messages are copied when sent); 0 or -1. */
-static int fast_no_track(PyObject *v)
+/* Message tracking (pyzmq's track=True).  zmtp copies every frame into
+ * its own pages before send() returns, so it never references the
+ * caller's buffer afterwards: a tracked send is done at once.  As pyzmq:
+ * send(Frame) returns the Frame's tracker (None when untracked; track=True
+ * with an untracked Frame is a ValueError), copy=False returns a tracker
+ * (pyzmq's for a copied message: _FINISHED_TRACKER), copy=True None. */
+static int check_tracked(zmtp_state *st, PyObject *part, int track)
 {
-    int track = 0;
-
-    if (fast_int(v, 1, &track) < 0)
-        return -1;
-    if (track) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "track=True: message tracking is not supported by "
-                        "zmtp (messages are copied when sent)");
+    if (track && PyObject_TypeCheck(part, st->Frame_Type) &&
+        !((FrameObject *)part)->tracked) {
+        PyErr_SetString(PyExc_ValueError, "Not a tracked message");
         return -1;
     }
     return 0;
+}
+
+static PyObject *send_result(zmtp_state *st, PyObject *last, int copy)
+{
+    if (PyObject_TypeCheck(last, st->Frame_Type)) {
+        if (!((FrameObject *)last)->tracked)
+            Py_RETURN_NONE;
+        return zm_py_finished_tracker();
+    }
+    if (copy)
+        Py_RETURN_NONE;
+    return zm_py_finished_tracker();
 }
 
 /* The last-send marker: see py_module.h. */
@@ -208,7 +220,7 @@ static const fast_params send_multipart_params = {
 
 static int parse_send_args(const fast_params *p, PyObject *const *args,
                            Py_ssize_t nargs, PyObject *kwnames,
-                           PyObject **data, int *flags, int *copy)
+                           PyObject **data, int *flags, int *copy, int *track)
 {
     PyObject *vals[4];
 
@@ -217,8 +229,9 @@ static int parse_send_args(const fast_params *p, PyObject *const *args,
     *data = vals[0];
     *flags = 0;
     *copy = 1;
+    *track = 0;
     if (fast_int(vals[1], 0, flags) < 0 || fast_int(vals[2], 1, copy) < 0 ||
-        fast_no_track(vals[3]) < 0)
+        fast_int(vals[3], 1, track) < 0)
         return -1;
     return 0;
 }
@@ -245,17 +258,22 @@ static int get_send_buffer(zmtp_state *st, PyObject *obj, Py_buffer *view)
 ZM_PY_DOC(zm_py_sock_send_doc,
 "send(data, flags=0, copy=True, track=False)\n--\n\n"
 "Send one frame (bytes-like or Frame).  flags: SNDMORE (more frames of the\n"
-"same message follow), DONTWAIT (raise Again instead of waiting).");
+"same message follow), DONTWAIT (raise Again instead of waiting).\n"
+"Returns None, or as pyzmq a MessageTracker for copy=False and for a\n"
+"tracked Frame: done at once, since zmtp copies the bytes before send()\n"
+"returns (track=True with an untracked Frame raises ValueError).");
 
 PyObject *zm_py_sock_send(SocketObject *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *data;
-    int flags, copy, rc;
+    int flags, copy, track, rc;
     Py_buffer view;
 
     if (parse_send_args(&send_params, args, nargs, kwnames, &data, &flags,
-                        &copy) < 0)
+                        &copy, &track) < 0)
+        return NULL;
+    if (check_tracked(self->st, data, track) < 0)
         return NULL;
     if (get_send_buffer(self->st, data, &view) < 0)
         return NULL;
@@ -271,7 +289,7 @@ PyObject *zm_py_sock_send(SocketObject *self, PyObject *const *args,
     PyBuffer_Release(&view);
     if (rc < 0)
         return NULL;
-    Py_RETURN_NONE;
+    return send_result(self->st, data, copy);
 }
 
 ZM_PY_DOC(zm_py_sock_send_multipart_doc,
@@ -372,12 +390,12 @@ PyObject *zm_py_sock_send_multipart(SocketObject *self,
                                     PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames)
 {
-    PyObject *parts;
+    PyObject *parts, *res = NULL;
     msg_frames fr;
-    int flags, copy, rc;
+    int flags, copy, track, rc;
 
     if (parse_send_args(&send_multipart_params, args, nargs, kwnames, &parts,
-                        &flags, &copy) < 0)
+                        &flags, &copy, &track) < 0)
         return NULL;
     if (PyUnicode_Check(parts) || PyBytes_Check(parts)) {
         PyErr_SetString(PyExc_TypeError,
@@ -388,6 +406,13 @@ PyObject *zm_py_sock_send_multipart(SocketObject *self,
     if (frames_get(self->st, parts,
                    "send_multipart() takes a sequence of frames", &fr) < 0)
         return NULL;
+    for (Py_ssize_t i = 0; i < fr.n; i++) {
+        if (check_tracked(self->st, PySequence_Fast_GET_ITEM(fr.seq, i),
+                          track) < 0) {
+            frames_release(&fr);
+            return NULL;
+        }
+    }
     if (sock_enter(self) < 0) {
         frames_release(&fr);
         return NULL;
@@ -397,10 +422,11 @@ PyObject *zm_py_sock_send_multipart(SocketObject *self,
     if (rc == 0)
         zm_py_last_send = self;
     sock_leave(self);
+    if (rc == 0) /* pyzmq: the last frame's send result */
+        res = send_result(self->st, PySequence_Fast_GET_ITEM(fr.seq, fr.n - 1),
+                          copy);
     frames_release(&fr);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return res;
 }
 
 
@@ -601,13 +627,16 @@ static int parse_recv_args(const fast_params *p, PyObject *const *args,
                            int *copy)
 {
     PyObject *vals[3];
+    int track = 0;
 
     if (zm_py_parse_fast(p, args, nargs, kwnames, vals) < 0)
         return -1;
     *flags = 0;
     *copy = 1;
+    /* track is accepted and changes nothing: a received frame is zmtp's
+     * own memory, with no sender's buffer to track. */
     if (fast_int(vals[0], 0, flags) < 0 || fast_int(vals[1], 1, copy) < 0 ||
-        fast_no_track(vals[2]) < 0)
+        fast_int(vals[2], 1, &track) < 0)
         return -1;
     return 0;
 }

@@ -354,12 +354,18 @@ def test_cancel_racing_rcvtimeo(backend: str, transport: str) -> None:
     run(main)
 
 
-def test_track_is_not_implemented(backend: str) -> None:
+def test_track_returns_a_done_tracker(backend: str) -> None:
+    """send(copy=False, track=True) resolves to a done MessageTracker (zmtp copied)."""
     async def main() -> None:
         with zmtp.asyncio.Context() as ctx:
-            push = ctx.socket(zmtp.PUSH)
-            with pytest.raises(NotImplementedError):
-                await push.send(b"x", track=True)
+            push, pull = ctx.socket(zmtp.PUSH), ctx.socket(zmtp.PULL)
+            push.bind("inproc://track-async")
+            pull.connect("inproc://track-async")
+            tracker = await push.send(b"x", copy=False, track=True)
+            assert tracker is zmtp._FINISHED_TRACKER and tracker.done
+            assert await pull.recv() == b"x"
+            push.close(linger=0)
+            pull.close(linger=0)
 
     run(main)
 

@@ -268,8 +268,11 @@ def test_send_queue_and_on_send(backend, ctx, zctx, loop, tmp_path, where):
     run_until(loop, lambda: other, "the per-send callback")
     assert other == [[b"last"]] and len(sent) == 5
     assert pull.recv() == b"last"
-    with pytest.raises(NotImplementedError):
-        stream.send(b"t", track=True)
+    tracked: List[Any] = []
+    stream.send(b"t", copy=False, track=True, callback=lambda msg, status: tracked.append(status))
+    run_until(loop, lambda: tracked, "the tracked send's callback")
+    assert tracked[0] is zmtp._FINISHED_TRACKER and tracked[0].done
+    assert pull.recv() == b"t"
     stream.close(linger=0)
 
 

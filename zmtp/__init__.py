@@ -150,14 +150,28 @@ from zmtp.constants import (
     SocketOption,
     SocketType,
 )
+from zmtp import constants as _constants
+
+# Every constant pyzmq exports (zmtp.constants.__all__: its enums' members
+# under pyzmq's module-level names), also those whose feature zmtp does not
+# implement (using one raises a ZMQError naming it).
+globals().update({_name: getattr(_constants, _name) for _name in _constants.__all__ if _name not in globals()})
+
 from zmtp.socket import Socket
 from zmtp.buffers import BufferConfig
 from zmtp.context import Context
 from zmtp.poll import Poller, select
 from zmtp.proxy import FORWARDER, QUEUE, STREAMER, DeviceType, device, proxy, proxy_steerable
 from zmtp.sugar.frame import Message
-from zmtp.sugar.tracker import MessageTracker
+from zmtp.sugar.tracker import _FINISHED_TRACKER, MessageTracker
 from zmtp.curve import curve_keypair, curve_public
+from zmtp import backend, utils  # zmq.backend and zmq.utils are attributes of pyzmq's zmq too
+
+#: pyzmq's copy threshold (zmtp copies every frame it sends; accepted for compatibility).
+COPY_THRESHOLD = 65536
+#: zmtp implements none of libzmq's draft API (draft socket types raise EINVAL).
+DRAFT_API = False
+PYZMQ_DRAFT_API = False
 
 __all__ = [
     "Again", "BufferConfig", "Context", "ContextTerminated", "DEALER", "DEFAULT_LINGER", "DONTWAIT", "EAGAIN", "EFSM",
@@ -179,3 +193,5 @@ __all__ = [
     "PROBE_ROUTER", "REQ_CORRELATE", "REQ_RELAXED", "CONFLATE", "ROUTER_HANDOVER", "CONNECT_ROUTING_ID", "CONNECT_RID", "XPUB_NODROP", "XPUB_MANUAL", "XPUB_WELCOME_MSG", "INVERT_MATCHING", "XPUB_VERBOSER", "METADATA",
     "ONLY_FIRST_SUBSCRIBE",
 ]
+__all__ += [_name for _name in _constants.__all__ if _name not in __all__]
+__all__ += ["COPY_THRESHOLD", "DRAFT_API", "PYZMQ_DRAFT_API"]

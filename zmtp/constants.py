@@ -354,8 +354,8 @@ DEFAULT_LINGER: int = _zmtp.DEFAULT_LINGER
 #: listed under its own name.  Setting or getting one, as an attribute,
 #: through ``setsockopt``/``getsockopt`` or as a Context default, raises a
 #: ``ZMQError(EINVAL)`` naming it (:class:`zmtp.error.OptionNotImplemented`
-#: for attributes and defaults), never accepts it silently.  zmtp exports
-#: no constant for them: ``zmtp.RATE`` is an AttributeError.
+#: for attributes and defaults), never accepts it silently.  Their
+#: constants exist, as pyzmq's (``zmtp.TCP_KEEPALIVE``: see the end of this file).
 UNIMPLEMENTED_SOCKET_OPTIONS: Dict[str, int] = {
     "RATE": 8, "RECOVERY_IVL": 9,
     "MULTICAST_HOPS": 25, "TCP_ACCEPT_FILTER": 38, "ROUTER_RAW": 41,
@@ -387,3 +387,173 @@ UNIMPLEMENTED_CONTEXT_OPTIONS: Dict[str, int] = {
 # The C setsockopt/getsockopt name these in their EINVAL (the last name of
 # a number wins: CONNECT_ROUTING_ID over its alias CONNECT_RID).
 _zmtp._set_option_names({num: name for name, num in UNIMPLEMENTED_SOCKET_OPTIONS.items()})
+
+
+# ---------------------------------------------------------------- pyzmq's full set of names
+#
+# Every constant pyzmq 27 exports, at module level and in its enums, exists
+# here too, also where zmtp does not implement the feature: the name has
+# libzmq's number, and using it raises a clear error (an option:
+# ZMQError(EINVAL) naming it; a socket type: ZMQError(EINVAL) from
+# ``ctx.socket``).  The enums above list what zmtp implements (the options
+# helper adds rows there); this block completes each with pyzmq's other
+# members, so a name moved up into a class body is never defined twice.
+# tests/test_pyzmq_surface.py compares the result with pyzmq's zmq.constants.
+
+
+class _OptType(enum.Enum):
+    """How an option's value is passed (pyzmq's ``SocketOption._opt_type``)."""
+
+    int = "int"
+    int64 = "int64"
+    bytes = "bytes"
+    fd = "fd"
+
+
+class RouterNotify(enum.IntEnum):
+    """Values of ROUTER_NOTIFY (a libzmq draft option zmtp does not implement)."""
+
+    CONNECT = 1
+    DISCONNECT = 2
+
+
+class NormMode(enum.IntEnum):
+    """Values of NORM_MODE (the NORM transport: not in zmtp)."""
+
+    FIXED = 0
+    CC = 1
+    CCL = 2
+    CCE = 3
+    CCE_ECNONLY = 4
+
+
+class SecurityMechanism(enum.IntEnum):
+    """MECHANISM's values; zmtp has NULL, PLAIN and CURVE (no GSSAPI)."""
+
+    NULL = 0
+    PLAIN = 1
+    CURVE = 2
+    GSSAPI = 3
+
+
+class ReconnectStop(enum.IntEnum):
+    """Values of RECONNECT_STOP (an option zmtp does not implement)."""
+
+    CONN_REFUSED = 0x1
+    HANDSHAKE_FAILED = 0x2
+    AFTER_DISCONNECT = 0x4
+
+
+#: pyzmq's members each enum above lacks (name: number), added below.
+_PYZMQ_MEMBERS: Dict[str, Dict[str, int]] = {
+    "SocketType": {"XREQ": 5, "XREP": 6, "SERVER": 12, "CLIENT": 13, "RADIO": 14, "DISH": 15, "GATHER": 16,
+                   "SCATTER": 17, "DGRAM": 18, "PEER": 19, "CHANNEL": 20},
+    "SocketOption": {"HWM": 1, "IDENTITY": 5, "DELAY_ATTACH_ON_CONNECT": 39, "FAIL_UNROUTABLE": 33,
+                     "ROUTER_BEHAVIOR": 33, **UNIMPLEMENTED_SOCKET_OPTIONS},
+    "Event": {"PROTOCOL_ERROR_WS_UNSPECIFIED": 0x30000000, "ALL_V1": 0xFFFF, "PIPES_STATS": 0x10000,
+              "ALL_V2": 0x1FFFF,
+              **{"PROTOCOL_ERROR_" + name: num for name, num in {
+                  "ZMTP_UNSPECIFIED": 0x10000000, "ZMTP_UNEXPECTED_COMMAND": 0x10000001,
+                  "ZMTP_INVALID_SEQUENCE": 0x10000002, "ZMTP_KEY_EXCHANGE": 0x10000003,
+                  "ZMTP_MALFORMED_COMMAND_UNSPECIFIED": 0x10000011, "ZMTP_MALFORMED_COMMAND_MESSAGE": 0x10000012,
+                  "ZMTP_MALFORMED_COMMAND_HELLO": 0x10000013, "ZMTP_MALFORMED_COMMAND_INITIATE": 0x10000014,
+                  "ZMTP_MALFORMED_COMMAND_ERROR": 0x10000015, "ZMTP_MALFORMED_COMMAND_READY": 0x10000016,
+                  "ZMTP_MALFORMED_COMMAND_WELCOME": 0x10000017, "ZMTP_INVALID_METADATA": 0x10000018,
+                  "ZMTP_CRYPTOGRAPHIC": 0x11000001, "ZMTP_MECHANISM_MISMATCH": 0x11000002,
+                  "ZAP_UNSPECIFIED": 0x20000000, "ZAP_MALFORMED_REPLY": 0x20000001,
+                  "ZAP_BAD_REQUEST_ID": 0x20000002, "ZAP_BAD_VERSION": 0x20000003,
+                  "ZAP_INVALID_STATUS_CODE": 0x20000004, "ZAP_INVALID_METADATA": 0x20000005}.items()}},
+    "Errno": {},
+}
+
+#: options whose value is not a C int (pyzmq's ``_opt_type``); every other is int.
+_OPT_TYPES: Dict[str, _OptType] = {
+    **dict.fromkeys(("AFFINITY", "MAXMSGSIZE", "VMCI_BUFFER_SIZE", "VMCI_BUFFER_MIN_SIZE",
+                     "VMCI_BUFFER_MAX_SIZE"), _OptType.int64),
+    "FD": _OptType.fd,
+    **dict.fromkeys(("ROUTING_ID", "IDENTITY", "SUBSCRIBE", "UNSUBSCRIBE", "LAST_ENDPOINT", "PLAIN_USERNAME",
+                     "PLAIN_PASSWORD", "CURVE_PUBLICKEY", "CURVE_SECRETKEY", "CURVE_SERVERKEY", "ZAP_DOMAIN",
+                     "CONNECT_ROUTING_ID", "CONNECT_RID", "GSSAPI_PRINCIPAL", "GSSAPI_SERVICE_PRINCIPAL",
+                     "SOCKS_PROXY", "XPUB_WELCOME_MSG", "BINDTODEVICE", "TCP_ACCEPT_FILTER", "METADATA",
+                     "SOCKS_USERNAME", "SOCKS_PASSWORD", "WSS_KEY_PEM", "WSS_CERT_PEM", "WSS_TRUST_PEM",
+                     "WSS_HOSTNAME", "HELLO_MSG", "DISCONNECT_MSG", "HICCUP_MSG"), _OptType.bytes),
+}
+
+#: prefixes of module-level names (pyzmq's ``_global_name``): EVENT_CONNECTED, NOTIFY_CONNECT...
+_GLOBAL_PREFIX: Dict[str, str] = {"Event": "EVENT_", "RouterNotify": "NOTIFY_", "NormMode": "NORM_",
+                                  "ReconnectStop": "RECONNECT_STOP_"}
+
+
+def _completed(cls: "type[enum.Enum]") -> "type[enum.Enum]":
+    """``cls`` with pyzmq's members it lacks added (a new class of the same
+    name, module and docstring; the members ``cls`` had keep their names
+    and numbers, aliases included)."""
+    members = [(name, int(m)) for name, m in cls.__members__.items()]
+    have = {name for name, _ in members}
+    extra = [(name, num) for name, num in _PYZMQ_MEMBERS.get(cls.__name__, {}).items() if name not in have]
+    # pyzmq's Event defines ALL_V1 before its alias ALL (repr says ALL_V1).
+    members = extra + members if cls.__name__ == "Event" else members + extra
+    base = enum.IntFlag if issubclass(cls, enum.IntFlag) else enum.IntEnum
+    new = base(cls.__name__, members, module=__name__, qualname=cls.__qualname__)  # type: ignore[call-overload]
+    new.__doc__ = cls.__doc__
+    return new  # type: ignore[no-any-return]
+
+
+def _complete_enums() -> None:
+    """Replace the enums by their completed forms and rebind every
+    module-level name to the new members (MECHANISM's values become
+    SecurityMechanism members, as pyzmq's)."""
+    g = globals()
+    for cls in (SocketType, SocketOption, Event, Errno):
+        new = _completed(cls)
+        g[cls.__name__] = new
+        for name, value in list(g.items()):
+            if isinstance(value, cls):
+                g[name] = new[value.name]
+    for name, member in g["SocketOption"].__members__.items():
+        member._opt_type = _OPT_TYPES.get(name, _OptType.int)
+    g["NULL"], g["PLAIN"], g["CURVE"] = SecurityMechanism.NULL, SecurityMechanism.PLAIN, SecurityMechanism.CURVE
+
+
+_complete_enums()
+
+#: the enums of pyzmq's zmq.constants (its DeviceType is zmtp.proxy's).
+_ENUMS: "list[type[enum.Enum]]" = [ContextOption, SocketType, SocketOption, MessageOption, Flag, RouterNotify,
+                                   NormMode, SecurityMechanism, ReconnectStop, Event, PollEvent, Errno]
+
+
+#: options that programs probe with ``hasattr(zmq, NAME)`` before setting
+#: them (ipykernel: ``if hasattr(zmq, "ROUTER_HANDOVER"): s.router_handover
+#: = 1``): while zmtp does not implement one, its module-level constant is
+#: left out (the SocketOption member stays), so the probe answers "absent"
+#: instead of leading the program into OptionNotImplemented.  Once the
+#: option is implemented (out of UNIMPLEMENTED_SOCKET_OPTIONS) the constant
+#: is exported like every other.
+PROBED_OPTIONS = frozenset({"ROUTER_HANDOVER"})
+
+
+def _module_names() -> "list[str]":
+    """Define each enum member at module level under pyzmq's name (EVENT_
+    etc. prefixes, PROTOCOL_ERROR_* bare) unless defined; return the names."""
+    g = globals()
+    names = []
+    for cls in _ENUMS:
+        prefix = _GLOBAL_PREFIX.get(cls.__name__, "")
+        for name, member in cls.__members__.items():
+            if cls is SocketOption and name in PROBED_OPTIONS and name in UNIMPLEMENTED_SOCKET_OPTIONS:
+                continue
+            gname = name if name.startswith("PROTOCOL_ERROR_") else prefix + name
+            g.setdefault(gname, member)
+            names.append(gname)
+    return names
+
+
+#: what ``zmtp`` exports from here: the enums and every module-level name pyzmq's zmq.constants has.
+__all__ = [cls.__name__ for cls in _ENUMS] + _module_names() + ["IPC_PATH_MAX_LEN", "DEFAULT_LINGER"]
+
+
+def implemented_socket_options() -> "list[SocketOption]":
+    """The SocketOption members zmtp implements (the enum also has pyzmq's
+    others: those in UNIMPLEMENTED_SOCKET_OPTIONS, and HWM, which is the
+    ``hwm`` property's SNDHWM + RCVHWM pair, not an option of its own)."""
+    return [opt for opt in SocketOption if opt.name not in UNIMPLEMENTED_SOCKET_OPTIONS and opt.name != "HWM"]

@@ -32,6 +32,7 @@ from zmtp.constants import (
     UNIMPLEMENTED_CONTEXT_OPTIONS,
     UNIMPLEMENTED_SOCKET_OPTIONS,
     SocketOption,
+    implemented_socket_options,
 )
 from zmtp.error import ContextTerminated, OptionNotImplemented, ZMQError
 from zmtp.socket import HandleRegistry, Socket, _OptionAttributes
@@ -143,6 +144,8 @@ class Context(_OptionAttributes):
             self._shadow_obj = root
             self.__dict__ = root.__dict__  # one context, two objects
             return
+        if int(io_threads) < 0:  # libzmq's zmq_ctx_set(IO_THREADS, -1): EINVAL, as pyzmq
+            raise ZMQError(errno.EINVAL, f"io_threads must be >= 0, not {int(io_threads)}")
         self._shadow_obj = None
         self._ctxopts: Dict[int, int] = {IO_THREADS: int(io_threads)}
         self._sockets: "weakref.WeakSet[Socket]" = weakref.WeakSet()
@@ -201,12 +204,19 @@ class Context(_OptionAttributes):
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        # As pyzmq (since 24): destroy(), which closes leftover sockets.
-        self.destroy()
+        # As pyzmq (since 24): destroy(), which closes leftover sockets,
+        # each with a ResourceWarning.
+        self._end(None, True, warn=True)
+
+    #: the class name repr shows (pyzmq's hook: "zmq.Context" there)
+    _repr_cls = "zmtp.Context"
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self._sockets)} socket(s)"
-        return f"<zmtp.Context({state}) at {id(self):#x}>"
+        """pyzmq's shape: ``<zmtp.Context(2 sockets) at 0x...>``, ``closed`` at the end once ended."""
+        n = 0 if self.closed else len(self._sockets)
+        count = "" if n == 0 else f"{n} socket{'s' if n > 1 else ''}"
+        closed = " closed" if self.closed else ""
+        return f"<{self._repr_cls}({count}) at {id(self):#x}{closed}>"
 
     def socket(
         self,
@@ -285,6 +295,8 @@ class Context(_OptionAttributes):
             if name is not None:
                 raise OptionNotImplemented(name, "context")
             raise ZMQError(errno.EINVAL)
+        if int(optval) < 0:
+            raise ZMQError(errno.EINVAL)
         self._ctxopts[option] = int(optval)
 
     def get(self, option: int) -> int:
@@ -337,8 +349,11 @@ class Context(_OptionAttributes):
         close() it.  Unlike libzmq's, term() does not wait for you to close
         them: it sends what each has queued (for its LINGER) and frees it.
         New sockets are refused (ContextTerminated); a concurrent term()
-        returns once termination is complete."""
-        self._end(None, False)
+        returns once termination is complete.
+
+        Each socket still open gets a ResourceWarning: pyzmq's term() would
+        wait here until it is closed (forever if nobody closes it)."""
+        self._end(None, False, warn=True)
 
     def destroy(self, linger: Optional[int] = None) -> None:
         """Close every socket (with ``linger`` if given, else its LINGER)
@@ -346,7 +361,7 @@ class Context(_OptionAttributes):
         True, ENOTSOCK), as after their close()."""
         self._end(linger, True)
 
-    def _end(self, linger: Optional[int], close: bool) -> None:
+    def _end(self, linger: Optional[int], close: bool, warn: bool = False) -> None:
         if os.getpid() != self._pid:
             # A forked child must not touch the parent's sockets (nor wait
             # for a termination that runs in the parent).
@@ -359,11 +374,17 @@ class Context(_OptionAttributes):
         if not first:
             self._terminated.wait()  # the first term() finishes the work
             return
+        unclosed = [s for s in socks if not s.closed] if warn else []
         try:
             self._terminate(socks, linger, close)
         finally:
             self.closed = True
             self._terminated.set()
+        # After the work: a warning turned into an error (-W error) must
+        # not leave the context half terminated.
+        what = "Destroying" if close else "Terminating"
+        for s in unclosed:
+            warnings.warn(f"{what} context with unclosed socket {s}", ResourceWarning, stacklevel=3, source=s)
 
     def _terminate(self, socks: List[Socket], linger: Optional[int], close: bool) -> None:
         lingers: Dict[int, Optional[int]] = {}
@@ -400,7 +421,7 @@ class Context(_OptionAttributes):
 
 
 # ctx.linger, ctx.rcvtimeo, ...: one property per option zmtp implements.
-for _opt in SocketOption:
+for _opt in implemented_socket_options():
     setattr(Context, _opt.name.lower(), _default_option(_opt))
 Context.identity = Context.routing_id  # type: ignore[attr-defined]
 del _opt

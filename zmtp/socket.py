@@ -24,6 +24,7 @@ import weakref
 from typing import Any, Callable, List, Optional, Sequence, Union
 
 from zmtp import _zmtp
+from zmtp import constants as _constants
 from zmtp._inproc import DEFAULT_NAMES, InprocNames, is_inproc
 from zmtp.constants import (
     CURVE_PUBLICKEY,
@@ -195,6 +196,17 @@ def _write_only_option(opt: int, name: str, doc: str) -> property:
     return property(fget, fset, doc=doc)
 
 
+#: option names that are methods (sub.subscribe("a")); setting one as an
+#: attribute sets the option (pyzmq's sub.subscribe = "a").
+_OPTION_METHODS = frozenset({"subscribe", "unsubscribe"})
+
+
+def _dir_options(obj: Any) -> List[str]:
+    """The option names ``dir()`` lists for ``obj`` (as pyzmq's __dir__)."""
+    enum = _constants.SocketOption if isinstance(obj, _zmtp.Socket) else _constants.ContextOption
+    return list(enum.__members__)
+
+
 def _is_attribute(cls: type, key: str) -> bool:
     """True if a class of ``cls``'s MRO defines or annotates ``key``."""
     return any(key in vars(c) or key in vars(c).get("__annotations__", {}) for c in cls.__mro__)
@@ -222,8 +234,14 @@ class _OptionAttributes:
     __slots__ = ()
 
     def __setattr__(self, key: str, value: Any) -> None:
+        if key in _OPTION_METHODS and isinstance(self, _zmtp.Socket):
+            getattr(self, key)(value)  # sub.subscribe = "c": the option, as pyzmq (the method stays)
+            return
         if key.startswith("_") or key in self.__dict__ or _is_attribute(type(self), key):
             object.__setattr__(self, key, value)
+            return
+        if key.isupper() and _is_attribute(type(self), key.lower()):
+            setattr(self, key.lower(), value)  # s.LINGER = 0, ctx.IO_THREADS = 2: as pyzmq
             return
         raise _no_option(type(self).__name__, key)
 
@@ -234,7 +252,52 @@ class _OptionAttributes:
             raise AttributeError(key)
         if key in _WRITE_ONLY_OPTIONS:
             raise AttributeError(f"{key} attribute is write-only")
+        if key.isupper() and key.lower() not in _OPTION_METHODS and _is_attribute(type(self), key.lower()):
+            return getattr(self, key.lower())  # s.LINGER, ctx.IO_THREADS: as pyzmq
         raise _no_option(type(self).__name__, key)
+
+    def __dir__(self) -> List[str]:
+        """The attributes, and the option names (pyzmq's completion hook:
+        SocketOption's for a socket, ContextOption's for a context)."""
+        names = list(super().__dir__())
+        names.extend(_dir_options(self))
+        return names
+
+
+def _name_ipc_limit(exc: ZMQError, addr: Union[str, bytes]) -> None:
+    """An ipc:// path too long: the message names the limit (pyzmq's)."""
+    if exc.errno == errno.ENAMETOOLONG:
+        path = addr.decode() if isinstance(addr, bytes) else str(addr)
+        exc.strerror = (f"ipc path {path.split('://', 1)[-1]!r} is longer than {_constants.IPC_PATH_MAX_LEN} "
+                        f"characters (sizeof(sockaddr_un.sun_path)).")
+        exc.args = (exc.errno, exc.strerror)
+
+
+class SocketContext:
+    """What ``bind()`` and ``connect()`` return (pyzmq's): a context
+    manager that unbinds / disconnects at exit (unless the socket is closed
+    by then).  ``endpoint`` is what exit undoes: for a bind, the endpoint
+    bound (a wildcard port resolved)."""
+
+    def __init__(self, socket: "Socket", kind: str, addr: Union[str, bytes], endpoint: Union[str, bytes]) -> None:
+        self.socket = socket
+        self.kind = kind
+        self.addr = addr.decode() if isinstance(addr, bytes) else addr
+        self.endpoint = endpoint.decode() if isinstance(endpoint, bytes) else endpoint
+
+    def __repr__(self) -> str:
+        return f"<SocketContext({self.kind}={self.endpoint!r})>"
+
+    def __enter__(self) -> "Socket":
+        return self.socket
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.socket.closed:
+            return
+        if self.kind == "bind":
+            self.socket.unbind(self.endpoint)
+        else:
+            self.socket.disconnect(self.endpoint)
 
 
 class Socket(_OptionAttributes, _zmtp.Socket):
@@ -276,6 +339,9 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         if socket_type == -1:
             raise TypeError("Socket() needs a socket_type (e.g. zmtp.REQ)")
         stype = int(socket_type)
+        if stype > _constants.STREAM and stype in _constants.SocketType._value2member_map_:
+            name = _constants.SocketType(stype).name
+            raise ZMQError(errno.EINVAL, f"Invalid argument: socket type {name} (a libzmq draft) is not implemented by zmtp")
         if context is None:
             super().__init__(stype, None)
         else:
@@ -373,12 +439,17 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    #: the class name repr shows (pyzmq's hook: "zmq.Socket" there)
+    _repr_cls = "zmtp.Socket"
+
     def __repr__(self) -> str:
+        """pyzmq's shape: ``<zmtp.Socket(zmtp.PUSH) at 0x... closed>``."""
         try:
-            kind = SocketType(self.type).name if not self.closed else "closed"
+            kind = "zmtp." + SocketType(self.type).name
         except Exception:
             kind = "?"
-        return f"<zmtp.Socket({kind}) at {id(self):#x}>"
+        closed = " closed" if getattr(self, "closed", False) else ""
+        return f"<{self._repr_cls}({kind}) at {id(self):#x}{closed}>"
 
     # -- options as properties
 
@@ -520,15 +591,32 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         return self.getsockopt(option)
 
     def setsockopt_string(self, option: int, value: str, encoding: str = "utf-8") -> None:
-        """Set a bytes option from str."""
+        """Set a bytes option from str (encoded with ``encoding``)."""
+        if not isinstance(value, str):
+            raise TypeError(f"unicode strings only, not {type(value).__name__}")
         self.setsockopt(option, value.encode(encoding))
 
     def getsockopt_string(self, option: int, encoding: str = "utf-8") -> str:
-        """Get a bytes option as str."""
+        """Get a bytes option as str; an option that is not bytes raises
+        TypeError, as pyzmq's."""
+        opt_type = getattr(_constants.SocketOption._value2member_map_.get(int(option)), "_opt_type", None)
+        if opt_type is not None and opt_type is not _constants._OptType.bytes:
+            raise TypeError(f"option {int(option)} will not return a string to be decoded")
         return self.getsockopt(option).decode(encoding)
 
     set_string = setsockopt_string
     get_string = getsockopt_string
+    setsockopt_unicode = setsockopt_string
+    getsockopt_unicode = getsockopt_string
+
+    @property
+    def fd(self) -> int:
+        """FD, the descriptor of :meth:`fileno` (pyzmq's ``socket.fd``)."""
+        return self.fileno()
+
+    #: pyzmq's zero-copy threshold, accepted for compatibility: zmtp
+    #: copies every frame it sends (its trackers are done at once).
+    copy_threshold: int = 65536
 
     # -- endpoints: tcp:// and ipc:// in C, inproc:// names in the Context
 
@@ -536,25 +624,37 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         names = getattr(self.context, "_inproc", None)
         return names if isinstance(names, InprocNames) else DEFAULT_NAMES
 
-    def bind(self, addr: Union[str, bytes]) -> None:
+    def bind(self, addr: Union[str, bytes]) -> "SocketContext":
         """Accept connections at ``addr`` (``tcp://``, ``ipc://`` or
-        ``inproc://``: a name for sockets of this Context)."""
+        ``inproc://``: a name for sockets of this Context).  Returns a
+        context manager, as pyzmq's: ``with s.bind(url):`` unbinds at exit."""
         if is_inproc(addr):
             self._check_open()
             self._inproc_names().bind(self._shadow_obj or self, addr)
-        else:
-            self._zap_if_server()
+            return SocketContext(self, "bind", addr, addr)
+        self._zap_if_server()
+        try:
             super().bind(addr)
+        except ZMQError as exc:
+            _name_ipc_limit(exc, addr)
+            raise
+        return SocketContext(self, "bind", addr, self.last_endpoint)
 
-    def connect(self, addr: Union[str, bytes]) -> None:
+    def connect(self, addr: Union[str, bytes]) -> "SocketContext":
         """Connect to ``addr``; an ``inproc://`` name may be bound later
-        (messages queue until then, as in libzmq)."""
+        (messages queue until then, as in libzmq).  Returns a context
+        manager, as pyzmq's: ``with s.connect(url):`` disconnects at exit."""
         if is_inproc(addr):
             self._check_open()
             self._inproc_names().connect(self._shadow_obj or self, addr)
         else:
             self._zap_if_server()
-            super().connect(addr)
+            try:
+                super().connect(addr)
+            except ZMQError as exc:
+                _name_ipc_limit(exc, addr)
+                raise
+        return SocketContext(self, "connect", addr, addr)
 
     def _zap_if_server(self) -> None:
         """A PLAIN or CURVE server, or any socket with a ZAP_DOMAIN (NULL

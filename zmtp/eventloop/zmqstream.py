@@ -162,12 +162,11 @@ class ZMQStream:
     def send_multipart(self, msg: Sequence[Any], flags: int = 0, copy: bool = True, track: bool = False,
                        callback: Optional[CallbackSend] = None, **kwargs: Any) -> None:
         """Queue a message; the loop sends it (``socket.send_multipart(msg,
-        flags, copy)``) when the socket can send.  ``callback`` (if given)
-        becomes the send callback, as in pyzmq.  ``track=True`` raises
-        NotImplementedError at once: zmtp copies what it sends."""
-        if track:
-            raise NotImplementedError("track=True: message tracking is not supported by zmtp (messages are copied when sent)")
-        kwargs.update(flags=flags, copy=copy)
+        flags, copy, track)``) when the socket can send.  ``callback`` (if
+        given) becomes the send callback, as in pyzmq; it gets the message
+        and the send's result (with ``track=True``, or ``copy=False``, a
+        MessageTracker, done at once: zmtp copies what it sends)."""
+        kwargs.update(flags=flags, copy=copy, track=track)
         self._send_queue.append((msg, kwargs))
         callback = callback or self._send_callback
         self.on_send(callback if callback is not None else _ignore)

@@ -1,14 +1,17 @@
 """MessageTracker, pyzmq's ``zmq.sugar.tracker.MessageTracker``.
 
-zmtp copies every message when it is sent (``copy=False`` too: the bytes
-are in a page of the sending socket before ``send`` returns), so the
-caller's buffer is free at once and there is nothing to track: a tracker
-built from nothing, or from trackers that are done, is ``done`` and its
-``wait()`` returns at once.  The class still watches what it is given, as
-pyzmq's does: ``threading.Event`` objects and other trackers (a tracker of
-an unset Event is not done, and ``wait(timeout)`` raises ``NotDone``).
-``send(..., track=True)`` is not available yet (it raises
-NotImplementedError, src/py_sockio.c); Frames carry no tracker.
+A tracker says when zmtp no longer references the caller's buffer (pyzmq's
+meaning).  zmtp copies every frame into its own pages before ``send``
+returns (``copy=False`` too), so a tracker from a send is done at once:
+``send(data, copy=False)`` and ``send(frame)`` of a ``Frame(data,
+track=True)`` return :data:`_FINISHED_TRACKER`, as pyzmq does for a message
+it copied (below its ``copy_threshold``); ``copy=True`` returns None, as
+pyzmq's.  Should zmtp send large messages without copying one day, those
+sends would return a tracker of their own, done when the kernel has taken
+the bytes; the interface stays this one.  The class still watches what it
+is given, as pyzmq's does: ``threading.Event`` objects, tracked Frames and
+other trackers (a tracker of an unset Event is not done, and
+``wait(timeout)`` raises ``NotDone``).
 
 Layering: imports ``zmtp.error`` and the C module (Frame); imported by the package face and
 ``zmtp.sugar``.
@@ -23,15 +26,15 @@ from typing import Any, Set, Union
 from zmtp._zmtp import Frame
 from zmtp.error import NotDone
 
-__all__ = ["MessageTracker"]
+__all__ = ["MessageTracker", "_FINISHED_TRACKER"]
 
 
 class MessageTracker:
     """Whether zmtp is done with one or more messages (pyzmq's interface:
     ``done``, ``wait(timeout=-1)``, ``events``, ``peers``).
 
-    ``towatch``: ``threading.Event`` objects (done once set) and other
-    MessageTrackers.  With nothing to watch it is done from the start, as
+    ``towatch``: ``threading.Event`` objects (done once set), other
+    MessageTrackers and tracked Frames (``Frame(data, track=True)``).  With nothing to watch it is done from the start, as
     pyzmq's ``MessageTracker()``, which jupyter_client's Session keeps as
     its "done" tracker.
     """
@@ -48,7 +51,9 @@ class MessageTracker:
             elif isinstance(obj, MessageTracker):
                 self.peers.add(obj)
             elif isinstance(obj, Frame):
-                raise ValueError("Not a tracked message (zmtp Frames are copied when sent: nothing to track)")
+                if obj.tracker is None:
+                    raise ValueError("Not a tracked message")
+                self.peers.add(obj.tracker)
             else:
                 raise TypeError(f"Require Events or Message Frames, not {type(obj)}")
 
@@ -71,3 +76,8 @@ class MessageTracker:
         for peer in self.peers:
             left = -1 if deadline is None else max(0.0, deadline - time.monotonic())
             peer.wait(left)
+
+
+#: The tracker of every message zmtp has copied: done, its ``wait()``
+#: returns at once (pyzmq's ``zmq._FINISHED_TRACKER``).
+_FINISHED_TRACKER = MessageTracker()
