@@ -14,7 +14,8 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 PART="test_pyzmq_api.py test_socket_api.py test_codec_vectors.py test_spec.py test_interop.py
-test_plain.py test_curve.py test_zap.py test_auth.py test_asyncio.py test_zmqstream.py test_compat.py"
+test_plain.py test_curve.py test_zap.py test_auth.py test_asyncio.py test_zmqstream.py test_compat.py
+test_proxy.py test_devices.py test_options_pattern.py test_options_transport.py test_zmtp20.py"
 
 part=0
 pythons=()
