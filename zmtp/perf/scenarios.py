@@ -233,6 +233,7 @@ def drive_many_peers(rc: RunContext, side: Side) -> Dict[str, float]:
     shares = [case.peers // procs + (i < case.peers % procs) for i in range(procs)]
     clients = [rc.peers.start(rc.impl, "dealers", endpoint, case.size, n, rounds=case.count) for n in shares]
     _, base, idle = expect([router], "idle ", rc.deadline)[0].split()
+    expect(clients, "connected", rc.deadline)  # every DEALER has its "go" (a timeout here says where it stuck)
     rtt_s = result_rate(expect([router], "result ", rc.deadline)[0])
     times = sorted(int(t) for line in expect(clients, "times ", rc.deadline) for t in line[6:].split(",") if t)
     served = sum(int(line.split()[1]) for line in expect(clients, "served ", rc.deadline))

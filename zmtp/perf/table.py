@@ -340,9 +340,11 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
         ]
     lines += sweep_footer(plan, rows)
     lines += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
+    listed = set()
     for row in rows:
-        if row["metric"] in ("p99_us",):
-            continue  # the p50 row already listed reqrep's failures
+        if row["case"] in listed:
+            continue  # the case's first row already listed its failures
+        listed.add(row["case"])
         for name, errors in row["errors"].items():
             lines += [f"{row['case']} {name}: {e}" for e in errors]
     return lines
