@@ -78,6 +78,12 @@ def _count(text: str) -> int:
 
 
 def _size(text: str) -> int:
+    """Bytes: an integer, or with a K/M suffix (8K, 1M: KiB, MiB)."""
+    if text.strip()[-1:].isalpha():
+        try:
+            return parse_size(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"a size cannot be negative: {text}")
@@ -160,8 +166,8 @@ def table_parser() -> argparse.ArgumentParser:
     p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp", "c")), metavar="IMPL",
                    help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw, c "
                    "(zmtp = both zmtp columns; c = the C floor, sweep rows only; default: all)")
-    p.add_argument("--size", type=_size, help="message size in bytes for every scenario "
-                   "(default: 64, dealer_router 1024)")
+    p.add_argument("--size", type=_size, help="message size in bytes for every scenario, K/M suffixes allowed "
+                   "(default: 64, dealer_router 1024, big_message_memory 64M)")
     p.add_argument("--count", type=_count, help="messages (round trips for reqrep) per run (default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_COUNT.items()) + ")")
     p.add_argument("--runs", type=_positive_int, default=3, help="interleaved runs; medians shown (default 3)")

@@ -188,7 +188,7 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
         "transport": "inproc" if case.scenario in INPROC_SCENARIOS else plan.transport,
         "subscribers": case.subscribers or None, "metric": metric.key, "title": metric.title,
         "unit": metric.unit_name, "lower_is_better": metric.lower_is_better,
-        "mechanism": "CURVE" if case.curve else "NULL",
+        "mechanism": "CURVE" if case.curve else "NULL", "sweep": case.sweep,
         "values": {}, "runs": {}, "errors": {}, "ratios": {},
     }
     for name in names:
