@@ -27,7 +27,7 @@ from zmtp.perf.aio import AsyncSide, LoopRunner, Tally, async_drain, async_echo,
 from zmtp.perf.config import PEER_LINGER_MS, PROBE, PROBE_EVERY_S, Impl, peer_env, warmup_count
 from zmtp.perf.links import ZmqSide, open_side
 from zmtp.perf.loops import echo, sink, sink_skipping_probes
-from zmtp.perf.scale import big_pull, dealers, many_router, raise_nofile
+from zmtp.perf.scale import big_pull, dealers, emit, many_router, raise_nofile
 
 
 # ---------------------------------------------------------------- peer processes
@@ -169,12 +169,6 @@ def expect(peers: Sequence[Peer], prefix: str, deadline: float,
 
 
 # ---------------------------------------------------------------- the peer process (``_peer``)
-
-
-def emit(line: str) -> None:
-    """A line to the driver."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 #: the kinds of ``_peer`` (``async_*``: coroutines on the ``--loop`` event loop)

@@ -3,8 +3,8 @@ ROUTER of ``many_peers`` and its DEALER client processes, the receiver of
 ``big_message_memory``, and the process measurements they need (RSS, its
 peak, the descriptor limit).
 
-Layering: imports ``zmtp.perf.config``, ``links`` and ``loops``; imported by
-the peers and the scenarios; never imports them.
+Layering: imports ``zmtp.perf.links`` only; imported by
+the peers and the command line; never imports them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ GO = b"go"
 
 
 def emit(line: str) -> None:
-    """A line to the driver."""
+    """A line to the driver (every peer process's way of reporting; zmtp.perf.peers uses it too)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

@@ -2,7 +2,9 @@
 count, subscribers) and the ``Metric`` rows it fills, one driver per
 scenario (reqrep, the streams, pubsub with peer processes; the two inproc
 ones with a ``PeerThread`` of this process; the ``async_*`` ones with a
-coroutine on an event loop of the driver's thread and a peer process), and
+coroutine on an event loop of the driver's thread and a peer process; the
+scale rows many_peers, connect_rate and big_message_memory; the C floor of
+the sweep rows, ``run_c_floor``), and
 ``run_once``, which runs one case for one column in a fresh thread and
 turns any failure into a ``CellError``.
 
@@ -25,8 +27,8 @@ from zmtp.perf.config import (
     CURVE_SCENARIOS,
     GRACE_S,
     PEER_LINGER_MS,
-    PROBE,
     PEER_PROCESSES,
+    PROBE,
     PROXY_SCENARIOS,
     Impl,
     choose_backend,

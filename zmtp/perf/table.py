@@ -117,6 +117,19 @@ def case_impls(plan: Plan, case: Case) -> List[Impl]:
     return [i for i in impls if i.lib == "pyzmq" or i.name == zcol]
 
 
+#: many_peers' time limit per run is at least this plus MANY_PEERS_S_PER_PEER per DEALER (10 000: 260 s):
+#: connecting and serving thousands of peers takes longer than --timeout's default allows
+MANY_PEERS_BASE_S = 60.0
+MANY_PEERS_S_PER_PEER = 0.02
+
+
+def case_timeout(plan: Plan, case: Case) -> float:
+    """A run's time limit: --timeout, at least MANY_PEERS_BASE_S + MANY_PEERS_S_PER_PEER per peer in many_peers."""
+    if case.scenario == "many_peers":
+        return max(plan.timeout_s, MANY_PEERS_BASE_S + MANY_PEERS_S_PER_PEER * case.peers)
+    return plan.timeout_s
+
+
 def run_count(plan: Plan) -> int:
     """How many runs the plan makes (the progress line's total)."""
     return sum(len(case_impls(plan, case)) for case in plan.cases) * plan.runs
@@ -138,7 +151,7 @@ def run_plan(plan: Plan, progress: ProgressLine) -> Dict[Tuple[str, str], Cell]:
                     endpoint = endpoint_for(case, plan.transport, tmp, serial)
                     cell = cells[(case.label, impl.name)]
                     try:
-                        cell.values.append(run_once(impl, case, endpoint, plan.timeout_s, plan.loop))
+                        cell.values.append(run_once(impl, case, endpoint, case_timeout(plan, case), plan.loop))
                     except CellError as exc:
                         cell.errors.append(str(exc))
     finally:
