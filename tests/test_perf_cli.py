@@ -143,7 +143,8 @@ INPROC = "inproc_reqrep,inproc_pushpull"
 #: the table without --scenario: every scenario, the inproc ones, then the async ones last
 DEFAULT_CASES = ["reqrep", "pushpull", "pushpull_batch", "dealer_router", "pubsub 1 sub", "pubsub 4 sub",
                  "inproc_reqrep", "inproc_pushpull", "async_reqrep", "async_pushpull", "async_dealer_router"]
-DEFAULT_HELP = "(default: all but curve_reqrep, curve_pushpull, curve_handshake, proxy)"
+DEFAULT_HELP = ("(default: all but curve_reqrep, curve_pushpull, curve_handshake, proxy, many_peers, connect_rate, "
+                "big_message_memory)")
 INPROC_ROWS = [("inproc_reqrep", "p50_us"), ("inproc_reqrep", "p99_us"), ("inproc_pushpull", "msg_s")]
 
 
@@ -546,3 +547,185 @@ def test_proxy_row_json_and_text():
     lines = r.stdout.splitlines()
     assert lines[3].split()[:3] == ["proxy", "64", "B"], lines
     assert "Target (issue 18): zmtp/pyzmq >= 2 on proxy 64 B." in lines, lines
+
+
+# ---------------------------------------------------------------- issue 19: the sweep, the C floor, the scale rows
+
+
+def cc_missing() -> bool:
+    from zmtp.perf import cfloor
+    return cfloor.compiler() is None
+
+
+def test_parse_size_and_sweep_counts():
+    """--sizes' parser: K/M suffixes (KiB, MiB); a sweep cell's count shrinks with the size, a few at 64 MiB."""
+    from zmtp.perf.config import fmt_size, parse_size, sweep_count
+    assert [parse_size(t) for t in ("64", "1K", "8k", "64KiB", "1M", "64MB")] == [
+        64, 1024, 8192, 65536, 1 << 20, 64 << 20]
+    for bad in ("", "K", "1Q", "x1M"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    assert [fmt_size(s) for s in (64, 1024, 1 << 20, 64 << 20)] == ["64 B", "1 KiB", "1 MiB", "64 MiB"]
+    counts = [sweep_count("pushpull", s) for s in (64, 65536, 1 << 20, 64 << 20)]
+    assert counts == sorted(counts, reverse=True) and counts[0] == 200_000 and 4 <= counts[-1] <= 10, counts
+    assert sweep_count("reqrep", 64) == 10_000 and sweep_count("reqrep", 16 << 20) <= 10
+
+
+def test_sizes_bad_value_is_a_clear_error():
+    r = perf("--sizes", "64,1Q")
+    assert r.returncode == 2 and "not a size: '1Q'" in r.stderr, r.stderr
+    r = perf("--sizes", "64", "--size", "64")
+    assert r.returncode == 2 and "--size and --sizes" in r.stderr, r.stderr
+
+
+def test_sweep_json_row_per_size():
+    """--sizes: a row per size and metric for pushpull (msg/s, GB/s) and reqrep (p50, p99), every column
+    with a figure (pyzmq with copy=True and copy=False, the best named; the C floor), the ratios the
+    targets need (zmtp/C from 1 MiB only)."""
+    impls = [zmtp_backends()[-1], "pyzmq", "raw"]
+    r = perf("--sizes", "64,1K,1M", "--count", "6", "--runs", "1", "--impl", ",".join(impls + ["c"]), "--json",
+             "--timeout", "20")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert [(row["case"], row["metric"]) for row in doc["rows"]] == [
+        (f"{sc} {size}", m) for sc, metrics in (("reqrep", ("p50_us", "p99_us")), ("pushpull", ("msg_s", "gb_s")))
+        for size in ("64 B", "1 KiB", "1 MiB") for m in metrics]
+    running = [i for i in impls if i not in doc["skipped"]]
+    if "pyzmq" in running:
+        running.append("pyzmq-nocopy")
+    if not cc_missing():
+        running.append("c")
+    else:
+        assert "no C compiler" in doc["skipped"]["c"]
+    assert sorted(doc["impls"]) == sorted(running)
+    for row in doc["rows"]:
+        assert row["sweep"] and row["errors"] == {}, row
+        for impl in running:
+            assert row["values"][impl] > 0 and len(row["runs"][impl]) == 1, (row["case"], impl)
+        if row["metric"] == "gb_s":
+            msg_s = next(x for x in doc["rows"] if x["case"] == row["case"] and x["metric"] == "msg_s")
+            assert row["values"]["raw"] == pytest.approx(msg_s["values"]["raw"] * row["size"] / 1e9)
+        if "pyzmq" in running:
+            best = row["pyzmq_best"]
+            pick = min if row["lower_is_better"] else max
+            assert best["value"] == pick(row["values"]["pyzmq"], row["values"]["pyzmq-nocopy"]), row
+            assert best["copy"] == (best["value"] == row["values"]["pyzmq"]), row
+            assert row["ratios"]["zmtp/pyzmq"] > 0
+        assert ("zmtp/C" in row["ratios"]) == (row["size"] >= 1 << 20 and "c" in running), row
+
+
+def test_sweep_text_over_ipc():
+    """The sweep's text table over ipc: one row per size and metric, the pyzmq copy column, the targets."""
+    r = perf("--sizes", "64,8K", "--scenario", "pushpull", "--count", "50", "--runs", "1", "--quiet",
+             "--timeout", "20", "--transport", "ipc", "--impl", f"{zmtp_backends()[-1]},pyzmq,raw")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln.split("  ")[0].strip() for ln in lines[3:7]] == ["pushpull 64 B"] * 2 + ["pushpull 8 KiB"] * 2
+    assert "ipc" in lines[0]
+    if not pyzmq_missing():
+        assert "pyzmq copy" in lines[1]
+    assert any(ln.startswith("Targets (issue 19): pushpull zmtp/pyzmq >= 1.5") for ln in lines), lines
+
+
+@pytest.mark.skipif(cc_missing(), reason="the C floor needs a C compiler (cc)")
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_c_floor_builds_and_runs(transport, tmp_path):
+    """benchmarks/c_stream.c, built with cc -O2 (cached), streams and ping-pongs over tcp and ipc."""
+    from zmtp.perf import cfloor
+    binary, why = cfloor.build()
+    assert why is None and binary, why
+    endpoint = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp_path}/floor"
+    stream = cfloor.run("stream", endpoint, 300_000, 20, 20)
+    assert set(stream) == {"msg_s"} and stream["msg_s"] > 0
+    rtt = cfloor.run("pingpong", endpoint, 64, 100, 20)
+    assert set(rtt) == {"p50_us", "p99_us"} and 0 < rtt["p50_us"] <= rtt["p99_us"]
+    with pytest.raises(RuntimeError, match="usage"):
+        cfloor.run("bogus", endpoint, 64, 10, 20)
+
+
+def test_c_floor_missing_source_is_a_reason(monkeypatch, tmp_path):
+    from zmtp.perf import cfloor
+    monkeypatch.setenv(cfloor.SOURCE_ENV, str(tmp_path / "nowhere.c"))
+    assert "nowhere.c not found" in cfloor.unavailable_reason()
+
+
+def scale_doc(scenario: str, *extra: str) -> Tuple[dict, List[str]]:
+    """``--json`` of one run of a scale scenario in every zmtp column and pyzmq: the document and the columns
+    that ran."""
+    impls = zmtp_backends() + ["pyzmq"]
+    r = perf("--scenario", scenario, "--runs", "1", "--impl", ",".join(impls), "--json", "--timeout", "30", *extra,
+             timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    return doc, [i for i in impls if i not in doc["skipped"]]
+
+
+def test_many_peers_all_served():
+    """many_peers with 50 DEALERs (4 client processes): every peer served, a p99, a rate and the RSS per
+    idle peer, in each zmtp column and pyzmq."""
+    doc, running = scale_doc("many_peers", "--peers", "50", "--count", "3")
+    assert [(row["case"], row["metric"]) for row in doc["rows"]] == [
+        ("many_peers 50", m) for m in ("served", "p99_us", "msg_s", "rss_kib_per_peer")]
+    values = {row["metric"]: row["values"] for row in doc["rows"]}
+    for impl in running:
+        assert values["served"][impl] == 1.0, impl
+        assert values["p99_us"][impl] > 0 and values["msg_s"][impl] > 0, impl
+        assert values["rss_kib_per_peer"][impl] >= 0, impl
+    assert all(row["errors"] == {} and "note" not in row for row in doc["rows"])
+
+
+def test_many_peers_that_do_not_fit_are_said(monkeypatch):
+    """More DEALERs than RLIMIT_NOFILE's hard limit allows: fewer run, and the reason is given."""
+    import resource
+
+    from zmtp.perf import scale
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    n, why = scale.peers_that_fit(10_000, 4)
+    assert n == 1024 - scale.FD_SPARE and "does not fit RLIMIT_NOFILE's hard limit 1024" in why, (n, why)
+    assert scale.peers_that_fit(100, 4) == (100, None)
+
+
+def test_connect_rate_runs():
+    doc, running = scale_doc("connect_rate", "--count", "30")
+    [row] = doc["rows"]
+    assert (row["case"], row["metric"], row["unit"], row["mechanism"]) == (
+        "connect_rate", "conn_s", "connections/s", "NULL"), row
+    assert row["errors"] == {}, row
+    for impl in running:
+        assert row["values"][impl] > 0, impl
+
+
+def test_big_message_memory_reports_a_ratio():
+    """The receiver's peak RSS above idle while receiving one message (4 MiB here), as a ratio to the size:
+    at least the message itself (its bytes are resident once received)."""
+    doc, running = scale_doc("big_message_memory", "--size", "4M")
+    ratio_row, mib_row = doc["rows"]
+    assert (ratio_row["metric"], mib_row["metric"], ratio_row["size"]) == ("peak_ratio", "peak_mib", 4 << 20)
+    if "pyzmq" in running:
+        running.append("pyzmq-nocopy")
+        assert ratio_row["pyzmq_best"]["copy"] in (True, False)
+    for impl in running:
+        assert ratio_row["errors"] == {}, ratio_row
+        assert ratio_row["values"][impl] >= 0.9, (impl, ratio_row["values"])
+        assert mib_row["values"][impl] == pytest.approx(ratio_row["values"][impl] * 4, rel=1e-6)
+
+
+def test_plot_sweep_writes_png(tmp_path):
+    """benchmarks/plot_sweep.py JSON PNG: a PNG from a sweep's JSON (skipped without matplotlib)."""
+    pytest.importorskip("matplotlib")
+    rows = []
+    for scenario, metrics in (("pushpull", ("msg_s", "gb_s")), ("reqrep", ("p50_us",))):
+        for size in (64, 1 << 20):
+            for metric in metrics:
+                values = {"zmtp-io_uring": 2.0, "zmtp-epoll": 1.5, "pyzmq": 1.0, "pyzmq-nocopy": 1.2, "raw": 0.8,
+                          "c": 3.0}
+                rows.append({"case": f"{scenario} {size}", "scenario": scenario, "size": size, "metric": metric,
+                             "sweep": True, "values": values, "pyzmq_best": {"value": 1.2, "copy": False}})
+    src = tmp_path / "sweep.json"
+    src.write_text(json.dumps({"zmtp": "0", "pyzmq": "pyzmq x", "transport": "tcp", "runs": 1, "rows": rows}))
+    out = tmp_path / "sweep.png"
+    script = __import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks" / "plot_sweep.py"
+    r = subprocess.run([sys.executable, str(script), str(src), str(out), "--label", "test"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

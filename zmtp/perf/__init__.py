@@ -35,6 +35,21 @@ Scenarios (``--scenario``):
   blocking row of the same shape, and the ``async/blocking`` ratio column
   sets the zmtp figures side by side.
 
+Issue 19's rows (not in the default run; docs/performance.md, "Sweep and
+scale rows (issue 19)"):
+
+* ``--sizes 64,1K,...,64M``: a sweep of ``pushpull`` and ``reqrep``, one
+  row per size (msg/s and GB/s; RTT p50 and p99), counts scaled per size;
+  pyzmq runs with copy=True and copy=False (the better one shown, the
+  ``pyzmq copy`` column says which) and the ``c`` column is the C floor
+  (``benchmarks/c_stream.c``, built with ``cc -O2`` on first use);
+* ``many_peers``: one ROUTER process and ``--peers`` DEALERs (default
+  10 000) in 4 client processes doing round trips: all served, p99, round
+  trips/s, RSS per idle peer;
+* ``connect_rate``: connect, NULL handshake, one round trip, close, repeated;
+* ``big_message_memory``: the receiver's peak RSS above idle while receiving
+  one 64 MiB message, as a ratio to the size.
+
 The two inproc scenarios measure the transport with the GIL in the way: both
 threads run Python, so every message is also a hand-off between two threads
 of one interpreter (pyzmq pays it as zmtp does).  Their raw column is no
@@ -63,6 +78,10 @@ never ``zmtp.perf`` itself):
 * ``config``: constants, ``Impl`` (a column) and whether it can run here;
 * ``links``: ``Link`` and ``Side`` over zmtp/pyzmq sockets, raw sockets and
   queues;
+* ``cfloor``: the C floor (builds and runs ``benchmarks/c_stream.c``);
+* ``scale``: the peer processes of the scale rows (many_peers' ROUTER and
+  DEALERs, big_message_memory's receiver) and their RSS and descriptor
+  measurements;
 * ``loops``: the timed loops (ping-pong, echo, blast, sinks) and figures;
 * ``aio``: the event loop of an async run, ``AsyncSide`` (zmtp.asyncio or
   zmq.asyncio sockets) and the timed coroutines, under a deadline;

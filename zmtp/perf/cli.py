@@ -23,20 +23,31 @@ from zmtp.perf.config import (
     CURVE_LARGE_COUNT,
     CURVE_SIZES,
     DEFAULT_COUNT,
+    DEFAULT_PEERS,
     DEFAULT_SCENARIOS,
     DEFAULT_SIZE,
     DEFAULT_SUBSCRIBERS,
     DEFAULT_TIMEOUT_S,
+    EXTRA_IMPL_NAMES,
     IMPL_NAMES,
     LOOPS,
+    Impl,
+    PEER_PROCESSES,
     PROG,
     SCENARIO_GROUPS,
     SCENARIOS,
+    SWEEP_SCENARIOS,
+    SWEEP_SIZES,
+    fmt_size,
     impl_by_name,
     loop_unavailable_reason,
+    parse_size,
+    sweep_count,
     unavailable_reason,
 )
+from zmtp.perf import cfloor
 from zmtp.perf.peers import PEER_KINDS, peer_main
+from zmtp.perf.scale import peers_that_fit
 from zmtp.perf.scenarios import Case, classify
 from zmtp.perf.table import Plan, ProgressLine, build_rows, plan_json, render_table, run_count, run_plan
 from zmtp.perf.tools import lat_main, thr_main
@@ -67,6 +78,12 @@ def _count(text: str) -> int:
 
 
 def _size(text: str) -> int:
+    """Bytes: an integer, or with a K/M suffix (8K, 1M: KiB, MiB)."""
+    if text.strip()[-1:].isalpha():
+        try:
+            return parse_size(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"a size cannot be negative: {text}")
@@ -85,6 +102,17 @@ def _list(choices: Sequence[str], groups: Optional[Dict[str, Tuple[str, ...]]] =
             raise argparse.ArgumentTypeError(f"unknown {', '.join(bad) or 'empty list'}: choose from {names}")
         return [m for t in items for m in groups.get(t, (t,))]
     return parse
+
+
+def _sizes(text: str) -> List[int]:
+    """``64,1K,8K,64K,256K,1M,16M,64M``: sizes in bytes (K/M suffixes: KiB, MiB)."""
+    try:
+        sizes = [parse_size(t) for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not sizes:
+        raise argparse.ArgumentTypeError("empty list of sizes")
+    return sizes
 
 
 def _subscribers(text: str) -> List[int]:
@@ -119,12 +147,27 @@ def table_parser() -> argparse.ArgumentParser:
                    "with CURVE, key pairs made per run; curve_pushpull runs 64 B and 64 KiB; "
                    "curve_handshake counts connect + handshake + one round trip + close per second. "
                    "proxy (not in the default run: three processes per run): PUSH -> a proxy process "
-                   "(zmtp.proxy / zmq.proxy) -> PULL, no raw column")
-    p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp",)), metavar="IMPL",
-                   help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw "
-                   "(zmtp = both zmtp columns; default: all)")
-    p.add_argument("--size", type=_size, help="message size in bytes for every scenario "
-                   "(default: 64, dealer_router 1024)")
+                   "(zmtp.proxy / zmq.proxy) -> PULL, no raw column. "
+                   "Issue 19's scale rows (not in the default run: they take long): many_peers (one ROUTER "
+                   f"process, --peers DEALERs in {PEER_PROCESSES} client processes doing round trips: all served, "
+                   "p99, round trips/s, RSS per idle peer), connect_rate (connect, NULL handshake, one round trip, "
+                   "close, repeated), big_message_memory (the receiver's peak RSS above idle while receiving one "
+                   "64 MiB message, / size)")
+    p.add_argument("--sizes", type=_sizes, metavar="S,S",
+                   help="a sweep of pushpull and reqrep (or the --scenario among them): one row per size, "
+                   "K/M suffixes (e.g. " + ",".join(fmt_size(s).replace(" KiB", "K").replace(" MiB", "M")
+                                                    .replace(" B", "") for s in SWEEP_SIZES)
+                   + "); counts scaled per size (about the same bytes per cell) unless --count; adds the "
+                   "pyzmq copy=False column (pyzmq shows the best of both) and the C floor "
+                   "(benchmarks/c_stream.c, built with cc -O2)")
+    p.add_argument("--peers", type=_positive_int, metavar="N",
+                   help=f"many_peers: the DEALERs (default {DEFAULT_PEERS:,}, fewer when RLIMIT_NOFILE's hard "
+                   "limit does not allow them: the table says so)")
+    p.add_argument("--impl", action="append", type=_list(IMPL_NAMES + ("zmtp", "c")), metavar="IMPL",
+                   help="columns, repeatable or comma list of zmtp-io_uring, zmtp-epoll, pyzmq, raw, c "
+                   "(zmtp = both zmtp columns; c = the C floor, sweep rows only; default: all)")
+    p.add_argument("--size", type=_size, help="message size in bytes for every scenario, K/M suffixes allowed "
+                   "(default: 64, dealer_router 1024, big_message_memory 64M)")
     p.add_argument("--count", type=_count, help="messages (round trips for reqrep) per run (default: "
                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_COUNT.items()) + ")")
     p.add_argument("--runs", type=_positive_int, default=3, help="interleaved runs; medians shown (default 3)")
@@ -163,10 +206,10 @@ def peer_parser() -> argparse.ArgumentParser:
     """The internal ``_peer`` sub-command."""
     p = argparse.ArgumentParser(prog=f"{PROG} _peer", description="internal: the other process of a run")
     p.add_argument("kind", choices=PEER_KINDS)
-    p.add_argument("impl", choices=("zmtp",) + IMPL_NAMES)
+    p.add_argument("impl", choices=("zmtp",) + IMPL_NAMES + EXTRA_IMPL_NAMES)
     p.add_argument("endpoint")
     p.add_argument("size", type=_size)
-    p.add_argument("count", type=_count)
+    p.add_argument("count", type=_positive_int)
     p.add_argument("--rounds", type=_positive_int, default=1)
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
     p.add_argument("--loop", choices=LOOPS, default="asyncio")
@@ -187,7 +230,10 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
             skipped[name] = why
     if not impls:
         parser.error("no implementation can run here: " + "; ".join(skipped.values()))
-    names = {n for group in (args.scenario or [list(DEFAULT_SCENARIOS)]) for n in group}
+    default = list(SWEEP_SCENARIOS) if args.sizes else list(DEFAULT_SCENARIOS)
+    names = {n for group in (args.scenario or [default]) for n in group}
+    if args.sizes and args.size is not None:
+        parser.error("--size and --sizes: give one")
     names |= {BLOCKING_TWIN[n] for n in names if n in ASYNC_SCENARIOS}  # for the async/blocking ratio
     if args.loop != "asyncio":
         why = loop_unavailable_reason(args.loop)
@@ -195,6 +241,15 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
             parser.error(f"--loop {args.loop}: {why}")
     cases = []
     for scenario in (s for s in SCENARIOS if s in names):
+        if args.sizes and scenario in SWEEP_SCENARIOS:
+            cases += [Case(scenario, size, args.count or sweep_count(scenario, size), sweep=True)
+                      for size in args.sizes]
+            continue
+        if scenario == "many_peers":
+            peers, note = peers_that_fit(args.peers or DEFAULT_PEERS, PEER_PROCESSES)
+            cases.append(Case(scenario, args.size or DEFAULT_SIZE[scenario], args.count or DEFAULT_COUNT[scenario],
+                              peers=peers, note=note or ""))
+            continue
         sizes = [DEFAULT_SIZE[scenario]] if args.size is None else [args.size]
         if scenario == "curve_pushpull" and args.size is None:
             sizes = list(CURVE_SIZES)
@@ -206,7 +261,24 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
             cases += [Case(scenario, size, count, n) for n in subs]
     if args.timeout <= 0:
         parser.error("--timeout must be > 0")
+    add_extra_columns(args, cases, impls, skipped)
     return Plan(impls, skipped, cases, args.runs, args.transport, args.timeout, args.pin, args.loop)
+
+
+def add_extra_columns(args: argparse.Namespace, cases: List[Case], impls: List[Impl], skipped: Dict[str, str]) -> None:
+    """pyzmq-nocopy for sweep and big_message_memory rows when pyzmq runs; the C
+    floor for sweep rows unless --impl leaves it out (skipped with the reason
+    when it cannot be built)."""
+    sweep = any(c.sweep for c in cases)
+    if any(i.lib == "pyzmq" for i in impls) and (sweep or any(c.scenario == "big_message_memory" for c in cases)):
+        impls.append(impl_by_name("pyzmq-nocopy"))
+    wanted = [n for group in (args.impl or [["c"]]) for n in group]
+    if sweep and "c" in wanted:
+        why = cfloor.unavailable_reason()
+        if why is None:
+            impls.append(impl_by_name("c"))
+        else:
+            skipped["c"] = why
 
 
 def pin_to(cpu: int, parser: argparse.ArgumentParser) -> None:

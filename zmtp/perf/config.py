@@ -24,7 +24,7 @@ SCENARIOS: Tuple[str, ...] = ("reqrep", "pushpull", "pushpull_batch", "dealer_ro
                               "inproc_reqrep", "inproc_pushpull",
                               "async_reqrep", "async_pushpull", "async_dealer_router",
                               "curve_reqrep", "curve_pushpull", "curve_handshake",
-                              "proxy")
+                              "proxy", "many_peers", "connect_rate", "big_message_memory")
 #: scenarios whose peer is a thread of this process over inproc://
 INPROC_SCENARIOS: Tuple[str, ...] = ("inproc_reqrep", "inproc_pushpull")
 #: scenarios whose two sides are coroutines (zmtp.asyncio / zmq.asyncio), each in its own process
@@ -40,23 +40,46 @@ CURVE_SIZES: Tuple[int, ...] = (64, 65536)
 #: a proxy between two peer processes: PUSH (the driver) -> PULL | proxy | PUSH (a process of its own:
 #: zmtp.proxy or zmq.proxy) -> PULL (another process); raw has no column there
 PROXY_SCENARIOS: Tuple[str, ...] = ("proxy",)
+#: issue 19's scale rows, not in the default run (each takes long or needs many descriptors):
+#: many_peers (one ROUTER, --peers DEALERs in several client processes), connect_rate (connect,
+#: handshake, one round trip, close, repeated; NULL), big_message_memory (the receiver's peak RSS
+#: while receiving one 64 MiB message).  raw has no column there but in big_message_memory
+SCALE_SCENARIOS: Tuple[str, ...] = ("many_peers", "connect_rate", "big_message_memory")
+#: the scenarios --sizes sweeps (one row per size): the pyzmq-nocopy and c (C floor) columns join them
+SWEEP_SCENARIOS: Tuple[str, ...] = ("pushpull", "reqrep")
+#: columns only some rows have: pyzmq with copy=False (sweep and big_message_memory rows: the table's
+#: pyzmq figure there is the best of copy=True and copy=False) and the C floor (sweep rows)
+EXTRA_IMPL_NAMES: Tuple[str, ...] = ("pyzmq-nocopy", "c")
+#: --sizes' default (issue 19's sweep)
+SWEEP_SIZES: Tuple[int, ...] = (64, 1024, 8192, 65536, 262144, 1 << 20, 16 << 20, 64 << 20)
+#: a sweep cell's bytes (pushpull) and round-trip bytes (reqrep) when --count is not given: the count
+#: is this / size, within [SWEEP_MIN_COUNT, the scenario's default count]
+SWEEP_STREAM_BYTES = 512 << 20
+SWEEP_RTT_BYTES = 128 << 20
+SWEEP_MIN_COUNT = 4
+#: many_peers: DEALERs (--peers; fewer when RLIMIT_NOFILE's hard limit does not allow them), client
+#: processes; each DEALER makes DEFAULT_COUNT["many_peers"] round trips
+DEFAULT_PEERS = 10_000
+PEER_PROCESSES = 4
 #: names --scenario takes for a group of scenarios
 SCENARIO_GROUPS: Dict[str, Tuple[str, ...]] = {"curve": CURVE_SCENARIOS}
 #: what runs without --scenario: all but the curve ones (the inproc ones add ~1.5-3 s to a ~20 s table, no
 #: peer processes; the async ones a few seconds: fewer messages, and only one zmtp column and pyzmq run
 #: them; the curve ones would add well over 10 s: a peer process per run for four rows, and handshakes)
 #: nor the proxy row (three processes per run)
-DEFAULT_SCENARIOS: Tuple[str, ...] = tuple(s for s in SCENARIOS if s not in CURVE_SCENARIOS + PROXY_SCENARIOS)
+DEFAULT_SCENARIOS: Tuple[str, ...] = tuple(s for s in SCENARIOS
+                                           if s not in CURVE_SCENARIOS + PROXY_SCENARIOS + SCALE_SCENARIOS)
 DEFAULT_SIZE: Dict[str, int] = {"reqrep": 64, "pushpull": 64, "pushpull_batch": 64, "dealer_router": 1024, "pubsub": 64,
                                 "inproc_reqrep": 64, "inproc_pushpull": 64,
                                 "async_reqrep": 64, "async_pushpull": 64, "async_dealer_router": 1024,
-                                "curve_reqrep": 64, "curve_pushpull": 64, "curve_handshake": 64, "proxy": 64}
+                                "curve_reqrep": 64, "curve_pushpull": 64, "curve_handshake": 64, "proxy": 64,
+                                "many_peers": 64, "connect_rate": 64, "big_message_memory": 64 << 20}
 DEFAULT_COUNT: Dict[str, int] = {"reqrep": 10_000, "pushpull": 200_000, "pushpull_batch": 200_000,
                                  "dealer_router": 100_000, "pubsub": 50_000,
                                  "inproc_reqrep": 10_000, "inproc_pushpull": 200_000,
                                  "async_reqrep": 2_000, "async_pushpull": 20_000, "async_dealer_router": 10_000,
                                  "curve_reqrep": 5_000, "curve_pushpull": 100_000, "curve_handshake": 300,
-                                 "proxy": 200_000}
+                                 "proxy": 200_000, "many_peers": 5, "connect_rate": 300, "big_message_memory": 1}
 #: curve_pushpull's count for messages of 64 KiB and more (no --count): the cipher bounds them
 CURVE_LARGE_COUNT = 5_000
 #: the event loops an async run can use (--loop): asyncio's default (a selector loop) or uvloop
@@ -81,6 +104,7 @@ class Impl:
     name: str
     lib: str  # "zmtp", "pyzmq" or "raw"
     backend: str = ""  # "io_uring" or "epoll" for zmtp; "" = the default choice
+    copy: bool = True  # pyzmq: False sends and receives with copy=False (the pyzmq-nocopy column)
 
 
 def impl_by_name(name: str) -> Impl:
@@ -91,6 +115,10 @@ def impl_by_name(name: str) -> Impl:
         return Impl(name, "zmtp", name[5:])
     if name in ("pyzmq", "raw"):
         return Impl(name, name)
+    if name == "pyzmq-nocopy":
+        return Impl(name, "pyzmq", copy=False)
+    if name == "c":  # the C floor (benchmarks/c_stream.c)
+        return Impl(name, "c")
     raise ValueError(f"unknown implementation {name!r} (use zmtp, zmtp-io_uring, zmtp-epoll, pyzmq or raw)")
 
 
@@ -121,8 +149,26 @@ def loop_unavailable_reason(loop: str) -> Optional[str]:
 
 
 def fmt_size(size: int) -> str:
-    """``64 B``, ``1 KiB``, ``64 KiB``: a size as the table shows it."""
+    """``64 B``, ``1 KiB``, ``64 KiB``, ``1 MiB``: a size as the table shows it."""
+    if size >= 1 << 20 and size % (1 << 20) == 0:
+        return f"{size >> 20} MiB"
     return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+
+
+def parse_size(text: str) -> int:
+    """``64``, ``8K``, ``1M``, ``64MiB``: bytes (K = 1024, M = 1024 * 1024); ValueError otherwise."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    digits = t[:-1] if scale > 1 else t
+    if not digits.isdigit():
+        raise ValueError(f"not a size: {text!r} (use 64, 8K, 1M)")
+    return int(digits) * scale
+
+
+def sweep_count(scenario: str, size: int) -> int:
+    """A sweep cell's count: about the same bytes at every size (a few messages at 64 MiB)."""
+    budget = SWEEP_RTT_BYTES if scenario == "reqrep" else SWEEP_STREAM_BYTES
+    return max(SWEEP_MIN_COUNT, min(DEFAULT_COUNT[scenario], budget // max(1, size)))
 
 
 def warmup_count(count: int) -> int:

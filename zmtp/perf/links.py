@@ -44,13 +44,15 @@ class Link:
 
 
 class ZmqLink(Link):
-    """A zmtp or pyzmq socket; a ROUTER receives with ``recv_multipart``."""
+    """A zmtp or pyzmq socket; a ROUTER receives with ``recv_multipart``;
+    ``copy=False`` sends and receives with pyzmq's zero-copy (Frames)."""
 
-    def __init__(self, sock: Any, multipart: bool = False) -> None:
+    def __init__(self, sock: Any, multipart: bool = False, copy: bool = True) -> None:
         self.sock = sock
         # The socket's own methods, not wrappers: one call less per message.
-        self.send = sock.send  # type: ignore[method-assign]
-        self.recv = sock.recv_multipart if multipart else sock.recv  # type: ignore[method-assign]
+        self.send = sock.send if copy else partial(sock.send, copy=False)  # type: ignore[method-assign]
+        recv = sock.recv_multipart if multipart else sock.recv
+        self.recv = recv if copy else partial(recv, copy=False)  # type: ignore[method-assign]
 
     def close(self) -> None:
         if not self.sock.closed:
@@ -137,6 +139,7 @@ class ZmqSide(Side):
 
     def __init__(self, impl: Impl, timeout_s: float) -> None:
         self.zmq = importlib.import_module("zmq" if impl.lib == "pyzmq" else "zmtp")
+        self.copy = impl.copy
         self.timeout_ms = int(timeout_s * 1000) if timeout_s > 0 else -1
         self.ctx = self.zmq.Context()
         self.links: List[ZmqLink] = []
@@ -171,7 +174,7 @@ class ZmqSide(Side):
             sock.rcvhwm = 0
         if kind == "sub":
             sock.subscribe(b"")
-        self.links.append(ZmqLink(sock, multipart=(kind == "router")))
+        self.links.append(ZmqLink(sock, multipart=(kind == "router"), copy=self.copy))
         return sock
 
     def bind(self, kind: str, endpoint: str, on_bound: Callable[[str], None], accept: int = 1,

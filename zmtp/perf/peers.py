@@ -27,6 +27,7 @@ from zmtp.perf.aio import AsyncSide, LoopRunner, Tally, async_drain, async_echo,
 from zmtp.perf.config import PEER_LINGER_MS, PROBE, PROBE_EVERY_S, Impl, peer_env, warmup_count
 from zmtp.perf.links import ZmqSide, open_side
 from zmtp.perf.loops import echo, sink, sink_skipping_probes
+from zmtp.perf.scale import big_pull, dealers, emit, many_router, raise_nofile
 
 
 # ---------------------------------------------------------------- peer processes
@@ -170,14 +171,9 @@ def expect(peers: Sequence[Peer], prefix: str, deadline: float,
 # ---------------------------------------------------------------- the peer process (``_peer``)
 
 
-def emit(line: str) -> None:
-    """A line to the driver."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
 #: the kinds of ``_peer`` (``async_*``: coroutines on the ``--loop`` event loop)
-PEER_KINDS = ("echo", "pull", "router", "sub", "proxy", "async_echo", "async_pull", "async_router")
+PEER_KINDS = ("echo", "pull", "router", "sub", "proxy", "async_echo", "async_pull", "async_router",
+              "many_router", "dealers", "big_pull")
 
 
 def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeout_s: float,
@@ -186,12 +182,17 @@ def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeo
     pull, router or sub (a "result" line for each round of count messages);
     their ``async_*`` forms on the event loop `loop`.  With `curve`, the
     bound socket (echo, pull, router) is a CURVE server whose key pair is
-    made here: its public key (Z85) ends the ``ready`` line."""
+    made here: its public key (Z85) ends the ``ready`` line.  The scale
+    kinds (zmtp.perf.scale): many_router (`count` peers, `rounds` round
+    trips each), dealers (`count` DEALERs of this process) and big_pull
+    (one message of `size` bytes)."""
     if impl.lib == "zmtp" and impl.backend:
         if backend_name() != impl.backend:
             raise RuntimeError(f"peer runs on {backend_name()}, not {impl.backend}")
     if kind.startswith("async_"):
         return async_peer_main(kind, impl, endpoint, count, timeout_s, rounds, loop)
+    if kind in ("many_router", "dealers"):
+        raise_nofile()
     side = open_side(impl, timeout_s)
     key = ""
     if curve:
@@ -210,6 +211,12 @@ def peer_main(kind: str, impl: Impl, endpoint: str, size: int, count: int, timeo
                 emit(f"result {count} {first} {last}")
         elif kind == "proxy":
             proxy_peer(side, endpoint)
+        elif kind == "many_router":
+            many_router(side, endpoint, count, rounds)
+        elif kind == "dealers":
+            dealers(side, endpoint, count, rounds, size)
+        elif kind == "big_pull":
+            big_pull(side, endpoint, size)
         elif kind == "sub":
             link = side.connect("sub", endpoint, hwm0=True)
             if impl.lib != "raw":

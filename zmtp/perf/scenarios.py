@@ -2,7 +2,9 @@
 count, subscribers) and the ``Metric`` rows it fills, one driver per
 scenario (reqrep, the streams, pubsub with peer processes; the two inproc
 ones with a ``PeerThread`` of this process; the ``async_*`` ones with a
-coroutine on an event loop of the driver's thread and a peer process), and
+coroutine on an event loop of the driver's thread and a peer process; the
+scale rows many_peers, connect_rate and big_message_memory; the C floor of
+the sweep rows, ``run_c_floor``), and
 ``run_once``, which runs one case for one column in a fresh thread and
 turns any failure into a ``CellError``.
 
@@ -13,6 +15,7 @@ imported by the table and the command line; never imports them.
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from zmtp.perf.config import (
     CURVE_SCENARIOS,
     GRACE_S,
     PEER_LINGER_MS,
+    PEER_PROCESSES,
     PROBE,
     PROXY_SCENARIOS,
     Impl,
@@ -31,6 +35,7 @@ from zmtp.perf.config import (
     fmt_size,
     warmup_count,
 )
+from zmtp.perf import cfloor
 from zmtp.perf.links import Side, ZmqSide, open_side
 from zmtp.perf.loops import (
     blast,
@@ -57,11 +62,18 @@ class Case:
     size: int
     count: int
     subscribers: int = 0
+    sweep: bool = False  # a row of the --sizes sweep (pyzmq's best of copy=True/False, the C floor)
+    peers: int = 0  # many_peers: the DEALERs
+    note: str = ""  # why the case differs from what was asked (many_peers: fewer DEALERs than --peers)
 
     @property
     def label(self) -> str:
         if self.scenario == "pubsub":
             return f"pubsub {self.subscribers} sub"
+        if self.sweep:
+            return f"{self.scenario} {fmt_size(self.size)}"
+        if self.scenario == "many_peers":
+            return f"many_peers {self.peers}"
         if self.scenario == "curve_pushpull":  # one row per size (64 B and 64 KiB by default)
             return f"curve_pushpull {fmt_size(self.size)}"
         return self.scenario
@@ -92,6 +104,13 @@ ASYNC_LATENCY = (LATENCY_METRICS[0],)  # async_reqrep: the p50 row only (the iss
 THROUGHPUT = Metric("msg_s", "msg/s", False)
 PER_SUB = Metric("msg_s", "msg/s per sub", False)
 HANDSHAKES = Metric("hs_s", "handshakes/s", False, "handshakes/s")
+GBPS = Metric("gb_s", "GB/s", False, "GB/s")
+CONNECTIONS = Metric("conn_s", "connections/s", False, "connections/s")
+MANY_PEERS = (Metric("served", "served (fraction)", False, "fraction"), Metric("p99_us", "RTT p99 [us]", True),
+              Metric("msg_s", "round trips/s", False),
+              Metric("rss_kib_per_peer", "RSS per idle peer [KiB]", True, "KiB"))
+BIG_MEMORY = (Metric("peak_ratio", "peak RSS / size", True, "x size"),
+              Metric("peak_mib", "peak RSS above idle [MiB]", True, "MiB"))
 
 
 def metrics_of(case: Case) -> Tuple[Metric, ...]:
@@ -102,6 +121,14 @@ def metrics_of(case: Case) -> Tuple[Metric, ...]:
         return ASYNC_LATENCY
     if case.scenario == "curve_handshake":
         return (HANDSHAKES,)
+    if case.scenario == "connect_rate":
+        return (CONNECTIONS,)
+    if case.scenario == "many_peers":
+        return MANY_PEERS
+    if case.scenario == "big_message_memory":
+        return BIG_MEMORY
+    if case.sweep:
+        return (THROUGHPUT, GBPS)
     return (PER_SUB,) if case.scenario == "pubsub" else (THROUGHPUT,)
 
 
@@ -166,11 +193,12 @@ def drive_proxy(rc: RunContext, side: Side) -> Dict[str, float]:
 
 
 def drive_handshakes(rc: RunContext, side: Side) -> Dict[str, float]:
-    """CURVE handshakes per second: a REQ connects to the peer's CURVE REP,
-    makes one round trip and closes, again and again (after a warm-up);
-    the rate over the counted ones, connection set-up and close included."""
+    """Handshakes per second (curve_handshake: CURVE; connect_rate: NULL,
+    as conn_s): a REQ connects to the peer's REP, makes one round trip and
+    closes, again and again (after a warm-up); the rate over the counted
+    ones, connection set-up and close included."""
     case, warm = rc.case, warmup_count(rc.case.count)
-    peer = rc.peers.start(rc.impl, "echo", rc.bind_endpoint, case.size, warm + case.count, curve=True)
+    peer = rc.peers.start(rc.impl, "echo", rc.bind_endpoint, case.size, warm + case.count, curve=case.curve)
     endpoint = peer_endpoint(rc, side, peer)
     payload = b"x" * case.size
     connect_round_trip_close(side, endpoint, payload, warm)
@@ -178,7 +206,52 @@ def drive_handshakes(rc: RunContext, side: Side) -> Dict[str, float]:
     connect_round_trip_close(side, endpoint, payload, case.count)
     elapsed = time.perf_counter_ns() - t0
     expect([peer], "done", rc.deadline)
-    return {"hs_s": case.count * 1e9 / max(1, elapsed)}
+    key = "conn_s" if case.scenario == "connect_rate" else "hs_s"
+    return {key: case.count * 1e9 / max(1, elapsed)}
+
+
+def drive_big_memory(rc: RunContext, side: Side) -> Dict[str, float]:
+    """One message of the case's size to a PULL peer, which reports its peak
+    RSS above its idle RSS: as a ratio to the size and in MiB."""
+    case = rc.case
+    peer = rc.peers.start(rc.impl, "big_pull", rc.bind_endpoint, case.size, 1)
+    endpoint = expect([peer], "ready ", rc.deadline)[0].split()[1]
+    side.connect("push", endpoint, linger=PEER_LINGER_MS).send(b"x" * case.size)
+    _, size, idle, peak, reset = expect([peer], "result ", rc.deadline)[0].split()
+    if reset != "1":
+        raise CellError("error", "the peer could not reset its peak RSS (/proc/self/clear_refs)")
+    above = max(0, int(peak) - int(idle)) * 1024
+    return {"peak_ratio": above / int(size), "peak_mib": above / (1 << 20)}
+
+
+def drive_many_peers(rc: RunContext, side: Side) -> Dict[str, float]:
+    """A ROUTER peer process and PEER_PROCESSES client processes sharing the
+    case's DEALERs: all served, p99 round trip, the ROUTER's round trips/s and
+    its RSS per idle peer (every peer connected, before the round trips)."""
+    case = rc.case
+    router = rc.peers.start(rc.impl, "many_router", rc.bind_endpoint, case.size, case.peers, rounds=case.count)
+    endpoint = expect([router], "ready ", rc.deadline)[0].split()[1]
+    procs = min(PEER_PROCESSES, case.peers)
+    shares = [case.peers // procs + (i < case.peers % procs) for i in range(procs)]
+    clients = [rc.peers.start(rc.impl, "dealers", endpoint, case.size, n, rounds=case.count) for n in shares]
+    _, base, idle = expect([router], "idle ", rc.deadline)[0].split()
+    expect(clients, "connected", rc.deadline)  # every DEALER has its "go" (a timeout here says where it stuck)
+    rtt_s = result_rate(expect([router], "result ", rc.deadline)[0])
+    times = sorted(int(t) for line in expect(clients, "times ", rc.deadline) for t in line[6:].split(",") if t)
+    served = sum(int(line.split()[1]) for line in expect(clients, "served ", rc.deadline))
+    return {"served": served / (case.peers * case.count), "p99_us": percentile(times, 99) / 1000,
+            "msg_s": rtt_s, "rss_kib_per_peer": max(0, int(idle) - int(base)) / case.peers}
+
+
+def run_c_floor(case: Case, bind_endpoint: str, timeout_s: float) -> Dict[str, float]:
+    """The C floor's run of a sweep case (benchmarks/c_stream.c: stream or ping-pong)."""
+    try:
+        return cfloor.run("pingpong" if case.scenario == "reqrep" else "stream", bind_endpoint, case.size,
+                          case.count, timeout_s)
+    except subprocess.TimeoutExpired:
+        raise CellError("timeout", f"c_stream not finished after {timeout_s:.0f} s") from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise CellError("error", str(exc)) from None
 
 
 def drive_pubsub(rc: RunContext, side: Side) -> Dict[str, float]:
@@ -376,6 +449,9 @@ DRIVERS: Dict[str, Callable[[RunContext, Side], Dict[str, float]]] = {
     "curve_pushpull": drive_stream,
     "curve_handshake": drive_handshakes,
     "proxy": drive_proxy,
+    "connect_rate": drive_handshakes,
+    "many_peers": drive_many_peers,
+    "big_message_memory": drive_big_memory,
 }
 
 
@@ -401,6 +477,10 @@ def run_once(impl: Impl, case: Case, bind_endpoint: str, timeout_s: float,
         raise CellError("error", "raw sockets have no CURVE")
     if case.scenario in PROXY_SCENARIOS and impl.lib == "raw":
         raise CellError("error", "raw sockets have no proxy")
+    if impl.lib == "c":
+        if not case.sweep:
+            raise CellError("error", "the C floor runs the sweep rows only")
+        return with_gbps(case, run_c_floor(case, bind_endpoint, timeout_s))
 
     def target() -> None:
         try:
@@ -428,4 +508,11 @@ def run_once(impl: Impl, case: Case, bind_endpoint: str, timeout_s: float,
         raise CellError("timeout", f"run not finished after {timeout_s + GRACE_S:.0f} s{left}")
     if "error" in box:
         raise classify(box["error"])
-    return box["value"]
+    return with_gbps(case, box["value"])
+
+
+def with_gbps(case: Case, value: Dict[str, float]) -> Dict[str, float]:
+    """A sweep stream's figures with GB/s (msg/s * size / 1e9) added."""
+    if case.sweep and "msg_s" in value:
+        value["gb_s"] = value["msg_s"] * case.size / 1e9
+    return value

@@ -22,8 +22,10 @@ from zmtp import __version__
 from zmtp.perf.config import (
     ASYNC_SCENARIOS,
     BLOCKING_TWIN,
+    EXTRA_IMPL_NAMES,
     INPROC_SCENARIOS,
     PROXY_SCENARIOS,
+    SCALE_SCENARIOS,
     Impl,
     fmt_size,
     lib_version,
@@ -96,16 +98,36 @@ def endpoint_for(case: Case, transport: str, tmp: str, serial: int) -> str:
 
 
 def case_impls(plan: Plan, case: Case) -> List[Impl]:
-    """The columns that run `case`: all, but a curve_* case not in raw, an async_* case in the
+    """The columns that run `case`: all (pyzmq-nocopy and the C floor only in
+    sweep rows, pyzmq-nocopy in big_message_memory), but a curve_*, proxy,
+    many_peers or connect_rate case not in raw, an async_* case in the
     ratio's zmtp column (zmtp.asyncio: the owner never waits in C, so the
     two backends would measure the same code) and pyzmq (zmq.asyncio) only;
     raw has no asyncio column."""
-    if case.curve or case.scenario in PROXY_SCENARIOS:  # raw sockets have no CURVE, no proxy
-        return [i for i in plan.impls if i.lib != "raw"]
-    if case.scenario not in ASYNC_SCENARIOS:
+    if case.sweep:  # every column, pyzmq-nocopy and the C floor too
         return list(plan.impls)
+    impls = [i for i in plan.impls if i.name not in EXTRA_IMPL_NAMES]
+    if case.scenario == "big_message_memory":  # pyzmq's best of copy=True and copy=False
+        return [i for i in plan.impls if i.name != "c"]
+    if case.curve or case.scenario in PROXY_SCENARIOS + ("many_peers", "connect_rate"):
+        return [i for i in impls if i.lib != "raw"]  # raw sockets have no CURVE, no proxy, no ROUTER
+    if case.scenario not in ASYNC_SCENARIOS:
+        return impls
     zcol = zmtp_column(plan)
-    return [i for i in plan.impls if i.lib == "pyzmq" or i.name == zcol]
+    return [i for i in impls if i.lib == "pyzmq" or i.name == zcol]
+
+
+#: many_peers' time limit per run is at least this plus MANY_PEERS_S_PER_PEER per DEALER (10 000: 260 s):
+#: connecting and serving thousands of peers takes longer than --timeout's default allows
+MANY_PEERS_BASE_S = 60.0
+MANY_PEERS_S_PER_PEER = 0.02
+
+
+def case_timeout(plan: Plan, case: Case) -> float:
+    """A run's time limit: --timeout, at least MANY_PEERS_BASE_S + MANY_PEERS_S_PER_PEER per peer in many_peers."""
+    if case.scenario == "many_peers":
+        return max(plan.timeout_s, MANY_PEERS_BASE_S + MANY_PEERS_S_PER_PEER * case.peers)
+    return plan.timeout_s
 
 
 def run_count(plan: Plan) -> int:
@@ -129,7 +151,7 @@ def run_plan(plan: Plan, progress: ProgressLine) -> Dict[Tuple[str, str], Cell]:
                     endpoint = endpoint_for(case, plan.transport, tmp, serial)
                     cell = cells[(case.label, impl.name)]
                     try:
-                        cell.values.append(run_once(impl, case, endpoint, plan.timeout_s, plan.loop))
+                        cell.values.append(run_once(impl, case, endpoint, case_timeout(plan, case), plan.loop))
                     except CellError as exc:
                         cell.errors.append(str(exc))
     finally:
@@ -152,6 +174,9 @@ RATIOS: Tuple[Tuple[str, str, str], ...] = (
     ("uring/epoll", "zmtp-io_uring", "zmtp-epoll"),
     ("zmtp/raw", "zmtp", "raw"),
 )
+#: the sweep's ratio to the C floor, from this size up (issue 19's target: >= 0.8 from 1 MiB)
+C_FLOOR_RATIO = "zmtp/C"
+C_FLOOR_FROM = 1 << 20
 #: an async row's zmtp figure against zmtp's blocking row of the same shape (BLOCKING_TWIN)
 ASYNC_RATIO = "async/blocking"
 
@@ -176,7 +201,7 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
         "transport": "inproc" if case.scenario in INPROC_SCENARIOS else plan.transport,
         "subscribers": case.subscribers or None, "metric": metric.key, "title": metric.title,
         "unit": metric.unit_name, "lower_is_better": metric.lower_is_better,
-        "mechanism": "CURVE" if case.curve else "NULL",
+        "mechanism": "CURVE" if case.curve else "NULL", "sweep": case.sweep,
         "values": {}, "runs": {}, "errors": {}, "ratios": {},
     }
     for name in names:
@@ -190,6 +215,12 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
         a = zcol if a == "zmtp" else a
         if a in names and b in names:
             row["ratios"][title] = rounded(ratio(metric, row["values"][a], row["values"][b]))
+    if case.sweep or case.scenario == "big_message_memory":
+        best_of_pyzmq(row, metric, zcol)
+    if case.sweep and case.size >= C_FLOOR_FROM and "c" in names:
+        row["ratios"][C_FLOOR_RATIO] = rounded(ratio(metric, row["values"].get(zcol or ""), row["values"]["c"]))
+    if case.note:
+        row["note"] = case.note
     if case.scenario in ASYNC_SCENARIOS:
         row["api"] = "asyncio"
         row["loop"] = plan.loop
@@ -198,6 +229,20 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
         row["ratios"][ASYNC_RATIO] = rounded(ratio(metric, row["values"].get(zcol or ""),
                                                    twin.median(metric.key) if twin else None))
     return row
+
+
+def best_of_pyzmq(row: Dict[str, Any], metric: Metric, zcol: Optional[str]) -> None:
+    """Set the row's ``pyzmq_best`` ({"value", "copy"}: the better of the pyzmq
+    and pyzmq-nocopy columns) and base its zmtp/pyzmq ratio on it."""
+    values = row["values"]
+    options = [(values.get(n), n == "pyzmq") for n in ("pyzmq", "pyzmq-nocopy") if values.get(n) is not None]
+    if not options:
+        return
+    pick = min if metric.lower_is_better else max
+    value, copy = pick(options, key=lambda o: o[0])
+    row["pyzmq_best"] = {"value": value, "copy": copy}
+    if "zmtp/pyzmq" in row["ratios"] or "pyzmq-nocopy" in values:
+        row["ratios"]["zmtp/pyzmq"] = rounded(ratio(metric, values.get(zcol or ""), value))
 
 
 def rounded(value: Optional[float]) -> Optional[float]:
@@ -209,20 +254,30 @@ def fmt_value(value: Optional[float], lower_is_better: bool, status: str) -> str
     """A figure for the table: us with one decimal, msg/s as an integer with separators."""
     if value is None:
         return status
+    if value < 100 and not lower_is_better:  # GB/s, fractions, low rates
+        return f"{value:,.2f}"
     return f"{value:,.1f}" if lower_is_better else f"{value:,.0f}"
 
 
 def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, str], Cell]) -> str:
     """The table, with a header line saying what ran and footer lines saying how to read it."""
     names = [i.name for i in plan.impls]
-    ratio_titles = [t for t in [t for t, a, b in RATIOS] + [ASYNC_RATIO] if any(t in r["ratios"] for r in rows)]
-    head = ["case", "size", "metric"] + names + ratio_titles
+    best = any("pyzmq_best" in r for r in rows)
+    if best:  # the pyzmq column shows the best of copy=True and copy=False; "copy" says which
+        names = [n for n in names if n != "pyzmq-nocopy"]
+    titles = [t for t, a, b in RATIOS] + [C_FLOOR_RATIO, ASYNC_RATIO]
+    ratio_titles = [t for t in titles if any(t in r["ratios"] for r in rows)]
+    extra = ["pyzmq copy"] if best else []
+    head = ["case", "size", "metric"] + names + extra + ratio_titles
     body = []
     for row in rows:
         line = [row["case"], fmt_size(row["size"]), row["title"]]
         for name in names:
             status = cells[(row["case"], name)].status()
-            line.append(fmt_value(row["values"][name], row["lower_is_better"], status))
+            value = row["pyzmq_best"]["value"] if name == "pyzmq" and "pyzmq_best" in row else row["values"][name]
+            line.append(fmt_value(value, row["lower_is_better"], status))
+        if best:
+            line.append(str(row["pyzmq_best"]["copy"]) if "pyzmq_best" in row else "-")
         line += ["-" if row["ratios"].get(t) is None else f"{row['ratios'][t]:.2f}" for t in ratio_titles]
         body.append(line)
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
@@ -296,12 +351,40 @@ def footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
             "raw has no proxy column.",
             "Target (issue 18): zmtp/pyzmq >= 2 on proxy 64 B.",
         ]
+    lines += sweep_footer(plan, rows)
     lines += [f"{name}: skipped: {why}" for name, why in plan.skipped.items()]
+    listed = set()
     for row in rows:
-        if row["metric"] in ("p99_us",):
-            continue  # the p50 row already listed reqrep's failures
+        if row["case"] in listed:
+            continue  # the case's first row already listed its failures
+        listed.add(row["case"])
         for name, errors in row["errors"].items():
             lines += [f"{row['case']} {name}: {e}" for e in errors]
+    return lines
+
+
+def sweep_footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
+    """How to read the sweep and scale rows (issue 19), with their targets."""
+    lines = []
+    if any(c.sweep for c in plan.cases):
+        lines += [
+            "sweep rows (--sizes): counts scaled so each cell moves about the same bytes; pyzmq = the best of "
+            "copy=True and copy=False (both run; 'pyzmq copy' says which won); c = benchmarks/c_stream.c, two C "
+            "processes, 8-byte length prefix, plain write/read loops, 4 MiB socket buffers.",
+            f"Targets (issue 19): pushpull zmtp/pyzmq >= 1.5 at every size; {C_FLOOR_RATIO} >= 0.8 from 1 MiB; "
+            "reqrep zmtp/pyzmq >= 1.43 (RTT <= 0.7x pyzmq's).",
+        ]
+    if any(c.scenario in SCALE_SCENARIOS for c in plan.cases):
+        lines += [
+            "many_peers: a ROUTER process, --peers DEALERs in client processes, each DEALER round trips in turn; "
+            "served = replies / requests; round trips/s counted by the ROUTER; RSS per idle peer = (ROUTER RSS "
+            "with every peer connected - after bind) / peers. connect_rate: connect, NULL handshake, one REQ/REP "
+            "round trip, close, repeated. big_message_memory: the PULL's peak RSS above idle while receiving one "
+            "message (pyzmq: best of copy=True/False).",
+            "Targets (issue 19): many_peers all served, p99 and round trips/s >= pyzmq's; connect_rate "
+            "zmtp/pyzmq >= 2; big_message_memory peak RSS / size <= 1.5.",
+        ]
+    lines += sorted({f"{r['case']}: {r['note']}" for r in rows if r.get("note")})
     return lines
 
 
