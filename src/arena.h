@@ -35,11 +35,19 @@
  * it (see arena.c). */
 #define ZM_PAGE_SMALL ((size_t)256)
 #define ZM_PAGE_SIZE_MAX ((size_t)1 << 30)
+/* Pages whose block (header + cap) is this large or larger are anonymous
+ * mappings of their own, grown by mremap without copying (arena.c); the
+ * cached sizes are all below it. */
+#define ZM_PAGE_MAP_MIN ((size_t)1 << 18)
+/* The largest freed mapping kept resident for the next big buffer. */
+#define ZM_MAP_WARM_MAX ((size_t)1 << 26)
 
 typedef struct zm_page {
     size_t refcnt; /* atomic: owner + one per live slice */
     size_t cap;    /* bytes in data[] */
     size_t len;    /* bytes filled so far; owner only */
+    size_t map_len; /* an anonymous mapping's length (>= the header and
+                       cap), or 0 for a malloc'd page (arena.c) */
     unsigned char data[];
 } zm_page;
 
@@ -58,7 +66,8 @@ zm_page *zm_page_new(size_t cap);
 
 /*
  * Grow a page that nobody else references (refcnt == 1) to new_cap >= cap,
- * keeping its contents.  Returns the (possibly moved) page, or NULL when out
+ * keeping its contents (a mapped page: mremap, no byte copied; a heap page
+ * becoming mapped: its filled bytes copied once).  Returns the (possibly moved) page, or NULL when out
  * of memory, in which case the old page is untouched and still valid.
  */
 zm_page *zm_page_grow(zm_page *p, size_t new_cap);

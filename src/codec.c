@@ -538,10 +538,19 @@ int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
         return -ZM_ERR_STATE;
     if (d->state == ZM_DS_BIG_BODY) {
         zm_page *b = d->big;
-        if (b->len == b->cap) {
-            /* Grow by doubling, capped at the frame size: at most twice
-             * what has actually arrived is ever allocated. */
-            size_t new_cap = b->cap <= SIZE_MAX / 2 ? b->cap * 2 : SIZE_MAX;
+        if (b->cap - b->len < b->len / 2 && b->cap < d->size) {
+            /* Less room than half of what has arrived: grow to twice the
+             * bytes received (rounded down to whole 4 KiB pages), capped at
+             * the frame size (itself within maxmsgsize).  Never more than
+             * twice what actually arrived, whatever the header claims;
+             * and since a large buffer is a mapping grown by mremap
+             * (arena.c), growing copies nothing, so it is done early:
+             * each recv() is asked for at least half the bytes so far. */
+            size_t new_cap = b->len <= SIZE_MAX / 4 ? 2 * b->len : SIZE_MAX;
+            size_t whole = ((new_cap + sizeof(zm_page)) & ~(size_t)4095) -
+                           sizeof(zm_page); /* whole pages, rounded down */
+            if (whole > b->cap && whole < new_cap)
+                new_cap = whole;
             if (new_cap > d->size)
                 new_cap = (size_t)d->size;
             b = zm_page_grow(b, new_cap);
