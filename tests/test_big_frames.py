@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from typing import Any, List
+from typing import Any
 
 import pytest
+from helpers import DEADLINE_S, connect_to, psock, wait_for, zsock
 
 import zmtp
-from helpers import DEADLINE_S, connect_to, psock, wait_for, zsock
+from zmtp import codec
 
 zmq = pytest.importorskip("zmq")
 
@@ -108,7 +109,7 @@ def test_recv_into_big_frames(impl, backend, tmp_path, ctx, zctx):
     big = pattern(2 * MiB + 5, 9)
     push.send_multipart([big, pattern(PAGE + 1, 5), b"end"], copy=False)
     push.send(big, copy=False)
-    got: List[Any] = []
+    got: list[Any] = []
     buf = bytearray(len(big))
     got += [pull.recv_into(buf), bytes(buf) == big, pull.rcvmore]
     small = bytearray(1000)  # truncated: the frame's size comes back
@@ -186,8 +187,6 @@ def test_trickled_huge_claim_is_bounded(backend, ctx):
     the claim, at every step past the size where buffers become mappings."""
     pull = zsock(ctx, zmtp.PULL)
     pull.bind("tcp://127.0.0.1:*")
-    from zmtp import codec
-
     base = zmtp.memory_stats()["page_bytes_live"]
     s = connect_to(pull.last_endpoint.decode())
     try:
@@ -199,7 +198,7 @@ def test_trickled_huge_claim_is_bounded(backend, ctx):
             s.sendall(chunk)
             received += len(chunk)
 
-            def arrived() -> bool:
+            def arrived(received: int = received) -> bool:
                 try:
                     pull.recv(zmtp.DONTWAIT)
                 except zmtp.Again:
