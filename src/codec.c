@@ -546,11 +546,12 @@ int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
              * and since a large buffer is a mapping grown by mremap
              * (arena.c), growing copies nothing, so it is done early:
              * each recv() is asked for at least half the bytes so far. */
-            size_t new_cap = b->len <= SIZE_MAX / 4 ? 2 * b->len : SIZE_MAX;
-            size_t whole = ((new_cap + sizeof(zm_page)) & ~(size_t)4095) -
-                           sizeof(zm_page); /* whole pages, rounded down */
-            if (whole > b->cap && whole < new_cap)
-                new_cap = whole;
+            size_t new_cap = b->len <= SIZE_MAX / 4 ? 2 * b->len : SIZE_MAX / 2;
+            /* the block (header + data) in whole pages, rounded down */
+            size_t whole = (new_cap + sizeof(zm_page)) & ~(size_t)4095;
+            if (whole > b->cap + sizeof(zm_page) &&
+                whole - sizeof(zm_page) < new_cap)
+                new_cap = whole - sizeof(zm_page);
             if (new_cap > d->size)
                 new_cap = (size_t)d->size;
             b = zm_page_grow(b, new_cap);
