@@ -119,7 +119,7 @@ static int cache_push(zm_page *p)
  * A fresh mapping costs a page fault and the zeroing of every 4 KiB page
  * it touches, which measured slower than the copies it saves (16 MiB
  * frames: half the rate of glibc's realloc, whose heap stays warm).  So
- * the last freed mapping of up to ZM_MAP_WARM_MAX bytes is kept, resident,
+ * the last freed mapping for up to ZM_MAP_WARM_MAX bytes is kept, resident,
  * for the next big buffer (one slot: a stream of big frames reuses it; the
  * larger of two is kept).  Its bytes are not in page_bytes_live (what
  * pages use), only in the process's RSS, as glibc keeps a freed heap. */
@@ -208,7 +208,7 @@ static void page_release(zm_page *p)
         free(p);
         return;
     }
-    if (p->map_len <= ZM_MAP_WARM_MAX && zm_page_cache_enabled()) {
+    if (p->map_len <= map_round(ZM_MAP_WARM_MAX) && zm_page_cache_enabled()) {
         pthread_mutex_lock(&g_cache_mu);
         if (g_warm == NULL || g_warm->map_len < p->map_len) {
             drop = g_warm;

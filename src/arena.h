@@ -39,7 +39,8 @@
  * mappings of their own, grown by mremap without copying (arena.c); the
  * cached sizes are all below it. */
 #define ZM_PAGE_MAP_MIN ((size_t)1 << 18)
-/* The largest freed mapping kept resident for the next big buffer. */
+/* The largest page (cap) whose freed mapping is kept resident for the
+ * next big buffer (arena.c). */
 #define ZM_MAP_WARM_MAX ((size_t)1 << 26)
 
 typedef struct zm_page {
