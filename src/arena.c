@@ -111,10 +111,13 @@ static int cache_push(zm_page *p)
 /* Mapped pages                                                       */
 /* ------------------------------------------------------------------ */
 
-/* A page whose block (header and data) is at least ZM_PAGE_MAP_MIN bytes
- * is an anonymous mapping of its own (map_len != 0): growing it is mremap
- * (the kernel moves page tables, not bytes), and within the mapping no
- * call at all.  Smaller pages are malloc blocks (map_len == 0).
+/* A page grown (zm_page_grow: the decoder's big-frame buffer) to a block
+ * (header and data) of ZM_PAGE_MAP_MIN bytes or more becomes an anonymous
+ * mapping of its own (map_len != 0): growing it further is mremap (the
+ * kernel moves page tables, not bytes), and within the mapping no call at
+ * all.  Every other page is a malloc block (map_len == 0), zm_page_new's
+ * included whatever their size: the send side's copies keep glibc's
+ * behaviour.
  *
  * A fresh mapping costs a page fault and the zeroing of every 4 KiB page
  * it touches, which measured slower than the copies it saves (16 MiB
@@ -232,9 +235,7 @@ zm_page *zm_page_new(size_t cap)
         return NULL;
     slot = cache_slot(cap);
     p = slot >= 0 ? cache_pop(slot) : NULL;
-    if (p == NULL && sizeof(zm_page) + cap >= ZM_PAGE_MAP_MIN) {
-        p = map_page(cap);
-    } else if (p == NULL) {
+    if (p == NULL) {
         ZM_COUNT(ZM_CNT_ALLOC);
         p = malloc(sizeof(zm_page) + cap);
         if (p != NULL)

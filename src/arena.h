@@ -35,9 +35,9 @@
  * it (see arena.c). */
 #define ZM_PAGE_SMALL ((size_t)256)
 #define ZM_PAGE_SIZE_MAX ((size_t)1 << 30)
-/* Pages whose block (header + cap) is this large or larger are anonymous
- * mappings of their own, grown by mremap without copying (arena.c); the
- * cached sizes are all below it. */
+/* A page grown (zm_page_grow) to a block (header + cap) this large or
+ * larger becomes an anonymous mapping of its own, grown further by mremap
+ * without copying (arena.c); the cached sizes are all below it. */
 #define ZM_PAGE_MAP_MIN ((size_t)1 << 18)
 /* The largest page (cap) whose freed mapping is kept resident for the
  * next big buffer (arena.c). */
