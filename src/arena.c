@@ -133,12 +133,32 @@ static size_t map_round(size_t cap)
     return (sizeof(zm_page) + cap + 4095) & ~(size_t)4095;
 }
 
+/* A fresh or moved mapping of `want` bytes made a page's block: huge pages
+ * asked for where the system allows them (fewer faults), its length kept. */
+static zm_page *map_ready(void *m, size_t want)
+{
+    zm_page *p = m;
+
+    madvise(m, want, MADV_HUGEPAGE);
+    p->map_len = want;
+    return p;
+}
+
+/* A mapped page grown to `want` bytes by the kernel (page tables move, not
+ * bytes); NULL leaves p valid. */
+static zm_page *map_grow(zm_page *p, size_t want)
+{
+    void *m = mremap(p, p->map_len, want, MREMAP_MAYMOVE);
+
+    return m == MAP_FAILED ? NULL : map_ready(m, want);
+}
+
 /* A mapping for a page of cap bytes: the warm one (grown if smaller), or
  * a new one; NULL when out of memory. */
 static zm_page *map_page(size_t cap)
 {
     size_t want = map_round(cap);
-    zm_page *p;
+    zm_page *p, *q;
     void *m;
 
     pthread_mutex_lock(&g_cache_mu);
@@ -149,22 +169,14 @@ static zm_page *map_page(size_t cap)
     if (p != NULL && p->map_len >= want)
         return p;
     if (p != NULL) {
-        m = mremap(p, p->map_len, want, MREMAP_MAYMOVE);
-        if (m == MAP_FAILED) {
+        q = map_grow(p, want);
+        if (q == NULL)
             munmap(p, p->map_len);
-            return NULL;
-        }
-    } else {
-        m = mmap(NULL, want, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED)
-            return NULL;
+        return q;
     }
-    /* Huge pages where the system allows them: fewer faults. */
-    madvise(m, want, MADV_HUGEPAGE);
-    p = m;
-    p->map_len = want;
-    return p;
+    m = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
+    return m == MAP_FAILED ? NULL : map_ready(m, want);
 }
 
 /* A page grown to new_cap bytes, contents kept (the header and the filled
@@ -173,19 +185,12 @@ static zm_page *page_resize(zm_page *p, size_t new_cap)
 {
     size_t want = map_round(new_cap);
     zm_page *q;
-    void *m;
 
     if (p->map_len >= want)
         return p; /* the mapping has room already */
     if (p->map_len != 0) {
         ZM_COUNT(ZM_CNT_ALLOC);
-        m = mremap(p, p->map_len, want, MREMAP_MAYMOVE);
-        if (m == MAP_FAILED)
-            return NULL;
-        madvise(m, want, MADV_HUGEPAGE);
-        q = m;
-        q->map_len = want;
-        return q;
+        return map_grow(p, want);
     }
     if (sizeof(zm_page) + new_cap < ZM_PAGE_MAP_MIN) {
         ZM_COUNT(ZM_CNT_ALLOC);
