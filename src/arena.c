@@ -228,6 +228,20 @@ static void page_release(zm_page *p)
         munmap(drop, drop->map_len);
 }
 
+/* A page just allocated (or taken from a cache) made new: p may be NULL. */
+static zm_page *page_init(zm_page *p, size_t cap)
+{
+    if (p == NULL)
+        return NULL;
+    p->refcnt = 1;
+    p->cap = cap;
+    p->len = 0;
+    STAT_ADD(g_pages_live, 1);
+    STAT_ADD(g_page_bytes_live, cap);
+    STAT_ADD(g_pages_total, 1);
+    return p;
+}
+
 zm_page *zm_page_new(size_t cap)
 {
     zm_page *p;
@@ -246,15 +260,14 @@ zm_page *zm_page_new(size_t cap)
         if (p != NULL)
             p->map_len = 0;
     }
-    if (p == NULL)
+    return page_init(p, cap);
+}
+
+zm_page *zm_page_new_mapped(size_t cap)
+{
+    if (cap > SIZE_MAX / 2 || zm_alloc_fails())
         return NULL;
-    p->refcnt = 1;
-    p->cap = cap;
-    p->len = 0;
-    STAT_ADD(g_pages_live, 1);
-    STAT_ADD(g_page_bytes_live, cap);
-    STAT_ADD(g_pages_total, 1);
-    return p;
+    return page_init(map_page(cap), cap);
 }
 
 zm_page *zm_page_grow(zm_page *p, size_t new_cap)

@@ -65,6 +65,12 @@ typedef struct zm_mem_stats {
  * size is kept), or NULL when out of memory. */
 zm_page *zm_page_new(size_t cap);
 
+/* A page of cap bytes as zm_page_new, but in a mapping of its own from the
+ * start (the warm one when kept, arena.c), for a buffer that will grow past
+ * ZM_PAGE_MAP_MIN: it never goes through the heap, so growing it never
+ * copies.  The warm mapping may be larger than cap; only cap is counted. */
+zm_page *zm_page_new_mapped(size_t cap);
+
 /*
  * Grow a page that nobody else references (refcnt == 1) to new_cap >= cap,
  * keeping its contents (a mapped page: mremap, no byte copied; a heap page

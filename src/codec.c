@@ -408,10 +408,15 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
              * (e.g. a CURVE box of a full page), that much at once: for the
              * default page a size the page cache keeps, so no allocation
              * and no regrowth; larger, one page to start with, grown by
-             * buffer() as bytes arrive (never to the claim). */
-            d->big = zm_page_new(d->size <= 2 * (uint64_t)d->cfg.page_size
-                                     ? 2 * d->cfg.page_size
-                                     : d->cfg.page_size);
+             * buffer() as bytes arrive (never to the claim); in a mapping
+             * from the start when the frame will pass ZM_PAGE_MAP_MIN, so
+             * growing it never copies (arena.h). */
+            if (d->size <= 2 * (uint64_t)d->cfg.page_size)
+                d->big = zm_page_new(2 * d->cfg.page_size);
+            else if (d->size >= ZM_PAGE_MAP_MIN)
+                d->big = zm_page_new_mapped(d->cfg.page_size);
+            else
+                d->big = zm_page_new(d->cfg.page_size);
             if (d->big == NULL)
                 return decoder_fail(d, ev, ZM_ERR_NOMEM, NULL);
             memcpy(d->big->data, in, avail);
