@@ -213,25 +213,3 @@ def test_trickled_huge_claim_is_bounded(backend, ctx):
         s.close()
     wait_for(lambda: zmtp.memory_stats()["page_bytes_live"] - base <= 2 * PAGE or pull.poll(10) != 0,
              DEADLINE_S, "the buffer to be freed once the peer left")
-
-
-# ------------------------------------------------------------ recv calls
-
-
-def test_recv_calls_per_mib(backend, ctx, zctx):
-    """A big frame is read in large recv() calls (the buffer grows ahead of
-    the bytes: each call asks for at least half of what has arrived), not a
-    page at a time.  Counted with zmtp.io_stats(); the bound has a wide
-    margin (the kernel decides how much each call finds)."""
-    push, pull = pair("zmtp", "tcp", None, ctx, zctx)
-    body = pattern(16 * MiB, 8)
-    push.send(b"warm")
-    assert pull.recv() == b"warm"
-    n = 4
-    for _ in range(n):
-        push.send(body, copy=False)
-    before = zmtp.io_stats()["recv"]
-    for _ in range(n):
-        assert len(pull.recv(copy=False)) == len(body)
-    per_mib = (zmtp.io_stats()["recv"] - before) / (n * 16)
-    assert per_mib < 12, per_mib
