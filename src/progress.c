@@ -318,7 +318,10 @@ void zm_progress_add(zm_progress *p, zm_psock *ps)
     ps->next = p->socks;
     p->socks = ps;
     pthread_mutex_unlock(&p->mu);
-    zm_progress_wake(p);
+    /* No wake: a new socket has nothing to do until a call on it, and the
+     * end of that call wakes the thread when it is wanted or when the
+     * thread sleeps without a timeout (zm_progress_call_done); a thread
+     * that sleeps with one finds it at its next look. */
 }
 
 void zm_progress_remove(zm_progress *p, zm_psock *ps)
