@@ -13,11 +13,13 @@ ipc, against a pyzmq REP (libzmq 4.3.5) and a zmtp REP.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Dict
 
 import pytest
 
 import zmtp
+from zmtp import _zmtp
 from helpers import DEADLINE_S, TIMEOUT_MS, fd_count, wait_for
 
 zmq = pytest.importorskip("zmq")
@@ -127,42 +129,45 @@ def test_zmtp_rep_serves_zmtp_reqs_that_connect_and_close(backend, transport, tm
 
 
 def test_handshake_completes_without_the_owner(backend, zctx):
-    """A connect whose wake was left to the thread's next look (the set-up
-    rule) still completes in the background: the owner connects and makes
-    no call on the socket until the pyzmq ROUTER (ROUTER_MANDATORY) can send
-    to it, which it can only once the handshake is done, by the progress
-    thread alone."""
-    router = zctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    router.bind("tcp://127.0.0.1:*")
-    endpoint = router.last_endpoint.decode()
-    ctx = zmtp.Context()
+    """A connect whose wake may be left to the thread's next look (the
+    set-up rule) still completes in the background: a new zmtp PAIR (no
+    call on it before) connects and then makes no call until the pyzmq PAIR
+    can send to it, which libzmq allows only once the handshake is done (its
+    pipe attached): only the progress thread can have completed it."""
+    ctx = zmtp.Context()  # no default options: no call before connect()
 
-    def routable(rid: bytes) -> bool:
+    def sent(peer: Any) -> bool:
         try:
-            router.send_multipart([rid, b"hello"], flags=zmq.NOBLOCK)
+            peer.send(b"hello", flags=zmq.NOBLOCK)
             return True
-        except zmq.ZMQError as exc:
-            if exc.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
-                raise
+        except zmq.Again:
             return False
 
     try:
         for i in range(20):
-            rid = b"d%d" % i
-            dealer = ctx.socket(zmtp.DEALER, routing_id=rid, linger=0, rcvtimeo=TIMEOUT_MS)
-            dealer.connect(endpoint)
-            wait_for(lambda: routable(rid), DEADLINE_S, f"handshake {i} completed by the progress thread")
-            assert dealer.recv() == b"hello"
-            dealer.close()
+            peer = zctx.socket(zmq.PAIR)
+            peer.bind("tcp://127.0.0.1:*")
+            pair = ctx.socket(zmtp.PAIR)
+            # Not a wait for correctness: it lets the thread go back to
+            # sleeping with no timeout, so that only the connect's own wake
+            # can bring it (a version without it fails here, checked once).
+            time.sleep(0.01)
+            # The C connect: Socket.connect's ZAP check makes calls (and
+            # wakes) of its own before it.
+            _zmtp.Socket.connect(pair, peer.last_endpoint.decode())
+            wait_for(lambda: sent(peer), DEADLINE_S, f"handshake {i} completed by the progress thread")
+            pair.rcvtimeo = TIMEOUT_MS
+            assert pair.recv() == b"hello"
+            pair.close(linger=0)
+            peer.close(linger=0)
     finally:
         ctx.destroy(linger=0)
 
 
 def test_connect_leaves_the_set_up_to_the_owner(backend, zctx):
     """The connect's own wake is skipped while the thread will look within
-    its grace: the best of 5 batches of 40 cycles pays under one eventfd
-    operation per cycle (before: 2, a wake and its read, every connect;
+    its grace: the best of 5 batches of 40 cycles pays under 1.5 eventfd
+    operations per cycle (before: 2, a wake and its read, every connect;
     0.02 measured).  Best of 5: a batch is only over the bound when most of
     its cycles took over 2 ms (the thread then sleeps without a timeout
     between cycles), which a loaded machine may do to one batch, not to all."""
@@ -184,4 +189,4 @@ def test_connect_leaves_the_set_up_to_the_owner(backend, zctx):
         assert not server.is_alive() and not errors, errors
     finally:
         ctx.destroy(linger=0)
-    assert best is not None and best["eventfd"] < 1.0, best
+    assert best is not None and best["eventfd"] < 1.5, best
