@@ -1152,7 +1152,7 @@ static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
             continue;
         }
         k = g->len - at < n ? g->len - at : n;
-        memcpy(dst, g->page->data + g->off + at, k);
+        memcpy(dst, zm_page_bytes(g->page) + g->off + at, k);
         dst += k;
         n -= k;
         at = 0;
@@ -1221,7 +1221,7 @@ static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
             continue;
         }
         if (g->len - off >= n)
-            return g->page->data + g->off + off;
+            return zm_page_bytes(g->page) + g->off + off;
         break;
     }
     if (*scratch == NULL || (*scratch)->cap < n) {

@@ -407,4 +407,22 @@ static inline unsigned char *pubpage_room(zm_sock *s, size_t need)
     return p->data;
 }
 
+/* The page holding the frame being sent when (data, n) are its bytes
+ * (zm_sock_send_ref), else NULL: then the frame is queued by reference, at
+ * *off in that page. */
+static inline zm_page *send_ref_of(const zm_sock *s, const void *data,
+                                   size_t n, size_t *off)
+{
+    zm_page *r = s->send_ref;
+    const unsigned char *b, *d = data;
+
+    if (r == NULL || n == 0)
+        return NULL;
+    b = zm_page_bytes(r);
+    if (d < b || (size_t)(d - b) > r->len || n > r->len - (size_t)(d - b))
+        return NULL;
+    *off = (size_t)(d - b);
+    return r;
+}
+
 #endif /* ZMTP_ENGINE_INT_H */

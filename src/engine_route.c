@@ -34,8 +34,12 @@ static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
                     int more)
 {
     zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
+    size_t off = 0;
+    zm_page *ref = send_ref_of(s, data, n, &off);
 
-    if (n > 0) {
+    if (ref != NULL) {
+        f = page_slice(ref, zm_page_bytes(ref) + off, n, more); /* no copy */
+    } else if (n > 0) {
         unsigned char *at = pubpage_room(s, n);
         if (at == NULL)
             return -ENOMEM;
@@ -64,7 +68,8 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
                        int more)
 {
     unsigned char hdr[9];
-    size_t h;
+    size_t h, off = 0;
+    zm_page *ref;
 
     if (c->inproc)
         return pipe_put(s, c, data, n, more);
@@ -73,7 +78,9 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
     h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
     if (zm_outq_put(&c->out, hdr, h) < 0)
         return -ENOMEM;
-    if (n > 0 && zm_outq_put(&c->out, data, n) < 0) {
+    ref = send_ref_of(s, data, n, &off); /* a large frame: by reference */
+    if (n > 0 && (ref != NULL ? zm_outq_put_shared(&c->out, ref, off, n)
+                              : zm_outq_put(&c->out, data, n)) < 0) {
         zm_outq_drop_back(&c->out, h);
         return -ENOMEM;
     }
@@ -891,6 +898,17 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
     if (s->out_more)
         return r->send_more(s, data, n, more);
     return r->send(s, data, n, more);
+}
+
+int zm_sock_send_ref(zm_sock *s, zm_page *ref, const void *data, size_t n,
+                     int more)
+{
+    int rc;
+
+    s->send_ref = ref;
+    rc = zm_sock_send(s, data, n, more);
+    s->send_ref = NULL;
+    return rc;
 }
 
 int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,

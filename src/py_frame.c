@@ -403,3 +403,146 @@ PyType_Spec zm_py_frame_spec = {
     .slots = Frame_slots,
 };
 
+
+/* ================================================================== */
+/* _SendRef: a caller's buffer queued by reference (issue 19)         */
+/* ================================================================== */
+
+/* The GIL decision (docs/decisions.md): the release hook runs wherever the
+ * last queue let go of the page: a sending thread (GIL held) or the
+ * progress thread (no GIL, maybe holding a socket's lock).  Taking the GIL
+ * there (PyGILState_Ensure) would stall the progress thread for up to the
+ * interpreter's switch interval behind any running Python thread, and
+ * order the GIL after a socket lock, the reverse of a sending thread's.
+ * So the hook touches no Python object's refcount: it marks the reference
+ * done and pushes it on this list; a GIL-holding call drains it. */
+typedef struct SendRefObject {
+    PyObject_HEAD
+    Py_buffer view;               /* the caller's bytes (holds the object) */
+    int done;                     /* atomic: the last queue let go */
+    struct SendRefObject *next;   /* on g_released */
+} SendRefObject;
+
+/* Released references not yet dropped (a Treiber stack: pushed by any
+ * thread, emptied whole by an exchange under the GIL, so no ABA). */
+static SendRefObject *g_released;
+static size_t g_sendrefs_live; /* _SendRef objects alive (statistics) */
+
+/* The external page's hook: any thread, with or without the GIL. */
+static void sendref_release(void *opaque)
+{
+    SendRefObject *r = opaque;
+    SendRefObject *head = __atomic_load_n(&g_released, __ATOMIC_RELAXED);
+
+    /* Release: the kernel has taken the bytes before done reads 1.  Set
+     * before the push: once on the list, r may be dropped at any moment. */
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    do {
+        r->next = head;
+    } while (!__atomic_compare_exchange_n(&g_released, &head, r, 1,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+void zm_py_sendref_drain(void)
+{
+    SendRefObject *r;
+
+    if (__atomic_load_n(&g_released, __ATOMIC_RELAXED) == NULL)
+        return;
+    r = __atomic_exchange_n(&g_released, NULL, __ATOMIC_ACQUIRE);
+    while (r != NULL) {
+        SendRefObject *next = r->next;
+        Py_DECREF(r); /* the page's reference: the view goes with it */
+        r = next;
+    }
+}
+
+zm_page *zm_py_sendref_page(zmtp_state *st, Py_buffer *view, PyObject **ref)
+{
+    SendRefObject *r;
+    zm_page *p;
+
+    r = PyObject_New(SendRefObject, st->SendRef_Type);
+    if (r == NULL)
+        return NULL;
+    r->done = 0;
+    r->next = NULL;
+    r->view = *view; /* moved in */
+    __atomic_fetch_add(&g_sendrefs_live, 1, __ATOMIC_RELAXED);
+    p = zm_page_new_ext(view->buf, (size_t)view->len, sendref_release, r);
+    if (p == NULL) {
+        /* Give the view back to the caller, who still releases it. */
+        memset(&r->view, 0, sizeof(r->view));
+        Py_DECREF(r);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_INCREF(r); /* the page's reference, dropped by the drain */
+    *ref = (PyObject *)r;
+    return p;
+}
+
+static void SendRef_dealloc(SendRefObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    if (self->view.obj != NULL)
+        PyBuffer_Release(&self->view);
+    __atomic_fetch_sub(&g_sendrefs_live, 1, __ATOMIC_RELAXED);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *SendRef_get_done(SendRefObject *self, void *closure)
+{
+    int done = __atomic_load_n(&self->done, __ATOMIC_ACQUIRE);
+
+    (void)closure;
+    if (done)
+        zm_py_sendref_drain(); /* the caller may now resize its buffer */
+    return PyBool_FromLong(done);
+}
+
+static PyObject *SendRef_stats(PyObject *cls, PyObject *unused)
+{
+    size_t ext_live, ext_total;
+
+    (void)cls;
+    (void)unused;
+    zm_py_sendref_drain();
+    zm_ext_get_stats(&ext_live, &ext_total);
+    return Py_BuildValue(
+        "{s:n,s:n,s:n}", "ext_pages_live", (Py_ssize_t)ext_live,
+        "ext_pages_total", (Py_ssize_t)ext_total, "send_refs_live",
+        (Py_ssize_t)__atomic_load_n(&g_sendrefs_live, __ATOMIC_RELAXED));
+}
+
+static PyGetSetDef SendRef_getset[] = {
+    {"done", (getter)SendRef_get_done, NULL,
+     "True once every connection's queue let go of the bytes (the kernel\n"
+     "took them, or the connection went).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef SendRef_methods[] = {
+    {"_stats", (PyCFunction)SendRef_stats, METH_NOARGS | METH_CLASS,
+     "_stats()\n--\n\nDrain released references, then count: external "
+     "pages live and ever made, _SendRef objects alive (tests: no leak)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot SendRef_slots[] = {
+    {Py_tp_dealloc, (void *)SendRef_dealloc},
+    {Py_tp_getset, SendRef_getset},
+    {Py_tp_methods, SendRef_methods},
+    {Py_tp_doc, (void *)"A frame zmtp sent by reference to the caller's "
+                        "buffer (what a MessageTracker watches)."},
+    {0, NULL},
+};
+
+PyType_Spec zm_py_sendref_spec = {
+    .name = "zmtp._zmtp._SendRef",
+    .basicsize = sizeof(SendRefObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = SendRef_slots,
+};
