@@ -427,6 +427,7 @@ typedef struct SendRefObject {
  * thread, emptied whole by an exchange under the GIL, so no ABA). */
 static SendRefObject *g_released;
 static size_t g_sendrefs_live; /* _SendRef objects alive (statistics) */
+size_t zm_py_send_ref_min = ZM_PY_SEND_REF_MIN;
 
 /* The external page's hook: any thread, with or without the GIL. */
 static void sendref_release(void *opaque)
@@ -452,7 +453,9 @@ void zm_py_sendref_drain(void)
     r = __atomic_exchange_n(&g_released, NULL, __ATOMIC_ACQUIRE);
     while (r != NULL) {
         SendRefObject *next = r->next;
-        Py_DECREF(r); /* the page's reference: the view goes with it */
+        /* The caller's object now: a tracker may keep r, not the view. */
+        PyBuffer_Release(&r->view);
+        Py_DECREF(r); /* the page's reference */
         r = next;
     }
 }
@@ -517,6 +520,21 @@ static PyObject *SendRef_stats(PyObject *cls, PyObject *unused)
         (Py_ssize_t)__atomic_load_n(&g_sendrefs_live, __ATOMIC_RELAXED));
 }
 
+static PyObject *SendRef_set_threshold(PyObject *cls, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+
+    (void)cls;
+    if (n < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "a size >= 0");
+        return NULL;
+    }
+    n = n == 0 ? (Py_ssize_t)ZM_PY_SEND_REF_MIN : n;
+    zm_py_send_ref_min = (size_t)n; /* the GIL orders it with the sends */
+    Py_RETURN_NONE;
+}
+
 static PyGetSetDef SendRef_getset[] = {
     {"done", (getter)SendRef_get_done, NULL,
      "True once every connection's queue let go of the bytes (the kernel\n"
@@ -528,6 +546,10 @@ static PyMethodDef SendRef_methods[] = {
     {"_stats", (PyCFunction)SendRef_stats, METH_NOARGS | METH_CLASS,
      "_stats()\n--\n\nDrain released references, then count: external "
      "pages live and ever made, _SendRef objects alive (tests: no leak)."},
+    {"_set_threshold", (PyCFunction)SendRef_set_threshold,
+     METH_O | METH_CLASS,
+     "_set_threshold(n)\n--\n\nFrames of n bytes or more go by reference "
+     "(0: the default, 65536).  For A/B measurements and tests."},
     {NULL, NULL, 0, NULL},
 };
 

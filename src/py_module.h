@@ -107,6 +107,9 @@ PyObject *zm_py_finished_tracker(void);
  * lock-free list, and a GIL-holding call drains the list (drops the views).
  * Frames at or above ZM_PY_SEND_REF_MIN bytes go by reference. */
 #define ZM_PY_SEND_REF_MIN ((size_t)65536)
+/* The threshold in force: ZM_PY_SEND_REF_MIN, or what
+ * _SendRef._set_threshold() set (A/B measurements and tests only). */
+extern size_t zm_py_send_ref_min;
 
 extern PyType_Spec zm_py_sendref_spec;
 

@@ -160,7 +160,7 @@ static int send_ref(zmtp_state *st, PyObject *obj, Py_buffer *view,
 {
     *page = NULL;
     *ref = NULL;
-    if ((size_t)view->len < ZM_PY_SEND_REF_MIN)
+    if ((size_t)view->len < zm_py_send_ref_min)
         return 0;
     if (PyObject_TypeCheck(obj, st->Frame_Type)) {
         zm_frame *f = &((FrameObject *)obj)->f;
