@@ -153,7 +153,8 @@ static PyObject *send_result(zmtp_state *st, PyObject *last, int copy,
  * the send) and, for a caller's buffer, the view moved into a _SendRef
  * (*ref, a new reference); else both NULL and the frame is copied.  A
  * received zero-copy Frame (zmtp's read page) goes by reference too: a
- * proxy forwards large frames without a copy.  0, or -1 with an
+ * proxy forwards large frames without a copy.  Always 0 today (out of
+ * memory for the reference: the frame is copied); -1 would carry an
  * exception. */
 static int send_ref(zmtp_state *st, PyObject *obj, Py_buffer *view,
                     int copy, zm_page **page, PyObject **ref)
@@ -173,8 +174,12 @@ static int send_ref(zmtp_state *st, PyObject *obj, Py_buffer *view,
     if (copy && !PyBytes_CheckExact(obj))
         return 0; /* a mutable buffer is copied, as pyzmq's copy=True */
     *page = zm_py_sendref_page(st, view, ref);
-    if (*page == NULL)
-        return -1;
+    if (*page == NULL) {
+        /* Out of memory for the holder: copy instead (that path reports a
+         * real shortage, and a multipart message is never left cut). */
+        PyErr_Clear();
+        return 0;
+    }
     memset(view, 0, sizeof(*view)); /* moved: PyBuffer_Release skips it */
     return 0;
 }
@@ -322,9 +327,13 @@ ZM_PY_DOC(zm_py_sock_send_doc,
 "send(data, flags=0, copy=True, track=False)\n--\n\n"
 "Send one frame (bytes-like or Frame).  flags: SNDMORE (more frames of the\n"
 "same message follow), DONTWAIT (raise Again instead of waiting).\n"
-"Returns None, or as pyzmq a MessageTracker for copy=False and for a\n"
-"tracked Frame: done at once, since zmtp copies the bytes before send()\n"
-"returns (track=True with an untracked Frame raises ValueError).");
+"Frames of 64 KiB or more go without a copy when the data is bytes, or\n"
+"any buffer with copy=False: the buffer is kept until the kernel took it\n"
+"(change it only once the tracker is done).  Returns None, or as pyzmq a\n"
+"MessageTracker: copy=False with track=True of a frame sent without a\n"
+"copy, done once written; a copied frame with copy=False, or a tracked\n"
+"Frame: done at once (track=True with an untracked Frame raises\n"
+"ValueError).");
 
 PyObject *zm_py_sock_send(SocketObject *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames)

@@ -551,8 +551,10 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         """FD, the descriptor of :meth:`fileno` (pyzmq's ``socket.fd``)."""
         return self.fileno()
 
-    #: pyzmq's zero-copy threshold, accepted for compatibility: zmtp
-    #: copies every frame it sends (its trackers are done at once).
+    #: pyzmq's zero-copy threshold, accepted for compatibility: zmtp sends
+    #: frames of 64 KiB or more without a copy (bytes always, other
+    #: buffers with copy=False) whatever this says (docs/decisions.md,
+    #: "Large frames sent by reference").
     copy_threshold: int = 65536
 
     # -- endpoints: tcp:// and ipc:// in C, inproc:// names in the Context
