@@ -164,8 +164,11 @@ static int send_ref(zmtp_state *st, PyObject *obj, Py_buffer *view,
     if ((size_t)view->len < zm_py_send_ref_min)
         return 0;
     if (PyObject_TypeCheck(obj, st->Frame_Type)) {
+        /* Only a received Frame (read-only): Frame(data)'s buffer is
+         * writable and its tracker says done at once, so it is copied. */
         zm_frame *f = &((FrameObject *)obj)->f;
-        if (f->page != NULL && (const void *)f->data == view->buf) {
+        if (!((FrameObject *)obj)->owned && f->page != NULL &&
+            (const void *)f->data == view->buf) {
             zm_page_incref(f->page);
             *page = f->page;
         }

@@ -328,3 +328,17 @@ def test_term_releases_queued_references(backend: str, zctx: Any, tmp_path: Any)
 def test_peer_death_releases_queued_references(backend: str, ctx: Any, zctx: Any,
                                                tmp_path: Any) -> None:
     _queued_then(ctx, zctx, tmp_path, lambda push, pull: pull.close(linger=0))
+
+
+def test_frame_of_data_is_copied(backend: str, ctx: Any, zctx: Any, tmp_path: Any) -> None:
+    """Frame(data) (writable, its tracker done at once) is copied when sent:
+    changing its buffer after send() does not change what the peer gets,
+    even while the frame waits behind a paused peer."""
+    push, pull = _paused_peer(ctx, zctx, tmp_path, "tcp", True, "zmtp")
+    data = _payload(32 * MiB)
+    f = zmtp.Frame(data, track=True)
+    push.send(f, copy=False)
+    f.buffer[-4:] = b"XXXX"  # the end: still in zmtp's queue were it referenced
+    for i in range(3):
+        assert pull.recv() == b"filler%d" % i
+    assert pull.recv() == data
