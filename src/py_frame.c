@@ -1,13 +1,18 @@
 /*
  * py_frame.c - the zmtp.Frame type: one frame, a zero-copy slice of a read
- * page (buffer protocol, .bytes cached, .more, .command, get()).
+ * page (buffer protocol, .bytes cached, .more, .command, get()); and
+ * _SendRef, a caller's buffer sent by reference (issue 19): the external
+ * page's release hook and the lock-free list of released references.
  *
  * Owns:      Frame's methods and type spec (zm_py_frame_spec).  Frames are
  *            made elsewhere through frame_new_from() / frame_fill_copy()
- *            (py_module.h: static inline, on the receive path).
+ *            (py_module.h: static inline, on the receive path).  _SendRef
+ *            (zm_py_sendref_spec, zm_py_sendref_page, zm_py_sendref_drain).
  * May call:  Python.h, msg.h / arena.h (zm_frame, pages), py_errors.c.
- * Called by: _zmtpmodule.c (the type, at exec) and Python code only;
- *            never by the core, which knows frames as zm_frame only.
+ * Called by: _zmtpmodule.c (the types, at exec), py_sockio.c (the send
+ *            path: zm_py_sendref_*) and Python code; the core calls the
+ *            release hook only through an external page's function
+ *            pointer, knowing frames as zm_frame only.
  */
 #include "py_module.h"
 
