@@ -342,3 +342,55 @@ def test_frame_of_data_is_copied(backend: str, ctx: Any, zctx: Any, tmp_path: An
     for i in range(3):
         assert pull.recv() == b"filler%d" % i
     assert pull.recv() == data
+
+
+# ------------------------------------------------------------ other socket types, CURVE
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_router_and_req_large_frames(backend: str, ctx: Any, zctx: Any, tmp_path: Any,
+                                     transport: str) -> None:
+    """REQ -> pyzmq REP and ROUTER -> pyzmq DEALER with 4 MiB frames by
+    reference (envelopes and routing ids copied around them)."""
+    data = _payload(4 * MiB)
+    addr = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp_path}/rr.ipc"
+    req, rep = zsock(ctx, zmtp.REQ), psock(zctx, zmq.REP)
+    rep.bind(addr)
+    req.connect(rep.last_endpoint.decode())
+    before = _stats()["ext_pages_total"]
+    req.send(data)
+    assert rep.recv() == data
+    rep.send(data)
+    assert req.recv() == data
+    router, dealer = zsock(ctx, zmtp.ROUTER), psock(zctx, zmq.DEALER, routing_id=b"d1")
+    addr2 = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp_path}/rt.ipc"
+    router.bind(addr2)
+    dealer.connect(router.last_endpoint.decode() if isinstance(router.last_endpoint, bytes)
+                   else router.last_endpoint)
+    dealer.send(b"hi")
+    assert router.recv_multipart() == [b"d1", b"hi"]
+    router.send_multipart([b"d1", data, bytearray(data)], copy=False)
+    assert dealer.recv_multipart() == [data, data]
+    assert _stats()["ext_pages_total"] - before == 3
+
+
+def test_curve_large_frames(backend: str, ctx: Any, zctx: Any) -> None:
+    """CURVE seals from the queue (by reference too): a 4 MiB frame by
+    reference reaches a pyzmq CURVE server whole."""
+    try:
+        cpub, csec = zmtp.curve_keypair()
+    except Exception as e:  # libsodium absent
+        pytest.skip(f"CURVE unavailable: {e}")
+    spub, ssec = zmq.curve_keypair()
+    pull = psock(zctx, zmq.PULL)
+    pull.curve_server = True
+    pull.curve_secretkey = ssec
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push = zsock(ctx, zmtp.PUSH)
+    push.curve_serverkey = spub
+    push.curve_publickey = cpub
+    push.curve_secretkey = csec
+    push.connect(f"tcp://127.0.0.1:{port}")
+    data = _payload(4 * MiB)
+    push.send_multipart([b"a", data, bytearray(data)], copy=False)
+    assert pull.recv_multipart() == [b"a", data, data]
