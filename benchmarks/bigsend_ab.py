@@ -78,6 +78,7 @@ def main() -> None:
                 ready.get(timeout=30)
                 ctx = zmtp.Context()
                 push = ctx.socket(zmtp.PUSH)
+                push.copy_threshold = size + 1 if mode == "copy" else 65536  # copy=False's
                 push.connect(ep)
                 push.send(b"x")  # connected
                 t0 = time.perf_counter()

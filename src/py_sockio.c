@@ -156,12 +156,40 @@ static PyObject *send_result(zmtp_state *st, PyObject *last, int copy,
  * proxy forwards large frames without a copy.  Always 0 today (out of
  * memory for the reference: the frame is copied); -1 would carry an
  * exception. */
-static int send_ref(zmtp_state *st, PyObject *obj, Py_buffer *view,
+/* copy=False: the socket's copy_threshold (pyzmq's attribute, 65536 by
+ * default; zmtp.Socket keeps it in Python, so it is read only for
+ * copy=False sends), or the process's threshold when it is unreadable. */
+static size_t copy_false_threshold(SocketObject *self)
+{
+    static PyObject *name; /* interned once, kept */
+    PyObject *v;
+    Py_ssize_t n = -1;
+
+    if (name == NULL && (name = PyUnicode_InternFromString(
+                             "copy_threshold")) == NULL) {
+        PyErr_Clear();
+        return zm_py_send_ref_min;
+    }
+    v = PyObject_GetAttr((PyObject *)self, name);
+    if (v != NULL && PyLong_Check(v))
+        n = PyLong_AsSsize_t(v);
+    Py_XDECREF(v);
+    if (n < 0) {
+        PyErr_Clear();
+        return zm_py_send_ref_min;
+    }
+    return n == 0 ? 1 : (size_t)n; /* 0: every non-empty frame */
+}
+
+static int send_ref(SocketObject *self, PyObject *obj, Py_buffer *view,
                     int copy, zm_page **page, PyObject **ref)
 {
+    zmtp_state *st = self->st;
+    size_t min = copy ? zm_py_send_ref_min : copy_false_threshold(self);
+
     *page = NULL;
     *ref = NULL;
-    if ((size_t)view->len < zm_py_send_ref_min)
+    if (view->len == 0 || (size_t)view->len < min)
         return 0;
     if (PyObject_TypeCheck(obj, st->Frame_Type)) {
         /* Only a received Frame (read-only): Frame(data)'s buffer is
@@ -357,7 +385,7 @@ PyObject *zm_py_sock_send(SocketObject *self, PyObject *const *args,
         return NULL;
     buf = view.buf;
     n = (size_t)view.len;
-    if (send_ref(self->st, data, &view, copy, &page, &ref) < 0) {
+    if (send_ref(self, data, &view, copy, &page, &ref) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -476,7 +504,7 @@ static int frames_send(SocketObject *self, msg_frames *fr, int flags,
         size_t n = (size_t)fr->views[i].len;
         zm_page *page;
         PyObject *ref;
-        if (send_ref(self->st, PySequence_Fast_GET_ITEM(fr->seq, i),
+        if (send_ref(self, PySequence_Fast_GET_ITEM(fr->seq, i),
                      &fr->views[i], copy, &page, &ref) < 0)
             return -1;
         rc = sock_send_frame(self, page, buf, n, f, dl);

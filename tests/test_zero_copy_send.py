@@ -394,3 +394,25 @@ def test_curve_large_frames(backend: str, ctx: Any, zctx: Any) -> None:
     data = _payload(4 * MiB)
     push.send_multipart([b"a", data, bytearray(data)], copy=False)
     assert pull.recv_multipart() == [b"a", data, data]
+
+
+def test_copy_threshold_per_socket(backend: str, ctx: Any, zctx: Any, tmp_path: Any) -> None:
+    """Socket.copy_threshold, as pyzmq's: with copy=False, 0 sends even a
+    small frame by reference (its tracker waits for the paused peer), a
+    threshold above the size copies a large one (done at once)."""
+    push, pull = _paused_peer(ctx, zctx, tmp_path, "tcp", True, "zmtp")
+    assert push.copy_threshold == 65536  # pyzmq's default
+    big = _payload(32 * MiB)
+    push.copy_threshold = len(big) + 1
+    before = _stats()["ext_pages_total"]
+    assert push.send(bytearray(big), copy=False, track=True) is zmtp._FINISHED_TRACKER
+    assert _stats()["ext_pages_total"] == before
+    push.copy_threshold = 0
+    t = push.send_multipart([b"small", b"frames"], copy=False, track=True)
+    assert _stats()["ext_pages_total"] - before == 2
+    assert not t.done  # behind the 32 MiB frame and the paused peer
+    for i in range(3):
+        assert pull.recv() == b"filler%d" % i
+    assert pull.recv() == big
+    assert pull.recv_multipart() == [b"small", b"frames"]
+    t.wait(DEADLINE_S)
