@@ -19,6 +19,63 @@
 #include <errno.h>
 #include <string.h>
 
+/* The module state from a Frame type or a subclass of it. */
+static zmtp_state *frame_type_state(PyTypeObject *tp)
+{
+    for (PyTypeObject *t = tp; t != NULL; t = t->tp_base) {
+        PyObject *mod;
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        mod = PyType_GetModule(t);
+        if (mod != NULL)
+            return get_state(mod);
+        PyErr_Clear();
+    }
+    return NULL;
+}
+
+/* Frame(data, copy=False), or copy=None with data of copy_threshold bytes
+ * or more (65536 by default), as pyzmq: the Frame references data (an
+ * external page, py_frame.c's _SendRef: no copy, data kept until the
+ * Frame and every queue it was sent to let go; its tracker says when).
+ * 0 when it does (the view moved), 1 to copy, -1 with an exception. */
+static int frame_reference(PyTypeObject *tp, FrameObject *self,
+                           Py_buffer *view, PyObject *copy,
+                           PyObject *threshold)
+{
+    Py_ssize_t min = (Py_ssize_t)ZM_PY_SEND_REF_MIN;
+    zmtp_state *st;
+    PyObject *ref;
+    zm_page *p;
+
+    if (copy != Py_None) {
+        int c = PyObject_IsTrue(copy);
+        if (c < 0)
+            return -1;
+        if (c)
+            return 1;
+    } else {
+        if (threshold != Py_None &&
+            ((min = PyLong_AsSsize_t(threshold)) == -1 && PyErr_Occurred()))
+            return -1;
+        if (view->len < min)
+            return 1;
+    }
+    if (view->len == 0 || (st = frame_type_state(tp)) == NULL)
+        return 1;
+    p = zm_py_sendref_page(st, view, &ref);
+    if (p == NULL) {
+        PyErr_Clear(); /* out of memory for the reference: copy */
+        return 1;
+    }
+    Py_DECREF(ref); /* the page keeps it */
+    self->f.page = p;
+    self->f.data = zm_page_bytes(p);
+    self->f.size = p->len;
+    self->owned = 0; /* read-only: the bytes are the caller's */
+    return 0;
+}
+
 static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"data", "track", "copy", "copy_threshold", NULL};
@@ -48,6 +105,14 @@ static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (data == NULL || data == Py_None)
         return (PyObject *)self;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    rc = frame_reference(tp, self, &view, copy, threshold);
+    if (rc == 0) {
+        return (PyObject *)self; /* the Frame references data */
+    } else if (rc < 0) {
+        PyBuffer_Release(&view);
         Py_DECREF(self);
         return NULL;
     }
@@ -154,12 +219,36 @@ PyObject *zm_py_finished_tracker(void)
     return t;
 }
 
+static void sendref_release(void *opaque);
+
+PyObject *zm_py_frame_tracker(FrameObject *self)
+{
+    zm_page *p = self->f.page;
+    PyObject *mod, *cls, *t;
+
+    if (!self->tracked)
+        Py_RETURN_NONE;
+    if (p == NULL || !p->ext ||
+        ((zm_ext *)(void *)p->data)->release != sendref_release)
+        return zm_py_finished_tracker(); /* zmtp's own copy */
+    /* Frame(data, copy=False, track=True): done when the Frame and every
+     * queue it went to let go of data. */
+    mod = PyImport_ImportModule("zmtp.sugar.tracker");
+    if (mod == NULL)
+        return NULL;
+    cls = PyObject_GetAttrString(mod, "MessageTracker");
+    Py_DECREF(mod);
+    if (cls == NULL)
+        return NULL;
+    t = PyObject_CallOneArg(cls, ((zm_ext *)(void *)p->data)->opaque);
+    Py_DECREF(cls);
+    return t;
+}
+
 static PyObject *Frame_get_tracker(FrameObject *self, void *closure)
 {
     (void)closure;
-    if (!self->tracked)
-        Py_RETURN_NONE;
-    return zm_py_finished_tracker();
+    return zm_py_frame_tracker(self);
 }
 
 static PyObject *Frame_get_more(FrameObject *self, void *closure)
@@ -241,8 +330,9 @@ static PyGetSetDef Frame_getset[] = {
      "Read-only for received frames (their page is shared), writable for\n"
      "Frame(data), which holds its own copy.", NULL},
     {"tracker", (getter)Frame_get_tracker, NULL,
-     "Frame(data, track=True): a MessageTracker, done at once (zmtp copied\n"
-     "data: it never references the caller's buffer); else None.", NULL},
+     "Frame(data, track=True): a MessageTracker (done at once when the\n"
+     "Frame copied data; else once nothing references data); else None.",
+     NULL},
     {"more", (getter)Frame_get_more, NULL,
      "True when more frames of the same message follow.", NULL},
     {"command", (getter)Frame_get_command, NULL,
@@ -382,8 +472,11 @@ PyDoc_STRVAR(Frame_doc,
 "One message frame.  Frames received from the network are zero-copy slices\n"
 "of a read page: the buffer protocol (memoryview(frame), frame.buffer) gives\n"
 "the bytes without copying and keeps the page alive.  Frame(data) copies\n"
-"data into a frame of its own (copy and copy_threshold are accepted and\n"
-"change nothing); track=True gives it a tracker, done at once.");
+"data into a frame of its own (writable buffer) when copy=True, or when\n"
+"copy=None and data is under copy_threshold bytes (65536); otherwise, as\n"
+"pyzmq, it references data (read-only buffer; no copy when sent either).\n"
+"track=True gives it a tracker: done at once for a copy, else once the\n"
+"Frame and every queue it was sent to let go of data.");
 
 static PyType_Slot Frame_slots[] = {
     {Py_tp_new, Frame_tp_new},

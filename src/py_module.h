@@ -120,6 +120,10 @@ zm_page *zm_py_sendref_page(zmtp_state *st, Py_buffer *view,
                             PyObject **ref);
 /* Drop the views of released send references (GIL held; cheap when none). */
 void zm_py_sendref_drain(void);
+/* A Frame's tracker (a new reference): None untracked; for
+ * Frame(data, copy=False, track=True) one done when data is let go; else
+ * the finished one.  NULL with an exception. */
+PyObject *zm_py_frame_tracker(FrameObject *self);
 
 /* A new Frame that takes over the reference in *f. */
 static inline PyObject *frame_new_from(PyTypeObject *tp, zm_frame *f)

@@ -135,10 +135,8 @@ static PyObject *send_result(zmtp_state *st, PyObject *last, int copy,
                              int track, PyObject *refs, int last_ref)
 {
     if (PyObject_TypeCheck(last, st->Frame_Type)) {
-        /* zmtp's Frames hold zmtp's memory: nothing of the caller's */
-        if (!((FrameObject *)last)->tracked)
-            Py_RETURN_NONE;
-        return zm_py_finished_tracker();
+        /* its own tracker (done at once for zmtp's own copy) */
+        return zm_py_frame_tracker((FrameObject *)last);
     }
     if (copy)
         Py_RETURN_NONE;

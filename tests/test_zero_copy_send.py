@@ -331,17 +331,42 @@ def test_peer_death_releases_queued_references(backend: str, ctx: Any, zctx: Any
 
 
 def test_frame_of_data_is_copied(backend: str, ctx: Any, zctx: Any, tmp_path: Any) -> None:
-    """Frame(data) (writable, its tracker done at once) is copied when sent:
-    changing its buffer after send() does not change what the peer gets,
-    even while the frame waits behind a paused peer."""
+    """Frame(data, copy=True) (writable, its tracker done at once) is copied
+    when sent: changing its buffer after send() does not change what the
+    peer gets, even while the frame waits behind a paused peer."""
     push, pull = _paused_peer(ctx, zctx, tmp_path, "tcp", True, "zmtp")
     data = _payload(32 * MiB)
-    f = zmtp.Frame(data, track=True)
+    f = zmtp.Frame(data, track=True, copy=True)
+    assert f.tracker.done
     push.send(f, copy=False)
     f.buffer[-4:] = b"XXXX"  # the end: still in zmtp's queue were it referenced
     for i in range(3):
         assert pull.recv() == b"filler%d" % i
     assert pull.recv() == data
+
+
+def test_frame_copy_false_references_data(backend: str, ctx: Any, zctx: Any, tmp_path: Any) -> None:
+    """Frame(data, copy=False, track=True), as pyzmq's: no copy (the Frame
+    and the queues it is sent to reference data); its tracker is done once
+    the Frame is gone and every send of it written; sending it twice
+    queues two references to the same bytes."""
+    push, pull = _paused_peer(ctx, zctx, tmp_path, "tcp", True, "zmtp")
+    data = _payload(32 * MiB)
+    before = _stats()["ext_pages_total"]
+    f = zmtp.Frame(bytearray(data), copy=False, track=True)
+    assert _stats()["ext_pages_total"] - before == 1
+    t = f.tracker
+    assert not t.done
+    assert push.send(f, copy=False).done is False  # the Frame's tracker, as pyzmq
+    push.send(f)
+    for i in range(3):
+        assert pull.recv() == b"filler%d" % i
+    assert pull.recv() == data and pull.recv() == data
+    assert not t.done  # the Frame still holds data
+    del f
+    gc.collect()
+    t.wait(DEADLINE_S)
+    assert _stats()["ext_pages_total"] - before == 1  # never copied into another
 
 
 # ------------------------------------------------------------ other socket types, CURVE

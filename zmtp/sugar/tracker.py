@@ -5,8 +5,9 @@ meaning).  Frames below 64 KiB, and mutable buffers sent with
 ``copy=True``, are copied into zmtp's pages before ``send`` returns, so
 their tracking is done at once (``send(data, copy=False, track=True)``
 returns :data:`_FINISHED_TRACKER`, as pyzmq does below its
-``copy_threshold``).  A frame of 64 KiB or more sent with ``copy=False``
-(and a large ``bytes`` object with either ``copy``) is queued by reference
+``copy_threshold``).  A frame of ``copy_threshold`` bytes or more sent with
+``copy=False`` (and a large ``bytes`` object with either ``copy``), and a
+``Frame(data, copy=False)``, are queued by reference
 to the caller's buffer: with ``track=True`` the send returns a tracker of
 its own, done once every connection the frame went to has handed the last
 byte to the kernel (or was closed); until then the buffer must not change.
