@@ -120,6 +120,7 @@ static int add_types(PyObject *m, zmtp_state *st)
         add_type(m, &zm_py_decoder_spec, &st->Decoder_Type) < 0 ||
         add_type(m, &zm_py_progress_spec, &st->Progress_Type) < 0 ||
         add_type(m, &zm_py_inproc_pipe_spec, &st->InprocPipe_Type) < 0 ||
+        add_type(m, &zm_py_sendref_spec, &st->SendRef_Type) < 0 ||
         add_type(m, &zm_py_socket_spec, &st->Socket_Type) < 0)
         return -1;
     st->ProtocolError = PyErr_NewExceptionWithDoc(
@@ -202,6 +203,7 @@ static int zmtp_traverse(PyObject *m, visitproc visit, void *arg)
 {
     zmtp_state *st = get_state(m);
     Py_VISIT(st->Frame_Type);
+    Py_VISIT(st->SendRef_Type);
     Py_VISIT(st->Decoder_Type);
     Py_VISIT(st->Socket_Type);
     Py_VISIT(st->Progress_Type);
@@ -218,6 +220,7 @@ static int zmtp_clear(PyObject *m)
 {
     zmtp_state *st = get_state(m);
     Py_CLEAR(st->Frame_Type);
+    Py_CLEAR(st->SendRef_Type);
     Py_CLEAR(st->Decoder_Type);
     Py_CLEAR(st->Socket_Type);
     Py_CLEAR(st->Progress_Type);

@@ -236,6 +236,7 @@ static zm_page *page_init(zm_page *p, size_t cap)
     p->refcnt = 1;
     p->cap = cap;
     p->len = 0;
+    p->ext = 0;
     STAT_ADD(g_pages_live, 1);
     STAT_ADD(g_page_bytes_live, cap);
     STAT_ADD(g_pages_total, 1);
@@ -290,8 +291,14 @@ zm_page *zm_page_grow(zm_page *p, size_t new_cap)
     return q;
 }
 
+static void ext_free(zm_page *p);
+
 void zm_page_free_(zm_page *p)
 {
+    if (ZM_UNLIKELY(p->ext)) {
+        ext_free(p);
+        return;
+    }
     STAT_SUB(g_pages_live, 1);
     STAT_SUB(g_page_bytes_live, p->cap);
     if (!cache_push(p))
@@ -336,4 +343,52 @@ void zm_mem_get_stats(zm_mem_stats *out)
     out->pages_total = STAT_GET(g_pages_total);
     out->page_grows = STAT_GET(g_page_grows);
     out->pages_cached = STAT_GET(g_pages_cached);
+}
+
+/* ------------------------------------------------------------------ */
+/* External pages (see arena.h)                                       */
+/* ------------------------------------------------------------------ */
+
+static size_t g_ext_live;
+static size_t g_ext_total;
+
+zm_page *zm_page_new_ext(const void *bytes, size_t n,
+                         zm_ext_release_fn release, void *opaque)
+{
+    zm_page *p;
+    zm_ext *x;
+
+    if (zm_alloc_fails())
+        return NULL;
+    ZM_COUNT(ZM_CNT_ALLOC);
+    p = malloc(sizeof(zm_page) + sizeof(zm_ext));
+    if (p == NULL)
+        return NULL;
+    p->refcnt = 1;
+    p->cap = n;
+    p->len = n;
+    p->ext = 1;
+    x = (zm_ext *)(void *)p->data;
+    x->bytes = bytes;
+    x->release = release;
+    x->opaque = opaque;
+    STAT_ADD(g_ext_live, 1);
+    STAT_ADD(g_ext_total, 1);
+    return p;
+}
+
+/* The last reference went: the owner's hook, then the holder. */
+static void ext_free(zm_page *p)
+{
+    zm_ext *x = (zm_ext *)(void *)p->data;
+
+    x->release(x->opaque);
+    free(p);
+    STAT_SUB(g_ext_live, 1);
+}
+
+void zm_ext_get_stats(size_t *live, size_t *total)
+{
+    *live = STAT_GET(g_ext_live);
+    *total = STAT_GET(g_ext_total);
 }

@@ -49,6 +49,7 @@ typedef struct zm_page {
     size_t len;    /* bytes filled so far; owner only */
     size_t map_len; /* an anonymous mapping's length (>= the header and
                        cap), or 0 for a malloc'd page (arena.c) */
+    size_t ext;    /* 1: an external page (data[] holds a zm_ext) */
     unsigned char data[];
 } zm_page;
 
@@ -127,5 +128,42 @@ ZM_INLINE size_t zm_page_free_space(const zm_page *p)
 }
 
 void zm_mem_get_stats(zm_mem_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* External pages (issue 19: large frames sent by reference)          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * An external page references bytes somebody else owns (a Python object's
+ * buffer, filled in by the face): refcounted as any page, so a frame, an
+ * output queue or several (fan-out) hold it, and when the last reference
+ * goes, `release(opaque)` runs, on whatever thread dropped it (a caller's,
+ * or the progress thread without the GIL), and the holder is freed.  Its
+ * bytes are zm_page_bytes(p) (never p->data); cap and len are the length;
+ * it is never grown, refilled or cached.
+ */
+typedef void (*zm_ext_release_fn)(void *opaque);
+
+typedef struct zm_ext {
+    const unsigned char *bytes;
+    zm_ext_release_fn release;
+    void *opaque;
+} zm_ext;
+
+/* A new external page over bytes[0..n) with refcnt 1, or NULL when out of
+ * memory (then release is not called: the caller still owns opaque). */
+zm_page *zm_page_new_ext(const void *bytes, size_t n,
+                         zm_ext_release_fn release, void *opaque);
+
+/* Where a page's bytes are: data[] for ours, the owner's for external. */
+ZM_INLINE const unsigned char *zm_page_bytes(const zm_page *p)
+{
+    if (ZM_UNLIKELY(p->ext))
+        return ((const zm_ext *)(const void *)p->data)->bytes;
+    return p->data;
+}
+
+/* External pages not yet released, and ever made (process wide). */
+void zm_ext_get_stats(size_t *live, size_t *total);
 
 #endif /* ZMTP_ARENA_H */

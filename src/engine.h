@@ -368,6 +368,9 @@ typedef struct zm_sock {
     int64_t fanout_step_ns;      /* PUB/XPUB: next I/O step from send() */
     zm_page *pubpage;            /* fan-out: frames are encoded here once and
                                     every target's queue references them */
+    zm_page *send_ref;           /* during zm_sock_send_ref only: the page
+                                    holding the frame's bytes (queued by
+                                    reference, not copied) */
 
     /* monitor: events written as ZMTP to one end of a socketpair whose
      * other end is a PAIR socket's connection (zm_sock_adopt) */
@@ -552,6 +555,14 @@ void zm_sock_process(zm_sock *s, int64_t now_ns);
  * the same frame), -ZM_EFSM (REQ/REP order), -EHOSTUNREACH (ROUTER_MANDATORY
  * and no such peer), -ENOTSUP (socket type cannot send). */
 int zm_sock_send(zm_sock *s, const void *data, size_t n, int more);
+/* zm_sock_send of a frame whose n bytes at `data` lie in the page `ref`
+ * (an external page, arena.h: a caller's buffer; or a received frame's
+ * read page): every connection it goes to queues a reference instead of a
+ * copy (inproc peers get a frame of it).  The caller keeps its own
+ * reference: the queues hold theirs until the bytes are written or the
+ * queue is freed. */
+int zm_sock_send_ref(zm_sock *s, zm_page *ref, const void *data, size_t n,
+                     int more);
 
 /* Take the next whole message.  0 with *out filled (the caller owns it)
  * and, for ROUTER, *prefix / *prefix_len set to the routing id to put

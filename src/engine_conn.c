@@ -1295,7 +1295,7 @@ static void out_peek(const zm_outq *q, size_t at, unsigned char *dst, size_t n)
             continue;
         }
         k = g->len - at < n ? g->len - at : n;
-        memcpy(dst, g->page->data + g->off + at, k);
+        memcpy(dst, zm_page_bytes(g->page) + g->off + at, k);
         dst += k;
         n -= k;
         at = 0;
@@ -1369,8 +1369,10 @@ static const unsigned char *out_span(const zm_outq *q, size_t at, size_t n,
             continue;
         }
         if (g->len - off >= n) {
-            *room = off == 0 && g->off > 0 && zm_page_is_exclusive(g->page);
-            return g->page->data + g->off + off;
+            /* never an external page: its bytes are the caller's */
+            *room = off == 0 && g->off > 0 && !g->page->ext &&
+                    zm_page_is_exclusive(g->page);
+            return zm_page_bytes(g->page) + g->off + off;
         }
         break;
     }

@@ -430,4 +430,29 @@ static inline unsigned char *pubpage_room(zm_sock *s, size_t need)
     return p->data;
 }
 
+/* The page holding the frame being sent when (data, n) are its bytes
+ * (zm_sock_send_ref), else NULL: then the frame is queued by reference, at
+ * *off in that page. */
+/* r (may be NULL) when data[0..n) lies within its bytes, with *off their
+ * offset there (zm_page_bytes: an external page too); else NULL. */
+static inline zm_page *page_ref_of(zm_page *r, const void *data, size_t n,
+                                   size_t *off)
+{
+    const unsigned char *b, *d = data;
+
+    if (r == NULL || n == 0)
+        return NULL;
+    b = zm_page_bytes(r);
+    if (d < b || (size_t)(d - b) > r->len || n > r->len - (size_t)(d - b))
+        return NULL;
+    *off = (size_t)(d - b);
+    return r;
+}
+
+static inline zm_page *send_ref_of(const zm_sock *s, const void *data,
+                                   size_t n, size_t *off)
+{
+    return page_ref_of(s->send_ref, data, n, off);
+}
+
 #endif /* ZMTP_ENGINE_INT_H */

@@ -277,10 +277,13 @@ static int fanout_choose(zm_sock *s, const void *data, size_t n)
 static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
 {
     unsigned char *at;
-    size_t h = 0, off = 0;
+    size_t h = 0, off = 0, body, roff = 0;
+    int qrc;
+    zm_page *ref = send_ref_of(s, data, n, &roff); /* large: by reference */
 
+    body = ref != NULL ? 0 : n; /* bytes that go into the fan-out page */
     if (s->ntargets > 0) {
-        if (n > SIZE_MAX - 9 || (at = pubpage_room(s, n + 9)) == NULL) {
+        if (n > SIZE_MAX - 9 || (at = pubpage_room(s, body + 9)) == NULL) {
             /* Out of memory: nobody gets it, nor keeps its first frames. */
             for (size_t i = 0; i < s->ntargets; i++)
                 if (s->targets[i] != NULL)
@@ -290,10 +293,10 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
         }
         /* Encoded once, whatever the number of subscribers. */
         h = zm_frame_header(at, n, more ? ZM_FLAG_MORE : 0);
-        if (n > 0)
-            memcpy(at + h, data, n);
+        if (body > 0)
+            memcpy(at + h, data, body);
         off = s->pubpage->len;
-        s->pubpage->len += h + n;
+        s->pubpage->len += h + body;
     }
     for (size_t i = 0; i < s->ntargets; i++) {
         zm_conn *c = s->targets[i];
@@ -302,8 +305,12 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
         if (c->inproc) {
             /* The frame's bytes, without the header: a reference, not a
              * copy, whatever the number of inproc subscribers. */
-            zm_frame f = page_slice(s->pubpage, s->pubpage->data + off + h,
-                                    n, more);
+            zm_frame f;
+            if (ref != NULL)
+                f = page_slice(ref, zm_page_bytes(ref) + roff, n, more);
+            else
+                f = page_slice(s->pubpage, s->pubpage->data + off + h, n,
+                               more);
             if (zm_msg_push(&c->pipe_out, &f) < 0) {
                 zm_frame_release(&f);
                 zm_msg_clear(&c->pipe_out);
@@ -317,7 +324,11 @@ static int fanout_frame(zm_sock *s, const void *data, size_t n, int more)
             s->targets[i] = NULL; /* out of memory: this peer loses it */
             continue;
         }
-        if (zm_outq_put_shared(&c->out, s->pubpage, off, h + n) == 0) {
+        qrc = zm_outq_put_shared(&c->out, s->pubpage, off, h + body);
+        if (qrc == 0 && ref != NULL &&
+            (qrc = zm_outq_put_shared(&c->out, ref, roff, n)) < 0)
+            zm_outq_drop_back(&c->out, h); /* not its header alone */
+        if (qrc == 0) {
             c->enc_total += h + n;
             if (!more) {
                 c->in_msg = 0;

@@ -35,9 +35,13 @@ static int pipe_put(zm_sock *s, zm_conn *c, const void *data, size_t n,
                     int more)
 {
     zm_frame f = {NULL, NULL, 0, more ? ZM_FLAG_MORE : 0u};
+    size_t off = 0;
+    zm_page *ref = send_ref_of(s, data, n, &off);
 
-    if (s->send_page != NULL && n >= ZM_SEND_REF_MIN) {
-        f = page_slice(s->send_page, data, n, more);
+    if (ref != NULL) {
+        f = page_slice(ref, zm_page_bytes(ref) + off, n, more); /* no copy */
+    } else if (s->send_page != NULL && n >= ZM_SEND_REF_MIN) {
+        f = page_slice(s->send_page, data, n, more); /* the proxy's page */
     } else if (n > 0) {
         unsigned char *at = pubpage_room(s, n);
         if (at == NULL)
@@ -67,7 +71,8 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
                        int more)
 {
     unsigned char hdr[9];
-    size_t h;
+    size_t h, off = 0;
+    zm_page *ref;
 
     if (c->inproc)
         return pipe_put(s, c, data, n, more);
@@ -78,12 +83,11 @@ static int encode_into(zm_sock *s, zm_conn *c, const void *data, size_t n,
     h = zm_frame_header(hdr, n, more ? ZM_FLAG_MORE : 0);
     if (zm_outq_put(&c->out, hdr, h) < 0)
         return -ENOMEM;
-    if (n > 0 && (s->send_page != NULL && n >= ZM_SEND_REF_MIN && !c->sealed
-                      ? zm_outq_put_shared(&c->out, s->send_page,
-                                           (size_t)((const unsigned char *)data -
-                                                    s->send_page->data),
-                                           n)
-                      : zm_outq_put(&c->out, data, n)) < 0) {
+    ref = send_ref_of(s, data, n, &off); /* a large frame: by reference */
+    if (ref == NULL && n >= ZM_SEND_REF_MIN && !c->sealed)
+        ref = page_ref_of(s->send_page, data, n, &off); /* the proxy's */
+    if (n > 0 && (ref != NULL ? zm_outq_put_shared(&c->out, ref, off, n)
+                              : zm_outq_put(&c->out, data, n)) < 0) {
         zm_outq_drop_back(&c->out, h);
         return -ENOMEM;
     }
@@ -1014,6 +1018,17 @@ int zm_sock_send(zm_sock *s, const void *data, size_t n, int more)
     if (s->out_more)
         return r->send_more(s, data, n, more);
     return r->send(s, data, n, more);
+}
+
+int zm_sock_send_ref(zm_sock *s, zm_page *ref, const void *data, size_t n,
+                     int more)
+{
+    int rc;
+
+    s->send_ref = ref;
+    rc = zm_sock_send(s, data, n, more);
+    s->send_ref = NULL;
+    return rc;
 }
 
 int zm_sock_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,

@@ -199,7 +199,8 @@ int zm_outq_iov(const zm_outq *q, struct iovec *iov, int max, size_t limit)
     for (size_t i = 0; i < q->n && k < max && limit > 0; i++) {
         const zm_seg *s = seg_at(q, i);
         size_t len = s->len < limit ? s->len : limit;
-        iov[k].iov_base = s->page->data + s->off;
+        /* external pages: the owner's bytes */
+        iov[k].iov_base = (void *)(zm_page_bytes(s->page) + s->off);
         iov[k].iov_len = len;
         limit -= len;
         k++;

@@ -43,8 +43,11 @@ void zm_outq_free(zm_outq *q);
 void zm_outq_clear(zm_outq *q);
 /* Copy n bytes to the back.  0 or -ENOMEM (then nothing was queued). */
 int zm_outq_put(zm_outq *q, const void *data, size_t n);
-/* Queue page->data[off..off+len) by reference (takes a new reference, or
- * extends the last segment when it ends at `off` of the same page). */
+/* Queue zm_page_bytes(page)[off..off+len) by reference (takes a new
+ * reference, or extends the last segment when it ends at `off` of the
+ * same page).  An external page (arena.h: the caller's buffer of a large
+ * frame) is queued so, never copied: the queue's reference keeps the
+ * owner's bytes until sendmsg() has taken the last of them. */
 int zm_outq_put_shared(zm_outq *q, zm_page *page, size_t off, size_t len);
 /* Copy n bytes to the front (a handshake before queued messages). */
 int zm_outq_put_front(zm_outq *q, const void *data, size_t n);

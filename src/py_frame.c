@@ -1,18 +1,80 @@
 /*
  * py_frame.c - the zmtp.Frame type: one frame, a zero-copy slice of a read
- * page (buffer protocol, .bytes cached, .more, .command, get()).
+ * page (buffer protocol, .bytes cached, .more, .command, get()); and
+ * _SendRef, a caller's buffer sent by reference (issue 19): the external
+ * page's release hook and the lock-free list of released references.
  *
  * Owns:      Frame's methods and type spec (zm_py_frame_spec).  Frames are
  *            made elsewhere through frame_new_from() / frame_fill_copy()
- *            (py_module.h: static inline, on the receive path).
+ *            (py_module.h: static inline, on the receive path).  _SendRef
+ *            (zm_py_sendref_spec, zm_py_sendref_page, zm_py_sendref_drain).
  * May call:  Python.h, msg.h / arena.h (zm_frame, pages), py_errors.c.
- * Called by: _zmtpmodule.c (the type, at exec) and Python code only;
- *            never by the core, which knows frames as zm_frame only.
+ * Called by: _zmtpmodule.c (the types, at exec), py_sockio.c (the send
+ *            path: zm_py_sendref_*) and Python code; the core calls the
+ *            release hook only through an external page's function
+ *            pointer, knowing frames as zm_frame only.
  */
 #include "py_module.h"
 
 #include <errno.h>
 #include <string.h>
+
+/* The module state from a Frame type or a subclass of it. */
+static zmtp_state *frame_type_state(PyTypeObject *tp)
+{
+    for (PyTypeObject *t = tp; t != NULL; t = t->tp_base) {
+        PyObject *mod;
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE))
+            continue;
+        mod = PyType_GetModule(t);
+        if (mod != NULL)
+            return get_state(mod);
+        PyErr_Clear();
+    }
+    return NULL;
+}
+
+/* Frame(data, copy=False), or copy=None with data of copy_threshold bytes
+ * or more (65536 by default), as pyzmq: the Frame references data (an
+ * external page, py_frame.c's _SendRef: no copy, data kept until the
+ * Frame and every queue it was sent to let go; its tracker says when).
+ * 0 when it does (the view moved), 1 to copy, -1 with an exception. */
+static int frame_reference(PyTypeObject *tp, FrameObject *self,
+                           Py_buffer *view, PyObject *copy,
+                           PyObject *threshold)
+{
+    Py_ssize_t min = (Py_ssize_t)ZM_PY_SEND_REF_MIN;
+    zmtp_state *st;
+    PyObject *ref;
+    zm_page *p;
+
+    if (copy != Py_None) {
+        int c = PyObject_IsTrue(copy);
+        if (c < 0)
+            return -1;
+        if (c)
+            return 1;
+    } else {
+        if (threshold != Py_None &&
+            ((min = PyLong_AsSsize_t(threshold)) == -1 && PyErr_Occurred()))
+            return -1;
+        if (view->len < min)
+            return 1;
+    }
+    if (view->len == 0 || (st = frame_type_state(tp)) == NULL)
+        return 1;
+    p = zm_py_sendref_page(st, view, &ref);
+    if (p == NULL) {
+        PyErr_Clear(); /* out of memory for the reference: copy */
+        return 1;
+    }
+    Py_DECREF(ref); /* the page keeps it */
+    self->f.page = p;
+    self->f.data = zm_page_bytes(p);
+    self->f.size = p->len;
+    self->owned = 0; /* read-only: the bytes are the caller's */
+    return 0;
+}
 
 static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
@@ -43,6 +105,14 @@ static PyObject *Frame_tp_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     if (data == NULL || data == Py_None)
         return (PyObject *)self;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    rc = frame_reference(tp, self, &view, copy, threshold);
+    if (rc == 0) {
+        return (PyObject *)self; /* the Frame references data */
+    } else if (rc < 0) {
+        PyBuffer_Release(&view);
         Py_DECREF(self);
         return NULL;
     }
@@ -149,12 +219,36 @@ PyObject *zm_py_finished_tracker(void)
     return t;
 }
 
+static void sendref_release(void *opaque);
+
+PyObject *zm_py_frame_tracker(FrameObject *self)
+{
+    zm_page *p = self->f.page;
+    PyObject *mod, *cls, *t;
+
+    if (!self->tracked)
+        Py_RETURN_NONE;
+    if (p == NULL || !p->ext ||
+        ((zm_ext *)(void *)p->data)->release != sendref_release)
+        return zm_py_finished_tracker(); /* zmtp's own copy */
+    /* Frame(data, copy=False, track=True): done when the Frame and every
+     * queue it went to let go of data. */
+    mod = PyImport_ImportModule("zmtp.sugar.tracker");
+    if (mod == NULL)
+        return NULL;
+    cls = PyObject_GetAttrString(mod, "MessageTracker");
+    Py_DECREF(mod);
+    if (cls == NULL)
+        return NULL;
+    t = PyObject_CallOneArg(cls, ((zm_ext *)(void *)p->data)->opaque);
+    Py_DECREF(cls);
+    return t;
+}
+
 static PyObject *Frame_get_tracker(FrameObject *self, void *closure)
 {
     (void)closure;
-    if (!self->tracked)
-        Py_RETURN_NONE;
-    return zm_py_finished_tracker();
+    return zm_py_frame_tracker(self);
 }
 
 static PyObject *Frame_get_more(FrameObject *self, void *closure)
@@ -236,8 +330,9 @@ static PyGetSetDef Frame_getset[] = {
      "Read-only for received frames (their page is shared), writable for\n"
      "Frame(data), which holds its own copy.", NULL},
     {"tracker", (getter)Frame_get_tracker, NULL,
-     "Frame(data, track=True): a MessageTracker, done at once (zmtp copied\n"
-     "data: it never references the caller's buffer); else None.", NULL},
+     "Frame(data, track=True): a MessageTracker (done at once when the\n"
+     "Frame copied data; else once nothing references data); else None.",
+     NULL},
     {"more", (getter)Frame_get_more, NULL,
      "True when more frames of the same message follow.", NULL},
     {"command", (getter)Frame_get_command, NULL,
@@ -377,8 +472,11 @@ PyDoc_STRVAR(Frame_doc,
 "One message frame.  Frames received from the network are zero-copy slices\n"
 "of a read page: the buffer protocol (memoryview(frame), frame.buffer) gives\n"
 "the bytes without copying and keeps the page alive.  Frame(data) copies\n"
-"data into a frame of its own (copy and copy_threshold are accepted and\n"
-"change nothing); track=True gives it a tracker, done at once.");
+"data into a frame of its own (writable buffer) when copy=True, or when\n"
+"copy=None and data is under copy_threshold bytes (65536); otherwise, as\n"
+"pyzmq, it references data (read-only buffer; no copy when sent either).\n"
+"track=True gives it a tracker: done at once for a copy, else once the\n"
+"Frame and every queue it was sent to let go of data.");
 
 static PyType_Slot Frame_slots[] = {
     {Py_tp_new, Frame_tp_new},
@@ -403,3 +501,168 @@ PyType_Spec zm_py_frame_spec = {
     .slots = Frame_slots,
 };
 
+
+/* ================================================================== */
+/* _SendRef: a caller's buffer queued by reference (issue 19)         */
+/* ================================================================== */
+
+/* The GIL decision (docs/decisions.md): the release hook runs wherever the
+ * last queue let go of the page: a sending thread (GIL held) or the
+ * progress thread (no GIL, maybe holding a socket's lock).  Taking the GIL
+ * there (PyGILState_Ensure) would stall the progress thread for up to the
+ * interpreter's switch interval behind any running Python thread, and
+ * order the GIL after a socket lock, the reverse of a sending thread's.
+ * So the hook touches no Python object's refcount: it marks the reference
+ * done and pushes it on this list; a GIL-holding call drains it. */
+typedef struct SendRefObject {
+    PyObject_HEAD
+    Py_buffer view;               /* the caller's bytes (holds the object) */
+    int done;                     /* atomic: the last queue let go */
+    struct SendRefObject *next;   /* on g_released */
+} SendRefObject;
+
+/* Released references not yet dropped (a Treiber stack: pushed by any
+ * thread, emptied whole by an exchange under the GIL, so no ABA). */
+static SendRefObject *g_released;
+static size_t g_sendrefs_live; /* _SendRef objects alive (statistics) */
+size_t zm_py_send_ref_min = ZM_PY_SEND_REF_MIN;
+
+/* The external page's hook: any thread, with or without the GIL. */
+static void sendref_release(void *opaque)
+{
+    SendRefObject *r = opaque;
+    SendRefObject *head = __atomic_load_n(&g_released, __ATOMIC_RELAXED);
+
+    /* Release: the kernel has taken the bytes before done reads 1.  Set
+     * before the push: once on the list, r may be dropped at any moment. */
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    do {
+        r->next = head;
+    } while (!__atomic_compare_exchange_n(&g_released, &head, r, 1,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+void zm_py_sendref_drain(void)
+{
+    SendRefObject *r;
+
+    if (__atomic_load_n(&g_released, __ATOMIC_RELAXED) == NULL)
+        return;
+    r = __atomic_exchange_n(&g_released, NULL, __ATOMIC_ACQUIRE);
+    while (r != NULL) {
+        SendRefObject *next = r->next;
+        /* The caller's object now: a tracker may keep r, not the view. */
+        PyBuffer_Release(&r->view);
+        Py_DECREF(r); /* the page's reference */
+        r = next;
+    }
+}
+
+zm_page *zm_py_sendref_page(zmtp_state *st, Py_buffer *view, PyObject **ref)
+{
+    SendRefObject *r;
+    zm_page *p;
+
+    r = PyObject_New(SendRefObject, st->SendRef_Type);
+    if (r == NULL)
+        return NULL;
+    r->done = 0;
+    r->next = NULL;
+    r->view = *view; /* moved in */
+    __atomic_fetch_add(&g_sendrefs_live, 1, __ATOMIC_RELAXED);
+    p = zm_page_new_ext(view->buf, (size_t)view->len, sendref_release, r);
+    if (p == NULL) {
+        /* Give the view back to the caller, who still releases it. */
+        memset(&r->view, 0, sizeof(r->view));
+        Py_DECREF(r);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_INCREF(r); /* the page's reference, dropped by the drain */
+    *ref = (PyObject *)r;
+    return p;
+}
+
+static void SendRef_dealloc(SendRefObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+
+    if (self->view.obj != NULL)
+        PyBuffer_Release(&self->view);
+    __atomic_fetch_sub(&g_sendrefs_live, 1, __ATOMIC_RELAXED);
+    PyObject_Free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *SendRef_get_done(SendRefObject *self, void *closure)
+{
+    int done = __atomic_load_n(&self->done, __ATOMIC_ACQUIRE);
+
+    (void)closure;
+    if (done)
+        zm_py_sendref_drain(); /* the caller may now resize its buffer */
+    return PyBool_FromLong(done);
+}
+
+static PyObject *SendRef_stats(PyObject *cls, PyObject *unused)
+{
+    size_t ext_live, ext_total;
+
+    (void)cls;
+    (void)unused;
+    zm_py_sendref_drain();
+    zm_ext_get_stats(&ext_live, &ext_total);
+    return Py_BuildValue(
+        "{s:n,s:n,s:n}", "ext_pages_live", (Py_ssize_t)ext_live,
+        "ext_pages_total", (Py_ssize_t)ext_total, "send_refs_live",
+        (Py_ssize_t)__atomic_load_n(&g_sendrefs_live, __ATOMIC_RELAXED));
+}
+
+static PyObject *SendRef_set_threshold(PyObject *cls, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+
+    (void)cls;
+    if (n < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "a size >= 0");
+        return NULL;
+    }
+    n = n == 0 ? (Py_ssize_t)ZM_PY_SEND_REF_MIN : n;
+    zm_py_send_ref_min = (size_t)n; /* the GIL orders it with the sends */
+    Py_RETURN_NONE;
+}
+
+static PyGetSetDef SendRef_getset[] = {
+    {"done", (getter)SendRef_get_done, NULL,
+     "True once every connection's queue let go of the bytes (the kernel\n"
+     "took them, or the connection went).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef SendRef_methods[] = {
+    {"_stats", (PyCFunction)SendRef_stats, METH_NOARGS | METH_CLASS,
+     "_stats()\n--\n\nDrain released references, then count: external "
+     "pages live and ever made, _SendRef objects alive (tests: no leak)."},
+    {"_set_threshold", (PyCFunction)SendRef_set_threshold,
+     METH_O | METH_CLASS,
+     "_set_threshold(n)\n--\n\nFrames of n bytes or more go by reference "
+     "(0: the default, 65536).  For A/B measurements and tests."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot SendRef_slots[] = {
+    {Py_tp_dealloc, (void *)SendRef_dealloc},
+    {Py_tp_getset, SendRef_getset},
+    {Py_tp_methods, SendRef_methods},
+    {Py_tp_doc, (void *)"A frame zmtp sent by reference to the caller's "
+                        "buffer (what a MessageTracker watches)."},
+    {0, NULL},
+};
+
+PyType_Spec zm_py_sendref_spec = {
+    .name = "zmtp._zmtp._SendRef",
+    .basicsize = sizeof(SendRefObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = SendRef_slots,
+};

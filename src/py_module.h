@@ -43,6 +43,7 @@ typedef struct {
     PyTypeObject *Socket_Type;
     PyTypeObject *Progress_Type;
     PyTypeObject *InprocPipe_Type;
+    PyTypeObject *SendRef_Type;
     PyObject *ProtocolError;
     /* Set by the Python facade (zmtp/error.py) at import. */
     PyObject *ZMQError;
@@ -98,6 +99,31 @@ typedef struct {
 /* zmtp.sugar.tracker._FINISHED_TRACKER (a new reference), or NULL with an
  * exception: what a tracked send or Frame reports, zmtp having copied. */
 PyObject *zm_py_finished_tracker(void);
+
+/* Large frames sent by reference (issue 19; py_frame.c).  A _SendRef holds
+ * the caller's buffer (a Py_buffer view) while the external page made for
+ * it (arena.h) is queued; the page's release hook, which may run on the
+ * progress thread without the GIL, only marks it done and pushes it on a
+ * lock-free list, and a GIL-holding call drains the list (drops the views).
+ * Frames at or above ZM_PY_SEND_REF_MIN bytes go by reference. */
+#define ZM_PY_SEND_REF_MIN ((size_t)65536)
+/* The threshold in force: ZM_PY_SEND_REF_MIN, or what
+ * _SendRef._set_threshold() set (A/B measurements and tests only). */
+extern size_t zm_py_send_ref_min;
+
+extern PyType_Spec zm_py_sendref_spec;
+
+/* The external page over view's bytes, whose release drops the view (moved
+ * in: on success the caller must not release it).  *ref: a new reference
+ * to the _SendRef (for a tracker).  NULL with an exception. */
+zm_page *zm_py_sendref_page(zmtp_state *st, Py_buffer *view,
+                            PyObject **ref);
+/* Drop the views of released send references (GIL held; cheap when none). */
+void zm_py_sendref_drain(void);
+/* A Frame's tracker (a new reference): None untracked; for
+ * Frame(data, copy=False, track=True) one done when data is let go; else
+ * the finished one.  NULL with an exception. */
+PyObject *zm_py_frame_tracker(FrameObject *self);
 
 /* A new Frame that takes over the reference in *f. */
 static inline PyObject *frame_new_from(PyTypeObject *tp, zm_frame *f)

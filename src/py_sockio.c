@@ -91,12 +91,17 @@ static int fast_int(PyObject *v, int as_bool, int *out)
     return 0;
 }
 
-/* Message tracking (pyzmq's track=True).  zmtp copies every frame into
- * its own pages before send() returns, so it never references the
- * caller's buffer afterwards: a tracked send is done at once.  As pyzmq:
- * send(Frame) returns the Frame's tracker (None when untracked; track=True
- * with an untracked Frame is a ValueError), copy=False returns a tracker
- * (pyzmq's for a copied message: _FINISHED_TRACKER), copy=True None. */
+/* Message tracking (pyzmq's track=True).  A frame below
+ * ZM_PY_SEND_REF_MIN bytes, or a mutable buffer sent with copy=True, is
+ * copied into zmtp's pages before send() returns: zmtp never references
+ * the caller's buffer afterwards, so its tracking is done at once.  A large
+ * frame of immutable bytes, or any large buffer with copy=False, is sent by
+ * reference (send_ref below): copy=False with track=True returns a
+ * MessageTracker done when every connection's queue let go of the bytes.
+ * As pyzmq: send(Frame) returns the Frame's tracker (None when untracked;
+ * track=True with an untracked Frame is a ValueError), copy=False returns
+ * _FINISHED_TRACKER for a copied message, its own tracker for one sent
+ * without a copy when tracked (else None), copy=True None. */
 static int check_tracked(zmtp_state *st, PyObject *part, int track)
 {
     if (track && PyObject_TypeCheck(part, st->Frame_Type) &&
@@ -107,16 +112,105 @@ static int check_tracked(zmtp_state *st, PyObject *part, int track)
     return 0;
 }
 
-static PyObject *send_result(zmtp_state *st, PyObject *last, int copy)
+/* MessageTracker(*refs) (a new reference), or NULL with an exception. */
+static PyObject *tracker_of(PyObject *refs)
+{
+    PyObject *mod = PyImport_ImportModule("zmtp.sugar.tracker");
+    PyObject *cls, *t;
+
+    if (mod == NULL)
+        return NULL;
+    cls = PyObject_GetAttrString(mod, "MessageTracker");
+    Py_DECREF(mod);
+    if (cls == NULL)
+        return NULL;
+    t = PyObject_CallObject(cls, refs);
+    Py_DECREF(cls);
+    return t;
+}
+
+/* What send() returns.  refs: a tuple of the message's _SendRefs when
+ * some frame went by reference, else NULL; last_ref: its last frame did. */
+static PyObject *send_result(zmtp_state *st, PyObject *last, int copy,
+                             int track, PyObject *refs, int last_ref)
 {
     if (PyObject_TypeCheck(last, st->Frame_Type)) {
-        if (!((FrameObject *)last)->tracked)
-            Py_RETURN_NONE;
-        return zm_py_finished_tracker();
+        /* its own tracker (done at once for zmtp's own copy) */
+        return zm_py_frame_tracker((FrameObject *)last);
     }
     if (copy)
         Py_RETURN_NONE;
+    if (track && refs != NULL)
+        return tracker_of(refs);
+    if (last_ref)
+        Py_RETURN_NONE; /* pyzmq: an untracked Frame's tracker */
     return zm_py_finished_tracker();
+}
+
+/* Whether a frame goes by reference: *page set (a reference to drop after
+ * the send) and, for a caller's buffer, the view moved into a _SendRef
+ * (*ref, a new reference); else both NULL and the frame is copied.  A
+ * received zero-copy Frame (zmtp's read page) goes by reference too: a
+ * proxy forwards large frames without a copy.  Always 0 today (out of
+ * memory for the reference: the frame is copied); -1 would carry an
+ * exception. */
+/* copy=False: the socket's copy_threshold (pyzmq's attribute, 65536 by
+ * default; zmtp.Socket keeps it in Python, so it is read only for
+ * copy=False sends), or the process's threshold when it is unreadable. */
+static size_t copy_false_threshold(SocketObject *self)
+{
+    static PyObject *name; /* interned once, kept */
+    PyObject *v;
+    Py_ssize_t n = -1;
+
+    if (name == NULL && (name = PyUnicode_InternFromString(
+                             "copy_threshold")) == NULL) {
+        PyErr_Clear();
+        return zm_py_send_ref_min;
+    }
+    v = PyObject_GetAttr((PyObject *)self, name);
+    if (v != NULL && PyLong_Check(v))
+        n = PyLong_AsSsize_t(v);
+    Py_XDECREF(v);
+    if (n < 0) {
+        PyErr_Clear();
+        return zm_py_send_ref_min;
+    }
+    return n == 0 ? 1 : (size_t)n; /* 0: every non-empty frame */
+}
+
+static int send_ref(SocketObject *self, PyObject *obj, Py_buffer *view,
+                    int copy, zm_page **page, PyObject **ref)
+{
+    zmtp_state *st = self->st;
+    size_t min = copy ? zm_py_send_ref_min : copy_false_threshold(self);
+
+    *page = NULL;
+    *ref = NULL;
+    if (view->len == 0 || (size_t)view->len < min)
+        return 0;
+    if (PyObject_TypeCheck(obj, st->Frame_Type)) {
+        /* Only a received Frame (read-only): Frame(data)'s buffer is
+         * writable and its tracker says done at once, so it is copied. */
+        zm_frame *f = &((FrameObject *)obj)->f;
+        if (!((FrameObject *)obj)->owned && f->page != NULL &&
+            (const void *)f->data == view->buf) {
+            zm_page_incref(f->page);
+            *page = f->page;
+        }
+        return 0;
+    }
+    if (copy && !PyBytes_CheckExact(obj))
+        return 0; /* a mutable buffer is copied, as pyzmq's copy=True */
+    *page = zm_py_sendref_page(st, view, ref);
+    if (*page == NULL) {
+        /* Out of memory for the holder: copy instead (that path reports a
+         * real shortage, and a multipart message is never left cut). */
+        PyErr_Clear();
+        return 0;
+    }
+    memset(view, 0, sizeof(*view)); /* moved: PyBuffer_Release skips it */
+    return 0;
 }
 
 /* The last-send marker: see py_module.h. */
@@ -175,19 +269,22 @@ static const char *send_errmsg(int rc)
 }
 
 /* Send one frame with the socket's blocking rules; 0 or -1 (exception). */
-static int sock_send_frame(SocketObject *self, const void *data, size_t n,
-                           int flags, lazy_deadline *dl)
+static int sock_send_frame(SocketObject *self, zm_page *ref,
+                           const void *data, size_t n, int flags,
+                           lazy_deadline *dl)
 {
     int64_t deadline;
-    int rc;
+    int rc, more = (flags & Z_SNDMORE) != 0;
 
     for (;;) {
-        rc = zm_sock_send(&self->s, data, n, (flags & Z_SNDMORE) != 0);
+        rc = ref != NULL ? zm_sock_send_ref(&self->s, ref, data, n, more)
+                         : zm_sock_send(&self->s, data, n, more);
         if (rc != -EAGAIN && rc != -EHOSTUNREACH)
             break;
         /* Maybe the peer is on its way (handshake pending): step once. */
         zm_sock_process(&self->s, zm_now_ns());
-        rc = zm_sock_send(&self->s, data, n, (flags & Z_SNDMORE) != 0);
+        rc = ref != NULL ? zm_sock_send_ref(&self->s, ref, data, n, more)
+                         : zm_sock_send(&self->s, data, n, more);
         if (rc != -EAGAIN)
             break;
         if (flags & Z_DONTWAIT)
@@ -259,16 +356,23 @@ ZM_PY_DOC(zm_py_sock_send_doc,
 "send(data, flags=0, copy=True, track=False)\n--\n\n"
 "Send one frame (bytes-like or Frame).  flags: SNDMORE (more frames of the\n"
 "same message follow), DONTWAIT (raise Again instead of waiting).\n"
-"Returns None, or as pyzmq a MessageTracker for copy=False and for a\n"
-"tracked Frame: done at once, since zmtp copies the bytes before send()\n"
-"returns (track=True with an untracked Frame raises ValueError).");
+"Frames of 64 KiB or more go without a copy when the data is bytes, or\n"
+"any buffer with copy=False: the buffer is kept until the kernel took it\n"
+"(change it only once the tracker is done).  Returns None, or as pyzmq a\n"
+"MessageTracker: copy=False with track=True of a frame sent without a\n"
+"copy, done once written; a copied frame with copy=False, or a tracked\n"
+"Frame: done at once (track=True with an untracked Frame raises\n"
+"ValueError).");
 
 PyObject *zm_py_sock_send(SocketObject *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *data;
+    PyObject *data, *ref, *refs = NULL, *res = NULL;
     int flags, copy, track, rc;
     Py_buffer view;
+    zm_page *page;
+    const void *buf;
+    size_t n;
 
     if (parse_send_args(&send_params, args, nargs, kwnames, &data, &flags,
                         &copy, &track) < 0)
@@ -277,19 +381,30 @@ PyObject *zm_py_sock_send(SocketObject *self, PyObject *const *args,
         return NULL;
     if (get_send_buffer(self->st, data, &view) < 0)
         return NULL;
-    if (sock_enter(self) < 0) {
+    buf = view.buf;
+    n = (size_t)view.len;
+    if (send_ref(self, data, &view, copy, &page, &ref) < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
-    lazy_deadline dl = lazy_deadline_in(self->sndtimeo);
-    rc = sock_send_frame(self, view.buf, (size_t)view.len, flags, &dl);
-    if (rc == 0)
-        zm_py_last_send = self;
-    sock_leave(self);
+    if (sock_enter(self) < 0) {
+        rc = -1;
+    } else {
+        lazy_deadline dl = lazy_deadline_in(self->sndtimeo);
+        rc = sock_send_frame(self, page, buf, n, flags, &dl);
+        if (rc == 0)
+            zm_py_last_send = self;
+        sock_leave(self);
+    }
+    if (page != NULL)
+        zm_page_decref(page); /* the queues hold theirs */
     PyBuffer_Release(&view);
-    if (rc < 0)
-        return NULL;
-    return send_result(self->st, data, copy);
+    zm_py_sendref_drain();
+    if (rc == 0 && (ref == NULL || (refs = PyTuple_Pack(1, ref)) != NULL))
+        res = send_result(self->st, data, copy, track, refs, ref != NULL);
+    Py_XDECREF(refs);
+    Py_XDECREF(ref);
+    return res;
 }
 
 ZM_PY_DOC(zm_py_sock_send_multipart_doc,
@@ -371,17 +486,33 @@ fail:
 }
 
 /* Send the frames as one message (the socket entered).  Only the first
- * frame can block: the rest follow it. */
+ * frame can block: the rest follow it.  Large frames go by reference
+ * (send_ref); with refs != NULL, their _SendRefs are appended to it (a
+ * list) and *last_ref says whether the last frame went so. */
 static int frames_send(SocketObject *self, msg_frames *fr, int flags,
-                       lazy_deadline *dl)
+                       lazy_deadline *dl, int copy, PyObject *refs,
+                       int *last_ref)
 {
     int rc = 0;
 
     for (Py_ssize_t i = 0; i < fr->n && rc == 0; i++) {
         int f = (flags & Z_DONTWAIT) |
                 (i + 1 < fr->n ? Z_SNDMORE : (flags & Z_SNDMORE));
-        rc = sock_send_frame(self, fr->views[i].buf, (size_t)fr->views[i].len,
-                             f, dl);
+        const void *buf = fr->views[i].buf;
+        size_t n = (size_t)fr->views[i].len;
+        zm_page *page;
+        PyObject *ref;
+        if (send_ref(self, PySequence_Fast_GET_ITEM(fr->seq, i),
+                     &fr->views[i], copy, &page, &ref) < 0)
+            return -1;
+        rc = sock_send_frame(self, page, buf, n, f, dl);
+        if (page != NULL)
+            zm_page_decref(page); /* the queues hold theirs */
+        if (last_ref != NULL)
+            *last_ref = ref != NULL;
+        if (ref != NULL && refs != NULL && PyList_Append(refs, ref) < 0)
+            rc = -1;
+        Py_XDECREF(ref);
     }
     return rc;
 }
@@ -390,9 +521,9 @@ PyObject *zm_py_sock_send_multipart(SocketObject *self,
                                     PyObject *const *args, Py_ssize_t nargs,
                                     PyObject *kwnames)
 {
-    PyObject *parts, *res = NULL;
+    PyObject *parts, *res = NULL, *refs;
     msg_frames fr;
-    int flags, copy, track, rc;
+    int flags, copy, track, rc, last_ref = 0;
 
     if (parse_send_args(&send_multipart_params, args, nargs, kwnames, &parts,
                         &flags, &copy, &track) < 0)
@@ -413,18 +544,31 @@ PyObject *zm_py_sock_send_multipart(SocketObject *self,
             return NULL;
         }
     }
+    if ((refs = PyList_New(0)) == NULL) {
+        frames_release(&fr);
+        return NULL;
+    }
     if (sock_enter(self) < 0) {
+        Py_DECREF(refs);
         frames_release(&fr);
         return NULL;
     }
     lazy_deadline dl = lazy_deadline_in(self->sndtimeo);
-    rc = frames_send(self, &fr, flags, &dl);
+    rc = frames_send(self, &fr, flags, &dl, copy, refs, &last_ref);
     if (rc == 0)
         zm_py_last_send = self;
     sock_leave(self);
-    if (rc == 0) /* pyzmq: the last frame's send result */
-        res = send_result(self->st, PySequence_Fast_GET_ITEM(fr.seq, fr.n - 1),
-                          copy);
+    zm_py_sendref_drain();
+    if (rc == 0) { /* pyzmq: the last frame's send result; a tracker
+                      watches every frame sent by reference */
+        PyObject *t = PyList_GET_SIZE(refs) > 0 ? PyList_AsTuple(refs) : NULL;
+        if (t != NULL || PyList_GET_SIZE(refs) == 0)
+            res = send_result(self->st,
+                              PySequence_Fast_GET_ITEM(fr.seq, fr.n - 1),
+                              copy, track, t, last_ref);
+        Py_XDECREF(t);
+    }
+    Py_DECREF(refs);
     frames_release(&fr);
     return res;
 }
@@ -447,15 +591,17 @@ static int send_one_of_many(SocketObject *self, PyObject *m, int flags,
         Py_buffer view;
         if (get_send_buffer(self->st, m, &view) < 0)
             return -1;
-        rc = sock_send_frame(self, view.buf, (size_t)view.len, flags, dl);
+        rc = sock_send_frame(self, NULL, view.buf, (size_t)view.len, flags,
+                             dl);
         PyBuffer_Release(&view);
         return rc;
     }
     if (frames_get(self->st, m, "a message is bytes or a sequence of frames",
                    &fr) < 0)
         return -1;
-    rc = frames_send(self, &fr, flags, dl);
+    rc = frames_send(self, &fr, flags, dl, 1, NULL, NULL);
     frames_release(&fr);
+    zm_py_sendref_drain();
     return rc;
 }
 

@@ -2,10 +2,12 @@
 ``Frame(data, track=True).tracker``, ``MessageTracker``, ``NotDone``,
 ``_FINISHED_TRACKER``, each beside pyzmq doing the same.
 
-zmtp copies every frame before ``send`` returns, so its trackers are done
-at once (pyzmq's are for the messages it copies: below its copy_threshold);
-the messages still arrive at a pyzmq peer over tcp and ipc, whichever side
-binds.
+zmtp copies frames below 64 KiB before ``send`` returns, so their trackers
+are done at once (pyzmq's are for the messages it copies: below its
+copy_threshold); larger ``copy=False`` frames go by reference (issue 19) and
+their trackers are done once written, as pyzmq's (the paused-peer contract:
+tests/test_zero_copy_send.py).  The messages arrive at a pyzmq peer over tcp
+and ipc, whichever side binds.
 """
 
 from __future__ import annotations
@@ -138,3 +140,27 @@ def test_recv_accepts_track(backend: str, ctx: Any) -> None:
     assert b.recv(copy=False, track=True) == b"x"
     a.send_multipart([b"y", b"z"])
     assert b.recv_multipart(track=True) == [b"y", b"z"]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+@pytest.mark.parametrize("zmtp_binds", [True, False], ids=["zmtp_binds", "pyzmq_binds"])
+def test_large_send_track_results_like_pyzmq(backend: str, ctx: Any, zctx: Any, tmp_path: Any,
+                                             transport: str, zmtp_binds: bool) -> None:
+    """Above the copy threshold (issue 19), zmtp beside pyzmq: copy=False,
+    track=True returns a tracker of its own (not the finished one) that
+    becomes done once the peer has the frame; copy=False untracked returns
+    None; MessageTracker of such a tracker waits for it too."""
+    push, pull = _pair(ctx, zctx, tmp_path, transport, zmtp_binds)
+    ppush, ppull = psock(zctx, zmq.PUSH), psock(zctx, zmq.PULL)
+    port = ppull.bind_to_random_port("tcp://127.0.0.1")
+    ppush.connect(f"tcp://127.0.0.1:{port}")
+    big = bytearray(b"z" * (1 << 20))
+    for sock, lib, other in ((push, zmtp, pull), (ppush, zmq, ppull)):
+        t = sock.send(big, copy=False, track=True)
+        assert isinstance(t, lib.MessageTracker) and t is not lib._FINISHED_TRACKER
+        assert sock.send(big, copy=False) is None
+        both = lib.MessageTracker(t)
+        assert other.recv() == big and other.recv() == big
+        t.wait(10)
+        both.wait(10)
+        assert t.done and both.done

@@ -125,6 +125,16 @@ DEFAULT_LINGER: int
 class InprocPipe:
     """The binder's end of an inproc pipe (internal; zmtp/_inproc.py)."""
 
+class _SendRef:
+    """A frame sent by reference to the caller's buffer (MessageTracker)."""
+
+    @property
+    def done(self) -> bool: ...
+    @classmethod
+    def _stats(cls) -> Dict[str, int]: ...
+    @classmethod
+    def _set_threshold(cls, n: int) -> None: ...
+
 class Socket:
     """The C socket; zmtp.Socket subclasses it."""
 

@@ -614,8 +614,11 @@ class Socket(_OptionAttributes, _zmtp.Socket):
         """FD, the descriptor of :meth:`fileno` (pyzmq's ``socket.fd``)."""
         return self.fileno()
 
-    #: pyzmq's zero-copy threshold, accepted for compatibility: zmtp
-    #: copies every frame it sends (its trackers are done at once).
+    #: pyzmq's zero-copy threshold: with ``copy=False``, frames of this
+    #: many bytes or more are sent by reference to the caller's buffer
+    #: (0: every frame), smaller ones copied.  ``bytes`` of 64 KiB or more go
+    #: by reference with ``copy=True`` too (docs/decisions.md, "Large
+    #: frames sent by reference").
     copy_threshold: int = 65536
 
     # -- endpoints: tcp:// and ipc:// in C, inproc:// names in the Context

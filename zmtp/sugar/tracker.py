@@ -1,20 +1,23 @@
 """MessageTracker, pyzmq's ``zmq.sugar.tracker.MessageTracker``.
 
 A tracker says when zmtp no longer references the caller's buffer (pyzmq's
-meaning).  zmtp copies every frame into its own pages before ``send``
-returns (``copy=False`` too), so a tracker from a send is done at once:
-``send(data, copy=False)`` and ``send(frame)`` of a ``Frame(data,
-track=True)`` return :data:`_FINISHED_TRACKER`, as pyzmq does for a message
-it copied (below its ``copy_threshold``); ``copy=True`` returns None, as
-pyzmq's.  Should zmtp send large messages without copying one day, those
-sends would return a tracker of their own, done when the kernel has taken
-the bytes; the interface stays this one.  The class still watches what it
-is given, as pyzmq's does: ``threading.Event`` objects, tracked Frames and
-other trackers (a tracker of an unset Event is not done, and
-``wait(timeout)`` raises ``NotDone``).
+meaning).  Frames below 64 KiB, and mutable buffers sent with
+``copy=True``, are copied into zmtp's pages before ``send`` returns, so
+their tracking is done at once (``send(data, copy=False, track=True)``
+returns :data:`_FINISHED_TRACKER`, as pyzmq does below its
+``copy_threshold``).  A frame of ``copy_threshold`` bytes or more sent with
+``copy=False`` (and a large ``bytes`` object with either ``copy``), and a
+``Frame(data, copy=False)``, are queued by reference
+to the caller's buffer: with ``track=True`` the send returns a tracker of
+its own, done once every connection the frame went to has handed the last
+byte to the kernel (or was closed); until then the buffer must not change.
+The tracker watches the C module's ``_SendRef`` objects for that, besides
+what pyzmq's watches: ``threading.Event`` objects, tracked Frames and other
+trackers (a tracker of an unset Event is not done, and ``wait(timeout)``
+raises ``NotDone``).
 
-Layering: imports ``zmtp.error`` and the C module (Frame); imported by the package face and
-``zmtp.sugar``.
+Layering: imports ``zmtp.error`` and the C module (Frame, _SendRef);
+imported by the package face and ``zmtp.sugar``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 from typing import Any, Set, Union
 
-from zmtp._zmtp import Frame
+from zmtp._zmtp import Frame, _SendRef
 from zmtp.error import NotDone
 
 __all__ = ["MessageTracker", "_FINISHED_TRACKER"]
@@ -41,12 +44,16 @@ class MessageTracker:
 
     events: Set[threading.Event]
     peers: Set["MessageTracker"]
+    _refs: Set[_SendRef]
 
-    def __init__(self, *towatch: Union["MessageTracker", threading.Event]) -> None:
+    def __init__(self, *towatch: Union["MessageTracker", threading.Event, Frame, _SendRef]) -> None:
         self.events = set()
         self.peers = set()
+        self._refs = set()
         for obj in towatch:
-            if isinstance(obj, threading.Event):
+            if isinstance(obj, _SendRef):
+                self._refs.add(obj)
+            elif isinstance(obj, threading.Event):
                 self.events.add(obj)
             elif isinstance(obj, MessageTracker):
                 self.peers.add(obj)
@@ -59,8 +66,14 @@ class MessageTracker:
 
     @property
     def done(self) -> bool:
-        """True when every watched event is set and every peer tracker done."""
-        return all(e.is_set() for e in self.events) and all(p.done for p in self.peers)
+        """True when every watched event is set, every peer tracker done and
+        every frame zmtp sent by reference written (or dropped with its
+        connection)."""
+        return (
+            all(r.done for r in self._refs)
+            and all(e.is_set() for e in self.events)
+            and all(p.done for p in self.peers)
+        )
 
     def wait(self, timeout: Any = -1) -> None:
         """Return once done; raise :class:`zmtp.NotDone` after ``timeout``
@@ -69,6 +82,15 @@ class MessageTracker:
             deadline = None
         else:
             deadline = time.monotonic() + timeout
+        pause = 0.0001
+        while not all(r.done for r in self._refs):
+            # No event to wait on: the release may happen on zmtp's
+            # progress thread, which never takes the GIL (docs/decisions.md).
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise NotDone
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, 0.01)
         for evt in self.events:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not evt.wait(left):
