@@ -54,6 +54,9 @@ void zm_zap_close(zm_sock *s);
 void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now);
 void zm_conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc);
 void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now);
+/* Take c's descriptor out of the socket's readiness set before it closes
+ * (engine.c; nothing when it is not in it). */
+void zm_rset_forget(zm_sock *s, zm_conn *c);
 void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now);
 int64_t zm_conn_next_timer(const zm_sock *s, const zm_conn *c);
 void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now);
