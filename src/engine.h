@@ -180,6 +180,9 @@ typedef struct zm_conn {
     size_t ends_cap, ends_head, ends_n;
     /* input */
     zm_msgq inq;
+    size_t *conns_in;       /* &zm_sock.conns_in: counts this connection
+                               while inq is not empty (engine_int.h,
+                               zm_route_queue_in and conn_pop) */
     /* the peer's routing id (ROUTER) */
     unsigned char rid[255];
     size_t rid_len;
@@ -402,6 +405,9 @@ typedef struct zm_sock {
     size_t rset_n;               /* connections in it */
     size_t nio;                  /* ACTIVE tcp/ipc connections at the last
                                     full step */
+    size_t conns_in;             /* connections with a message in inq: 0
+                                    lets a receive say EAGAIN without
+                                    walking them (pick_next) */
     unsigned char *rset_mark;    /* by fd: reported readable by this step's
                                     epoll_wait (rset_cap bytes) */
     size_t rset_cap;

@@ -118,6 +118,7 @@ zm_conn *zm_conn_new(zm_sock *s)
     if (c == NULL)
         return NULL;
     c->fd = -1;
+    c->conns_in = &s->conns_in;
     zm_subs_init(&c->subs, s->peer_max_sub_nodes);
     if (conn_decoder_reset(s, c) < 0) {
         free(c);
