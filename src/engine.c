@@ -181,6 +181,20 @@ static void reap_dead(zm_sock *s)
     }
 }
 
+/* A registered connection the set did not report, with nothing to write,
+ * no bytes in its decoder and no timer due: its step would do nothing, so
+ * zm_sock_process does not take it (a few fields read, no call). */
+static int conn_quiet(const zm_sock *s, const zm_conn *c, int64_t now)
+{
+    int64_t t;
+
+    if (!c->idle_in || c->state != ZM_CS_ACTIVE || c->out.bytes != 0 ||
+        c->flush_at_ns != 0 || c->dec.page != NULL)
+        return 0;
+    t = zm_conn_next_timer(s, c);
+    return t < 0 || t > now;
+}
+
 void zm_sock_io_ready(zm_sock *s, int fd)
 {
     for (zm_listener *l = s->listeners; l != NULL; l = l->next)
@@ -211,6 +225,11 @@ void zm_sock_process(zm_sock *s, int64_t now)
         if (use && c->rset_reg) {
             c->idle_in = !s->rset_mark[c->fd];
             s->rset_mark[c->fd] = 0;
+            if (conn_quiet(s, c, now)) {
+                c->idle_in = 0;
+                nio++;
+                continue;
+            }
         }
         zm_conn_step(s, c, now);
         c->idle_in = 0;
