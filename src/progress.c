@@ -366,10 +366,17 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
 
 int zm_progress_wanted(const zm_sock *s)
 {
-    if (zm_sock_pending_out(s) > 0 || s->mon_out.bytes > 0)
+    if (s->mon_out.bytes > 0)
         return 1;
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
-        if (!c->inproc && c->state != ZM_CS_ACTIVE && c->state != ZM_CS_DEAD)
+    /* One walk that stops at the first reason (called at the end of every
+     * call: with many peers, the first connection with output usually). */
+    for (const zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->state == ZM_CS_DEAD)
+            continue;
+        if (c->out.bytes > 0 && (c->state == ZM_CS_ACTIVE || c->connecter))
+            return 1; /* zm_sock_pending_out's bytes */
+        if (!c->inproc && c->state != ZM_CS_ACTIVE)
             return 1; /* an inproc one waiting for its bind needs no step */
+    }
     return 0;
 }
