@@ -530,19 +530,6 @@ static unsigned conn_interest(const zm_sock *s, const zm_conn *c)
     return ev;
 }
 
-void zm_sock_watch_traffic(zm_sock *s, zm_watch_fn watch, void *ctx)
-{
-    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
-        unsigned ev;
-
-        if (c->inproc || c->state != ZM_CS_ACTIVE || c->fd < 0)
-            continue;
-        ev = conn_interest(s, c);
-        if (ev != 0)
-            watch(ctx, c->fd, ev);
-    }
-}
-
 /* Whether a wait may watch the readiness set instead of its connections:
  * not while one of them wants no input (RCVHWM, read-ahead, XPUB's
  * queue): the set is level-triggered and would wake the wait for it at
@@ -555,6 +542,25 @@ static int rset_waitable(const zm_sock *s)
         if (c->rset_reg && !(conn_interest(s, c) & WATCH_IN))
             return 0;
     return 1;
+}
+
+void zm_sock_watch_traffic(zm_sock *s, zm_watch_fn watch, void *ctx)
+{
+    int use_set = rset_waitable(s);
+
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        unsigned ev;
+
+        if (c->inproc || c->state != ZM_CS_ACTIVE || c->fd < 0)
+            continue;
+        ev = conn_interest(s, c);
+        if (use_set && c->rset_reg)
+            ev &= ~(unsigned)WATCH_IN; /* the set's descriptor says */
+        if (ev != 0)
+            watch(ctx, c->fd, ev);
+    }
+    if (use_set)
+        watch(ctx, s->rset_fd, WATCH_IN);
 }
 
 int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)

@@ -319,3 +319,45 @@ def test_fair_queue_across_many_ready_peers(backend, transport, kind, ctx, nofil
     finally:
         for s in raw:
             s.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_asyncio_router_with_many_peers(backend, transport, zctx, endpoint_dir):
+    """zmtp.asyncio's ROUTER (Socket.fileno()'s loop set watches the
+    readiness set's descriptor once 16 peers are in traffic) answers
+    several rounds of round trips, one at a time, from 64 pyzmq DEALERs."""
+    import asyncio
+
+    import zmq
+
+    import zmtp.asyncio
+
+    n, rounds = 64, 3
+    actx = zmtp.asyncio.Context()
+    router = actx.socket(zmtp.ROUTER)
+    router.linger = 0
+    try:
+        endpoint = bind_endpoint(router, transport, endpoint_dir, "aio")
+        dealers = [psock(zctx, zmq.DEALER) for _ in range(n)]
+        for d in dealers:
+            d.connect(endpoint)
+
+        def clients(r: int) -> None:
+            # One round trip at a time: the ROUTER waits on its fileno()
+            # for each request (the case under test).
+            for i, d in enumerate(dealers):
+                d.send(b"%d.%d" % (r, i))
+                assert d.recv() == b"re %d.%d" % (r, i)
+
+        async def serve(r: int) -> None:
+            done = asyncio.get_running_loop().run_in_executor(None, clients, r)
+            for _ in range(n):
+                rid, body = await router.recv_multipart()
+                await router.send_multipart([rid, b"re " + body])
+            await done
+
+        for r in range(rounds):
+            asyncio.run(asyncio.wait_for(serve(r), 30))
+    finally:
+        router.close()
+        actx.term()
