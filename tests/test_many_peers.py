@@ -361,3 +361,37 @@ def test_asyncio_router_with_many_peers(backend, transport, zctx, endpoint_dir):
     finally:
         router.close()
         actx.term()
+
+
+def test_heartbeats_reach_quiet_peers_in_the_readiness_set(backend, ctx, spawn, nofile, endpoint_dir):
+    """A step skips the quiet connections of the readiness set, but not
+    their timers: a zmtp ROUTER with HEARTBEAT_IVL 100 ms PINGs each of 40
+    idle raw DEALER peers, while nobody calls on it (the progress thread
+    steps it) and while its owner blocks in recv()."""
+    n = 40
+    # The raw peers never answer: a long HEARTBEAT_TIMEOUT keeps them.
+    router = zsock(ctx, zmtp.ROUTER, linger=0, heartbeat_ivl=100, heartbeat_timeout=600000)
+    endpoint = bind_endpoint(router, "tcp", endpoint_dir, "hb")
+    peers = connect_peers(router, endpoint, n, DEALER_HELLO)
+    try:
+        for phase in ("progress thread", "blocking recv"):
+            task = None
+            if phase == "blocking recv":
+                router.rcvtimeo = 30000
+                task = spawn(router.recv_multipart)
+                wait_for(router._in_use, 10, "the recv() to start")
+            for i, s in enumerate(peers):
+                got = b""
+                deadline = time.monotonic() + 10
+                while b"\x04PING" not in got:
+                    assert time.monotonic() < deadline, f"{phase}: peer {i} got no PING"
+                    s.settimeout(max(0.01, deadline - time.monotonic()))
+                    got = got[-8:] + s.recv(65536)
+            if task is not None:
+                # The PINGs kept coming while the call blocked; end it.
+                peers[0].sendall(_zmtp.encode_frame(b"bye"))
+                assert task.result()[-1] == b"bye"
+        assert router.stats()["disconnected"] == 0
+    finally:
+        for s in peers:
+            s.close()
