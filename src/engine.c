@@ -538,6 +538,8 @@ static int rset_waitable(const zm_sock *s)
 {
     if (!rset_used(s) || xpub_full(s))
         return 0;
+    if (s->conns_in == 0)
+        return 1; /* no input queued: every connection wants more */
     for (const zm_conn *c = s->conns; c != NULL; c = c->next)
         if (c->rset_reg && !(conn_interest(s, c) & WATCH_IN))
             return 0;
