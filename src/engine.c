@@ -2,8 +2,10 @@
  * engine.c - the socket (see engine.h, its public interface): set-up and
  * teardown, listeners (bind, unbind, accept), connect, disconnect and
  * adopting a descriptor, the non-blocking step of all its I/O
- * (zm_sock_process), what to wait for (zm_sock_watch) and the writing of
- * output held back (flush, push_output).  Sending, receiving and
+ * (zm_sock_process), what to wait for (zm_sock_watch), the readiness set
+ * of its connections (many peers: which to read, one descriptor to wait
+ * on) and the writing of output held back (flush, push_output).  Sending,
+ * receiving and
  * readiness per socket type are engine_route.c's.
  *
  * May call: engine_conn.c (a connection's step, dial, handshake, write,
