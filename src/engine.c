@@ -5,8 +5,7 @@
  * (zm_sock_process), what to wait for (zm_sock_watch), the readiness set
  * of its connections (many peers: which to read, one descriptor to wait
  * on) and the writing of output held back (flush, push_output).  Sending,
- * receiving and
- * readiness per socket type are engine_route.c's.
+ * receiving and readiness per socket type are engine_route.c's.
  *
  * May call: engine_conn.c (a connection's step, dial, handshake, write,
  * free), engine_inproc.c (adopting offered pipes), engine_route.c
