@@ -9,6 +9,8 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 /* Statistics only: relaxed atomics, nobody orders anything on them. */
 static size_t g_pages_live;
@@ -105,6 +107,141 @@ static int cache_push(zm_page *p)
 }
 
 
+/* ------------------------------------------------------------------ */
+/* Mapped pages                                                       */
+/* ------------------------------------------------------------------ */
+
+/* A page grown (zm_page_grow: the decoder's big-frame buffer) to a block
+ * (header and data) of ZM_PAGE_MAP_MIN bytes or more becomes an anonymous
+ * mapping of its own (map_len != 0): growing it further is mremap (the
+ * kernel moves page tables, not bytes), and within the mapping no call at
+ * all.  Every other page is a malloc block (map_len == 0), zm_page_new's
+ * included whatever their size: the send side's copies keep glibc's
+ * behaviour.
+ *
+ * A fresh mapping costs a page fault and the zeroing of every 4 KiB page
+ * it touches, which measured slower than the copies it saves (16 MiB
+ * frames: half the rate of glibc's realloc, whose heap stays warm).  So
+ * the last freed mapping for up to ZM_MAP_WARM_MAX bytes is kept, resident,
+ * for the next big buffer (one slot: a stream of big frames reuses it; the
+ * larger of two is kept).  Its bytes are not in page_bytes_live (what
+ * pages use), only in the process's RSS, as glibc keeps a freed heap. */
+static zm_page *g_warm;      /* the kept mapping, or NULL (under g_cache_mu) */
+
+static size_t map_round(size_t cap)
+{
+    return (sizeof(zm_page) + cap + 4095) & ~(size_t)4095;
+}
+
+/* A fresh or moved mapping of `want` bytes made a page's block: huge pages
+ * asked for where the system allows them (fewer faults), its length kept. */
+static zm_page *map_ready(void *m, size_t want)
+{
+    zm_page *p = m;
+
+    madvise(m, want, MADV_HUGEPAGE);
+    p->map_len = want;
+    return p;
+}
+
+/* A mapped page grown to `want` bytes by the kernel (page tables move, not
+ * bytes); NULL leaves p valid. */
+static zm_page *map_grow(zm_page *p, size_t want)
+{
+    void *m = mremap(p, p->map_len, want, MREMAP_MAYMOVE);
+
+    return m == MAP_FAILED ? NULL : map_ready(m, want);
+}
+
+/* A mapping for a page of cap bytes: the warm one (grown if smaller), or
+ * a new one; NULL when out of memory. */
+static zm_page *map_page(size_t cap)
+{
+    size_t want = map_round(cap);
+    zm_page *p, *q;
+    void *m;
+
+    pthread_mutex_lock(&g_cache_mu);
+    p = g_warm;
+    g_warm = NULL;
+    pthread_mutex_unlock(&g_cache_mu);
+    ZM_COUNT(ZM_CNT_ALLOC);
+    if (p != NULL && p->map_len >= want)
+        return p;
+    if (p != NULL) {
+        q = map_grow(p, want);
+        if (q == NULL)
+            munmap(p, p->map_len);
+        return q;
+    }
+    m = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
+    return m == MAP_FAILED ? NULL : map_ready(m, want);
+}
+
+/* A page grown to new_cap bytes, contents kept (the header and the filled
+ * bytes); NULL leaves p valid. */
+static zm_page *page_resize(zm_page *p, size_t new_cap)
+{
+    size_t want = map_round(new_cap);
+    zm_page *q;
+
+    if (p->map_len >= want)
+        return p; /* the mapping has room already */
+    if (p->map_len != 0) {
+        ZM_COUNT(ZM_CNT_ALLOC);
+        return map_grow(p, want);
+    }
+    if (sizeof(zm_page) + new_cap < ZM_PAGE_MAP_MIN) {
+        ZM_COUNT(ZM_CNT_ALLOC);
+        return realloc(p, sizeof(zm_page) + new_cap);
+    }
+    /* From the heap to a mapping: one copy of less than ZM_PAGE_MAP_MIN. */
+    q = map_page(new_cap);
+    if (q == NULL)
+        return NULL;
+    memcpy(q->data, p->data, p->len);
+    q->refcnt = p->refcnt;
+    q->cap = p->cap;
+    q->len = p->len;
+    free(p);
+    return q;
+}
+
+static void page_release(zm_page *p)
+{
+    zm_page *drop = p;
+
+    if (p->map_len == 0) {
+        free(p);
+        return;
+    }
+    if (p->map_len <= map_round(ZM_MAP_WARM_MAX) && zm_page_cache_enabled()) {
+        pthread_mutex_lock(&g_cache_mu);
+        if (g_warm == NULL || g_warm->map_len < p->map_len) {
+            drop = g_warm;
+            g_warm = p;
+        }
+        pthread_mutex_unlock(&g_cache_mu);
+    }
+    if (drop != NULL)
+        munmap(drop, drop->map_len);
+}
+
+/* A page just allocated (or taken from a cache) made new: p may be NULL. */
+static zm_page *page_init(zm_page *p, size_t cap)
+{
+    if (p == NULL)
+        return NULL;
+    p->refcnt = 1;
+    p->cap = cap;
+    p->len = 0;
+    STAT_ADD(g_pages_live, 1);
+    STAT_ADD(g_page_bytes_live, cap);
+    STAT_ADD(g_pages_total, 1);
+    return p;
+}
+
 zm_page *zm_page_new(size_t cap)
 {
     zm_page *p;
@@ -120,16 +257,17 @@ zm_page *zm_page_new(size_t cap)
     if (p == NULL) {
         ZM_COUNT(ZM_CNT_ALLOC);
         p = malloc(sizeof(zm_page) + cap);
+        if (p != NULL)
+            p->map_len = 0;
     }
-    if (p == NULL)
+    return page_init(p, cap);
+}
+
+zm_page *zm_page_new_mapped(size_t cap)
+{
+    if (cap > SIZE_MAX / 2 || zm_alloc_fails())
         return NULL;
-    p->refcnt = 1;
-    p->cap = cap;
-    p->len = 0;
-    STAT_ADD(g_pages_live, 1);
-    STAT_ADD(g_page_bytes_live, cap);
-    STAT_ADD(g_pages_total, 1);
-    return p;
+    return page_init(map_page(cap), cap);
 }
 
 zm_page *zm_page_grow(zm_page *p, size_t new_cap)
@@ -141,7 +279,9 @@ zm_page *zm_page_grow(zm_page *p, size_t new_cap)
         return p;
     if (new_cap > SIZE_MAX - sizeof(zm_page))
         return NULL;
-    q = zm_realloc(p, sizeof(zm_page) + new_cap);
+    if (zm_alloc_fails())
+        return NULL;
+    q = page_resize(p, new_cap);
     if (q == NULL)
         return NULL;
     q->cap = new_cap;
@@ -155,7 +295,7 @@ void zm_page_free_(zm_page *p)
     STAT_SUB(g_pages_live, 1);
     STAT_SUB(g_page_bytes_live, p->cap);
     if (!cache_push(p))
-        free(p);
+        page_release(p);
 }
 
 int zm_page_cache_enabled(void)

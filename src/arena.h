@@ -35,11 +35,20 @@
  * it (see arena.c). */
 #define ZM_PAGE_SMALL ((size_t)256)
 #define ZM_PAGE_SIZE_MAX ((size_t)1 << 30)
+/* A page grown (zm_page_grow) to a block (header + cap) this large or
+ * larger becomes an anonymous mapping of its own, grown further by mremap
+ * without copying (arena.c); the cached sizes are all below it. */
+#define ZM_PAGE_MAP_MIN ((size_t)1 << 18)
+/* The largest page (cap) whose freed mapping is kept resident for the
+ * next big buffer (arena.c). */
+#define ZM_MAP_WARM_MAX ((size_t)1 << 26)
 
 typedef struct zm_page {
     size_t refcnt; /* atomic: owner + one per live slice */
     size_t cap;    /* bytes in data[] */
     size_t len;    /* bytes filled so far; owner only */
+    size_t map_len; /* an anonymous mapping's length (>= the header and
+                       cap), or 0 for a malloc'd page (arena.c) */
     unsigned char data[];
 } zm_page;
 
@@ -56,9 +65,16 @@ typedef struct zm_mem_stats {
  * size is kept), or NULL when out of memory. */
 zm_page *zm_page_new(size_t cap);
 
+/* A page of cap bytes as zm_page_new, but in a mapping of its own from the
+ * start (the warm one when kept, arena.c), for a buffer that will grow past
+ * ZM_PAGE_MAP_MIN: it never goes through the heap, so growing it never
+ * copies.  The warm mapping may be larger than cap; only cap is counted. */
+zm_page *zm_page_new_mapped(size_t cap);
+
 /*
  * Grow a page that nobody else references (refcnt == 1) to new_cap >= cap,
- * keeping its contents.  Returns the (possibly moved) page, or NULL when out
+ * keeping its contents (a mapped page: mremap, no byte copied; a heap page
+ * becoming mapped: its filled bytes copied once).  Returns the (possibly moved) page, or NULL when out
  * of memory, in which case the old page is untouched and still valid.
  */
 zm_page *zm_page_grow(zm_page *p, size_t new_cap);

@@ -408,10 +408,15 @@ int zm_decoder_next(zm_decoder *d, zm_event *ev)
              * (e.g. a CURVE box of a full page), that much at once: for the
              * default page a size the page cache keeps, so no allocation
              * and no regrowth; larger, one page to start with, grown by
-             * buffer() as bytes arrive (never to the claim). */
-            d->big = zm_page_new(d->size <= 2 * (uint64_t)d->cfg.page_size
-                                     ? 2 * d->cfg.page_size
-                                     : d->cfg.page_size);
+             * buffer() as bytes arrive (never to the claim); in a mapping
+             * from the start when the frame will pass ZM_PAGE_MAP_MIN, so
+             * growing it never copies (arena.h). */
+            if (d->size <= 2 * (uint64_t)d->cfg.page_size)
+                d->big = zm_page_new(2 * d->cfg.page_size);
+            else if (d->size >= ZM_PAGE_MAP_MIN)
+                d->big = zm_page_new_mapped(d->cfg.page_size);
+            else
+                d->big = zm_page_new(d->cfg.page_size);
             if (d->big == NULL)
                 return decoder_fail(d, ev, ZM_ERR_NOMEM, NULL);
             memcpy(d->big->data, in, avail);
@@ -538,10 +543,20 @@ int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
         return -ZM_ERR_STATE;
     if (d->state == ZM_DS_BIG_BODY) {
         zm_page *b = d->big;
-        if (b->len == b->cap) {
-            /* Grow by doubling, capped at the frame size: at most twice
-             * what has actually arrived is ever allocated. */
-            size_t new_cap = b->cap <= SIZE_MAX / 2 ? b->cap * 2 : SIZE_MAX;
+        if (b->cap - b->len < b->len / 2 && b->cap < d->size) {
+            /* Less room than half of what has arrived: grow to twice the
+             * bytes received (rounded down to whole 4 KiB pages), capped at
+             * the frame size (itself within maxmsgsize).  Never more than
+             * twice what actually arrived, whatever the header claims;
+             * and since a large buffer is a mapping grown by mremap
+             * (arena.c), growing copies nothing, so it is done early:
+             * each recv() is asked for at least half the bytes so far. */
+            size_t new_cap = b->len <= SIZE_MAX / 4 ? 2 * b->len : SIZE_MAX / 2;
+            /* the block (header + data) in whole pages, rounded down */
+            size_t whole = (new_cap + sizeof(zm_page)) & ~(size_t)4095;
+            if (whole > b->cap + sizeof(zm_page) &&
+                whole - sizeof(zm_page) < new_cap)
+                new_cap = whole - sizeof(zm_page);
             if (new_cap > d->size)
                 new_cap = (size_t)d->size;
             b = zm_page_grow(b, new_cap);

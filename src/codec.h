@@ -15,9 +15,11 @@
  * A frame that lies inside the page is returned as a slice of it (no copy).
  * A frame whose body would run past the page end is moved to the start of a
  * fresh page once (its bytes so far are copied, at most one page).  A frame
- * larger than a page gets its own buffer, which starts at one page and grows
- * by doubling as bytes actually arrive, up to the frame size: what a peer
- * merely claims is never allocated.
+ * larger than a page gets its own buffer, which starts at one page and, once
+ * the room left is less than half of what has arrived, grows to twice the
+ * bytes received, up to the frame size: what a peer merely claims is never
+ * allocated.  Past 256 KiB the buffer is a mapping grown by mremap (arena.h),
+ * so growth copies nothing.
  *
  * Limits, checked on each frame header before any body byte is stored:
  * reserved flag bits must be zero, a command must not have MORE, a frame

@@ -105,6 +105,8 @@ typedef struct zm_conn {
     int fd;
     int state;
     int connecter;        /* we dialled it: redial when it drops */
+    int subs_early;       /* inproc SUB/XSUB: subscriptions went into the
+                           * pipe at connect, before the binder adopted it */
     zm_addr addr;         /* connecter: where to */
     zm_sockopts tcp;      /* connecter: the socket's transport options at
                              connect(), for every dial (libzmq copies them

@@ -189,6 +189,7 @@ int zm_sock_inproc_connect(zm_sock *s, const char *endpoint, zm_pipe **peer)
     zm_pipe_set_end(p, 0, s->mb, s->type, s->routing_id, s->routing_id_len,
                     s->sndhwm, s->rcvhwm);
     zm_route_connected(s, c); /* CONNECT_ROUTING_ID, PROBE_ROUTER */
+    zm_sub_connected_inproc(s, c); /* a SUB's subscriptions, at once */
     *peer = p;
     return 0;
 }

@@ -209,6 +209,9 @@ int zm_pub_events(zm_sock *s);
 int zm_xpub_events(zm_sock *s);
 int zm_xsub_events(zm_sock *s);
 void zm_sub_attached(zm_sock *s, zm_conn *c);
+/* SUB, XSUB connecting over inproc: the subscriptions go into the new pipe
+ * at once (the binder reads them when it adopts it, as libzmq's). */
+void zm_sub_connected_inproc(zm_sock *s, zm_conn *c);
 void zm_pub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);
 void zm_xpub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);
 void zm_sub_incoming(zm_sock *s, zm_conn *c, zm_msg *msg);

@@ -181,6 +181,23 @@ static void replay_cb(void *ctx, const unsigned char *topic, size_t n,
  * publisher, ahead of anything else. */
 void zm_sub_attached(zm_sock *s, zm_conn *c)
 {
+    if (c->subs_early)
+        return; /* sent at connect (zm_sub_connected_inproc), and since */
+    if (s->subs.topics > 0) {
+        replay_ctx rc = {c};
+        zm_subs_apply(&s->subs, replay_cb, &rc);
+    }
+}
+
+void zm_sub_connected_inproc(zm_sock *s, zm_conn *c)
+{
+    if (s->type != ZM_SUB && s->type != ZM_XSUB)
+        return;
+    /* A PUB sending right after our connect (before this socket is called
+     * again) would otherwise find no subscription: the pipe carries them
+     * ahead of anything else, whatever the binder's type (an incompatible
+     * one drops the pipe unread). */
+    c->subs_early = 1;
     if (s->subs.topics > 0) {
         replay_ctx rc = {c};
         zm_subs_apply(&s->subs, replay_cb, &rc);
@@ -333,7 +350,7 @@ static void send_subscription_to_all(zm_sock *s, const unsigned char *topic,
                                      size_t n, int on)
 {
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
-        if (c->state != ZM_CS_ACTIVE)
+        if (c->state != ZM_CS_ACTIVE && !c->subs_early)
             continue; /* the others get the replay when they are ready */
         conn_send_subscription(c, topic, n, on);
         if (c->fd >= 0)

@@ -149,16 +149,25 @@ static int64_t progress_timeout(zm_progress *p, const collect_ctx *ctx,
         timeout = 0;
     if (ctx->missed && (timeout < 0 || timeout > ZM_PROGRESS_MISSED_NS))
         timeout = ZM_PROGRESS_MISSED_NS;
-    if (timeout < 0) {
-        /* About to sleep with no timeout: announce it, then look for a
-         * call that ended since our look.  The owner does the mirror in
-         * zm_progress_call_done (count the call, then read the flag);
-         * with seq_cst on both sides one of us sees the other. */
+    /* Announce when we look next, then look for a call that ended since
+     * our look.  The owner does the mirror in zm_progress_call_done (count
+     * the call, then read `look_by_ns` / the flag); with seq_cst on both
+     * sides one of us sees the other: a call that asked for us without a
+     * wake (a set-up, trusting `look_by_ns`) is seen here and we come back
+     * within the grace. */
+    __atomic_store_n(&p->look_by_ns,
+                     timeout < 0 ? INT64_MAX : zm_now_ns() + timeout,
+                     __ATOMIC_SEQ_CST);
+    if (timeout < 0)
         __atomic_store_n(&p->sleeping_forever, 1, __ATOMIC_SEQ_CST);
-        for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next)
-            if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) !=
-                ps->seen_calls)
-                timeout = 0; /* look again at once */
+    for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
+        if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) == ps->seen_calls)
+            continue;
+        if (timeout < 0)
+            timeout = 0; /* look again at once */
+        else if (timeout > ZM_PROGRESS_GRACE_NS &&
+                 __atomic_load_n(&ps->woken, __ATOMIC_SEQ_CST))
+            timeout = ZM_PROGRESS_GRACE_NS;
     }
     return timeout;
 }
@@ -318,7 +327,10 @@ void zm_progress_add(zm_progress *p, zm_psock *ps)
     ps->next = p->socks;
     p->socks = ps;
     pthread_mutex_unlock(&p->mu);
-    zm_progress_wake(p);
+    /* No wake: a new socket has nothing to do until a call on it, and the
+     * end of that call wakes the thread when it is wanted or when the
+     * thread sleeps without a timeout (zm_progress_call_done); a thread
+     * that sleeps with one finds it at its next look. */
 }
 
 void zm_progress_remove(zm_progress *p, zm_psock *ps)
@@ -357,7 +369,10 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
         /* One wake per look is enough: the thread clears `woken` (seq_cst)
          * before it looks at the socket, so a call that ends after the look
          * began sees 0 and wakes it again. */
-        if (__atomic_exchange_n(&ps->woken, 1, __ATOMIC_SEQ_CST) == 0)
+        if (__atomic_exchange_n(&ps->woken, 1, __ATOMIC_SEQ_CST) == 0 &&
+            (wanted != ZM_WANT_SETUP ||
+             __atomic_load_n(&p->look_by_ns, __ATOMIC_SEQ_CST) >
+                 zm_now_ns() + ZM_PROGRESS_GRACE_NS))
             zm_progress_wake(p);
     } else if (__atomic_load_n(&p->sleeping_forever, __ATOMIC_SEQ_CST)) {
         zm_progress_wake(p);
@@ -366,17 +381,21 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
 
 int zm_progress_wanted(const zm_sock *s)
 {
+    int setup = 0;
+
     if (s->mon_out.bytes > 0)
-        return 1;
-    /* One walk that stops at the first reason (called at the end of every
-     * call: with many peers, the first connection with output usually). */
+        return ZM_WANT_OUTPUT;
+    /* One walk (called at the end of every call: with many peers, it stops
+     * at the first connection with output, which outranks a set-up). */
     for (const zm_conn *c = s->conns; c != NULL; c = c->next) {
         if (c->state == ZM_CS_DEAD)
             continue;
         if (c->out.bytes > 0 && (c->state == ZM_CS_ACTIVE || c->connecter))
-            return 1; /* zm_sock_pending_out's bytes */
+            return ZM_WANT_OUTPUT; /* zm_sock_pending_out's bytes */
         if (!c->inproc && c->state != ZM_CS_ACTIVE)
-            return 1; /* an inproc one waiting for its bind needs no step */
+            setup = 1; /* an inproc one waiting for its bind needs no step */
     }
+    if (setup)
+        return ZM_WANT_SETUP;
     return 0;
 }

@@ -79,6 +79,8 @@ typedef struct zm_progress {
     int be_live;             /* atomic: wake() may use `be` */
     int wakers;              /* atomic: wake() calls using `be` now */
     int sleeping_forever;    /* atomic: waiting with no timeout */
+    int64_t look_by_ns;      /* atomic: the thread looks at every socket
+                                by then (INT64_MAX: not before a wake) */
     char reason[128];
 } zm_progress;
 
@@ -101,13 +103,19 @@ void zm_progress_remove(zm_progress *p, zm_psock *ps);
  * nothing once the thread is stopping or gone. */
 void zm_progress_wake(zm_progress *p);
 
-/* After an owner's call: does the socket need the thread soon (output
- * waiting for the kernel, connections not ready, timers)? */
+/* After an owner's call: does the socket need the thread soon?  0: no;
+ * ZM_WANT_OUTPUT: output waiting for the kernel (or held back);
+ * ZM_WANT_SETUP: only connections not ready yet (dial, handshake). */
+#define ZM_WANT_OUTPUT 1
+#define ZM_WANT_SETUP 2
 int zm_progress_wanted(const zm_sock *s);
 
 /* The owner ends a call (the socket released): wakes the thread when
- * `wanted`, or when it sleeps with no timeout and so may not know what the
- * call changed (new descriptors, timers). */
+ * `wanted` (ZM_WANT_SETUP: only if the thread would not look within
+ * ZM_PROGRESS_GRACE_NS anyway: within that time it leaves a set-up to the
+ * owner, so waking it earlier buys nothing), or when it sleeps with no
+ * timeout and so may not know what the call changed (new descriptors,
+ * timers). */
 void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted);
 
 /* Write coalescing: the progress thread sends held-back output of a socket

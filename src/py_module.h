@@ -449,7 +449,7 @@ static inline void sock_leave(SocketObject *self)
     if (self->loop.epfd >= 0 && !self->closed)
         zm_loopset_sync(&self->loop, &self->s); /* in_call still set */
     if (self->progress != NULL) {
-        wanted = !self->closed && zm_progress_wanted(&self->s);
+        wanted = self->closed ? 0 : zm_progress_wanted(&self->s);
         /* Relaxed: a hint read by the progress thread's timer only; the
          * wake below (or the release) orders everything that matters. */
         __atomic_store_n(&self->ps.flush_due_ns,

@@ -1123,3 +1123,29 @@ def test_sub_finds_a_match_behind_many_filtered_messages(backend, ctx):
     t0 = time.monotonic()
     assert sub.recv() == b"match"
     assert time.monotonic() - t0 < LATE_S  # not RCVTIMEO: the match was not slept past
+
+
+@pytest.mark.parametrize("lib", ["zmtp", "pyzmq"])
+@pytest.mark.parametrize("kind", ["SUB", "XSUB"])
+def test_pub_sends_right_after_an_inproc_sub_connects(backend, lib, kind):
+    """A SUB (or XSUB) that subscribed and connected over inproc, and is not
+    called again, gets what the PUB sends next: its subscriptions go into
+    the pipe at connect, and the PUB reads them when it adopts the pipe, as
+    libzmq's (pyzmq's inproc, the same script, is the oracle).  Before, the
+    subscription waited for the SUB's next call and the message was dropped."""
+    mod = zmtp if lib == "zmtp" else pytest.importorskip("zmq")
+    c = mod.Context()
+    try:
+        pub = c.socket(mod.PUB)
+        pub.bind("inproc://early-subs")
+        sub = c.socket(getattr(mod, kind))
+        if kind == "SUB":
+            sub.setsockopt(mod.SUBSCRIBE, b"")
+        sub.connect("inproc://early-subs")
+        if kind == "XSUB":
+            sub.send(b"\x01")  # a subscription after connect: into the pipe too
+        pub.send(b"hi")
+        assert sub.poll(TIMEOUT_MS) == mod.POLLIN
+        assert sub.recv() == b"hi"
+    finally:
+        c.destroy(linger=0)

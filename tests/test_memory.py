@@ -86,6 +86,54 @@ def test_huge_claim_small_pages(rbs):
     assert dec.pending == 9 + received
 
 
+@pytest.mark.parametrize("chunk", [300_000, 3 * MiB])
+def test_huge_claim_mapped_growth(chunk):
+    """Past the size where a frame's buffer becomes a mapping grown by
+    mremap (arena.c), growth still follows the bytes received: at most
+    twice them plus the read page, whatever the header claims; each growth
+    is counted, and the buffer goes with the decoder (the warm mapping it
+    may leave is not a live page)."""
+    base = stats()
+    dec = codec.Decoder(greeting=False)
+    assert dec.feed(long_header(2**63 - 1)) == []
+    received = 0
+    body = bytes(range(251)) * (chunk // 251 + 1)
+    while received < 24 * MiB:
+        assert dec.feed(body[:chunk]) == []
+        received += chunk
+        live = zmtp.memory_stats()["page_bytes_live"] - base["page_bytes_live"]
+        assert received <= live <= PAGE + 2 * received, (received, live)
+    assert dec.pending == 9 + received
+    assert zmtp.memory_stats()["page_grows"] > base["page_grows"]
+    del dec
+    after = stats()
+    assert after["page_bytes_live"] == base["page_bytes_live"]
+    assert after["pages_live"] == base["pages_live"]
+
+
+@pytest.mark.parametrize("size", [PAGE + 1, 300_000, 5 * MiB + 3])
+def test_big_frame_buffer_is_the_frame(size):
+    """A finite big frame ends in a buffer of its own size (growth stops at
+    the frame; up to two pages, two pages), its content intact across mremap moves; two in a row (the
+    second may reuse the warm mapping the first left) both correct."""
+    for seed in range(2):
+        base = stats()
+        body = bytes((i * 13 + seed) % 256 for i in range(256)) * (size // 256) + b"t" * (size % 256)
+        dec = codec.Decoder(greeting=False)
+        wire = codec.encode_message([body])
+        events = []
+        for i in range(0, len(wire), 100_000):
+            events += dec.feed(wire[i : i + 100_000])
+        (msg,) = events
+        frame = msg.frames[0]
+        del dec, msg, events
+        # up to two pages: two pages at once (a size the page cache keeps)
+        assert stats()["page_bytes_live"] - base["page_bytes_live"] == max(size, 2 * PAGE)
+        assert frame.bytes == body
+        del frame
+        assert stats()["page_bytes_live"] == base["page_bytes_live"]
+
+
 @pytest.mark.parametrize("size", [2**64 - 1, 2**63])
 @pytest.mark.parametrize("split", [False, True])
 def test_frame_size_top_bit_is_refused(size, split):

@@ -454,13 +454,23 @@ def test_proxy_thread_answers_while_another_thread_holds_the_gil(backend: str, c
 
 
 SIGNAL_PEER = r"""
+import signal
 import sys
 import zmtp
+hits = []
+def once(signum, frame):
+    # the first SIGINT interrupts; later ones (the test repeats it until it
+    # hears back) must not interrupt the reporting below
+    hits.append(signum)
+    if len(hits) == 1:
+        raise KeyboardInterrupt
+signal.signal(signal.SIGINT, once)
 ctx = zmtp.Context()
 front, back = ctx.socket(zmtp.PULL), ctx.socket(zmtp.PUSH)
 front.bind("tcp://127.0.0.1:*")
+back.bind("tcp://127.0.0.1:*")
 try:
-    print("ready", flush=True)
+    print("ready", front.last_endpoint.decode(), back.last_endpoint.decode(), flush=True)
     zmtp.proxy(front, back)
 except KeyboardInterrupt:
     print("interrupted", front.getsockopt(zmtp.RCVHWM), flush=True)
@@ -477,8 +487,16 @@ def test_proxy_on_the_main_thread_runs_signal_handlers() -> None:
     from helpers import Peer
 
     peer = Peer(SIGNAL_PEER)
+    zctx = zmq.Context()
     try:
-        peer.expect("ready", timeout=DEADLINE_S)
+        ready = peer.expect("ready", timeout=DEADLINE_S)
+        # a message through the proxy: it is running before the first SIGINT
+        push, pull = zctx.socket(zmq.PUSH), zctx.socket(zmq.PULL)
+        pull.rcvtimeo = int(DEADLINE_S * 1000)
+        push.connect(ready[0])
+        pull.connect(ready[1])
+        push.send(b"through")
+        assert pull.recv() == b"through"
         line = None
         for _ in range(int(DEADLINE_S / 0.2)):
             os.kill(peer.proc.pid, signal.SIGINT)
@@ -488,6 +506,7 @@ def test_proxy_on_the_main_thread_runs_signal_handlers() -> None:
         assert line == "interrupted 1000", line
     finally:
         peer.kill()
+        zctx.destroy(linger=0)
 
 
 def test_mixed_transports(backend: str, ctx: Any, zctx: Any, spawn: Any, tmp_path: Any) -> None:
