@@ -2,9 +2,10 @@
  * engine.c - the socket (see engine.h, its public interface): set-up and
  * teardown, listeners (bind, unbind, accept), connect, disconnect and
  * adopting a descriptor, the non-blocking step of all its I/O
- * (zm_sock_process), what to wait for (zm_sock_watch) and the writing of
- * output held back (flush, push_output).  Sending, receiving and
- * readiness per socket type are engine_route.c's.
+ * (zm_sock_process), what to wait for (zm_sock_watch), the readiness set
+ * of its connections (many peers: which to read, one descriptor to wait
+ * on) and the writing of output held back (flush, push_output).  Sending,
+ * receiving and readiness per socket type are engine_route.c's.
  *
  * May call: engine_conn.c (a connection's step, dial, handshake, write,
  * free), engine_inproc.c (adopting offered pipes), engine_route.c
@@ -20,9 +21,106 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #define ZM_ACCEPT_BATCH 16
+
+/* ================================================================== */
+/* The readiness set (many peers)                                     */
+/* ================================================================== */
+
+/*
+ * With thousands of connected peers and only a few talking, a step that
+ * tried a recv on every connection (EAGAIN for nearly all), and a wait
+ * that watched and unwatched every descriptor, cost two syscalls per peer
+ * per request.  Instead the ACTIVE tcp/ipc connections are kept in one
+ * epoll set per socket (level-triggered EPOLLIN; HUP and ERR always
+ * come): a step asks it which have bytes (one epoll_wait that never
+ * sleeps) and reads only those, and a wait watches the set's descriptor
+ * instead of theirs.  Below ZM_RSET_MIN such connections none of this
+ * happens (one extra syscall per step would cost the few-peers rows more
+ * than it saves).  Who adds: zm_sock_process, after a connection's step
+ * found it ACTIVE; who removes: zm_rset_forget, before its descriptor
+ * closes (zm_conn_lost); the set goes with the socket (zm_sock_destroy).
+ * All on the thread that holds the socket.  Errors are not fatal: a
+ * connection that could not be added is read at every step, as before,
+ * and a failed epoll_wait makes the step read them all.
+ */
+#define ZM_RSET_MIN ((size_t)16)
+#define ZM_RSET_BATCH 64
+
+static void rset_add(zm_sock *s, zm_conn *c)
+{
+    struct epoll_event ev;
+
+    if (s->rset_fd < 0) {
+        int fd = epoll_create1(EPOLL_CLOEXEC);
+        if (fd < 0)
+            return;
+        s->rset_fd = fd;
+        s->fd_gen++;
+    }
+    if ((size_t)c->fd >= s->rset_cap) {
+        size_t cap = s->rset_cap;
+        unsigned char *m = zm_grow(s->rset_mark, &cap, NULL, s->rset_cap,
+                                   (size_t)c->fd + 1, 1, 256);
+        if (m == NULL)
+            return;
+        memset(m + s->rset_cap, 0, cap - s->rset_cap);
+        s->rset_mark = m;
+        s->rset_cap = cap;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.fd = c->fd;
+    ZM_COUNT(ZM_CNT_EPOLL_CTL);
+    if (epoll_ctl(s->rset_fd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+        return;
+    s->rset_mark[c->fd] = 0;
+    c->rset_reg = 1;
+    s->rset_n++;
+}
+
+void zm_rset_forget(zm_sock *s, zm_conn *c)
+{
+    if (!c->rset_reg)
+        return;
+    ZM_COUNT(ZM_CNT_EPOLL_CTL);
+    (void)epoll_ctl(s->rset_fd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->rset_reg = 0;
+    s->rset_n--;
+}
+
+/* Whether the set is consulted now: it holds enough connections. */
+static int rset_used(const zm_sock *s)
+{
+    return s->rset_fd >= 0 && s->rset_n >= ZM_RSET_MIN;
+}
+
+/* Mark the fds the set reports readable; 0, or -1 when it could not say
+ * (then every connection is read).  Level-triggered entries go back to
+ * the end of the kernel's ready list once reported, so with more ready
+ * than a batch the calls are bounded by the set's size. */
+static int rset_poll(zm_sock *s)
+{
+    struct epoll_event evs[ZM_RSET_BATCH];
+    size_t rounds = s->rset_n / ZM_RSET_BATCH + 1;
+
+    for (size_t r = 0; r < rounds; r++) {
+        int n;
+        ZM_COUNT(ZM_CNT_EPOLL_WAIT);
+        n = epoll_wait(s->rset_fd, evs, ZM_RSET_BATCH, 0);
+        if (n < 0)
+            return -1;
+        for (int i = 0; i < n; i++)
+            if ((size_t)evs[i].data.fd < s->rset_cap)
+                s->rset_mark[evs[i].data.fd] = 1;
+        if (n < ZM_RSET_BATCH)
+            break;
+    }
+    return 0;
+}
 
 static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
 {
@@ -84,6 +182,20 @@ static void reap_dead(zm_sock *s)
     }
 }
 
+/* A registered connection the set did not report, with nothing to write,
+ * no bytes in its decoder and no timer due: its step would do nothing, so
+ * zm_sock_process does not take it (a few fields read, no call). */
+static int conn_quiet(const zm_sock *s, const zm_conn *c, int64_t now)
+{
+    int64_t t;
+
+    if (!c->idle_in || c->state != ZM_CS_ACTIVE || c->out.bytes != 0 ||
+        c->flush_at_ns != 0 || c->dec.page != NULL)
+        return 0;
+    t = zm_conn_next_timer(s, c);
+    return t < 0 || t > now;
+}
+
 void zm_sock_io_ready(zm_sock *s, int fd)
 {
     for (zm_listener *l = s->listeners; l != NULL; l = l->next)
@@ -107,8 +219,28 @@ void zm_sock_process(zm_sock *s, int64_t now)
     for (zm_listener *l = s->listeners; l != NULL; l = l->next)
         if (l->pending || now >= l->next_try_ns)
             listener_accept(s, l, now);
-    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+    int use = rset_used(s) && rset_poll(s) == 0;
+    size_t nio = 0;
+
+    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (use && c->rset_reg) {
+            c->idle_in = !s->rset_mark[c->fd];
+            s->rset_mark[c->fd] = 0;
+            if (conn_quiet(s, c, now)) {
+                c->idle_in = 0;
+                nio++;
+                continue;
+            }
+        }
         zm_conn_step(s, c, now);
+        c->idle_in = 0;
+        if (c->state == ZM_CS_ACTIVE && c->fd >= 0 && !c->inproc && !c->raw) {
+            nio++;
+            if (!c->rset_reg && s->nio >= ZM_RSET_MIN)
+                rset_add(s, c);
+        }
+    }
+    s->nio = nio;
     reap_dead(s);
 }
 
@@ -142,6 +274,7 @@ int zm_sock_init(zm_sock *s, int type)
     zm_subs_init(&s->subs, 0);
     s->peer_max_sub_nodes = ZM_SUBS_MAX_NODES_DEFAULT;
     s->mon_fd = -1;
+    s->rset_fd = -1;
     zm_outq_init(&s->mon_out);
     return 0;
 }
@@ -172,6 +305,9 @@ void zm_sock_destroy(zm_sock *s)
     zm_outq_free(&s->mon_out);
     zm_mech_wipe(s->plain_password, sizeof(s->plain_password));
     zm_zap_close(s);
+    if (s->rset_fd >= 0)
+        close(s->rset_fd); /* its registrations go with it */
+    free(s->rset_mark);
     while (s->conns != NULL) {
         zm_conn *c = s->conns;
         s->conns = c->next;
@@ -199,6 +335,7 @@ void zm_sock_destroy(zm_sock *s)
         zm_page_decref(s->pubpage);
     memset(s, 0, sizeof(*s));
     s->mon_fd = -1;
+    s->rset_fd = -1;
 }
 
 int zm_sock_bind(zm_sock *s, const char *endpoint, int parsed,
@@ -394,22 +531,45 @@ static unsigned conn_interest(const zm_sock *s, const zm_conn *c)
     return ev;
 }
 
+/* Whether a wait may watch the readiness set instead of its connections:
+ * not while one of them wants no input (RCVHWM, read-ahead, XPUB's
+ * queue): the set is level-triggered and would wake the wait for it at
+ * once, again and again.  Those waits watch each connection, as before. */
+static int rset_waitable(const zm_sock *s)
+{
+    if (!rset_used(s) || xpub_full(s))
+        return 0;
+    if (s->conns_in == 0)
+        return 1; /* no input queued: every connection wants more */
+    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+        if (c->rset_reg && !(conn_interest(s, c) & WATCH_IN))
+            return 0;
+    return 1;
+}
+
 void zm_sock_watch_traffic(zm_sock *s, zm_watch_fn watch, void *ctx)
 {
+    int use_set = rset_waitable(s);
+
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
         unsigned ev;
 
         if (c->inproc || c->state != ZM_CS_ACTIVE || c->fd < 0)
             continue;
         ev = conn_interest(s, c);
+        if (use_set && c->rset_reg)
+            ev &= ~(unsigned)WATCH_IN; /* the set's descriptor says */
         if (ev != 0)
             watch(ctx, c->fd, ev);
     }
+    if (use_set)
+        watch(ctx, s->rset_fd, WATCH_IN);
 }
 
 int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
 {
     int64_t next = -1;
+    int use_set = rset_waitable(s);
 
     /* At the handshake cap, a waiting backlog would wake the owner for
      * nothing: the listeners are watched again once a handshake ends. */
@@ -439,6 +599,8 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
             ev = conn_interest(s, c);
+            if (use_set && c->rset_reg)
+                ev &= ~(unsigned)WATCH_IN; /* the set's descriptor says */
             break;
         }
         default:
@@ -447,5 +609,7 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
         if (ev != 0 && c->fd >= 0)
             watch(ctx, c->fd, ev);
     }
+    if (use_set)
+        watch(ctx, s->rset_fd, WATCH_IN);
     return next;
 }

@@ -182,6 +182,9 @@ typedef struct zm_conn {
     size_t ends_cap, ends_head, ends_n;
     /* input */
     zm_msgq inq;
+    size_t *conns_in;       /* &zm_sock.conns_in: counts this connection
+                               while inq is not empty (engine_int.h,
+                               zm_route_queue_in and conn_pop) */
     /* the peer's routing id (ROUTER) */
     unsigned char rid[255];
     size_t rid_len;
@@ -201,6 +204,12 @@ typedef struct zm_conn {
     int64_t last_write_ns;  /* last sendmsg of messages (coalescing) */
     int64_t flush_at_ns;    /* held-back output must go by then (0: none) */
     int lost_errno;         /* why the transport failed (0: EOF or unknown) */
+    int rset_reg;           /* fd is in the socket's readiness set
+                               (zm_sock.rset_fd, engine.c) */
+    int idle_in;            /* set around one zm_conn_step by the step that
+                               found fd not readable in the readiness set:
+                               conn_read decodes what it holds but makes
+                               no recv (that would only say EAGAIN) */
     /* inproc: the pipe instead of fd, decoder and output queue */
     int inproc;             /* an inproc connection (for good) */
     zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
@@ -390,6 +399,23 @@ typedef struct zm_sock {
                                     descriptor (accept, dial, bind, adopt,
                                     monitor): a number watched before may
                                     now name another file (loopset.c) */
+
+    /* The readiness set (engine.c, "Many peers"): an epoll descriptor
+     * holding the fds of ACTIVE tcp/ipc connections (level-triggered
+     * EPOLLIN), made once ZM_RSET_MIN of them were stepped.  A step asks
+     * it once (epoll_wait, no wait) which of them the kernel has bytes
+     * for and reads only those; the blocking wait and the progress thread
+     * watch it instead of each connection.  -1: none. */
+    int rset_fd;
+    size_t rset_n;               /* connections in it */
+    size_t nio;                  /* ACTIVE tcp/ipc connections at the last
+                                    full step */
+    size_t conns_in;             /* connections with a message in inq: 0
+                                    lets a receive say EAGAIN without
+                                    walking them (pick_next) */
+    unsigned char *rset_mark;    /* by fd: reported readable by this step's
+                                    epoll_wait (rset_cap bytes) */
+    size_t rset_cap;
 
     zm_sock_stats stats;
     /* Accepted connections in their handshake (zm_conn.hs_slot): at

@@ -118,6 +118,7 @@ zm_conn *zm_conn_new(zm_sock *s)
     if (c == NULL)
         return NULL;
     c->fd = -1;
+    c->conns_in = &s->conns_in;
     zm_subs_init(&c->subs, s->peer_max_sub_nodes);
     if (conn_decoder_reset(s, c) < 0) {
         free(c);
@@ -425,6 +426,7 @@ void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now)
                           (uint32_t)c->lost_errno, c->endpoint);
             zm_mon_event(s, ZM_EVENT_DISCONNECTED, (uint32_t)c->fd, c->endpoint);
         }
+        zm_rset_forget(s, c);
         close(c->fd);
         c->fd = -1;
     }
@@ -1134,6 +1136,8 @@ static void conn_read(zm_sock *s, zm_conn *c, int64_t now)
                      * ahead than the cache holds (see ZM_READ_AHEAD) */
         if (reads++ >= 16)
             return; /* fairness: let the other connections have a turn */
+        if (c->idle_in)
+            break; /* the readiness set says the kernel has nothing */
         if (zm_decoder_buffer(&c->dec, &buf, &room) < 0) {
             ZM_STAT_ADD(s->stats.protocol_errors[ZM_ERR_NOMEM], 1);
             zm_conn_lost(s, c, now);

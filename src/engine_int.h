@@ -54,6 +54,9 @@ void zm_zap_close(zm_sock *s);
 void zm_conn_dial(zm_sock *s, zm_conn *c, int64_t now);
 void zm_conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc);
 void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now);
+/* Take c's descriptor out of the socket's readiness set before it closes
+ * (engine.c; nothing when it is not in it). */
+void zm_rset_forget(zm_sock *s, zm_conn *c);
 void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now);
 int64_t zm_conn_next_timer(const zm_sock *s, const zm_conn *c);
 void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now);
@@ -234,6 +237,8 @@ void zm_mon_drain(zm_sock *s);
 static inline void conn_pop(zm_conn *c, zm_msg *out)
 {
     zm_msgq_pop(&c->inq, out);
+    if (c->inq.n == 0)
+        (*c->conns_in)--;
     if (c->pipe != NULL)
         zm_pipe_consumed(c->pipe, c->pipe_end, 1);
 }
@@ -329,7 +334,7 @@ static inline zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
     zm_conn *start = *cursor != NULL ? *cursor : s->conns;
     zm_conn *c = start;
 
-    if (c == NULL)
+    if (c == NULL || (dir == PICK_IN && s->conns_in == 0))
         return NULL;
     do {
         if (dir == PICK_IN ? c->inq.n > 0 : conn_can_queue(s, c)) {
@@ -344,10 +349,7 @@ static inline zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
 /* ZM_POLLIN when some peer has a message queued for the application. */
 static inline int zm_route_any_in(const zm_sock *s)
 {
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
-        if (c->inq.n > 0)
-            return ZM_POLLIN;
-    return 0;
+    return s->conns_in > 0 ? ZM_POLLIN : 0;
 }
 
 /* A message from a peer joins its input queue (dropped and counted when
@@ -359,6 +361,8 @@ static inline void zm_route_queue_in(zm_sock *s, zm_conn *c, zm_msg *msg)
     if (zm_msgq_push(&c->inq, msg) < 0) {
         zm_msg_clear(msg);
         ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+    } else if (c->inq.n == 1) {
+        s->conns_in++;
     }
 }
 

@@ -381,10 +381,21 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
 
 int zm_progress_wanted(const zm_sock *s)
 {
-    if (zm_sock_pending_out(s) > 0 || s->mon_out.bytes > 0)
+    int setup = 0;
+
+    if (s->mon_out.bytes > 0)
         return ZM_WANT_OUTPUT;
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
-        if (!c->inproc && c->state != ZM_CS_ACTIVE && c->state != ZM_CS_DEAD)
-            return ZM_WANT_SETUP; /* an inproc one waiting for its bind needs no step */
+    /* One walk (called at the end of every call: with many peers, it stops
+     * at the first connection with output, which outranks a set-up). */
+    for (const zm_conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->state == ZM_CS_DEAD)
+            continue;
+        if (c->out.bytes > 0 && (c->state == ZM_CS_ACTIVE || c->connecter))
+            return ZM_WANT_OUTPUT; /* zm_sock_pending_out's bytes */
+        if (!c->inproc && c->state != ZM_CS_ACTIVE)
+            setup = 1; /* an inproc one waiting for its bind needs no step */
+    }
+    if (setup)
+        return ZM_WANT_SETUP;
     return 0;
 }

@@ -33,7 +33,7 @@ import pytest
 import zmtp
 from zmtp import _zmtp
 
-from helpers import connect_to, wait_for
+from helpers import connect_to, psock, wait_for, zsock
 
 N_PEERS = 5000
 #: both ends of every peer's connection live in this process
@@ -74,9 +74,10 @@ def endpoint_dir() -> Iterator[str]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def connect_peers(pull: Any, endpoint: str, n: int) -> List[socket.socket]:
-    """n raw peers that sent their greeting and READY to `pull`, all
-    handshakes done on zmtp's side (counted by a monitor)."""
+def connect_peers(pull: Any, endpoint: str, n: int, hello: Any = HELLO) -> List[socket.socket]:
+    """n raw peers that sent their greeting and READY (`hello`, or hello[i]
+    for peer i when a list) to `pull`, all handshakes done on zmtp's side
+    (counted by a monitor)."""
     mon = pull.get_monitor_socket(zmtp.EVENT_HANDSHAKE_SUCCEEDED)
     mon.rcvtimeo = RCVTIMEO_MS
     peers: List[socket.socket] = []
@@ -84,7 +85,7 @@ def connect_peers(pull: Any, endpoint: str, n: int) -> List[socket.socket]:
         while len(peers) < n:
             for _ in range(min(BATCH, n - len(peers))):
                 s = connect_to(endpoint)
-                s.sendall(HELLO)
+                s.sendall(hello[len(peers)] if isinstance(hello, list) else hello)
                 peers.append(s)
             # The progress thread accepts while nobody calls on the PULL.
             wait_for(lambda: pull.stats()["accepted"] >= len(peers), 30, f"zmtp to accept {len(peers)} peers")
@@ -163,6 +164,234 @@ def test_blocking_recv_wakes_for_any_of_5000_peers(backend, transport, ctx, spaw
             timed_recv(pull, spawn, ctx.term)
         print(f"\n{backend} {transport}: {N_PEERS} handshakes in {setup_s:.1f} s; wake-up ms: "
               + ", ".join(f"{k} {v * 1000:.1f}" for k, v in times.items()))
+    finally:
+        for s in peers:
+            s.close()
+
+
+# ---------------------------------------------------------------------------
+# Issue 19: the per-call cost is flat in the number of connected peers.  A
+# step reads only the connections the socket's readiness set reports, and a
+# blocking wait watches that set instead of every connection (engine.c,
+# "The readiness set"; docs/architecture.md "Many peers").
+# ---------------------------------------------------------------------------
+
+#: round trips measured per case (syscall counts are averaged over them)
+ROUNDS = 200
+#: peers for the "every peer served" cases: thousands, yet a few seconds
+MANY = 2000
+
+
+def bind_endpoint(sock: Any, transport: str, directory: str, name: str) -> str:
+    """Bind `sock` to a fresh tcp port or an ipc path in `directory`."""
+    if transport == "tcp":
+        sock.bind("tcp://127.0.0.1:*")
+    else:
+        sock.bind(f"ipc://{directory}/{name}")
+    return sock.last_endpoint.decode()
+
+
+def io_per_request(transport: str, ctx: Any, directory: str, idle: int) -> Dict[str, float]:
+    """zmtp.io_stats() per request of a zmtp ROUTER echoing ROUNDS requests
+    of one pyzmq DEALER while `idle` other pyzmq DEALERs are connected."""
+    import zmq
+
+    zctx = zmq.Context()  # its own: MAX_SOCKETS counts from its first socket
+    zctx.set(zmq.MAX_SOCKETS, idle + 64)
+    try:
+        return _io_per_request(transport, ctx, zctx, directory, idle)
+    finally:
+        zctx.destroy(linger=0)
+
+
+def _io_per_request(transport: str, ctx: Any, zctx: Any, directory: str, idle: int) -> Dict[str, float]:
+    """io_per_request's body, on the pyzmq Context `zctx`."""
+    import zmq
+
+    router = zsock(ctx, zmtp.ROUTER, linger=0)
+    endpoint = bind_endpoint(router, transport, directory, f"r{idle}")
+    peers = [psock(zctx, zmq.DEALER) for _ in range(idle)]
+    for d in peers:
+        d.connect(endpoint)
+        d.send(b"hello")
+    for _ in range(idle):  # every idle peer's handshake done and heard
+        router.recv_multipart()
+    active = psock(zctx, zmq.DEALER)
+    active.connect(endpoint)
+    active.send(b"warm-up")
+    router.send_multipart(router.recv_multipart())
+    assert active.recv() == b"warm-up"
+    before = _zmtp.io_stats()
+    for i in range(ROUNDS):
+        active.send(b"%d" % i)
+        router.send_multipart(router.recv_multipart())
+        assert active.recv() == b"%d" % i
+    after = _zmtp.io_stats()
+    router.close()
+    for d in peers + [active]:
+        d.close()
+    per = {k: (after[k] - before[k]) / ROUNDS for k in before}
+    per["syscalls"] = sum(per[k] for k in ("recv", "epoll_ctl", "epoll_wait", "io_uring_enter"))
+    return per
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_syscalls_per_request_flat_in_idle_peers(backend, transport, ctx, nofile, endpoint_dir):
+    """10 and 1 000 idle peers: the recv calls, and the syscalls of reading
+    and waiting, per request within 2x (they were about 2 per idle peer)."""
+    pytest.importorskip("zmq")
+    few = io_per_request(transport, ctx, endpoint_dir, 10)
+    many = io_per_request(transport, ctx, endpoint_dir, 1000)
+    print(f"\n{backend} {transport} per request: 10 idle {few}; 1000 idle {many}")
+    assert many["recv"] <= 2 * few["recv"] + 2, (few, many)
+    assert many["syscalls"] <= 2 * few["syscalls"] + 4, (few, many)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_zmtp_router_serves_every_one_of_thousands_of_pyzmq_dealers(backend, transport, ctx, zctx, nofile,
+                                                                   endpoint_dir):
+    """MANY pyzmq DEALERs each make a request at once; the zmtp ROUTER
+    answers each, and each DEALER gets its own reply."""
+    import zmq
+
+    zctx.set(zmq.MAX_SOCKETS, MANY + 64)
+    router = zsock(ctx, zmtp.ROUTER, linger=0, rcvhwm=0, sndhwm=0)
+    endpoint = bind_endpoint(router, transport, endpoint_dir, "router")
+    dealers = [psock(zctx, zmq.DEALER) for _ in range(MANY)]
+    for i, d in enumerate(dealers):
+        d.connect(endpoint)
+        d.send(b"request %d" % i)
+        if (i + 1) % BATCH == 0:  # within the listen backlog (see BATCH)
+            wait_for(lambda: router.stats()["accepted"] >= i + 1, 30, f"zmtp to accept {i + 1} peers")
+    seen = set()
+    for _ in range(MANY):
+        rid, body = router.recv_multipart()
+        seen.add(body)
+        router.send_multipart([rid, b"reply to " + body])
+    assert len(seen) == MANY
+    for i, d in enumerate(dealers):
+        assert d.recv() == b"reply to request %d" % i
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_pyzmq_router_serves_every_one_of_many_zmtp_dealers(backend, transport, ctx, zctx, nofile, endpoint_dir):
+    """The other way round: a pyzmq ROUTER and many zmtp DEALERs of one
+    Context (each DEALER is a socket with one connection)."""
+    import zmq
+
+    n = MANY // 4
+    router = psock(zctx, zmq.ROUTER)
+    endpoint = bind_endpoint(router, transport, endpoint_dir, "prouter")
+    dealers = [zsock(ctx, zmtp.DEALER, linger=0) for _ in range(n)]
+    for i, d in enumerate(dealers):
+        d.connect(endpoint)
+        d.send(b"request %d" % i)
+    for _ in range(n):
+        rid, body = router.recv_multipart()
+        router.send_multipart([rid, b"reply to " + body])
+    for i, d in enumerate(dealers):
+        assert d.recv() == b"reply to request %d" % i
+
+
+PUSH_HELLO = HELLO
+DEALER_HELLO = _zmtp.encode_greeting() + _zmtp.encode_ready({"Socket-Type": "DEALER"})
+
+
+@pytest.mark.parametrize("kind", ["PULL", "ROUTER"])
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_fair_queue_across_many_ready_peers(backend, transport, kind, ctx, nofile, endpoint_dir):
+    """300 peers each send 20 messages with their handshake, so that all are
+    read before the application's first recv: the first 300 messages
+    received come one from each peer (fair-queue across the ready peers),
+    and every message arrives."""
+    n, each = 300, 20
+    sock = zsock(ctx, getattr(zmtp, kind), linger=0)
+    endpoint = bind_endpoint(sock, transport, endpoint_dir, "fair")
+    hello = PUSH_HELLO if kind == "PULL" else DEALER_HELLO
+    peers = [b"peer %d" % i for i in range(n)]
+    burst = [hello + b"".join(_zmtp.encode_frame(p) for _ in range(each)) for p in peers]
+    raw = connect_peers(sock, endpoint, n, burst)
+    try:
+        got = [sock.recv_multipart()[-1] for _ in range(n)]
+        assert sorted(got) == sorted(peers), "the first round is not one message from each peer"
+        rest = [sock.recv_multipart()[-1] for _ in range(n * (each - 1))]
+        assert all(rest.count(p) == each - 1 for p in peers)
+    finally:
+        for s in raw:
+            s.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_asyncio_router_with_many_peers(backend, transport, zctx, endpoint_dir):
+    """zmtp.asyncio's ROUTER (Socket.fileno()'s loop set watches the
+    readiness set's descriptor once 16 peers are in traffic) answers
+    several rounds of round trips, one at a time, from 64 pyzmq DEALERs."""
+    import asyncio
+
+    import zmq
+
+    import zmtp.asyncio
+
+    n, rounds = 64, 3
+    actx = zmtp.asyncio.Context()
+    router = actx.socket(zmtp.ROUTER)
+    router.linger = 0
+    try:
+        endpoint = bind_endpoint(router, transport, endpoint_dir, "aio")
+        dealers = [psock(zctx, zmq.DEALER) for _ in range(n)]
+        for d in dealers:
+            d.connect(endpoint)
+
+        def clients(r: int) -> None:
+            # One round trip at a time: the ROUTER waits on its fileno()
+            # for each request (the case under test).
+            for i, d in enumerate(dealers):
+                d.send(b"%d.%d" % (r, i))
+                assert d.recv() == b"re %d.%d" % (r, i)
+
+        async def serve(r: int) -> None:
+            done = asyncio.get_running_loop().run_in_executor(None, clients, r)
+            for _ in range(n):
+                rid, body = await router.recv_multipart()
+                await router.send_multipart([rid, b"re " + body])
+            await done
+
+        for r in range(rounds):
+            asyncio.run(asyncio.wait_for(serve(r), 30))
+    finally:
+        router.close()
+        actx.term()
+
+
+def test_heartbeats_reach_quiet_peers_in_the_readiness_set(backend, ctx, spawn, nofile, endpoint_dir):
+    """A step skips the quiet connections of the readiness set, but not
+    their timers: a zmtp ROUTER with HEARTBEAT_IVL 100 ms PINGs each of 40
+    idle raw DEALER peers, while nobody calls on it (the progress thread
+    steps it) and while its owner blocks in recv()."""
+    n = 40
+    # The raw peers never answer: a long HEARTBEAT_TIMEOUT keeps them.
+    router = zsock(ctx, zmtp.ROUTER, linger=0, heartbeat_ivl=100, heartbeat_timeout=600000)
+    endpoint = bind_endpoint(router, "tcp", endpoint_dir, "hb")
+    peers = connect_peers(router, endpoint, n, DEALER_HELLO)
+    try:
+        for phase in ("progress thread", "blocking recv"):
+            task = None
+            if phase == "blocking recv":
+                router.rcvtimeo = 30000
+                task = spawn(router.recv_multipart)
+                wait_for(router._in_use, 10, "the recv() to start")
+            for i, s in enumerate(peers):
+                got = b""
+                deadline = time.monotonic() + 10
+                while b"\x04PING" not in got:
+                    assert time.monotonic() < deadline, f"{phase}: peer {i} got no PING"
+                    s.settimeout(max(0.01, deadline - time.monotonic()))
+                    got = got[-8:] + s.recv(65536)
+            if task is not None:
+                # The PINGs kept coming while the call blocked; end it.
+                peers[0].sendall(_zmtp.encode_frame(b"bye"))
+                assert task.result()[-1] == b"bye"
+        assert router.stats()["disconnected"] == 0
     finally:
         for s in peers:
             s.close()
