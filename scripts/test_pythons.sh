@@ -7,15 +7,17 @@
 #   scripts/test_pythons.sh [--part] [python ...]
 #
 # --part runs a stated part of the suite instead of all of it (about a
-# fifth of the time): the API, codec, socket, interop, CURVE/PLAIN/ZAP and
-# asyncio modules, listed in PART below.  Exits non-zero when any
+# third of the time): the API, codec, socket, interop, CURVE/PLAIN/ZAP,
+# asyncio, device, option, ZMTP/2.0 and large-message modules, listed in PART below.  Exits non-zero when any
 # interpreter fails to build, install or pass.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 
 PART="test_pyzmq_api.py test_socket_api.py test_codec_vectors.py test_spec.py test_interop.py
 test_plain.py test_curve.py test_zap.py test_auth.py test_asyncio.py test_zmqstream.py test_compat.py
-test_proxy.py test_devices.py test_options_pattern.py test_options_transport.py test_zmtp20.py"
+test_proxy.py test_devices.py test_options_pattern.py test_options_transport.py test_zmtp20.py
+test_pyzmq_surface.py test_tracker.py test_zero_copy_send.py test_big_frames.py test_many_peers.py
+test_connect_cost.py"
 
 part=0
 pythons=()
