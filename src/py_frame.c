@@ -224,7 +224,7 @@ static void sendref_release(void *opaque);
 PyObject *zm_py_frame_tracker(FrameObject *self)
 {
     zm_page *p = self->f.page;
-    PyObject *mod, *cls, *t;
+    PyObject *refs, *t;
 
     if (!self->tracked)
         Py_RETURN_NONE;
@@ -233,15 +233,11 @@ PyObject *zm_py_frame_tracker(FrameObject *self)
         return zm_py_finished_tracker(); /* zmtp's own copy */
     /* Frame(data, copy=False, track=True): done when the Frame and every
      * queue it went to let go of data. */
-    mod = PyImport_ImportModule("zmtp.sugar.tracker");
-    if (mod == NULL)
+    refs = PyTuple_Pack(1, ((zm_ext *)(void *)p->data)->opaque);
+    if (refs == NULL)
         return NULL;
-    cls = PyObject_GetAttrString(mod, "MessageTracker");
-    Py_DECREF(mod);
-    if (cls == NULL)
-        return NULL;
-    t = PyObject_CallOneArg(cls, ((zm_ext *)(void *)p->data)->opaque);
-    Py_DECREF(cls);
+    t = zm_py_tracker_of(refs);
+    Py_DECREF(refs);
     return t;
 }
 

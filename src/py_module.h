@@ -99,6 +99,8 @@ typedef struct {
 /* zmtp.sugar.tracker._FINISHED_TRACKER (a new reference), or NULL with an
  * exception: what a tracked send or Frame reports, zmtp having copied. */
 PyObject *zm_py_finished_tracker(void);
+/* zmtp.MessageTracker(*refs) (a tuple), or NULL with an exception. */
+PyObject *zm_py_tracker_of(PyObject *refs);
 
 /* Large frames sent by reference (issue 19; py_frame.c).  A _SendRef holds
  * the caller's buffer (a Py_buffer view) while the external page made for

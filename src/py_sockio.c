@@ -113,7 +113,7 @@ static int check_tracked(zmtp_state *st, PyObject *part, int track)
 }
 
 /* MessageTracker(*refs) (a new reference), or NULL with an exception. */
-static PyObject *tracker_of(PyObject *refs)
+PyObject *zm_py_tracker_of(PyObject *refs)
 {
     PyObject *mod = PyImport_ImportModule("zmtp.sugar.tracker");
     PyObject *cls, *t;
@@ -141,7 +141,7 @@ static PyObject *send_result(zmtp_state *st, PyObject *last, int copy,
     if (copy)
         Py_RETURN_NONE;
     if (track && refs != NULL)
-        return tracker_of(refs);
+        return zm_py_tracker_of(refs);
     if (last_ref)
         Py_RETURN_NONE; /* pyzmq: an untracked Frame's tracker */
     return zm_py_finished_tracker();

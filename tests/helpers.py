@@ -16,6 +16,7 @@ import ctypes
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -329,3 +330,13 @@ def queue_rounds(clients: Sequence[Any], worker: Any, rounds: int = 20) -> None:
             worker.send_multipart([b"rep"] + msg[1:])
         for i, c in enumerate(clients):
             assert c.recv_multipart() == [b"rep", b"%d.%d" % (i, rnd)]
+
+
+def ipv6_loopback() -> bool:
+    """True when this machine can bind ::1."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 import zmq
 
 import zmtp
+from helpers import ipv6_loopback
 
 
 def settle(sock, ms: int = 150) -> None:
@@ -17,15 +17,6 @@ def settle(sock, ms: int = 150) -> None:
     deadline = time.monotonic() + ms / 1000
     while (left := deadline - time.monotonic()) > 0:
         sock.poll(max(1, int(left * 1000)), 0)
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")

@@ -28,7 +28,7 @@ import pytest
 import zmq
 
 import zmtp
-from helpers import DEADLINE_S, raises_errno, wait_for
+from helpers import DEADLINE_S, ipv6_loopback, raises_errno, wait_for
 from zmtp.utils.monitor import parse_monitor_message
 
 TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)
@@ -44,16 +44,6 @@ TUNED = {
     "tcp_keepalive": 1, "tcp_keepalive_cnt": 7, "tcp_keepalive_idle": 33, "tcp_keepalive_intvl": 5,
     "tcp_maxrt": 1234, "sndbuf": 65536, "rcvbuf": 98304, "tos": 0x28, "backlog": 7,
 }
-
-
-def ipv6_loopback() -> bool:
-    """True when this machine can bind ::1."""
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def kernel(fd: int) -> Dict[str, Any]:
