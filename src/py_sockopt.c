@@ -66,6 +66,7 @@
 #define ZO_CURVE_SERVERKEY 50
 /* Transport (transport.h's zm_sockopts, and the socket's own) */
 #define ZO_AFFINITY 4
+#define ZO_THREAD_SAFE 81
 #define ZO_SNDBUF 11
 #define ZO_RCVBUF 12
 #define ZO_BACKLOG 19
@@ -665,6 +666,15 @@ static int set_affinity(SocketObject *self, const sockopt *o, PyObject *value)
     return 0;
 }
 
+/* THREAD_SAFE: read-only; 0 for every socket type zmtp has (libzmq says 1
+ * only for its draft thread-safe types, SERVER, CLIENT, RADIO, DISH...). */
+static PyObject *get_thread_safe(SocketObject *self, const sockopt *o)
+{
+    (void)self;
+    (void)o;
+    return PyLong_FromLong(0);
+}
+
 static PyObject *get_affinity(SocketObject *self, const sockopt *o)
 {
     (void)o;
@@ -993,6 +1003,8 @@ static const sockopt sockopts[] = {
                             CURVE_KEY(s.mech_cfg.curve_server)},
     /* Transport (transport.h's zm_sockopts; docs/options.md) */
     [ZO_AFFINITY] = {"AFFINITY", set_affinity, get_affinity, 0, 0, 0},
+    [ZO_THREAD_SAFE] = {"THREAD_SAFE", set_read_only, get_thread_safe, 0, 0,
+                        0},
     [ZO_SNDBUF] = {"SNDBUF", INT_OPT(s.tcp.sndbuf, -1, INT32_MAX)},
     [ZO_RCVBUF] = {"RCVBUF", INT_OPT(s.tcp.rcvbuf, -1, INT32_MAX)},
     [ZO_BACKLOG] = {"BACKLOG", INT_OPT(s.tcp.backlog, 0, INT32_MAX)},

@@ -313,3 +313,21 @@ def test_term_with_sockets_open_warns_and_returns(backend: str) -> None:
     s.close()
     with zmtp.Context() as clean:  # nothing left open: no warning
         clean.socket(zmtp.PUSH).close()
+
+
+@pytest.mark.parametrize("kind", ["PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH",
+                                  "XPUB", "XSUB", "STREAM"])
+def test_thread_safe_reads_as_pyzmq(kind):
+    """THREAD_SAFE is read-only and 0 for every standard socket type, as
+    libzmq's (pyzmq beside); setting it is EINVAL in both."""
+    for lib in (zmtp, zmq):
+        c = lib.Context()
+        try:
+            s = c.socket(getattr(lib, kind))
+            assert s.getsockopt(lib.THREAD_SAFE) == 0
+            with pytest.raises(lib.ZMQError) as info:
+                s.setsockopt(lib.THREAD_SAFE, 1)
+            assert info.value.errno == errno.EINVAL
+            s.close()
+        finally:
+            c.term()

@@ -69,6 +69,7 @@ from zmtp.constants import (
     ZAP_DOMAIN,
     ZAP_ENFORCE_DOMAIN,
     AFFINITY,
+    THREAD_SAFE,
     SNDBUF,
     RCVBUF,
     BACKLOG,
@@ -504,6 +505,7 @@ class Socket(_OptionAttributes, _zmtp.Socket):
     stream_notify = _int_option(STREAM_NOTIFY, "STREAM_NOTIFY: a STREAM socket receives [id, b''] when a peer connects and when it leaves.")
     # transport (docs/options.md): applied to the descriptors of later binds and connects, as libzmq
     affinity = _int_option(AFFINITY, "AFFINITY: I/O thread mask; kept and read back, no effect (zmtp has no I/O threads).")
+    thread_safe = _int_option(THREAD_SAFE, "THREAD_SAFE (read-only): 0, as libzmq for every standard socket type.")
     sndbuf = _int_option(SNDBUF, "SNDBUF: the kernel's SO_SNDBUF for tcp descriptors (-1: the OS default).")
     rcvbuf = _int_option(RCVBUF, "RCVBUF: the kernel's SO_RCVBUF for tcp descriptors (-1: the OS default).")
     backlog = _int_option(BACKLOG, "BACKLOG: listen()'s backlog of tcp and ipc listeners (default 128; libzmq's 100).")
