@@ -261,7 +261,10 @@ def test_a_full_queue_does_not_spin_the_loop(backend: str, hwm: int) -> None:
             calls.clear()
             th.start()
             assert await pull.poll(800, zmtp.POLLOUT) == 0
-            assert len(calls) < 100, len(calls)
+            # a spinning reader runs tens of thousands of times in 0.8 s; a
+            # quiet one once per arrival until the queue is full, which under
+            # load (a sender trickling) was 285 once: the bound tells the two apart
+            assert len(calls) < 2000, len(calls)
             th.join(DEADLINE_S)
             got = 0
             while got < total:
