@@ -649,6 +649,9 @@ static PyMethodDef SendRef_methods[] = {
 
 static PyType_Slot SendRef_slots[] = {
     {Py_tp_dealloc, (void *)SendRef_dealloc},
+#ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
+    {Py_tp_new, (void *)zm_py_refuse_new},
+#endif
     {Py_tp_getset, SendRef_getset},
     {Py_tp_methods, SendRef_methods},
     {Py_tp_doc, (void *)"A frame zmtp sent by reference to the caller's "
@@ -659,6 +662,6 @@ static PyType_Slot SendRef_slots[] = {
 PyType_Spec zm_py_sendref_spec = {
     .name = "zmtp._zmtp._SendRef",
     .basicsize = sizeof(SendRefObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = Py_TPFLAGS_DEFAULT | ZM_NO_INSTANCES,
     .slots = SendRef_slots,
 };

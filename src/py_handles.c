@@ -107,14 +107,8 @@ static void InprocPipe_dealloc(InprocPipeObject *self)
     Py_DECREF(tp);
 }
 
-/* Made by the binding only.  Python 3.10+ says so with a type flag; 3.9
- * has none, so there the type gets a __new__ that refuses, as the flag
- * would. */
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-#define ZM_NO_INSTANCES Py_TPFLAGS_DISALLOW_INSTANTIATION
-#else
-#define ZM_NO_INSTANCES 0
-static PyObject *InprocPipe_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+#ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
+PyObject *zm_py_refuse_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     (void)args;
     (void)kw;
@@ -125,7 +119,7 @@ static PyObject *InprocPipe_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 static PyType_Slot InprocPipe_slots[] = {
     {Py_tp_dealloc, InprocPipe_dealloc},
 #ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
-    {Py_tp_new, (void *)InprocPipe_new},
+    {Py_tp_new, (void *)zm_py_refuse_new},
 #endif
     {Py_tp_doc, (void *)"The binder's end of an inproc pipe (internal)."},
     {0, NULL},

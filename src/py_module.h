@@ -98,6 +98,15 @@ typedef struct {
 
 /* zmtp.sugar.tracker._FINISHED_TRACKER (a new reference), or NULL with an
  * exception: what a tracked send or Frame reports, zmtp having copied. */
+/* Types made by the binding only.  Python 3.10+ says so with a type flag;
+ * 3.9 has none, so there such a type gets a __new__ that refuses, as the
+ * flag would (py_handles.c). */
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+#define ZM_NO_INSTANCES Py_TPFLAGS_DISALLOW_INSTANTIATION
+#else
+#define ZM_NO_INSTANCES 0
+PyObject *zm_py_refuse_new(PyTypeObject *tp, PyObject *args, PyObject *kw);
+#endif
 PyObject *zm_py_finished_tracker(void);
 /* zmtp.MessageTracker(*refs) (a tuple), or NULL with an exception. */
 PyObject *zm_py_tracker_of(PyObject *refs);
