@@ -28,7 +28,7 @@ import pytest
 import zmq
 
 import zmtp
-from helpers import TIMEOUT_MS, psock, settle, zsock
+from helpers import DEADLINE_S, TIMEOUT_MS, psock, settle, wait_for, zsock
 from zmtp import _zmtp, codec
 
 #: RSS bounds mean nothing under AddressSanitizer (scripts/sanitize.sh): its
@@ -905,6 +905,8 @@ SUBSCRIBER = textwrap.dedent(r"""
         in_order = in_order and seq == expect and len(m) == 64
         expect = seq + 1
         n += 1
+        if mode == "ack" and n % 500 == 0:
+            print("at", n, flush=True)  # the test paces its publisher on these
     print("got", n, in_order, flush=True)
 """)
 
@@ -927,6 +929,11 @@ class Subscriber:
     @property
     def ready(self):
         return "ready" in self.lines
+
+    def received(self):
+        """How many messages an "ack" subscriber has said it has (0 before any)."""
+        at = [ln for ln in self.lines if ln.startswith("at ")]
+        return int(at[-1].split()[1]) if at else 0
 
     def result(self):
         self._t.join(10)
@@ -967,12 +974,12 @@ def start_subscribers(pub, specs):
     return subs
 
 
-def publish(pub, count):
-    """`count` 64-byte messages (b"D", 7-byte sequence number, padding); the
-    time taken."""
+def publish(pub, count, first=0):
+    """`count` 64-byte messages (b"D", 7-byte sequence number from `first`,
+    padding); the time taken."""
     pad = b"p" * 56
     t0 = time.perf_counter()
-    for seq in range(count):
+    for seq in range(first, first + count):
         pub.send(b"D" + seq.to_bytes(7, "big") + pad)
     return time.perf_counter() - t0
 
@@ -1012,10 +1019,19 @@ def test_fanout_hwm_drops_for_a_stalled_subscriber(backend, ctx):
     others get everything."""
     pub = zsock(ctx, zmtp.PUB, sndhwm=1000)
     bind(pub)
-    subs = start_subscribers(pub, [("read", 0)] * 3 + [("stall", 10)])
+    subs = start_subscribers(pub, [("ack", 0)] * 3 + [("stall", 10)])
     try:
         before = rss()
-        took = publish(pub, FANOUT)
+        # The readers keep up by construction: 500 messages at a time, then
+        # wait until each says it has them all but the last 500 (so at most
+        # 1000 are ever on their way: a loaded machine cannot make a reader
+        # fall behind the SNDHWM and lose messages it is owed).  `took` is
+        # the time in send() only: the publisher itself never blocks.
+        took = 0.0
+        for start in range(0, FANOUT, 500):
+            took += publish(pub, 500, start)
+            wait_for(lambda: all(s.received() >= start for s in subs[:3]) or settle(pub, ms=5),
+                     DEADLINE_S, "the readers to take the messages sent")
         grown = rss() - before
         pub.send(END)
         flush_until_exit(pub, subs[:3])
