@@ -167,7 +167,7 @@ from zmtp.sugar.tracker import _FINISHED_TRACKER, MessageTracker
 from zmtp.curve import curve_keypair, curve_public
 from zmtp import backend, utils  # zmq.backend and zmq.utils are attributes of pyzmq's zmq too
 
-#: pyzmq's copy threshold (zmtp copies every frame it sends; accepted for compatibility).
+#: pyzmq's copy threshold: copy=False frames this large are sent by reference (Socket.copy_threshold).
 COPY_THRESHOLD = 65536
 #: zmtp implements none of libzmq's draft API (draft socket types raise EINVAL).
 DRAFT_API = False
