@@ -121,12 +121,22 @@ static int cache_push(zm_page *p)
  *
  * A fresh mapping costs a page fault and the zeroing of every 4 KiB page
  * it touches, which measured slower than the copies it saves (16 MiB
- * frames: half the rate of glibc's realloc, whose heap stays warm).  So
- * the last freed mapping for up to ZM_MAP_WARM_MAX bytes is kept, resident,
- * for the next big buffer (one slot: a stream of big frames reuses it; the
- * larger of two is kept).  Its bytes are not in page_bytes_live (what
- * pages use), only in the process's RSS, as glibc keeps a freed heap. */
-static zm_page *g_warm;      /* the kept mapping, or NULL (under g_cache_mu) */
+ * frames: half the rate of glibc's realloc, whose heap stays warm; 256 KiB
+ * frames: a third of the receiver's time in faults, mmap and mremap).  So
+ * freed mappings of up to ZM_MAP_WARM_MAX bytes are kept, resident, for
+ * the next big buffers: up to WARM_SLOTS of them and WARM_BYTES in all
+ * (several, because a receiver reads ahead: three or four 256 KiB frames
+ * are alive at once between the socket and the caller).  A new big buffer
+ * takes the smallest kept mapping that is large enough, else the largest
+ * (grown).  A mapping freed when the set is full replaces the smallest one
+ * if it is larger.  Their bytes are not in page_bytes_live (what pages
+ * use), only in the process's RSS, as glibc keeps a freed heap;
+ * warm_bytes in the memory counters says how much. */
+#define WARM_SLOTS 8
+#define WARM_BYTES (2 * ZM_MAP_WARM_MAX)
+static zm_page *g_warm[WARM_SLOTS]; /* the kept mappings (under g_cache_mu) */
+static int g_warm_n;
+static size_t g_warm_bytes;         /* sum of their map_len */
 
 static size_t map_round(size_t cap)
 {
@@ -153,8 +163,59 @@ static zm_page *map_grow(zm_page *p, size_t want)
     return m == MAP_FAILED ? NULL : map_ready(m, want);
 }
 
-/* A mapping for a page of cap bytes: the warm one (grown if smaller), or
- * a new one; NULL when out of memory. */
+/* The kept mapping a buffer of `want` bytes should take (the smallest
+ * large enough, else the largest), taken out of the set; NULL when none is
+ * kept.  Under g_cache_mu. */
+static zm_page *warm_take(size_t want)
+{
+    int best = -1;
+    zm_page *p;
+
+    for (int i = 0; i < g_warm_n; i++) {
+        size_t len = g_warm[i]->map_len;
+
+        if (best < 0)
+            best = i;
+        else if (len >= want ? (g_warm[best]->map_len < want ||
+                                len < g_warm[best]->map_len)
+                             : (g_warm[best]->map_len < want &&
+                                len > g_warm[best]->map_len))
+            best = i;
+    }
+    if (best < 0)
+        return NULL;
+    p = g_warm[best];
+    g_warm[best] = g_warm[--g_warm_n];
+    g_warm_bytes -= p->map_len;
+    return p;
+}
+
+/* Keep a freed mapping warm; returns the mapping to unmap (p itself, one
+ * it displaced, or NULL).  Under g_cache_mu. */
+static zm_page *warm_keep(zm_page *p)
+{
+    int small = 0;
+    zm_page *out;
+
+    if (g_warm_n < WARM_SLOTS && g_warm_bytes + p->map_len <= WARM_BYTES) {
+        g_warm[g_warm_n++] = p;
+        g_warm_bytes += p->map_len;
+        return NULL;
+    }
+    for (int i = 1; i < g_warm_n; i++)
+        if (g_warm[i]->map_len < g_warm[small]->map_len)
+            small = i;
+    if (g_warm_n == 0 || g_warm[small]->map_len >= p->map_len ||
+        g_warm_bytes - g_warm[small]->map_len + p->map_len > WARM_BYTES)
+        return p;
+    out = g_warm[small];
+    g_warm[small] = p;
+    g_warm_bytes += p->map_len - out->map_len;
+    return out;
+}
+
+/* A mapping for a page of cap bytes: a kept one (grown if smaller), or a
+ * new one; NULL when out of memory. */
 static zm_page *map_page(size_t cap)
 {
     size_t want = map_round(cap);
@@ -162,8 +223,7 @@ static zm_page *map_page(size_t cap)
     void *m;
 
     pthread_mutex_lock(&g_cache_mu);
-    p = g_warm;
-    g_warm = NULL;
+    p = warm_take(want);
     pthread_mutex_unlock(&g_cache_mu);
     ZM_COUNT(ZM_CNT_ALLOC);
     if (p != NULL && p->map_len >= want)
@@ -218,10 +278,7 @@ static void page_release(zm_page *p)
     }
     if (p->map_len <= map_round(ZM_MAP_WARM_MAX) && zm_page_cache_enabled()) {
         pthread_mutex_lock(&g_cache_mu);
-        if (g_warm == NULL || g_warm->map_len < p->map_len) {
-            drop = g_warm;
-            g_warm = p;
-        }
+        drop = warm_keep(p);
         pthread_mutex_unlock(&g_cache_mu);
     }
     if (drop != NULL)
@@ -291,6 +348,14 @@ zm_page *zm_page_grow(zm_page *p, size_t new_cap)
     return q;
 }
 
+void zm_page_extend(zm_page *p, size_t new_cap)
+{
+    if (new_cap <= p->cap || new_cap > zm_page_room(p))
+        return;
+    STAT_ADD(g_page_bytes_live, new_cap - p->cap);
+    p->cap = new_cap;
+}
+
 static void ext_free(zm_page *p);
 
 void zm_page_free_(zm_page *p)
@@ -343,6 +408,9 @@ void zm_mem_get_stats(zm_mem_stats *out)
     out->pages_total = STAT_GET(g_pages_total);
     out->page_grows = STAT_GET(g_page_grows);
     out->pages_cached = STAT_GET(g_pages_cached);
+    pthread_mutex_lock(&g_cache_mu);
+    out->warm_bytes = g_warm_bytes;
+    pthread_mutex_unlock(&g_cache_mu);
 }
 
 /* ------------------------------------------------------------------ */

@@ -60,6 +60,7 @@ typedef struct zm_mem_stats {
     size_t pages_total;     /* pages ever allocated */
     size_t page_grows;      /* zm_page_grow calls that reallocated */
     size_t pages_cached;    /* freed pages kept for reuse (not live) */
+    size_t warm_bytes;      /* freed big mappings kept resident (arena.c) */
 } zm_mem_stats;
 
 /* A new page with refcnt 1 and len 0 (from the cache when one of that
@@ -79,6 +80,18 @@ zm_page *zm_page_new_mapped(size_t cap);
  * of memory, in which case the old page is untouched and still valid.
  */
 zm_page *zm_page_grow(zm_page *p, size_t new_cap);
+
+/* The capacity a page can take without allocating: a mapping's length
+ * less the header (a kept mapping may be larger than the cap asked), else
+ * cap. */
+ZM_INLINE size_t zm_page_room(const zm_page *p)
+{
+    return p->map_len != 0 ? p->map_len - sizeof(zm_page) : p->cap;
+}
+
+/* Raise an exclusive page's cap to new_cap <= zm_page_room(p): no
+ * allocation, never fails (counted in page_bytes_live as any growth). */
+void zm_page_extend(zm_page *p, size_t new_cap);
 
 ZM_INLINE void zm_page_incref(zm_page *p)
 {

@@ -537,6 +537,7 @@ static ZM_NOINLINE int decoder_refill_page(zm_decoder *d)
 int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
 {
     zm_page *p;
+    size_t room;
     int rc;
 
     if (d->state == ZM_DS_ERROR || !d->need_data)
@@ -565,8 +566,13 @@ int zm_decoder_buffer(zm_decoder *d, unsigned char **buf, size_t *len)
             d->big = b;
         }
         *buf = b->data + b->len;
-        /* never past the frame: the buffer may be larger than it */
-        *len = (b->cap < d->size ? b->cap : (size_t)d->size) - b->len;
+        /* Up to the end of the buffer's room, never past the frame: a kept
+         * mapping (arena.c) may be larger than the cap, and its bytes are
+         * resident already, so the rest of the frame (or as much as fits)
+         * goes in with one receive; commit() raises the cap to what
+         * arrived, so the counted size still follows the bytes. */
+        room = zm_page_room(b);
+        *len = (room < d->size ? room : (size_t)d->size) - b->len;
         return 0;
     }
     p = d->page;
@@ -594,8 +600,12 @@ void zm_decoder_commit(zm_decoder *d, size_t n)
 
     if (p == NULL || n == 0)
         return;
-    if (n > zm_page_free_space(p))
-        n = zm_page_free_space(p); /* never past the page end */
+    if (n > zm_page_free_space(p)) {
+        if (p == d->big && n <= zm_page_room(p) - p->len)
+            zm_page_extend(p, p->len + n); /* into a kept mapping's room */
+        else
+            n = zm_page_free_space(p); /* never past the page end */
+    }
     p->len += n;
     d->need_data = 0;
 }

@@ -29,7 +29,8 @@
 ZM_PY_DOC(zm_py_memory_stats_doc,
 "memory_stats()\n--\n\n"
 "Process-wide read-page counters: pages_live, page_bytes_live, pages_total,\n"
-"page_grows.");
+"page_grows, pages_cached (freed pages kept for reuse) and warm_bytes (freed\n"
+"big-frame mappings kept resident for the next big frames).");
 
 PyObject *zm_py_memory_stats(PyObject *module, PyObject *unused)
 {
@@ -38,12 +39,13 @@ PyObject *zm_py_memory_stats(PyObject *module, PyObject *unused)
     (void)module;
     (void)unused;
     zm_mem_get_stats(&s);
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n}", "pages_live",
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n}", "pages_live",
                          (Py_ssize_t)s.pages_live, "page_bytes_live",
                          (Py_ssize_t)s.page_bytes_live, "pages_total",
                          (Py_ssize_t)s.pages_total, "page_grows",
                          (Py_ssize_t)s.page_grows, "pages_cached",
-                         (Py_ssize_t)s.pages_cached);
+                         (Py_ssize_t)s.pages_cached, "warm_bytes",
+                         (Py_ssize_t)s.warm_bytes);
 }
 
 ZM_PY_DOC(zm_py_io_stats_doc,
