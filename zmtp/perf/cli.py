@@ -266,10 +266,12 @@ def make_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan
 
 
 def add_extra_columns(args: argparse.Namespace, cases: List[Case], impls: List[Impl], skipped: Dict[str, str]) -> None:
-    """pyzmq-nocopy for sweep and big_message_memory rows when pyzmq runs; the C
-    floor for sweep rows unless --impl leaves it out (skipped with the reason
-    when it cannot be built)."""
+    """zmtp-nocopy for sweep rows when zmtp runs; pyzmq-nocopy for sweep and
+    big_message_memory rows when pyzmq runs; the C floor for sweep rows unless
+    --impl leaves it out (skipped with the reason when it cannot be built)."""
     sweep = any(c.sweep for c in cases)
+    if sweep and any(i.lib == "zmtp" for i in impls):
+        impls.append(impl_by_name("zmtp-nocopy"))
     if any(i.lib == "pyzmq" for i in impls) and (sweep or any(c.scenario == "big_message_memory" for c in cases)):
         impls.append(impl_by_name("pyzmq-nocopy"))
     wanted = [n for group in (args.impl or [["c"]]) for n in group]

@@ -45,11 +45,12 @@ PROXY_SCENARIOS: Tuple[str, ...] = ("proxy",)
 #: handshake, one round trip, close, repeated; NULL), big_message_memory (the receiver's peak RSS
 #: while receiving one 64 MiB message).  raw has no column there but in big_message_memory
 SCALE_SCENARIOS: Tuple[str, ...] = ("many_peers", "connect_rate", "big_message_memory")
-#: the scenarios --sizes sweeps (one row per size): the pyzmq-nocopy and c (C floor) columns join them
+#: the scenarios --sizes sweeps (one row per size): the zmtp-nocopy, pyzmq-nocopy and c (C floor) columns join them
 SWEEP_SCENARIOS: Tuple[str, ...] = ("pushpull", "reqrep")
-#: columns only some rows have: pyzmq with copy=False (sweep and big_message_memory rows: the table's
-#: pyzmq figure there is the best of copy=True and copy=False) and the C floor (sweep rows)
-EXTRA_IMPL_NAMES: Tuple[str, ...] = ("pyzmq-nocopy", "c")
+#: columns only some rows have: zmtp (default backend) and pyzmq with copy=False (sweep rows: each
+#: library's figure in the zmtp/pyzmq ratio is its best of copy=True and copy=False; big_message_memory:
+#: pyzmq's) and the C floor (sweep rows)
+EXTRA_IMPL_NAMES: Tuple[str, ...] = ("zmtp-nocopy", "pyzmq-nocopy", "c")
 #: --sizes' default (issue 19's sweep)
 SWEEP_SIZES: Tuple[int, ...] = (64, 1024, 8192, 65536, 262144, 1 << 20, 16 << 20, 64 << 20)
 #: a sweep cell's bytes (pushpull) and round-trip bytes (reqrep) when --count is not given: the count
@@ -104,7 +105,7 @@ class Impl:
     name: str
     lib: str  # "zmtp", "pyzmq" or "raw"
     backend: str = ""  # "io_uring" or "epoll" for zmtp; "" = the default choice
-    copy: bool = True  # pyzmq: False sends and receives with copy=False (the pyzmq-nocopy column)
+    copy: bool = True  # False sends and receives with copy=False (the zmtp-nocopy and pyzmq-nocopy columns)
 
 
 def impl_by_name(name: str) -> Impl:
@@ -117,6 +118,8 @@ def impl_by_name(name: str) -> Impl:
         return Impl(name, name)
     if name == "pyzmq-nocopy":
         return Impl(name, "pyzmq", copy=False)
+    if name == "zmtp-nocopy":  # zmtp's default backend, Frames both ways
+        return Impl(name, "zmtp", "", copy=False)
     if name == "c":  # the C floor (benchmarks/c_stream.c)
         return Impl(name, "c")
     raise ValueError(f"unknown implementation {name!r} (use zmtp, zmtp-io_uring, zmtp-epoll, pyzmq or raw)")

@@ -98,17 +98,17 @@ def endpoint_for(case: Case, transport: str, tmp: str, serial: int) -> str:
 
 
 def case_impls(plan: Plan, case: Case) -> List[Impl]:
-    """The columns that run `case`: all (pyzmq-nocopy and the C floor only in
-    sweep rows, pyzmq-nocopy in big_message_memory), but a curve_*, proxy,
+    """The columns that run `case`: all (zmtp-nocopy, pyzmq-nocopy and the C
+    floor only in sweep rows, pyzmq-nocopy in big_message_memory), but a curve_*, proxy,
     many_peers or connect_rate case not in raw, an async_* case in the
     ratio's zmtp column (zmtp.asyncio: the owner never waits in C, so the
     two backends would measure the same code) and pyzmq (zmq.asyncio) only;
     raw has no asyncio column."""
-    if case.sweep:  # every column, pyzmq-nocopy and the C floor too
+    if case.sweep:  # every column, the nocopy ones and the C floor too
         return list(plan.impls)
     impls = [i for i in plan.impls if i.name not in EXTRA_IMPL_NAMES]
     if case.scenario == "big_message_memory":  # pyzmq's best of copy=True and copy=False
-        return [i for i in plan.impls if i.name != "c"]
+        return [i for i in plan.impls if i.name not in ("c", "zmtp-nocopy")]
     if case.curve or case.scenario in PROXY_SCENARIOS + ("many_peers", "connect_rate"):
         return [i for i in impls if i.lib != "raw"]  # raw sockets have no CURVE, no proxy, no ROUTER
     if case.scenario not in ASYNC_SCENARIOS:
@@ -216,9 +216,10 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
         if a in names and b in names:
             row["ratios"][title] = rounded(ratio(metric, row["values"][a], row["values"][b]))
     if case.sweep or case.scenario == "big_message_memory":
-        best_of_pyzmq(row, metric, zcol)
+        best_of_copies(row, metric, zcol)
     if case.sweep and case.size >= C_FLOOR_FROM and "c" in names:
-        row["ratios"][C_FLOOR_RATIO] = rounded(ratio(metric, row["values"].get(zcol or ""), row["values"]["c"]))
+        zbest = row.get("zmtp_best", {}).get("value", row["values"].get(zcol or ""))
+        row["ratios"][C_FLOOR_RATIO] = rounded(ratio(metric, zbest, row["values"]["c"]))
     if case.note:
         row["note"] = case.note
     if case.scenario in ASYNC_SCENARIOS:
@@ -231,18 +232,35 @@ def build_row(plan: Plan, cells: Dict[Tuple[str, str], Cell], case: Case, metric
     return row
 
 
-def best_of_pyzmq(row: Dict[str, Any], metric: Metric, zcol: Optional[str]) -> None:
-    """Set the row's ``pyzmq_best`` ({"value", "copy"}: the better of the pyzmq
-    and pyzmq-nocopy columns) and base its zmtp/pyzmq ratio on it."""
+def best_of(row: Dict[str, Any], metric: Metric, copied: str, nocopy: str) -> Optional[Dict[str, Any]]:
+    """{"value", "copy"}: the better of the `copied` and `nocopy` columns' figures, or None."""
     values = row["values"]
-    options = [(values.get(n), n == "pyzmq") for n in ("pyzmq", "pyzmq-nocopy") if values.get(n) is not None]
+    options = [(values.get(n), n == copied) for n in (copied, nocopy) if values.get(n) is not None]
     if not options:
-        return
+        return None
     pick = min if metric.lower_is_better else max
     value, copy = pick(options, key=lambda o: o[0])
-    row["pyzmq_best"] = {"value": value, "copy": copy}
+    return {"value": value, "copy": copy}
+
+
+def best_of_copies(row: Dict[str, Any], metric: Metric, zcol: Optional[str]) -> None:
+    """Set the row's ``pyzmq_best`` (the better of the pyzmq and pyzmq-nocopy
+    columns) and ``zmtp_best`` (of the ratio's zmtp column and zmtp-nocopy,
+    when that ran) and base its zmtp/pyzmq ratio on them: each library at its
+    best of copy=True and copy=False."""
+    values = row["values"]
+    best = best_of(row, metric, "pyzmq", "pyzmq-nocopy")
+    if best is None:
+        return
+    row["pyzmq_best"] = best
+    zvalue = values.get(zcol or "")
+    if "zmtp-nocopy" in values and zcol:
+        zbest = best_of(row, metric, zcol, "zmtp-nocopy")
+        if zbest is not None:
+            row["zmtp_best"] = zbest
+            zvalue = zbest["value"]
     if "zmtp/pyzmq" in row["ratios"] or "pyzmq-nocopy" in values:
-        row["ratios"]["zmtp/pyzmq"] = rounded(ratio(metric, values.get(zcol or ""), value))
+        row["ratios"]["zmtp/pyzmq"] = rounded(ratio(metric, zvalue, best["value"]))
 
 
 def rounded(value: Optional[float]) -> Optional[float]:
@@ -267,7 +285,8 @@ def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, 
         names = [n for n in names if n != "pyzmq-nocopy"]
     titles = [t for t, a, b in RATIOS] + [C_FLOOR_RATIO, ASYNC_RATIO]
     ratio_titles = [t for t in titles if any(t in r["ratios"] for r in rows)]
-    extra = ["pyzmq copy"] if best else []
+    zbest = any("zmtp_best" in r for r in rows)
+    extra = (["zmtp copy"] if zbest else []) + (["pyzmq copy"] if best else [])
     head = ["case", "size", "metric"] + names + extra + ratio_titles
     body = []
     for row in rows:
@@ -276,6 +295,8 @@ def render_table(plan: Plan, rows: List[Dict[str, Any]], cells: Dict[Tuple[str, 
             status = cells[(row["case"], name)].status()
             value = row["pyzmq_best"]["value"] if name == "pyzmq" and "pyzmq_best" in row else row["values"][name]
             line.append(fmt_value(value, row["lower_is_better"], status))
+        if zbest:
+            line.append(str(row["zmtp_best"]["copy"]) if "zmtp_best" in row else "-")
         if best:
             line.append(str(row["pyzmq_best"]["copy"]) if "pyzmq_best" in row else "-")
         line += ["-" if row["ratios"].get(t) is None else f"{row['ratios'][t]:.2f}" for t in ratio_titles]
@@ -369,7 +390,9 @@ def sweep_footer(plan: Plan, rows: List[Dict[str, Any]]) -> List[str]:
     if any(c.sweep for c in plan.cases):
         lines += [
             "sweep rows (--sizes): counts scaled so each cell moves about the same bytes; pyzmq = the best of "
-            "copy=True and copy=False (both run; 'pyzmq copy' says which won); c = benchmarks/c_stream.c, two C "
+            "copy=True and copy=False (both run; 'pyzmq copy' says which won); zmtp-nocopy = zmtp's default "
+            "backend with copy=False, and zmtp/pyzmq and zmtp/C take zmtp's best of it and the zmtp column "
+            "('zmtp copy' says which); c = benchmarks/c_stream.c, two C "
             "processes, 8-byte length prefix, plain write/read loops, 4 MiB socket buffers.",
             f"Targets (issue 19): pushpull zmtp/pyzmq >= 1.5 at every size; {C_FLOOR_RATIO} >= 0.8 from 1 MiB; "
             "reqrep zmtp/pyzmq >= 1.43 (RTT <= 0.7x pyzmq's).",
