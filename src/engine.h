@@ -610,7 +610,7 @@ int zm_sock_events(zm_sock *s);
  * call (which steps the socket first), or the progress thread at
  * flush_at_ns.  A send to a connection idle for longer goes at once. */
 #define ZM_COALESCE_NS ((int64_t)30000) /* 30 us */
-#define ZM_WRITE_BUF_DEFAULT ((size_t)8192)
+#define ZM_WRITE_BUF_DEFAULT ((size_t)65536)
 #define ZM_HOLD_NS ((int64_t)1000000) /* buffered output goes within 1 ms */
 /* Messages a connection decodes ahead of its owner's call: the owner takes
  * them next, so more only pushes the queue and the pages out of the CPU

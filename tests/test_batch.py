@@ -28,7 +28,9 @@ def test_send_batch_one_flush(backend, ctx, zctx):
     assert push.send_batch(msgs) == 1000
     writes = zmtp.io_stats()["sendmsg"] - before
     assert [pull.recv() for _ in range(1000)] == msgs
-    assert writes <= 66_000 // 8192 + 3, writes  # 8 KiB writes, not 1000
+    write_size = push._buffers(-1, -1, -1)[1]  # 64 KiB: BufferConfig.default()
+    assert write_size == zmtp.BufferConfig.default().write_buf_size
+    assert writes <= 66_000 // write_size + 3, writes  # 64 KiB writes, not 1000
 
 
 def test_send_batch_mixes_frames_and_multipart(backend, ctx, zctx):
@@ -102,7 +104,7 @@ def test_forgotten_flush_still_sends(backend, ctx, zctx):
 def test_buffer_config_presets_and_validation():
     assert zmtp.BufferConfig.default() == zmtp.BufferConfig()
     assert (zmtp.BufferConfig.small().read_buf_size, zmtp.BufferConfig.small().write_buf_size) == (16384, 4096)
-    assert zmtp.BufferConfig.large().write_buf_size == 16384
+    assert zmtp.BufferConfig.large().write_buf_size == 262144
     assert zmtp.BufferConfig.custom(4096, 1024).read_buf_size == 4096
     assert zmtp.BufferConfig.auto().auto_tune
     with pytest.raises(ValueError, match="read_buf_size"):

@@ -26,12 +26,12 @@ class BufferConfig:
       4-64 KiB); the read page stays ``read_buf_size``.
 
     Presets (decision, docs/performance.md): ``small()`` 16 KiB read / 4 KiB
-    write, ``default()`` 64 KiB / 8 KiB (what a socket gets without a
-    config), ``large()`` 256 KiB / 16 KiB.
+    write, ``default()`` 64 KiB / 64 KiB (what a socket gets without a
+    config), ``large()`` 256 KiB / 256 KiB.
     """
 
     read_buf_size: int = 65536
-    write_buf_size: int = 8192
+    write_buf_size: int = 65536
     auto_tune: bool = False
 
     def __post_init__(self) -> None:
@@ -51,13 +51,13 @@ class BufferConfig:
 
     @classmethod
     def default(cls) -> "BufferConfig":
-        """What sockets get without a config: 64 KiB read pages, 8 KiB writes."""
-        return cls(65536, 8192)
+        """What sockets get without a config: 64 KiB read pages, 64 KiB writes."""
+        return cls(65536, 65536)
 
     @classmethod
     def large(cls) -> "BufferConfig":
-        """Throughput: 256 KiB read pages, 16 KiB writes."""
-        return cls(262144, 16384)
+        """Throughput: 256 KiB read pages, 256 KiB writes."""
+        return cls(262144, 262144)
 
     @classmethod
     def custom(cls, read_buf_size: int, write_buf_size: int) -> "BufferConfig":
@@ -67,7 +67,7 @@ class BufferConfig:
     @classmethod
     def auto(cls) -> "BufferConfig":
         """Default read pages; the write size tuned from the message sizes sent."""
-        return cls(65536, 8192, True)
+        return cls(65536, 65536, True)
 
     def apply(self, sock: object) -> None:
         """Set these sizes on a zmtp socket (before it connects or binds)."""
