@@ -111,6 +111,45 @@ def test_huge_claim_mapped_growth(chunk):
     assert after["pages_live"] == base["pages_live"]
 
 
+UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")  # scripts/sanitize.sh: nothing is kept
+WARM_SLOTS, WARM_BYTES = 8, 128 * MiB  # arena.c: the kept mappings' bounds
+
+
+def receive_alive(size: int, n: int) -> list:
+    """n frames of `size` bytes decoded while all the earlier ones are still held (a receiver reading
+    ahead of its caller), each checked."""
+    frames = []
+    for k in range(n):
+        body = bytes([k % 251]) * size
+        (msg,) = codec.Decoder(greeting=False).feed(codec.encode_message([body]))
+        frames.append(msg.frames[0])
+        assert frames[-1].bytes == body
+    return frames
+
+
+@pytest.mark.skipif(UNDER_ASAN, reason="AddressSanitizer builds keep no freed page or mapping (arena.c)")
+def test_kept_mappings_bounded_and_reused():
+    """Freed big-frame mappings are kept resident for the next big frames (several: a receiver reads
+    ahead), at most WARM_SLOTS of them and WARM_BYTES in all, whatever was alive; a frame that takes a
+    kept mapping larger than itself is counted at its own size and its bytes are right."""
+    frames = receive_alive(300_000, 12)  # 12 mappings alive at once
+    del frames
+    kept = stats()["warm_bytes"]
+    assert WARM_SLOTS * 300_000 <= kept <= WARM_BYTES, kept  # (earlier tests may have left larger ones)
+    frames = receive_alive(3 * MiB, 3)  # larger: they take kept ones (grown) or displace the smallest
+    assert stats()["warm_bytes"] <= kept
+    del frames
+    assert 3 * 3 * MiB <= stats()["warm_bytes"] <= WARM_BYTES
+    base = stats()
+    (small,) = receive_alive(400_000, 1)  # the smallest kept one large enough: 3 MiB of room
+    assert stats()["page_bytes_live"] - base["page_bytes_live"] == 400_000
+    assert stats()["warm_bytes"] < base["warm_bytes"]
+    del small
+    frames = receive_alive(40 * MiB, 4)
+    del frames
+    assert stats()["warm_bytes"] <= WARM_BYTES
+
+
 @pytest.mark.parametrize("size", [PAGE + 1, 300_000, 5 * MiB + 3])
 def test_big_frame_buffer_is_the_frame(size):
     """A finite big frame ends in a buffer of its own size (growth stops at
