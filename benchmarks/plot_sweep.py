@@ -7,7 +7,8 @@ zmtp, pyzmq, raw Python sockets and the C floor, from the JSON of
 Needs matplotlib (``pip install zmtp[plot]``; never needed by the package
 or the tests).  The pushpull sweep rows make the two panels (msg/s, GB/s);
 reqrep sweep rows, when present, make a third (RTT p50).  pyzmq's line is
-the best of copy=True and copy=False at each size (the table's figure).
+the best of copy=True and copy=False at each size (the table's figure), and
+so is the "zmtp best" line (the zmtp-io_uring and zmtp-nocopy columns).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import json
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-#: the lines drawn: (JSON column, legend); "pyzmq" is the row's pyzmq_best where it has one
+#: the lines drawn: (JSON column, legend); "pyzmq" is the row's pyzmq_best where it has one, "zmtp" its
+#: zmtp_best (both: the better of copy=True and copy=False, what the ratios use)
 SERIES: Tuple[Tuple[str, str], ...] = (
+    ("zmtp", "zmtp best (io_uring or copy=False)"),
     ("zmtp-io_uring", "zmtp io_uring"),
     ("zmtp-epoll", "zmtp epoll"),
     ("pyzmq", "pyzmq (best of copy=True/False)"),
@@ -34,9 +37,11 @@ PANELS: Tuple[Tuple[str, str, str], ...] = (
 
 
 def figure_of(row: Dict[str, Any], column: str) -> Optional[float]:
-    """The row's figure for `column` (pyzmq: the best of copy=True and copy=False)."""
+    """The row's figure for `column` (pyzmq and zmtp: the best of copy=True and copy=False)."""
     if column == "pyzmq" and "pyzmq_best" in row:
         return float(row["pyzmq_best"]["value"])
+    if column == "zmtp" and "zmtp_best" in row:
+        return float(row["zmtp_best"]["value"])
     value = row["values"].get(column)
     return None if value is None else float(value)
 
