@@ -163,25 +163,27 @@ static zm_page *map_grow(zm_page *p, size_t want)
     return m == MAP_FAILED ? NULL : map_ready(m, want);
 }
 
-/* The kept mapping a buffer of `want` bytes should take (the smallest
- * large enough, else the largest), taken out of the set; NULL when none is
- * kept.  Under g_cache_mu. */
+/* 1 when a kept mapping of `len` bytes suits a buffer of `want` better than
+ * one of `cur`: one that fits beats one that does not; of two that fit, the
+ * smaller; of two that do not, the larger (less to grow). */
+static int warm_better(size_t len, size_t cur, size_t want)
+{
+    if ((len >= want) != (cur >= want))
+        return len >= want;
+    return len >= want ? len < cur : len > cur;
+}
+
+/* The kept mapping a buffer of `want` bytes should take, taken out of the
+ * set; NULL when none is kept.  Under g_cache_mu. */
 static zm_page *warm_take(size_t want)
 {
     int best = -1;
     zm_page *p;
 
-    for (int i = 0; i < g_warm_n; i++) {
-        size_t len = g_warm[i]->map_len;
-
-        if (best < 0)
+    for (int i = 0; i < g_warm_n; i++)
+        if (best < 0 ||
+            warm_better(g_warm[i]->map_len, g_warm[best]->map_len, want))
             best = i;
-        else if (len >= want ? (g_warm[best]->map_len < want ||
-                                len < g_warm[best]->map_len)
-                             : (g_warm[best]->map_len < want &&
-                                len > g_warm[best]->map_len))
-            best = i;
-    }
     if (best < 0)
         return NULL;
     p = g_warm[best];

@@ -68,9 +68,10 @@ typedef struct zm_mem_stats {
 zm_page *zm_page_new(size_t cap);
 
 /* A page of cap bytes as zm_page_new, but in a mapping of its own from the
- * start (the warm one when kept, arena.c), for a buffer that will grow past
+ * start (a kept one when there is one, arena.c), for a buffer that will grow past
  * ZM_PAGE_MAP_MIN: it never goes through the heap, so growing it never
- * copies.  The warm mapping may be larger than cap; only cap is counted. */
+ * copies.  A kept mapping may be larger than cap (zm_page_room); only cap
+ * is counted. */
 zm_page *zm_page_new_mapped(size_t cap);
 
 /*
