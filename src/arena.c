@@ -124,16 +124,17 @@ static int cache_push(zm_page *p)
  * frames: half the rate of glibc's realloc, whose heap stays warm; 256 KiB
  * frames: a third of the receiver's time in faults, mmap and mremap).  So
  * freed mappings of up to ZM_MAP_WARM_MAX bytes are kept, resident, for
- * the next big buffers: up to WARM_SLOTS of them and WARM_BYTES in all
- * (several, because a receiver reads ahead: three or four 256 KiB frames
- * are alive at once between the socket and the caller).  A new big buffer
+ * the next big buffers: up to WARM_SLOTS of them and WARM_BYTES in all (two
+ * of the largest size kept), several because a receiver reads ahead: three
+ * or four 256 KiB frames are alive at once between the socket and the
+ * caller.  A new big buffer
  * takes the smallest kept mapping that is large enough, else the largest
  * (grown).  A mapping freed when the set is full replaces the smallest one
  * if it is larger.  Their bytes are not in page_bytes_live (what pages
  * use), only in the process's RSS, as glibc keeps a freed heap;
  * warm_bytes in the memory counters says how much. */
 #define WARM_SLOTS 8
-#define WARM_BYTES (2 * ZM_MAP_WARM_MAX)
+#define WARM_BYTES (2 * (ZM_MAP_WARM_MAX + (1 << 20)))
 static zm_page *g_warm[WARM_SLOTS]; /* the kept mappings (under g_cache_mu) */
 static int g_warm_n;
 static size_t g_warm_bytes;         /* sum of their map_len */
