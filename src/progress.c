@@ -385,9 +385,12 @@ int zm_progress_wanted(const zm_sock *s)
 
     if (s->mon_out.bytes > 0)
         return ZM_WANT_OUTPUT;
-    /* One walk (called at the end of every call: with many peers, it stops
-     * at the first connection with output, which outranks a set-up). */
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next) {
+    /* One walk of the step list (called at the end of every call): off it
+     * a connection is ACTIVE with nothing queued (engine.c, "The step
+     * list"), so the walk is as long as the connections with something to
+     * do, not as the connected ones; it stops at the first one with
+     * output, which outranks a set-up. */
+    for (const zm_conn *c = s->hot; c != NULL; c = c->hot_next) {
         if (c->state == ZM_CS_DEAD)
             continue;
         if (c->out.bytes > 0 && (c->state == ZM_CS_ACTIVE || c->connecter))
