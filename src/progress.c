@@ -20,18 +20,80 @@
 #define ZM_PROGRESS_MISSED_NS ((int64_t)10000000) /* 10 ms */
 
 typedef struct {
+    zm_progress *p;
     zm_backend *be;
-    zm_watchset ws; /* every descriptor of every socket: no cap */
+    zm_psock *cur;  /* the socket being looked at: collect() records its
+                       descriptors in its wfds */
     int missed;     /* a watch failed during this look */
 } collect_ctx;
 
+/* Watch fd for the socket being looked at, with its fd as the token, and
+ * note whose it is (zm_progress.by_fd) and that it watched it (wfds). */
 static int collect(void *ctx_, int fd, unsigned events)
 {
     collect_ctx *ctx = ctx_;
+    zm_progress *p = ctx->p;
+    zm_psock *ps = ctx->cur;
 
-    if (zm_watchset_add(&ctx->ws, ctx->be, fd, events) < 0)
+    if (fd >= p->nby_fd) {
+        size_t cap = (size_t)p->nby_fd;
+        zm_psock **m = zm_grow(p->by_fd, &cap, NULL, cap, (size_t)fd + 1,
+                               sizeof(*m), 256);
+        if (m == NULL || cap > INT32_MAX) {
+            ctx->missed = 1;
+            return 0;
+        }
+        memset(m + p->nby_fd, 0, (cap - (size_t)p->nby_fd) * sizeof(*m));
+        p->by_fd = m;
+        p->nby_fd = (int)cap;
+    }
+    if (ps->nwfds == ps->capwfds) {
+        size_t cap = (size_t)ps->capwfds;
+        int *w = zm_grow(ps->wfds, &cap, NULL, cap, cap + 1, sizeof(*w), 4);
+        if (w == NULL || cap > INT32_MAX) {
+            ctx->missed = 1;
+            return 0;
+        }
+        ps->wfds = w;
+        ps->capwfds = (int)cap;
+    }
+    if (zm_backend_watch(ctx->be, fd, events, (uint64_t)fd) < 0) {
         ctx->missed = 1;
+        return 0;
+    }
+    ps->wfds[ps->nwfds++] = fd;
+    p->by_fd[fd] = ps;
     return 0;
+}
+
+/* The socket is to be looked at: what its last look watched is dropped
+ * (the epoll backend keeps the descriptors in its set, disarmed: the look
+ * that follows re-arms what it still needs with one EPOLL_CTL_MOD each). */
+static void progress_unpark(collect_ctx *ctx, zm_psock *ps)
+{
+    zm_progress *p = ctx->p;
+
+    for (int i = 0; i < ps->nwfds; i++) {
+        int fd = ps->wfds[i];
+        if (fd < p->nby_fd && p->by_fd[fd] == ps) {
+            p->by_fd[fd] = NULL;
+            (void)zm_backend_unwatch(ctx->be, fd, NULL);
+        }
+    }
+    ps->nwfds = 0;
+    ps->parked = 0;
+    ps->evented = 0;
+}
+
+/* Whether a parked socket can be left alone in this round: nothing was
+ * reported on its descriptors, its timer is not due, its owner neither
+ * called nor woke us since its look. */
+static int progress_still(zm_psock *ps, int64_t now)
+{
+    return ps->parked && !ps->evented &&
+           (ps->park_t < 0 || ps->park_t > now) &&
+           __atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) == ps->seen_calls &&
+           !__atomic_load_n(&ps->woken, __ATOMIC_SEQ_CST);
 }
 
 /* Take a socket whose owner is not in a call: FREE -> PROGRESS.  Acquire pairs
@@ -118,9 +180,16 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
              * accept() that says EAGAIN). */
             for (int i = 0; i < nevs; i++)
                 zm_sock_io_ready(ps->sock, (int)evs[i].token);
+            int missed = ctx->missed;
             zm_sock_process(ps->sock, now);
             ZM_STAT_ADD(ps->sock->stats.progress_steps, 1);
+            ctx->missed = 0;
             t = zm_sock_watch(ps->sock, collect, ctx);
+            /* Stepped and watched: parked until something happens (a
+             * watch that failed: looked at again every round). */
+            ps->parked = !ctx->missed;
+            ps->park_t = t;
+            ctx->missed |= missed;
         }
         /* Socket.fileno(): an event loop waits on the mailbox's eventfd
          * (in its loop set) for EVENTS to change: POLLIN or POLLOUT
@@ -181,14 +250,29 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
     int64_t now, next, timeout;
 
     ctx->be = p->be;
+    ctx->p = p;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         now = zm_now_ns();
         next = -1;
         ctx->missed = 0;
+        /* Whose descriptors the last wait reported (under mu: a socket
+         * removed meanwhile took its entries out of by_fd). */
+        for (int i = 0; i < nevs; i++)
+            if (evs[i].kind == ZM_IOK_READY &&
+                evs[i].token < (uint64_t)p->nby_fd &&
+                p->by_fd[evs[i].token] != NULL)
+                p->by_fd[evs[i].token]->evented = 1;
         for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
-            int64_t t = progress_look(ps, now, evs, nevs, ctx);
+            int64_t t;
 
+            if (progress_still(ps, now)) {
+                t = ps->park_t; /* its descriptors stay watched */
+            } else {
+                progress_unpark(ctx, ps);
+                ctx->cur = ps;
+                t = progress_look(ps, now, evs, nevs, ctx);
+            }
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
         }
@@ -200,8 +284,6 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
         /* Relaxed: only an optimisation hint from here on (a stale 0 just
          * costs the owner an unneeded wake). */
         __atomic_store_n(&p->sleeping_forever, 0, __ATOMIC_RELAXED);
-        zm_watchset_unwatch(&ctx->ws, p->be, 0);
-
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -226,8 +308,7 @@ static void *progress_entry(void *arg)
 
     /* Everything the thread needs is made before it reports: a start that
      * returns 0 has a thread that runs until stopped. */
-    if (rc == 0 && ((ctx = zm_calloc(1, sizeof(*ctx))) == NULL ||
-                    zm_watchset_reserve(&ctx->ws, 64) < 0)) {
+    if (rc == 0 && (ctx = zm_calloc(1, sizeof(*ctx))) == NULL) {
         snprintf(p->reason, sizeof(p->reason), "out of memory");
         rc = -ENOMEM;
     }
@@ -250,9 +331,12 @@ static void *progress_entry(void *arg)
         while (__atomic_load_n(&p->wakers, __ATOMIC_SEQ_CST) != 0)
             sched_yield();
     }
-    if (ctx != NULL)
-        zm_watchset_free(&ctx->ws);
     free(ctx);
+    pthread_mutex_lock(&p->mu); /* a socket removed later finds no table */
+    free(p->by_fd);
+    p->by_fd = NULL;
+    p->nby_fd = 0;
+    pthread_mutex_unlock(&p->mu);
     zm_backend_close(p->be); /* NULL-safe */
     p->be = NULL;
     return NULL;
@@ -324,6 +408,9 @@ void zm_progress_add(zm_progress *p, zm_psock *ps)
     if (zm_progress_foreign(p))
         return; /* never in use here (see zm_progress_stop) */
     pthread_mutex_lock(&p->mu);
+    ps->parked = 0;
+    ps->evented = 0;
+    ps->nwfds = 0;
     ps->next = p->socks;
     p->socks = ps;
     pthread_mutex_unlock(&p->mu);
@@ -344,6 +431,16 @@ void zm_progress_remove(zm_progress *p, zm_psock *ps)
             break;
         }
     }
+    /* Its descriptors stay in the thread's epoll set until they close
+     * (the backend is the thread's: only it may unwatch); an event of one
+     * finds no socket. */
+    for (int i = 0; i < ps->nwfds; i++)
+        if (ps->wfds[i] < p->nby_fd && p->by_fd[ps->wfds[i]] == ps)
+            p->by_fd[ps->wfds[i]] = NULL;
+    free(ps->wfds);
+    ps->wfds = NULL;
+    ps->nwfds = ps->capwfds = 0;
+    ps->parked = 0;
     pthread_mutex_unlock(&p->mu);
 }
 

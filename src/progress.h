@@ -63,6 +63,16 @@ typedef struct zm_psock {
                                 socket and it has not looked yet */
     int64_t flush_due_ns;    /* atomic: held-back output must go by then
                                 (0: none), written by the owner */
+    /* Parked (progress thread only, under zm_progress.mu): the thread
+     * stepped it and watches its descriptors (wfds), and looks at it again
+     * only for an event on one of them, its timer (park_t, -1: none), a
+     * wake or a call of its owner: with thousands of idle sockets a look
+     * is a few loads each, not a step and a watch each. */
+    int parked;
+    int evented;             /* a descriptor of wfds was reported */
+    int64_t park_t;
+    int *wfds;               /* the descriptors its last look watched */
+    int nwfds, capwfds;
 } zm_psock;
 
 typedef struct zm_progress {
@@ -81,6 +91,9 @@ typedef struct zm_progress {
     int sleeping_forever;    /* atomic: waiting with no timeout */
     int64_t look_by_ns;      /* atomic: the thread looks at every socket
                                 by then (INT64_MAX: not before a wake) */
+    zm_psock **by_fd;        /* under mu: the socket that watched each
+                                descriptor (an event's token is its fd) */
+    int nby_fd;
     char reason[128];
 } zm_progress;
 
