@@ -48,6 +48,7 @@
  * and a failed epoll_wait makes the step read them all.
  */
 #define ZM_RSET_MIN ((size_t)16)
+#define ZM_FLUSH_DUE_WALK_MAX 64
 #define ZM_RSET_BATCH 64
 
 /*
@@ -675,10 +676,18 @@ int zm_sock_push_output(zm_sock *s, int64_t now, zm_watch_fn watch, void *ctx)
 int64_t zm_sock_flush_due(const zm_sock *s)
 {
     int64_t due = 0;
+    int walked = 0;
 
-    for (const zm_conn *c = s->hot; c != NULL; c = c->hot_next)
+    for (const zm_conn *c = s->hot; c != NULL; c = c->hot_next) {
+        /* A hint for the progress thread's timer, read after every call:
+         * past ZM_FLUSH_DUE_WALK_MAX connections with something to do
+         * (thousands in their handshake), "as soon as may be" (1: a time
+         * gone by) rather than a walk of them all. */
+        if (++walked > ZM_FLUSH_DUE_WALK_MAX)
+            return 1;
         if (c->flush_at_ns > 0 && (due == 0 || c->flush_at_ns < due))
             due = c->flush_at_ns;
+    }
     return due;
 }
 

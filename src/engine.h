@@ -652,7 +652,8 @@ int zm_sock_events(zm_sock *s);
 /* Write what coalescing holds back on connections due by `now` (all of it
  * when now < 0); returns the next flush deadline, or -1 when none. */
 int64_t zm_sock_flush(zm_sock *s, int64_t now);
-/* The earliest flush deadline of held-back output, or 0 when none. */
+/* The earliest flush deadline of held-back output, or 0 when none (a
+ * hint: with more than 64 connections on the step list, 1). */
 int64_t zm_sock_flush_due(const zm_sock *s);
 
 /* Bytes queued for peers that are still to be written. */
