@@ -338,9 +338,12 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
             ZM_STAT_ADD(ps->sock->stats.progress_steps, 1);
             ctx->missed = 0;
             t = zm_sock_watch(ps->sock, collect, ctx);
-            /* Stepped and watched: parked until something happens (a
-             * watch that failed: looked at again every round). */
-            ps->park_want = !ctx->missed;
+            /* Stepped and watched: parked until something happens.  Not
+             * when a watch failed, nor with a mailbox (inproc pipes, ZAP
+             * replies, fileno()): its eventfd is the owner's to arm, not
+             * watched here, so what arrives through it is only seen by a
+             * look at every round, as before. */
+            ps->park_want = !ctx->missed && ps->sock->mb == NULL;
             ps->park_t = t;
             ctx->missed |= missed;
         }
