@@ -100,6 +100,8 @@ enum zm_counter {
     ZM_CNT_URING_ENTER,    /* io_uring_enter: submit and/or wait */
     ZM_CNT_EVENTFD,        /* wake-ups: eventfd read and write */
     ZM_CNT_OTHER,          /* accept, connect, poll of a dial */
+    ZM_CNT_CONN_VISIT,     /* connections visited by socket steps (not a
+                              syscall: the many-peers walk, engine.c) */
     ZM_CNT_COUNT_
 };
 

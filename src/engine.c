@@ -48,7 +48,158 @@
  * and a failed epoll_wait makes the step read them all.
  */
 #define ZM_RSET_MIN ((size_t)16)
+#define ZM_FLUSH_DUE_WALK_MAX 64
 #define ZM_RSET_BATCH 64
+
+/*
+ * The step list and the timer heap (many peers, flat per call).  A step
+ * visits the connections on the step list (zm_sock.hot, doubly linked
+ * through zm_conn.hot_next), not all of them:
+ *
+ *   - every connection that is not in the readiness set is on it, always
+ *     (added at zm_conn_new and again by zm_rset_forget);
+ *   - one in the set joins it when the set reports it (rset_poll), when
+ *     output is queued on it (conn_begin_msg, zm_conn_put_encoded,
+ *     zm_conn_send_soon: engine_int.h, engine_conn.c, engine_route.c),
+ *     when its timer is due (the heap) and when the heartbeat options
+ *     change (every one);
+ *   - it leaves it at the end of its step when it rests: ACTIVE, in the
+ *     set, nothing queued or held back, no message half sent, no bytes in
+ *     its decoder.  Its next timer (zm_conn_next_timer: heartbeats, the
+ *     peer's TTL) then goes to the heap (zm_sock.theap, a binary min-heap
+ *     on zm_conn.theap_at); none: it waits for the set alone.
+ *
+ * So a connection off the list has nothing to write and wants only input
+ * (what the set's descriptor says): zm_sock_watch, the flushes and
+ * zm_progress_wanted walk the list alone, and the first timer of the
+ * rest is the heap's top.  A heap that cannot grow keeps the connection
+ * on the list (stepped every step, as before).  Only the thread holding
+ * the socket touches either.
+ */
+static void theap_place(zm_sock *s, size_t i, zm_conn *c)
+{
+    s->theap[i] = c;
+    c->theap_i = i + 1;
+}
+
+static void theap_up(zm_sock *s, size_t i)
+{
+    zm_conn *c = s->theap[i];
+
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (s->theap[up]->theap_at <= c->theap_at)
+            break;
+        theap_place(s, i, s->theap[up]);
+        i = up;
+    }
+    theap_place(s, i, c);
+}
+
+static void theap_down(zm_sock *s, size_t i)
+{
+    zm_conn *c = s->theap[i];
+
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        int64_t at = c->theap_at;
+        if (l < s->theap_n && s->theap[l]->theap_at < at) {
+            m = l;
+            at = s->theap[l]->theap_at;
+        }
+        if (l + 1 < s->theap_n && s->theap[l + 1]->theap_at < at)
+            m = l + 1;
+        if (m == i)
+            break;
+        theap_place(s, i, s->theap[m]);
+        i = m;
+    }
+    theap_place(s, i, c);
+}
+
+static void theap_del(zm_sock *s, zm_conn *c)
+{
+    size_t i;
+    zm_conn *last;
+
+    if (c->theap_i == 0)
+        return;
+    i = c->theap_i - 1;
+    c->theap_i = 0;
+    last = s->theap[--s->theap_n];
+    if (i < s->theap_n) {
+        theap_place(s, i, last);
+        theap_up(s, i);
+        theap_down(s, last->theap_i - 1);
+    }
+}
+
+/* c (in no heap) waits for its timer at `at`: 0, or -ENOMEM. */
+static int theap_put(zm_sock *s, zm_conn *c, int64_t at)
+{
+    if (s->theap_n == s->theap_cap) {
+        zm_conn **h = zm_grow(s->theap, &s->theap_cap, NULL, s->theap_n,
+                              s->theap_n + 1, sizeof(*h), 64);
+        if (h == NULL)
+            return -ENOMEM;
+        s->theap = h;
+    }
+    c->theap_at = at;
+    theap_place(s, s->theap_n++, c);
+    theap_up(s, s->theap_n - 1);
+    return 0;
+}
+
+void zm_hot_add(zm_sock *s, zm_conn *c)
+{
+    if (c->hot)
+        return;
+    theap_del(s, c); /* on the list its timer is read by the walks */
+    c->hot_prev = NULL;
+    c->hot_next = s->hot;
+    if (s->hot != NULL)
+        s->hot->hot_prev = c;
+    s->hot = c;
+    c->hot = 1;
+}
+
+static void hot_del(zm_sock *s, zm_conn *c)
+{
+    if (c->hot_prev != NULL)
+        c->hot_prev->hot_next = c->hot_next;
+    else
+        s->hot = c->hot_next;
+    if (c->hot_next != NULL)
+        c->hot_next->hot_prev = c->hot_prev;
+    c->hot_next = c->hot_prev = NULL;
+    c->hot = 0;
+}
+
+void zm_conn_unlist(zm_sock *s, zm_conn *c)
+{
+    if (c->hot)
+        hot_del(s, c);
+    theap_del(s, c);
+    if (c->in_listed)
+        in_list_del(s, c);
+    zm_rid_unhash(s, c);
+}
+
+/* After its step: c (in the set) has nothing to do until the set reports
+ * it, output is queued on it or its timer is due. */
+static int conn_rests(const zm_conn *c)
+{
+    return c->rset_reg && c->state == ZM_CS_ACTIVE && c->out.bytes == 0 &&
+           c->flush_at_ns == 0 && !c->in_msg && c->dec.page == NULL;
+}
+
+/* Connections visited by steps (io_stats' "conn_visits"): one add per
+ * step, so that a test can see the walk stay flat. */
+static void count_visits(size_t n)
+{
+    (void)__atomic_fetch_add(&zm_counters[ZM_CNT_CONN_VISIT], (uint64_t)n,
+                             __ATOMIC_RELAXED);
+}
 
 static void rset_add(zm_sock *s, zm_conn *c)
 {
@@ -61,23 +212,13 @@ static void rset_add(zm_sock *s, zm_conn *c)
         s->rset_fd = fd;
         s->fd_gen++;
     }
-    if ((size_t)c->fd >= s->rset_cap) {
-        size_t cap = s->rset_cap;
-        unsigned char *m = zm_grow(s->rset_mark, &cap, NULL, s->rset_cap,
-                                   (size_t)c->fd + 1, 1, 256);
-        if (m == NULL)
-            return;
-        memset(m + s->rset_cap, 0, cap - s->rset_cap);
-        s->rset_mark = m;
-        s->rset_cap = cap;
-    }
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
-    ev.data.fd = c->fd;
+    ev.data.ptr = c; /* removed before c's descriptor closes */
     ZM_COUNT(ZM_CNT_EPOLL_CTL);
     if (epoll_ctl(s->rset_fd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
         return;
-    s->rset_mark[c->fd] = 0;
+    c->rset_ready = 0;
     c->rset_reg = 1;
     s->rset_n++;
 }
@@ -89,7 +230,9 @@ void zm_rset_forget(zm_sock *s, zm_conn *c)
     ZM_COUNT(ZM_CNT_EPOLL_CTL);
     (void)epoll_ctl(s->rset_fd, EPOLL_CTL_DEL, c->fd, NULL);
     c->rset_reg = 0;
+    c->rset_ready = 0;
     s->rset_n--;
+    zm_hot_add(s, c); /* out of the set: stepped every step */
 }
 
 /* Whether the set is consulted now: it holds enough connections. */
@@ -98,10 +241,11 @@ static int rset_used(const zm_sock *s)
     return s->rset_fd >= 0 && s->rset_n >= ZM_RSET_MIN;
 }
 
-/* Mark the fds the set reports readable; 0, or -1 when it could not say
- * (then every connection is read).  Level-triggered entries go back to
- * the end of the kernel's ready list once reported, so with more ready
- * than a batch the calls are bounded by the set's size. */
+/* Put the connections the set reports readable on the step list; 0, or
+ * -1 when it could not say (then every connection is read).  Level-
+ * triggered entries go back to the end of the kernel's ready list once
+ * reported, so with more ready than a batch the calls are bounded by the
+ * set's size. */
 static int rset_poll(zm_sock *s)
 {
     struct epoll_event evs[ZM_RSET_BATCH];
@@ -113,9 +257,11 @@ static int rset_poll(zm_sock *s)
         n = epoll_wait(s->rset_fd, evs, ZM_RSET_BATCH, 0);
         if (n < 0)
             return -1;
-        for (int i = 0; i < n; i++)
-            if ((size_t)evs[i].data.fd < s->rset_cap)
-                s->rset_mark[evs[i].data.fd] = 1;
+        for (int i = 0; i < n; i++) {
+            zm_conn *c = evs[i].data.ptr;
+            c->rset_ready = 1;
+            zm_hot_add(s, c);
+        }
         if (n < ZM_RSET_BATCH)
             break;
     }
@@ -165,20 +311,27 @@ static void listener_accept(zm_sock *s, zm_listener *l, int64_t now)
     }
 }
 
-/* Remove dead connections whose input has been consumed. */
+/* Remove dead connections whose input has been consumed (never in the
+ * readiness set, so on the step list). */
 static void reap_dead(zm_sock *s)
 {
-    zm_conn **pp = &s->conns;
+    zm_conn *next;
 
-    while (*pp != NULL) {
-        zm_conn *c = *pp;
-        if (c->state == ZM_CS_DEAD && c->inq.n == 0) {
-            zm_route_forget(s, c);
-            *pp = c->next;
-            zm_conn_free(c);
-        } else {
-            pp = &c->next;
-        }
+    for (zm_conn *c = s->hot; c != NULL; c = next) {
+        next = c->hot_next;
+        if (c->state != ZM_CS_DEAD || c->inq.n != 0)
+            continue;
+        zm_route_forget(s, c);
+        zm_conn_unlist(s, c);
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+        else
+            s->conns_tail = c->prev;
+        zm_conn_free(c);
     }
 }
 
@@ -203,8 +356,34 @@ void zm_sock_io_ready(zm_sock *s, int fd)
             l->pending = 1;
 }
 
+/* One connection's turn in a step (either walk). */
+static void step_one(zm_sock *s, zm_conn *c, int64_t now, int use,
+                     size_t *nio)
+{
+    if (use && c->rset_reg) {
+        c->idle_in = !c->rset_ready;
+        c->rset_ready = 0;
+        if (conn_quiet(s, c, now)) {
+            c->idle_in = 0;
+            return;
+        }
+    }
+    zm_conn_step(s, c, now);
+    c->idle_in = 0;
+    if (c->state == ZM_CS_ACTIVE && c->fd >= 0 && !c->inproc && !c->raw &&
+        !c->rset_reg) {
+        if (s->nio >= ZM_RSET_MIN)
+            rset_add(s, c);
+        if (!c->rset_reg)
+            (*nio)++; /* s->nio: these and the set's */
+    }
+}
+
 void zm_sock_process(zm_sock *s, int64_t now)
 {
+    size_t nio = 0, visits = 0;
+    int use;
+
     if (s->mb != NULL) {
         /* Before looking at any pipe: an event after this read makes the
          * owner's zm_sock_inproc_arm say "do not sleep". */
@@ -219,28 +398,44 @@ void zm_sock_process(zm_sock *s, int64_t now)
     for (zm_listener *l = s->listeners; l != NULL; l = l->next)
         if (l->pending || now >= l->next_try_ns)
             listener_accept(s, l, now);
-    int use = rset_used(s) && rset_poll(s) == 0;
-    size_t nio = 0;
-
-    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
-        if (use && c->rset_reg) {
-            c->idle_in = !s->rset_mark[c->fd];
-            s->rset_mark[c->fd] = 0;
-            if (conn_quiet(s, c, now)) {
-                c->idle_in = 0;
-                nio++;
-                continue;
+    if (s->heartbeat_ivl_ms != s->hb_ivl_seen ||
+        s->heartbeat_timeout_ms != s->hb_timeout_seen) {
+        /* The resting connections' timers were computed with the old
+         * options: every one is looked at again. */
+        s->hb_ivl_seen = s->heartbeat_ivl_ms;
+        s->hb_timeout_seen = s->heartbeat_timeout_ms;
+        for (zm_conn *c = s->conns; c != NULL; c = c->next)
+            zm_hot_add(s, c);
+    }
+    use = rset_used(s) && rset_poll(s) == 0;
+    if (!use) {
+        /* Every connection, in order, each kept on the step list. */
+        for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+            zm_hot_add(s, c);
+            step_one(s, c, now, 0, &nio);
+            visits++;
+        }
+        s->nio = nio + s->rset_n;
+    } else {
+        zm_conn *next;
+        while (s->theap_n > 0 && s->theap[0]->theap_at <= now)
+            zm_hot_add(s, s->theap[0]); /* its timer is due */
+        /* Connections the steps add (at the head) wait for the next step;
+         * only this walk takes one off. */
+        for (zm_conn *c = s->hot; c != NULL; c = next) {
+            step_one(s, c, now, 1, &nio);
+            visits++;
+            next = c->hot_next;
+            if (conn_rests(c)) {
+                int64_t t = zm_conn_next_timer(s, c);
+                hot_del(s, c);
+                if (t >= 0 && theap_put(s, c, t) < 0)
+                    zm_hot_add(s, c); /* no room in the heap: stays */
             }
         }
-        zm_conn_step(s, c, now);
-        c->idle_in = 0;
-        if (c->state == ZM_CS_ACTIVE && c->fd >= 0 && !c->inproc && !c->raw) {
-            nio++;
-            if (!c->rset_reg && s->nio >= ZM_RSET_MIN)
-                rset_add(s, c);
-        }
+        s->nio = nio + s->rset_n;
     }
-    s->nio = nio;
+    count_visits(visits);
     reap_dead(s);
 }
 
@@ -307,7 +502,8 @@ void zm_sock_destroy(zm_sock *s)
     zm_zap_close(s);
     if (s->rset_fd >= 0)
         close(s->rset_fd); /* its registrations go with it */
-    free(s->rset_mark);
+    free(s->theap);
+    free(s->rid_tab);
     while (s->conns != NULL) {
         zm_conn *c = s->conns;
         s->conns = c->next;
@@ -463,7 +659,8 @@ int zm_sock_push_output(zm_sock *s, int64_t now, zm_watch_fn watch, void *ctx)
 {
     int n = 0;
 
-    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+    /* Off the step list nothing is queued (zm_hot_add, above). */
+    for (zm_conn *c = s->hot; c != NULL; c = c->hot_next) {
         if (c->state != ZM_CS_ACTIVE || c->fd < 0 || c->out.bytes == 0 ||
             c->flush_at_ns > 0)
             continue;
@@ -479,10 +676,18 @@ int zm_sock_push_output(zm_sock *s, int64_t now, zm_watch_fn watch, void *ctx)
 int64_t zm_sock_flush_due(const zm_sock *s)
 {
     int64_t due = 0;
+    int walked = 0;
 
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+    for (const zm_conn *c = s->hot; c != NULL; c = c->hot_next) {
+        /* A hint for the progress thread's timer, read after every call:
+         * past ZM_FLUSH_DUE_WALK_MAX connections with something to do
+         * (thousands in their handshake), "as soon as may be" (1: a time
+         * gone by) rather than a walk of them all. */
+        if (++walked > ZM_FLUSH_DUE_WALK_MAX)
+            return 1;
         if (c->flush_at_ns > 0 && (due == 0 || c->flush_at_ns < due))
             due = c->flush_at_ns;
+    }
     return due;
 }
 
@@ -490,7 +695,7 @@ int64_t zm_sock_flush(zm_sock *s, int64_t now)
 {
     int64_t next = -1;
 
-    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+    for (zm_conn *c = s->hot; c != NULL; c = c->hot_next) {
         if (c->flush_at_ns == 0)
             continue;
         if (now < 0 || now >= c->flush_at_ns) {
@@ -508,7 +713,7 @@ size_t zm_sock_pending_out(const zm_sock *s)
 {
     size_t n = 0;
 
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+    for (const zm_conn *c = s->hot; c != NULL; c = c->hot_next)
         if (c->state != ZM_CS_DEAD && (c->state == ZM_CS_ACTIVE || c->connecter))
             n += c->out.bytes;
     return n;
@@ -539,9 +744,9 @@ static int rset_waitable(const zm_sock *s)
 {
     if (!rset_used(s) || xpub_full(s))
         return 0;
-    if (s->conns_in == 0)
-        return 1; /* no input queued: every connection wants more */
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next)
+    /* Only a connection with input queued may want no more: the input
+     * list holds them all (none queued: every connection wants more). */
+    for (const zm_conn *c = s->in_head; c != NULL; c = c->in_next)
         if (c->rset_reg && !(conn_interest(s, c) & WATCH_IN))
             return 0;
     return 1;
@@ -551,7 +756,10 @@ void zm_sock_watch_traffic(zm_sock *s, zm_watch_fn watch, void *ctx)
 {
     int use_set = rset_waitable(s);
 
-    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+    /* With the set watched, the step list alone (off it a connection
+     * wants only input, which the set's descriptor says). */
+    for (zm_conn *c = use_set ? s->hot : s->conns; c != NULL;
+         c = use_set ? c->hot_next : c->next) {
         unsigned ev;
 
         if (c->inproc || c->state != ZM_CS_ACTIVE || c->fd < 0)
@@ -578,7 +786,11 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
         watch(ctx, l->fd, WATCH_IN);
     if (s->mon_fd >= 0)
         watch(ctx, s->mon_fd, WATCH_IN | (s->mon_out.bytes > 0 ? WATCH_OUT : 0u));
-    for (zm_conn *c = s->conns; c != NULL; c = c->next) {
+    /* With the set watched, the step list alone: off it a connection
+     * wants only input (the set's descriptor) and its timer is in the
+     * heap. */
+    for (zm_conn *c = use_set ? s->hot : s->conns; c != NULL;
+         c = use_set ? c->hot_next : c->next) {
         unsigned ev = 0;
         if (c->inproc)
             continue; /* the owner's wait watches the mailbox instead */
@@ -609,7 +821,10 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
         if (ev != 0 && c->fd >= 0)
             watch(ctx, c->fd, ev);
     }
-    if (use_set)
+    if (use_set) {
         watch(ctx, s->rset_fd, WATCH_IN);
+        if (s->theap_n > 0 && (next < 0 || s->theap[0]->theap_at < next))
+            next = s->theap[0]->theap_at;
+    }
     return next;
 }

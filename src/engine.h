@@ -102,6 +102,8 @@ enum zm_conn_state {
 
 typedef struct zm_conn {
     struct zm_conn *next;
+    struct zm_conn *prev;  /* zm_sock.conns is doubly linked: a dead one
+                              leaves without a walk (reap_dead) */
     int fd;
     int state;
     int connecter;        /* we dialled it: redial when it drops */
@@ -182,13 +184,18 @@ typedef struct zm_conn {
     size_t ends_cap, ends_head, ends_n;
     /* input */
     zm_msgq inq;
-    size_t *conns_in;       /* &zm_sock.conns_in: counts this connection
+    struct zm_sock *sock;   /* the socket it belongs to: its input list
+                               (zm_sock.in_head) holds this connection
                                while inq is not empty (engine_int.h,
                                zm_route_queue_in and conn_pop) */
+    struct zm_conn *in_next, *in_prev; /* in the socket's input list */
+    int in_listed;
     /* the peer's routing id (ROUTER) */
     unsigned char rid[255];
     size_t rid_len;
     int rid_fixed;          /* CONNECT_ROUTING_ID gave rid: kept at admission */
+    struct zm_conn *rid_hnext; /* in zm_sock.rid_tab's chain of its id */
+    int rid_hashed;         /* rid is in zm_sock.rid_tab */
     /* PUB/XPUB: the topics this peer subscribed to (a set) */
     zm_subs subs;
     zm_wbuf deferred;       /* commands waiting for a message's last frame */
@@ -210,6 +217,16 @@ typedef struct zm_conn {
                                found fd not readable in the readiness set:
                                conn_read decodes what it holds but makes
                                no recv (that would only say EAGAIN) */
+    /* Many peers (engine.c, "The step list"): the connections a step
+     * visits.  Every connection not in the readiness set is on it; one in
+     * the set only while it may have something to do (reported readable,
+     * output queued, bytes in its decoder, a timer due); a quiet one waits
+     * off it, its next timer in the socket's timer heap. */
+    struct zm_conn *hot_next, *hot_prev;
+    int hot;                /* on zm_sock.hot */
+    int rset_ready;         /* the readiness set reported it this step */
+    size_t theap_i;         /* its place in zm_sock.theap + 1 (0: none) */
+    int64_t theap_at;       /* its timer there */
     /* inproc: the pipe instead of fd, decoder and output queue */
     int inproc;             /* an inproc connection (for good) */
     zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
@@ -347,6 +364,7 @@ typedef struct zm_sock {
 
     zm_listener *listeners;
     zm_conn *conns;
+    zm_conn *conns_tail;         /* its last: a new connection is appended */
     zm_conn *rr;                 /* round-robin cursor (next to try) */
     zm_conn *fq;                 /* fair-queue cursor (next to try) */
 
@@ -364,6 +382,12 @@ typedef struct zm_sock {
     zm_msg rep_envelope;
 
     uint32_t next_rid;           /* generated ROUTER ids: 0x00 + counter */
+    zm_conn **rid_tab;           /* ROUTER: connections by routing id, a
+                                    hash table of chains (engine_route.c,
+                                    find_rid); NULL: none yet */
+    size_t rid_tab_cap, rid_tab_n; /* buckets (a power of two), ids in it */
+    int rid_linear;              /* the table could not grow: find_rid
+                                    walks the connections */
 
     /* publish-subscribe */
     zm_subs subs;                /* SUB/XSUB: ours (counted); XPUB: peers
@@ -413,9 +437,15 @@ typedef struct zm_sock {
     size_t conns_in;             /* connections with a message in inq: 0
                                     lets a receive say EAGAIN without
                                     walking them (pick_next) */
-    unsigned char *rset_mark;    /* by fd: reported readable by this step's
-                                    epoll_wait (rset_cap bytes) */
-    size_t rset_cap;
+    zm_conn *in_head, *in_tail;  /* those connections, in the fair-queue's
+                                    order: a receive takes the head's
+                                    message and moves it to the tail */
+    zm_conn *hot;                /* the step list (zm_conn.hot_next) */
+    zm_conn **theap;             /* quiet connections by next timer: a
+                                    binary min-heap on zm_conn.theap_at */
+    size_t theap_n, theap_cap;
+    int hb_ivl_seen, hb_timeout_seen; /* the heartbeat options the quiet
+                                    connections' timers were computed with */
 
     zm_sock_stats stats;
     /* Accepted connections in their handshake (zm_conn.hs_slot): at
@@ -622,7 +652,8 @@ int zm_sock_events(zm_sock *s);
 /* Write what coalescing holds back on connections due by `now` (all of it
  * when now < 0); returns the next flush deadline, or -1 when none. */
 int64_t zm_sock_flush(zm_sock *s, int64_t now);
-/* The earliest flush deadline of held-back output, or 0 when none. */
+/* The earliest flush deadline of held-back output, or 0 when none (a
+ * hint: with more than 64 connections on the step list, 1). */
 int64_t zm_sock_flush_due(const zm_sock *s);
 
 /* Bytes queued for peers that are still to be written. */

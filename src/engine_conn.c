@@ -118,17 +118,20 @@ zm_conn *zm_conn_new(zm_sock *s)
     if (c == NULL)
         return NULL;
     c->fd = -1;
-    c->conns_in = &s->conns_in;
+    c->sock = s;
     zm_subs_init(&c->subs, s->peer_max_sub_nodes);
     if (conn_decoder_reset(s, c) < 0) {
         free(c);
         return NULL;
     }
     /* Append, so round-robin follows connection order (as libzmq). */
-    zm_conn **pp = &s->conns;
-    while (*pp != NULL)
-        pp = &(*pp)->next;
-    *pp = c;
+    c->prev = s->conns_tail;
+    if (s->conns_tail != NULL)
+        s->conns_tail->next = c;
+    else
+        s->conns = c;
+    s->conns_tail = c;
+    zm_hot_add(s, c); /* not in the readiness set: stepped every step */
     return c;
 }
 
@@ -355,6 +358,8 @@ nomem:
  * frames of a message. */
 void zm_conn_put_encoded(zm_conn *c, zm_wbuf *w, int rc)
 {
+    if (rc == 0 && !c->hot)
+        zm_hot_add(c->sock, c); /* written at the next step */
     if (rc == 0 && c->in_msg) {
         if (zm_wbuf_reserve(&c->deferred, w->len) == 0) {
             memcpy(c->deferred.data + c->deferred.len, w->data, w->len);

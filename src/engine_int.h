@@ -57,6 +57,15 @@ void zm_conn_lost(zm_sock *s, zm_conn *c, int64_t now);
 /* Take c's descriptor out of the socket's readiness set before it closes
  * (engine.c; nothing when it is not in it). */
 void zm_rset_forget(zm_sock *s, zm_conn *c);
+/* The step list (engine.c): c may have something to do at the next step
+ * (output queued, a state change): on the list, out of the timer heap. */
+void zm_hot_add(zm_sock *s, zm_conn *c);
+/* c leaves the socket (engine.c, reap_dead and zm_sock_destroy): off the
+ * step list, the timer heap and the input list. */
+void zm_conn_unlist(zm_sock *s, zm_conn *c);
+/* ROUTER's table of routing ids (engine_route.c): c's id leaves it (c is
+ * freed, or its id changes). */
+void zm_rid_unhash(zm_sock *s, zm_conn *c);
 void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now);
 int64_t zm_conn_next_timer(const zm_sock *s, const zm_conn *c);
 void zm_conn_step(zm_sock *s, zm_conn *c, int64_t now);
@@ -234,11 +243,44 @@ void zm_mon_drain(zm_sock *s);
 
 /* A message leaves a connection's input queue for the application (or is
  * dropped): an inproc writer's HWM counts it no longer. */
+/* The input list (zm_sock.in_head): the connections with a message in
+ * inq, oldest first; conns_in counts them.  Who adds: zm_route_queue_in
+ * (a queue becomes non-empty); who removes: conn_pop (it empties),
+ * purge_unmatched (SUB), zm_conn_unlist (freed); who moves: pick_next
+ * (the head goes to the tail when it gives a message: fair-queue). */
+static inline void in_list_add(zm_sock *s, zm_conn *c)
+{
+    c->in_next = NULL;
+    c->in_prev = s->in_tail;
+    if (s->in_tail != NULL)
+        s->in_tail->in_next = c;
+    else
+        s->in_head = c;
+    s->in_tail = c;
+    c->in_listed = 1;
+    s->conns_in++;
+}
+
+static inline void in_list_del(zm_sock *s, zm_conn *c)
+{
+    if (c->in_prev != NULL)
+        c->in_prev->in_next = c->in_next;
+    else
+        s->in_head = c->in_next;
+    if (c->in_next != NULL)
+        c->in_next->in_prev = c->in_prev;
+    else
+        s->in_tail = c->in_prev;
+    c->in_next = c->in_prev = NULL;
+    c->in_listed = 0;
+    s->conns_in--;
+}
+
 static inline void conn_pop(zm_conn *c, zm_msg *out)
 {
     zm_msgq_pop(&c->inq, out);
-    if (c->inq.n == 0)
-        (*c->conns_in)--;
+    if (c->inq.n == 0 && c->in_listed)
+        in_list_del(c->sock, c);
     if (c->pipe != NULL)
         zm_pipe_consumed(c->pipe, c->pipe_end, 1);
 }
@@ -261,6 +303,8 @@ static inline int conn_begin_msg(zm_conn *c)
 {
     if (c->in_msg)
         return 0;
+    if (!c->hot)
+        zm_hot_add(c->sock, c); /* its output goes at the next step */
     if (c->ends_n == c->ends_cap) {
         struct zm_span *e = zm_grow(c->ends, &c->ends_cap, &c->ends_head,
                                     c->ends_n, c->ends_n + 1, sizeof(*e),
@@ -331,13 +375,25 @@ enum { PICK_OUT, PICK_IN };
  * fair queueing of receives); the cursor moves past it. */
 static inline zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
 {
-    zm_conn *start = *cursor != NULL ? *cursor : s->conns;
-    zm_conn *c = start;
+    zm_conn *start, *c;
 
-    if (c == NULL || (dir == PICK_IN && s->conns_in == 0))
+    if (dir == PICK_IN) {
+        /* The head of the input list, moved to its tail: the peers with
+         * input take turns, whatever the number connected. */
+        (void)cursor;
+        c = s->in_head;
+        if (c != NULL && c->in_next != NULL) {
+            in_list_del(s, c);
+            in_list_add(s, c);
+        }
+        return c;
+    }
+    start = *cursor != NULL ? *cursor : s->conns;
+    c = start;
+    if (c == NULL)
         return NULL;
     do {
-        if (dir == PICK_IN ? c->inq.n > 0 : conn_can_queue(s, c)) {
+        if (conn_can_queue(s, c)) {
             *cursor = c->next != NULL ? c->next : s->conns;
             return c;
         }
@@ -361,8 +417,8 @@ static inline void zm_route_queue_in(zm_sock *s, zm_conn *c, zm_msg *msg)
     if (zm_msgq_push(&c->inq, msg) < 0) {
         zm_msg_clear(msg);
         ZM_STAT_ADD(s->stats.dropped_msgs, 1);
-    } else if (c->inq.n == 1) {
-        s->conns_in++;
+    } else if (c->inq.n == 1 && !c->in_listed) {
+        in_list_add(s, c);
     }
 }
 

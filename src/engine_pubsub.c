@@ -383,8 +383,6 @@ static void purge_unmatched(zm_sock *s)
 {
     for (zm_conn *c = s->conns; c != NULL; c = c->next) {
         size_t n = c->inq.n;
-        if (n > 0)
-            s->conns_in--; /* counted again below if one stays */
         for (size_t i = 0; i < n; i++) {
             zm_msg m;
             zm_frame *f;
@@ -398,8 +396,8 @@ static void purge_unmatched(zm_sock *s)
                     zm_pipe_consumed(c->pipe, c->pipe_end, 1);
             }
         }
-        if (c->inq.n > 0)
-            s->conns_in++;
+        if (c->inq.n == 0 && c->in_listed)
+            in_list_del(s, c); /* nothing of it matched */
     }
 }
 

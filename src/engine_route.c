@@ -203,6 +203,7 @@ void zm_conn_send_soon(zm_sock *s, zm_conn *c, int64_t now)
     } else if (c->flush_at_ns == 0) {
         c->flush_at_ns = s->hold ? now + ZM_HOLD_NS
                                  : c->last_write_ns + ZM_COALESCE_NS;
+        zm_hot_add(s, c); /* the flushes walk the step list */
     }
 }
 
@@ -277,17 +278,111 @@ void zm_conn_send_one(zm_sock *s, zm_conn *c, const void *data, size_t n)
 /* Peers                                                              */
 /* ================================================================== */
 
+/*
+ * ROUTER's routing ids, hashed (many peers: a send names its peer by id,
+ * and walking every connection with a memcmp each cost a walk per
+ * message).  Every connection whose id was set by rid_set is in the chain
+ * of its bucket; zm_rid_unhash takes it out before its id changes and
+ * when it is freed (zm_conn_unlist).  A table that cannot grow sets
+ * rid_linear: find_rid then walks the connections, as before.  Only the
+ * thread holding the socket touches it.
+ */
+static size_t rid_hash(const unsigned char *id, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ id[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+void zm_rid_unhash(zm_sock *s, zm_conn *c)
+{
+    zm_conn **pp;
+
+    if (!c->rid_hashed)
+        return;
+    pp = &s->rid_tab[rid_hash(c->rid, c->rid_len) & (s->rid_tab_cap - 1)];
+    while (*pp != c)
+        pp = &(*pp)->rid_hnext;
+    *pp = c->rid_hnext;
+    c->rid_hnext = NULL;
+    c->rid_hashed = 0;
+    s->rid_tab_n--;
+}
+
+/* Room for one more id (the table doubles at one id per bucket): 0, or
+ * -ENOMEM with the table as it was. */
+static int rid_tab_room(zm_sock *s)
+{
+    size_t cap = s->rid_tab_cap != 0 ? s->rid_tab_cap * 2 : 64;
+    zm_conn **tab;
+
+    if (s->rid_tab_n < s->rid_tab_cap)
+        return 0;
+    tab = zm_calloc(cap, sizeof(*tab));
+    if (tab == NULL)
+        return -ENOMEM;
+    for (size_t b = 0; b < s->rid_tab_cap; b++) {
+        zm_conn *c = s->rid_tab[b], *next;
+        for (; c != NULL; c = next) {
+            size_t nb = rid_hash(c->rid, c->rid_len) & (cap - 1);
+            next = c->rid_hnext;
+            c->rid_hnext = tab[nb];
+            tab[nb] = c;
+        }
+    }
+    free(s->rid_tab);
+    s->rid_tab = tab;
+    s->rid_tab_cap = cap;
+    return 0;
+}
+
+/* c's routing id becomes id[0..n). */
+static void rid_set(zm_sock *s, zm_conn *c, const unsigned char *id, size_t n)
+{
+    size_t b;
+
+    zm_rid_unhash(s, c);
+    memmove(c->rid, id, n);
+    c->rid_len = n;
+    if (s->rid_linear)
+        return;
+    if (rid_tab_room(s) < 0) {
+        s->rid_linear = 1; /* the ids in it stay right; find_rid walks */
+        return;
+    }
+    b = rid_hash(c->rid, c->rid_len) & (s->rid_tab_cap - 1);
+    c->rid_hnext = s->rid_tab[b];
+    s->rid_tab[b] = c;
+    c->rid_hashed = 1;
+    s->rid_tab_n++;
+}
+
 /* A generated routing id: 0x00 then a 32-bit counter (libzmq's form). */
 static void conn_generate_rid(zm_sock *s, zm_conn *c)
 {
-    c->rid[0] = 0;
-    zm_put_u32(c->rid + 1, s->next_rid++);
-    c->rid_len = 5;
+    unsigned char id[5];
+
+    id[0] = 0;
+    zm_put_u32(id + 1, s->next_rid++);
+    rid_set(s, c, id, sizeof(id));
 }
 
+/* The ACTIVE connection with routing id id[0..n) (ids are unique among
+ * ACTIVE ones: router_admit), or NULL. */
 static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
 {
-    for (zm_conn *c = s->conns; c != NULL; c = c->next)
+    if (s->rid_linear || s->rid_tab == NULL) {
+        if (s->rid_linear)
+            for (zm_conn *c = s->conns; c != NULL; c = c->next)
+                if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
+                    memcmp(c->rid, id, n) == 0)
+                    return c;
+        return NULL;
+    }
+    for (zm_conn *c = s->rid_tab[rid_hash(id, n) & (s->rid_tab_cap - 1)];
+         c != NULL; c = c->rid_hnext)
         if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
             memcmp(c->rid, id, n) == 0)
             return c;
@@ -859,8 +954,7 @@ static const char *router_admit(zm_sock *s, zm_conn *c,
     }
     if (id != NULL && n > 0 && n <= sizeof(c->rid) && id[0] != 0 &&
         holder == NULL) {
-        memcpy(c->rid, id, n);
-        c->rid_len = n;
+        rid_set(s, c, id, n);
     } else {
         /* No id, a reserved one (leading 0x00) or one in use: generate
          * (libzmq drops the newcomer with a duplicate id unless
@@ -883,8 +977,7 @@ void zm_route_connected(zm_sock *s, zm_conn *c)
 {
     if (s->connect_rid_len > 0 &&
         (s->type == ZM_ROUTER || s->type == ZM_STREAM)) {
-        memcpy(c->rid, s->connect_rid, s->connect_rid_len);
-        c->rid_len = s->connect_rid_len;
+        rid_set(s, c, s->connect_rid, s->connect_rid_len);
         c->rid_fixed = 1;
         s->connect_rid_len = 0; /* the next connect only (libzmq) */
     }

@@ -244,14 +244,23 @@ static int ep_unwatch(zm_backend *b, int fd, zm_io_event *recv_done)
     ep_fdent *e;
 
     if (fd < ep->nfds) {
+        uint8_t registered;
         e = &ep->fds[fd];
-        /* Errors do not matter: ENOENT/EBADF mean epoll has already
-         * forgotten fd (closed), and nothing is written outside wait(). */
-        if (e->registered) {
-            ZM_COUNT(ZM_CNT_EPOLL_CTL);
-            epoll_ctl(ep->epfd, EPOLL_CTL_DEL, fd, NULL);
-        }
+        /* No EPOLL_CTL_DEL: fd stays in the set with nothing pending, so
+         * the next watch of it is one EPOLL_CTL_MOD instead of an ADD and
+         * a DEL per wait (a blocking call watches and unwatches the same
+         * descriptors every time; for an epoll descriptor, such as a
+         * socket's readiness set, each ADD also made the kernel walk the
+         * set it holds: ep_loop_check).  What it may still report (its
+         * one-shot interest, if it did not fire) finds want == 0 and no
+         * receive: ep_dispatch drops it and does not re-arm, so no event
+         * of fd comes out of wait() until it is watched again.  A closed
+         * fd leaves the set by itself; a number reused by another file is
+         * an ENOENT for the MOD, then an ADD (ep_arm).  Nothing is written
+         * outside wait(), so there is nothing to cancel. */
+        registered = e->registered;
         memset(e, 0, sizeof(*e));
+        e->registered = registered;
     }
     return zm__evq_purge(&b->q, fd,
                          ZM__KIND_BIT(ZM_IOK_READY) |

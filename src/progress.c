@@ -20,18 +20,233 @@
 #define ZM_PROGRESS_MISSED_NS ((int64_t)10000000) /* 10 ms */
 
 typedef struct {
+    zm_progress *p;
     zm_backend *be;
-    zm_watchset ws; /* every descriptor of every socket: no cap */
+    zm_psock *cur;  /* the socket being looked at: collect() records its
+                       descriptors in its wfds */
     int missed;     /* a watch failed during this look */
 } collect_ctx;
 
+/* Watch fd for the socket being looked at, with its fd as the token, and
+ * note whose it is (zm_progress.by_fd) and that it watched it (wfds). */
 static int collect(void *ctx_, int fd, unsigned events)
 {
     collect_ctx *ctx = ctx_;
+    zm_progress *p = ctx->p;
+    zm_psock *ps = ctx->cur;
 
-    if (zm_watchset_add(&ctx->ws, ctx->be, fd, events) < 0)
+    if (fd >= p->nby_fd) {
+        size_t cap = (size_t)p->nby_fd;
+        zm_psock **m = zm_grow(p->by_fd, &cap, NULL, cap, (size_t)fd + 1,
+                               sizeof(*m), 256);
+        if (m == NULL || cap > INT32_MAX) {
+            ctx->missed = 1;
+            return 0;
+        }
+        memset(m + p->nby_fd, 0, (cap - (size_t)p->nby_fd) * sizeof(*m));
+        p->by_fd = m;
+        p->nby_fd = (int)cap;
+    }
+    if (ps->nwfds == ps->capwfds) {
+        size_t cap = (size_t)ps->capwfds;
+        int *w = zm_grow(ps->wfds, &cap, NULL, cap, cap + 1, sizeof(*w), 4);
+        if (w == NULL || cap > INT32_MAX) {
+            ctx->missed = 1;
+            return 0;
+        }
+        ps->wfds = w;
+        ps->capwfds = (int)cap;
+    }
+    if (zm_backend_watch(ctx->be, fd, events, (uint64_t)fd) < 0) {
         ctx->missed = 1;
+        return 0;
+    }
+    ps->wfds[ps->nwfds++] = fd;
+    p->by_fd[fd] = ps;
     return 0;
+}
+
+/* The socket is to be looked at: what its last look watched is dropped
+ * (the epoll backend keeps the descriptors in its set, disarmed: the look
+ * that follows re-arms what it still needs with one EPOLL_CTL_MOD each). */
+static void progress_unwatch(collect_ctx *ctx, zm_psock *ps)
+{
+    zm_progress *p = ctx->p;
+
+    for (int i = 0; i < ps->nwfds; i++) {
+        int fd = ps->wfds[i];
+        if (fd < p->nby_fd && p->by_fd[fd] == ps) {
+            p->by_fd[fd] = NULL;
+            (void)zm_backend_unwatch(ctx->be, fd, NULL);
+        }
+    }
+    ps->nwfds = 0;
+}
+
+/*
+ * Parked sockets.  With thousands of sockets in one context (a client
+ * process of many DEALERs), a round of the thread that looked at every
+ * socket (a step, a recv, a watch and an unwatch each) cost more than the
+ * owner's own work.  A socket the thread stepped and watched (progress_look
+ * sets park_want) leaves the awake list, its descriptors stay watched, and
+ * it comes back to the awake list (wake_parked) only for:
+ *   - an event on one of them (by_fd: the event's token is its fd);
+ *   - its timer (park_t, the heap pheap);
+ *   - a call of its owner: zm_progress_call_done counts the call, then
+ *     reads `parked` (seq_cst) and pushes the socket on `pokes` once
+ *     (`poked`); park() stores `parked`, then reads `calls` (seq_cst): of
+ *     the two, one sees the other, so a call is never missed.
+ * The thread takes the whole stack (an exchange) at each round and before
+ * each sleep (progress_timeout), under mu; owners only ever push.  Who
+ * removes a socket (zm_progress_remove, under mu) takes it off all of
+ * them: the awake list, the heap, by_fd and the stack.
+ */
+static void awake_add(zm_progress *p, zm_psock *ps)
+{
+    if (ps->awake)
+        return;
+    ps->awake_prev = NULL;
+    ps->awake_next = p->awake;
+    if (p->awake != NULL)
+        p->awake->awake_prev = ps;
+    p->awake = ps;
+    ps->awake = 1;
+}
+
+static void awake_del(zm_progress *p, zm_psock *ps)
+{
+    if (!ps->awake)
+        return;
+    if (ps->awake_prev != NULL)
+        ps->awake_prev->awake_next = ps->awake_next;
+    else
+        p->awake = ps->awake_next;
+    if (ps->awake_next != NULL)
+        ps->awake_next->awake_prev = ps->awake_prev;
+    ps->awake_next = ps->awake_prev = NULL;
+    ps->awake = 0;
+}
+
+static void pheap_place(zm_progress *p, size_t i, zm_psock *ps)
+{
+    p->pheap[i] = ps;
+    ps->pheap_i = i + 1;
+}
+
+static void pheap_up(zm_progress *p, size_t i)
+{
+    zm_psock *ps = p->pheap[i];
+
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (p->pheap[up]->park_t <= ps->park_t)
+            break;
+        pheap_place(p, i, p->pheap[up]);
+        i = up;
+    }
+    pheap_place(p, i, ps);
+}
+
+static void pheap_down(zm_progress *p, size_t i)
+{
+    zm_psock *ps = p->pheap[i];
+
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        int64_t at = ps->park_t;
+        if (l < p->pheap_n && p->pheap[l]->park_t < at) {
+            m = l;
+            at = p->pheap[l]->park_t;
+        }
+        if (l + 1 < p->pheap_n && p->pheap[l + 1]->park_t < at)
+            m = l + 1;
+        if (m == i)
+            break;
+        pheap_place(p, i, p->pheap[m]);
+        i = m;
+    }
+    pheap_place(p, i, ps);
+}
+
+static void pheap_del(zm_progress *p, zm_psock *ps)
+{
+    size_t i;
+    zm_psock *last;
+
+    if (ps->pheap_i == 0)
+        return;
+    i = ps->pheap_i - 1;
+    ps->pheap_i = 0;
+    last = p->pheap[--p->pheap_n];
+    if (i < p->pheap_n) {
+        pheap_place(p, i, last);
+        pheap_up(p, i);
+        pheap_down(p, last->pheap_i - 1);
+    }
+}
+
+static int pheap_put(zm_progress *p, zm_psock *ps)
+{
+    if (p->pheap_n == p->pheap_cap) {
+        zm_psock **h = zm_grow(p->pheap, &p->pheap_cap, NULL, p->pheap_n,
+                               p->pheap_n + 1, sizeof(*h), 64);
+        if (h == NULL)
+            return -ENOMEM;
+        p->pheap = h;
+    }
+    pheap_place(p, p->pheap_n++, ps);
+    pheap_up(p, p->pheap_n - 1);
+    return 0;
+}
+
+/* After its look stepped and watched it: off the awake list until
+ * something happens (a heap that cannot grow keeps it awake). */
+static void park(zm_progress *p, zm_psock *ps)
+{
+    __atomic_store_n(&ps->parked, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) != ps->seen_calls ||
+        (ps->park_t >= 0 && pheap_put(p, ps) < 0)) {
+        /* Its owner called since the look (it may not have seen
+         * `parked`), or no room: it stays awake. */
+        __atomic_store_n(&ps->parked, 0, __ATOMIC_SEQ_CST);
+        return;
+    }
+    awake_del(p, ps);
+}
+
+static void wake_parked(zm_progress *p, zm_psock *ps)
+{
+    if (!__atomic_load_n(&ps->parked, __ATOMIC_RELAXED))
+        return;
+    __atomic_store_n(&ps->parked, 0, __ATOMIC_SEQ_CST);
+    pheap_del(p, ps);
+    awake_add(p, ps);
+}
+
+/* Push ps on the pokes stack (any thread; lock-free: the only other
+ * operation on it is taking it whole). */
+static void poke_push(zm_progress *p, zm_psock *ps)
+{
+    zm_psock *head = __atomic_load_n(&p->pokes, __ATOMIC_SEQ_CST);
+
+    do
+        ps->poke_next = head;
+    while (!__atomic_compare_exchange_n(&p->pokes, &head, ps, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+}
+
+/* Take the owners' pokes: those sockets are awake again. */
+static void take_pokes(zm_progress *p)
+{
+    zm_psock *ps = __atomic_exchange_n(&p->pokes, NULL, __ATOMIC_SEQ_CST);
+
+    while (ps != NULL) {
+        zm_psock *next = ps->poke_next;
+        /* Before it is woken: a later call pokes it again. */
+        __atomic_store_n(&ps->poked, 0, __ATOMIC_SEQ_CST);
+        wake_parked(p, ps);
+        ps = next;
+    }
 }
 
 /* Take a socket whose owner is not in a call: FREE -> PROGRESS.  Acquire pairs
@@ -118,9 +333,19 @@ static int64_t progress_look(zm_psock *ps, int64_t now, const zm_io_event *evs,
              * accept() that says EAGAIN). */
             for (int i = 0; i < nevs; i++)
                 zm_sock_io_ready(ps->sock, (int)evs[i].token);
+            int missed = ctx->missed;
             zm_sock_process(ps->sock, now);
             ZM_STAT_ADD(ps->sock->stats.progress_steps, 1);
+            ctx->missed = 0;
             t = zm_sock_watch(ps->sock, collect, ctx);
+            /* Stepped and watched: parked until something happens.  Not
+             * when a watch failed, nor with a mailbox (inproc pipes, ZAP
+             * replies, fileno()): its eventfd is the owner's to arm, not
+             * watched here, so what arrives through it is only seen by a
+             * look at every round, as before. */
+            ps->park_want = !ctx->missed && ps->sock->mb == NULL;
+            ps->park_t = t;
+            ctx->missed |= missed;
         }
         /* Socket.fileno(): an event loop waits on the mailbox's eventfd
          * (in its loop set) for EVENTS to change: POLLIN or POLLOUT
@@ -160,7 +385,8 @@ static int64_t progress_timeout(zm_progress *p, const collect_ctx *ctx,
                      __ATOMIC_SEQ_CST);
     if (timeout < 0)
         __atomic_store_n(&p->sleeping_forever, 1, __ATOMIC_SEQ_CST);
-    for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
+    take_pokes(p); /* parked sockets whose owner called: awake again */
+    for (zm_psock *ps = p->awake; ps != NULL; ps = ps->awake_next) {
         if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) == ps->seen_calls)
             continue;
         if (timeout < 0)
@@ -181,17 +407,38 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
     int64_t now, next, timeout;
 
     ctx->be = p->be;
+    ctx->p = p;
     pthread_mutex_lock(&p->mu);
     while (!p->stop) {
         now = zm_now_ns();
         next = -1;
         ctx->missed = 0;
-        for (zm_psock *ps = p->socks; ps != NULL; ps = ps->next) {
-            int64_t t = progress_look(ps, now, evs, nevs, ctx);
+        /* Whose descriptors the last wait reported (under mu: a socket
+         * removed meanwhile took its entries out of by_fd), whose timer
+         * is due, whose owner called: awake. */
+        for (int i = 0; i < nevs; i++)
+            if (evs[i].kind == ZM_IOK_READY &&
+                evs[i].token < (uint64_t)p->nby_fd &&
+                p->by_fd[evs[i].token] != NULL)
+                wake_parked(p, p->by_fd[evs[i].token]);
+        while (p->pheap_n > 0 && p->pheap[0]->park_t <= now)
+            wake_parked(p, p->pheap[0]);
+        take_pokes(p);
+        for (zm_psock *ps = p->awake, *nx; ps != NULL; ps = nx) {
+            int64_t t;
 
+            nx = ps->awake_next;
+            progress_unwatch(ctx, ps);
+            ctx->cur = ps;
+            ps->park_want = 0;
+            t = progress_look(ps, now, evs, nevs, ctx);
+            if (ps->park_want)
+                park(p, ps); /* its descriptors stay watched */
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
         }
+        if (p->pheap_n > 0 && (next < 0 || p->pheap[0]->park_t < next))
+            next = p->pheap[0]->park_t;
         timeout = progress_timeout(p, ctx, next);
         pthread_mutex_unlock(&p->mu);
         nevs = zm_backend_wait(p->be, evs, 64, timeout);
@@ -200,8 +447,6 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
         /* Relaxed: only an optimisation hint from here on (a stale 0 just
          * costs the owner an unneeded wake). */
         __atomic_store_n(&p->sleeping_forever, 0, __ATOMIC_RELAXED);
-        zm_watchset_unwatch(&ctx->ws, p->be, 0);
-
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -226,8 +471,7 @@ static void *progress_entry(void *arg)
 
     /* Everything the thread needs is made before it reports: a start that
      * returns 0 has a thread that runs until stopped. */
-    if (rc == 0 && ((ctx = zm_calloc(1, sizeof(*ctx))) == NULL ||
-                    zm_watchset_reserve(&ctx->ws, 64) < 0)) {
+    if (rc == 0 && (ctx = zm_calloc(1, sizeof(*ctx))) == NULL) {
         snprintf(p->reason, sizeof(p->reason), "out of memory");
         rc = -ENOMEM;
     }
@@ -250,9 +494,15 @@ static void *progress_entry(void *arg)
         while (__atomic_load_n(&p->wakers, __ATOMIC_SEQ_CST) != 0)
             sched_yield();
     }
-    if (ctx != NULL)
-        zm_watchset_free(&ctx->ws);
     free(ctx);
+    pthread_mutex_lock(&p->mu); /* a socket removed later finds no table */
+    free(p->by_fd);
+    p->by_fd = NULL;
+    p->nby_fd = 0;
+    free(p->pheap); /* the sockets left stay in it: remove() finds pheap_i */
+    p->pheap = NULL;
+    p->pheap_n = p->pheap_cap = 0;
+    pthread_mutex_unlock(&p->mu);
     zm_backend_close(p->be); /* NULL-safe */
     p->be = NULL;
     return NULL;
@@ -324,8 +574,14 @@ void zm_progress_add(zm_progress *p, zm_psock *ps)
     if (zm_progress_foreign(p))
         return; /* never in use here (see zm_progress_stop) */
     pthread_mutex_lock(&p->mu);
+    ps->parked = 0;
+    ps->poked = 0;
+    ps->awake = 0;
+    ps->pheap_i = 0;
+    ps->nwfds = 0;
     ps->next = p->socks;
     p->socks = ps;
+    awake_add(p, ps);
     pthread_mutex_unlock(&p->mu);
     /* No wake: a new socket has nothing to do until a call on it, and the
      * end of that call wakes the thread when it is wanted or when the
@@ -343,6 +599,32 @@ void zm_progress_remove(zm_progress *p, zm_psock *ps)
             *pp = ps->next;
             break;
         }
+    }
+    /* Its descriptors stay in the thread's epoll set until they close
+     * (the backend is the thread's: only it may unwatch); an event of one
+     * finds no socket. */
+    for (int i = 0; i < ps->nwfds; i++)
+        if (ps->wfds[i] < p->nby_fd && p->by_fd[ps->wfds[i]] == ps)
+            p->by_fd[ps->wfds[i]] = NULL;
+    free(ps->wfds);
+    ps->wfds = NULL;
+    ps->nwfds = ps->capwfds = 0;
+    awake_del(p, ps);
+    if (p->pheap != NULL)
+        pheap_del(p, ps);
+    ps->pheap_i = 0;
+    __atomic_store_n(&ps->parked, 0, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&ps->poked, __ATOMIC_SEQ_CST)) {
+        /* On the stack (its owner, this thread, pushed it before): take
+         * the stack, leave it out, push the others back. */
+        zm_psock *q = __atomic_exchange_n(&p->pokes, NULL, __ATOMIC_SEQ_CST);
+        while (q != NULL) {
+            zm_psock *next = q->poke_next;
+            if (q != ps)
+                poke_push(p, q);
+            q = next;
+        }
+        ps->poked = 0;
     }
     pthread_mutex_unlock(&p->mu);
 }
@@ -365,6 +647,11 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
     /* seq_cst, the mirror of progress_main's check before a timeless
      * sleep. */
     __atomic_fetch_add(&ps->calls, 1, __ATOMIC_SEQ_CST);
+    /* Parked: the thread does not look at it until poked (see "Parked
+     * sockets"); once per parking. */
+    if (__atomic_load_n(&ps->parked, __ATOMIC_SEQ_CST) &&
+        __atomic_exchange_n(&ps->poked, 1, __ATOMIC_SEQ_CST) == 0)
+        poke_push(p, ps);
     if (wanted) {
         /* One wake per look is enough: the thread clears `woken` (seq_cst)
          * before it looks at the socket, so a call that ends after the look
@@ -379,15 +666,27 @@ void zm_progress_call_done(zm_progress *p, zm_psock *ps, int wanted)
     }
 }
 
+/* Connections zm_progress_wanted looks at, at most: past them (thousands
+ * of peers in their handshake at once) it says ZM_WANT_OUTPUT without
+ * looking further.  That wakes the thread once per look at most
+ * (zm_psock.woken), and it leaves the reads to an owner that keeps
+ * calling: cheaper than a walk of every connection after every call. */
+#define ZM_WANTED_WALK_MAX 64
+
 int zm_progress_wanted(const zm_sock *s)
 {
-    int setup = 0;
+    int setup = 0, walked = 0;
 
     if (s->mon_out.bytes > 0)
         return ZM_WANT_OUTPUT;
-    /* One walk (called at the end of every call: with many peers, it stops
-     * at the first connection with output, which outranks a set-up). */
-    for (const zm_conn *c = s->conns; c != NULL; c = c->next) {
+    /* One walk of the step list (called at the end of every call): off it
+     * a connection is ACTIVE with nothing queued (engine.c, "The step
+     * list"), so the walk is as long as the connections with something to
+     * do, not as the connected ones; it stops at the first one with
+     * output, which outranks a set-up. */
+    for (const zm_conn *c = s->hot; c != NULL; c = c->hot_next) {
+        if (++walked > ZM_WANTED_WALK_MAX)
+            return ZM_WANT_OUTPUT;
         if (c->state == ZM_CS_DEAD)
             continue;
         if (c->out.bytes > 0 && (c->state == ZM_CS_ACTIVE || c->connecter))

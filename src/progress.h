@@ -63,6 +63,23 @@ typedef struct zm_psock {
                                 socket and it has not looked yet */
     int64_t flush_due_ns;    /* atomic: held-back output must go by then
                                 (0: none), written by the owner */
+    /* Parked (progress.c, "Parked sockets"): the thread stepped it and
+     * watches its descriptors (wfds), and looks at it again only for an
+     * event on one of them, its timer (park_t in the thread's heap), or a
+     * call of its owner (the owner pokes it): a round of the thread costs
+     * the sockets that have something to do, not every socket.  Under
+     * zm_progress.mu, except `parked` and `poked` (atomics, read and set
+     * by the owner in zm_progress_call_done). */
+    int parked;              /* atomic */
+    int poked;               /* atomic: on zm_progress.pokes */
+    struct zm_psock *poke_next;
+    int awake;               /* on zm_progress.awake: looked at each round */
+    struct zm_psock *awake_next, *awake_prev;
+    int park_want;           /* the look stepped and watched it: park it */
+    int64_t park_t;          /* its next look when parked (-1: none) */
+    size_t pheap_i;          /* its place in zm_progress.pheap + 1, 0: none */
+    int *wfds;               /* the descriptors its last look watched */
+    int nwfds, capwfds;
 } zm_psock;
 
 typedef struct zm_progress {
@@ -81,6 +98,16 @@ typedef struct zm_progress {
     int sleeping_forever;    /* atomic: waiting with no timeout */
     int64_t look_by_ns;      /* atomic: the thread looks at every socket
                                 by then (INT64_MAX: not before a wake) */
+    zm_psock **by_fd;        /* under mu: the socket that watched each
+                                descriptor (an event's token is its fd) */
+    int nby_fd;
+    zm_psock *awake;         /* under mu: the sockets not parked */
+    zm_psock **pheap;        /* under mu: parked sockets with a timer, a
+                                binary min-heap on park_t */
+    size_t pheap_n, pheap_cap;
+    zm_psock *pokes;         /* atomic: a stack of parked sockets whose
+                                owner called (pushed by the owner, taken
+                                whole by the thread) */
     char reason[128];
 } zm_progress;
 

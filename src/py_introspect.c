@@ -52,8 +52,9 @@ ZM_PY_DOC(zm_py_io_stats_doc,
 "io_stats()\n--\n\n"
 "Process-wide counts since import: heap allocations made by the C core\n"
 "('allocations') and its syscalls by kind ('sendmsg', 'recv', 'epoll_ctl',\n"
-"'epoll_wait', 'io_uring_enter', 'eventfd', 'other').  Take two and\n"
-"subtract to see what a piece of work cost.");
+"'epoll_wait', 'io_uring_enter', 'eventfd', 'other'), and the connections\n"
+"visited by socket steps ('conn_visits').  Take two and subtract to see\n"
+"what a piece of work cost.");
 
 PyObject *zm_py_io_stats(PyObject *module, PyObject *unused)
 {
@@ -63,7 +64,7 @@ PyObject *zm_py_io_stats(PyObject *module, PyObject *unused)
     (void)unused;
     for (int i = 0; i < ZM_CNT_COUNT_; i++)
         c[i] = __atomic_load_n(&zm_counters[i], __ATOMIC_RELAXED); /* see common.h */
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}",
                          "allocations", c[ZM_CNT_ALLOC],
                          "sendmsg", c[ZM_CNT_SENDMSG],
                          "recv", c[ZM_CNT_RECV],
@@ -71,7 +72,8 @@ PyObject *zm_py_io_stats(PyObject *module, PyObject *unused)
                          "epoll_wait", c[ZM_CNT_EPOLL_WAIT],
                          "io_uring_enter", c[ZM_CNT_URING_ENTER],
                          "eventfd", c[ZM_CNT_EVENTFD],
-                         "other", c[ZM_CNT_OTHER]);
+                         "other", c[ZM_CNT_OTHER],
+                         "conn_visits", c[ZM_CNT_CONN_VISIT]);
 }
 
 ZM_PY_DOC(zm_py_alloc_fail_doc,

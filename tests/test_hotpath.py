@@ -162,7 +162,7 @@ def test_pages_are_reused_not_reallocated(backend, ctx, tmp_path):
 def test_io_stats_shape():
     stats = zmtp.io_stats()
     assert set(stats) == {"allocations", "sendmsg", "recv", "epoll_ctl", "epoll_wait",
-                          "io_uring_enter", "eventfd", "other"}
+                          "io_uring_enter", "eventfd", "other", "conn_visits"}
     assert all(isinstance(v, int) and v >= 0 for v in stats.values())
 
 

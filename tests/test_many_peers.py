@@ -395,3 +395,139 @@ def test_heartbeats_reach_quiet_peers_in_the_readiness_set(backend, ctx, spawn, 
     finally:
         for s in peers:
             s.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_connections_visited_per_request_flat_in_idle_peers(backend, transport, ctx, nofile, endpoint_dir):
+    """The steps of a zmtp ROUTER visit the connections with something to
+    do (reported by the readiness set, output queued, a timer due), not
+    every connected one: io_stats()'s conn_visits per request with 1 000
+    idle peers within 2x of 10 (a step walked all 1 000 before)."""
+    pytest.importorskip("zmq")
+    few = io_per_request(transport, ctx, endpoint_dir, 10)
+    many = io_per_request(transport, ctx, endpoint_dir, 1000)
+    print(f"\n{backend} {transport} connections visited per request: 10 idle {few['conn_visits']}; "
+          f"1000 idle {many['conn_visits']}")
+    assert many["conn_visits"] <= 2 * few["conn_visits"] + 2, (few, many)
+
+
+@pytest.mark.parametrize("router_impl", ["zmtp", "pyzmq"])
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_many_zmtp_dealers_round_trip_in_turn(backend, transport, router_impl, ctx, zctx, nofile, endpoint_dir):
+    """The many_peers scenario in small: 400 zmtp DEALERs of one Context,
+    each making one round trip in turn, three rounds, against a zmtp or a
+    pyzmq ROUTER; between its turns a DEALER is idle long enough for the
+    progress thread to step it and park it, and its next call takes it
+    back (zmtp's ROUTER: every request also leaves the readiness set's
+    quiet connections alone)."""
+    import threading
+
+    import zmq
+
+    n, rounds = 400, 3
+    if router_impl == "zmtp":
+        router = zsock(ctx, zmtp.ROUTER, linger=0)
+    else:
+        zctx.set(zmq.MAX_SOCKETS, n + 64)
+        router = psock(zctx, zmq.ROUTER)
+    endpoint = bind_endpoint(router, transport, endpoint_dir, "turns")
+    dealers = [zsock(ctx, zmtp.DEALER, linger=0) for _ in range(n)]
+    for d in dealers:
+        d.connect(endpoint)
+    served: List[int] = []
+
+    def echo() -> None:
+        for _ in range(n * (rounds + 1)):
+            router.send_multipart(router.recv_multipart())
+        served.append(1)
+
+    server = threading.Thread(target=echo, daemon=True)
+    server.start()
+    for d in dealers:  # every one connected and heard before the rounds
+        d.send(b"hello")
+    for d in dealers:
+        assert d.recv() == b"hello"
+    for r in range(rounds):
+        for i, d in enumerate(dealers):
+            d.send(b"%d.%d" % (r, i))
+            assert d.recv() == b"%d.%d" % (r, i)
+    server.join(30)
+    assert served == [1]
+
+
+def test_progress_thread_leaves_idle_sockets_parked(backend, ctx, zctx, nofile):
+    """400 idle zmtp DEALERs of one Context and one more making round trips
+    with a pyzmq ROUTER: once the progress thread has stepped and watched
+    the idle ones, it does not step them again while nothing happens to
+    them (its rounds stepped every socket: with thousands of sockets, more
+    work than the owner's own)."""
+    import zmq
+
+    n = 400
+    zctx.set(zmq.MAX_SOCKETS, n + 64)
+    router = psock(zctx, zmq.ROUTER)
+    endpoint = "tcp://127.0.0.1:%d" % router.bind_to_random_port("tcp://127.0.0.1")
+    idle = [zsock(ctx, zmtp.DEALER, linger=0) for _ in range(n)]
+    active = zsock(ctx, zmtp.DEALER, linger=0)
+    for d in idle + [active]:
+        d.connect(endpoint)
+        d.send(b"hi")
+    for _ in range(n + 1):
+        router.send_multipart(router.recv_multipart())
+    for d in idle + [active]:
+        assert d.recv() == b"hi"
+
+    def steps() -> int:
+        return sum(d.stats()["progress_steps"] for d in idle)
+
+    # Each idle one is stepped once its owner's last call is 2 ms old, then
+    # parked: the count stops moving (unchanged over 100 ms).
+    last = [-1]
+
+    def settled() -> bool:
+        now, was = steps(), last[0]
+        last[0] = now
+        return now == was and all(d.stats()["progress_steps"] >= 1 for d in idle)
+
+    wait_for(settled, 30, "the progress thread to step and park every idle socket", step=0.1)
+    before = steps()
+    for i in range(200):
+        active.send(b"%d" % i)
+        router.send_multipart(router.recv_multipart())
+        assert active.recv() == b"%d" % i
+    grown = steps() - before
+    print(f"\n{backend}: steps of {n} idle sockets during 200 round trips of another: {grown}")
+    assert grown <= n // 10, f"the idle sockets were stepped {grown} times"
+    for d in idle[:5]:  # still served once used again
+        d.send(b"again")
+        router.send_multipart(router.recv_multipart())
+        assert d.recv() == b"again"
+
+
+ROUTER_HELLO = _zmtp.encode_greeting() + _zmtp.encode_ready({"Socket-Type": "ROUTER"})
+
+
+def test_parked_sockets_keep_their_heartbeats(backend, ctx, endpoint_dir):
+    """The progress thread's parked sockets keep their timers: 20 zmtp
+    DEALERs with HEARTBEAT_IVL 100 ms, whose owner makes no call after
+    bind(), each PING their raw peer again and again (the thread accepts,
+    handshakes, parks them, and wakes each for its PINGs)."""
+    n, pings = 20, 3
+    dealers = [zsock(ctx, zmtp.DEALER, linger=0, heartbeat_ivl=100, heartbeat_timeout=600000) for _ in range(n)]
+    peers = []
+    try:
+        for i, d in enumerate(dealers):
+            s = connect_to(bind_endpoint(d, "tcp", endpoint_dir, f"hb{i}"))
+            s.sendall(ROUTER_HELLO)
+            peers.append(s)
+        deadline = time.monotonic() + 20
+        for i, s in enumerate(peers):
+            got = b""
+            while got.count(b"\x04PING") < pings:
+                assert time.monotonic() < deadline, f"peer {i} got {got.count(b'PING')} PINGs"
+                s.settimeout(max(0.01, deadline - time.monotonic()))
+                got += s.recv(65536)
+        assert all(d.stats()["heartbeat_timeouts"] == 0 for d in dealers)
+    finally:
+        for s in peers:
+            s.close()
