@@ -359,6 +359,19 @@ void zm_page_extend(zm_page *p, size_t new_cap)
     p->cap = new_cap;
 }
 
+size_t zm_page_discard(zm_page *p, size_t from, size_t to)
+{
+    uintptr_t base = (uintptr_t)p->data;
+    uintptr_t lo = (base + from + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = (base + to) & ~(uintptr_t)4095;
+
+    if (p->map_len == 0 || p->ext || hi <= lo)
+        return from;
+    if (madvise((void *)lo, hi - lo, MADV_DONTNEED) < 0)
+        return from;
+    return (size_t)(hi - base);
+}
+
 static void ext_free(zm_page *p);
 
 void zm_page_free_(zm_page *p)

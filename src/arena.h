@@ -94,6 +94,15 @@ ZM_INLINE size_t zm_page_room(const zm_page *p)
  * allocation, never fails (counted in page_bytes_live as any growth). */
 void zm_page_extend(zm_page *p, size_t new_cap);
 
+/* Give the kernel back the whole 4 KiB pages of data[from, to) of a mapped
+ * page that nobody else references (their bytes read as zeros afterwards):
+ * a copying receive of a huge frame lets go of what it has copied as it
+ * goes, so the frame and its copy are never both resident.  Returns the
+ * offset the pages are given back up to (to, rounded down to a page edge),
+ * or `from` when nothing was (a heap page, a range within one page, an
+ * madvise error: the bytes then simply stay). */
+size_t zm_page_discard(zm_page *p, size_t from, size_t to);
+
 ZM_INLINE void zm_page_incref(zm_page *p)
 {
     /* A new reference is always made from one the caller already holds, so

@@ -883,6 +883,42 @@ static zm_frame sock_next_frame(SocketObject *self)
     return f;
 }
 
+/* A copying receive (recv(), copy=True) of a frame this large in a mapped
+ * page of its own gives the copied part of the page back to the kernel as
+ * it goes (zm_page_discard), 1 MiB at a time: the frame and its bytes copy
+ * are never both resident (a 64 MiB frame peaked at twice its size).
+ * Smaller frames keep their mapping whole for the next big frame (arena.c:
+ * a fresh page costs a fault). */
+#define ZM_COPY_DISCARD_MIN ((size_t)32 << 20)
+#define ZM_COPY_DISCARD_STEP ((size_t)1 << 20)
+
+/* bytes of a frame; a huge one's page given back as it is copied. */
+static PyObject *frame_to_bytes(zm_frame *f)
+{
+    PyObject *obj;
+    char *dst;
+    size_t done, n, given = 0, off;
+
+    if (f->size < ZM_COPY_DISCARD_MIN || f->page == NULL ||
+        f->page->map_len == 0 || f->page->ext ||
+        !zm_page_is_exclusive(f->page))
+        return PyBytes_FromStringAndSize((const char *)f->data,
+                                         (Py_ssize_t)f->size);
+    obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)f->size);
+    if (obj == NULL)
+        return NULL;
+    dst = PyBytes_AS_STRING(obj);
+    off = (size_t)(f->data - f->page->data);
+    for (done = 0; done < f->size; done += n) {
+        n = f->size - done < ZM_COPY_DISCARD_STEP ? f->size - done
+                                                  : ZM_COPY_DISCARD_STEP;
+        memcpy(dst + done, f->data + done, n);
+        given = zm_page_discard(f->page, given > off ? given : off,
+                                off + done + n);
+    }
+    return obj;
+}
+
 /* The next frame as bytes (copy) or as a zero-copy Frame; sets rcvmore. */
 static PyObject *sock_take_frame(SocketObject *self, int copy)
 {
@@ -890,8 +926,7 @@ static PyObject *sock_take_frame(SocketObject *self, int copy)
     PyObject *obj;
 
     if (copy) {
-        obj = PyBytes_FromStringAndSize((const char *)f.data,
-                                        (Py_ssize_t)f.size);
+        obj = frame_to_bytes(&f);
         zm_frame_release(&f); /* the page can be reused at once */
         return obj;
     }
