@@ -249,16 +249,16 @@ def best_of_copies(row: Dict[str, Any], metric: Metric, zcol: Optional[str]) -> 
     when that ran) and base its zmtp/pyzmq ratio on them: each library at its
     best of copy=True and copy=False."""
     values = row["values"]
-    best = best_of(row, metric, "pyzmq", "pyzmq-nocopy")
-    if best is None:
-        return
-    row["pyzmq_best"] = best
     zvalue = values.get(zcol or "")
     if "zmtp-nocopy" in values and zcol:
         zbest = best_of(row, metric, zcol, "zmtp-nocopy")
         if zbest is not None:
             row["zmtp_best"] = zbest
             zvalue = zbest["value"]
+    best = best_of(row, metric, "pyzmq", "pyzmq-nocopy")
+    if best is None:
+        return
+    row["pyzmq_best"] = best
     if "zmtp/pyzmq" in row["ratios"] or "pyzmq-nocopy" in values:
         row["ratios"]["zmtp/pyzmq"] = rounded(ratio(metric, zvalue, best["value"]))
 
