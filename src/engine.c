@@ -66,8 +66,8 @@
  *   - it leaves it at the end of its step when it rests: ACTIVE, in the
  *     set, nothing queued or held back, no message half sent, no bytes in
  *     its decoder.  Its next timer (zm_conn_next_timer: heartbeats, the
- *     peer's TTL) then goes to the heap (zm_sock.theap, a binary min-heap
- *     on zm_conn.theap_at); none: it waits for the set alone.
+ *     peer's TTL) then goes to the heap (zm_sock.theap, a binary min-heap,
+ *     minheap.h); none: it waits for the set alone.
  *
  * So a connection off the list has nothing to write and wants only input
  * (what the set's descriptor says): zm_sock_watch, the flushes and
@@ -76,85 +76,12 @@
  * on the list (stepped every step, as before).  Only the thread holding
  * the socket touches either.
  */
-static void theap_place(zm_sock *s, size_t i, zm_conn *c)
-{
-    s->theap[i] = c;
-    c->theap_i = i + 1;
-}
-
-static void theap_up(zm_sock *s, size_t i)
-{
-    zm_conn *c = s->theap[i];
-
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (s->theap[up]->theap_at <= c->theap_at)
-            break;
-        theap_place(s, i, s->theap[up]);
-        i = up;
-    }
-    theap_place(s, i, c);
-}
-
-static void theap_down(zm_sock *s, size_t i)
-{
-    zm_conn *c = s->theap[i];
-
-    for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        int64_t at = c->theap_at;
-        if (l < s->theap_n && s->theap[l]->theap_at < at) {
-            m = l;
-            at = s->theap[l]->theap_at;
-        }
-        if (l + 1 < s->theap_n && s->theap[l + 1]->theap_at < at)
-            m = l + 1;
-        if (m == i)
-            break;
-        theap_place(s, i, s->theap[m]);
-        i = m;
-    }
-    theap_place(s, i, c);
-}
-
-static void theap_del(zm_sock *s, zm_conn *c)
-{
-    size_t i;
-    zm_conn *last;
-
-    if (c->theap_i == 0)
-        return;
-    i = c->theap_i - 1;
-    c->theap_i = 0;
-    last = s->theap[--s->theap_n];
-    if (i < s->theap_n) {
-        theap_place(s, i, last);
-        theap_up(s, i);
-        theap_down(s, last->theap_i - 1);
-    }
-}
-
-/* c (in no heap) waits for its timer at `at`: 0, or -ENOMEM. */
-static int theap_put(zm_sock *s, zm_conn *c, int64_t at)
-{
-    if (s->theap_n == s->theap_cap) {
-        zm_conn **h = zm_grow(s->theap, &s->theap_cap, NULL, s->theap_n,
-                              s->theap_n + 1, sizeof(*h), 64);
-        if (h == NULL)
-            return -ENOMEM;
-        s->theap = h;
-    }
-    c->theap_at = at;
-    theap_place(s, s->theap_n++, c);
-    theap_up(s, s->theap_n - 1);
-    return 0;
-}
-
 void zm_hot_add(zm_sock *s, zm_conn *c)
 {
     if (c->hot)
         return;
-    theap_del(s, c); /* on the list its timer is read by the walks */
+    /* on the list its timer is read by the walks */
+    zm_heap_del(&s->theap, &c->theap);
     c->hot_prev = NULL;
     c->hot_next = s->hot;
     if (s->hot != NULL)
@@ -179,7 +106,7 @@ void zm_conn_unlist(zm_sock *s, zm_conn *c)
 {
     if (c->hot)
         hot_del(s, c);
-    theap_del(s, c);
+    zm_heap_del(&s->theap, &c->theap);
     if (c->in_listed)
         in_list_del(s, c);
     zm_rid_unhash(s, c);
@@ -418,8 +345,10 @@ void zm_sock_process(zm_sock *s, int64_t now)
         s->nio = nio + s->rset_n;
     } else {
         zm_conn *next;
-        while (s->theap_n > 0 && s->theap[0]->theap_at <= now)
-            zm_hot_add(s, s->theap[0]); /* its timer is due */
+        while (zm_heap_top(&s->theap) != NULL &&
+               zm_heap_top(&s->theap)->at <= now) /* its timer is due */
+            zm_hot_add(s, ZM_HEAP_OWNER(zm_heap_top(&s->theap), zm_conn,
+                                        theap));
         /* Connections the steps add (at the head) wait for the next step;
          * only this walk takes one off. */
         for (zm_conn *c = s->hot; c != NULL; c = next) {
@@ -429,7 +358,7 @@ void zm_sock_process(zm_sock *s, int64_t now)
             if (conn_rests(c)) {
                 int64_t t = zm_conn_next_timer(s, c);
                 hot_del(s, c);
-                if (t >= 0 && theap_put(s, c, t) < 0)
+                if (t >= 0 && zm_heap_put(&s->theap, &c->theap, t) < 0)
                     zm_hot_add(s, c); /* no room in the heap: stays */
             }
         }
@@ -502,7 +431,7 @@ void zm_sock_destroy(zm_sock *s)
     zm_zap_close(s);
     if (s->rset_fd >= 0)
         close(s->rset_fd); /* its registrations go with it */
-    free(s->theap);
+    zm_heap_free(&s->theap);
     free(s->rid_tab);
     while (s->conns != NULL) {
         zm_conn *c = s->conns;
@@ -823,8 +752,9 @@ int64_t zm_sock_watch(zm_sock *s, zm_watch_fn watch, void *ctx)
     }
     if (use_set) {
         watch(ctx, s->rset_fd, WATCH_IN);
-        if (s->theap_n > 0 && (next < 0 || s->theap[0]->theap_at < next))
-            next = s->theap[0]->theap_at;
+        if (zm_heap_top(&s->theap) != NULL &&
+            (next < 0 || zm_heap_top(&s->theap)->at < next))
+            next = zm_heap_top(&s->theap)->at;
     }
     return next;
 }

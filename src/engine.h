@@ -28,6 +28,7 @@
 #include "codec.h"
 #include "inproc.h"
 #include "mechanism.h"
+#include "minheap.h"
 #include "outq.h"
 #include "transport.h"
 #include "trie.h"
@@ -225,8 +226,7 @@ typedef struct zm_conn {
     struct zm_conn *hot_next, *hot_prev;
     int hot;                /* on zm_sock.hot */
     int rset_ready;         /* the readiness set reported it this step */
-    size_t theap_i;         /* its place in zm_sock.theap + 1 (0: none) */
-    int64_t theap_at;       /* its timer there */
+    zm_heap_item theap;     /* its place in zm_sock.theap (timer: .at) */
     /* inproc: the pipe instead of fd, decoder and output queue */
     int inproc;             /* an inproc connection (for good) */
     zm_pipe *pipe;          /* NULL for tcp/ipc, and once detached */
@@ -441,9 +441,8 @@ typedef struct zm_sock {
                                     order: a receive takes the head's
                                     message and moves it to the tail */
     zm_conn *hot;                /* the step list (zm_conn.hot_next) */
-    zm_conn **theap;             /* quiet connections by next timer: a
-                                    binary min-heap on zm_conn.theap_at */
-    size_t theap_n, theap_cap;
+    zm_heap theap;               /* quiet connections by next timer
+                                    (minheap.h, zm_conn.theap) */
     int hb_ivl_seen, hb_timeout_seen; /* the heartbeat options the quiet
                                     connections' timers were computed with */
 

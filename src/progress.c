@@ -91,7 +91,7 @@ static void progress_unwatch(collect_ctx *ctx, zm_psock *ps)
  * sets park_want) leaves the awake list, its descriptors stay watched, and
  * it comes back to the awake list (wake_parked) only for:
  *   - an event on one of them (by_fd: the event's token is its fd);
- *   - its timer (park_t, the heap pheap);
+ *   - its timer (park_t, in the heap zm_progress.pheap: minheap.h);
  *   - a call of its owner: zm_progress_call_done counts the call, then
  *     reads `parked` (seq_cst) and pushes the socket on `pokes` once
  *     (`poked`); park() stores `parked`, then reads `calls` (seq_cst): of
@@ -127,85 +127,14 @@ static void awake_del(zm_progress *p, zm_psock *ps)
     ps->awake = 0;
 }
 
-static void pheap_place(zm_progress *p, size_t i, zm_psock *ps)
-{
-    p->pheap[i] = ps;
-    ps->pheap_i = i + 1;
-}
-
-static void pheap_up(zm_progress *p, size_t i)
-{
-    zm_psock *ps = p->pheap[i];
-
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (p->pheap[up]->park_t <= ps->park_t)
-            break;
-        pheap_place(p, i, p->pheap[up]);
-        i = up;
-    }
-    pheap_place(p, i, ps);
-}
-
-static void pheap_down(zm_progress *p, size_t i)
-{
-    zm_psock *ps = p->pheap[i];
-
-    for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        int64_t at = ps->park_t;
-        if (l < p->pheap_n && p->pheap[l]->park_t < at) {
-            m = l;
-            at = p->pheap[l]->park_t;
-        }
-        if (l + 1 < p->pheap_n && p->pheap[l + 1]->park_t < at)
-            m = l + 1;
-        if (m == i)
-            break;
-        pheap_place(p, i, p->pheap[m]);
-        i = m;
-    }
-    pheap_place(p, i, ps);
-}
-
-static void pheap_del(zm_progress *p, zm_psock *ps)
-{
-    size_t i;
-    zm_psock *last;
-
-    if (ps->pheap_i == 0)
-        return;
-    i = ps->pheap_i - 1;
-    ps->pheap_i = 0;
-    last = p->pheap[--p->pheap_n];
-    if (i < p->pheap_n) {
-        pheap_place(p, i, last);
-        pheap_up(p, i);
-        pheap_down(p, last->pheap_i - 1);
-    }
-}
-
-static int pheap_put(zm_progress *p, zm_psock *ps)
-{
-    if (p->pheap_n == p->pheap_cap) {
-        zm_psock **h = zm_grow(p->pheap, &p->pheap_cap, NULL, p->pheap_n,
-                               p->pheap_n + 1, sizeof(*h), 64);
-        if (h == NULL)
-            return -ENOMEM;
-        p->pheap = h;
-    }
-    pheap_place(p, p->pheap_n++, ps);
-    pheap_up(p, p->pheap_n - 1);
-    return 0;
-}
-
 /* After its look stepped and watched it: off the awake list until
  * something happens (a heap that cannot grow keeps it awake). */
 static void park(zm_progress *p, zm_psock *ps)
 {
     __atomic_store_n(&ps->parked, 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&ps->calls, __ATOMIC_SEQ_CST) != ps->seen_calls ||
-        (ps->park_t >= 0 && pheap_put(p, ps) < 0)) {
+        (ps->park_t >= 0 &&
+         zm_heap_put(&p->pheap, &ps->pheap, ps->park_t) < 0)) {
         /* Its owner called since the look (it may not have seen
          * `parked`), or no room: it stays awake. */
         __atomic_store_n(&ps->parked, 0, __ATOMIC_SEQ_CST);
@@ -219,7 +148,7 @@ static void wake_parked(zm_progress *p, zm_psock *ps)
     if (!__atomic_load_n(&ps->parked, __ATOMIC_RELAXED))
         return;
     __atomic_store_n(&ps->parked, 0, __ATOMIC_SEQ_CST);
-    pheap_del(p, ps);
+    zm_heap_del(&p->pheap, &ps->pheap);
     awake_add(p, ps);
 }
 
@@ -421,8 +350,10 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
                 evs[i].token < (uint64_t)p->nby_fd &&
                 p->by_fd[evs[i].token] != NULL)
                 wake_parked(p, p->by_fd[evs[i].token]);
-        while (p->pheap_n > 0 && p->pheap[0]->park_t <= now)
-            wake_parked(p, p->pheap[0]);
+        while (zm_heap_top(&p->pheap) != NULL &&
+               zm_heap_top(&p->pheap)->at <= now)
+            wake_parked(p, ZM_HEAP_OWNER(zm_heap_top(&p->pheap), zm_psock,
+                                         pheap));
         take_pokes(p);
         for (zm_psock *ps = p->awake, *nx; ps != NULL; ps = nx) {
             int64_t t;
@@ -437,8 +368,9 @@ static void progress_main(zm_progress *p, collect_ctx *ctx)
             if (t >= 0 && (next < 0 || t < next))
                 next = t;
         }
-        if (p->pheap_n > 0 && (next < 0 || p->pheap[0]->park_t < next))
-            next = p->pheap[0]->park_t;
+        if (zm_heap_top(&p->pheap) != NULL &&
+            (next < 0 || zm_heap_top(&p->pheap)->at < next))
+            next = zm_heap_top(&p->pheap)->at;
         timeout = progress_timeout(p, ctx, next);
         pthread_mutex_unlock(&p->mu);
         nevs = zm_backend_wait(p->be, evs, 64, timeout);
@@ -499,9 +431,8 @@ static void *progress_entry(void *arg)
     free(p->by_fd);
     p->by_fd = NULL;
     p->nby_fd = 0;
-    free(p->pheap); /* the sockets left stay in it: remove() finds pheap_i */
-    p->pheap = NULL;
-    p->pheap_n = p->pheap_cap = 0;
+    /* the sockets left keep pheap.i: remove() sees the heap gone */
+    zm_heap_free(&p->pheap);
     pthread_mutex_unlock(&p->mu);
     zm_backend_close(p->be); /* NULL-safe */
     p->be = NULL;
@@ -577,7 +508,7 @@ void zm_progress_add(zm_progress *p, zm_psock *ps)
     ps->parked = 0;
     ps->poked = 0;
     ps->awake = 0;
-    ps->pheap_i = 0;
+    ps->pheap.i = 0;
     ps->nwfds = 0;
     ps->next = p->socks;
     p->socks = ps;
@@ -610,9 +541,9 @@ void zm_progress_remove(zm_progress *p, zm_psock *ps)
     ps->wfds = NULL;
     ps->nwfds = ps->capwfds = 0;
     awake_del(p, ps);
-    if (p->pheap != NULL)
-        pheap_del(p, ps);
-    ps->pheap_i = 0;
+    if (p->pheap.v != NULL)
+        zm_heap_del(&p->pheap, &ps->pheap);
+    ps->pheap.i = 0;
     __atomic_store_n(&ps->parked, 0, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&ps->poked, __ATOMIC_SEQ_CST)) {
         /* On the stack (its owner, this thread, pushed it before): take

@@ -77,7 +77,7 @@ typedef struct zm_psock {
     struct zm_psock *awake_next, *awake_prev;
     int park_want;           /* the look stepped and watched it: park it */
     int64_t park_t;          /* its next look when parked (-1: none) */
-    size_t pheap_i;          /* its place in zm_progress.pheap + 1, 0: none */
+    zm_heap_item pheap;      /* its place in zm_progress.pheap */
     int *wfds;               /* the descriptors its last look watched */
     int nwfds, capwfds;
 } zm_psock;
@@ -102,9 +102,8 @@ typedef struct zm_progress {
                                 descriptor (an event's token is its fd) */
     int nby_fd;
     zm_psock *awake;         /* under mu: the sockets not parked */
-    zm_psock **pheap;        /* under mu: parked sockets with a timer, a
-                                binary min-heap on park_t */
-    size_t pheap_n, pheap_cap;
+    zm_heap pheap;           /* under mu: parked sockets with a timer, by
+                                park_t (minheap.h, zm_psock.pheap) */
     zm_psock *pokes;         /* atomic: a stack of parked sockets whose
                                 owner called (pushed by the owner, taken
                                 whole by the thread) */
