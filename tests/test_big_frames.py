@@ -182,7 +182,9 @@ def test_memory_receiving_64mib(warm, copy, transport, backend, tmp_path, zctx):
             proc.wait()
     assert proc.returncode == 0, err
     peak = int(out.split()[-1])
-    assert peak <= 1.1 * size, (peak, size)
+    # Under AddressSanitizer (scripts/sanitize.sh) the bytes object's malloc has a shadow of 1/8 of it.
+    bound = 1.25 if copy and "asan" in os.environ.get("LD_PRELOAD", "") else 1.1
+    assert peak <= bound * size, (peak, size)
 
 
 def test_trickled_huge_claim_is_bounded(backend, ctx):
