@@ -389,6 +389,9 @@ int zm_sock_init(zm_sock *s, int type)
     s->use_fd = -1;
     s->read_buf_size = ZM_PAGE_SIZE_DEFAULT;
     s->write_buf_size = ZM_WRITE_BUF_DEFAULT;
+    /* the timer heap's room made now, not while messages flow (a failure
+     * only defers it to the first put) */
+    (void)zm_heap_reserve(&s->theap, 16);
     s->max_frames = ZM_MAX_FRAMES_DEFAULT;
     s->hs_max = zm_handshakes_max();
     /* libzmq starts generated ids at a random value. */

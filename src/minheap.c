@@ -49,15 +49,23 @@ static void heap_down(zm_heap *h, size_t i)
     heap_place(h, i, it);
 }
 
+int zm_heap_reserve(zm_heap *h, size_t n)
+{
+    zm_heap_item **v;
+
+    if (n <= h->cap)
+        return 0;
+    v = zm_grow(h->v, &h->cap, NULL, h->n, n, sizeof(*v), 64);
+    if (v == NULL)
+        return -ENOMEM;
+    h->v = v;
+    return 0;
+}
+
 int zm_heap_put(zm_heap *h, zm_heap_item *it, int64_t at)
 {
-    if (h->n == h->cap) {
-        zm_heap_item **v = zm_grow(h->v, &h->cap, NULL, h->n, h->n + 1,
-                                   sizeof(*v), 64);
-        if (v == NULL)
-            return -ENOMEM;
-        h->v = v;
-    }
+    if (h->n == h->cap && zm_heap_reserve(h, h->n + 1) < 0)
+        return -ENOMEM;
     it->at = at;
     heap_place(h, h->n++, it);
     heap_up(h, h->n - 1);

@@ -38,6 +38,11 @@ typedef struct zm_heap {
  * `it` unchanged). */
 int zm_heap_put(zm_heap *h, zm_heap_item *it, int64_t at);
 
+/* Room for n items before the next put allocates: 0, or -ENOMEM (the heap
+ * as it was).  Owners reserve at set-up, so that the first item put while
+ * messages flow allocates nothing (tests/test_hotpath.py). */
+int zm_heap_reserve(zm_heap *h, size_t n);
+
 /* Take `it` out; nothing when it is in no heap. */
 void zm_heap_del(zm_heap *h, zm_heap_item *it);
 

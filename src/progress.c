@@ -27,6 +27,40 @@ typedef struct {
     int missed;     /* a watch failed during this look */
 } collect_ctx;
 
+/* zm_progress.by_fd with an entry for descriptor fd: 0, or -ENOMEM. */
+static int by_fd_room(zm_progress *p, int fd)
+{
+    size_t cap = (size_t)p->nby_fd;
+    zm_psock **m;
+
+    if (fd < p->nby_fd)
+        return 0;
+    m = zm_grow(p->by_fd, &cap, NULL, cap, (size_t)fd + 1, sizeof(*m), 256);
+    if (m == NULL || cap > INT32_MAX)
+        return -ENOMEM;
+    memset(m + p->nby_fd, 0, (cap - (size_t)p->nby_fd) * sizeof(*m));
+    p->by_fd = m;
+    p->nby_fd = (int)cap;
+    return 0;
+}
+
+/* ps->wfds with room for n descriptors: 0, or -ENOMEM. */
+static int wfds_room(zm_psock *ps, int n)
+{
+    size_t cap = (size_t)ps->capwfds;
+    int *w;
+
+    if (n <= ps->capwfds)
+        return 0;
+    w = zm_grow(ps->wfds, &cap, NULL, (size_t)ps->nwfds, (size_t)n,
+                sizeof(*w), 4);
+    if (w == NULL || cap > INT32_MAX)
+        return -ENOMEM;
+    ps->wfds = w;
+    ps->capwfds = (int)cap;
+    return 0;
+}
+
 /* Watch fd for the socket being looked at, with its fd as the token, and
  * note whose it is (zm_progress.by_fd) and that it watched it (wfds). */
 static int collect(void *ctx_, int fd, unsigned events)
@@ -35,27 +69,9 @@ static int collect(void *ctx_, int fd, unsigned events)
     zm_progress *p = ctx->p;
     zm_psock *ps = ctx->cur;
 
-    if (fd >= p->nby_fd) {
-        size_t cap = (size_t)p->nby_fd;
-        zm_psock **m = zm_grow(p->by_fd, &cap, NULL, cap, (size_t)fd + 1,
-                               sizeof(*m), 256);
-        if (m == NULL || cap > INT32_MAX) {
-            ctx->missed = 1;
-            return 0;
-        }
-        memset(m + p->nby_fd, 0, (cap - (size_t)p->nby_fd) * sizeof(*m));
-        p->by_fd = m;
-        p->nby_fd = (int)cap;
-    }
-    if (ps->nwfds == ps->capwfds) {
-        size_t cap = (size_t)ps->capwfds;
-        int *w = zm_grow(ps->wfds, &cap, NULL, cap, cap + 1, sizeof(*w), 4);
-        if (w == NULL || cap > INT32_MAX) {
-            ctx->missed = 1;
-            return 0;
-        }
-        ps->wfds = w;
-        ps->capwfds = (int)cap;
+    if (by_fd_room(p, fd) < 0 || wfds_room(ps, ps->nwfds + 1) < 0) {
+        ctx->missed = 1;
+        return 0;
     }
     if (zm_backend_watch(ctx->be, fd, events, (uint64_t)fd) < 0) {
         ctx->missed = 1;
@@ -448,6 +464,11 @@ int zm_progress_start(zm_progress *p)
     memset(p, 0, sizeof(*p));
     pthread_mutex_init(&p->mu, NULL);
     p->fork_gen = zm_fork_gen();
+    /* Room made now, not while messages flow (the first look at a socket,
+     * the first park): tests/test_hotpath.py counts allocations per
+     * message.  A failure here only defers the growth. */
+    (void)by_fd_room(p, ZM_PROGRESS_FDS_RESERVED - 1);
+    (void)zm_heap_reserve(&p->pheap, 64);
     sc.p = p;
     sc.done = 0;
     sc.rc = 0;
@@ -510,6 +531,7 @@ void zm_progress_add(zm_progress *p, zm_psock *ps)
     ps->awake = 0;
     ps->pheap.i = 0;
     ps->nwfds = 0;
+    (void)wfds_room(ps, 8); /* see zm_progress_start */
     ps->next = p->socks;
     p->socks = ps;
     awake_add(p, ps);

@@ -32,6 +32,10 @@
 #include "backend.h"
 #include "engine.h"
 
+/* zm_progress.by_fd's entries made at start (descriptors below this take
+ * no allocation when first watched). */
+#define ZM_PROGRESS_FDS_RESERVED 1024
+
 #define ZM_PROGRESS_GRACE_NS ((int64_t)2000000) /* 2 ms */
 
 /*
