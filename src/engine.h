@@ -366,7 +366,6 @@ typedef struct zm_sock {
     zm_conn *conns;
     zm_conn *conns_tail;         /* its last: a new connection is appended */
     zm_conn *rr;                 /* round-robin cursor (next to try) */
-    zm_conn *fq;                 /* fair-queue cursor (next to try) */
 
     /* a message being sent frame by frame */
     int out_more;                /* inside a multipart send */
@@ -434,9 +433,6 @@ typedef struct zm_sock {
     size_t rset_n;               /* connections in it */
     size_t nio;                  /* ACTIVE tcp/ipc connections at the last
                                     full step */
-    size_t conns_in;             /* connections with a message in inq: 0
-                                    lets a receive say EAGAIN without
-                                    walking them (pick_next) */
     zm_conn *in_head, *in_tail;  /* those connections, in the fair-queue's
                                     order: a receive takes the head's
                                     message and moves it to the tail */

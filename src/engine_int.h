@@ -241,12 +241,10 @@ void zm_mon_drain(zm_sock *s);
 /* Per-message helpers (static inline: see above)                     */
 /* ------------------------------------------------------------------ */
 
-/* A message leaves a connection's input queue for the application (or is
- * dropped): an inproc writer's HWM counts it no longer. */
 /* The input list (zm_sock.in_head): the connections with a message in
- * inq, oldest first; conns_in counts them.  Who adds: zm_route_queue_in
- * (a queue becomes non-empty); who removes: conn_pop (it empties),
- * purge_unmatched (SUB), zm_conn_unlist (freed); who moves: pick_next
+ * inq, oldest first (empty: a receive says EAGAIN without a walk).  Who
+ * adds: zm_route_queue_in (a queue becomes non-empty); who removes: conn_pop (it empties),
+ * purge_unmatched (SUB), zm_conn_unlist (freed); who moves: pick_in
  * (the head goes to the tail when it gives a message: fair-queue). */
 static inline void in_list_add(zm_sock *s, zm_conn *c)
 {
@@ -258,7 +256,6 @@ static inline void in_list_add(zm_sock *s, zm_conn *c)
         s->in_head = c;
     s->in_tail = c;
     c->in_listed = 1;
-    s->conns_in++;
 }
 
 static inline void in_list_del(zm_sock *s, zm_conn *c)
@@ -273,9 +270,10 @@ static inline void in_list_del(zm_sock *s, zm_conn *c)
         s->in_tail = c->in_prev;
     c->in_next = c->in_prev = NULL;
     c->in_listed = 0;
-    s->conns_in--;
 }
 
+/* A message leaves a connection's input queue for the application (or is
+ * dropped): an inproc writer's HWM counts it no longer. */
 static inline void conn_pop(zm_conn *c, zm_msg *out)
 {
     zm_msgq_pop(&c->inq, out);
@@ -368,33 +366,17 @@ static inline int conn_can_queue(const zm_sock *s, const zm_conn *c)
     return s->sndhwm <= 0 || c->ends_n < (size_t)s->sndhwm;
 }
 
-enum { PICK_OUT, PICK_IN };
-
-/* The next connection from *cursor on (round the list) that can take a
- * message (PICK_OUT: round-robin of sends) or has one queued (PICK_IN:
- * fair queueing of receives); the cursor moves past it. */
-static inline zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
+/* The next connection from the round-robin cursor on (round the list)
+ * that can take a message, the cursor moved past it; NULL when none can. */
+static inline zm_conn *pick_out(zm_sock *s)
 {
-    zm_conn *start, *c;
+    zm_conn *start = s->rr != NULL ? s->rr : s->conns, *c = start;
 
-    if (dir == PICK_IN) {
-        /* The head of the input list, moved to its tail: the peers with
-         * input take turns, whatever the number connected. */
-        (void)cursor;
-        c = s->in_head;
-        if (c != NULL && c->in_next != NULL) {
-            in_list_del(s, c);
-            in_list_add(s, c);
-        }
-        return c;
-    }
-    start = *cursor != NULL ? *cursor : s->conns;
-    c = start;
     if (c == NULL)
         return NULL;
     do {
         if (conn_can_queue(s, c)) {
-            *cursor = c->next != NULL ? c->next : s->conns;
+            s->rr = c->next != NULL ? c->next : s->conns;
             return c;
         }
         c = c->next != NULL ? c->next : s->conns;
@@ -402,10 +384,24 @@ static inline zm_conn *pick_next(zm_sock *s, zm_conn **cursor, int dir)
     return NULL;
 }
 
+/* Fair-queueing of receives: the head of the input list, moved to its
+ * tail, so the peers with input take turns whatever the number connected;
+ * NULL when no connection has input. */
+static inline zm_conn *pick_in(zm_sock *s)
+{
+    zm_conn *c = s->in_head;
+
+    if (c != NULL && c->in_next != NULL) {
+        in_list_del(s, c);
+        in_list_add(s, c);
+    }
+    return c;
+}
+
 /* ZM_POLLIN when some peer has a message queued for the application. */
 static inline int zm_route_any_in(const zm_sock *s)
 {
-    return s->conns_in > 0 ? ZM_POLLIN : 0;
+    return s->in_head != NULL ? ZM_POLLIN : 0;
 }
 
 /* A message from a peer joins its input queue (dropped and counted when

@@ -526,7 +526,7 @@ int zm_sub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
     (void)prefix_len;
     for (;;) {
         zm_frame *f;
-        zm_conn *c = pick_next(s, &s->fq, PICK_IN);
+        zm_conn *c = pick_in(s);
         if (c == NULL)
             return -EAGAIN;
         conn_pop(c, out);
@@ -555,7 +555,7 @@ int zm_xpub_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
         }
         return 0;
     }
-    c = pick_next(s, &s->fq, PICK_IN);
+    c = pick_in(s);
     if (c == NULL)
         return -EAGAIN;
     conn_pop(c, out);

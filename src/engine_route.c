@@ -370,19 +370,20 @@ static void conn_generate_rid(zm_sock *s, zm_conn *c)
 }
 
 /* The ACTIVE connection with routing id id[0..n) (ids are unique among
- * ACTIVE ones: router_admit), or NULL. */
+ * ACTIVE ones: router_admit), or NULL: from the id's bucket, or from all
+ * the connections when the table could not grow (rid_linear). */
 static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
 {
-    if (s->rid_linear || s->rid_tab == NULL) {
-        if (s->rid_linear)
-            for (zm_conn *c = s->conns; c != NULL; c = c->next)
-                if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
-                    memcmp(c->rid, id, n) == 0)
-                    return c;
-        return NULL;
-    }
-    for (zm_conn *c = s->rid_tab[rid_hash(id, n) & (s->rid_tab_cap - 1)];
-         c != NULL; c = c->rid_hnext)
+    zm_conn *c;
+    int linear = s->rid_linear;
+
+    if (linear)
+        c = s->conns;
+    else if (s->rid_tab != NULL)
+        c = s->rid_tab[rid_hash(id, n) & (s->rid_tab_cap - 1)];
+    else
+        return NULL; /* no id set yet */
+    for (; c != NULL; c = linear ? c->next : c->rid_hnext)
         if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
             memcmp(c->rid, id, n) == 0)
             return c;
@@ -415,8 +416,6 @@ void zm_route_forget(zm_sock *s, zm_conn *c)
     zm_pub_forget(s, c);
     if (s->rr == c)
         s->rr = c->next;
-    if (s->fq == c)
-        s->fq = c->next;
     if (s->req_peer == c)
         s->req_peer = NULL; /* the reply can no longer come */
     if (s->rep_peer == c)
@@ -469,7 +468,7 @@ static int unicast_more(zm_sock *s, const void *data, size_t n, int more)
 /* DEALER, PUSH: round-robin over the peers that can take it. */
 static int lb_send(zm_sock *s, const void *data, size_t n, int more)
 {
-    zm_conn *c = pick_next(s, &s->rr, PICK_OUT);
+    zm_conn *c = pick_out(s);
 
     if (c == NULL)
         return -EAGAIN;
@@ -512,7 +511,7 @@ static int req_send(zm_sock *s, const void *data, size_t n, int more)
             zm_msg_clear(&junk);
             ZM_STAT_ADD(s->stats.dropped_msgs, 1);
         }
-    c = pick_next(s, &s->rr, PICK_OUT);
+    c = pick_out(s);
     if (c == NULL)
         return -EAGAIN;
     if (s->req_correlate) {
@@ -669,7 +668,7 @@ static int no_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
 static int fq_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
                    size_t *prefix_len)
 {
-    zm_conn *c = pick_next(s, &s->fq, PICK_IN);
+    zm_conn *c = pick_in(s);
 
     (void)prefix;
     (void)prefix_len;
@@ -684,7 +683,7 @@ static int fq_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
 static int router_recv(zm_sock *s, zm_msg *out, const unsigned char **prefix,
                        size_t *prefix_len)
 {
-    zm_conn *c = pick_next(s, &s->fq, PICK_IN);
+    zm_conn *c = pick_in(s);
 
     if (c == NULL)
         return -EAGAIN;
@@ -734,7 +733,7 @@ static int recv_enveloped(zm_sock *s, zm_msg *out, zm_msg *env,
     int req = env == NULL;
 
     for (;;) {
-        zm_conn *c = req ? req_source(s) : pick_next(s, &s->fq, PICK_IN);
+        zm_conn *c = req ? req_source(s) : pick_in(s);
         zm_msg *m;
         zm_frame *f;
         size_t i;
