@@ -183,7 +183,15 @@ def _conflated(t: Any, last: bytes) -> List[bytes]:
     while not got or got[-1] != last:
         # poll, then recv: a libzmq CONFLATE socket (the oracle) once let a
         # blocking recv time out with the message there (seen under load)
-        got.append(recv_driven(t))
+        try:
+            got.append(recv_driven(t))
+        except AssertionError:
+            if isinstance(t, zmq.Socket):
+                # The oracle, not zmtp: libzmq 4.3.5's CONFLATE reader has
+                # also missed its wake-up for good (2 of ~4 000 tests in a
+                # clean-clone run, 2026-12-06): not a verdict on zmtp.
+                pytest.xfail("libzmq 4.3.5's CONFLATE socket (the oracle) never saw the message")
+            raise
     assert [int(g) for g in got[:-1]] == sorted(int(g) for g in got[:-1])
     assert len(got) < 50, got
     with pytest.raises((zmtp.Again, zmq.Again)):
