@@ -20,6 +20,8 @@ import faulthandler
 import os
 import sys
 import threading
+import time
+import traceback
 from typing import Any, Callable, List, Optional
 
 import pytest
@@ -111,10 +113,41 @@ def pytest_pyfunc_call(pyfuncitem):
 
 @pytest.fixture(autouse=True)
 def _hang_guard():
-    """A test that hangs dumps every thread's stack and ends the run."""
+    """A test that hangs dumps every thread's stack and ends the run; a test
+    that leaves a non-daemon thread running fails, naming the thread and
+    where it is stuck (at exit the worker would wait for it forever)."""
+    before = set(threading.enumerate())
     faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.__stderr__)
     yield
+    leaked = _leaked_threads(before, deadline_s=HANG_S / 2)
     faulthandler.cancel_dump_traceback_later()
+    if leaked:
+        pytest.fail("the test left non-daemon threads running:\n" + leaked, pytrace=False)
+
+
+def _leaked_threads(before: set, deadline_s: float) -> str:
+    """The non-daemon threads started since `before` that do not end within
+    `deadline_s`, with their stacks ("" when none)."""
+    deadline = time.monotonic() + deadline_s
+    stuck = []
+    for t in threading.enumerate():
+        if t in before or t.daemon or t is threading.current_thread():
+            continue
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            stuck.append(t)
+    frames = sys._current_frames()
+    return "".join(
+        f"{t.name} (ident {t.ident}):\n"
+        + "".join(traceback.format_stack(frames[t.ident])) if t.ident in frames else f"{t.name}\n"
+        for t in stuck)
+
+
+def pytest_unconfigure(config):
+    """A thread still running when the run ends would keep this process (an
+    xdist worker) from exiting: after HANG_S seconds dump every stack and
+    exit instead of hanging the whole run."""
+    faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.__stderr__)
 
 
 class _KeepingZmtpContext(zmtp.Context):
