@@ -11,7 +11,8 @@
  * waits for the child's echo, COUNT times after a warm-up, and prints the
  * median and the 99th percentile of the round trips.
  *
- * Plain write/read loops with 4 MiB socket buffers: small messages go
+ * Plain write/read loops with 4 MiB socket buffers (ZMTP_PERF_C_SNDBUF and
+ * ZMTP_PERF_C_RCVBUF override them, in bytes; 0 leaves the kernel's): small messages go
  * through a 256 KiB buffer each way (one syscall per batch, as any stream
  * protocol does); a message at least that large is written with writev()
  * of its header and its bytes and read straight into its own buffer.
@@ -182,11 +183,21 @@ static size_t recv_msg(struct conn *c, unsigned char *dst, size_t cap)
     return size;
 }
 
+/* A socket buffer size: $NAME in bytes when set (0: the kernel's own,
+ * autotuned on tcp), else SOCKBUF. */
+static int buf_size(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? atoi(v) : SOCKBUF;
+}
+
 static void tune(int fd, int tcp)
 {
-    int big = SOCKBUF, one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    int snd = buf_size("ZMTP_PERF_C_SNDBUF"), rcv = buf_size("ZMTP_PERF_C_RCVBUF"), one = 1;
+    if (snd > 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+    if (rcv > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
     if (tcp)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
