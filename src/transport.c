@@ -246,11 +246,37 @@ static int tune_open(int fd, int family, const zm_sockopts *o)
     return rc;
 }
 
+/* Is the connected descriptor's peer this host's loopback (127.0.0.0/8,
+ * ::1, or ::ffff:127.x.y.z)? */
+static int peer_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
 /* What libzmq's tune_tcp_socket, tune_tcp_keepalives and tune_tcp_maxrt
- * apply to a connected descriptor.  0 or -errno. */
+ * apply to a connected descriptor, and zmtp's loopback send buffer: with
+ * SNDBUF unset, a connection to this host's loopback gets
+ * ZM_LOOPBACK_SNDBUF instead of the kernel's autotuning (which grows it to
+ * tcp_wmem's 4 MiB: bytes in flight that no longer fit the CPU cache;
+ * docs/decisions.md, "Loopback send buffer").  0 or -errno. */
 static int tune_connected(int fd, const zm_sockopts *o)
 {
     int rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+
+    if (rc == 0 && o->sndbuf < 0 && peer_is_loopback(fd))
+        (void)set_int(fd, SOL_SOCKET, SO_SNDBUF, ZM_LOOPBACK_SNDBUF);
 
     if (rc == 0 && o->keepalive != -1) {
         rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, o->keepalive);

@@ -21,6 +21,11 @@
 
 #define ZM_ENDPOINT_MAX 300
 
+/* SO_SNDBUF of a tcp connection to this host's loopback when the SNDBUF
+ * option is unset (-1): the kernel keeps twice it, 1 MiB.  Measured on
+ * 1 MiB to 64 MiB streams (docs/decisions.md, "Loopback send buffer"). */
+#define ZM_LOOPBACK_SNDBUF (512 * 1024)
+
 enum zm_transport { ZM_TR_TCP = 1, ZM_TR_IPC = 2 };
 
 /*

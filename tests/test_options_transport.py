@@ -128,6 +128,21 @@ def _lib_ctx(lib: ModuleType, ctx: Any, zctx: Any) -> Any:
     return ctx if lib is zmtp else zctx
 
 
+#: zmtp's SO_SNDBUF for a tcp connection to the loopback when SNDBUF is
+#: unset (src/transport.h ZM_LOOPBACK_SNDBUF; docs/decisions.md, "Loopback
+#: send buffer"); libzmq leaves the kernel's autotuning.  Linux keeps twice it.
+LOOPBACK_SNDBUF = 512 * 1024
+
+
+def _pop_loopback_sndbuf(ours: Dict[str, Dict[str, Any]], theirs: Dict[str, Dict[str, Any]]) -> Dict[str, int]:
+    """Take SO_SNDBUF out of zmtp's and pyzmq's readings of the accepted and
+    dialled descriptors (they differ on purpose: zmtp's loopback send
+    buffer); return zmtp's."""
+    for role in ("accepted", "dialled"):
+        theirs[role].pop("sndbuf")
+    return {role: ours[role].pop("sndbuf") for role in ("accepted", "dialled")}
+
+
 def tcp_readings(lib: ModuleType, c: Any, opts: Dict[str, Any], endpoint: str = "tcp://127.0.0.1:*",
                  connect_to: Any = None) -> Dict[str, Dict[str, Any]]:
     """Bind a PULL and connect a PUSH of ``lib``, both with ``opts``; the
@@ -221,11 +236,34 @@ def test_tcp_options_reach_the_kernel_as_libzmq(backend, ctx, zctx):
         assert (k["user_timeout"], k["tos"], k["nodelay"]) == (1234, 0x28, 1), role
         assert (k["sndbuf"], k["rcvbuf"]) == (2 * 65536, 2 * 98304), role  # Linux doubles them
     assert ours["listener"]["backlog"] == 7 and ours["listener"]["tos"] == 0x28
-    # and untuned: the kernel's defaults, as pyzmq leaves them
+    # and untuned: the kernel's defaults, as pyzmq leaves them, but for
+    # zmtp's loopback send buffer (test_loopback_send_buffer)
     plain, pplain = tcp_readings(zmtp, ctx, {}), tcp_readings(zmq, zctx, {})
     assert (plain["listener"].pop("backlog"), pplain["listener"].pop("backlog")) == (128, 100)
+    assert _pop_loopback_sndbuf(plain, pplain) == {"accepted": 2 * LOOPBACK_SNDBUF, "dialled": 2 * LOOPBACK_SNDBUF}
     assert plain == pplain
     assert plain["accepted"]["keepalive"] == 0 and plain["dialled"]["user_timeout"] == 0
+
+
+def test_loopback_send_buffer(backend, ctx, zctx):
+    """SNDBUF unset: a connection to the loopback (127.0.0.0/8, and an
+    IPv4 peer of a dual-stack socket, ::ffff:127.0.0.1) gets zmtp's
+    loopback send buffer on both ends, where libzmq leaves the kernel's
+    autotuning (which starts lower); SNDBUF set: exactly that, as libzmq;
+    RCVBUF is never touched."""
+    plain, pplain = tcp_readings(zmtp, ctx, {}), tcp_readings(zmq, zctx, {})
+    for role in ("accepted", "dialled"):
+        assert plain[role]["sndbuf"] == 2 * LOOPBACK_SNDBUF, role
+        assert pplain[role]["sndbuf"] != 2 * LOOPBACK_SNDBUF, role  # a default, not ours
+        assert plain[role]["rcvbuf"] == pplain[role]["rcvbuf"], role
+    other = tcp_readings(zmtp, ctx, {}, "tcp://127.0.0.2:*")  # all of 127.0.0.0/8
+    assert other["dialled"]["sndbuf"] == other["accepted"]["sndbuf"] == 2 * LOOPBACK_SNDBUF
+    mapped = tcp_readings(zmtp, ctx, {"ipv6": 1}, "tcp://*:*",
+                          connect_to=lambda ep: "tcp://127.0.0.1:" + ep.rsplit(":", 1)[1])
+    assert mapped["accepted"]["family"] == socket.AF_INET6  # its peer is ::ffff:127.0.0.1
+    assert mapped["accepted"]["sndbuf"] == mapped["dialled"]["sndbuf"] == 2 * LOOPBACK_SNDBUF
+    small = tcp_readings(zmtp, ctx, {"sndbuf": 65536})
+    assert small["accepted"]["sndbuf"] == small["dialled"]["sndbuf"] == 2 * 65536
 
 
 def test_options_set_after_bind_or_connect_apply_later(backend, ctx, zctx):
@@ -395,6 +433,7 @@ def test_ipv6_interop_both_directions(backend, ctx, zctx):
     for role in ("accepted", "dialled"):
         assert r[role]["family"] == socket.AF_INET6 and r[role]["tclass"] == 0x28
     r["listener"].pop("backlog"), pr["listener"].pop("backlog")
+    assert _pop_loopback_sndbuf(r, pr) == {"accepted": 2 * LOOPBACK_SNDBUF, "dialled": 2 * LOOPBACK_SNDBUF}
     assert r == pr
 
 
