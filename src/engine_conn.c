@@ -1539,7 +1539,7 @@ void zm_conn_write(zm_sock *s, zm_conn *c, int64_t now)
  * and redials, as libzmq), CONNECTED, the handshake starts. */
 static void conn_connected(zm_sock *s, zm_conn *c, int64_t now)
 {
-    int rc = zm_connect_tune(c->fd, c->addr.transport, &c->tcp);
+    int rc = zm_connect_tune(c->fd, &c->addr, &c->tcp);
 
     c->connect_deadline_ns = 0;
     if (rc < 0) {

@@ -246,19 +246,15 @@ static int tune_open(int fd, int family, const zm_sockopts *o)
     return rc;
 }
 
-/* Is the connected descriptor's peer this host's loopback (127.0.0.0/8,
- * ::1, or ::ffff:127.x.y.z)? */
-static int peer_is_loopback(int fd)
+/* Is a connection's peer address this host's loopback (127.0.0.0/8, ::1,
+ * or ::ffff:127.x.y.z)?  From the address dialled or accept4()'s: no
+ * syscall of its own. */
+static int is_loopback(const struct sockaddr_storage *ss)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
-    if (ss.ss_family == AF_INET6) {
-        const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
         return IN6_IS_ADDR_LOOPBACK(a) ||
                (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     }
@@ -271,11 +267,12 @@ static int peer_is_loopback(int fd)
  * ZM_LOOPBACK_SNDBUF instead of the kernel's autotuning (which grows it to
  * tcp_wmem's 4 MiB: bytes in flight that no longer fit the CPU cache;
  * docs/decisions.md, "Loopback send buffer").  0 or -errno. */
-static int tune_connected(int fd, const zm_sockopts *o)
+static int tune_connected(int fd, const zm_sockopts *o,
+                          const struct sockaddr_storage *peer)
 {
     int rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 
-    if (rc == 0 && o->sndbuf < 0 && peer_is_loopback(fd))
+    if (rc == 0 && o->sndbuf < 0 && is_loopback(peer))
         (void)set_int(fd, SOL_SOCKET, SO_SNDBUF, ZM_LOOPBACK_SNDBUF);
 
     if (rc == 0 && o->keepalive != -1) {
@@ -438,9 +435,9 @@ fail:
     return rc;
 }
 
-int zm_connect_tune(int fd, int transport, const zm_sockopts *o)
+int zm_connect_tune(int fd, const zm_addr *a, const zm_sockopts *o)
 {
-    return transport == ZM_TR_TCP ? tune_connected(fd, o) : 0;
+    return a->transport == ZM_TR_TCP ? tune_connected(fd, o, &a->ss) : 0;
 }
 
 int zm_connect_result(int fd)
@@ -455,16 +452,19 @@ int zm_connect_result(int fd)
 
 int zm_accept(int listen_fd, int transport, const zm_sockopts *o)
 {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
     int fd, rc;
 
     ZM_COUNT(ZM_CNT_OTHER);
-    fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    fd = accept4(listen_fd, (struct sockaddr *)&peer, &len,
+                 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     if (transport != ZM_TR_TCP)
         return fd;
-    rc = tune_connected(fd, o);
+    rc = tune_connected(fd, o, &peer);
     if (rc == 0 && o->tos != 0)
         rc = set_tos(fd, o->tos);
     if (rc < 0) { /* libzmq: ACCEPT_FAILED (and the descriptor closed) */

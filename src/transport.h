@@ -101,9 +101,10 @@ int zm_listen_fd(int fd, zm_addr *a);
 int zm_connect_start(const zm_addr *a, const zm_sockopts *o,
                      int *in_progress);
 
-/* Tune a dialled descriptor once it is connected (NODELAY, keepalives,
- * maxrt: tcp only, as libzmq's tune_socket).  0 or -errno. */
-int zm_connect_tune(int fd, int transport, const zm_sockopts *o);
+/* Tune a dialled descriptor once it is connected to `a` (NODELAY,
+ * keepalives, maxrt: tcp only, as libzmq's tune_socket; and the loopback
+ * send buffer, ZM_LOOPBACK_SNDBUF).  0 or -errno. */
+int zm_connect_tune(int fd, const zm_addr *a, const zm_sockopts *o);
 
 /* 0 when the connect completed, else -errno (SO_ERROR). */
 int zm_connect_result(int fd);
