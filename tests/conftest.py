@@ -119,8 +119,8 @@ def _hang_guard():
     before = set(threading.enumerate())
     faulthandler.dump_traceback_later(HANG_S, exit=True, file=sys.__stderr__)
     yield
+    faulthandler.cancel_dump_traceback_later()  # the wait below is bounded
     leaked = _leaked_threads(before, deadline_s=HANG_S / 2)
-    faulthandler.cancel_dump_traceback_later()
     if leaked:
         pytest.fail("the test left non-daemon threads running:\n" + leaked, pytrace=False)
 
