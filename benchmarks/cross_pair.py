@@ -7,8 +7,9 @@ The C ends are benchmarks/c_zmtp_peer.c (blocking sockets, default buffers, writ
 straight into one buffer), compiled with ``cc -O2`` into the temp dir on first use. zmtp and pyzmq
 send and receive with copy=False. docs/performance.md, "tcp 256 KiB and 1 MiB".
 
-Run: ``python benchmarks/cross_pair.py SIZE COUNT [--rounds N] [--ends c,zmtp,pyzmq]``
-(zmtp from the PYTHONPATH in effect, as the other benchmarks).
+Run: ``python benchmarks/cross_pair.py SIZE COUNT [--rounds N] [--ends c,zmtp,pyzmq] [--only S:R]
+[--sndbuf BYTES]`` (zmtp from the PYTHONPATH in effect, as the other benchmarks; ``--only zmtp:c`` one
+pairing, e.g. under ``perf record -a``; ``--sndbuf`` the SNDBUF option of the zmtp and pyzmq senders).
 """
 import argparse
 import hashlib
@@ -39,7 +40,10 @@ s.close(linger=0); ctx.term()
 PUSH = r'''
 import sys
 lib = __import__(sys.argv[1])
-ctx = lib.Context(); s = ctx.socket(lib.PUSH); s.connect("tcp://127.0.0.1:" + sys.argv[2])
+ctx = lib.Context(); s = ctx.socket(lib.PUSH)
+if int(sys.argv[5]) >= 0:
+    s.sndbuf = int(sys.argv[5])
+s.connect("tcp://127.0.0.1:" + sys.argv[2])
 m = b"x" * int(sys.argv[3])
 for _ in range(int(sys.argv[4])):
     s.send(m, copy=False)
@@ -64,7 +68,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def one(exe: str, sender: str, receiver: str, size: int, count: int) -> float:
+def one(exe: str, sender: str, receiver: str, size: int, count: int, sndbuf: int) -> float:
     """One stream; the receiver's msg/s."""
     port = str(free_port())
     if receiver == "c":
@@ -78,7 +82,8 @@ def one(exe: str, sender: str, receiver: str, size: int, count: int) -> float:
         if sender == "c":
             sargs = [exe, "push", port, str(size), str(count)]
         else:
-            sargs = [sys.executable, "-c", PUSH, {"pyzmq": "zmq"}.get(sender, sender), port, str(size), str(count)]
+            sargs = [sys.executable, "-c", PUSH, {"pyzmq": "zmq"}.get(sender, sender), port, str(size), str(count),
+                     str(sndbuf)]
         subprocess.run(sargs, check=True, timeout=300)
         out = rx.communicate(timeout=300)[0]
     finally:
@@ -97,15 +102,20 @@ def main() -> None:
     p.add_argument("count", type=int)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--ends", default="c,zmtp,pyzmq", help="comma-separated, from c, zmtp, pyzmq")
+    p.add_argument("--only", help="one pairing, SENDER:RECEIVER (e.g. zmtp:c)")
+    p.add_argument("--sndbuf", type=int, default=-1, help="SNDBUF of the zmtp and pyzmq senders (-1: unset)")
     a = p.parse_args()
     ends = a.ends.split(",")
+    for end in ends + (a.only.split(":") if a.only else []):
+        if end not in ("c", "zmtp", "pyzmq"):
+            p.error(f"unknown end {end!r}: c, zmtp or pyzmq")
     exe = build()
-    pairs = [(s, r) for s in ends for r in ends]
+    pairs = [tuple(a.only.split(":", 1))] if a.only else [(s, r) for s in ends for r in ends]
     rates = {pair: [] for pair in pairs}
     t0 = time.monotonic()
     for _ in range(a.rounds):
         for pair in pairs:
-            rates[pair].append(one(exe, *pair, a.size, a.count))
+            rates[pair].append(one(exe, *pair, a.size, a.count, a.sndbuf))
     base = statistics.median(rates[("c", "c")]) if ("c", "c") in rates else None
     print(f"PUSH -> PULL, {a.size} B x {a.count}, tcp, median of {a.rounds} interleaved rounds "
           f"({time.monotonic() - t0:.0f} s); ratio: to C -> C")
