@@ -8,8 +8,8 @@ straight into one buffer), compiled with ``cc -O2`` into the temp dir on first u
 send and receive with copy=False. docs/performance.md, "tcp 256 KiB and 1 MiB".
 
 Run: ``python benchmarks/cross_pair.py SIZE COUNT [--rounds N] [--ends c,zmtp,pyzmq] [--only S:R]
-[--sndbuf BYTES]`` (zmtp from the PYTHONPATH in effect, as the other benchmarks; ``--only zmtp:c`` one
-pairing, e.g. under ``perf record -a``; ``--sndbuf`` the SNDBUF option of the zmtp and pyzmq senders).
+[--sndbuf BYTES] [--rcvbuf BYTES]`` (zmtp from the PYTHONPATH in effect, as the other benchmarks; ``--only zmtp:c`` one
+pairing, e.g. under ``perf record -a``; ``--sndbuf`` / ``--rcvbuf`` the SNDBUF / RCVBUF option of the zmtp and pyzmq senders / receivers).
 """
 import argparse
 import hashlib
@@ -27,7 +27,10 @@ SOURCE = os.path.join(HERE, "c_zmtp_peer.c")
 PULL = r'''
 import sys, time
 lib = __import__(sys.argv[1])
-ctx = lib.Context(); s = ctx.socket(lib.PULL); s.bind("tcp://127.0.0.1:" + sys.argv[2])
+ctx = lib.Context(); s = ctx.socket(lib.PULL)
+if int(sys.argv[4]) >= 0:
+    s.rcvbuf = int(sys.argv[4])
+s.bind("tcp://127.0.0.1:" + sys.argv[2])
 print("ready", flush=True)
 n = int(sys.argv[3]); s.recv(copy=False); t0 = time.perf_counter()
 for _ in range(n - 1):
@@ -68,13 +71,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def one(exe: str, sender: str, receiver: str, size: int, count: int, sndbuf: int) -> float:
+def one(exe: str, sender: str, receiver: str, size: int, count: int, sndbuf: int, rcvbuf: int) -> float:
     """One stream; the receiver's msg/s."""
     port = str(free_port())
     if receiver == "c":
         rargs = [exe, "pull", port, str(count)]
     else:
-        rargs = [sys.executable, "-c", PULL, {"pyzmq": "zmq"}.get(receiver, receiver), port, str(count)]
+        rargs = [sys.executable, "-c", PULL, {"pyzmq": "zmq"}.get(receiver, receiver), port, str(count),
+                 str(rcvbuf)]
     rx = subprocess.Popen(rargs, stdout=subprocess.PIPE, text=True)
     try:
         if rx.stdout.readline().strip() != "ready":
@@ -104,6 +108,7 @@ def main() -> None:
     p.add_argument("--ends", default="c,zmtp,pyzmq", help="comma-separated, from c, zmtp, pyzmq")
     p.add_argument("--only", help="one pairing, SENDER:RECEIVER (e.g. zmtp:c)")
     p.add_argument("--sndbuf", type=int, default=-1, help="SNDBUF of the zmtp and pyzmq senders (-1: unset)")
+    p.add_argument("--rcvbuf", type=int, default=-1, help="RCVBUF of the zmtp and pyzmq receivers (-1: unset)")
     a = p.parse_args()
     ends = a.ends.split(",")
     for end in ends + (a.only.split(":") if a.only else []):
@@ -115,7 +120,7 @@ def main() -> None:
     t0 = time.monotonic()
     for _ in range(a.rounds):
         for pair in pairs:
-            rates[pair].append(one(exe, *pair, a.size, a.count, a.sndbuf))
+            rates[pair].append(one(exe, *pair, a.size, a.count, a.sndbuf, a.rcvbuf))
     base = statistics.median(rates[("c", "c")]) if ("c", "c") in rates else None
     print(f"PUSH -> PULL, {a.size} B x {a.count}, tcp, median of {a.rounds} interleaved rounds "
           f"({time.monotonic() - t0:.0f} s); ratio: to C -> C")
