@@ -148,11 +148,12 @@ PyObject *zm_py_set_option_names(PyObject *module, PyObject *names)
 /* Options: one table                                                 */
 /* ------------------------------------------------------------------ */
 
-/* An int option's value must be an int, not a bool: 0, or -1 with a
- * TypeError naming the option. */
+/* An int option's value must be an int (True and False are 1 and 0, as
+ * pyzmq takes them: `s.immediate = True`): 0, or -1 with a TypeError
+ * naming the option. */
 static int check_int(PyObject *value, const char *name)
 {
-    if (!PyLong_Check(value) || PyBool_Check(value)) {
+    if (!PyLong_Check(value)) {
         PyErr_Format(PyExc_TypeError, "option %s takes an int, not %.100s",
                      name, Py_TYPE(value)->tp_name);
         return -1;
@@ -174,7 +175,7 @@ static int get_bytes_option(PyObject *value, Py_buffer *view,
     return 0;
 }
 
-/* An int option's value: an int (not a bool) within lo..hi, else TypeError
+/* An int option's value: an int (a bool too) within lo..hi, else TypeError
  * or EINVAL naming the option; *out is written only when it is good. */
 static int int_option(zmtp_state *st, PyObject *value, const char *name,
                       long lo, long hi, int *out)
@@ -424,9 +425,7 @@ static int set_plain_server(SocketObject *self, const sockopt *o,
     int v;
 
     /* True/False too: pyzmq's examples write `plain_server = True` */
-    if (PyBool_Check(value))
-        v = value == Py_True;
-    else if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
+    if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
         return -1;
     self->s.mech_cfg.as_server = v;
     self->s.mech_ops = v ? &zm_mech_plain : NULL;
@@ -550,10 +549,7 @@ static int set_curve_server(SocketObject *self, const sockopt *o,
 
     /* True/False too: ipykernel sets `curve_server = True` (pyzmq takes
      * any int, and a bool is one) */
-    if (PyBool_Check(value))
-        on = value == Py_True;
-    else if (int_option(self->st, value, o->name, INT32_MIN, INT32_MAX,
-                        &on) < 0)
+    if (int_option(self->st, value, o->name, INT32_MIN, INT32_MAX, &on) < 0)
         return -1;
     if (on == 0) {
         self->s.mech_ops = NULL; /* libzmq: mechanism NULL */
@@ -637,9 +633,7 @@ static int set_ipv6(SocketObject *self, const sockopt *o, PyObject *value)
 {
     int v;
 
-    if (PyBool_Check(value))
-        v = value == Py_True;
-    else if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
+    if (int_option(self->st, value, o->name, 0, 1, &v) < 0)
         return -1;
     self->s.tcp.ipv6 = o->off == offsetof(SocketObject, s.tcp.ipv6) ? v : !v;
     return 0;

@@ -172,6 +172,32 @@ def tcp_readings(lib: ModuleType, c: Any, opts: Dict[str, Any], endpoint: str = 
 
 # ======================================================= values
 
+#: int options a pyzmq program sets with True / False (a bool is an int in
+#: Python, and pyzmq takes it): (socket type, attribute)
+BOOL_OPTIONS = [("REQ", "immediate"), ("REQ", "linger"), ("REQ", "ipv6"), ("REQ", "tcp_keepalive"),
+                ("ROUTER", "router_mandatory"), ("PULL", "conflate"), ("REQ", "req_relaxed"),
+                ("XPUB", "xpub_verbose"), ("DEALER", "probe_router"), ("REQ", "sndhwm")]
+
+
+@pytest.mark.parametrize("kind,name", BOOL_OPTIONS)
+def test_int_options_take_bools_as_pyzmq(kind, name, ctx, zctx):
+    """`s.immediate = True`, `s.setsockopt(LINGER, False)`: 1 and 0, as
+    pyzmq (a write-only option is set without error by both)."""
+    for lib, c in ((zmtp, ctx), (zmq, zctx)):
+        s = c.socket(getattr(lib, kind))
+        try:
+            for value in (True, False):
+                setattr(s, name, value)
+                s.setsockopt(getattr(lib, name.upper()), value)
+                try:
+                    got = getattr(s, name)
+                except (AttributeError, zmq.ZMQError, zmtp.ZMQError):
+                    continue  # write-only (libzmq: ROUTER_MANDATORY...; pyzmq says AttributeError)
+                assert got == int(value), (lib.__name__, name, value, got)
+        finally:
+            s.close(linger=0)
+
+
 @pytest.mark.parametrize("lib", [zmtp, zmq], ids=["zmtp", "pyzmq"])
 def test_defaults_as_libzmq(lib, ctx, zctx):
     """Every option reads libzmq's default; BACKLOG is zmtp's 128 (libzmq
