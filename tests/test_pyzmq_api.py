@@ -311,6 +311,35 @@ def test_context_socket_option_defaults(backend):
         c.term()
 
 
+def test_context_blocky(backend):
+    """BLOCKY (libzmq's context option, 1 by default): set to 0, the
+    sockets made from then on start with LINGER 0, so closing one with
+    output queued does not wait; sockets made before keep theirs; a LINGER
+    default set on the context still wins; any non-zero value reads 1."""
+    for mod in (zmtp, zmq):
+        c = mod.Context()
+        before = c.socket(mod.PUSH)
+        assert c.get(mod.BLOCKY) == 1
+        c.set(mod.BLOCKY, 0)
+        assert c.get(mod.BLOCKY) == 0
+        after = c.socket(mod.PUSH)
+        assert after.linger == 0
+        assert before.linger == (zmtp.DEFAULT_LINGER if mod is zmtp else -1)  # zmtp's own default: docs/decisions.md
+        after.connect("tcp://127.0.0.1:1")  # never answers: its message stays queued
+        after.send(b"lost at term", mod.NOBLOCK)
+        c.setsockopt(mod.LINGER, 5)
+        last = c.socket(mod.PUSH)
+        assert last.linger == 5
+        c.set(mod.BLOCKY, 7)
+        assert c.get(mod.BLOCKY) == 1
+        before.close(linger=0)
+        t0 = time.monotonic()
+        after.close()  # its own LINGER, 0: the queued message is dropped at once
+        last.close()
+        c.term()
+        assert time.monotonic() - t0 < 5, mod.__name__
+
+
 def test_context_instance_is_fork_safe(tmp_path):
     script = textwrap.dedent(
         """

@@ -42,7 +42,11 @@ __all__ = ["Context"]
 _T = TypeVar("_T", bound="Context")
 
 # libzmq's values for the context options zmtp answers (zmq_ctx_get).
-_CTX_DEFAULTS = {IO_THREADS: 1, MAX_SOCKETS: 1023, SOCKET_LIMIT: 65535, MAX_MSGSZ: 2**31 - 1}
+#: ZMQ_BLOCKY (70): a context option in libzmq (zmq_ctx_set), a SocketOption
+#: member in pyzmq's enums.  0: the sockets made from then on start with
+#: LINGER 0 instead of -1 (libzmq's socket_base), so term() does not wait.
+_BLOCKY = int(SocketOption.BLOCKY)
+_CTX_DEFAULTS = {IO_THREADS: 1, MAX_SOCKETS: 1023, SOCKET_LIMIT: 65535, MAX_MSGSZ: 2**31 - 1, _BLOCKY: 1}
 _UNIMPLEMENTED_CTX_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_CONTEXT_OPTIONS.items()}
 _UNIMPLEMENTED_SOCK_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_SOCKET_OPTIONS.items()}
 
@@ -237,6 +241,8 @@ class Context(_OptionAttributes):
         sock = cls(self, socket_type, **kwargs)  # registers itself (_register_socket)
         if config is not None:
             config.apply(sock)
+        if not self.get(_BLOCKY):
+            sock.linger = 0  # libzmq: LINGER's default is 0 once BLOCKY is off
         for opt, value in self.sockopts.items():
             try:
                 sock.setsockopt(opt, value)
@@ -288,8 +294,12 @@ class Context(_OptionAttributes):
     def set(self, option: int, optval: int) -> None:
         """A context option (libzmq's zmq_ctx_set).  IO_THREADS and
         MAX_SOCKETS are accepted and remembered for get(), but zmtp has no
-        I/O threads and no socket limit; libzmq's others raise
+        I/O threads and no socket limit; BLOCKY 0 gives the sockets made
+        from then on LINGER 0 (libzmq's meaning); libzmq's others raise
         OptionNotImplemented, unknown numbers ZMQError(EINVAL)."""
+        if option == _BLOCKY:
+            self._ctxopts[_BLOCKY] = 1 if int(optval) != 0 else 0  # libzmq: any int, != 0 is on
+            return
         if option not in (IO_THREADS, MAX_SOCKETS):
             name = _UNIMPLEMENTED_CTX_BY_NUMBER.get(int(option))
             if name is not None:
@@ -301,7 +311,7 @@ class Context(_OptionAttributes):
 
     def get(self, option: int) -> int:
         """A context option (libzmq's zmq_ctx_get): IO_THREADS, MAX_SOCKETS,
-        SOCKET_LIMIT, MAX_MSGSZ; libzmq's others raise
+        SOCKET_LIMIT, MAX_MSGSZ, BLOCKY; libzmq's others raise
         OptionNotImplemented, unknown numbers ZMQError(EINVAL)."""
         if option in self._ctxopts:
             return self._ctxopts[option]
