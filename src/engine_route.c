@@ -369,10 +369,11 @@ static void conn_generate_rid(zm_sock *s, zm_conn *c)
     rid_set(s, c, id, sizeof(id));
 }
 
-/* The ACTIVE connection with routing id id[0..n) (ids are unique among
- * ACTIVE ones: router_admit), or NULL: from the id's bucket, or from all
- * the connections when the table could not grow (rid_linear). */
-static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
+/* The first connection with routing id id[0..n) that `usable` accepts, or
+ * NULL: from the id's bucket, or from all the connections when the table
+ * could not grow (rid_linear). */
+static zm_conn *rid_lookup(zm_sock *s, const void *id, size_t n,
+                           int (*usable)(const zm_conn *))
 {
     zm_conn *c;
     int linear = s->rid_linear;
@@ -384,10 +385,21 @@ static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
     else
         return NULL; /* no id set yet */
     for (; c != NULL; c = linear ? c->next : c->rid_hnext)
-        if (c->state == ZM_CS_ACTIVE && c->rid_len == n &&
-            memcmp(c->rid, id, n) == 0)
+        if (c->rid_len == n && usable(c) && memcmp(c->rid, id, n) == 0)
             return c;
     return NULL;
+}
+
+static int rid_active(const zm_conn *c)
+{
+    return c->state == ZM_CS_ACTIVE;
+}
+
+/* The ACTIVE connection with routing id id[0..n) (ids are unique among
+ * ACTIVE ones: router_admit), or NULL. */
+static zm_conn *find_rid(zm_sock *s, const void *id, size_t n)
+{
+    return rid_lookup(s, id, n, rid_active);
 }
 
 /* PAIR's one peer: the connection whose handshake is done, else one we
@@ -485,6 +497,25 @@ static int pair_send(zm_sock *s, const void *data, size_t n, int more)
     return send_to(s, c, data, n, more);
 }
 
+/* REQ: drop every message queued by a connection other than `keep` (NULL:
+ * all of them): not replies.  Walks the input list (the connections with
+ * input), not every connection; conn_pop takes a connection it empties
+ * out of the list, hence `next` first. */
+static void req_drop_queued(zm_sock *s, const zm_conn *keep)
+{
+    zm_conn *o, *next;
+
+    for (o = s->in_head; o != NULL; o = next) {
+        next = o->in_next;
+        while (o != keep && o->inq.n > 0) {
+            zm_msg junk;
+            conn_pop(o, &junk);
+            zm_msg_clear(&junk);
+            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
+        }
+    }
+}
+
 /* REQ: one request at a time, round-robin, after an empty delimiter; the
  * reply must come from that peer. */
 static int req_send(zm_sock *s, const void *data, size_t n, int more)
@@ -504,13 +535,7 @@ static int req_send(zm_sock *s, const void *data, size_t n, int more)
     /* As libzmq's req.cpp: drop whatever is still queued before a new
      * request, so a late reply to an earlier one is never taken for
      * the answer to this one. */
-    for (zm_conn *o = s->conns; o != NULL; o = o->next)
-        while (o->inq.n > 0) {
-            zm_msg junk;
-            conn_pop(o, &junk);
-            zm_msg_clear(&junk);
-            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
-        }
+    req_drop_queued(s, NULL);
     c = pick_out(s);
     if (c == NULL)
         return -EAGAIN;
@@ -586,17 +611,20 @@ static int router_send(zm_sock *s, const void *data, size_t n, int more)
     return 0;
 }
 
-/* STREAM: the connection with routing id `id`: an ACTIVE one, or one we
- * dialled that is not up yet (its id is known from connect() on, and
- * what is sent to it waits for the connection, as in libzmq's pipe). */
+/* STREAM: a connection a send may name: an ACTIVE one, or one we dialled
+ * that is not up yet (its id is known from connect() on, and what is sent
+ * to it waits for the connection, as in libzmq's pipe). */
+static int stream_usable(const zm_conn *c)
+{
+    return c->state != ZM_CS_DEAD && !c->raw_closing &&
+           (c->state == ZM_CS_ACTIVE || c->connecter);
+}
+
+/* STREAM: the connection with routing id `id` (from the id's bucket, as
+ * ROUTER's: every STREAM id is set by rid_set too). */
 static zm_conn *stream_find(zm_sock *s, const void *id, size_t n)
 {
-    for (zm_conn *c = s->conns; c != NULL; c = c->next)
-        if (c->state != ZM_CS_DEAD && !c->raw_closing && c->rid_len == n &&
-            (c->state == ZM_CS_ACTIVE || c->connecter) &&
-            memcmp(c->rid, id, n) == 0)
-            return c;
-    return NULL;
+    return rid_lookup(s, id, n, stream_usable);
 }
 
 /* STREAM: the first frame names the peer.  Unlike ROUTER it is always
@@ -702,13 +730,7 @@ static zm_conn *req_source(zm_sock *s)
 
     if (c != NULL && c->inq.n > 0)
         return c;
-    for (zm_conn *o = s->conns; o != NULL; o = o->next)
-        while (o != c && o->inq.n > 0) {
-            zm_msg junk;
-            conn_pop(o, &junk);
-            zm_msg_clear(&junk);
-            ZM_STAT_ADD(s->stats.dropped_msgs, 1);
-        }
+    req_drop_queued(s, c);
     return NULL;
 }
 
