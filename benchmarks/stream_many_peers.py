@@ -1,6 +1,6 @@
 """A zmtp STREAM socket with K raw tcp peers (plain Python sockets, this process) answering each in turn:
 prints sends/s of [id, data] to a named peer, the cost the routing-id lookup adds with K connected
-(docs/performance.md, "Many peers"). Then a REQ connected to K listeners that never speak ZMTP and to
+(docs/performance.md, "Many peers: STREAM's lookup..."). Then a REQ connected to K listeners that never speak ZMTP and to
 one REP (zmtp, same context), round trips with the REP: the cost K connections add to a REQ's send and
 receive.
 
