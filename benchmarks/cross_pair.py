@@ -24,13 +24,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "c_zmtp_peer.c")
 
-PULL = r'''
+#: Each end's start: the library (argv[1]), its socket, the buffer option from argv[buf_arg] (-1: unset),
+#: bound or connected on tcp port argv[2].
+OPEN = '''
 import sys, time
 lib = __import__(sys.argv[1])
-ctx = lib.Context(); s = ctx.socket(lib.PULL)
-if int(sys.argv[4]) >= 0:
-    s.rcvbuf = int(sys.argv[4])
-s.bind("tcp://127.0.0.1:" + sys.argv[2])
+ctx = lib.Context(); s = ctx.socket(lib.{kind})
+if int(sys.argv[{buf_arg}]) >= 0:
+    s.{buf} = int(sys.argv[{buf_arg}])
+s.{how}("tcp://127.0.0.1:" + sys.argv[2])
+'''
+
+PULL = OPEN.format(kind="PULL", buf="rcvbuf", buf_arg=4, how="bind") + r'''
 print("ready", flush=True)
 n = int(sys.argv[3]); s.recv(copy=False); t0 = time.perf_counter()
 for _ in range(n - 1):
@@ -40,13 +45,7 @@ print("msg_s %.1f" % ((n - 1) / (time.perf_counter() - t0)), flush=True)
 s.close(linger=0); ctx.term()
 '''
 
-PUSH = r'''
-import sys
-lib = __import__(sys.argv[1])
-ctx = lib.Context(); s = ctx.socket(lib.PUSH)
-if int(sys.argv[5]) >= 0:
-    s.sndbuf = int(sys.argv[5])
-s.connect("tcp://127.0.0.1:" + sys.argv[2])
+PUSH = OPEN.format(kind="PUSH", buf="sndbuf", buf_arg=5, how="connect") + r'''
 m = b"x" * int(sys.argv[3])
 for _ in range(int(sys.argv[4])):
     s.send(m, copy=False)
