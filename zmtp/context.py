@@ -41,11 +41,11 @@ __all__ = ["Context"]
 
 _T = TypeVar("_T", bound="Context")
 
-# libzmq's values for the context options zmtp answers (zmq_ctx_get).
 #: ZMQ_BLOCKY (70): a context option in libzmq (zmq_ctx_set), a SocketOption
 #: member in pyzmq's enums.  0: the sockets made from then on start with
-#: LINGER 0 instead of -1 (libzmq's socket_base), so term() does not wait.
+#: LINGER 0 instead of the default (libzmq's socket_base: instead of -1).
 _BLOCKY = int(SocketOption.BLOCKY)
+# libzmq's values for the context options zmtp answers (zmq_ctx_get).
 _CTX_DEFAULTS = {IO_THREADS: 1, MAX_SOCKETS: 1023, SOCKET_LIMIT: 65535, MAX_MSGSZ: 2**31 - 1, _BLOCKY: 1}
 _UNIMPLEMENTED_CTX_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_CONTEXT_OPTIONS.items()}
 _UNIMPLEMENTED_SOCK_BY_NUMBER = {num: name for name, num in UNIMPLEMENTED_SOCKET_OPTIONS.items()}
