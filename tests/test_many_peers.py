@@ -33,7 +33,7 @@ import pytest
 import zmtp
 from zmtp import _zmtp
 
-from helpers import connect_to, psock, wait_for, zsock
+from helpers import TIMEOUT_MS, connect_to, psock, wait_for, zsock
 
 N_PEERS = 5000
 #: both ends of every peer's connection live in this process
@@ -209,13 +209,16 @@ def _io_per_request(transport: str, ctx: Any, zctx: Any, directory: str, idle: i
     import zmq
 
     router = zsock(ctx, zmtp.ROUTER, linger=0)
+    router.backlog = idle + 100  # all connect at once: no SYN dropped and retried seconds later
     endpoint = bind_endpoint(router, transport, directory, f"r{idle}")
     peers = [psock(zctx, zmq.DEALER) for _ in range(idle)]
     for d in peers:
         d.connect(endpoint)
         d.send(b"hello")
+    router.rcvtimeo = 60_000  # a loaded machine: 1 000 handshakes may leave a gap of seconds
     for _ in range(idle):  # every idle peer's handshake done and heard
         router.recv_multipart()
+    router.rcvtimeo = TIMEOUT_MS
     active = psock(zctx, zmq.DEALER)
     active.connect(endpoint)
     active.send(b"warm-up")
