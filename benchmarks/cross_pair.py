@@ -12,14 +12,15 @@ Run: ``python benchmarks/cross_pair.py SIZE COUNT [--rounds N] [--ends c,zmtp,py
 pairing, e.g. under ``perf record -a``; ``--sndbuf`` / ``--rcvbuf`` the SNDBUF / RCVBUF option of the zmtp and pyzmq senders / receivers).
 """
 import argparse
-import hashlib
 import os
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
+
+from zmtp.perf import cfloor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.join(HERE, "c_zmtp_peer.c")
@@ -54,13 +55,11 @@ s.close(linger=-1); ctx.term()
 
 
 def build() -> str:
-    """The C peer, compiled once per source version into the temp dir."""
-    with open(SOURCE, "rb") as f:
-        tag = hashlib.sha256(f.read()).hexdigest()[:12]
-    exe = os.path.join(tempfile.gettempdir(), f"zmtp-c_zmtp_peer-{tag}")
-    if not os.path.exists(exe):
-        subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-o", exe + ".tmp", SOURCE], check=True)
-        os.replace(exe + ".tmp", exe)
+    """The C peer, compiled once per source version (zmtp.perf's C floor
+    builder: cached in the temp dir)."""
+    exe, why = cfloor.build(Path(SOURCE))
+    if exe is None:
+        raise SystemExit(f"cross_pair.py: no C peer: {why}")
     return exe
 
 

@@ -43,13 +43,17 @@ def compiler() -> Optional[str]:
 _built: Dict[str, Tuple[Optional[str], Optional[str]]] = {}
 
 
-def build() -> Tuple[Optional[str], Optional[str]]:
-    """(the binary's path, None) or (None, why not); built once per source
-    content (cached in the temp dir; a concurrent build is harmless: each
-    writes its own file and renames it into place)."""
-    src = source_path()
-    if not src.is_file():
-        return None, f"{src} not found (a source checkout has it; or set {SOURCE_ENV})"
+def build(src: Optional[Path] = None) -> Tuple[Optional[str], Optional[str]]:
+    """(the binary's path, None) or (None, why not) for c_stream.c, or the C
+    program `src` (benchmarks/c_zmtp_peer.c); built once per source content
+    (cached in the temp dir; a concurrent build is harmless: each writes its
+    own file and renames it into place)."""
+    if src is None:
+        src = source_path()
+        if not src.is_file():
+            return None, f"{src} not found (a source checkout has it; or set {SOURCE_ENV})"
+    elif not src.is_file():
+        return None, f"{src} not found"
     cc = compiler()
     if cc is None:
         return None, f"no C compiler ({os.environ.get('CC', 'cc')} not found)"
@@ -58,10 +62,10 @@ def build() -> Tuple[Optional[str], Optional[str]]:
     if key in _built:
         return _built[key]
     out_dir = Path(tempfile.gettempdir()) / f"zmtp-perf-cfloor-{key}"
-    binary = out_dir / "c_stream"
+    binary = out_dir / src.stem
     if not binary.is_file():
         out_dir.mkdir(exist_ok=True)
-        tmp = out_dir / f"c_stream.{os.getpid()}.tmp"
+        tmp = out_dir / f"{src.stem}.{os.getpid()}.tmp"
         r = subprocess.run([cc, "-O2", "-o", str(tmp), str(src)], capture_output=True, text=True)
         if r.returncode != 0:
             _built[key] = (None, f"{cc} failed on {src.name}: {r.stderr.strip().splitlines()[-1:]}")
