@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from typing import Iterator, List, Tuple
 
@@ -36,9 +38,17 @@ def start(*args: str) -> subprocess.Popen:
 @contextmanager
 def pair(tool: str, endpoint: str, size: str, count: str,
          impl: str) -> Iterator[Tuple[subprocess.Popen, subprocess.Popen]]:
-    """``tool bind`` and ``tool connect`` on `endpoint`; both killed and reaped at the end."""
+    """``tool bind`` and ``tool connect`` on `endpoint`, the connect side
+    started once the bind side says it is bound (a connect racing the bind
+    retried for seconds on a loaded machine and the bind side's receive
+    timed out); both killed and reaped at the end."""
     common = [endpoint, size, count, "--impl", impl, "--timeout", "20"]
-    procs = [start(tool, "bind", *common), start(tool, "connect", *common)]
+    procs = [start(tool, "bind", *common)]
+    deadline = time.monotonic() + RUN_TIMEOUT_S / 3
+    while time.monotonic() < deadline and procs[0].poll() is None:
+        if select.select([procs[0].stderr], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            break  # "bound to ..." (or an error, which finish() reports)
+    procs.append(start(tool, "connect", *common))
     try:
         yield procs[0], procs[1]
     finally:
